@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/gateway"
+)
+
+// errInvalid reports that validation printed errors; the exit code is 1 and
+// nothing more needs printing.
+var errInvalid = errors.New("configuration is invalid")
+
+func runValidate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", "validate -c FILE", stderr)
+	file := fs.String("c", "", "configuration `file` to check (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "penstock validate: -c FILE is required")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*file)
+	if err == nil {
+		cfg.SetDefaults()
+		// Compiling catches what only the router and pools can tell (bad
+		// patterns, conflicting routes), exactly as serve would.
+		var s *gateway.Snapshot
+		if s, err = gateway.Compile(cfg, nil); err == nil {
+			s.Close()
+		}
+	}
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stderr, e)
+			}
+			fmt.Fprintf(stderr, "%s: %d error(s)\n", *file, len(errs))
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return errInvalid
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d routes)\n", *file, len(cfg.Listeners), len(cfg.Upstreams), len(cfg.Routes))
+	return nil
+}

@@ -1,0 +1,40 @@
+package demo
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// StartBackend serves the demo backend on address and returns its server.
+func StartBackend(address string) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo backend: listen %s: %w", address, err)
+	}
+	srv := &http.Server{Handler: (&Backend{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return srv, ln.Addr(), nil
+}
+
+// Banner is what `penstock serve` prints when it runs the demo: where it
+// listens and commands that exercise it.
+func Banner(httpAddr, httpsAddr, adminAddr string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\npenstock demo is running\n")
+	fmt.Fprintf(&b, "  http   http://%s   (HTTP/1.1, h2c)\n", httpAddr)
+	fmt.Fprintf(&b, "  https  https://%s  (HTTP/1.1, HTTP/2; self-signed certificate)\n", httpsAddr)
+	if adminAddr != "" {
+		fmt.Fprintf(&b, "  admin  http://%s/healthz\n", adminAddr)
+	}
+	fmt.Fprintf(&b, "\nTry:\n")
+	fmt.Fprintf(&b, "  curl -s http://%s/v1/models/resnet50/predict -d '{\"inputs\":[1,2,3]}'\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -sk --http2 https://%s/v1/models/resnet50/predict -d '{\"inputs\":[1,2,3]}'\n", httpsAddr)
+	fmt.Fprintf(&b, "  curl -sN http://%s/v1/models/llama-tiny/generate -d '{\"prompt\":\"hi\",\"max_tokens\":8}'\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n\n", httpAddr)
+	return b.String()
+}

@@ -1,0 +1,103 @@
+package stdhttp
+
+import (
+	"context"
+	"crypto/tls"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// Options configure one net/http server. Zero values mean net/http's own
+// defaults, so callers pass penstock's documented defaults explicitly.
+type Options struct {
+	// HTTP1 serves HTTP/1.x.
+	HTTP1 bool
+	// HTTP2 serves HTTP/2 over TLS (negotiated by ALPN).
+	HTTP2 bool
+	// H2C serves HTTP/2 over cleartext with prior knowledge (RFC 9113 §3.3).
+	H2C bool
+	// TLS, when non-nil, is the listener's TLS configuration.
+	TLS *tls.Config
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus headers.
+	MaxHeaderBytes int
+	// MaxConcurrentStreams bounds HTTP/2 streams per connection.
+	MaxConcurrentStreams int
+	// Logger receives the server's internal errors (TLS handshakes, bad
+	// requests) at debug level.
+	Logger *slog.Logger
+}
+
+// Server is one running net/http server.
+type Server struct {
+	srv *http.Server
+}
+
+// NewServer builds a server that hands requests to h.
+func NewServer(o Options, h exchange.Handler) *Server {
+	var p http.Protocols
+	p.SetHTTP1(o.HTTP1)
+	p.SetHTTP2(o.HTTP2 && o.TLS != nil)
+	p.SetUnencryptedHTTP2(o.H2C && o.TLS == nil)
+	srv := &http.Server{
+		Handler:           &Adapter{Handler: h},
+		Protocols:         &p,
+		TLSConfig:         o.TLS,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: o.MaxConcurrentStreams,
+		},
+	}
+	if o.Logger != nil {
+		// Handshake failures and malformed requests from the internet are
+		// routine; keep them out of the default log level.
+		srv.ErrorLog = log.New(slogWriter{o.Logger}, "", 0)
+	}
+	return &Server{srv: srv}
+}
+
+// Serve accepts connections on ln until Shutdown. With TLS options the
+// listener is wrapped here, so ln is a plain TCP listener in both cases.
+func (s *Server) Serve(ln net.Listener) error {
+	var err error
+	if s.srv.TLSConfig != nil {
+		err = s.srv.Serve(tls.NewListener(ln, s.srv.TLSConfig))
+	} else {
+		err = s.srv.Serve(ln)
+	}
+	if err == http.ErrServerClosed {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes idle connections and waits for active
+// requests until ctx is done; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	return err
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	w.l.Debug(msg, "component", "http")
+	return len(p), nil
+}

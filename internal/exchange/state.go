@@ -1,0 +1,52 @@
+package exchange
+
+import "github.com/penstock-dev/penstock/internal/router"
+
+// State is the pipeline's per-request scratch space, kept inside the pooled
+// Exchange so that routing and accounting allocate nothing.
+type State struct {
+	// Route is the compiled route that matched (set by the router stage).
+	Route any
+	// RouteName and Pattern identify the matched route ("predict",
+	// "/v1/models/:model/predict") for logs and metrics.
+	RouteName, Pattern string
+	// Params are the path parameters of the match.
+	Params router.Params
+	// RequestID is the X-Request-Id of the exchange (taken from the client or
+	// generated).
+	RequestID string
+	// Status is the final status written to the client (0 until written).
+	Status int
+	// BytesOut counts response body bytes written to the client.
+	BytesOut int64
+	// Endpoint is the upstream endpoint address last tried.
+	Endpoint string
+	// Attempts counts upstream attempts.
+	Attempts int
+	// TrustedPeer is set when the client address is one of the listener's
+	// trusted_proxies, so its forwarding headers are kept.
+	TrustedPeer bool
+	// Aborted asks the engine to cut the response (HTTP/1.1: close the
+	// connection; HTTP/2 and HTTP/3: reset the stream) because its body could
+	// not be completed after the status was sent.
+	Aborted bool
+
+	// idBuf backs RequestID when penstock generates it.
+	idBuf [32]byte
+}
+
+// IDBuffer returns scratch space for a generated request id.
+func (s *State) IDBuffer() []byte { return s.idBuf[:] }
+
+func (s *State) reset() {
+	s.Route = nil
+	s.RouteName, s.Pattern = "", ""
+	s.Params.Reset()
+	s.RequestID = ""
+	s.Status = 0
+	s.BytesOut = 0
+	s.Endpoint = ""
+	s.Attempts = 0
+	s.TrustedPeer = false
+	s.Aborted = false
+}

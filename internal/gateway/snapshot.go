@@ -1,0 +1,154 @@
+// Package gateway compiles a configuration into an immutable snapshot (the
+// router, one handler chain per route, the upstream pools), serves it on the
+// configured listeners, and shuts down gracefully. The request path reads the
+// current snapshot through one atomic.Pointer and takes no lock.
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/proxy"
+	"github.com/penstock-dev/penstock/internal/router"
+	"github.com/penstock-dev/penstock/internal/upstream"
+)
+
+// Route is a compiled route: what the router returns for a match.
+type Route struct {
+	// Name is the route's config name.
+	Name string
+	// Pattern is the path pattern as configured.
+	Pattern string
+	// Handler is the route's pipeline, ending in the forwarder.
+	Handler exchange.Handler
+}
+
+// Snapshot is one compiled configuration. It is never modified after
+// Compile returns; a reload builds a new one and swaps it in.
+type Snapshot struct {
+	// Config is the configuration the snapshot was compiled from.
+	Config *config.Config
+	// Router maps requests to routes.
+	Router *router.Router[*Route]
+	// Pools are the upstream pools by name.
+	Pools map[string]*upstream.Pool
+}
+
+// Compile validates cfg (which must have defaults applied) and builds its
+// snapshot. Every problem is reported at once, each with its field path and
+// line.
+func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	col := config.NewCollector(cfg)
+	s := &Snapshot{Config: cfg, Pools: make(map[string]*upstream.Pool, len(cfg.Upstreams))}
+	for i := range cfg.Upstreams {
+		u := &cfg.Upstreams[i]
+		p, err := upstream.NewPool(u)
+		if err != nil {
+			col.Addf(fmt.Sprintf("upstreams[%d]", i), "%v", err)
+			continue
+		}
+		s.Pools[u.Name] = p
+	}
+
+	var b router.Builder[*Route]
+	index := make(map[string]int, len(cfg.Routes))
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		index[rc.Name] = i
+		pathField, pattern, prefix := "path", rc.Match.Path, false
+		if rc.Match.PathPrefix != "" {
+			pathField, pattern, prefix = "path_prefix", rc.Match.PathPrefix, true
+		}
+		pool := s.Pools[rc.Upstream]
+		if pool == nil {
+			continue // reported above or by Validate
+		}
+		fwd := &proxy.Forwarder{
+			Pool:                  pool,
+			ConnectTimeout:        rc.Timeouts.Connect.D(),
+			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
+			RequestTimeout:        rc.Timeouts.Request.D(),
+			Logger:                log,
+		}
+		h, err := pipeline.Build(rc, fwd)
+		if err != nil {
+			col.Addf(fmt.Sprintf("routes[%d]", i), "%v", err)
+			continue
+		}
+		spec := router.Spec[*Route]{
+			Name:    rc.Name,
+			Hosts:   rc.Match.Hosts,
+			Path:    pattern,
+			Prefix:  prefix,
+			Methods: rc.Match.Methods,
+			Headers: headerMatches(rc.Match.Headers),
+			Value:   &Route{Name: rc.Name, Pattern: pattern, Handler: h},
+		}
+		if err := b.Add(spec); err != nil {
+			var pe *router.PatternError
+			field := fmt.Sprintf("routes[%d].match", i)
+			if errors.As(err, &pe) {
+				field += "." + pathField
+			}
+			col.Addf(field, "%v", err)
+		}
+	}
+	if col.Len() > 0 {
+		return nil, col.Err()
+	}
+	r, err := b.Build()
+	if err != nil {
+		for _, e := range unwrapAll(err) {
+			var ce *router.ConflictError
+			if errors.As(e, &ce) {
+				col.Addf(fmt.Sprintf("routes[%d].match", index[ce.B]), "%v", ce)
+			} else {
+				col.Add(e)
+			}
+		}
+		return nil, col.Err()
+	}
+	s.Router = r
+	return s, nil
+}
+
+// Close releases the snapshot's idle upstream connections.
+func (s *Snapshot) Close() {
+	for _, p := range s.Pools {
+		p.Close()
+	}
+}
+
+func headerMatches(m map[string]string) []router.HeaderMatch {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]router.HeaderMatch, 0, len(m))
+	for k, v := range m {
+		out = append(out, router.HeaderMatch{Name: strings.ToLower(k), Value: v})
+	}
+	// Map order is random; a stable order keeps conflict checks and errors
+	// reproducible.
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func unwrapAll(err error) []error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range u.Unwrap() {
+			out = append(out, unwrapAll(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}

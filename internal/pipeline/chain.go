@@ -1,0 +1,57 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// Stage is one step of a route's pipeline. New is called once per route when
+// a config is compiled, never per request: it rejects bad settings there and
+// returns next unchanged when the stage has nothing to do for the route.
+type Stage struct {
+	// Name identifies the stage in errors and docs.
+	Name string
+	// New wraps next for route r.
+	New func(r *config.Route, next exchange.Handler) (exchange.Handler, error)
+}
+
+// Stages is the route pipeline in request order: the first stage sees the
+// request first. Routing and the request id happen before it (they are needed
+// to choose the route and to answer 404s); forwarding to the upstream comes
+// after the last stage. A new stage is one file and one line here.
+var Stages = []Stage{
+	{Name: "body_limit", New: newBodyLimit},
+}
+
+// Build composes the stages for route r in front of terminal.
+func Build(r *config.Route, terminal exchange.Handler) (exchange.Handler, error) {
+	h := terminal
+	for i := len(Stages) - 1; i >= 0; i-- {
+		next, err := Stages[i].New(r, h)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: %w", Stages[i].Name, err)
+		}
+		h = next
+	}
+	return h, nil
+}
+
+type bodyLimit struct {
+	limit int64
+	next  exchange.Handler
+}
+
+func newBodyLimit(r *config.Route, next exchange.Handler) (exchange.Handler, error) {
+	if r.MaxRequestBody.Int64() <= 0 {
+		return next, nil
+	}
+	return &bodyLimit{limit: r.MaxRequestBody.Int64(), next: next}, nil
+}
+
+func (b *bodyLimit) ServeExchange(x *exchange.Exchange) {
+	if LimitBody(x, b.limit) {
+		b.next.ServeExchange(x)
+	}
+}

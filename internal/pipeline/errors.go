@@ -1,0 +1,91 @@
+// Package pipeline holds the parts of the route pipeline that every route
+// shares: the ordered stage table, the request-id and body-limit stages, and
+// the one error funnel through which every failure reaches the client.
+package pipeline
+
+import (
+	"strconv"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// Code names a failure kind. It is the "error" field of the JSON body and the
+// key operators search logs for.
+type Code string
+
+// Failure kinds and the status each maps to (see Status).
+const (
+	NoRoute           Code = "no_route"                // 404
+	MethodNotAllowed  Code = "method_not_allowed"      // 405
+	BodyTooLarge      Code = "request_body_too_large"  // 413
+	NoHealthyEndpoint Code = "no_healthy_endpoint"     // 503
+	UpstreamConnect   Code = "upstream_connect_failed" // 502
+	UpstreamProtocol  Code = "upstream_bad_response"   // 502
+	UpstreamTimeout   Code = "upstream_timeout"        // 504
+	BadRequest        Code = "bad_request"             // 400
+	ShuttingDown      Code = "shutting_down"           // 503
+)
+
+// Status returns the HTTP status a failure kind maps to.
+func (c Code) Status() int {
+	switch c {
+	case NoRoute:
+		return 404
+	case MethodNotAllowed:
+		return 405
+	case BodyTooLarge:
+		return 413
+	case NoHealthyEndpoint, ShuttingDown:
+		return 503
+	case UpstreamTimeout:
+		return 504
+	case BadRequest:
+		return 400
+	}
+	return 502
+}
+
+// Fail answers x with code's status and a small JSON body carrying the
+// request id, unless a response has already started (then the only honest
+// signal left is to cut the stream, which the engine does when the handler
+// returns without completing the body). It records the status in x.State.
+func Fail(x *exchange.Exchange, code Code) {
+	if x.State.Status != 0 {
+		return
+	}
+	status := code.Status()
+	x.State.Status = status
+	h := x.W.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	// A fixed-size stack buffer keeps the funnel allocation-free: the request
+	// id is at most 32 bytes of [0-9a-zA-Z._-] (see RequestID), the rest is
+	// constant.
+	var buf [192]byte
+	b := append(buf[:0], `{"error":"`...)
+	b = append(b, code...)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"request_id":"`...)
+	b = appendJSONSafe(b, x.State.RequestID)
+	b = append(b, "\"}\n"...)
+	var clen [20]byte
+	h.Set("Content-Length", string(strconv.AppendInt(clen[:0], int64(len(b)), 10)))
+	x.W.WriteHeader(status)
+	if x.Req.Method != "HEAD" {
+		n, _ := x.W.Write(b)
+		x.State.BytesOut += int64(n)
+	}
+}
+
+// appendJSONSafe appends s keeping only characters that need no JSON escape
+// and are valid in a request id, so a hostile client-supplied id cannot break
+// the body.
+func appendJSONSafe(b []byte, s string) []byte {
+	for i := 0; i < len(s) && i < 64; i++ {
+		if c := s[i]; validIDByte(c) {
+			b = append(b, c)
+		}
+	}
+	return b
+}

@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/pipeline"
+)
+
+// switchProtocols completes an HTTP/1.1 upgrade (WebSocket and others) that
+// the upstream accepted with 101: it takes over the client connection, relays
+// the 101 response, then pumps bytes both ways until either side closes.
+func (f *Forwarder) switchProtocols(x *exchange.Exchange, resp *http.Response) {
+	backend, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		f.fail(x, pipeline.UpstreamProtocol, nil)
+		return
+	}
+	defer backend.Close()
+	conn, brw, err := x.W.Hijack()
+	if err != nil {
+		f.fail(x, pipeline.UpstreamProtocol, err)
+		return
+	}
+	defer conn.Close()
+	x.State.Status = http.StatusSwitchingProtocols
+
+	if err := writeSwitchingProtocols(brw.Writer, resp, x.State.RequestID); err != nil {
+		return
+	}
+	done := make(chan struct{}, 2)
+	pump := func(dst io.Writer, src io.Reader) {
+		bp := copyBufPool.Get().(*[]byte)
+		io.CopyBuffer(dst, src, *bp)
+		copyBufPool.Put(bp)
+		done <- struct{}{}
+	}
+	// The client's reader may already hold bytes sent right after the
+	// upgrade request; read through it so none are lost.
+	go pump(backend, brw.Reader)
+	go pump(conn, backend)
+	// When one direction ends, closing both ends the other.
+	select {
+	case <-done:
+	case <-x.Ctx.Done():
+	}
+	conn.Close()
+	backend.Close()
+	<-done
+}
+
+// writeSwitchingProtocols writes the upstream's 101 response to the client.
+func writeSwitchingProtocols(w *bufio.Writer, resp *http.Response, requestID string) error {
+	w.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	for name, values := range resp.Header {
+		if exchange.EqualFold(name, "Connection") || exchange.EqualFold(name, "Upgrade") {
+			continue
+		}
+		for _, v := range values {
+			w.WriteString(name + ": " + v + "\r\n")
+		}
+	}
+	w.WriteString("Connection: Upgrade\r\nUpgrade: " + resp.Header.Get("Upgrade") + "\r\n")
+	if requestID != "" && resp.Header.Get(pipeline.RequestIDHeader) == "" {
+		w.WriteString(pipeline.RequestIDHeader + ": " + requestID + "\r\n")
+	}
+	w.WriteString("\r\n")
+	return w.Flush()
+}

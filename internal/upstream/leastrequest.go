@@ -1,0 +1,50 @@
+package upstream
+
+import "math/rand/v2"
+
+// leastRequest is "power of two choices": pick two healthy endpoints at
+// random and take the one with fewer requests in flight. It avoids both the
+// herd behaviour of a global least-connections scan and its cost, and needs
+// no shared state beyond the per-endpoint counters (Mitzenmacher, "The Power
+// of Two Choices in Randomized Load Balancing", 2001; Envoy's LEAST_REQUEST).
+type leastRequest struct {
+	eps []*Endpoint
+}
+
+func newLeastRequest(eps []*Endpoint) Balancer { return &leastRequest{eps: eps} }
+
+func (l *leastRequest) Pick(now int64) *Endpoint {
+	n := len(l.eps)
+	if n == 1 {
+		if l.eps[0].Healthy(now) {
+			return l.eps[0]
+		}
+		return nil
+	}
+	a, b := l.eps[rand.IntN(n)], l.eps[rand.IntN(n)]
+	if !a.Healthy(now) {
+		a = nil
+	}
+	if !b.Healthy(now) {
+		b = nil
+	}
+	switch {
+	case a == nil && b == nil:
+		// Both samples were down: fall back to a scan so that one healthy
+		// endpoint among many is still found.
+		var best *Endpoint
+		for _, e := range l.eps {
+			if e.Healthy(now) && (best == nil || e.Inflight() < best.Inflight()) {
+				best = e
+			}
+		}
+		return best
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	case b.Inflight() < a.Inflight():
+		return b
+	}
+	return a
+}

@@ -1,0 +1,72 @@
+package upstream
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/config"
+)
+
+// Passive health defaults: one failed connect takes an endpoint out of
+// rotation for ten seconds (NGINX's max_fails=1 fail_timeout=10s).
+const (
+	DefaultMaxFails    = 1
+	DefaultFailTimeout = 10 * time.Second
+)
+
+// Pool is a compiled upstream: its endpoints, balancing policy and
+// transports. It is immutable once built, apart from per-endpoint counters.
+type Pool struct {
+	// Name is the pool's config name.
+	Name string
+	// Scheme is "http" or "https" for requests to the endpoints.
+	Scheme string
+	// Endpoints in config order.
+	Endpoints []*Endpoint
+	// MaxFails and FailTimeout drive passive health.
+	MaxFails    int
+	FailTimeout time.Duration
+
+	balancer Balancer
+}
+
+// NewPool compiles an upstream from its (validated, defaulted) config.
+func NewPool(u *config.Upstream) (*Pool, error) {
+	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}
+	if u.TLS != nil {
+		p.Scheme = "https"
+	}
+	tlsConf, err := clientTLS(u.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
+	}
+	for i, ec := range u.Endpoints {
+		network, addr, err := ParseAddress(ec.Address)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: endpoints[%d]: %w", u.Name, i, err)
+		}
+		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr}
+		if network == "unix" {
+			e.urlHost = "localhost"
+		}
+		e.transport = newTransport(e, u, tlsConf)
+		p.Endpoints = append(p.Endpoints, e)
+	}
+	p.balancer, err = NewBalancer(u.Balancing, p.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
+	}
+	return p, nil
+}
+
+// Pick returns an endpoint for one request, or nil when none is healthy.
+func (p *Pool) Pick(now int64) *Endpoint { return p.balancer.Pick(now) }
+
+// Close closes the pool's idle connections.
+func (p *Pool) Close() {
+	for _, e := range p.Endpoints {
+		if t, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+}
