@@ -1,0 +1,170 @@
+package config
+
+import "time"
+
+// Protocol names, as written in Listener.Protocols and Upstream.Protocol.
+const (
+	// ProtocolH1 is HTTP/1.1 (and 1.0).
+	ProtocolH1 = "h1"
+	// ProtocolH2 is HTTP/2 over TLS, negotiated by ALPN.
+	ProtocolH2 = "h2"
+	// ProtocolH2C is HTTP/2 over cleartext TCP (RFC 9113, section 3.3: prior
+	// knowledge; listeners also accept the HTTP/1.1 Upgrade).
+	ProtocolH2C = "h2c"
+)
+
+// Balancing policies, as written in Upstream.Balancing.
+const (
+	// BalancingRoundRobin takes endpoints in turn.
+	BalancingRoundRobin = "round_robin"
+	// BalancingWeightedRoundRobin takes endpoints in turn in proportion to
+	// their weights, spreading each endpoint's turns evenly (smooth).
+	BalancingWeightedRoundRobin = "weighted_round_robin"
+	// BalancingLeastRequest picks the less busy of two random endpoints,
+	// by requests in flight.
+	BalancingLeastRequest = "least_request"
+)
+
+// TLS versions, as written in ListenerTLS.MinVersion.
+const (
+	// TLSVersion12 is TLS 1.2 (RFC 5246), the lowest version penstock offers.
+	TLSVersion12 = "1.2"
+	// TLSVersion13 is TLS 1.3 (RFC 8446).
+	TLSVersion13 = "1.3"
+)
+
+// Log levels, as written in Logging.Level, from most to least verbose.
+const (
+	// LogLevelDebug logs debug messages and everything above.
+	LogLevelDebug = "debug"
+	// LogLevelInfo logs informational messages, warnings and errors.
+	LogLevelInfo = "info"
+	// LogLevelWarn logs warnings and errors.
+	LogLevelWarn = "warn"
+	// LogLevelError logs errors only.
+	LogLevelError = "error"
+)
+
+// Log formats, as written in Logging.Format.
+const (
+	// LogFormatJSON writes one JSON object per line.
+	LogFormatJSON = "json"
+	// LogFormatText writes key=value pairs, for reading in a terminal.
+	LogFormatText = "text"
+)
+
+// Defaults filled in by SetDefaults for fields left empty or zero. The
+// gateway uses the same values for anything it builds without a file.
+const (
+	// DefaultReadHeaderTimeout is ListenerLimits.ReadHeaderTimeout's default.
+	DefaultReadHeaderTimeout = Duration(10 * time.Second)
+	// DefaultListenerIdleTimeout is ListenerLimits.IdleTimeout's default.
+	DefaultListenerIdleTimeout = Duration(60 * time.Second)
+	// DefaultMaxHeaderBytes is ListenerLimits.MaxHeaderBytes's default.
+	DefaultMaxHeaderBytes = ByteSize(64 << 10)
+	// DefaultMaxConcurrentStreams is ListenerLimits.MaxConcurrentStreams's
+	// default.
+	DefaultMaxConcurrentStreams uint32 = 250
+
+	// DefaultTLSMinVersion is ListenerTLS.MinVersion's default.
+	DefaultTLSMinVersion = TLSVersion12
+
+	// DefaultBalancing is Upstream.Balancing's default.
+	DefaultBalancing = BalancingRoundRobin
+	// DefaultUpstreamProtocol is Upstream.Protocol's default.
+	DefaultUpstreamProtocol = ProtocolH1
+	// DefaultWeight is Endpoint.Weight's default.
+	DefaultWeight = 1
+	// MaxWeight is the largest Endpoint.Weight accepted.
+	MaxWeight = 1000
+	// DefaultMaxIdlePerEndpoint is Pool.MaxIdlePerEndpoint's default.
+	DefaultMaxIdlePerEndpoint = 64
+	// DefaultPoolIdleTimeout is Pool.IdleTimeout's default.
+	DefaultPoolIdleTimeout = Duration(90 * time.Second)
+
+	// DefaultConnectTimeout is RouteTimeouts.Connect's default.
+	DefaultConnectTimeout = Duration(5 * time.Second)
+	// DefaultResponseHeaderTimeout is RouteTimeouts.ResponseHeader's default.
+	DefaultResponseHeaderTimeout = Duration(60 * time.Second)
+	// DefaultRequestTimeout is RouteTimeouts.Request's default: none.
+	DefaultRequestTimeout = Duration(0)
+	// DefaultMaxRequestBody is Route.MaxRequestBody's default.
+	DefaultMaxRequestBody = ByteSize(10 << 20)
+
+	// DefaultAdminAddress is Admin.Address's default.
+	DefaultAdminAddress = "127.0.0.1:9901"
+
+	// DefaultLogLevel is Logging.Level's default.
+	DefaultLogLevel = LogLevelInfo
+	// DefaultLogFormat is Logging.Format's default.
+	DefaultLogFormat = LogFormatJSON
+
+	// DefaultDrainTimeout is Shutdown.DrainTimeout's default.
+	DefaultDrainTimeout = Duration(30 * time.Second)
+)
+
+// DefaultPlainProtocols returns Listener.Protocols' default for a listener
+// without TLS: [h1].
+func DefaultPlainProtocols() []string { return []string{ProtocolH1} }
+
+// DefaultTLSProtocols returns Listener.Protocols' default for a TLS listener:
+// [h1, h2].
+func DefaultTLSProtocols() []string { return []string{ProtocolH1, ProtocolH2} }
+
+// SetDefaults fills every empty or zero field that has a default with it (the
+// Default* constants). Parse and Load call it; call it yourself on a Config
+// built in Go. Values already set, including invalid ones, are left for
+// Validate to judge. Calling it again changes nothing.
+//
+// The admin listener is not enabled by defaults: Admin.Address is filled only
+// when an admin block is present (write "admin: {}" for all defaults).
+func (c *Config) SetDefaults() {
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if len(l.Protocols) == 0 {
+			if l.TLS != nil {
+				l.Protocols = DefaultTLSProtocols()
+			} else {
+				l.Protocols = DefaultPlainProtocols()
+			}
+		}
+		if l.TLS != nil && l.TLS.MinVersion == "" {
+			l.TLS.MinVersion = DefaultTLSMinVersion
+		}
+		setDefault(&l.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+		setDefault(&l.Limits.IdleTimeout, DefaultListenerIdleTimeout)
+		setDefault(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
+		setDefault(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+	}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		setDefault(&u.Balancing, DefaultBalancing)
+		setDefault(&u.Protocol, DefaultUpstreamProtocol)
+		for j := range u.Endpoints {
+			setDefault(&u.Endpoints[j].Weight, DefaultWeight)
+		}
+		setDefault(&u.Pool.MaxIdlePerEndpoint, DefaultMaxIdlePerEndpoint)
+		setDefault(&u.Pool.IdleTimeout, DefaultPoolIdleTimeout)
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		setDefault(&r.Timeouts.Connect, DefaultConnectTimeout)
+		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
+		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
+		setDefault(&r.MaxRequestBody, DefaultMaxRequestBody)
+	}
+	if c.Admin != nil {
+		setDefault(&c.Admin.Address, DefaultAdminAddress)
+	}
+	setDefault(&c.Logging.Level, DefaultLogLevel)
+	setDefault(&c.Logging.Format, DefaultLogFormat)
+	setDefault(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+}
+
+// setDefault stores def in *p if *p is the zero value.
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
