@@ -57,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 0
 			case errors.Is(err, errUsage):
 				return 2
+			case errors.Is(err, errInvalid):
+				return 1 // the errors are printed already
 			}
 			fmt.Fprintf(stderr, "penstock %s: %v\n", c.name, err)
 			return 1

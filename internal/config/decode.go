@@ -13,14 +13,40 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads and decodes the configuration file at path. It is Parse with the
-// file's contents and path as its name; see Parse.
+// Load reads, decodes and validates the configuration file at path. Unlike
+// Parse it reports every problem of the file in one pass: when decoding fails,
+// Validate still runs on what did decode, and its errors are reported with
+// the decoding errors (leaving out those on or under a field that already
+// failed to decode, which would only restate it).
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data, path)
+	return Check(data, path)
+}
+
+// Check is Load for a configuration already in memory.
+func Check(data []byte, filename string) (*Config, error) {
+	cfg, decodeErrs, err := parse(data, filename)
+	if err != nil {
+		return nil, err
+	}
+	var verrs Errors
+	if ve := cfg.Validate(); ve != nil {
+		verrs, _ = ve.(Errors)
+	}
+	if len(decodeErrs) == 0 && len(verrs) == 0 {
+		return cfg, nil
+	}
+	errs := decodeErrs
+	for _, ve := range verrs {
+		if !underAny(ve.Path, decodeErrs) {
+			errs = append(errs, ve)
+		}
+	}
+	sortByLine(errs)
+	return nil, errs
 }
 
 // Parse decodes one YAML document into a Config, strictly, and fills in
@@ -35,13 +61,30 @@ func Load(path string) (*Config, error) {
 // ignored, to hold anchors.
 //
 // Parse does not check the values against each other (unknown upstreams,
-// duplicate names, missing files); call Validate on the result for that.
+// duplicate names, missing files) of a file that decodes cleanly; call
+// Validate on the result for that. When decoding fails, those checks are run
+// on what did decode and reported with the decoding errors, so one run shows
+// every problem.
 // The returned Config remembers the line of each field, for Line, Errorf and
 // the errors of Validate.
 func Parse(data []byte, filename string) (*Config, error) {
-	root, err := parseDocument(data, filename)
+	cfg, decodeErrs, err := parse(data, filename)
 	if err != nil {
 		return nil, err
+	}
+	if len(decodeErrs) > 0 {
+		return nil, decodeErrs
+	}
+	return cfg, nil
+}
+
+// parse decodes data as far as it can. It returns the partly decoded Config
+// (defaults applied) with the decoding errors, or err when the document
+// could not be read at all.
+func parse(data []byte, filename string) (cfg *Config, decodeErrs Errors, err error) {
+	root, err := parseDocument(data, filename)
+	if err != nil {
+		return nil, nil, err
 	}
 	d := &decoder{
 		file:      filename,
@@ -50,15 +93,22 @@ func Parse(data []byte, filename string) (*Config, error) {
 		expanding: map[*yaml.Node]bool{},
 		merging:   map[*yaml.Node]bool{},
 	}
-	cfg := &Config{}
+	cfg = &Config{}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
-	if len(d.errs) > 0 {
-		sortByLine(d.errs)
-		return nil, d.errs
-	}
 	cfg.src = &source{file: filename, lines: d.lines}
 	cfg.SetDefaults()
-	return cfg, nil
+	sortByLine(d.errs)
+	return cfg, d.errs, nil
+}
+
+// underAny reports whether path is one of errs' paths or below one.
+func underAny(path string, errs Errors) bool {
+	for _, e := range errs {
+		if path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // extensionPrefix starts top-level keys that are ignored rather than

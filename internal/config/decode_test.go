@@ -458,3 +458,35 @@ func TestFullExampleValues(t *testing.T) {
 		t.Errorf("drain timeout = %v", cfg.Shutdown.DrainTimeout)
 	}
 }
+
+// TestCheckReportsDecodingAndValidationErrorsTogether checks that one run
+// shows every problem: an unknown field does not hide a bad address.
+func TestCheckReportsDecodingAndValidationErrorsTogether(t *testing.T) {
+	_, err := Check([]byte(`listeners:
+  - name: main
+    address: "127.0.0.1:99999"
+    protocol: [h1]
+upstreams:
+  - name: up
+    endpoints: [{address: localhost}]
+routes:
+  - name: r
+    match: {path: /}
+    upstream: nope
+`), "c.yaml")
+	want := []string{
+		`c.yaml: listeners[0].address (line 3): `,
+		`c.yaml: listeners[0].protocol (line 4): unknown field; did you mean "protocols"?`,
+		`c.yaml: upstreams[0].endpoints[0].address (line 7): `,
+		`c.yaml: routes[0].upstream (line 11): `,
+	}
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != len(want) {
+		t.Fatalf("got %v, want %d errors", err, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want prefix %q", i, errs[i].Error(), w)
+		}
+	}
+}

@@ -23,6 +23,11 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Check validates even a partly decoded Config: it must not panic
+		// on one either.
+		if _, err := Check(data, "fuzz.yaml"); err != nil {
+			checkErrors(t, err)
+		}
 		cfg, err := Parse(data, "fuzz.yaml")
 		if err != nil {
 			if cfg != nil {

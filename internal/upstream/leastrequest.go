@@ -21,7 +21,11 @@ func (l *leastRequest) Pick(now int64) *Endpoint {
 		}
 		return nil
 	}
-	a, b := l.eps[rand.IntN(n)], l.eps[rand.IntN(n)]
+	// Two distinct samples: with replacement, a pool of two would pick the
+	// busier endpoint a quarter of the time.
+	i := rand.IntN(n)
+	j := (i + 1 + rand.IntN(n-1)) % n
+	a, b := l.eps[i], l.eps[j]
 	if !a.Healthy(now) {
 		a = nil
 	}
