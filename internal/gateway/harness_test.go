@@ -188,4 +188,3 @@ type errorBody struct {
 
 // lines joins formatted YAML lines (keeps test configs readable).
 func lines(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-
