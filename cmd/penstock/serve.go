@@ -25,7 +25,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if *file == "" {
 		cfg, err = config.Parse(demo.Config, "demo.yaml")
 	} else {
-		cfg, err = config.Load(*file)
+		cfg, err = config.Load(*file, gateway.CheckRoutes)
 	}
 	if err != nil {
 		return err

@@ -24,11 +24,11 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := config.Load(*file)
+	// The router's checks (patterns, conflicts) run even when decoding
+	// failed, so one run lists every problem.
+	cfg, err := config.Load(*file, gateway.CheckRoutes)
 	if err == nil {
-		cfg.SetDefaults()
-		// Compiling catches what only the router and pools can tell (bad
-		// patterns, conflicting routes), exactly as serve would.
+		// Compiling builds the pools as serve would.
 		var s *gateway.Snapshot
 		if s, err = gateway.Compile(cfg, nil); err == nil {
 			s.Close()

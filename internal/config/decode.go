@@ -15,38 +15,60 @@ import (
 
 // Load reads, decodes and validates the configuration file at path. Unlike
 // Parse it reports every problem of the file in one pass: when decoding fails,
-// Validate still runs on what did decode, and its errors are reported with
-// the decoding errors (leaving out those on or under a field that already
-// failed to decode, which would only restate it).
-func Load(path string) (*Config, error) {
+// Validate and the extra checks still run on what did decode, and their
+// errors are reported with the decoding errors (see Merge).
+func Load(path string, extra ...Checker) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Check(data, path)
+	return Check(data, path, extra...)
 }
 
+// Checker is a check beyond Validate that another package runs on a Config,
+// such as compiling its routes. It must tolerate a partly decoded Config and
+// report problems as Errors built with Config.Errorf.
+type Checker func(*Config) error
+
 // Check is Load for a configuration already in memory.
-func Check(data []byte, filename string) (*Config, error) {
+func Check(data []byte, filename string, extra ...Checker) (*Config, error) {
 	cfg, decodeErrs, err := parse(data, filename)
 	if err != nil {
 		return nil, err
 	}
-	var verrs Errors
-	if ve := cfg.Validate(); ve != nil {
-		verrs, _ = ve.(Errors)
+	errs := Merge(decodeErrs, cfg.Validate())
+	for _, check := range extra {
+		errs = Merge(errs, check(cfg))
 	}
-	if len(decodeErrs) == 0 && len(verrs) == 0 {
-		return cfg, nil
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	errs := decodeErrs
-	for _, ve := range verrs {
-		if !underAny(ve.Path, decodeErrs) {
-			errs = append(errs, ve)
+	return cfg, nil
+}
+
+// Merge adds the errors of more to errs, leaving out those on or under a
+// field that errs already reports (they would only restate it), and returns
+// the result sorted by line. more may be nil, an Errors, a *FieldError or any
+// other error.
+func Merge(errs Errors, more error) Errors {
+	var add Errors
+	switch e := more.(type) {
+	case nil:
+	case Errors:
+		add = e
+	case *FieldError:
+		add = Errors{e}
+	default:
+		add = Errors{&FieldError{Msg: more.Error()}}
+	}
+	base := len(errs)
+	for _, e := range add {
+		if e.Path == "" || !underAny(e.Path, errs[:base]) {
+			errs = append(errs, e)
 		}
 	}
 	sortByLine(errs)
-	return nil, errs
+	return errs
 }
 
 // Parse decodes one YAML document into a Config, strictly, and fills in

@@ -44,8 +44,8 @@ type Snapshot struct {
 // snapshot. Every problem is reported at once, each with its field path and
 // line.
 func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if errs := config.Merge(config.Merge(nil, cfg.Validate()), CheckRoutes(cfg)); len(errs) > 0 {
+		return nil, errs
 	}
 	col := config.NewCollector(cfg)
 	s := &Snapshot{Config: cfg, Pools: make(map[string]*upstream.Pool, len(cfg.Upstreams))}
@@ -58,28 +58,61 @@ func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
 		}
 		s.Pools[u.Name] = p
 	}
-
-	var b router.Builder[*Route]
-	index := make(map[string]int, len(cfg.Routes))
-	for i := range cfg.Routes {
-		rc := &cfg.Routes[i]
-		index[rc.Name] = i
-		pathField, pattern, prefix := "path", rc.Match.Path, false
-		if rc.Match.PathPrefix != "" {
-			pathField, pattern, prefix = "path_prefix", rc.Match.PathPrefix, true
-		}
-		pool := s.Pools[rc.Upstream]
-		if pool == nil {
-			continue // reported above or by Validate
-		}
+	if col.Len() > 0 {
+		return nil, col.Err()
+	}
+	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
 		fwd := &proxy.Forwarder{
-			Pool:                  pool,
+			Pool:                  s.Pools[rc.Upstream],
 			ConnectTimeout:        rc.Timeouts.Connect.D(),
 			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
 		}
 		h, err := pipeline.Build(rc, fwd)
+		if err != nil {
+			return nil, err
+		}
+		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h}, nil
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Router = r
+	return s, nil
+}
+
+// CheckRoutes reports what only the router can tell about cfg's routes: bad
+// path patterns, hosts or methods, and routes that conflict. It tolerates a
+// partly decoded config, so `penstock validate` can show these errors along
+// with decoding errors (it is a config.Checker).
+func CheckRoutes(cfg *config.Config) error {
+	_, err := buildRouter(cfg, func(int, *config.Route) (*Route, error) { return nil, nil })
+	return err
+}
+
+// buildRouter adds every route of cfg to a router, with the value made by
+// value, and reports errors as config errors at the route's fields.
+func buildRouter(cfg *config.Config, value func(i int, rc *config.Route) (*Route, error)) (*router.Router[*Route], error) {
+	col := config.NewCollector(cfg)
+	var b router.Builder[*Route]
+	index := make(map[string]int, len(cfg.Routes))
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		pathField := "path"
+		if rc.Match.PathPrefix != "" {
+			pathField = "path_prefix"
+		}
+		pattern := routePattern(rc)
+		if pattern == "" || (rc.Match.Path != "" && rc.Match.PathPrefix != "") {
+			continue // Validate reports it
+		}
+		if _, dup := index[rc.Name]; dup && rc.Name != "" {
+			continue // Validate reports duplicate names
+		}
+		index[rc.Name] = i
+		v, err := value(i, rc)
 		if err != nil {
 			col.Addf(fmt.Sprintf("routes[%d]", i), "%v", err)
 			continue
@@ -88,10 +121,10 @@ func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
 			Name:    rc.Name,
 			Hosts:   rc.Match.Hosts,
 			Path:    pattern,
-			Prefix:  prefix,
+			Prefix:  rc.Match.PathPrefix != "",
 			Methods: rc.Match.Methods,
 			Headers: headerMatches(rc.Match.Headers),
-			Value:   &Route{Name: rc.Name, Pattern: pattern, Handler: h},
+			Value:   v,
 		}
 		if err := b.Add(spec); err != nil {
 			var pe *router.PatternError
@@ -117,8 +150,14 @@ func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
 		}
 		return nil, col.Err()
 	}
-	s.Router = r
-	return s, nil
+	return r, nil
+}
+
+func routePattern(rc *config.Route) string {
+	if rc.Match.PathPrefix != "" {
+		return rc.Match.PathPrefix
+	}
+	return rc.Match.Path
 }
 
 // Close releases the snapshot's idle upstream connections.

@@ -1,0 +1,94 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/demo"
+	"github.com/penstock-dev/penstock/internal/gateway"
+)
+
+// TestDemoBannerCommandsWork starts the embedded demo config (on free ports)
+// in front of the demo backend and runs every curl command the banner
+// prints, with the real curl.
+func TestDemoBannerCommandsWork(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("curl is required (scripts/test installs it)")
+	}
+	backend, addr, err := demo.StartBackend("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { backend.Close() })
+
+	cfg, err := config.Parse(demo.Config, "demo.yaml")
+	if err != nil {
+		t.Fatalf("embedded demo config: %v", err)
+	}
+	for i := range cfg.Listeners {
+		cfg.Listeners[i].Address = "127.0.0.1:0"
+	}
+	cfg.Admin.Address = "127.0.0.1:0"
+	cfg.Upstreams[0].Endpoints[0].Address = addr.String()
+	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+
+	banner := demo.Banner(g.Addr("http").String(), g.Addr("https").String(), g.Addr("admin").String())
+	var cmds []string
+	for _, line := range strings.Split(banner, "\n") {
+		if l := strings.TrimSpace(line); strings.HasPrefix(l, "curl ") {
+			cmds = append(cmds, l)
+		}
+	}
+	if len(cmds) < 5 {
+		t.Fatalf("banner has %d curl commands:\n%s", len(cmds), banner)
+	}
+	wants := map[string]string{
+		"/predict":           `"model":"resnet50"`,
+		"/generate":          "data: [DONE]",
+		"tokenizer.bin":      "200 8192 bytes",
+		"/v1/models\n":       `"llama-tiny"`,
+		"/no/such/route":     `"error":"no_route"`,
+		"--http2 https://":   `"model":"resnet50"`,
+		"http2-prior-knowle": `"models"`,
+	}
+	for _, cmd := range cmds {
+		t.Run(cmd, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out, errb bytes.Buffer
+			full := cmd
+			if !strings.Contains(cmd, " -w ") { // a second -w would replace the first
+				full += ` -w '\nproto=%{http_version}\n'`
+			}
+			c := exec.CommandContext(ctx, "bash", "-c", full)
+			// The protocol curl used is appended, to check HTTP/2 where asked.
+			c.Stdout, c.Stderr = &out, &errb
+			if err := c.Run(); err != nil {
+				t.Fatalf("%v: %s", err, errb.String())
+			}
+			got := out.String()
+			for key, want := range wants {
+				if strings.Contains(cmd+"\n", key) && !strings.Contains(got, want) {
+					t.Errorf("output lacks %q:\n%s", want, got)
+				}
+			}
+			if strings.Contains(cmd, "--http2") && !strings.Contains(got, "proto=2") {
+				t.Errorf("not served over HTTP/2:\n%s", got)
+			}
+		})
+	}
+}
