@@ -23,6 +23,12 @@ import (
 // loopback until the test ends.
 func startGateway(t *testing.T, yamlText string) *gateway.Gateway {
 	t.Helper()
+	return startGatewayTB(t, yamlText)
+}
+
+// startGatewayTB is startGateway for tests and benchmarks.
+func startGatewayTB(t testing.TB, yamlText string) *gateway.Gateway {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yamlText), "test.yaml")
 	if err != nil {
 		t.Fatalf("parse config: %v\n%s", err, yamlText)
@@ -47,7 +53,7 @@ func startGateway(t *testing.T, yamlText string) *gateway.Gateway {
 	return g
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/pipeline"
+)
+
+// discardWriter is a ResponseWriter that keeps only the status, so the
+// benchmark measures the pipeline and not an engine.
+type discardWriter struct {
+	hdr    exchange.Header
+	status int
+}
+
+func (w *discardWriter) Header() *exchange.Header { return &w.hdr }
+func (w *discardWriter) WriteHeader(s int)        { w.status = s }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	return len(p), nil
+}
+func (w *discardWriter) Flush() error { return nil }
+func (w *discardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, exchange.ErrNotHijackable
+}
+
+// BenchmarkPipeline measures penstock's engine-independent request path:
+// request id, target check, route lookup (with a path parameter), the route's
+// stages and a terminal handler that answers 200, without an engine or an
+// upstream. It must not allocate.
+func BenchmarkPipeline(b *testing.B) {
+	cfg, err := config.Parse([]byte(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
+routes:
+  - {name: predict, match: {path: /v1/models/:model/predict, methods: [POST]}, upstream: up}
+  - {name: assets, match: {path: "/v1/models/:model/assets/*file"}, upstream: up}
+  - {name: health, match: {path: /healthz}, upstream: up}
+`), "bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	terminal := exchange.HandlerFunc(func(x *exchange.Exchange) {
+		x.State.Status = 200
+		x.W.WriteHeader(200)
+	})
+	r, err := buildRouter(cfg, func(_ int, rc *config.Route) (*Route, error) {
+		h, err := pipeline.Build(rc, terminal)
+		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h}, err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var snap atomic.Pointer[Snapshot]
+	snap.Store(&Snapshot{Config: cfg, Router: r})
+	f := &front{snap: &snap, draining: new(atomic.Bool)}
+	w := &discardWriter{}
+	ctx := context.Background()
+
+	b.ReportAllocs()
+	for b.Loop() {
+		x := exchange.Acquire()
+		x.W, x.Ctx = w, ctx
+		x.Req.Proto, x.Req.Method, x.Req.Scheme = exchange.HTTP11, "POST", "http"
+		x.Req.Host, x.Req.Path = "api.example.com", "/v1/models/resnet50/predict"
+		x.Req.Header.Add("Content-Type", "application/json")
+		x.Req.Header.Add("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		x.Req.ContentLength = 312
+		f.ServeExchange(x)
+		if w.status != 200 {
+			b.Fatalf("status %d", w.status)
+		}
+		w.hdr.Reset()
+		exchange.Release(x)
+	}
+}

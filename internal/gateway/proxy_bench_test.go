@@ -1,0 +1,66 @@
+package gateway_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+)
+
+// fastUpstream answers every request with a 64-byte JSON body.
+func fastUpstream(b *testing.B) string {
+	body := []byte(`{"model":"resnet50","outputs":[0.91,0.07,0.02],"compute_ms":0.1}` + "\n")[:64]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// benchGet sends keep-alive GETs to url, one at a time. The figures include
+// the client and the upstream, which run in the same process: compare
+// benchmarks with each other, not with other tools.
+func benchGet(b *testing.B, url string) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}
+
+// BenchmarkProxy compares one small keep-alive HTTP/1.1 request sent
+// directly to the upstream, through penstock, and through
+// httputil.ReverseProxy (the common Go baseline; used here as a reference
+// only, never on penstock's path).
+func BenchmarkProxy(b *testing.B) {
+	up := fastUpstream(b)
+	b.Run("direct", func(b *testing.B) { benchGet(b, "http://"+up+"/v1/models/resnet50/predict") })
+	b.Run("penstock", func(b *testing.B) {
+		cfg := lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: predict, match: {path: "/v1/models/:model/predict"}, upstream: up}]
+logging: {level: error}
+`, up)
+		g := startGatewayTB(b, cfg)
+		benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
+	})
+	b.Run("httputil.ReverseProxy", func(b *testing.B) {
+		target, _ := url.Parse("http://" + up)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+		srv := httptest.NewServer(rp)
+		b.Cleanup(srv.Close)
+		benchGet(b, srv.URL+"/v1/models/resnet50/predict")
+	})
+}
