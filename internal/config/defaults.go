@@ -77,6 +77,10 @@ const (
 	DefaultWeight = 1
 	// MaxWeight is the largest Endpoint.Weight accepted.
 	MaxWeight = 1000
+	// DefaultMaxFails is PassiveHealth.MaxFails's default.
+	DefaultMaxFails = 1
+	// DefaultFailTimeout is PassiveHealth.FailTimeout's default.
+	DefaultFailTimeout = Duration(10 * time.Second)
 	// DefaultMaxIdlePerEndpoint is Pool.MaxIdlePerEndpoint's default.
 	DefaultMaxIdlePerEndpoint = 64
 	// DefaultPoolIdleTimeout is Pool.IdleTimeout's default.
@@ -145,6 +149,8 @@ func (c *Config) SetDefaults() {
 		}
 		setDefault(&u.Pool.MaxIdlePerEndpoint, DefaultMaxIdlePerEndpoint)
 		setDefault(&u.Pool.IdleTimeout, DefaultPoolIdleTimeout)
+		setDefault(&u.PassiveHealth.MaxFails, DefaultMaxFails)
+		setDefault(&u.PassiveHealth.FailTimeout, DefaultFailTimeout)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

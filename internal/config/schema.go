@@ -114,6 +114,20 @@ type Upstream struct {
 	TLS *UpstreamTLS `yaml:"tls"`
 	// Pool sizes the keep-alive connection pool per endpoint.
 	Pool Pool `yaml:"pool"`
+	// PassiveHealth takes endpoints that fail to connect out of rotation.
+	PassiveHealth PassiveHealth `yaml:"passive_health"`
+}
+
+// PassiveHealth judges endpoints by the requests penstock already sends:
+// after MaxFails consecutive connection failures an endpoint leaves rotation
+// for FailTimeout, then gets traffic again (NGINX's max_fails/fail_timeout).
+// When every endpoint of a pool is out, requests get 503.
+type PassiveHealth struct {
+	// MaxFails is the number of consecutive connection failures that take an
+	// endpoint out. Default 1; must be at least 1.
+	MaxFails int `yaml:"max_fails"`
+	// FailTimeout is how long an endpoint stays out. Default 10s.
+	FailTimeout Duration `yaml:"fail_timeout"`
 }
 
 // Endpoint is one server of an upstream pool.

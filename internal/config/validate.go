@@ -197,6 +197,10 @@ func (c *Config) validateUpstreams(col *Collector) map[string]string {
 			col.Addf(p+".pool.max_per_endpoint", "must not be negative, got %d", u.Pool.MaxPerEndpoint)
 		}
 		checkDuration(col, p+".pool.idle_timeout", u.Pool.IdleTimeout)
+		if u.PassiveHealth.MaxFails < 0 {
+			col.Addf(p+".passive_health.max_fails", "must be at least 1, got %d", u.PassiveHealth.MaxFails)
+		}
+		checkDuration(col, p+".passive_health.fail_timeout", u.PassiveHealth.FailTimeout)
 	}
 	return names
 }

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -104,4 +105,57 @@ routes:
 			t.Errorf("status %d, want 431", resp.StatusCode)
 		}
 	})
+}
+
+// TestPassiveHealth checks that a dead endpoint leaves rotation after
+// max_fails connection failures, that the rest of the pool takes the
+// traffic, and that the endpoint returns after fail_timeout.
+func TestPassiveHealth(t *testing.T) {
+	alive := newRecorder(t, "alive")
+	dead := closedAddr(t)
+	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams:
+  - name: pool
+    endpoints: [{address: %s}, {address: %s}]
+    passive_health: {max_fails: 2, fail_timeout: 300ms}
+routes: [{name: r, match: {path: /}, upstream: pool}]
+`, dead, alive.addr()))
+	url := baseURL(g, "main") + "/"
+	statuses := map[int]int{}
+	for i := range 20 {
+		// A failed connect sent nothing, so the request (body included) is
+		// retried on the live endpoint: the client never sees the failure.
+		body := strings.Repeat("b", i)
+		resp, got := do(t, client, "POST", url, nil, strings.NewReader(body))
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == 200 && decodeSeen(t, got).Body != body {
+			t.Errorf("request %d: upstream got body %q", i, decodeSeen(t, got).Body)
+		}
+	}
+	if statuses[200] != 20 {
+		t.Errorf("statuses %v, want 20×200", statuses)
+	}
+
+	// Bring the dead endpoint to life at the same address; after
+	// fail_timeout it must get traffic again.
+	ln, err := net.Listen("tcp", dead)
+	if err != nil {
+		t.Skipf("cannot re-bind %s: %v", dead, err)
+	}
+	revived := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", "revived")
+	})}
+	go revived.Serve(ln)
+	t.Cleanup(func() { revived.Close() })
+	time.Sleep(400 * time.Millisecond)
+	seenRevived := false
+	for range 4 {
+		resp, _ := do(t, client, "GET", url, nil, nil)
+		if resp.Header.Get("X-Upstream") == "revived" {
+			seenRevived = true
+		}
+	}
+	if !seenRevived {
+		t.Error("endpoint did not return to rotation after fail_timeout")
+	}
 }

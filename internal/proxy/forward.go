@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,17 +44,15 @@ var errResponseHeaderTimeout = errors.New("upstream response header timeout")
 // io.Copy would allocate per call).
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// maxConnectAttempts bounds the endpoints one request may try when
+// connecting fails. A failed connect sent nothing, so trying another endpoint
+// is safe for every method (NGINX's proxy_next_upstream error, on by
+// default); the bound keeps a dead pool from multiplying each request's
+// latency.
+const maxConnectAttempts = 3
+
 // ServeExchange implements exchange.Handler.
 func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
-	now := time.Now().UnixNano()
-	ep := f.Pool.Pick(now)
-	if ep == nil {
-		f.fail(x, pipeline.NoHealthyEndpoint, nil)
-		return
-	}
-	x.State.Endpoint = ep.Address
-	x.State.Attempts++
-
 	ctx := x.Ctx
 	if f.RequestTimeout > 0 {
 		var cancel context.CancelFunc
@@ -65,43 +64,94 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	ctx = upstream.WithConnectTimeout(ctx, f.ConnectTimeout)
 
 	upgrade := upgradeToken(x)
-	out := &http.Request{
-		Method:     x.Req.Method,
-		URL:        f.upstreamURL(ep, x),
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     outgoingHeader(x, x.State.TrustedPeer, upgrade),
-		Host:       x.Req.Host,
-	}
+	header := outgoingHeader(x, x.State.TrustedPeer, upgrade)
+	var body *attemptBody
 	if x.Req.ContentLength != 0 {
-		out.Body = x.Req.Body
-		out.ContentLength = x.Req.ContentLength
+		body = &attemptBody{r: x.Req.Body}
 	}
-	out = out.WithContext(ctx)
 
-	var headerTimer *time.Timer
-	if f.ResponseHeaderTimeout > 0 {
-		headerTimer = time.AfterFunc(f.ResponseHeaderTimeout, func() { cancelCause(errResponseHeaderTimeout) })
-	}
-	ep.Begin()
-	defer ep.Done()
-	resp, err := ep.Transport().RoundTrip(out)
-	if headerTimer != nil {
-		headerTimer.Stop()
-	}
-	if err != nil {
-		f.roundTripFailed(x, ep, ctx, err)
+	var tried [maxConnectAttempts]*upstream.Endpoint
+	for n := 0; ; n++ {
+		ep := f.pick(time.Now().UnixNano(), tried[:n])
+		if ep == nil {
+			if n == 0 {
+				f.fail(x, pipeline.NoHealthyEndpoint, nil)
+			} else {
+				f.fail(x, pipeline.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
+			}
+			return
+		}
+		tried[n] = ep
+		x.State.Endpoint = ep.Address
+		x.State.Attempts++
+
+		out := &http.Request{
+			Method:     x.Req.Method,
+			URL:        f.upstreamURL(ep, x),
+			Proto:      "HTTP/1.1",
+			ProtoMajor: 1,
+			ProtoMinor: 1,
+			Header:     header,
+			Host:       x.Req.Host,
+		}
+		if body != nil {
+			out.Body = body
+			out.ContentLength = x.Req.ContentLength
+		}
+		out = out.WithContext(ctx)
+
+		ep.Begin()
+		resp, err := f.roundTrip(ep, out, cancelCause)
+		if err != nil {
+			ep.Done()
+			var dialErr *upstream.DialError
+			if errors.As(err, &dialErr) && n+1 < maxConnectAttempts && (body == nil || body.n == 0) &&
+				ctx.Err() == nil {
+				ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)
+				f.log().Debug("connect failed; trying another endpoint", "request_id", x.State.RequestID,
+					"endpoint", ep.Address, "error", err)
+				continue
+			}
+			f.roundTripFailed(x, ep, ctx, err)
+			return
+		}
+		ep.ReportSuccess()
+		f.respond(x, ep, resp)
+		ep.Done()
 		return
 	}
-	ep.ReportSuccess()
-	defer resp.Body.Close()
+}
 
+// pick chooses an endpoint not tried yet for this request, or nil.
+func (f *Forwarder) pick(now int64, tried []*upstream.Endpoint) *upstream.Endpoint {
+	// The balancer may offer a tried endpoint again (it is still healthy
+	// until max_fails is reached); ask a few times before giving up.
+	for range 2 * len(f.Pool.Endpoints) {
+		ep := f.Pool.Pick(now)
+		if ep == nil || !slices.Contains(tried, ep) {
+			return ep
+		}
+	}
+	return nil
+}
+
+// roundTrip sends out to ep, cancelling it when the response headers take
+// longer than ResponseHeaderTimeout.
+func (f *Forwarder) roundTrip(ep *upstream.Endpoint, out *http.Request, cancel context.CancelCauseFunc) (*http.Response, error) {
+	if f.ResponseHeaderTimeout > 0 {
+		t := time.AfterFunc(f.ResponseHeaderTimeout, func() { cancel(errResponseHeaderTimeout) })
+		defer t.Stop()
+	}
+	return ep.Transport().RoundTrip(out)
+}
+
+// respond relays the upstream response to the client.
+func (f *Forwarder) respond(x *exchange.Exchange, ep *upstream.Endpoint, resp *http.Response) {
+	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		f.switchProtocols(x, resp)
 		return
 	}
-
 	copyResponseHeader(x.W.Header(), resp.Header)
 	x.State.Status = resp.StatusCode
 	x.W.WriteHeader(resp.StatusCode)
@@ -114,6 +164,24 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		x.State.Aborted = true
 	}
 }
+
+// attemptBody is the request body as the transport sees it. It counts what
+// was read, so a failed attempt can be retried only if nothing was sent, and
+// ignores Close: the transport closes a request body when a round trip
+// fails, but the body must survive for the next attempt (the engine closes
+// the real body when the exchange ends).
+type attemptBody struct {
+	r io.Reader
+	n int64
+}
+
+func (b *attemptBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *attemptBody) Close() error { return nil }
 
 // upstreamURL addresses ep with the client's path and query, byte for byte.
 func (f *Forwarder) upstreamURL(ep *upstream.Endpoint, x *exchange.Exchange) *url.URL {

@@ -7,13 +7,6 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 )
 
-// Passive health defaults: one failed connect takes an endpoint out of
-// rotation for ten seconds (NGINX's max_fails=1 fail_timeout=10s).
-const (
-	DefaultMaxFails    = 1
-	DefaultFailTimeout = 10 * time.Second
-)
-
 // Pool is a compiled upstream: its endpoints, balancing policy and
 // transports. It is immutable once built, apart from per-endpoint counters.
 type Pool struct {
@@ -32,7 +25,7 @@ type Pool struct {
 
 // NewPool compiles an upstream from its (validated, defaulted) config.
 func NewPool(u *config.Upstream) (*Pool, error) {
-	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout}
+	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D()}
 	if u.TLS != nil {
 		p.Scheme = "https"
 	}
