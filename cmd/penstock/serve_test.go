@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe to read while serve writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeDrainsOnSIGTERM runs `penstock serve -c FILE`, starts a slow
+// request, sends the process SIGTERM and checks that the request finishes,
+// that serve exits 0, and that it logged the drain.
+func TestServeDrainsOnSIGTERM(t *testing.T) {
+	started := make(chan struct{})
+	var once sync.Once
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(started) })
+		time.Sleep(400 * time.Millisecond)
+		io.WriteString(w, "done")
+	})}
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go up.Serve(upLn)
+	t.Cleanup(func() { up.Close() })
+
+	addr := freeAddr(t)
+	file := filepath.Join(t.TempDir(), "penstock.yaml")
+	os.WriteFile(file, []byte(`listeners: [{name: main, address: "`+addr+`"}]
+upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
+routes: [{name: slow, match: {path: /slow}, upstream: up}]
+shutdown: {drain_timeout: 5s}
+logging: {format: text}
+`), 0o600)
+
+	var stdout, stderr lockedBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- run([]string{"serve", "-c", file}, &stdout, &stderr) }()
+
+	// Wait for the listener.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not listen: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{string(b), err}
+	}()
+	<-started
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil || r.body != "done" {
+		t.Errorf("in-flight request: %q, %v; want it to finish", r.body, r.err)
+	}
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("serve exited %d: %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), "draining in-flight requests") {
+		t.Errorf("no drain log line:\n%s", stderr.String())
+	}
+}
