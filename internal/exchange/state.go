@@ -33,10 +33,17 @@ type State struct {
 
 	// idBuf backs RequestID when penstock generates it.
 	idBuf [32]byte
+	// scratch backs small bodies penstock writes itself (error responses),
+	// which would otherwise escape to the heap through the writer interface.
+	scratch [256]byte
 }
 
 // IDBuffer returns scratch space for a generated request id.
 func (s *State) IDBuffer() []byte { return s.idBuf[:] }
+
+// Scratch returns 256 bytes of per-exchange scratch space for a body the
+// pipeline composes itself. Its contents are not reset between exchanges.
+func (s *State) Scratch() []byte { return s.scratch[:0] }
 
 func (s *State) reset() {
 	s.Route = nil

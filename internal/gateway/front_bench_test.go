@@ -61,20 +61,25 @@ routes:
 	w := &discardWriter{}
 	ctx := context.Background()
 
-	b.ReportAllocs()
-	for b.Loop() {
-		x := exchange.Acquire()
-		x.W, x.Ctx = w, ctx
-		x.Req.Proto, x.Req.Method, x.Req.Scheme = exchange.HTTP11, "POST", "http"
-		x.Req.Host, x.Req.Path = "api.example.com", "/v1/models/resnet50/predict"
-		x.Req.Header.Add("Content-Type", "application/json")
-		x.Req.Header.Add("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-		x.Req.ContentLength = 312
-		f.ServeExchange(x)
-		if w.status != 200 {
-			b.Fatalf("status %d", w.status)
+	serve := func(b *testing.B, method, path string, want int) {
+		b.ReportAllocs()
+		for b.Loop() {
+			x := exchange.Acquire()
+			x.W, x.Ctx = w, ctx
+			x.Req.Proto, x.Req.Method, x.Req.Scheme = exchange.HTTP11, method, "http"
+			x.Req.Host, x.Req.Path = "api.example.com", path
+			x.Req.Header.Add("Content-Type", "application/json")
+			x.Req.Header.Add("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+			x.Req.ContentLength = 312
+			f.ServeExchange(x)
+			if w.status != want {
+				b.Fatalf("status %d, want %d", w.status, want)
+			}
+			w.hdr.Reset()
+			exchange.Release(x)
 		}
-		w.hdr.Reset()
-		exchange.Release(x)
 	}
+	b.Run("route", func(b *testing.B) { serve(b, "POST", "/v1/models/resnet50/predict", 200) })
+	b.Run("no_route_404", func(b *testing.B) { serve(b, "POST", "/v2/unknown", 404) })
+	b.Run("method_405", func(b *testing.B) { serve(b, "GET", "/v1/models/resnet50/predict", 405) })
 }

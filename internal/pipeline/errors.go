@@ -58,11 +58,10 @@ func Fail(x *exchange.Exchange, code Code) {
 	h := x.W.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	// A fixed-size stack buffer keeps the funnel allocation-free: the request
-	// id is at most 32 bytes of [0-9a-zA-Z._-] (see RequestID), the rest is
-	// constant.
-	var buf [192]byte
-	b := append(buf[:0], `{"error":"`...)
+	// The exchange's scratch space keeps the funnel allocation-free: the
+	// request id is at most 64 bytes of [0-9a-zA-Z._-] (see
+	// AssignRequestID) and the rest is short and constant, so it fits.
+	b := append(x.State.Scratch(), `{"error":"`...)
 	b = append(b, code...)
 	b = append(b, `","status":`...)
 	b = strconv.AppendInt(b, int64(status), 10)
@@ -70,7 +69,8 @@ func Fail(x *exchange.Exchange, code Code) {
 	b = appendJSONSafe(b, x.State.RequestID)
 	b = append(b, "\"}\n"...)
 	var clen [20]byte
-	h.Set("Content-Length", string(strconv.AppendInt(clen[:0], int64(len(b)), 10)))
+	h.Del("Content-Length")
+	h.AddBytes([]byte("Content-Length"), strconv.AppendInt(clen[:0], int64(len(b)), 10))
 	x.W.WriteHeader(status)
 	if x.Req.Method != "HEAD" {
 		n, _ := x.W.Write(b)
