@@ -1,0 +1,269 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Spec is one route to add to a [Builder].
+type Spec[T any] struct {
+	// Name identifies the route in conflict errors and in [Result.Name].
+	// If empty, errors use Path instead.
+	Name string
+	// Hosts lists the hosts the route serves. A nil or empty slice, or an
+	// "" entry, means any host. "api.example.com" matches that host
+	// exactly; "*.example.com" matches one or more labels in front of
+	// "example.com" but not "example.com" itself. Entries are compared
+	// case-insensitively and must not carry a port; an IPv6 literal is
+	// written bracketed, "[2001:db8::1]".
+	Hosts []string
+	// Path is the path pattern, matched against the raw (still
+	// percent-encoded) request path, byte for byte. Segments are literal,
+	// ":name" (one non-empty segment) or, as the last segment only,
+	// "*name" (the rest of the path, possibly empty, without its leading
+	// slash). "/a" and "/a/" are different patterns; no redirect between
+	// them is ever made. At most [MaxPatternLen] bytes and [MaxParams]
+	// parameters.
+	Path string
+	// Prefix, if true, makes Path match itself and every path below it on a
+	// segment boundary: "/api" matches "/api", "/api/" and "/api/x" but not
+	// "/apix". A prefix pattern may have ":name" segments but no catch-all.
+	Prefix bool
+	// Methods lists the request methods the route serves, as uppercase RFC
+	// 9110 tokens ("GET", "POST"). Empty means any method. HEAD is not
+	// implied by GET.
+	Methods []string
+	// Headers must all match for the route to match; see [HeaderMatch].
+	Headers []HeaderMatch
+	// Value is returned in [Result.Value] when the route matches.
+	Value T
+}
+
+// ConflictError reports two routes that would match exactly the same
+// requests, so one of them could never be chosen.
+type ConflictError struct {
+	A, B   string // the names of the two routes, in the order they were added
+	Reason string // what they have in common
+}
+
+// Error formats the error as `routes "a" and "b" conflict: <reason>`.
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("routes %q and %q conflict: %s", e.A, e.B, e.Reason)
+}
+
+// Builder collects routes and compiles them into an immutable [Router]. The
+// zero value is ready to use. A Builder is not safe for concurrent use.
+type Builder[T any] struct {
+	entries []entry[T]
+}
+
+// entry is a validated Spec.
+type entry[T any] struct {
+	spec      Spec[T]
+	pat       pattern
+	hosts     []string // normalized, deduplicated; "" is any host
+	methods   []string // deduplicated
+	headers   []HeaderMatch
+	headerKey string // canonical text of headers, for conflict detection
+}
+
+func (e *entry[T]) name() string {
+	if e.spec.Name != "" {
+		return e.spec.Name
+	}
+	return e.spec.Path
+}
+
+// Add validates s and adds it. An invalid path is reported as a
+// *[PatternError]; invalid hosts, methods and header matchers as errors
+// naming the field ("host %q: ..."). Conflicts between routes are only
+// detected by [Builder.Build].
+func (b *Builder[T]) Add(s Spec[T]) error {
+	pat, err := parsePattern(s.Path, s.Prefix)
+	if err != nil {
+		return err
+	}
+	e := entry[T]{spec: s, pat: pat}
+	if len(s.Hosts) == 0 {
+		e.hosts = []string{""}
+	}
+	for _, h := range s.Hosts {
+		nh, err := normalizeHost(h)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(e.hosts, nh) {
+			e.hosts = append(e.hosts, nh)
+		}
+	}
+	if e.methods, err = validateMethods(s.Methods); err != nil {
+		return err
+	}
+	for _, hm := range s.Headers {
+		if !isToken(hm.Name) {
+			return fmt.Errorf("header %q: name is not an RFC 9110 token", hm.Name)
+		}
+		// RFC 9110 section 5.5: field values never hold CR, LF or NUL, so
+		// a matcher with them could never match.
+		if strings.ContainsAny(hm.Value, "\r\n\x00") {
+			return fmt.Errorf("header %q: value %q contains CR, LF or NUL", hm.Name, hm.Value)
+		}
+		name := strings.ToLower(hm.Name)
+		for _, prev := range e.headers {
+			if prev.Name == name {
+				return fmt.Errorf("header %q: listed twice", hm.Name)
+			}
+		}
+		e.headers = append(e.headers, HeaderMatch{Name: name, Value: hm.Value})
+	}
+	slices.SortFunc(e.headers, func(a, b HeaderMatch) int { return strings.Compare(a.Name, b.Name) })
+	var key strings.Builder
+	for _, hm := range e.headers {
+		fmt.Fprintf(&key, "%q:%q;", hm.Name, hm.Value)
+	}
+	e.headerKey = key.String()
+	b.entries = append(b.entries, e)
+	return nil
+}
+
+// Build checks the routes for conflicts and compiles them into a Router.
+// Every conflicting pair is reported as a *[ConflictError]; several are
+// joined with [errors.Join]. Build does not change the Builder, so more
+// routes may be added and Build called again.
+func (b *Builder[T]) Build() (*Router[T], error) {
+	if err := b.conflicts(); err != nil {
+		return nil, err
+	}
+	var used []string
+	for _, e := range b.entries {
+		used = append(used, e.methods...)
+	}
+	ms, err := newMethodSet(used)
+	if err != nil {
+		return nil, err
+	}
+	r := &Router[T]{
+		routes:  make([]route, len(b.entries)),
+		values:  make([]T, len(b.entries)),
+		methods: ms,
+	}
+	for i, e := range b.entries {
+		r.routes[i] = route{
+			name:    e.spec.Name,
+			pattern: e.spec.Path,
+			methods: ms.mask(e.methods),
+			headers: e.headers,
+			params:  e.pat.params,
+		}
+		r.values[i] = e.spec.Value
+		for _, h := range e.hosts {
+			var root *node
+			switch {
+			case h == "":
+				if r.any == nil {
+					r.any = &node{}
+				}
+				root = r.any
+			case strings.HasPrefix(h, "*."):
+				if r.wild == nil {
+					r.wild = map[string]*node{}
+				}
+				// Keyed by ".example.com", the form the lookup slices out
+				// of the request host.
+				if root = r.wild[h[1:]]; root == nil {
+					root = &node{}
+					r.wild[h[1:]] = root
+				}
+			default:
+				if r.exact == nil {
+					r.exact = map[string]*node{}
+				}
+				if root = r.exact[h]; root == nil {
+					root = &node{}
+					r.exact[h] = root
+				}
+			}
+			root.insert(e.pat, int32(i), e.spec.Prefix)
+		}
+	}
+	for _, root := range r.roots() {
+		root.walk(func(n *node) { n.finish(r.routes) })
+	}
+	return r, nil
+}
+
+// conflicts reports every pair of routes that share a host entry, path
+// shape, prefix flag and header matcher set and have a method in common.
+func (b *Builder[T]) conflicts() error {
+	type key struct {
+		host, shape, headers string
+		prefix               bool
+	}
+	var (
+		errs     []error
+		groups   = map[key][]int{}
+		reported = map[[2]int]bool{}
+	)
+	for i := range b.entries {
+		e := &b.entries[i]
+		for _, h := range e.hosts {
+			k := key{host: h, shape: e.pat.shape, headers: e.headerKey, prefix: e.spec.Prefix}
+			for _, j := range groups[k] {
+				o := &b.entries[j]
+				common, ok := commonMethods(o.methods, e.methods)
+				if !ok || reported[[2]int{j, i}] {
+					continue
+				}
+				reported[[2]int{j, i}] = true
+				errs = append(errs, &ConflictError{A: o.name(), B: e.name(), Reason: conflictReason(h, o, e, common)})
+			}
+			groups[k] = append(groups[k], i)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func conflictReason[T any](host string, a, b *entry[T], methods string) string {
+	var s strings.Builder
+	if host == "" {
+		s.WriteString("both match any host")
+	} else {
+		fmt.Fprintf(&s, "both match host %q", host)
+	}
+	kind := "paths"
+	if a.spec.Prefix {
+		kind = "prefix paths"
+	}
+	fmt.Fprintf(&s, ", %s %q and %q", kind, a.spec.Path, b.spec.Path)
+	if a.spec.Path != b.spec.Path {
+		s.WriteString(" (same shape)")
+	}
+	s.WriteString(", ")
+	s.WriteString(methods)
+	if len(a.headers) > 0 {
+		s.WriteString(", identical header matchers")
+	}
+	return s.String()
+}
+
+// commonMethods describes the methods two method lists share (empty meaning
+// any method) and reports whether there is one.
+func commonMethods(a, b []string) (string, bool) {
+	switch {
+	case len(a) == 0 && len(b) == 0:
+		return "any method", true
+	case len(a) == 0:
+		return "method " + strings.Join(b, ", "), true
+	case len(b) == 0:
+		return "method " + strings.Join(a, ", "), true
+	}
+	var both []string
+	for _, m := range a {
+		if slices.Contains(b, m) {
+			both = append(both, m)
+		}
+	}
+	return "method " + strings.Join(both, ", "), len(both) > 0
+}
