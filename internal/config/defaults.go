@@ -95,6 +95,10 @@ const (
 	// DefaultMaxRequestBody is Route.MaxRequestBody's default.
 	DefaultMaxRequestBody = ByteSize(10 << 20)
 
+	// DefaultReloadDebounce is Reload.Debounce's default.
+	DefaultReloadDebounce = Duration(250 * time.Millisecond)
+	// DefaultStreamGrace is Reload.StreamGrace's default.
+	DefaultStreamGrace = Duration(60 * time.Second)
 	// DefaultAdminAddress is Admin.Address's default.
 	DefaultAdminAddress = "127.0.0.1:9901"
 
@@ -165,6 +169,8 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Logging.Level, DefaultLogLevel)
 	setDefault(&c.Logging.Format, DefaultLogFormat)
 	setDefault(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&c.Reload.Debounce, DefaultReloadDebounce)
+	setDefault(&c.Reload.StreamGrace, DefaultStreamGrace)
 }
 
 // setDefault stores def in *p if *p is the zero value.

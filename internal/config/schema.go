@@ -35,6 +35,8 @@ type Config struct {
 	Logging Logging `yaml:"logging"`
 	// Shutdown controls graceful shutdown on SIGTERM/SIGINT.
 	Shutdown Shutdown `yaml:"shutdown"`
+	// Reload controls how configuration changes are picked up.
+	Reload Reload `yaml:"reload"`
 
 	// src records the file name and field lines when the Config was decoded
 	// by Parse or Load; nil for a Config built in Go.
@@ -215,8 +217,17 @@ type RouteTimeouts struct {
 
 // Admin is the operator's HTTP listener.
 type Admin struct {
-	// Address to bind. Default "127.0.0.1:9901".
+	// Address to bind. Default "127.0.0.1:9901". A non-loopback address
+	// requires a token.
 	Address string `yaml:"address"`
+	// Token is the bearer token that mutating and debug endpoints require
+	// (POST /config/reload, /debug/pprof/). Prefer TokenFile or TokenEnv:
+	// GET /config shows this field redacted, but the file holds it in clear.
+	Token string `yaml:"token" secret:"true"`
+	// TokenFile is a file whose content (trimmed) is the token.
+	TokenFile string `yaml:"token_file"`
+	// TokenEnv names an environment variable holding the token.
+	TokenEnv string `yaml:"token_env"`
 }
 
 // Logging configures penstock's own log.
@@ -233,3 +244,23 @@ type Shutdown struct {
 	// SIGINT before connections are closed. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
 }
+
+// Reload controls how a running penstock picks up configuration changes.
+// SIGHUP and POST /config/reload on the admin API always reload.
+type Reload struct {
+	// Watch reloads when the configuration file changes (its directory is
+	// watched, so editors that write a new file and rename it, and Kubernetes
+	// ConfigMap symlink swaps, are seen). Default true.
+	Watch *bool `yaml:"watch"`
+	// Debounce waits this long after the last change in a burst before
+	// reloading. Default 250ms.
+	Debounce Duration `yaml:"debounce"`
+	// StreamGrace is how long requests still running on an upstream that a
+	// reload removed or changed may continue (long-lived streams such as
+	// server-sent events and WebSockets) before their connections are closed.
+	// Default 60s.
+	StreamGrace Duration `yaml:"stream_grace"`
+}
+
+// WatchEnabled reports whether the configuration file is watched.
+func (r Reload) WatchEnabled() bool { return r.Watch == nil || *r.Watch }

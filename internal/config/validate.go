@@ -33,6 +33,8 @@ func (c *Config) Validate() error {
 	upstreams := c.validateUpstreams(col)
 	c.validateRoutes(col, upstreams)
 	c.validateAdmin(col, binds)
+	checkDuration(col, "reload.debounce", c.Reload.Debounce)
+	checkDuration(col, "reload.stream_grace", c.Reload.StreamGrace)
 
 	if !isKnown(c.Logging.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError) {
 		col.Addf("logging.level", "unknown level %q; want debug, info, warn or error", c.Logging.Level)
@@ -278,6 +280,35 @@ func (c *Config) validateAdmin(col *Collector, binds []bound) {
 			return
 		}
 	}
+	set := 0
+	for _, v := range []string{c.Admin.Token, c.Admin.TokenFile, c.Admin.TokenEnv} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		col.Addf("admin", "set at most one of token, token_file and token_env")
+	}
+	if _, err := c.Admin.ResolveToken(); err != nil {
+		field := "admin.token_file"
+		if c.Admin.TokenEnv != "" {
+			field = "admin.token_env"
+		}
+		col.Addf(field, "%v", err)
+	} else if set == 0 && !isLoopbackHost(host) {
+		col.Addf("admin.address", "admin API on non-loopback address %q needs a token (token_file or token_env); "+
+			"without one anyone who can reach it could reload the configuration", c.Admin.Address)
+	}
+}
+
+// isLoopbackHost reports whether a bind host is a loopback name or address.
+// An empty host or an unspecified address binds every interface: not loopback.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // checkName reports a missing name, or a name already in names (which maps

@@ -35,9 +35,8 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 	for i := range cfg.Listeners {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
-	cfg.Admin.Address = "127.0.0.1:0"
 	cfg.Upstreams[0].Endpoints[0].Address = addr.String()
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 	}
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
 
-	banner := demo.Banner(g.Addr("http").String(), g.Addr("https").String(), g.Addr("admin").String())
+	banner := demo.Banner(g.Addr("http").String(), g.Addr("https").String(), "")
 	var cmds []string
 	for _, line := range strings.Split(banner, "\n") {
 		if l := strings.TrimSpace(line); strings.HasPrefix(l, "curl ") {

@@ -6,85 +6,168 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/listener"
 )
 
-// Gateway is a running penstock: its listeners, the current snapshot and the
-// admin listener.
+// Options configure a Gateway beyond its config file.
+type Options struct {
+	// Logger receives the gateway's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics. Nil means none are exported.
+	Registerer prometheus.Registerer
+	// Inherited are listening sockets handed over by a previous process (a
+	// binary upgrade), by bound address. A listener whose address is here
+	// uses the socket instead of binding; the rest are closed after Start.
+	Inherited map[string]net.Listener
+}
+
+// Gateway is a running penstock: its listeners and the snapshot they serve.
 type Gateway struct {
 	log      *slog.Logger
 	snap     atomic.Pointer[Snapshot]
 	draining atomic.Bool
-	drain    time.Duration
+	metrics  *metrics
+	inherit  map[string]net.Listener
 
-	mu        sync.Mutex
-	listeners []*runningListener
-	admin     *adminServer
-	wg        sync.WaitGroup
-	serveErr  chan error
+	// mu serialises Start, Reload and Shutdown; requests never take it.
+	mu         sync.Mutex
+	listeners  map[string]*runningListener
+	generation uint64
+	started    bool
+	wg         sync.WaitGroup
+	serveErr   chan error
 }
 
+// runningListener is one configured listener: its socket and the server
+// currently serving it.
 type runningListener struct {
-	name   string
-	scheme string
-	ln     net.Listener
+	cfg    config.Listener
+	sock   *listener.Socket
 	srv    *stdhttp.Server
+	scheme string
 }
 
 // New compiles cfg (defaults applied) into a gateway that is not yet
 // listening.
-func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s, err := Compile(cfg, log)
+	s, err := compile(cfg, nil, log)
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{log: log, drain: cfg.Shutdown.DrainTimeout.D(), serveErr: make(chan error, len(cfg.Listeners)+1)}
+	g := &Gateway{
+		log:       log,
+		metrics:   newMetrics(opts.Registerer),
+		inherit:   opts.Inherited,
+		listeners: make(map[string]*runningListener),
+		serveErr:  make(chan error, 16),
+	}
+	g.generation = 1
 	g.snap.Store(s)
+	g.metrics.loaded(1)
 	return g, nil
 }
 
 // Snapshot returns the snapshot requests are currently served from.
 func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
 
-// Start binds every listener and the admin listener and starts serving. If
-// any socket cannot be bound, the ones already bound are closed and the
-// error names the listener.
-func (g *Gateway) Start(ctx context.Context) error {
-	cfg := g.snap.Load().Config
+// Generation counts the configurations loaded: 1 for the first, +1 per
+// successful reload.
+func (g *Gateway) Generation() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.generation
+}
+
+// Ready reports whether the gateway is serving: started and not draining.
+func (g *Gateway) Ready() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started && !g.draining.Load()
+}
+
+// Start binds every listener (or takes it from Options.Inherited) and starts
+// serving. If any socket cannot be bound, the ones already bound are closed
+// and the error names the listener.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cfg := g.snap.Load().Config
+	socks, err := g.bindAll(ctx, cfg.Listeners)
+	if err != nil {
+		return err
+	}
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		rl, err := g.startListener(ctx, lc)
+		rl, err := g.serve(lc, socks[lc.Name])
 		if err != nil {
-			g.closeAll()
+			for _, s := range socks {
+				s.Close()
+			}
+			for _, l := range g.listeners {
+				l.srv.Shutdown(context.Background())
+			}
+			g.listeners = map[string]*runningListener{}
 			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
 		}
-		g.listeners = append(g.listeners, rl)
+		g.listeners[lc.Name] = rl
 	}
-	if cfg.Admin != nil {
-		a, err := startAdmin(ctx, cfg.Admin.Address, g)
-		if err != nil {
-			g.closeAll()
-			return fmt.Errorf("admin: %w", err)
-		}
-		g.admin = a
-		g.log.Info("admin listening", "address", a.ln.Addr().String())
+	// Inherited sockets no listener claimed are not ours to keep open.
+	for addr, ln := range g.inherit {
+		ln.Close()
+		delete(g.inherit, addr)
 	}
+	g.started = true
 	return nil
 }
 
-func (g *Gateway) startListener(ctx context.Context, lc *config.Listener) (*runningListener, error) {
+// bindAll binds (or inherits) a socket for each listener in lcs that has no
+// running socket at the same address yet. On error it closes what it bound.
+func (g *Gateway) bindAll(ctx context.Context, lcs []config.Listener) (map[string]*listener.Socket, error) {
+	socks := make(map[string]*listener.Socket)
+	for i := range lcs {
+		lc := &lcs[i]
+		if old := g.listeners[lc.Name]; old != nil && old.cfg.Address == lc.Address {
+			socks[lc.Name] = old.sock
+			continue
+		}
+		var ln net.Listener
+		if inh, ok := g.inherit[lc.Address]; ok {
+			ln = inh
+			delete(g.inherit, lc.Address)
+			g.log.Info("listener socket inherited", "listener", lc.Name, "address", lc.Address)
+		} else {
+			var err error
+			ln, err = listener.Listen(ctx, lc.Address)
+			if err != nil {
+				for name, s := range socks {
+					if old := g.listeners[name]; old == nil || old.sock != s {
+						s.Close()
+					}
+				}
+				return nil, fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
+			}
+		}
+		socks[lc.Name] = listener.NewSocket(ln)
+	}
+	return socks, nil
+}
+
+// serve starts a server for lc on sock.
+func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningListener, error) {
 	trusted, err := listener.ParseTrusted(lc.TrustedProxies)
 	if err != nil {
 		return nil, err
@@ -111,57 +194,170 @@ func (g *Gateway) startListener(ctx context.Context, lc *config.Listener) (*runn
 			g.log.Info("generated self-signed certificate", "listener", lc.Name, "sha256", fp)
 		}
 	}
-	ln, err := listener.Listen(ctx, lc.Address)
-	if err != nil {
-		return nil, err
-	}
 	h := &front{snap: &g.snap, trusted: trusted, draining: &g.draining}
 	srv := stdhttp.NewServer(opts, h)
-	rl := &runningListener{name: lc.Name, scheme: scheme, ln: ln, srv: srv}
+	view := sock.NewView()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		if err := srv.Serve(ln); err != nil {
-			g.serveErr <- fmt.Errorf("listener %q: %w", lc.Name, err)
+		if err := srv.Serve(view); err != nil && !errors.Is(err, net.ErrClosed) {
+			select {
+			case g.serveErr <- fmt.Errorf("listener %q: %w", lc.Name, err):
+			default:
+			}
 		}
 	}()
-	g.log.Info("listening", "listener", lc.Name, "address", ln.Addr().String(), "scheme", scheme, "protocols", lc.Protocols)
-	return rl, nil
+	g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", scheme, "protocols", lc.Protocols)
+	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme}, nil
 }
 
-// Addr returns the bound address of the named listener ("admin" for the
-// admin listener when no listener has that name), or nil.
+// Reload compiles cfg (defaults applied) and, if it is valid and its new
+// listeners can be bound, swaps it in: new requests use it at once, requests
+// in flight finish on the previous snapshot. Unchanged upstream pools are
+// kept with their connections and health; removed ones are retired (their
+// streams end after cfg.Reload.StreamGrace). Unchanged listeners keep their
+// sockets and connections; changed ones get a new server on the same socket
+// while the old server drains; removed ones drain and close. On any error
+// nothing changes and the error is returned.
+func (g *Gateway) Reload(cfg *config.Config) error {
+	start := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.draining.Load() {
+		return errors.New("reload refused: shutting down")
+	}
+	old := g.snap.Load()
+	s, err := compile(cfg, old, g.log)
+	if err != nil {
+		g.metrics.failed()
+		return err
+	}
+
+	// Everything that can fail happens before the swap: bind new sockets
+	// and build every changed listener's server.
+	var socks map[string]*listener.Socket
+	if g.started {
+		socks, err = g.bindAll(context.Background(), cfg.Listeners)
+		if err != nil {
+			s.retireNew(old)
+			g.metrics.failed()
+			return err
+		}
+	}
+	g.snap.Store(s)
+	g.generation++
+
+	if g.started {
+		next := make(map[string]*runningListener, len(cfg.Listeners))
+		for i := range cfg.Listeners {
+			lc := &cfg.Listeners[i]
+			prev := g.listeners[lc.Name]
+			if prev != nil && reflect.DeepEqual(prev.cfg, *lc) {
+				next[lc.Name] = prev
+				continue
+			}
+			rl, err := g.serve(lc, socks[lc.Name])
+			if err != nil {
+				// Certificates are checked by validation, so this is a
+				// file changed in between: keep the old server.
+				g.log.Error("reload: listener kept on its previous settings", "listener", lc.Name, "error", err)
+				if prev != nil {
+					next[lc.Name] = prev
+				}
+				continue
+			}
+			next[lc.Name] = rl
+			if prev != nil {
+				go g.drainListener(prev, prev.sock != rl.sock, cfg.Shutdown.DrainTimeout.D())
+			}
+		}
+		for name, prev := range g.listeners {
+			if _, kept := next[name]; !kept {
+				go g.drainListener(prev, true, cfg.Shutdown.DrainTimeout.D())
+			}
+		}
+		g.listeners = next
+	}
+
+	// Pools the new snapshot did not take over are retired.
+	for name, p := range old.Pools {
+		if s.Pools[name] != p {
+			p.Retire(cfg.Reload.StreamGrace.D())
+		}
+	}
+	g.metrics.loaded(g.generation)
+	g.log.Info("configuration reloaded", "generation", g.generation, "routes", len(cfg.Routes),
+		"upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners), "took", time.Since(start).String())
+	return nil
+}
+
+// drainListener shuts a replaced or removed listener's server down
+// gracefully and, if the socket is no longer used, closes it.
+func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
+	defer cancel()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		g.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
+	}
+	if closeSocket {
+		l.sock.Close()
+	}
+}
+
+// Addr returns the bound address of the named listener, or nil.
 func (g *Gateway) Addr(name string) net.Addr {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, l := range g.listeners {
-		if l.name == name {
-			return l.ln.Addr()
-		}
-	}
-	if name == "admin" && g.admin != nil {
-		return g.admin.ln.Addr()
+	if l := g.listeners[name]; l != nil {
+		return l.sock.Addr()
 	}
 	return nil
 }
 
+// Sockets returns the listening sockets by bound address, for handing to a
+// new process in a binary upgrade.
+func (g *Gateway) Sockets() map[string]*listener.Socket {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]*listener.Socket, len(g.listeners))
+	for _, l := range g.listeners {
+		out[l.cfg.Address] = l.sock
+	}
+	return out
+}
+
 // Err returns a channel that receives a listener's fatal serve error.
 func (g *Gateway) Err() <-chan error { return g.serveErr }
+
+// StopAccepting makes every listener stop taking new connections without
+// closing the sockets (which a new process may be serving by now). Requests
+// in flight continue; call Shutdown to drain them.
+func (g *Gateway) StopAccepting() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.draining.Store(true)
+	for _, l := range g.listeners {
+		l.sock.Detach()
+	}
+}
 
 // Shutdown stops accepting connections, lets in-flight requests finish for up
 // to the configured drain timeout (or until ctx is done), then closes what is
 // left and the upstream pools' idle connections.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.draining.Store(true)
-	if g.drain > 0 {
+	g.mu.Lock()
+	drain := g.snap.Load().Config.Shutdown.DrainTimeout.D()
+	ls := make([]*runningListener, 0, len(g.listeners))
+	for _, l := range g.listeners {
+		ls = append(ls, l)
+	}
+	g.mu.Unlock()
+	if drain > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, g.drain)
+		ctx, cancel = context.WithTimeout(ctx, drain)
 		defer cancel()
 	}
-	g.mu.Lock()
-	ls := slices.Clone(g.listeners)
-	admin := g.admin
-	g.mu.Unlock()
 
 	var wg sync.WaitGroup
 	errs := make([]error, len(ls))
@@ -170,28 +366,17 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			if err := l.srv.Shutdown(ctx); err != nil {
-				errs[i] = fmt.Errorf("listener %q: drain: %w", l.name, err)
+				errs[i] = fmt.Errorf("listener %q: drain: %w", l.cfg.Name, err)
 			}
+			l.sock.Close()
 		}()
 	}
 	wg.Wait()
-	if admin != nil {
-		admin.srv.Close()
-	}
 	g.wg.Wait()
 	g.snap.Load().Close()
 	return errors.Join(errs...)
 }
 
-// closeAll closes bound sockets after a failed Start. g.mu is held.
-func (g *Gateway) closeAll() {
-	for _, l := range g.listeners {
-		l.srv.Shutdown(context.Background())
-		l.ln.Close()
-	}
-	g.listeners = nil
-	if g.admin != nil {
-		g.admin.srv.Close()
-		g.admin = nil
-	}
-}
+// ReloadRejected counts a reload whose configuration could not even be
+// loaded (decoding or validation failed before Reload was called).
+func (g *Gateway) ReloadRejected() { g.metrics.failed() }

@@ -38,7 +38,7 @@ func startGatewayTB(t testing.TB, yamlText string) *gateway.Gateway {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := gateway.New(cfg, log)
+	g, err := gateway.New(cfg, gateway.Options{Logger: log})
 	if err != nil {
 		t.Fatalf("compile config: %v", err)
 	}

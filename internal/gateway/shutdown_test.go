@@ -31,7 +31,7 @@ shutdown: {drain_timeout: 5s}
 		t.Fatal(err)
 	}
 	cfg.SetDefaults()
-	g, err := gateway.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,16 @@ type Snapshot struct {
 // snapshot. Every problem is reported at once, each with its field path and
 // line.
 func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
+	return compile(cfg, nil, log)
+}
+
+// compile is Compile that takes over the pools of prev whose configuration
+// did not change, so a reload keeps their connections, health and balancing
+// state.
+func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger) (*Snapshot, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	if errs := config.Merge(config.Merge(nil, cfg.Validate()), CheckRoutes(cfg)); len(errs) > 0 {
 		return nil, errs
 	}
@@ -51,6 +61,12 @@ func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
 	s := &Snapshot{Config: cfg, Pools: make(map[string]*upstream.Pool, len(cfg.Upstreams))}
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
+		if prev != nil {
+			if p := prev.Pools[u.Name]; p != nil && p.Same(u) {
+				s.Pools[u.Name] = p
+				continue
+			}
+		}
 		p, err := upstream.NewPool(u)
 		if err != nil {
 			col.Addf(fmt.Sprintf("upstreams[%d]", i), "%v", err)
@@ -59,6 +75,7 @@ func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
 		s.Pools[u.Name] = p
 	}
 	if col.Len() > 0 {
+		s.retireNew(prev)
 		return nil, col.Err()
 	}
 	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
@@ -76,11 +93,21 @@ func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
 		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h}, nil
 	})
 	if err != nil {
-		s.Close()
+		s.retireNew(prev)
 		return nil, err
 	}
 	s.Router = r
 	return s, nil
+}
+
+// retireNew closes the pools s created itself (not those taken over from
+// prev), after s was abandoned.
+func (s *Snapshot) retireNew(prev *Snapshot) {
+	for name, p := range s.Pools {
+		if prev == nil || prev.Pools[name] != p {
+			p.Close()
+		}
+	}
 }
 
 // CheckRoutes reports what only the router can tell about cfg's routes: bad

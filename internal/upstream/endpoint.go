@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -30,6 +31,79 @@ type Endpoint struct {
 	// the endpoint out of rotation; 0 when healthy.
 	downUntil atomic.Int64
 	fails     atomic.Int32
+
+	// conns tracks the endpoint's open connections (registered at dial, not
+	// per request) so that a retired pool can close long-lived streams.
+	connsMu sync.Mutex
+	conns   map[*trackedConn]struct{}
+}
+
+// trackedConn removes itself from its endpoint's set when closed.
+type trackedConn struct {
+	net.Conn
+	e    *Endpoint
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.e.connsMu.Lock()
+		delete(c.e.conns, c)
+		c.e.connsMu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (e *Endpoint) track(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, e: e}
+	e.connsMu.Lock()
+	if e.conns == nil {
+		e.conns = make(map[*trackedConn]struct{})
+	}
+	e.conns[tc] = struct{}{}
+	e.connsMu.Unlock()
+	return tc
+}
+
+// OpenConns reports the endpoint's open connections.
+func (e *Endpoint) OpenConns() int {
+	e.connsMu.Lock()
+	defer e.connsMu.Unlock()
+	return len(e.conns)
+}
+
+func (e *Endpoint) closeConns() {
+	e.connsMu.Lock()
+	cs := make([]*trackedConn, 0, len(e.conns))
+	for c := range e.conns {
+		cs = append(cs, c)
+	}
+	e.connsMu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// State is a snapshot of an endpoint's health and load, for the admin API.
+type State struct {
+	Address   string    `json:"address"`
+	Weight    int       `json:"weight"`
+	Healthy   bool      `json:"healthy"`
+	DownUntil time.Time `json:"down_until,omitzero"`
+	Fails     int       `json:"consecutive_failures"`
+	Inflight  int64     `json:"inflight"`
+	OpenConns int       `json:"open_connections"`
+}
+
+// State reports the endpoint's current state.
+func (e *Endpoint) State() State {
+	now := time.Now()
+	s := State{Address: e.Address, Weight: e.Weight, Healthy: e.Healthy(now.UnixNano()),
+		Fails: int(e.fails.Load()), Inflight: e.inflight.Load(), OpenConns: e.OpenConns()}
+	if d := e.downUntil.Load(); d != 0 && now.UnixNano() < d {
+		s.DownUntil = time.Unix(0, d)
+	}
+	return s
 }
 
 // ParseAddress splits an endpoint address into a dial network and address.

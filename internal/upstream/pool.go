@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
@@ -19,13 +20,17 @@ type Pool struct {
 	// MaxFails and FailTimeout drive passive health.
 	MaxFails    int
 	FailTimeout time.Duration
+	// Config is the upstream's configuration, kept so that a reload can tell
+	// an unchanged pool (which it keeps, with its connections and state) from
+	// a changed one.
+	Config config.Upstream
 
 	balancer Balancer
 }
 
 // NewPool compiles an upstream from its (validated, defaulted) config.
 func NewPool(u *config.Upstream) (*Pool, error) {
-	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D()}
+	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(), Config: *u}
 	if u.TLS != nil {
 		p.Scheme = "https"
 	}
@@ -63,3 +68,20 @@ func (p *Pool) Close() {
 		}
 	}
 }
+
+// Retire is called when a reload removes or replaces the pool: idle
+// connections close now; connections still carrying requests (long-lived
+// streams such as server-sent events or WebSockets) are closed after grace,
+// which ends those streams. It returns at once.
+func (p *Pool) Retire(grace time.Duration) {
+	p.Close()
+	time.AfterFunc(grace, func() {
+		p.Close()
+		for _, e := range p.Endpoints {
+			e.closeConns()
+		}
+	})
+}
+
+// Same reports whether the pool was built from a configuration equal to u.
+func (p *Pool) Same(u *config.Upstream) bool { return reflect.DeepEqual(&p.Config, u) }

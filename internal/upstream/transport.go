@@ -63,7 +63,7 @@ func newTransport(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *http.Tr
 			if err != nil {
 				return nil, &DialError{Endpoint: e.Address, Err: err}
 			}
-			return c, nil
+			return e.track(c), nil
 		},
 		Protocols:           &protocols,
 		TLSClientConfig:     tlsConf,

@@ -1,0 +1,211 @@
+// Package admin is penstock's operator API, on its own listener
+// (127.0.0.1:9901 by default): health and readiness, the effective
+// configuration with secrets redacted, reloads, upstream state, Prometheus
+// metrics and live profiling.
+//
+// Read-only endpoints are open; mutating and debug endpoints require the
+// bearer token from the config's admin block. The config refuses a
+// non-loopback admin address without a token.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/upstream"
+)
+
+// Options wire the admin API to the rest of the process.
+type Options struct {
+	// Gateway is the running gateway. Required.
+	Gateway *gateway.Gateway
+	// Token is the bearer token for mutating and debug endpoints; empty
+	// means those endpoints answer 401.
+	Token string
+	// Reload re-reads the configuration source and applies it; nil disables
+	// POST /config/reload (501).
+	Reload func() error
+	// Gatherer is scraped by GET /metrics. Nil means none.
+	Gatherer prometheus.Gatherer
+	// Logger receives one line per mutating call. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the running admin API.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Handler returns the admin API's routes.
+func Handler(o Options) http.Handler {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &api{o: o, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("GET /config", a.config)
+	mux.HandleFunc("GET /upstreams", a.upstreams)
+	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
+	if o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	}
+	mux.Handle("/debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", a.auth(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", a.auth(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", a.auth(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", a.auth(http.HandlerFunc(pprof.Trace)))
+	return mux
+}
+
+// Serve starts the admin API on ln.
+func Serve(ln net.Listener, o Options) *Server {
+	srv := &http.Server{
+		Handler:           Handler(o),
+		ReadHeaderTimeout: 5 * time.Second,
+		// Profiles run for up to the requested seconds; no write timeout.
+		IdleTimeout: 60 * time.Second,
+	}
+	go srv.Serve(ln)
+	return &Server{srv: srv, ln: ln}
+}
+
+// Addr is the admin listener's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Shutdown stops the admin API, waiting for calls in progress until ctx.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+type api struct {
+	o   Options
+	log *slog.Logger
+}
+
+// auth admits requests carrying "Authorization: Bearer <token>" (RFC 6750).
+func (a *api) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.o.Token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="penstock-admin"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{
+				"error": "this endpoint needs a bearer token, and none is configured: set admin.token_file or admin.token_env",
+			})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.o.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="penstock-admin", error="invalid_token"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *api) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !a.o.Gateway.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("not ready\n"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// config shows the effective configuration (defaults filled in) as YAML,
+// with secrets redacted.
+func (a *api) config(w http.ResponseWriter, _ *http.Request) {
+	cfg := a.o.Gateway.Snapshot().Config.Redact()
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("X-Config-Generation", jsonNumber(a.o.Gateway.Generation()))
+	w.Write(out)
+}
+
+func (a *api) reload(w http.ResponseWriter, r *http.Request) {
+	if a.o.Reload == nil {
+		writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "this process has no configuration file to reload (demo mode)"})
+		return
+	}
+	err := a.o.Reload()
+	if err != nil {
+		a.log.Warn("admin: reload refused", "remote", r.RemoteAddr, "error", err)
+		body := map[string]any{"error": "reload refused; the previous configuration keeps serving"}
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			lines := make([]string, len(errs))
+			for i, e := range errs {
+				lines[i] = e.Error()
+			}
+			body["errors"] = lines
+		} else {
+			body["errors"] = []string{err.Error()}
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, body)
+		return
+	}
+	a.log.Info("admin: reload applied", "remote", r.RemoteAddr, "generation", a.o.Gateway.Generation())
+	writeJSON(w, http.StatusOK, map[string]any{"generation": a.o.Gateway.Generation()})
+}
+
+// upstreamState is one pool in GET /upstreams.
+type upstreamState struct {
+	Name      string           `json:"name"`
+	Balancing string           `json:"balancing"`
+	Protocol  string           `json:"protocol"`
+	Endpoints []upstream.State `json:"endpoints"`
+}
+
+func (a *api) upstreams(w http.ResponseWriter, _ *http.Request) {
+	s := a.o.Gateway.Snapshot()
+	out := make([]upstreamState, 0, len(s.Pools))
+	for _, p := range s.Pools {
+		us := upstreamState{Name: p.Name, Balancing: p.Config.Balancing, Protocol: p.Config.Protocol}
+		for _, e := range p.Endpoints {
+			us.Endpoints = append(us.Endpoints, e.State())
+		}
+		out = append(out, us)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func jsonNumber(n uint64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
