@@ -18,10 +18,10 @@ import (
 // serves a View, and closing a View stops that server's accepting without
 // touching the socket.
 type Socket struct {
-	ln       net.Listener
-	current  atomic.Pointer[View]
-	once     sync.Once
-	closed   chan struct{}
+	ln        net.Listener
+	current   atomic.Pointer[View]
+	once      sync.Once
+	closed    chan struct{}
 	detached  atomic.Bool
 	loopDone  chan struct{}
 	closeOnce sync.Once
