@@ -140,7 +140,9 @@ func (g *Gateway) bindAll(ctx context.Context, lcs []config.Listener) (map[strin
 	socks := make(map[string]*listener.Socket)
 	for i := range lcs {
 		lc := &lcs[i]
-		if old := g.listeners[lc.Name]; old != nil && old.cfg.Address == lc.Address {
+		// Same socket if the address is unchanged, or names the port an
+		// ephemeral ("host:0") listener was given.
+		if old := g.listeners[lc.Name]; old != nil && (old.cfg.Address == lc.Address || old.sock.Addr().String() == lc.Address) {
 			socks[lc.Name] = old.sock
 			continue
 		}

@@ -155,6 +155,12 @@ func (f *Forwarder) respond(x *exchange.Exchange, ep *upstream.Endpoint, resp *h
 	copyResponseHeader(x.W.Header(), resp.Header)
 	x.State.Status = resp.StatusCode
 	x.W.WriteHeader(resp.StatusCode)
+	if resp.ContentLength < 0 {
+		// A stream (server-sent events, chunked) may not send its first
+		// bytes for a while; the client should see the status and headers
+		// now, not with the first event.
+		x.W.Flush()
+	}
 	if err := f.streamBody(x, resp); err != nil && x.Ctx.Err() == nil {
 		f.log().Warn("upstream body interrupted", "request_id", x.State.RequestID,
 			"route", x.State.RouteName, "endpoint", ep.Address, "error", err)
