@@ -87,12 +87,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	var applyReload func() error
 	if *file != "" {
 		applyReload = func() error {
-			next, err := config.Load(*file, gateway.CheckRoutes)
-			if err == nil {
-				err = g.Reload(next)
-			} else {
-				g.ReloadRejected()
-			}
+			err := g.ReloadFrom(func() (*config.Config, error) { return config.Load(*file, gateway.CheckRoutes) })
 			if err != nil {
 				var errs config.Errors
 				if errors.As(err, &errs) {

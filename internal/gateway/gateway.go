@@ -379,6 +379,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ReloadRejected counts a reload whose configuration could not even be
-// loaded (decoding or validation failed before Reload was called).
-func (g *Gateway) ReloadRejected() { g.metrics.failed() }
+// ReloadFrom reads a configuration with load and applies it with Reload.
+// Every reload trigger goes through it, so a configuration that cannot even
+// be loaded (decoding or validation failed) is counted as a failed reload
+// like one that fails to compile.
+func (g *Gateway) ReloadFrom(load func() (*config.Config, error)) error {
+	cfg, err := load()
+	if err != nil {
+		g.metrics.failed()
+		return err
+	}
+	return g.Reload(cfg)
+}

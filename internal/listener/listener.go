@@ -33,7 +33,12 @@ type TrustedSet []netip.Prefix
 func ParseTrusted(entries []string) (TrustedSet, error) {
 	var s TrustedSet
 	for i, e := range entries {
+		// Peers are compared unmapped (Contains), so IPv4-mapped IPv6
+		// entries ("::ffff:10.0.0.0/104") are stored as the IPv4 they mean.
 		if p, err := netip.ParsePrefix(e); err == nil {
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
 			s = append(s, p.Masked())
 			continue
 		}
@@ -41,6 +46,7 @@ func ParseTrusted(entries []string) (TrustedSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trusted_proxies[%d]: %q is neither an address nor a CIDR", i, e)
 		}
+		a = a.Unmap()
 		s = append(s, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return s, nil

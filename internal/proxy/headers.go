@@ -107,9 +107,16 @@ func outgoingHeader(x *exchange.Exchange, trusted bool, upgrade string) http.Hea
 	}
 	proto := x.Req.Scheme
 
-	if prior := out.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
+	switch prior := out.Values("X-Forwarded-For"); {
+	case clientIP == "":
+		// No socket address to add (never for TCP peers): keep what a
+		// trusted proxy sent, add no empty element.
+		if !trusted {
+			out.Del("X-Forwarded-For")
+		}
+	case trusted && len(prior) > 0:
 		out.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+clientIP)
-	} else {
+	default:
 		out.Set("X-Forwarded-For", clientIP)
 	}
 	if !trusted || out.Get("X-Forwarded-Proto") == "" {

@@ -15,6 +15,9 @@ func newLeastRequest(eps []*Endpoint) Balancer { return &leastRequest{eps: eps} 
 
 func (l *leastRequest) Pick(now int64) *Endpoint {
 	n := len(l.eps)
+	if n == 0 {
+		return nil
+	}
 	if n == 1 {
 		if l.eps[0].Healthy(now) {
 			return l.eps[0]

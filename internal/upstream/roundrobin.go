@@ -13,9 +13,10 @@ func newRoundRobin(eps []*Endpoint) Balancer { return &roundRobin{eps: eps} }
 
 func (r *roundRobin) Pick(now int64) *Endpoint {
 	n := uint64(len(r.eps))
-	start := r.next.Add(1) - 1
-	for i := uint64(0); i < n; i++ {
-		if e := r.eps[(start+i)%n]; e.Healthy(now) {
+	// Advance the counter on every try, not once per pick: otherwise the
+	// endpoint after a down one would take the down one's whole share.
+	for range n {
+		if e := r.eps[(r.next.Add(1)-1)%n]; e.Healthy(now) {
 			return e
 		}
 	}

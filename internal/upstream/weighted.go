@@ -36,9 +36,10 @@ func newWeightedRoundRobin(eps []*Endpoint) Balancer {
 
 func (w *weightedRoundRobin) Pick(now int64) *Endpoint {
 	n := uint64(len(w.schedule))
-	start := w.next.Add(1) - 1
-	for i := uint64(0); i < n; i++ {
-		if e := w.schedule[(start+i)%n]; e.Healthy(now) {
+	// Advance on every try so a down endpoint's share spreads over the rest
+	// by weight instead of falling on its neighbour in the schedule.
+	for range n {
+		if e := w.schedule[(w.next.Add(1)-1)%n]; e.Healthy(now) {
 			return e
 		}
 	}

@@ -1,0 +1,260 @@
+package admin_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/penstock-dev/penstock/internal/admin"
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/gateway"
+)
+
+const secret = "s3cr3t-token-value"
+
+// newAdmin serves the admin API of a started gateway whose config holds an
+// inline token, with reload wired to next (the config text a reload reads).
+func newAdmin(t *testing.T, token string, next *string) *httptest.Server {
+	t.Helper()
+	text := `listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}, {address: "unix:/run/x.sock"}]}]
+routes: [{name: r, match: {path: /}, upstream: up}]
+admin: {token: ` + secret + `}
+`
+	cfg, err := config.Parse([]byte(text), "admin.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	reload := func() error {
+		return g.ReloadFrom(func() (*config.Config, error) {
+			return config.Check([]byte(*next), "next.yaml", gateway.CheckRoutes)
+		})
+	}
+	srv := httptest.NewServer(admin.Handler(admin.Options{Gateway: g, Token: token, Reload: reload, Gatherer: reg,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func call(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdminAuthorization checks which endpoints need the bearer token.
+func TestAdminAuthorization(t *testing.T) {
+	valid := `listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
+routes: [{name: r2, match: {path: /v2}, upstream: up}]
+`
+	srv := newAdmin(t, secret, &valid)
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		token  string
+		status int
+	}{
+		{"healthz is open", "GET", "/healthz", "", 200},
+		{"readyz is open", "GET", "/readyz", "", 200},
+		{"config is open (redacted)", "GET", "/config", "", 200},
+		{"upstreams is open", "GET", "/upstreams", "", 200},
+		{"metrics is open", "GET", "/metrics", "", 200},
+		{"reload without token", "POST", "/config/reload", "", 401},
+		{"reload with wrong token", "POST", "/config/reload", "nope", 401},
+		{"reload with token", "POST", "/config/reload", secret, 200},
+		{"reload by GET is not a reload", "GET", "/config/reload", secret, 405},
+		{"pprof without token", "GET", "/debug/pprof/", "", 401},
+		{"pprof heap without token", "GET", "/debug/pprof/heap", "", 401},
+		{"pprof with token", "GET", "/debug/pprof/", secret, 200},
+		{"cmdline with token", "GET", "/debug/pprof/cmdline", secret, 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := call(t, tc.method, srv.URL+tc.path, tc.token)
+			if status != tc.status {
+				t.Errorf("status %d, want %d: %s", status, tc.status, body)
+			}
+		})
+	}
+}
+
+// TestAdminWithoutTokenRefusesMutations checks that with no token
+// configured the mutating endpoints stay closed.
+func TestAdminWithoutTokenRefusesMutations(t *testing.T) {
+	next := ""
+	srv := newAdmin(t, "", &next)
+	for _, path := range []string{"/config/reload", "/debug/pprof/"} {
+		method := "GET"
+		if path == "/config/reload" {
+			method = "POST"
+		}
+		status, body := call(t, method, srv.URL+path, "anything")
+		if status != 401 || !strings.Contains(body, "token_file") {
+			t.Errorf("%s: status %d body %s; want 401 naming how to configure a token", path, status, body)
+		}
+	}
+}
+
+// TestAdminConfigNeverShowsSecrets checks GET /config redacts the token.
+func TestAdminConfigNeverShowsSecrets(t *testing.T) {
+	next := ""
+	srv := newAdmin(t, secret, &next)
+	status, body := call(t, "GET", srv.URL+"/config", "")
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if strings.Contains(body, secret) {
+		t.Fatalf("/config shows the token:\n%s", body)
+	}
+	if !strings.Contains(body, config.Redacted) || !strings.Contains(body, "name: main") {
+		t.Errorf("/config is not the effective config with the token redacted:\n%s", body)
+	}
+	if !strings.Contains(body, "drain_timeout: 30s") {
+		t.Errorf("/config lacks defaults:\n%s", body)
+	}
+}
+
+// TestAdminReload checks that a reload through the API applies a valid
+// config and reports every error of an invalid one.
+func TestAdminReload(t *testing.T) {
+	next := `listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
+routes:
+  - {name: a, match: {path: "/x/:id"}, upstream: up}
+  - {name: b, match: {path: "/x/:name"}, upstream: nope}
+`
+	srv := newAdmin(t, secret, &next)
+	status, body := call(t, "POST", srv.URL+"/config/reload", secret)
+	if status != 422 {
+		t.Fatalf("invalid reload: status %d: %s", status, body)
+	}
+	var res struct{ Errors []string }
+	json.Unmarshal([]byte(body), &res)
+	// Every problem is listed, each with its field and line.
+	if len(res.Errors) != 2 || !strings.Contains(res.Errors[0], "routes[1].upstream (line 5)") ||
+		!strings.Contains(res.Errors[1], `routes[1].match (line 5): routes "a" and "b" conflict`) {
+		t.Errorf("errors %q", res.Errors)
+	}
+	_, metrics := call(t, "GET", srv.URL+"/metrics", "")
+	if !strings.Contains(metrics, `penstock_config_reloads_total{result="failure"} 1`) {
+		t.Errorf("failure not counted:\n%s", grep(metrics, "penstock_config"))
+	}
+
+	next = strings.Replace(next, "upstream: nope", "upstream: up", 1)
+	next = strings.Replace(next, `/x/:name`, `/y/:name`, 1)
+	status, body = call(t, "POST", srv.URL+"/config/reload", secret)
+	if status != 200 || !strings.Contains(body, `"generation": 2`) {
+		t.Fatalf("valid reload: status %d: %s", status, body)
+	}
+	_, metrics = call(t, "GET", srv.URL+"/metrics", "")
+	for _, want := range []string{
+		`penstock_config_reloads_total{result="success"} 1`,
+		`penstock_config_generation 2`,
+		`penstock_config_last_reload_success_timestamp_seconds `,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grep(metrics, "penstock_config"))
+		}
+	}
+}
+
+// TestAdminUpstreams checks the endpoint state listing.
+func TestAdminUpstreams(t *testing.T) {
+	next := ""
+	srv := newAdmin(t, secret, &next)
+	_, body := call(t, "GET", srv.URL+"/upstreams", "")
+	var res struct {
+		Upstreams []struct {
+			Name      string
+			Balancing string
+			Endpoints []struct {
+				Address string
+				Healthy bool
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Upstreams) != 1 || res.Upstreams[0].Name != "up" || res.Upstreams[0].Balancing != "round_robin" ||
+		len(res.Upstreams[0].Endpoints) != 2 || !res.Upstreams[0].Endpoints[0].Healthy ||
+		res.Upstreams[0].Endpoints[1].Address != "unix:/run/x.sock" {
+		t.Errorf("unexpected /upstreams: %s", body)
+	}
+}
+
+// TestAdminAddressNeedsTokenOffLoopback checks the config refuses a public
+// admin address without a token.
+func TestAdminAddressNeedsTokenOffLoopback(t *testing.T) {
+	base := `listeners: [{name: main, address: "127.0.0.1:8080"}]
+upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
+routes: [{name: r, match: {path: /}, upstream: up}]
+`
+	tests := []struct {
+		name  string
+		admin string
+		want  string
+	}{
+		{"public without token", `admin: {address: "0.0.0.0:9901"}`, "admin.address (line 4): admin API on non-loopback address"},
+		{"all interfaces without token", `admin: {address: ":9901"}`, "admin.address (line 4): admin API on non-loopback address"},
+		{"public with token", `admin: {address: "0.0.0.0:9901", token: x}`, ""},
+		{"loopback without token", `admin: {address: "127.0.0.1:9901"}`, ""},
+		{"ipv6 loopback without token", `admin: {address: "[::1]:9901"}`, ""},
+		{"token file missing", `admin: {address: "127.0.0.1:9901", token_file: /nonexistent/token}`, "admin.token_file (line 4): cannot read token file"},
+		{"token env unset", `admin: {token_env: PENSTOCK_TEST_UNSET_TOKEN}`, "admin.token_env (line 4): environment variable PENSTOCK_TEST_UNSET_TOKEN is unset"},
+		{"two token sources", `admin: {token: a, token_env: HOME}`, "set at most one of token, token_file and token_env"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Check([]byte(base+tc.admin+"\n"), "c.yaml")
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("unexpected error: %v", err)
+				}
+				return
+			}
+			var errs config.Errors
+			if !errors.As(err, &errs) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func grep(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
