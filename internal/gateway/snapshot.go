@@ -54,8 +54,10 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger) (*Snapshot, e
 	if log == nil {
 		log = slog.Default()
 	}
-	if errs := config.Merge(config.Merge(nil, cfg.Validate()), CheckRoutes(cfg)); len(errs) > 0 {
-		return nil, errs
+	if verr := cfg.Validate(); verr != nil {
+		// Report the router's findings too, so one pass shows everything;
+		// on a valid config buildRouter below finds them anyway.
+		return nil, config.Merge(config.Merge(nil, verr), CheckRoutes(cfg))
 	}
 	col := config.NewCollector(cfg)
 	s := &Snapshot{Config: cfg, Pools: make(map[string]*upstream.Pool, len(cfg.Upstreams))}
