@@ -57,7 +57,7 @@ routes:
 		{name: "config without a name", args: []string{"config"}, code: 2, stderr: []string{"penstock config demo"}},
 		{name: "config unknown name", args: []string{"config", "prod"}, code: 2, stderr: []string{`unknown configuration "prod"`}},
 	}
-	for _, sub := range []string{"serve", "validate", "config", "demo-backend", "version"} {
+	for _, sub := range []string{"serve", "validate", "config", "demo-backend", "upgrade", "version"} {
 		tests = append(tests, struct {
 			name       string
 			args       []string

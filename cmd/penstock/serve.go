@@ -215,7 +215,7 @@ func handOver(g *gateway.Gateway, adminSock *listener.Socket, args []string, tim
 	if adminSock != nil {
 		adminSock.Detach()
 	}
-	proc.Release()
+
 	return true
 }
 

@@ -3,9 +3,9 @@ package listener
 import (
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Socket is a bound listening socket that outlives the servers using it.
@@ -50,15 +50,29 @@ func (s *Socket) Detach() {
 // Addr is the socket's bound address.
 func (s *Socket) Addr() net.Addr { return s.ln.Addr() }
 
-// File returns a duplicate of the socket's file descriptor, for handing to
-// another process. The caller closes it.
-func (s *Socket) File() (*os.File, error) {
-	type filer interface{ File() (*os.File, error) }
-	f, ok := s.ln.(filer)
+// Dup returns a duplicate of the socket's file descriptor, for handing to
+// another process, without touching the socket's blocking mode (unlike
+// File, whose Fd would make every duplicate blocking). The caller closes it.
+func (s *Socket) Dup() (int, error) {
+	sc, ok := s.ln.(syscall.Conn)
 	if !ok {
-		return nil, errors.New("listener has no file descriptor")
+		return -1, errors.New("listener has no file descriptor")
 	}
-	return f.File()
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, dupErr = syscall.Dup(int(fd))
+		if dupErr == nil {
+			syscall.CloseOnExec(nfd)
+		}
+	}); err != nil {
+		return -1, err
+	}
+	return nfd, dupErr
 }
 
 // NewView returns a View that receives the socket's connections from now

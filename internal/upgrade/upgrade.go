@@ -17,9 +17,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -35,14 +35,21 @@ const (
 
 // Socket is a listening socket to hand over.
 type Socket interface {
-	// File returns a duplicate descriptor of the socket.
-	File() (*os.File, error)
+	// Dup returns a duplicate of the socket's descriptor, without changing
+	// the socket's blocking mode. The caller closes it.
+	Dup() (int, error)
 }
 
 // Start runs exe with args, handing it sockets (by address), and waits up
 // to timeout for it to report ready. On success the new process is running
 // and serving; the caller stops accepting and drains. On failure the new
 // process has been stopped and the error says why.
+//
+// The process is started with syscall.ForkExec on raw descriptors rather
+// than os/exec: ExtraFiles calls File.Fd, which switches a descriptor to
+// blocking mode, and O_NONBLOCK is shared by every duplicate of a socket, so
+// this process's own accept loop would then block in a system call that
+// closing the listener cannot interrupt.
 func Start(exe string, args []string, sockets map[string]Socket, timeout time.Duration) (*os.Process, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -50,37 +57,50 @@ func Start(exe string, args []string, sockets map[string]Socket, timeout time.Du
 	}
 	defer r.Close()
 
-	var files []*os.File
+	var fds []int
 	var addrs []string
 	defer func() {
-		for _, f := range files {
-			f.Close()
+		for _, fd := range fds {
+			syscall.Close(fd)
 		}
 	}()
 	for addr, s := range sockets {
-		f, err := s.File()
+		fd, err := s.Dup()
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("socket %s: %w", addr, err)
 		}
-		files = append(files, f)
+		fds = append(fds, fd)
 		addrs = append(addrs, addr)
 	}
-	cmd := exec.Command(exe, args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append(files, w)
-	cmd.Env = append(os.Environ(),
+	files := []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()}
+	for _, fd := range fds {
+		files = append(files, uintptr(fd))
+	}
+	files = append(files, w.Fd())
+	env := append(os.Environ(),
 		envListen+"="+strings.Join(addrs, ","),
-		envReady+"="+strconv.Itoa(3+len(files)),
+		envReady+"="+strconv.Itoa(3+len(fds)),
 	)
-	if err := cmd.Start(); err != nil {
-		w.Close()
+	argv := append([]string{exe}, args...)
+	pid, err := syscall.ForkExec(exe, argv, &syscall.ProcAttr{Env: env, Files: files})
+	w.Close() // the child holds the write end now
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", exe, err)
 	}
-	w.Close() // the child holds the write end now
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
 
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		st, err := proc.Wait()
+		if err == nil {
+			err = errors.New(st.String())
+		}
+		exited <- err
+	}()
 	ready := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(r).ReadString('\n')
@@ -97,14 +117,16 @@ func Start(exe string, args []string, sockets map[string]Socket, timeout time.Du
 	select {
 	case err := <-ready:
 		if err == nil {
-			return cmd.Process, nil
+			return proc, nil
 		}
-		cmd.Process.Kill()
+		proc.Kill()
+		<-exited
 		return nil, err
 	case err := <-exited:
 		return nil, fmt.Errorf("new process exited before it was ready: %v", err)
 	case <-time.After(timeout):
-		cmd.Process.Kill()
+		proc.Kill()
+		<-exited
 		return nil, fmt.Errorf("new process not ready after %s", timeout)
 	}
 }

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// alive reports whether pid is a running process (not gone, not a zombie).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// waitFor polls cond every 20ms until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+// TestBinaryUpgradeUnderLoad builds penstock, serves under constant
+// keep-alive load, and replaces the process with a new one three times by
+// SIGUSR2. No request may fail, and each old process must exit after
+// draining.
+func TestBinaryUpgradeUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "penstock")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond) // requests are in flight during each hand-over
+		io.WriteString(w, "ok")
+	})}
+	upLn := listenLoopback(t)
+	go up.Serve(upLn)
+	t.Cleanup(func() { up.Close() })
+
+	addr := freeAddr(t)
+	adminAddr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "penstock.yaml")
+	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2c]}]
+upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
+routes: [{name: all, match: {path_prefix: /}, upstream: up}]
+admin: {address: "`+adminAddr+`"}
+shutdown: {drain_timeout: 10s}
+logging: {format: text}
+`), 0o600)
+	pidFile := filepath.Join(dir, "penstock.pid")
+	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
+	defer logFile.Close()
+
+	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait() // reap the first process when it exits
+	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	t.Cleanup(func() {
+		// Stop whichever process serves last (started by this test, through
+		// its predecessors).
+		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
+			syscall.Kill(pid, syscall.SIGTERM)
+			waitFor(10*time.Second, func() bool { return !alive(pid) })
+		}
+	})
+	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
+		t.Fatalf("penstock did not start:\n%s", logs())
+	}
+
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
+			if w == 3 {
+				var p http.Protocols
+				p.SetUnencryptedHTTP2(true)
+				c.Transport = &http.Transport{Protocols: &p}
+			}
+			deadline := time.Now().Add(90 * time.Second) // a bound, not an expectation
+			for time.Now().Before(deadline) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + addr + "/x")
+				sent.Add(1)
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+
+	for round := 1; round <= 3; round++ {
+		time.Sleep(300 * time.Millisecond)
+		old := readPid(t, pidFile)
+		if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+			t.Fatalf("round %d: signal %d: %v", round, old, err)
+		}
+		var next int
+		if !waitFor(20*time.Second, func() bool { next = readPid(t, pidFile); return next != old && next != 0 }) {
+			t.Fatalf("round %d: no new process\n%s", round, logs())
+		}
+		if !waitFor(20*time.Second, func() bool { return !alive(old) }) {
+			t.Fatalf("round %d: old process %d did not exit after draining\n%s", round, old, logs())
+		}
+		t.Logf("round %d: process %d replaced by %d", round, old, next)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed across 3 upgrades; first: %v", n, sent.Load(), firstErr.Load())
+	}
+	if sent.Load() < 100 {
+		t.Errorf("only %d requests sent", sent.Load())
+	}
+	t.Logf("%d requests across 3 upgrades, %d failed", sent.Load(), failed.Load())
+	// The admin API moved along with the listeners.
+	resp, err := http.Get("http://" + adminAddr + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("admin API after upgrades: %v", err)
+	}
+	if !strings.Contains(logs(), "new process is serving; this one stops accepting and drains") {
+		t.Errorf("no hand-over in the log:\n%s", logs())
+	}
+}
+
+// TestBinaryUpgradeFailureKeepsServing replaces the binary with one that
+// cannot start, sends SIGUSR2, and checks that the old process keeps
+// serving.
+func TestBinaryUpgradeFailureKeepsServing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "penstock")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "penstock.yaml")
+	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`"}]
+upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
+routes: [{name: all, match: {path: /}, upstream: up}]
+logging: {format: text}
+`), 0o600)
+	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
+	defer logFile.Close()
+	cmd := exec.Command(bin, "serve", "-c", cfgFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("penstock did not exit on SIGTERM:\n%s", logs())
+		}
+	})
+	get := func() int {
+		resp, err := http.Get("http://" + addr + "/nowhere")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if !waitFor(10*time.Second, func() bool { return get() == 404 }) {
+		t.Fatalf("not serving:\n%s", logs())
+	}
+
+	// A "new binary" that fails at once.
+	os.Rename(bin, bin+".old")
+	os.WriteFile(bin, []byte("#!/bin/sh\necho broken build >&2\nexit 3\n"), 0o755)
+	cmd.Process.Signal(syscall.SIGUSR2)
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(logs(), "binary upgrade failed; this process keeps serving") }) {
+		t.Fatalf("no failure logged:\n%s", logs())
+	}
+	select {
+	case <-exited:
+		t.Fatalf("old process exited after a failed upgrade:\n%s", logs())
+	default:
+	}
+	if get() != 404 {
+		t.Errorf("old process stopped serving after a failed upgrade:\n%s", logs())
+	}
+}
