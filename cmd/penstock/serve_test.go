@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,4 +131,83 @@ logging: {format: text}
 	if !strings.Contains(stderr.String(), "draining in-flight requests") {
 		t.Errorf("no drain log line:\n%s", stderr.String())
 	}
+}
+
+// serveWithFile runs `penstock serve -c FILE` in this process for the test;
+// write replaces the file (by rename, as editors do) routing path to a
+// loopback upstream.
+func serveWithFile(t *testing.T, watch bool) (write func(path string), status func(path string) int, wait func(what string, cond func() bool), logs *lockedBuffer) {
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })}
+	upLn := listenLoopback(t)
+	go up.Serve(upLn)
+	t.Cleanup(func() { up.Close() })
+
+	addr := freeAddr(t)
+	file := filepath.Join(t.TempDir(), "penstock.yaml")
+	write = func(route string) {
+		text := `listeners: [{name: main, address: "` + addr + `"}]
+upstreams: [{name: up, endpoints: [{address: "` + upLn.Addr().String() + `"}]}]
+routes: [{name: r, match: {path: ` + route + `}, upstream: up}]
+reload: {watch: ` + strconv.FormatBool(watch) + `, debounce: 50ms}
+logging: {format: text}
+`
+		os.WriteFile(file+".tmp", []byte(text), 0o600)
+		os.Rename(file+".tmp", file)
+	}
+	status = func(path string) int {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	logs = &lockedBuffer{}
+	wait = func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: timed out\n%s", what, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	write("/one")
+	exited := make(chan int, 1)
+	go func() { exited <- run([]string{"serve", "-c", file}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		<-exited
+	})
+	wait("start", func() bool { return status("/one") == 200 })
+	return write, status, wait, logs
+}
+
+// TestServeReloadsOnFileChange rewrites the file of a running serve (picked
+// up by the watch), then writes an invalid version, which is rejected while
+// the previous configuration keeps serving.
+func TestServeReloadsOnFileChange(t *testing.T) {
+	write, status, wait, logs := serveWithFile(t, true)
+	write("/two")
+	wait("reload on file change", func() bool { return status("/two") == 200 && status("/one") == 404 })
+
+	write("[oops")
+	wait("rejection logged", func() bool { return strings.Contains(logs.String(), "reload rejected") })
+	if status("/two") != 200 {
+		t.Fatal("an invalid file stopped the previous configuration")
+	}
+}
+
+// TestServeReloadsOnSIGHUP turns the watch off: a changed file is not
+// applied until SIGHUP.
+func TestServeReloadsOnSIGHUP(t *testing.T) {
+	write, status, wait, _ := serveWithFile(t, false)
+	write("/two")
+	time.Sleep(300 * time.Millisecond)
+	if status("/two") != 404 {
+		t.Fatal("the file was reloaded with reload.watch off")
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	wait("reload on SIGHUP", func() bool { return status("/two") == 200 })
 }
