@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"strconv"
@@ -372,6 +373,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetUint(uint64(i))
+
+	case reflect.Float32, reflect.Float64:
+		var f float64
+		switch {
+		case isNull(n):
+		case n.Kind != yaml.ScalarNode || (n.ShortTag() != floatTag && n.ShortTag() != intTag):
+			d.typeError(path, n, "a number")
+			return
+		case n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0):
+			d.errorf(path, d.lineOf(path, n), "%s is not a finite number", n.Value)
+			return
+		}
+		v.SetFloat(f)
 
 	default:
 		// Only reachable if schema.go gains a field type this decoder does

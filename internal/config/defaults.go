@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Protocol names, as written in Listener.Protocols and Upstream.Protocol.
 const (
@@ -9,7 +12,8 @@ const (
 	// ProtocolH2 is HTTP/2 over TLS, negotiated by ALPN.
 	ProtocolH2 = "h2"
 	// ProtocolH2C is HTTP/2 over cleartext TCP (RFC 9113, section 3.3: prior
-	// knowledge; listeners also accept the HTTP/1.1 Upgrade).
+	// knowledge; the HTTP/1.1 "Upgrade: h2c" dance, deprecated by RFC 9113,
+	// is not offered).
 	ProtocolH2C = "h2c"
 )
 
@@ -169,6 +173,38 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Logging.Level, DefaultLogLevel)
 	setDefault(&c.Logging.Format, DefaultLogFormat)
 	setDefault(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&c.AccessLog.Format, "json")
+	setDefault(&c.AccessLog.Output, "stdout")
+	setDefault(&c.AccessLog.Buffer, DefaultAccessLogBuffer)
+	setDefault(&c.AccessLog.Path, "full")
+	for i := range c.AccessLog.Sampling {
+		setSamplingDefaults(&c.AccessLog.Sampling[i], i)
+	}
+	for i := range c.Routes {
+		if al := c.Routes[i].AccessLog; al != nil {
+			for j := range al.Sampling {
+				setSamplingDefaults(&al.Sampling[j], j)
+			}
+		}
+	}
+	if len(c.Metrics.DurationBuckets) == 0 {
+		c.Metrics.DurationBuckets = DefaultDurationBuckets()
+	}
+	if len(c.Tracing.Propagation) == 0 {
+		c.Tracing.Propagation = []string{"w3c", "b3"}
+	}
+	setDefault(&c.Tracing.Exporter, "none")
+	switch c.Tracing.Exporter {
+	case "otlp_http":
+		setDefault(&c.Tracing.Endpoint, "127.0.0.1:4318")
+	case "otlp_grpc":
+		setDefault(&c.Tracing.Endpoint, "127.0.0.1:4317")
+	}
+	if c.Tracing.SampleRatio == nil {
+		one := 1.0
+		c.Tracing.SampleRatio = &one
+	}
+	setDefault(&c.Tracing.ServiceName, "penstock")
 	setDefault(&c.Reload.Debounce, DefaultReloadDebounce)
 	setDefault(&c.Reload.StreamGrace, DefaultStreamGrace)
 }
@@ -178,5 +214,21 @@ func setDefault[T comparable](p *T, def T) {
 	var zero T
 	if *p == zero {
 		*p = def
+	}
+}
+
+// DefaultAccessLogBuffer is AccessLog.Buffer's default.
+const DefaultAccessLogBuffer = 8192
+
+// DefaultDurationBuckets returns Metrics.DurationBuckets' default: 5ms to
+// 60s, suited to inference latencies.
+func DefaultDurationBuckets() []float64 {
+	return []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+}
+
+func setSamplingDefaults(r *SamplingRule, i int) {
+	setDefault(&r.Name, "rule"+strconv.Itoa(i))
+	if r.KeepPercent != nil {
+		setDefault(&r.KeepBy, "trace_id")
 	}
 }

@@ -37,6 +37,12 @@ type Config struct {
 	Shutdown Shutdown `yaml:"shutdown"`
 	// Reload controls how configuration changes are picked up.
 	Reload Reload `yaml:"reload"`
+	// AccessLog writes one line per request.
+	AccessLog AccessLog `yaml:"access_log"`
+	// Metrics configures the Prometheus metrics on the admin API.
+	Metrics Metrics `yaml:"metrics"`
+	// Tracing configures trace context propagation and OpenTelemetry spans.
+	Tracing Tracing `yaml:"tracing"`
 
 	// src records the file name and field lines when the Config was decoded
 	// by Parse or Load; nil for a Config built in Go.
@@ -50,7 +56,7 @@ type Listener struct {
 	// Address is host:port to bind, e.g. "127.0.0.1:8080" or ":443". Required.
 	Address string `yaml:"address"`
 	// Protocols lists what the listener speaks. Plain TCP: "h1" (default) and,
-	// opt-in, "h2c" (HTTP/2 over cleartext, prior knowledge and Upgrade).
+	// opt-in, "h2c" (HTTP/2 over cleartext with prior knowledge).
 	// TLS: "h1" and "h2" offered by ALPN; default [h1, h2].
 	Protocols []string `yaml:"protocols"`
 	// TLS turns the listener into a TLS listener. Absent means plain TCP.
@@ -176,6 +182,10 @@ type Route struct {
 	Upstream string `yaml:"upstream"`
 	// Timeouts bound each phase of forwarding.
 	Timeouts RouteTimeouts `yaml:"timeouts"`
+	// AccessLog overrides the global access log sampling for this route.
+	AccessLog *RouteAccessLog `yaml:"access_log"`
+	// Tracing sets per-route tracing options.
+	Tracing RouteTracing `yaml:"tracing"`
 	// MaxRequestBody bounds the request body; larger bodies get 413.
 	// Default 10MiB. Accepts bytes or a size such as "512KiB".
 	MaxRequestBody ByteSize `yaml:"max_request_body"`
@@ -264,3 +274,118 @@ type Reload struct {
 
 // WatchEnabled reports whether the configuration file is watched.
 func (r Reload) WatchEnabled() bool { return r.Watch == nil || *r.Watch }
+
+// AccessLog writes exactly one structured line per request when its
+// response completes (errors, timeouts and client aborts included), through
+// a bounded asynchronous buffer so a slow disk never blocks a request.
+type AccessLog struct {
+	// Enabled turns the access log on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Format is "json" (default) or "logfmt".
+	Format string `yaml:"format"`
+	// Output is "stdout" (default), "stderr" or a file path. A file is
+	// reopened on SIGUSR1, for log rotation.
+	Output string `yaml:"output"`
+	// Buffer is how many lines may wait for the writer; when it is full new
+	// lines are dropped and counted (penstock_access_log_lines_total
+	// {result="dropped"}), never blocking the request. Default 8192.
+	Buffer int `yaml:"buffer"`
+	// Path is how the request path is logged: "full" (default), "no_query"
+	// or "redacted" (the route pattern with parameter names, no values).
+	Path string `yaml:"path"`
+	// MaxLinesPerSecond caps the lines written per second; lines over the
+	// cap are dropped and counted. Default 0 (no cap).
+	MaxLinesPerSecond int `yaml:"max_lines_per_second"`
+	// Sampling rules are evaluated in order; the first rule that matches a
+	// request decides whether its line is kept. A request no rule matches is
+	// kept. Default: none (every line kept).
+	Sampling []SamplingRule `yaml:"sampling"`
+}
+
+// RouteAccessLog overrides the access log for one route.
+type RouteAccessLog struct {
+	// Sampling replaces the global rules for this route when set.
+	Sampling []SamplingRule `yaml:"sampling"`
+}
+
+// SamplingRule is one access log sampling rule: a condition and an action.
+// Exactly one action (Keep, Drop or KeepPercent) is set.
+type SamplingRule struct {
+	// Name labels the rule in penstock_access_log_sampled_total. Default:
+	// "rule<index>".
+	Name string `yaml:"name"`
+	// Match is the rule's condition; empty matches every request.
+	Match SamplingMatch `yaml:"match"`
+	// Keep keeps the line when Match holds.
+	Keep bool `yaml:"keep"`
+	// Drop drops the line when Match holds.
+	Drop bool `yaml:"drop"`
+	// KeepPercent keeps this percentage (0–100) of matching lines, decided
+	// by hashing KeepBy, so the same key is always kept or always dropped.
+	KeepPercent *float64 `yaml:"keep_percent"`
+	// KeepBy is what KeepPercent hashes: "trace_id" (default; agrees with
+	// trace sampling, so a sampled trace has all its lines) or "param:NAME"
+	// (a route parameter, e.g. "param:id" keeps the same 1% of ids).
+	KeepBy string `yaml:"keep_by"`
+}
+
+// SamplingMatch is a sampling rule's condition; all given parts must hold.
+type SamplingMatch struct {
+	// PathPrefixes matches requests whose path starts with one of these.
+	PathPrefixes []string `yaml:"path_prefixes"`
+	// Methods matches these request methods.
+	Methods []string `yaml:"methods"`
+	// Extensions matches paths ending in one of these (".js", ".png").
+	Extensions []string `yaml:"extensions"`
+	// Status matches status codes or classes: "5xx", "4xx", "404".
+	Status []string `yaml:"status"`
+	// SlowerThan matches requests that took longer than this (duration).
+	SlowerThan Duration `yaml:"slower_than"`
+	// Routes matches these route names.
+	Routes []string `yaml:"routes"`
+}
+
+// Metrics configures the Prometheus metrics served on the admin API's
+// /metrics.
+type Metrics struct {
+	// DurationBuckets are the request duration histogram's upper bounds in
+	// seconds. Default suits inference: 5ms to 60s
+	// [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60].
+	DurationBuckets []float64 `yaml:"duration_buckets"`
+	// PerHost adds a "host" label (the route's configured host pattern, never
+	// the raw Host header) to request metrics. Default false.
+	PerHost bool `yaml:"per_host"`
+}
+
+// Tracing configures trace context and OpenTelemetry spans.
+type Tracing struct {
+	// Propagation lists the trace context formats read from requests, in
+	// order: "w3c" (traceparent/tracestate) and "b3" (single and multi
+	// header). The upstream request always carries W3C traceparent, plus B3
+	// if the client sent B3. Default [w3c, b3].
+	Propagation []string `yaml:"propagation"`
+	// Exporter sends spans: "none" (default: trace context is still
+	// propagated and logged), "otlp_http", "otlp_grpc" or "stdout".
+	Exporter string `yaml:"exporter"`
+	// Endpoint is the OTLP collector's host:port. Default 127.0.0.1:4318 for
+	// otlp_http, 127.0.0.1:4317 for otlp_grpc.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the fraction (0–1) of new traces sampled; a request that
+	// carries a sampling decision in its trace context keeps it (parent
+	// based). The decision hashes the trace id, the same way access log
+	// KeepPercent does. Default 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name resource attribute. Default "penstock".
+	ServiceName string `yaml:"service_name"`
+}
+
+// RouteTracing sets tracing options for one route.
+type RouteTracing struct {
+	// ParamAttributes records the route's path parameters as span
+	// attributes ("url.path_param.model"). Default false: parameter values
+	// may identify users.
+	ParamAttributes bool `yaml:"param_attributes"`
+}
+
+// On reports whether the access log is on.
+func (a AccessLog) On() bool { return a.Enabled == nil || *a.Enabled }

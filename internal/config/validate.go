@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 	upstreams := c.validateUpstreams(col)
 	c.validateRoutes(col, upstreams)
 	c.validateAdmin(col, binds)
+	c.validateTelemetry(col)
 	checkDuration(col, "reload.debounce", c.Reload.Debounce)
 	checkDuration(col, "reload.stream_grace", c.Reload.StreamGrace)
 
