@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/router"
+	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
 
 func TestProtoString(t *testing.T) {
@@ -88,6 +89,14 @@ func fillEverything(t *testing.T, x *Exchange) {
 	x.State.Endpoint = "10.0.0.1:8080"
 	x.State.Attempts = 2
 	x.State.TrustedPeer = true
+	x.State.Trace = tracecontext.Context{TraceID: tracecontext.NewTraceID(), SpanID: tracecontext.NewSpanID(),
+		ParentID: tracecontext.NewSpanID(), Flags: 1, State: "k=v", From: tracecontext.W3C, Decided: true}
+	x.State.TraceFound = true
+	x.State.UpstreamWait = time.Millisecond
+	x.State.BytesIn = 2
+	x.State.ErrorKind = "upstream_timeout"
+	x.State.Error = "timeout"
+	x.State.Span = struct{}{}
 	x.State.Aborted = true
 	copy(x.State.IDBuffer(), "0123456789abcdef0123456789abcdef")
 	copy(x.State.scratch[:], `{"error":"no_route"}`)

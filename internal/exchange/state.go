@@ -1,6 +1,11 @@
 package exchange
 
-import "github.com/penstock-dev/penstock/internal/router"
+import (
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/router"
+	"github.com/penstock-dev/penstock/internal/tracecontext"
+)
 
 // State is the pipeline's per-request scratch space, kept inside the pooled
 // Exchange so that routing and accounting allocate nothing.
@@ -26,6 +31,23 @@ type State struct {
 	// TrustedPeer is set when the client address is one of the listener's
 	// trusted_proxies, so its forwarding headers are kept.
 	TrustedPeer bool
+	// Trace is the request's trace context: from the client, or new.
+	Trace tracecontext.Context
+	// TraceFound is set when the client sent a valid trace context.
+	TraceFound bool
+	// UpstreamWait is the time from sending the request upstream to receiving
+	// the response headers (the model's share of the latency), summed over
+	// attempts.
+	UpstreamWait time.Duration
+	// BytesIn counts request body bytes received from the client.
+	BytesIn int64
+	// ErrorKind is the error funnel's code for a failed exchange
+	// ("upstream_timeout"), or "" when none.
+	ErrorKind string
+	// Error is a failure's message, for the access log, or "".
+	Error string
+	// Span is the tracer's server span while one is recorded, else nil.
+	Span any
 	// Aborted asks the engine to cut the response (HTTP/1.1: close the
 	// connection; HTTP/2 and HTTP/3: reset the stream) because its body could
 	// not be completed after the status was sent.
@@ -55,5 +77,12 @@ func (s *State) reset() {
 	s.Endpoint = ""
 	s.Attempts = 0
 	s.TrustedPeer = false
+	s.Trace.Reset()
+	s.TraceFound = false
+	s.UpstreamWait = 0
+	s.BytesIn = 0
+	s.ErrorKind = ""
+	s.Error = ""
+	s.Span = nil
 	s.Aborted = false
 }
