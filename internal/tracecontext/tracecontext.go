@@ -21,10 +21,10 @@ type Format uint8
 
 // Formats a context can be read from.
 const (
-	None Format = iota // penstock started the trace
-	W3C                // traceparent (W3C Trace Context Level 1)
-	B3Single           // b3: {trace}-{span}-{sampled}
-	B3Multi            // X-B3-TraceId, X-B3-SpanId, X-B3-Sampled
+	None     Format = iota // penstock started the trace
+	W3C                    // traceparent (W3C Trace Context Level 1)
+	B3Single               // b3: {trace}-{span}-{sampled}
+	B3Multi                // X-B3-TraceId, X-B3-SpanId, X-B3-Sampled
 )
 
 // FlagSampled is the sampled bit of the trace flags (W3C §3.2.2.5).
@@ -312,4 +312,3 @@ func fromHex(c byte) (byte, bool) {
 	}
 	return 0, false
 }
-
