@@ -1,0 +1,43 @@
+package metrics
+
+import (
+	"crypto/tls"
+	"fmt"
+)
+
+// ConnOpened counts a client connection opened on listener, speaking proto
+// ("HTTP/1.1", "HTTP/2.0", "h2c"...; only a label value).
+func (m *Metrics) ConnOpened(listener, proto string) {
+	m.connsOpen.WithLabelValues(listener, proto).Inc()
+}
+
+// ConnClosed counts a connection closed; listener and proto must be the
+// ones given to ConnOpened.
+func (m *Metrics) ConnClosed(listener, proto string) {
+	m.connsOpen.WithLabelValues(listener, proto).Dec()
+}
+
+// TLSHandshake counts a completed TLS handshake on listener, by protocol
+// version (tls.VersionTLS13...) and whether the session was resumed.
+func (m *Metrics) TLSHandshake(listener string, version uint16, resumed bool) {
+	r := "false"
+	if resumed {
+		r = "true"
+	}
+	m.tlsHandshakes.WithLabelValues(listener, tlsVersion(version), r).Inc()
+}
+
+// tlsVersion is version as OpenTelemetry's tls.protocol.version writes it.
+func tlsVersion(version uint16) string {
+	switch version {
+	case tls.VersionTLS10:
+		return "1.0"
+	case tls.VersionTLS11:
+		return "1.1"
+	case tls.VersionTLS12:
+		return "1.2"
+	case tls.VersionTLS13:
+		return "1.3"
+	}
+	return fmt.Sprintf("0x%04x", version)
+}

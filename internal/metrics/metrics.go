@@ -1,0 +1,139 @@
+// Package metrics defines penstock's Prometheus metrics and the handles the
+// request path records them through.
+//
+// Names use base units and follow OpenTelemetry's HTTP semantic conventions
+// where Prometheus allows (a label cannot contain a dot, so http.route is
+// "route" and so on). Routes are labelled by their configured name, never by
+// the raw path.
+//
+//	Metric                                          Type       Labels
+//	penstock_http_server_request_duration_seconds   histogram  route, [host,] method, status_class
+//	penstock_http_server_request_body_size_bytes    histogram  route, [host,] method, status_class
+//	penstock_http_server_response_body_size_bytes   histogram  route, [host,] method, status_class
+//	penstock_http_server_active_requests            gauge      route
+//	penstock_trace_context_missing_total            counter    route
+//	penstock_upstream_request_duration_seconds      histogram  upstream, endpoint, outcome
+//	penstock_upstream_attempts_total                counter    upstream, endpoint, outcome
+//	penstock_connections_open                       gauge      listener, protocol
+//	penstock_tls_handshakes_total                   counter    listener, version, resumed
+//
+// Label values, all from bounded sets:
+//   - route: the route's name; "none" for requests that matched no route.
+//   - host: only with metrics.per_host; the route's host pattern, "*" for a
+//     route that serves any host.
+//   - method: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, or _OTHER for
+//     any other method (as OpenTelemetry does).
+//   - status_class: 1xx to 5xx; a status outside 100–599 counts as 5xx.
+//   - outcome: ok (a response arrived, whatever its status), connect_error,
+//     timeout or error.
+//   - version: TLS version "1.0" to "1.3"; resumed: "true" or "false".
+//
+// Request durations carry an exemplar {trace_id="<32 hex>"} when the trace
+// was sampled; exemplars are exposed in the OpenMetrics format only.
+// Series are created on first use and never deleted: a route removed by a
+// reload keeps its last values until the process restarts.
+package metrics
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/penstock-dev/penstock/internal/config"
+)
+
+// Metrics holds every collector and the cached Route and Upstream handles.
+// Its methods are safe for concurrent use.
+type Metrics struct {
+	perHost bool
+
+	reqDuration  *prometheus.HistogramVec
+	reqSize      *prometheus.HistogramVec
+	respSize     *prometheus.HistogramVec
+	active       *prometheus.GaugeVec
+	traceMissing *prometheus.CounterVec
+
+	upDuration *prometheus.HistogramVec
+	upAttempts *prometheus.CounterVec
+
+	connsOpen     *prometheus.GaugeVec
+	tlsHandshakes *prometheus.CounterVec
+
+	mu        sync.Mutex
+	routes    map[routeKey]*Route
+	upstreams map[upstreamKey]*Upstream
+}
+
+// sizeBuckets are the body size histograms' upper bounds: 64 B to 64 MiB,
+// ×4 each step.
+var sizeBuckets = prometheus.ExponentialBuckets(64, 4, 11)
+
+// New creates penstock's metrics and registers them on reg. With a nil reg
+// the metrics work but are not exported (tests, tools). cfg.DurationBuckets
+// sets the bounds of both duration histograms (config's default when
+// empty); cfg.PerHost adds the host label to request metrics.
+//
+// New registers every metric once: calling it twice with the same reg
+// panics, as prometheus.MustRegister does.
+func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
+	buckets := cfg.DurationBuckets
+	if len(buckets) == 0 {
+		buckets = config.DefaultDurationBuckets()
+	}
+	reqLabels := []string{"route", "method", "status_class"}
+	if cfg.PerHost {
+		reqLabels = []string{"route", "host", "method", "status_class"}
+	}
+	upLabels := []string{"upstream", "endpoint", "outcome"}
+
+	m := &Metrics{
+		perHost: cfg.PerHost,
+		reqDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "penstock_http_server_request_duration_seconds",
+			Help:    "Duration of HTTP server requests.",
+			Buckets: buckets,
+		}, reqLabels),
+		reqSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "penstock_http_server_request_body_size_bytes",
+			Help:    "Size of HTTP request bodies read by the gateway.",
+			Buckets: sizeBuckets,
+		}, reqLabels),
+		respSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "penstock_http_server_response_body_size_bytes",
+			Help:    "Size of HTTP response bodies written by the gateway.",
+			Buckets: sizeBuckets,
+		}, reqLabels),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "penstock_http_server_active_requests",
+			Help: "HTTP server requests in flight.",
+		}, []string{"route"}),
+		traceMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_trace_context_missing_total",
+			Help: "Requests that arrived without a usable trace context (the gateway started a new trace).",
+		}, []string{"route"}),
+		upDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "penstock_upstream_request_duration_seconds",
+			Help:    "Duration of upstream attempts, until response headers or failure.",
+			Buckets: buckets,
+		}, upLabels),
+		upAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_upstream_attempts_total",
+			Help: "Upstream attempts by outcome (ok means a response arrived, whatever its status).",
+		}, upLabels),
+		connsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "penstock_connections_open",
+			Help: "Client connections open, by listener and protocol.",
+		}, []string{"listener", "protocol"}),
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_tls_handshakes_total",
+			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
+		}, []string{"listener", "version", "resumed"}),
+		routes:    make(map[routeKey]*Route),
+		upstreams: make(map[upstreamKey]*Upstream),
+	}
+	if reg != nil {
+		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
+			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes)
+	}
+	return m
+}
