@@ -72,7 +72,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	g, err := gateway.New(cfg, gateway.Options{Logger: log, Registerer: reg, Inherited: inherited})
+	g, err := gateway.New(cfg, gateway.Options{Logger: log, Registerer: reg, Inherited: inherited, Version: versionString()})
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	upgraded := false
 loop:
@@ -156,6 +156,12 @@ loop:
 				}
 				log.Info("SIGHUP: reloading configuration")
 				applyReload()
+			case syscall.SIGUSR1:
+				if err := g.ReopenLogs(); err != nil {
+					log.Error("SIGUSR1: cannot reopen the access log", "error", err)
+				} else {
+					log.Info("SIGUSR1: access log reopened")
+				}
 			case syscall.SIGUSR2:
 				if *file == "" {
 					log.Warn("SIGUSR2 ignored: binary upgrade needs a configuration file (-c)")

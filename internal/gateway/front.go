@@ -8,6 +8,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
 
 // front is the first handler of every listener: it assigns the request id,
@@ -15,6 +16,7 @@ import (
 // the current snapshot and runs the matched route's pipeline.
 type front struct {
 	snap    *atomic.Pointer[Snapshot]
+	obs     *observability
 	trusted listener.TrustedSet
 	// draining is set during graceful shutdown; responses then carry
 	// "Connection: close" so HTTP/1.1 clients move on.
@@ -22,7 +24,10 @@ type front struct {
 }
 
 func (f *front) ServeExchange(x *exchange.Exchange) {
+	s := f.snap.Load()
 	pipeline.AssignRequestID(x)
+	x.State.TraceFound = tracecontext.Extract(&x.Req.Header, s.w3c, s.b3, &x.State.Trace)
+	x.State.Trace.Decide(s.sampleRatio)
 	if len(f.trusted) > 0 {
 		x.State.TrustedPeer = f.trusted.Contains(x.Req.RemoteAddr.Addr())
 	}
@@ -30,24 +35,41 @@ func (f *front) ServeExchange(x *exchange.Exchange) {
 		x.W.Header().Set("Connection", "close")
 	}
 	if !routablePath(x.Req.Path) {
-		pipeline.Fail(x, pipeline.BadRequest)
+		f.unrouted(x, s, pipeline.BadRequest)
 		return
 	}
-	s := f.snap.Load()
 	res := s.Router.Lookup(x.Req.Host, x.Req.Method, x.Req.Path, &x.Req.Header, &x.State.Params)
 	if !res.Found {
 		if res.MethodNotAllowed {
 			x.W.Header().Set("Allow", res.Allow)
-			pipeline.Fail(x, pipeline.MethodNotAllowed)
+			f.unrouted(x, s, pipeline.MethodNotAllowed)
 			return
 		}
-		pipeline.Fail(x, pipeline.NoRoute)
+		f.unrouted(x, s, pipeline.NoRoute)
 		return
 	}
 	r := res.Value
 	x.State.Route = r
 	x.State.RouteName, x.State.Pattern = r.Name, r.Pattern
+	if !x.State.TraceFound {
+		r.metrics.TraceContextMissing()
+	}
+	r.metrics.Start()
+	f.obs.tracer.StartServer(x, r.paramAttributes)
 	r.Handler.ServeExchange(x)
+	f.obs.finish(x, r.metrics)
+}
+
+// unrouted answers a request no route takes, and records it under the
+// "none" route.
+func (f *front) unrouted(x *exchange.Exchange, s *Snapshot, code pipeline.Code) {
+	if !x.State.TraceFound {
+		s.noRoute.TraceContextMissing()
+	}
+	s.noRoute.Start()
+	f.obs.tracer.StartServer(x, false)
+	pipeline.Fail(x, code)
+	f.obs.finish(x, s.noRoute)
 }
 
 // routablePath rejects targets whose meaning an upstream could read

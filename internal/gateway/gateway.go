@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the gateway's metrics. Nil means none are exported.
 	Registerer prometheus.Registerer
+	// Version is penstock's version, recorded on traces.
+	Version string
 	// Inherited are listening sockets handed over by a previous process (a
 	// binary upgrade), by bound address. A listener whose address is here
 	// uses the socket instead of binding; the rest are closed after Start.
@@ -36,7 +39,8 @@ type Gateway struct {
 	log      *slog.Logger
 	snap     atomic.Pointer[Snapshot]
 	draining atomic.Bool
-	metrics  *metrics
+	metrics  *configMetrics
+	obs      *observability
 	inherit  map[string]net.Listener
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
@@ -64,13 +68,25 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s, err := compile(cfg, nil, log)
+	// Validate before opening the access log file or an exporter.
+	check, err := Compile(cfg, log)
 	if err != nil {
+		return nil, err
+	}
+	check.Close()
+	obs, err := newObservability(cfg, opts.Registerer, opts.Version)
+	if err != nil {
+		return nil, err
+	}
+	s, err := compile(cfg, nil, log, obs)
+	if err != nil {
+		obs.close(context.Background())
 		return nil, err
 	}
 	g := &Gateway{
 		log:       log,
-		metrics:   newMetrics(opts.Registerer),
+		obs:       obs,
+		metrics:   newConfigMetrics(opts.Registerer),
 		inherit:   opts.Inherited,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
@@ -183,6 +199,8 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		MaxHeaderBytes:       int(lc.Limits.MaxHeaderBytes.Int64()),
 		MaxConcurrentStreams: int(lc.Limits.MaxConcurrentStreams),
 		Logger:               g.log,
+		ConnOpened:           func(proto string) { g.obs.metrics.ConnOpened(lc.Name, proto) },
+		ConnClosed:           func(proto string) { g.obs.metrics.ConnClosed(lc.Name, proto) },
 	}
 	scheme := "http"
 	if lc.TLS != nil {
@@ -190,13 +208,18 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		if err != nil {
 			return nil, err
 		}
+		name := lc.Name
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			g.obs.metrics.TLSHandshake(name, cs.Version, cs.DidResume)
+			return nil
+		}
 		opts.TLS = conf
 		scheme = "https"
 		if fp != "" {
 			g.log.Info("generated self-signed certificate", "listener", lc.Name, "sha256", fp)
 		}
 	}
-	h := &front{snap: &g.snap, trusted: trusted, draining: &g.draining}
+	h := &front{snap: &g.snap, obs: g.obs, trusted: trusted, draining: &g.draining}
 	srv := stdhttp.NewServer(opts, h)
 	view := sock.NewView()
 	g.wg.Add(1)
@@ -229,8 +252,13 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		return errors.New("reload refused: shutting down")
 	}
 	old := g.snap.Load()
-	s, err := compile(cfg, old, g.log)
+	s, err := compile(cfg, old, g.log, g.obs)
 	if err != nil {
+		g.metrics.failed()
+		return err
+	}
+	if err := g.obs.log.SetRules(cfg); err != nil {
+		s.retireNew(old)
 		g.metrics.failed()
 		return err
 	}
@@ -376,6 +404,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	g.wg.Wait()
 	g.snap.Load().Close()
+	// Lines and spans of the last requests are flushed after they finished.
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errs = append(errs, g.obs.close(fctx))
 	return errors.Join(errs...)
 }
 
@@ -391,3 +423,6 @@ func (g *Gateway) ReloadFrom(load func() (*config.Config, error)) error {
 	}
 	return g.Reload(cfg)
 }
+
+// ReopenLogs reopens the access log file (SIGUSR1, after rotation).
+func (g *Gateway) ReopenLogs() error { return g.obs.log.Reopen() }

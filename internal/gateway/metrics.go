@@ -6,15 +6,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the gateway's own metrics: configuration loads and reloads.
-type metrics struct {
+// configMetrics are the gateway's own metrics: configuration loads and reloads.
+type configMetrics struct {
 	reloads     *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
 	generation  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+func newConfigMetrics(reg prometheus.Registerer) *configMetrics {
+	m := &configMetrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "penstock_config_reloads_total",
 			Help: "Configuration reloads by result (success, failure).",
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // loaded records a successful load of configuration generation gen.
-func (m *metrics) loaded(gen uint64) {
+func (m *configMetrics) loaded(gen uint64) {
 	if gen > 1 {
 		m.reloads.WithLabelValues("success").Inc()
 	}
@@ -47,4 +47,4 @@ func (m *metrics) loaded(gen uint64) {
 }
 
 // failed records a reload that was refused.
-func (m *metrics) failed() { m.reloads.WithLabelValues("failure").Inc() }
+func (m *configMetrics) failed() { m.reloads.WithLabelValues("failure").Inc() }

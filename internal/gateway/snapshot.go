@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/router"
@@ -27,6 +29,9 @@ type Route struct {
 	Pattern string
 	// Handler is the route's pipeline, ending in the forwarder.
 	Handler exchange.Handler
+
+	metrics         *metrics.Route
+	paramAttributes bool
 }
 
 // Snapshot is one compiled configuration. It is never modified after
@@ -38,21 +43,32 @@ type Snapshot struct {
 	Router *router.Router[*Route]
 	// Pools are the upstream pools by name.
 	Pools map[string]*upstream.Pool
+
+	// Trace context settings, read once per request.
+	w3c, b3     bool
+	sampleRatio float64
+	// noRoute records requests that matched no route.
+	noRoute *metrics.Route
 }
 
 // Compile validates cfg (which must have defaults applied) and builds its
 // snapshot. Every problem is reported at once, each with its field path and
 // line.
 func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
-	return compile(cfg, nil, log)
+	return compile(cfg, nil, log, nil)
 }
 
 // compile is Compile that takes over the pools of prev whose configuration
 // did not change, so a reload keeps their connections, health and balancing
 // state.
-func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger) (*Snapshot, error) {
+func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observability) (*Snapshot, error) {
 	if log == nil {
 		log = slog.Default()
+	}
+	if obs == nil {
+		// Compiling only to check a config (penstock validate): metrics that
+		// are never exported, no access log, no tracer.
+		obs = &observability{metrics: metrics.New(cfg.Metrics, nil)}
 	}
 	if verr := cfg.Validate(); verr != nil {
 		// Report the router's findings too, so one pass shows everything;
@@ -60,7 +76,14 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger) (*Snapshot, e
 		return nil, config.Merge(config.Merge(nil, verr), CheckRoutes(cfg))
 	}
 	col := config.NewCollector(cfg)
-	s := &Snapshot{Config: cfg, Pools: make(map[string]*upstream.Pool, len(cfg.Upstreams))}
+	s := &Snapshot{
+		Config:      cfg,
+		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
+		w3c:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
+		b3:          slices.Contains(cfg.Tracing.Propagation, "b3"),
+		sampleRatio: *cfg.Tracing.SampleRatio,
+		noRoute:     obs.metrics.Route("", ""),
+	}
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
 		if prev != nil {
@@ -81,8 +104,15 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger) (*Snapshot, e
 		return nil, col.Err()
 	}
 	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
+		pool := s.Pools[rc.Upstream]
+		epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(pool.Endpoints))
+		for _, e := range pool.Endpoints {
+			epMetrics[e] = obs.metrics.Upstream(pool.Name, e.Address)
+		}
 		fwd := &proxy.Forwarder{
-			Pool:                  s.Pools[rc.Upstream],
+			Pool:                  pool,
+			Tracer:                obs.tracer,
+			EndpointMetrics:       epMetrics,
 			ConnectTimeout:        rc.Timeouts.Connect.D(),
 			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
 			RequestTimeout:        rc.Timeouts.Request.D(),
@@ -92,7 +122,9 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger) (*Snapshot, e
 		if err != nil {
 			return nil, err
 		}
-		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h}, nil
+		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h,
+			metrics:         obs.metrics.Route(rc.Name, routeHost(rc.Match.Hosts)),
+			paramAttributes: rc.Tracing.ParamAttributes}, nil
 	})
 	if err != nil {
 		s.retireNew(prev)

@@ -55,6 +55,7 @@ func Fail(x *exchange.Exchange, code Code) {
 	}
 	status := code.Status()
 	x.State.Status = status
+	x.State.ErrorKind = string(code)
 	h := x.W.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/tracecontext"
+	"github.com/penstock-dev/penstock/internal/tracing"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
 
@@ -34,6 +37,11 @@ type Forwarder struct {
 	RequestTimeout time.Duration
 	// Logger receives one line per failed exchange. Nil means slog.Default.
 	Logger *slog.Logger
+	// Tracer records a client span per attempt. Nil records none.
+	Tracer *tracing.Tracer
+	// EndpointMetrics are the pre-resolved metrics of each endpoint of Pool.
+	// Missing entries record nothing.
+	EndpointMetrics map[*upstream.Endpoint]*metrics.Upstream
 }
 
 // errResponseHeaderTimeout cancels an upstream request whose headers did not
@@ -70,6 +78,9 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		body = &attemptBody{r: x.Req.Body}
 	}
 
+	if body != nil {
+		defer func() { x.State.BytesIn = body.n }()
+	}
 	var tried [maxConnectAttempts]*upstream.Endpoint
 	for n := 0; ; n++ {
 		ep := f.pick(time.Now().UnixNano(), tried[:n])
@@ -100,9 +111,18 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		}
 		out = out.WithContext(ctx)
 
+		// Each attempt is a child span: the upstream sees its id as parent.
+		spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
+		setTraceHeaders(header, &x.State.Trace, spanID)
+
 		ep.Begin()
+		sent := time.Now()
 		resp, err := f.roundTrip(ep, out, cancelCause)
+		wait := time.Since(sent)
+		x.State.UpstreamWait += wait
+		f.recordAttempt(ep, wait, ctx, err)
 		if err != nil {
+			endSpan(0, err)
 			ep.Done()
 			var dialErr *upstream.DialError
 			if errors.As(err, &dialErr) && n+1 < maxConnectAttempts && (body == nil || body.n == 0) &&
@@ -116,6 +136,7 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 			return
 		}
 		ep.ReportSuccess()
+		endSpan(resp.StatusCode, nil)
 		f.respond(x, ep, resp)
 		ep.Done()
 		return
@@ -228,6 +249,9 @@ func (f *Forwarder) roundTripFailed(x *exchange.Exchange, ep *upstream.Endpoint,
 }
 
 func (f *Forwarder) fail(x *exchange.Exchange, code pipeline.Code, err error) {
+	if err != nil {
+		x.State.Error = err.Error()
+	}
 	attrs := []any{"request_id", x.State.RequestID, "route", x.State.RouteName,
 		"upstream", f.Pool.Name, "endpoint", x.State.Endpoint, "status", code.Status(), "error_kind", string(code)}
 	if err != nil {
@@ -273,5 +297,42 @@ func (f *Forwarder) streamBody(x *exchange.Exchange, resp *http.Response) error 
 		if rerr != nil {
 			return rerr
 		}
+	}
+}
+
+// recordAttempt counts one upstream attempt by outcome.
+func (f *Forwarder) recordAttempt(ep *upstream.Endpoint, d time.Duration, ctx context.Context, err error) {
+	m := f.EndpointMetrics[ep]
+	if m == nil {
+		return
+	}
+	var dialErr *upstream.DialError
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(context.Cause(ctx), errResponseHeaderTimeout), errors.Is(err, context.DeadlineExceeded):
+		outcome = "timeout"
+	case errors.As(err, &dialErr):
+		outcome = "connect_error"
+	default:
+		outcome = "error"
+	}
+	m.Attempt(d, outcome)
+}
+
+// setTraceHeaders writes the trace context for the upstream: always W3C
+// traceparent (replacing the client's, whose parent is now penstock's span),
+// tracestate passed on unchanged, and B3 when the client spoke B3.
+func setTraceHeaders(h http.Header, tc *tracecontext.Context, span [8]byte) {
+	var buf [64]byte
+	h["Traceparent"] = []string{string(tc.AppendTraceparent(buf[:0], span))}
+	if tc.State != "" {
+		h["Tracestate"] = []string{tc.State}
+	}
+	if tc.From == tracecontext.B3Single || tc.From == tracecontext.B3Multi {
+		for _, k := range []string{"X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags"} {
+			delete(h, k)
+		}
+		h["B3"] = []string{string(tc.AppendB3(buf[:0], span))}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -34,6 +35,11 @@ type Options struct {
 	// Logger receives the server's internal errors (TLS handshakes, bad
 	// requests) at debug level.
 	Logger *slog.Logger
+	// ConnOpened and ConnClosed, when set, are told when a client connection
+	// starts carrying requests and when it ends, with its protocol: "h2" or
+	// "http/1.1" as negotiated by ALPN on TLS, "tcp" on plain connections
+	// (HTTP/1.1 or h2c).
+	ConnOpened, ConnClosed func(proto string)
 }
 
 // Server is one running net/http server.
@@ -57,6 +63,30 @@ func NewServer(o Options, h exchange.Handler) *Server {
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: o.MaxConcurrentStreams,
 		},
+	}
+	if o.ConnOpened != nil && o.ConnClosed != nil {
+		var conns sync.Map // net.Conn → protocol label, per connection (not per request)
+		srv.ConnState = func(c net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateActive:
+				if _, seen := conns.Load(c); seen {
+					return
+				}
+				proto := "tcp"
+				if tc, ok := c.(*tls.Conn); ok {
+					proto = tc.ConnectionState().NegotiatedProtocol
+					if proto == "" {
+						proto = "http/1.1"
+					}
+				}
+				conns.Store(c, proto)
+				o.ConnOpened(proto)
+			case http.StateClosed, http.StateHijacked:
+				if proto, ok := conns.LoadAndDelete(c); ok {
+					o.ConnClosed(proto.(string))
+				}
+			}
+		}
 	}
 	if o.Logger != nil {
 		// Handshake failures and malformed requests from the internet are
