@@ -106,9 +106,38 @@ func TestSamplingRules(t *testing.T) {
 		want   func(r *Record) decision
 	}{
 		{
-			name:   "no rules keep every line",
-			config: `access_log: {format: json}`,
-			want:   func(r *Record) decision { return decision{"", true} },
+			name:   "an explicit keep rule keeps every line",
+			config: `access_log: {sampling: [{name: all, keep: true}]}`,
+			want:   func(r *Record) decision { return decision{"all", true} },
+		},
+		{
+			name:   "the default rules when none are set",
+			config: "# default rules\naccess_log: {format: json}",
+			want: func(r *Record) decision {
+				healthy := false
+				for _, p := range []string{"/healthz", "/readyz", "/livez", "/health", "/metrics"} {
+					if strings.HasPrefix(r.Path, p) {
+						healthy = true
+					}
+				}
+				static := false
+				for _, e := range []string{".js", ".css", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".woff", ".woff2", ".map"} {
+					if strings.HasSuffix(strings.ToLower(r.Path), e) {
+						static = true
+					}
+				}
+				switch {
+				case healthy && r.Status >= 200 && r.Status < 400:
+					return decision{"health", false}
+				case r.Status >= 400 && r.Status < 600:
+					return decision{"errors", true}
+				case r.Duration > time.Second:
+					return decision{"slow", true}
+				case static && (r.Method == "GET" || r.Method == "HEAD"):
+					return decision{"static", false}
+				}
+				return decision{"", true}
+			},
 		},
 		{
 			name: "the typical set from the documentation",

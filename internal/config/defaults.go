@@ -177,6 +177,9 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.AccessLog.Output, "stdout")
 	setDefault(&c.AccessLog.Buffer, DefaultAccessLogBuffer)
 	setDefault(&c.AccessLog.Path, "full")
+	if c.AccessLog.Sampling == nil {
+		c.AccessLog.Sampling = DefaultSamplingRules()
+	}
 	for i := range c.AccessLog.Sampling {
 		setSamplingDefaults(&c.AccessLog.Sampling[i], i)
 	}
@@ -230,5 +233,18 @@ func setSamplingDefaults(r *SamplingRule, i int) {
 	setDefault(&r.Name, "rule"+strconv.Itoa(i))
 	if r.KeepPercent != nil {
 		setDefault(&r.KeepBy, "trace_id")
+	}
+}
+
+// DefaultSamplingRules are the access log rules used when the config sets
+// none: drop health checks and metrics scrapes, keep every error and every
+// slow request, drop successful static asset fetches, keep the rest. Write
+// `sampling: [{keep: true}]` to log every request.
+func DefaultSamplingRules() []SamplingRule {
+	return []SamplingRule{
+		{Name: "health", Match: SamplingMatch{PathPrefixes: []string{"/healthz", "/readyz", "/livez", "/health", "/metrics"}, Status: []string{"2xx", "3xx"}}, Drop: true},
+		{Name: "errors", Match: SamplingMatch{Status: []string{"5xx", "4xx"}}, Keep: true},
+		{Name: "slow", Match: SamplingMatch{SlowerThan: Duration(time.Second)}, Keep: true},
+		{Name: "static", Match: SamplingMatch{Methods: []string{"GET", "HEAD"}, Extensions: []string{".js", ".css", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".woff", ".woff2", ".map"}}, Drop: true},
 	}
 }

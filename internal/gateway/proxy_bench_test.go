@@ -1,12 +1,16 @@
 package gateway_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"testing"
+
+	"github.com/penstock-dev/penstock/internal/tracing/otlptest"
 )
 
 // fastUpstream answers every request with a 64-byte JSON body.
@@ -63,4 +67,40 @@ logging: {level: error}
 		b.Cleanup(srv.Close)
 		benchGet(b, srv.URL+"/v1/models/resnet50/predict")
 	})
+}
+
+// BenchmarkTelemetryOverhead measures what making every request visible
+// costs on proxy throughput: one small keep-alive request through penstock
+// with the access log and tracing off (metrics stay on: they cannot be
+// turned off), with only the access log (a JSON line per request to a
+// file), and with everything on: access log, metrics, and a server and a
+// client span per sampled request exported over OTLP/HTTP to a real receiver
+// on loopback, at 10% and 100% trace sampling.
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	up := fastUpstream(b)
+	base := lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: predict, match: {path: "/v1/models/:model/predict"}, upstream: up}]
+logging: {level: error}
+`, up)
+	b.Run("off", func(b *testing.B) {
+		g := startGatewayTB(b, base+"access_log: {enabled: false}\ntracing: {exporter: none}\n")
+		benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
+	})
+	b.Run("access_log", func(b *testing.B) {
+		logFile := filepath.Join(b.TempDir(), "access.log")
+		g := startGatewayTB(b, base+fmt.Sprintf("access_log: {output: %q}\ntracing: {exporter: none}\n", logFile))
+		benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
+	})
+	for _, ratio := range []string{"0.1", "1"} {
+		b.Run("on_sample_"+ratio, func(b *testing.B) {
+			// The receiver runs in this process, so its protobuf decoding is
+			// counted too: an upper bound on the exporter's share.
+			recv := otlptest.NewReceiver(b)
+			logFile := filepath.Join(b.TempDir(), "access.log")
+			g := startGatewayTB(b, base+fmt.Sprintf("access_log: {output: %q}\ntracing: {exporter: otlp_http, endpoint: %q, sample_ratio: %s}\n",
+				logFile, recv.Endpoint(), ratio))
+			benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
+		})
+	}
 }
