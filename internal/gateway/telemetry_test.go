@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/gateway"
@@ -347,4 +349,61 @@ func mustHex(s string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestScrapePassesPromtool takes a scrape of everything the gateway exports
+// after traffic (requests, failures, reloads, connections, TLS handshakes,
+// access log counters) and checks it with promtool.
+func TestScrapePassesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is required (scripts/test installs it)")
+		}
+		t.Skip("promtool not installed (scripts/test installs it)")
+	}
+	rec := newRecorder(t, "up")
+	text := lines(`listeners:
+  - {name: main, address: "127.0.0.1:0"}
+  - {name: tls, address: "127.0.0.1:0", tls: {self_signed: true}}
+upstreams:
+  - {name: up, endpoints: [{address: %s}]}
+  - {name: dead, endpoints: [{address: %s}]}
+routes:
+  - {name: r, match: {path: "/r/:id"}, upstream: up}
+  - {name: d, match: {path: /dead}, upstream: dead}
+`, rec.addr(), closedAddr(t))
+	o := startObserved(t, text)
+	for i := range 5 {
+		do(t, client, "GET", fmt.Sprintf("%s/r/%d", baseURL(o.g, "main"), i), nil, nil)
+	}
+	do(t, h2Client(), "POST", baseURL(o.g, "tls")+"/r/1", nil, strings.NewReader("x"))
+	do(t, client, "GET", baseURL(o.g, "main")+"/dead", nil, nil)
+	do(t, client, "GET", baseURL(o.g, "main")+"/nowhere", nil, nil)
+	do(t, client, "BREW", baseURL(o.g, "main")+"/r/1", nil, nil)
+	cfg, _ := config.Parse([]byte(text+"access_log: {enabled: false}\n"), "next.yaml")
+	o.g.Reload(cfg)
+
+	mfs, err := o.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scrape strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&scrape, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(scrape.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, name := range []string{"penstock_http_server_request_duration_seconds", "penstock_upstream_attempts_total",
+		"penstock_connections_open", "penstock_tls_handshakes_total", "penstock_access_log_lines_total", "penstock_config_reloads_total"} {
+		if !strings.Contains(scrape.String(), name) {
+			t.Errorf("scrape lacks %s", name)
+		}
+	}
 }
