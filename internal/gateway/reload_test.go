@@ -164,20 +164,7 @@ func TestStreamsSurviveReload(t *testing.T) {
 			http.NewResponseController(w).Flush()
 		}
 	}))
-	ws := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			c.Write(r.Context(), typ, msg)
-		}
-	}))
+	ws := newUpstream(t, wsEcho(""))
 	other := newRecorder(t, "other")
 	cfg := func(extra string) string {
 		return fmt.Sprintf(`listeners: [{name: main, address: "127.0.0.1:0"}]

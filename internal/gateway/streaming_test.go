@@ -74,22 +74,7 @@ routes: [{name: sse, match: {path: /events}, upstream: up}]
 // TestWebSocketEchoThroughProxy upgrades through penstock and echoes
 // messages both ways.
 func TestWebSocketEchoThroughProxy(t *testing.T) {
-	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, append([]byte("echo: "), msg...)); err != nil {
-				return
-			}
-		}
-	}))
+	up := newUpstream(t, wsEcho("echo: "))
 	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes: [{name: ws, match: {path: /ws}, upstream: up}]
@@ -164,4 +149,25 @@ routes: [{name: up, match: {path: /upload}, upstream: up, max_request_body: 16Mi
 	if n != 8<<20 {
 		t.Errorf("downloaded %d bytes, want %d", n, 8<<20)
 	}
+}
+
+// wsEcho is a WebSocket upstream that answers each message with prefix and
+// the message.
+func wsEcho(prefix string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, append([]byte(prefix), msg...)); err != nil {
+				return
+			}
+		}
+	})
 }
