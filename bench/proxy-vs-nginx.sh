@@ -295,8 +295,10 @@ routes:
     match: {path_prefix: /}
     upstream: up
 logging: {level: warn}
+# Like the NGINX config (access_log off): both proxies do the same work.
+access_log: {enabled: false}
 EOF
-	GOMAXPROCS=1 "${on_proxy_core[@]}" "$work/penstock" serve -c "$conf" 2>"$work/penstock.log" &
+	GOMAXPROCS=1 "${on_proxy_core[@]}" "$work/penstock" serve -c "$conf" >"$work/penstock.out" 2>"$work/penstock.log" &
 	proxy_pid=$!
 	pids+=("$proxy_pid")
 	proxy_url="http://127.0.0.1:$PENSTOCK_PORT/"
