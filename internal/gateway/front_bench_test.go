@@ -8,7 +8,10 @@ import (
 	"testing"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
 )
 
@@ -30,9 +33,9 @@ func (w *discardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // BenchmarkPipeline measures penstock's engine-independent request path:
-// request id, target check, route lookup (with a path parameter), the route's
-// stages and a terminal handler that answers 200, without an engine or an
-// upstream. It must not allocate.
+// request id, trace context, target check, route lookup (with a path
+// parameter), route metrics, the route's stages and a terminal handler that
+// answers 200, without an engine or an upstream. It must not allocate.
 func BenchmarkPipeline(b *testing.B) {
 	cfg, err := config.Parse([]byte(`listeners: [{name: main, address: "127.0.0.1:0"}]
 upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
@@ -48,16 +51,20 @@ routes:
 		x.State.Status = 200
 		x.W.WriteHeader(200)
 	})
+	// Metrics on (they always are), no access log, no tracer: the access
+	// log's cost is measured in internal/accesslog, the tracer's in
+	// internal/tracing.
+	obs := &observability{metrics: metrics.New(cfg.Metrics, prometheus.NewRegistry())}
 	r, err := buildRouter(cfg, func(_ int, rc *config.Route) (*Route, error) {
 		h, err := pipeline.Build(rc, terminal)
-		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h}, err
+		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h, metrics: obs.metrics.Route(rc.Name, "")}, err
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	var snap atomic.Pointer[Snapshot]
-	snap.Store(&Snapshot{Config: cfg, Router: r})
-	f := &front{snap: &snap, draining: new(atomic.Bool)}
+	snap.Store(&Snapshot{Config: cfg, Router: r, w3c: true, b3: true, sampleRatio: 1, noRoute: obs.metrics.Route("", "")})
+	f := &front{snap: &snap, obs: obs, draining: new(atomic.Bool)}
 	w := &discardWriter{}
 	ctx := context.Background()
 
