@@ -146,7 +146,7 @@ func (b *Builder[T]) Build() (*Router[T], error) {
 	}
 	r := &Router[T]{
 		routes:  make([]route, len(b.entries)),
-		values:  make([]T, len(b.entries)),
+		results: make([]Result[T], len(b.entries)),
 		methods: ms,
 	}
 	for i, e := range b.entries {
@@ -157,39 +157,45 @@ func (b *Builder[T]) Build() (*Router[T], error) {
 			headers: e.headers,
 			params:  e.pat.params,
 		}
-		r.values[i] = e.spec.Value
+		r.results[i] = Result[T]{Value: e.spec.Value, Pattern: e.spec.Path, Name: e.spec.Name, Found: true}
 		for _, h := range e.hosts {
-			var root *node
+			var t *tier
 			switch {
 			case h == "":
 				if r.any == nil {
-					r.any = &node{}
+					r.any = &tier{root: &node{}}
 				}
-				root = r.any
+				t = r.any
 			case strings.HasPrefix(h, "*."):
 				if r.wild == nil {
-					r.wild = map[string]*node{}
+					r.wild = map[string]*tier{}
 				}
 				// Keyed by ".example.com", the form the lookup slices out
 				// of the request host.
-				if root = r.wild[h[1:]]; root == nil {
-					root = &node{}
-					r.wild[h[1:]] = root
+				if t = r.wild[h[1:]]; t == nil {
+					t = &tier{root: &node{}}
+					r.wild[h[1:]] = t
 				}
 			default:
 				if r.exact == nil {
-					r.exact = map[string]*node{}
+					r.exact = map[string]*tier{}
 				}
-				if root = r.exact[h]; root == nil {
-					root = &node{}
-					r.exact[h] = root
+				if t = r.exact[h]; t == nil {
+					t = &tier{root: &node{}}
+					r.exact[h] = t
 				}
 			}
-			root.insert(e.pat, int32(i), e.spec.Prefix)
+			t.root.insert(e.pat, int32(i), e.spec.Prefix)
 		}
 	}
-	for _, root := range r.roots() {
-		root.walk(func(n *node) { n.finish(r.routes) })
+	for _, t := range r.tiers() {
+		t.root.walk(func(n *node) { n.finish(r.routes) })
+		var paths []string
+		var nodes []*node
+		t.root.collectStatic("", func(path string, n *node) {
+			paths, nodes = append(paths, path), append(nodes, n)
+		})
+		t.static = newStaticTable(paths, nodes)
 	}
 	return r, nil
 }

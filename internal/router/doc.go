@@ -10,8 +10,9 @@
 // A [Builder] collects [Spec] values and compiles them into an immutable
 // [Router]; [Router.Lookup] is then safe for concurrent use and does not
 // allocate. Each host tier (each exact host, each wildcard suffix, and
-// "any host") has its own radix tree; static children are indexed by
-// their first byte.
+// "any host") has its own radix tree, static children indexed by their
+// first byte, and a hash table of the paths of its routes without
+// parameters, which answers those paths without walking the tree.
 //
 // # Precedence
 //

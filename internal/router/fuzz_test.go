@@ -82,15 +82,18 @@ func FuzzParsePattern(f *testing.F) {
 }
 
 // FuzzLookup builds a router from fuzzed patterns and looks up a fuzzed
-// path. It must never panic, and any match must be explained by its
-// pattern: with its parameter values put back, an exact pattern gives the
-// path and a prefix pattern gives a prefix of it on a segment boundary.
+// path. It must never panic, any match must be explained by its pattern
+// (with its parameter values put back, an exact pattern gives the path and a
+// prefix pattern gives a prefix of it on a segment boundary), and the
+// outcome must be the same without the static-path tables.
 func FuzzLookup(f *testing.F) {
 	f.Add("/a/:x/c", "/a", "/a/b/c")
 	f.Add("/static/*f", "/static", "/static/")
 	f.Add("/:a/:b", "/:a", "/x/y/z")
 	f.Fuzz(func(t *testing.T, exact, prefix, path string) {
-		var b Builder[int]
+		// b has a host tier; anyHost does not, so its lookups take the
+		// static-path shortcut before the walk is set up.
+		var b, anyHost Builder[int]
 		pats := map[string]pattern{}
 		for _, s := range []Spec[int]{
 			{Name: "exact", Path: exact, Methods: []string{"GET"}},
@@ -100,15 +103,27 @@ func FuzzLookup(f *testing.F) {
 		} {
 			if b.Add(s) == nil {
 				pats[s.Name], _ = parsePattern(s.Path, s.Prefix)
+				if s.Hosts == nil {
+					_ = anyHost.Add(s)
+				}
 			}
 		}
 		r, err := b.Build()
 		if err != nil {
 			return
 		}
+		ra, err := anyHost.Build()
+		if err != nil {
+			t.Fatalf("routes without hosts: %v", err)
+		}
 		var ps Params
 		for _, host := range []string{"", "a.example.com"} {
 			for _, method := range []string{"GET", "POST"} {
+				// The static tables must not change any outcome.
+				for _, h := range []HeaderSource{nil, headers{"x-a": "1"}} {
+					sameLookup(t, r, walkOnly(r), host, method, path, h)
+					sameLookup(t, ra, walkOnly(ra), host, method, path, h)
+				}
 				res := r.Lookup(host, method, path, headers{"x-a": "1"}, &ps)
 				if res.MethodNotAllowed && res.Allow == "" {
 					t.Fatalf("405 without Allow for %q", path)

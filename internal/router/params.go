@@ -6,8 +6,11 @@ package router
 // does. A Params is owned by the caller and reused across lookups; the zero
 // value is empty and ready to use. It holds at most [MaxParams] entries.
 type Params struct {
-	n    int
-	keys [MaxParams]string
+	n int
+	// keys is the matched route's own list of parameter names, shared
+	// rather than copied: assigning a slice costs less than copying
+	// strings, and the router never changes it.
+	keys []string
 	vals [MaxParams]string
 }
 

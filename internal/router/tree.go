@@ -118,6 +118,20 @@ func (n *node) walk(f func(*node)) {
 	}
 }
 
+// collectStatic calls f with the path of every node below and including n
+// that ends exact routes and is reached from the root through static
+// prefixes only, path being what the root consumed before n (n.prefix
+// included). These are the paths of the routes without parameters.
+func (n *node) collectStatic(path string, f func(path string, n *node)) {
+	path += n.prefix
+	if n.exact != nil {
+		f(path, n)
+	}
+	for _, c := range n.statics {
+		c.collectStatic(path, f)
+	}
+}
+
 // route is the part of a route the lookup needs, kept apart from the
 // generic value so the tree code is not instantiated per value type.
 type route struct {
@@ -145,6 +159,9 @@ type matcher struct {
 	path   string
 	mbit   uint64 // the request method's bit
 	h      HeaderSource
+	// tried is the node whose exact routes the static table gave and
+	// pick rejected, so the walk does not try them again; or nil.
+	tried *node
 	// Parameter values captured on the way down, as byte offsets into
 	// path. Offsets hold no pointers, so the matcher stays on the stack and
 	// costs little to zero; Lookup turns them into strings on a match.
@@ -165,7 +182,7 @@ func (m *matcher) match(n *node, i int) int32 {
 	path := m.path
 	for {
 		if i == len(path) {
-			if n.exact != nil {
+			if n.exact != nil && n != m.tried {
 				if id := m.pick(n.exact); id >= 0 {
 					return id
 				}
@@ -260,19 +277,31 @@ func hasPrefixAfterFirst(s, p string) bool {
 	return true
 }
 
-// pick returns the first route of ids whose headers and method match.
+// pick returns the first route of ids whose headers and method match, and
+// adds the methods of routes that matched all but the method to m.allow.
 // ids are ordered by number of header matchers, most first.
 func (m *matcher) pick(ids []int32) int32 {
+	id, allow := pick(m.routes, ids, m.mbit, m.h)
+	m.allow |= allow
+	return id
+}
+
+// pick returns the first of ids whose headers and method match, or -1 and
+// the methods of the routes whose headers matched. It takes its inputs
+// separately rather than a matcher so the static-path shortcut can use it
+// before one is set up.
+func pick(routes []route, ids []int32, mbit uint64, h HeaderSource) (int32, uint64) {
+	var allow uint64
 	for _, id := range ids {
-		rt := &m.routes[id]
+		rt := &routes[id]
 		// Testing for no headers here saves a call on the common path.
-		if len(rt.headers) != 0 && !rt.headersMatch(m.h) {
+		if len(rt.headers) != 0 && !rt.headersMatch(h) {
 			continue
 		}
-		if rt.methods&m.mbit != 0 {
-			return id
+		if rt.methods&mbit != 0 {
+			return id, 0
 		}
-		m.allow |= rt.methods
+		allow |= rt.methods
 	}
-	return -1
+	return -1, allow
 }
