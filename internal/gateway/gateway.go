@@ -68,12 +68,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	// Validate before opening the access log file or an exporter.
-	check, err := Compile(cfg, log)
-	if err != nil {
-		return nil, err
+	// Check before opening the access log file or an exporter.
+	if errs := config.Merge(config.Merge(nil, cfg.Validate()), CheckRoutes(cfg)); len(errs) > 0 {
+		return nil, errs
 	}
-	check.Close()
 	obs, err := newObservability(cfg, opts.Registerer, opts.Version)
 	if err != nil {
 		return nil, err
