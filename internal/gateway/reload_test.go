@@ -26,16 +26,17 @@ func mustConfig(t testing.TB, text string) *config.Config {
 	return cfg
 }
 
-// TestReloadUnderLoad drives constant HTTP/1.1 keep-alive and h2c load
-// while it performs 50 reloads alternating between two valid configs, with
-// an invalid config every fifth time. No request may fail, every invalid
-// config must leave the previous one serving, and after each reload new
-// requests must follow the new routes.
+// TestReloadUnderLoad drives constant HTTP/1.1 keep-alive, h2c and HTTP/2
+// over TLS load while it performs 50 reloads alternating between two valid
+// configs, with an invalid config every fifth time. No request may fail,
+// every invalid config must leave the previous one serving, and after each
+// reload new requests must follow the new routes.
 func TestReloadUnderLoad(t *testing.T) {
 	a, b := newRecorder(t, "a"), newRecorder(t, "b")
 	base := `listeners:
   - {name: h1, address: "127.0.0.1:0"}
   - {name: h2c, address: "127.0.0.1:0", protocols: [h1, h2c]}
+  - {name: tls, address: "127.0.0.1:0", tls: {self_signed: true}}
 upstreams:
   - {name: a, endpoints: [{address: %s}]}
   - {name: b, endpoints: [{address: %s}]}
@@ -99,6 +100,8 @@ routes:
 		wg.Add(1)
 		go load(h2cClient(), h2cURL, true)
 	}
+	wg.Add(1)
+	go load(h2Client(), baseURL(g, "tls"), true)
 
 	pools := []string{"b", "a"}
 	for i := range 50 {
