@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // writeBufferSize is the bufio.Writer size: lines are batched into writes of
-// up to this many bytes while the queue has more, so a burst costs a few
-// syscalls rather than one per line.
+// up to this many bytes (or whatever arrived within flushInterval), so
+// logging costs a few system calls per second rather than one per line.
 const writeBufferSize = 64 << 10
 
 // maxPooledLine bounds the buffers returned to the pool, so one huge line
@@ -90,6 +91,10 @@ var errClosed = errors.New("access log closed")
 // whenever the queue runs empty, so lines reach the output in batches under
 // load and at once when idle. A reopen or close first writes out every line
 // already queued, so lines logged before Reopen go to the old file.
+// flushInterval bounds how long a written line waits in the writer's buffer
+// before it reaches the output.
+const flushInterval = 100 * time.Millisecond
+
 func (l *Logger) run() {
 	defer close(l.stopped)
 	bw := bufio.NewWriterSize(l.out.w, writeBufferSize)
@@ -124,18 +129,32 @@ func (l *Logger) run() {
 			case line := <-l.queue:
 				write(line)
 			default:
-				flush()
 				return
 			}
 		}
 	}
+	// Lines wait in bw for at most flushInterval (or until it fills):
+	// flushing whenever the queue is momentarily empty would cost one write
+	// system call per request at moderate rates.
+	timer := time.NewTimer(flushInterval)
+	timer.Stop()
+	armed := false
 	for {
 		select {
 		case line := <-l.queue:
 			write(line)
 			drain()
+			if pending > 0 && !armed {
+				timer.Reset(flushInterval)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			drain()
+			flush()
 		case c := <-l.ctl:
 			drain()
+			flush()
 			if c.close {
 				c.done <- l.out.close()
 				return
