@@ -34,19 +34,19 @@ type chunkedDecoder struct {
 type chunkState uint8
 
 const (
-	csSize       chunkState = iota // reading chunk-size hex digits
-	csSizeWS                       // BWS after chunk-size, before ';'
-	csExt                          // inside chunk extensions
-	csSizeLF                       // CR seen after size line, LF due
-	csData                         // chunk data (remaining > 0)
-	csDataCR                       // CRLF after chunk data
-	csDataLF                       //
-	csTrailerStart                 // start of a trailer line (or the final CRLF)
-	csTrailerName                  // field name
-	csTrailerValue                 // after ':'
-	csTrailerLF                    // CR seen at the end of a trailer line
-	csEndLF                        // CR of the final empty line seen
-	csDone                         // body complete
+	csSize         chunkState = iota // reading chunk-size hex digits
+	csSizeWS                         // BWS after chunk-size, before ';'
+	csExt                            // inside chunk extensions
+	csSizeLF                         // CR seen after size line, LF due
+	csData                           // chunk data (remaining > 0)
+	csDataCR                         // CRLF after chunk data
+	csDataLF                         //
+	csTrailerStart                   // start of a trailer line (or the final CRLF)
+	csTrailerName                    // field name
+	csTrailerValue                   // after ':'
+	csTrailerLF                      // CR seen at the end of a trailer line
+	csEndLF                          // CR of the final empty line seen
+	csDone                           // body complete
 )
 
 const (

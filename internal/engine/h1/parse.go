@@ -127,9 +127,9 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 		sawCL, sawT bool
 		connClose   bool
 		connKeep    bool
-		teChunked   bool  // the codings seen so far end in chunked
-		teUnknown   bool  // a coding other than chunked was seen
-		teBad       bool  // malformed list, or chunked not last / twice
+		teChunked   bool // the codings seen so far end in chunked
+		teUnknown   bool // a coding other than chunked was seen
+		teBad       bool // malformed list, or chunked not last / twice
 		fields      int
 		contentLen  int64 = -1
 	)

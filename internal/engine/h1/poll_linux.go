@@ -238,4 +238,3 @@ func (c *conn) idleExpired() {
 		c.closeIdle()
 	}
 }
-

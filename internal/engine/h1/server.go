@@ -54,8 +54,8 @@ type Server struct {
 
 	// h2srv serves HTTP/2 connections, started on the first one (under
 	// mu).
-	h2srv  *http.Server
-	h2ln   *chanListener
+	h2srv *http.Server
+	h2ln  *chanListener
 }
 
 // defaultMaxHeaderBytes is net/http's default, used when Options leave it 0.
