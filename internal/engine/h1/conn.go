@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,9 @@ type conn struct {
 	fd     int
 	gen    uint32
 	idleT  *time.Timer
+	// mu orders re-arming against closing by others; per connection,
+	// taken when it goes idle.
+	mu     sync.Mutex
 	closed atomic.Bool
 	killed atomic.Bool
 }
@@ -414,9 +418,17 @@ func (c *conn) close() {
 	c.srv.forget(c)
 }
 
-// closeIdle closes a connection whose state was just moved from idle to
-// closed by someone other than its owner (idle timer, Shutdown).
-func (c *conn) closeIdle() { c.close() }
+// closeIfIdle closes c if it is idle, on behalf of someone other than its
+// owner (idle timer, Shutdown). It reports whether it did.
+func (c *conn) closeIfIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.state.CompareAndSwap(connIdle, connClosed) {
+		return false
+	}
+	c.close()
+	return true
+}
 
 // kill ends an active connection from outside (Shutdown past its
 // deadline): the handler's context is cancelled and the connection's reads

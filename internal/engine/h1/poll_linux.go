@@ -105,16 +105,20 @@ func startPolling(c *conn) bool {
 	if fd < 0 || slot == nil {
 		return false
 	}
-	c.fd = fd
-	c.poll = pollers[nextPoller.Add(1)%uint32(len(pollers))]
-	c.gen = nextGen.Add(1)
-	slot.Store(c)
-	c.state.Store(connIdle)
+	p := pollers[nextPoller.Add(1)%uint32(len(pollers))]
+	c.fd, c.poll, c.gen = fd, p, nextGen.Add(1)
 	if d := c.srv.o.IdleTimeout; d > 0 {
 		c.idleT = time.AfterFunc(d, c.idleExpired)
 	}
+	// Published to the poller and the closers from here on: the
+	// registration happens under mu so nobody closes the descriptor
+	// meanwhile.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	slot.Store(c)
+	c.state.Store(connIdle)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(c.gen)}
-	if err := unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		slot.CompareAndSwap(c, nil)
 		c.poll = nil
 		c.cancelIdleTimer()
@@ -128,19 +132,27 @@ func startPolling(c *conn) bool {
 // event for a closed connection is never taken for its successor's.
 var nextGen atomic.Uint32
 
-// rearm parks c in the poller until its next request.
+// rearm parks c in the poller until its next request. It holds mu so that
+// a closer (idle timer, Shutdown), which may act as soon as the state says
+// idle, cannot close the descriptor while it is being re-armed: the number
+// could already name another connection.
 func (c *conn) rearm() bool {
+	if c.srv.shuttingDown.Load() || c.killed.Load() {
+		return false
+	}
 	if d := c.srv.o.IdleTimeout; d > 0 && c.idleT != nil {
 		c.idleT.Reset(d)
 	}
+	p, fd := c.poll, c.fd
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(c.gen)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.state.CompareAndSwap(connActive, connIdle) {
 		return false
 	}
-	if c.srv.shuttingDown.Load() {
-		return false
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd), Pad: int32(c.gen)}
-	if err := unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		// No event can come: the connection is still ours.
+		c.state.Store(connActive)
 		return false
 	}
 	return true
@@ -233,8 +245,4 @@ func (c *conn) unregister() {
 }
 
 // idleExpired runs on the idle timer: a connection still idle is closed.
-func (c *conn) idleExpired() {
-	if c.state.CompareAndSwap(connIdle, connClosed) {
-		c.closeIdle()
-	}
-}
+func (c *conn) idleExpired() { c.closeIfIdle() }

@@ -179,21 +179,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	var idle []*conn
+	all := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		if c.state.CompareAndSwap(connIdle, connClosed) {
-			idle = append(idle, c)
-		}
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		c.closeIfIdle()
 	}
 	var gone chan struct{}
-	if len(s.conns) > len(idle) {
+	s.mu.Lock()
+	if len(s.conns) > 0 {
 		gone = make(chan struct{})
 		s.allGone = gone
 	}
 	s.mu.Unlock()
-	for _, c := range idle {
-		c.closeIdle()
-	}
 
 	s.mu.Lock()
 	h2srv := s.h2srv
@@ -227,9 +227,7 @@ func (s *Server) closeAll() {
 	h2srv := s.h2srv
 	s.mu.Unlock()
 	for _, c := range left {
-		if c.state.CompareAndSwap(connIdle, connClosed) {
-			c.closeIdle()
-		} else {
+		if !c.closeIfIdle() {
 			c.kill()
 		}
 	}
