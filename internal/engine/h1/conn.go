@@ -57,10 +57,10 @@ type conn struct {
 	body body
 	resp response
 
-	poll   *poller // nil when the connection has its own goroutine
-	fd     int
-	gen    uint32
-	idleT  *time.Timer
+	poll  *poller // nil when the connection has its own goroutine
+	fd    int
+	gen   uint32
+	idleT *time.Timer
 	// mu orders re-arming against closing by others; per connection,
 	// taken when it goes idle.
 	mu     sync.Mutex
