@@ -1,6 +1,9 @@
 package h1
 
 import (
+	"bufio"
+	"bytes"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -194,4 +197,42 @@ func TestParseHeadAllocations(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("parseHead allocates %.1f times per request, want 0", allocs)
 	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, tt := range parseCases {
+		f.Add([]byte(tt.Req))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		end := headerEnd(in, 0)
+		if end < 0 {
+			return
+		}
+		var req exchange.Request
+		h, perr := parseHead(in[:end], &req, maxHeaderFields)
+		if perr != nil {
+			if perr.Status < 400 || perr.Status > 599 {
+				t.Fatalf("status %d", perr.Status)
+			}
+			return
+		}
+		if req.Method == "" || req.Proto == 0 {
+			t.Fatalf("accepted without method or version: %+v", req)
+		}
+		if h.chunked && h.contentLength >= 0 {
+			t.Fatal("accepted both chunked and Content-Length")
+		}
+		// Where net/http also accepts the request, both must agree on
+		// how its body is framed: that is what smuggling exploits.
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(in[:end])))
+		if err != nil {
+			return
+		}
+		if h.chunked != (len(r.TransferEncoding) > 0) {
+			t.Fatalf("chunked %v, net/http TransferEncoding %v", h.chunked, r.TransferEncoding)
+		}
+		if !h.chunked && max(h.contentLength, 0) != r.ContentLength {
+			t.Fatalf("Content-Length %d, net/http %d", h.contentLength, r.ContentLength)
+		}
+	})
 }
