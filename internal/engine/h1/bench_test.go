@@ -44,7 +44,7 @@ func serveEngine(b *testing.B, newEngine func(h1.Options, exchange.Handler) engi
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := newEngine(h1.Options{HTTP1: true, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}, h)
+	srv := newEngine(benchOptions(), h)
 	go srv.Serve(ln)
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -53,6 +53,11 @@ func serveEngine(b *testing.B, newEngine func(h1.Options, exchange.Handler) engi
 		ln.Close()
 	})
 	return ln.Addr().String()
+}
+
+// benchOptions are penstock's listener defaults.
+func benchOptions() h1.Options {
+	return h1.Options{HTTP1: true, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 }
 
 var benchRequest = []byte("GET /v1/models/m/predict?x=1 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: bench/1.0\r\n" +
