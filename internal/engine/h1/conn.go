@@ -172,6 +172,9 @@ func (c *conn) serveOne() outcome {
 	x.W = &c.resp
 	x.Ctx = c.ctx
 	x.Start = time.Now()
+	if c.body.complete() {
+		c.watchHangup()
+	}
 
 	c.srv.h.ServeExchange(x)
 

@@ -181,7 +181,12 @@ func (p *poller) loop() {
 				continue
 			}
 			if !c.state.CompareAndSwap(connIdle, connActive) {
-				// Closing (idle timeout, shutdown) won the race.
+				// Closing (idle timeout, shutdown) won the race, or
+				// this is the hang-up watch of a running exchange.
+				if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && c.state.Load() == connActive {
+					c.killed.Store(true)
+					c.cancel()
+				}
 				continue
 			}
 			p.dispatch(c)
@@ -228,6 +233,20 @@ func (c *conn) servePolled() {
 	default:
 		c.close()
 	}
+}
+
+// watchHangup asks the poller to report the client closing its side while
+// the handler runs, so the exchange's context is cancelled as net/http does
+// (an upstream request for a client that left is abandoned). It is armed
+// only once the request has been read in full: from then on the connection
+// has nothing to say but a next request (which does not trigger it) or a
+// hang-up.
+func (c *conn) watchHangup() {
+	if c.poll == nil {
+		return
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd), Pad: int32(c.gen)}
+	unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
 }
 
 // unregister takes c out of its poller (hijack, HTTP/2, close). It must run

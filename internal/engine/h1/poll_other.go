@@ -11,3 +11,5 @@ func startPolling(*conn) bool { return false }
 func (c *conn) unregister() {}
 
 func (c *conn) idleExpired() {}
+
+func (c *conn) watchHangup() {}

@@ -79,6 +79,14 @@ func testHandler(x *exchange.Exchange) {
 		for range 100 {
 			w.Write([]byte(chunk))
 		}
+	case "/wait":
+		// Wait for the client to go away; report it on clientGone.
+		select {
+		case <-x.Ctx.Done():
+			clientGone <- true
+		case <-time.After(5 * time.Second):
+			clientGone <- false
+		}
 	case "/hijack":
 		conn, brw, err := w.Hijack()
 		if err != nil {
@@ -96,6 +104,9 @@ func testHandler(x *exchange.Exchange) {
 		w.Write([]byte("ok"))
 	}
 }
+
+// clientGone receives whether /wait saw its context cancelled.
+var clientGone = make(chan bool, 1)
 
 type serverOpts func(*h1.Options)
 
@@ -390,6 +401,17 @@ func TestHijack(t *testing.T) {
 	line, err := c.br.ReadString('\n')
 	if err != nil || line != "echo: hello\n" {
 		t.Fatalf("got %q %v", line, err)
+	}
+}
+
+func TestClientHangUpCancelsContext(t *testing.T) {
+	addr, _ := startServer(t)
+	c := dial(t, addr)
+	c.send("GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	c.nc.Close()
+	if !<-clientGone {
+		t.Error("handler context not cancelled after the client closed")
 	}
 }
 
