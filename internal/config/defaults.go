@@ -17,6 +17,17 @@ const (
 	ProtocolH2C = "h2c"
 )
 
+// Server engines, as written in Listener.Engine.
+const (
+	// EngineNative is penstock's own HTTP/1.1 engine (internal/engine/h1).
+	EngineNative = "native"
+	// EngineStdHTTP is Go's net/http server (internal/engine/stdhttp).
+	EngineStdHTTP = "stdhttp"
+)
+
+// DefaultEngine is Listener.Engine's default.
+const DefaultEngine = EngineNative
+
 // Balancing policies, as written in Upstream.Balancing.
 const (
 	// BalancingRoundRobin takes endpoints in turn.
@@ -140,6 +151,7 @@ func (c *Config) SetDefaults() {
 				l.Protocols = DefaultPlainProtocols()
 			}
 		}
+		setDefault(&l.Engine, DefaultEngine)
 		if l.TLS != nil && l.TLS.MinVersion == "" {
 			l.TLS.MinVersion = DefaultTLSMinVersion
 		}

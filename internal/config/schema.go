@@ -59,6 +59,11 @@ type Listener struct {
 	// opt-in, "h2c" (HTTP/2 over cleartext with prior knowledge).
 	// TLS: "h1" and "h2" offered by ALPN; default [h1, h2].
 	Protocols []string `yaml:"protocols"`
+	// Engine is the HTTP server implementation: "native" (default),
+	// penstock's own HTTP/1.1 engine (HTTP/2 through net/http on the same
+	// socket), or "stdhttp", Go's net/http server for everything, kept for
+	// comparison. Clients see the same behaviour from both.
+	Engine string `yaml:"engine"`
 	// TLS turns the listener into a TLS listener. Absent means plain TCP.
 	TLS *ListenerTLS `yaml:"tls"`
 	// Limits protect the listener from slow or oversized clients.

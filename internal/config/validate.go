@@ -78,6 +78,11 @@ func (c *Config) validateListeners(col *Collector) []bound {
 		}
 
 		checkListenerProtocols(col, p+".protocols", l.Protocols, l.TLS != nil)
+		switch l.Engine {
+		case EngineNative, EngineStdHTTP, "":
+		default:
+			col.Addf(p+".engine", "unknown engine %q; want %q or %q", l.Engine, EngineNative, EngineStdHTTP)
+		}
 		if l.TLS != nil {
 			checkListenerTLS(col, p+".tls", l.TLS)
 		}

@@ -181,6 +181,20 @@ listeners:
 			},
 		},
 		{
+			name: "unknown engine",
+			yaml: `
+listeners:
+  - name: a
+    address: ":8080"
+    engine: nginx
+  - {name: b, address: ":8081", engine: stdhttp}
+  - {name: c, address: ":8082", engine: native}
+`,
+			want: []string{
+				`listeners[0].engine (line 4): unknown engine "nginx"; want "native" or "stdhttp"`,
+			},
+		},
+		{
 			name: "TLS without certificates, or with both",
 			yaml: `
 listeners:

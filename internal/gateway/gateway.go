@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/engine/h1"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/listener"
 )
@@ -57,8 +58,22 @@ type Gateway struct {
 type runningListener struct {
 	cfg    config.Listener
 	sock   *listener.Socket
-	srv    *stdhttp.Server
+	srv    server
 	scheme string
+}
+
+// server is what the gateway needs of an engine (h1 or stdhttp).
+type server interface {
+	Serve(ln net.Listener) error
+	Shutdown(ctx context.Context) error
+}
+
+// newServer builds the engine lc asks for.
+func newServer(lc *config.Listener, opts stdhttp.Options, h *front) server {
+	if lc.Engine == config.EngineStdHTTP {
+		return stdhttp.NewServer(opts, h)
+	}
+	return h1.NewServer(opts, h)
 }
 
 // New compiles cfg (defaults applied) into a gateway that is not yet
@@ -218,7 +233,7 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		}
 	}
 	h := &front{snap: &g.snap, obs: g.obs, trusted: trusted, draining: &g.draining}
-	srv := stdhttp.NewServer(opts, h)
+	srv := newServer(lc, opts, h)
 	view := sock.NewView()
 	g.wg.Add(1)
 	go func() {

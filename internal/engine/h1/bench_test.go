@@ -1,0 +1,132 @@
+package h1_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/engine/h1"
+	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// engine is a server under benchmark: h1 or stdhttp.
+type engine interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+var engines = []struct {
+	name string
+	new  func(h1.Options, exchange.Handler) engine
+}{
+	{"native", func(o h1.Options, h exchange.Handler) engine { return h1.NewServer(o, h) }},
+	{"stdhttp", func(o h1.Options, h exchange.Handler) engine { return stdhttp.NewServer(o, h) }},
+}
+
+// okHandler is the trivial handler of the benchmarks: a 2-byte body with
+// its length, as the pipeline's own answers are written.
+var okHandler = exchange.HandlerFunc(func(x *exchange.Exchange) {
+	h := x.W.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("Content-Length", "2")
+	x.W.WriteHeader(200)
+	x.W.Write(okBody)
+})
+
+var okBody = []byte("ok")
+
+func serveEngine(b *testing.B, newEngine func(h1.Options, exchange.Handler) engine, h exchange.Handler) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := newEngine(benchOptions(), h)
+	go srv.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ln.Close()
+	})
+	return ln.Addr().String()
+}
+
+// benchOptions are penstock's listener defaults.
+func benchOptions() h1.Options {
+	return h1.Options{HTTP1: true, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+var benchRequest = []byte("GET /v1/models/m/predict?x=1 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: bench/1.0\r\n" +
+	"Accept: */*\r\nX-Request-Id: 0123456789abcdef\r\n\r\n")
+
+// roundTrip writes one request and reads until the response's body ("ok")
+// arrived; the client side allocates nothing, so allocs/op is the server's.
+func roundTrip(b *testing.B, c net.Conn, buf []byte) {
+	if _, err := c.Write(benchRequest); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += m
+		if n >= 2 && bytes.HasSuffix(buf[:n], okBody) && bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+			return
+		}
+	}
+}
+
+// BenchmarkServerKeepAlive measures one keep-alive request/response over a
+// real loopback connection: parsing, the exchange, the response writer and
+// the socket system calls, for the native engine and net/http side by side.
+// allocs/op counts the whole process (the client allocates nothing).
+func BenchmarkServerKeepAlive(b *testing.B) {
+	for _, e := range engines {
+		b.Run("engine="+e.name, func(b *testing.B) {
+			addr := serveEngine(b, e.new, okHandler)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 4096)
+			for range 100 { // warm the pools
+				roundTrip(b, c, buf)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				roundTrip(b, c, buf)
+			}
+		})
+	}
+}
+
+// BenchmarkServerKeepAliveParallel is BenchmarkServerKeepAlive with one
+// connection per parallel client goroutine.
+func BenchmarkServerKeepAliveParallel(b *testing.B) {
+	for _, e := range engines {
+		b.Run("engine="+e.name, func(b *testing.B) {
+			addr := serveEngine(b, e.new, okHandler)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for pb.Next() {
+					roundTrip(b, c, buf)
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,529 @@
+package h1
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// conn is one client connection speaking HTTP/1.x.
+//
+// Its life is a loop of exchanges. Between exchanges a keep-alive connection
+// is idle: on plain TCP (Linux) it is parked in the poller with no goroutine
+// and no buffer, and a worker goroutine picks it up when the socket becomes
+// readable; on TLS it keeps its goroutine (crypto/tls reads records itself)
+// but still returns its read buffer while idle.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	tls    *tls.ConnectionState // nil on plain connections
+	remote netip.AddrPort
+	scheme string
+	label  string // protocol label for the connection hooks
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// state is connActive while a goroutine owns the connection,
+	// connIdle while it waits for the next request and connClosed at the
+	// end; Shutdown and the idle timer race the poller on it with CAS.
+	state atomic.Int32
+
+	// Read buffer: rbuf[r:w] are bytes received and not consumed.
+	rb   *buffer
+	rbuf []byte
+	r, w int
+	// bodyBase is where the current request's header section ends in
+	// rbuf; body bytes are buffered after it, so the header strings the
+	// handler holds stay intact.
+	bodyBase int
+	// one receives the first byte of the next request while a TLS
+	// connection waits without a read buffer.
+	one [1]byte
+
+	first bool // no request read yet (h2c preface check)
+
+	req  reqFacts
+	head head
+	body body
+	resp response
+
+	poll  *poller // nil when the connection has its own goroutine
+	fd    int
+	gen   uint32
+	idleT *time.Timer
+	// mu orders re-arming against closing by others; per connection,
+	// taken when it goes idle.
+	mu     sync.Mutex
+	closed atomic.Bool
+	killed atomic.Bool
+}
+
+// reqFacts are what the response writer needs to know of the request.
+type reqFacts struct {
+	Proto  exchange.Proto
+	Method string
+}
+
+const (
+	connActive int32 = iota
+	connIdle
+	connClosed
+	connHijacked
+)
+
+// maxHeaderFields bounds the number of request header fields (431 beyond):
+// enough for any real client, small enough that a flood of tiny fields
+// cannot turn into CPU or memory cost.
+const maxHeaderFields = 256
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, scheme: "http", label: "tcp", first: true}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.remote = ta.AddrPort()
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.body.c = c
+	c.resp.c = c
+	c.resp.clen = -1
+	return c
+}
+
+// keepAlive reports whether the current exchange leaves the connection open
+// for another request.
+func (c *conn) keepAlive() bool {
+	return c.head.keepAlive && !c.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load()
+}
+
+// outcome of serving the requests a connection has ready.
+type outcome uint8
+
+const (
+	outClose    outcome = iota // close the connection
+	outIdle                    // keep-alive, nothing buffered: wait for the next request
+	outHijacked                // a handler took the connection
+	outH2                      // the client speaks HTTP/2 (h2c preface)
+)
+
+// serveReady serves requests until the connection has nothing buffered and
+// must wait, or must be closed.
+func (c *conn) serveReady() outcome {
+	for {
+		out := c.serveOne()
+		if out != outIdle {
+			return out
+		}
+		// Move pipelined bytes to the front for the next request.
+		if c.r < c.w {
+			c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
+			c.r = 0
+			continue
+		}
+		c.r, c.w = 0, 0
+		c.releaseRead()
+		return outIdle
+	}
+}
+
+// serveOne reads one request head, runs the handler and completes the
+// response.
+func (c *conn) serveOne() outcome {
+	end, perr, err := c.readHead()
+	if err != nil {
+		if errors.Is(err, errH2Preface) {
+			return outH2
+		}
+		return outClose
+	}
+	if perr != nil {
+		c.reject(perr)
+		return outClose
+	}
+	c.first = false
+
+	x := exchange.Acquire()
+	x.Req.Scheme = c.scheme
+	x.Req.RemoteAddr = c.remote
+	x.Req.TLS = c.tls
+	h, perr := parseHead(c.rbuf[c.r:end], &x.Req, maxHeaderFields)
+	if perr != nil {
+		exchange.Release(x)
+		c.reject(perr)
+		return outClose
+	}
+	c.r, c.bodyBase = end, end
+	if c.srv.o.ReadHeaderTimeout > 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.head = h
+	c.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
+	c.body.reset(c, &c.head)
+	c.resp.reset()
+	x.Req.Body = &c.body
+	x.W = &c.resp
+	x.Ctx = c.ctx
+	x.Start = time.Now()
+	if c.body.complete() {
+		c.watchHangup()
+	}
+
+	c.srv.h.ServeExchange(x)
+
+	aborted := x.State.Aborted
+	if c.resp.hijacked {
+		exchange.Release(x)
+		c.releaseRead()
+		return outHijacked
+	}
+	if !c.body.complete() && !c.resp.committed {
+		// An unread body the engine will not wait for: announce the
+		// close in this response.
+		if c.body.expectContinue && !c.body.sentContinue || c.body.mode == bodyLength && c.body.remain > maxDrain {
+			c.resp.closeAfter = true
+		}
+	}
+	keep := c.resp.finish(aborted) && c.keepAlive()
+	if keep {
+		keep = c.body.drain()
+	}
+	exchange.Release(x)
+	if !keep {
+		if !c.body.complete() {
+			c.lingerClose()
+		}
+		return outClose
+	}
+	return outIdle
+}
+
+// errH2Preface reports the HTTP/2 client preface on a plain connection.
+var errH2Preface = errors.New("h1: HTTP/2 preface")
+
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// readHead reads until rbuf holds a complete header section and returns its
+// end. perr is a protocol error to answer; err a connection failure.
+func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
+	c.acquireRead()
+	limit := c.srv.maxHeader
+	scanned := c.r
+	started := false
+	for {
+		if c.w > c.r {
+			if c.first && c.srv.o.H2C {
+				n := min(c.w-c.r, len(h2Preface))
+				if bytes.Equal(c.rbuf[c.r:c.r+n], h2Preface[:n]) {
+					if n == len(h2Preface) {
+						return 0, nil, errH2Preface
+					}
+					goto read
+				}
+			}
+			if c.first && !c.srv.o.HTTP1 {
+				// An h2c-only listener: anything but the preface ends
+				// the connection.
+				return 0, nil, io.EOF
+			}
+			if e := headerEnd(c.rbuf[c.r:c.w], scanned-c.r); e >= 0 {
+				return c.r + e, nil, nil
+			}
+			scanned = c.w
+			if c.w-c.r >= limit {
+				if bytes.IndexByte(c.rbuf[c.r:c.w], '\n') < 0 {
+					return 0, errURITooLong, nil
+				}
+				return 0, errHeaderTooLarge, nil
+			}
+		}
+	read:
+		if c.killed.Load() {
+			return 0, nil, net.ErrClosed
+		}
+		if c.w == len(c.rbuf) {
+			c.growRead(limit)
+		}
+		if !started && c.srv.o.ReadHeaderTimeout > 0 {
+			// The header timeout runs from the request's first byte
+			// (slowloris protection); waiting for that byte is the idle
+			// timeout's business.
+			started = true
+			c.nc.SetReadDeadline(time.Now().Add(c.srv.o.ReadHeaderTimeout))
+		}
+		n, rerr := c.nc.Read(c.rbuf[c.w:])
+		c.w += n
+		if rerr != nil && n == 0 {
+			return 0, nil, rerr
+		}
+	}
+}
+
+// growRead makes room in rbuf for a header section larger than the pooled
+// buffer, up to limit plus some slack for body bytes.
+func (c *conn) growRead(limit int) {
+	if c.r > 0 {
+		c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
+		c.r = 0
+		if c.w < len(c.rbuf) {
+			return
+		}
+	}
+	nb := make([]byte, min(2*len(c.rbuf), limit+bufferSize))
+	copy(nb, c.rbuf[:c.w])
+	putBuffer(c.rb)
+	c.rb = &buffer{b: nb[:0]}
+	c.rbuf = nb
+}
+
+// fillBody reads more body bytes into the space after the header section.
+func (c *conn) fillBody() error {
+	if c.r == c.w {
+		c.r, c.w = c.bodyBase, c.bodyBase
+	}
+	if len(c.rbuf)-c.w < 512 {
+		// The header section left no room: the header strings alias
+		// the old buffer, which stays alive as long as they do.
+		nb := make([]byte, len(c.rbuf)+bufferSize)
+		copy(nb, c.rbuf[:c.w])
+		c.rb = &buffer{b: nb[:0]}
+		c.rbuf = nb
+	}
+	n, err := c.nc.Read(c.rbuf[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == io.EOF || err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (c *conn) acquireRead() {
+	if c.rb == nil {
+		c.rb = getBuffer()
+		c.rbuf = c.rb.b[:cap(c.rb.b)]
+	}
+}
+
+func (c *conn) releaseRead() {
+	if c.rb != nil && c.r == c.w {
+		putBuffer(c.rb)
+		c.rb, c.rbuf = nil, nil
+		c.r, c.w = 0, 0
+	}
+}
+
+// reject answers a request the parser refused and closes the connection.
+func (c *conn) reject(perr *ProtocolError) {
+	c.srv.logDebug("bad request", perr, c)
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.nc.Write(errorResponse(perr.Status))
+	c.lingerClose()
+}
+
+// lingerClose closes the write side and reads (and discards) for a moment
+// before closing, so the response is not destroyed by a TCP reset when the
+// client's unread bytes hit a closed socket (RFC 9112 §9.6).
+func (c *conn) lingerClose() {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.nc.(closeWriter); ok {
+		cw.CloseWrite()
+		c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		var scratch [512]byte
+		for range 128 {
+			if _, err := c.nc.Read(scratch[:]); err != nil {
+				break
+			}
+		}
+	}
+}
+
+// errorResponse is the complete response for a refused request.
+func errorResponse(status int) []byte {
+	switch status {
+	case 414:
+		return resp414
+	case 417:
+		return resp417
+	case 431:
+		return resp431
+	case 501:
+		return resp501
+	case 505:
+		return resp505
+	}
+	return resp400
+}
+
+func makeErrorResponse(status int, text string) []byte {
+	body := text + "\n"
+	return []byte("HTTP/1.1 " + text + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +
+		itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+var (
+	resp400 = makeErrorResponse(400, "400 Bad Request")
+	resp414 = makeErrorResponse(414, "414 URI Too Long")
+	resp417 = makeErrorResponse(417, "417 Expectation Failed")
+	resp431 = makeErrorResponse(431, "431 Request Header Fields Too Large")
+	resp501 = makeErrorResponse(501, "501 Not Implemented")
+	resp505 = makeErrorResponse(505, "505 HTTP Version Not Supported")
+)
+
+// detach takes the connection out of the engine's hands for a hijack.
+func (c *conn) detach() error {
+	if !c.state.CompareAndSwap(connActive, connHijacked) {
+		return net.ErrClosed
+	}
+	c.unregister()
+	c.srv.forget(c)
+	c.cancelIdleTimer()
+	return nil
+}
+
+// close ends the connection once.
+func (c *conn) close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	c.state.Store(connClosed)
+	c.cancelIdleTimer()
+	c.cancel()
+	c.unregister()
+	c.nc.Close()
+	c.resp.putBuffer()
+	if c.rb != nil {
+		putBuffer(c.rb)
+		c.rb, c.rbuf = nil, nil
+	}
+	c.srv.forget(c)
+}
+
+// closeIfIdle closes c if it is idle, on behalf of someone other than its
+// owner (idle timer, Shutdown). It reports whether it did.
+func (c *conn) closeIfIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.state.CompareAndSwap(connIdle, connClosed) {
+		return false
+	}
+	c.close()
+	return true
+}
+
+// kill ends an active connection from outside (Shutdown past its
+// deadline): the handler's context is cancelled and the connection's reads
+// and writes fail at once; its owner then closes it.
+func (c *conn) kill() {
+	c.killed.Store(true)
+	c.cancel()
+	c.nc.SetDeadline(time.Unix(1, 0))
+}
+
+func (c *conn) cancelIdleTimer() {
+	if c.idleT != nil {
+		c.idleT.Stop()
+	}
+}
+
+// serveGoroutine runs the connection on its own goroutine: TLS connections,
+// and plain ones where no poller is available.
+func (c *conn) serveGoroutine() {
+	defer func() {
+		if c.state.Load() != connHijacked {
+			c.close()
+		}
+	}()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if !c.handshake(tc) {
+			return
+		}
+		if c.label == "h2" {
+			c.serveH2()
+			return
+		}
+		if !c.srv.o.HTTP1 {
+			return
+		}
+	}
+	for {
+		switch c.serveReady() {
+		case outIdle:
+		case outH2:
+			c.serveH2()
+			return
+		default:
+			return
+		}
+		if !c.waitIdle() {
+			return
+		}
+	}
+}
+
+// waitIdle blocks until the next request's first byte, holding no read
+// buffer, for up to the idle timeout.
+func (c *conn) waitIdle() bool {
+	if !c.state.CompareAndSwap(connActive, connIdle) {
+		return false
+	}
+	if c.srv.shuttingDown.Load() {
+		return false
+	}
+	if d := c.srv.o.IdleTimeout; d > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	n, err := c.nc.Read(c.one[:])
+	if !c.state.CompareAndSwap(connIdle, connActive) || n == 0 || err != nil && n == 0 {
+		return false
+	}
+	c.acquireRead()
+	c.rbuf[0] = c.one[0]
+	c.r, c.w = 0, 1
+	return true
+}
+
+// handshake completes TLS and records the negotiated protocol.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	if d := c.srv.o.ReadHeaderTimeout; d > 0 {
+		tc.SetDeadline(time.Now().Add(d))
+	}
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.srv.logDebug("TLS handshake failed", err, c)
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.tls = &st
+	c.scheme = "https"
+	c.label = "http/1.1"
+	if st.NegotiatedProtocol == "h2" {
+		c.label = "h2"
+	}
+	c.srv.opened(c)
+	return true
+}

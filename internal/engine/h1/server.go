@@ -1,0 +1,295 @@
+// Package h1 is penstock's own HTTP/1.1 server engine.
+//
+// It parses requests straight from pooled read buffers into
+// exchange.Exchange values (RFC 9112, strict where request smuggling lives),
+// writes responses through pooled write buffers, and costs no allocation per
+// keep-alive request once warm. Plain-text keep-alive connections wait in an
+// epoll poller with neither a goroutine nor a buffer (poll_linux.go); TLS
+// connections keep a goroutine, as crypto/tls needs one, and share the same
+// parser and writer. HTTP/2 on the same listener (ALPN "h2", or the h2c
+// preface) is handed to net/http's HTTP/2 server with stdhttp.Adapter, so
+// both protocols run the same route pipeline. docs/architecture.md has the
+// design and its figures.
+package h1
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// Options are the stdhttp engine's options, so that a listener's settings
+// mean the same on either engine. TLS, when set, is the listener's TLS
+// configuration; the listener passed to Serve is plain TCP in both cases.
+type Options = stdhttp.Options
+
+// Server serves HTTP/1.x itself and HTTP/2 through net/http on the same
+// listener.
+type Server struct {
+	o         Options
+	h         exchange.Handler
+	maxHeader int
+	// noPoller keeps every connection on its own goroutine (tests, and
+	// platforms without epoll).
+	noPoller bool
+
+	shuttingDown atomic.Bool
+
+	// mu guards the sets below; it is taken per connection (open, close),
+	// never per request.
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	allGone   chan struct{} // closed when conns empties during shutdown
+
+	// h2srv serves HTTP/2 connections, started on the first one (under
+	// mu).
+	h2srv *http.Server
+	h2ln  *chanListener
+}
+
+// defaultMaxHeaderBytes is net/http's default, used when Options leave it 0.
+const defaultMaxHeaderBytes = 1 << 20
+
+// NewServer builds a server that hands requests to h.
+func NewServer(o Options, h exchange.Handler) *Server {
+	s := &Server{
+		o:         o,
+		h:         h,
+		maxHeader: o.MaxHeaderBytes,
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+	}
+	if s.maxHeader <= 0 {
+		s.maxHeader = defaultMaxHeaderBytes
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown. With TLS options the
+// handshake happens here, so ln is a plain TCP listener in both cases.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shuttingDown.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shuttingDown.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off as
+				// net/http does rather than spin.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.accept(nc)
+	}
+}
+
+func (s *Server) accept(nc net.Conn) {
+	if s.o.TLS != nil {
+		nc = tls.Server(nc, s.o.TLS)
+	}
+	c := newConn(s, nc)
+	if !s.track(c) {
+		nc.Close()
+		return
+	}
+	if s.o.TLS != nil {
+		go c.serveGoroutine()
+		return
+	}
+	s.opened(c)
+	if !s.noPoller && startPolling(c) {
+		return
+	}
+	go c.serveGoroutine()
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// forget drops c from the server's connections (closed or hijacked).
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	_, ok := s.conns[c]
+	delete(s.conns, c)
+	if ok && len(s.conns) == 0 && s.allGone != nil {
+		close(s.allGone)
+		s.allGone = nil
+	}
+	s.mu.Unlock()
+	if ok && c.label != "h2" {
+		s.closed(c)
+	}
+}
+
+func (s *Server) opened(c *conn) {
+	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
+		s.o.ConnOpened(c.label)
+	}
+}
+
+func (s *Server) closed(c *conn) {
+	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
+		s.o.ConnClosed(c.label)
+	}
+}
+
+// Shutdown stops accepting, closes idle connections at once and lets
+// active requests finish until ctx is done; then it closes what is left.
+// HTTP/2 connections get a GOAWAY from net/http's graceful shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shuttingDown.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	all := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
+		c.closeIfIdle()
+	}
+	var gone chan struct{}
+	s.mu.Lock()
+	if len(s.conns) > 0 {
+		gone = make(chan struct{})
+		s.allGone = gone
+	}
+	s.mu.Unlock()
+
+	s.mu.Lock()
+	h2srv := s.h2srv
+	s.mu.Unlock()
+	var h2err error
+	if h2srv != nil {
+		h2err = h2srv.Shutdown(ctx)
+	}
+	if gone != nil {
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			s.closeAll()
+			return ctx.Err()
+		}
+	}
+	if h2err != nil {
+		h2srv.Close()
+	}
+	return h2err
+}
+
+// closeAll ends every connection left, active or not; their handlers see
+// their context cancelled and their writes fail.
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	left := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	h2srv := s.h2srv
+	s.mu.Unlock()
+	for _, c := range left {
+		if !c.closeIfIdle() {
+			c.kill()
+		}
+	}
+	if h2srv != nil {
+		h2srv.Close()
+	}
+}
+
+func (s *Server) logDebug(msg string, err error, c *conn) {
+	if s.o.Logger != nil {
+		s.o.Logger.Debug(msg, "component", "http", "remote", c.remote.String(), "error", err.Error())
+	}
+}
+
+// h2 returns the HTTP/2 server's listener, starting the server on first
+// use, or nil once shutting down.
+func (s *Server) h2() *chanListener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown.Load() {
+		return nil
+	}
+	if s.h2srv == nil {
+		var p http.Protocols
+		p.SetHTTP2(s.o.HTTP2 && s.o.TLS != nil)
+		p.SetUnencryptedHTTP2(s.o.H2C && s.o.TLS == nil)
+		srv := &http.Server{
+			Handler:           &stdhttp.Adapter{Handler: s.h},
+			Protocols:         &p,
+			ReadHeaderTimeout: s.o.ReadHeaderTimeout,
+			IdleTimeout:       s.o.IdleTimeout,
+			MaxHeaderBytes:    s.o.MaxHeaderBytes,
+			HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: s.o.MaxConcurrentStreams},
+			ConnState: func(nc net.Conn, st http.ConnState) {
+				if st == http.StateClosed || st == http.StateHijacked {
+					if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
+						label := "tcp"
+						if _, ok := nc.(*tls.Conn); ok {
+							label = "h2"
+						}
+						s.o.ConnClosed(label)
+					}
+				}
+			},
+		}
+		if s.o.Logger != nil {
+			srv.ErrorLog = log.New(slogWriter{s.o.Logger}, "", 0)
+		}
+		ln := newChanListener()
+		s.h2srv, s.h2ln = srv, ln
+		go srv.Serve(ln)
+	}
+	return s.h2ln
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	w.l.Debug(msg, "component", "http")
+	return len(p), nil
+}
