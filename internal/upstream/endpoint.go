@@ -28,8 +28,8 @@ type Endpoint struct {
 	transport http.RoundTripper
 	// h1 is penstock's own HTTP/1.1 client, set when the pool speaks h1 with
 	// client "native"; nil means transport carries the requests.
-	h1 *H1Client
-	inflight  atomic.Int64
+	h1       *H1Client
+	inflight atomic.Int64
 	// downUntil is a Unix nanosecond time before which passive health keeps
 	// the endpoint out of rotation; 0 when healthy.
 	downUntil atomic.Int64

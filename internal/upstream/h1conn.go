@@ -16,7 +16,7 @@ import (
 const (
 	// connReadBuffer holds a response head; a single head line longer than
 	// this is refused (maxResponseHeadBytes bounds the whole head).
-	connReadBuffer = 16 << 10
+	connReadBuffer  = 16 << 10
 	connWriteBuffer = 4 << 10
 )
 
