@@ -434,7 +434,7 @@ func (r *H1Response) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	n, err := r.read(p)
-	if err != nil {
+	if err != nil && err != io.EOF {
 		r.err = err
 	}
 	return n, err
