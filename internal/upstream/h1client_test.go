@@ -80,7 +80,7 @@ func countConns(srv *httptest.Server) *atomic.Int32 {
 
 // rawUpstream serves each accepted connection with serve, for responses
 // net/http would refuse to send. It reports the connections accepted.
-func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) (string, *atomic.Int32) {
+func rawUpstream(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) (string, *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -45,6 +45,9 @@ type h1Conn struct {
 	// deadline costs no system call.
 	rd, wd    time.Time
 	idleSince int64 // Unix nanoseconds
+	// num formats lengths; a local array would escape through the
+	// bufio.Writer's io.Writer.
+	num [20]byte
 	closed    atomic.Bool
 }
 
@@ -144,12 +147,11 @@ func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
 			return true
 		})
 	}
-	var num [20]byte
 	hasBody := req.Body != nil && req.ContentLength != 0
 	switch {
 	case hasBody && req.ContentLength > 0:
 		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(num[:0], req.ContentLength, 10))
+		w.Write(strconv.AppendInt(hc.num[:0], req.ContentLength, 10))
 		w.WriteString("\r\n")
 	case hasBody:
 		w.WriteString("Transfer-Encoding: chunked\r\n")
@@ -217,12 +219,11 @@ func (hc *h1Conn) writeSized(req *H1Request, buf []byte) error {
 // upstream waits for each piece.
 func (hc *h1Conn) writeChunked(req *H1Request, buf []byte) error {
 	w := hc.bw
-	var num [16]byte
 	for {
 		n, rerr := req.Body.Read(buf)
 		if n > 0 {
 			req.BodyRead += int64(n)
-			w.Write(strconv.AppendInt(num[:0], int64(n), 16))
+			w.Write(strconv.AppendInt(hc.num[:0], int64(n), 16))
 			w.WriteString("\r\n")
 			w.Write(buf[:n])
 			w.WriteString("\r\n")
