@@ -641,6 +641,9 @@ func (r *H1Response) Close() {
 		return
 	}
 	r.conn = nil
+	client := r.c
+	// The response may sit in a pool: drop what belongs to the exchange.
+	r.c, r.req, r.br = nil, nil, nil
 	reusable := r.keepAlive && r.bodySent && r.kind == bodyNone && r.err == nil
 	if r.stopCtx != nil {
 		// A context that fired has set a past deadline on the connection:
@@ -650,8 +653,8 @@ func (r *H1Response) Close() {
 		}
 		r.stopCtx = nil
 	}
-	if reusable && r.c != nil {
-		r.c.put(c)
+	if reusable && client != nil {
+		client.put(c)
 		return
 	}
 	c.close()
