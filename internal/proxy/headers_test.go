@@ -14,7 +14,7 @@ import (
 type field struct{ name, value string }
 
 // clientExchange builds an exchange as an engine would hand it over.
-func clientExchange(t *testing.T, proto exchange.Proto, remote, host string, fields ...field) *exchange.Exchange {
+func clientExchange(t testing.TB, proto exchange.Proto, remote, host string, fields ...field) *exchange.Exchange {
 	t.Helper()
 	x := exchange.Acquire()
 	t.Cleanup(func() { exchange.Release(x) })
