@@ -47,8 +47,8 @@ type h1Conn struct {
 	idleSince int64 // Unix nanoseconds
 	// num formats lengths; a local array would escape through the
 	// bufio.Writer's io.Writer.
-	num [20]byte
-	closed    atomic.Bool
+	num    [20]byte
+	closed atomic.Bool
 }
 
 // countingWriter counts the bytes the socket accepted for the current
