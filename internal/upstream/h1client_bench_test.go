@@ -49,7 +49,7 @@ func BenchmarkH1Client(b *testing.B) {
 	b.Run("native", func(b *testing.B) {
 		benchNative(b, addr, path, context.Background())
 	})
-	b.Run("native/cancellable-context", func(b *testing.B) {
+	b.Run("native-cancellable-context", func(b *testing.B) {
 		// The proxy passes the client connection's context, which can be
 		// cancelled: watching it costs an AfterFunc registration.
 		ctx, cancel := context.WithCancel(context.Background())
