@@ -86,6 +86,11 @@ const (
 
 	// DefaultBalancing is Upstream.Balancing's default.
 	DefaultBalancing = BalancingRoundRobin
+	// ClientNative and ClientStdHTTP are the values of Upstream.Client.
+	ClientNative  = "native"
+	ClientStdHTTP = "stdhttp"
+	// DefaultUpstreamClient is Upstream.Client's default.
+	DefaultUpstreamClient = ClientNative
 	// DefaultUpstreamProtocol is Upstream.Protocol's default.
 	DefaultUpstreamProtocol = ProtocolH1
 	// DefaultWeight is Endpoint.Weight's default.
@@ -164,6 +169,7 @@ func (c *Config) SetDefaults() {
 		u := &c.Upstreams[i]
 		setDefault(&u.Balancing, DefaultBalancing)
 		setDefault(&u.Protocol, DefaultUpstreamProtocol)
+		setDefault(&u.Client, DefaultUpstreamClient)
 		for j := range u.Endpoints {
 			setDefault(&u.Endpoints[j].Weight, DefaultWeight)
 		}

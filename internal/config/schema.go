@@ -123,6 +123,11 @@ type Upstream struct {
 	// Protocol spoken to the endpoints: "h1" (default), "h2c" (HTTP/2 with
 	// prior knowledge) or "h2" (HTTP/2 over TLS; needs TLS).
 	Protocol string `yaml:"protocol"`
+	// Client is the HTTP/1.1 client used when Protocol is "h1": "native"
+	// (default), penstock's own client, which allocates nothing per request
+	// and needs no goroutine per connection; or "stdhttp", Go's net/http
+	// Transport. HTTP/2 pools always use net/http.
+	Client string `yaml:"client"`
 	// TLS, when present, makes penstock connect to the endpoints with TLS.
 	TLS *UpstreamTLS `yaml:"tls"`
 	// Pool sizes the keep-alive connection pool per endpoint.

@@ -190,6 +190,9 @@ func (c *Config) validateUpstreams(col *Collector) map[string]string {
 		default:
 			col.Addf(p+".protocol", "unknown protocol %q; want h1, h2c or h2", u.Protocol)
 		}
+		if !isKnown(u.Client, ClientNative, ClientStdHTTP) {
+			col.Addf(p+".client", "unknown client %q; want native or stdhttp", u.Client)
+		}
 		if u.TLS != nil && u.TLS.CAFile != "" && checkFile(col, p+".tls.ca_file", "CA file", u.TLS.CAFile) {
 			// checkFile has just read it; a second read keeps the checks
 			// independent and the file is small.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -59,8 +60,21 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // latency.
 const maxConnectAttempts = 3
 
+// headerPool holds the outgoing request headers.
+var headerPool = sync.Pool{New: func() any { return new(exchange.Header) }}
+
 // ServeExchange implements exchange.Handler.
 func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
+	if len(f.Pool.Endpoints) > 0 && f.Pool.Endpoints[0].H1() != nil {
+		f.serveH1(x)
+		return
+	}
+	f.serveStd(x)
+}
+
+// serveStd forwards through net/http's Transport (HTTP/2 pools, and h1
+// pools configured with client: stdhttp).
+func (f *Forwarder) serveStd(x *exchange.Exchange) {
 	ctx := x.Ctx
 	if f.RequestTimeout > 0 {
 		var cancel context.CancelFunc
@@ -72,7 +86,9 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	ctx = upstream.WithConnectTimeout(ctx, f.ConnectTimeout)
 
 	upgrade := upgradeToken(x)
-	header := outgoingHeader(x, x.State.TrustedPeer, upgrade)
+	xh := headerPool.Get().(*exchange.Header)
+	defer headerPool.Put(xh)
+	outgoingHeader(x, xh, x.State.TrustedPeer, upgrade)
 	var body *attemptBody
 	if x.Req.ContentLength != 0 {
 		body = &attemptBody{r: x.Req.Body}
@@ -96,13 +112,17 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		x.State.Endpoint = ep.Address
 		x.State.Attempts++
 
+		// Each attempt is a child span: the upstream sees its id as parent.
+		spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
+		setTraceHeaders(xh, &x.State.Trace, spanID)
+
 		out := &http.Request{
 			Method:     x.Req.Method,
 			URL:        f.upstreamURL(ep, x),
 			Proto:      "HTTP/1.1",
 			ProtoMajor: 1,
 			ProtoMinor: 1,
-			Header:     header,
+			Header:     stdHeader(xh),
 			Host:       x.Req.Host,
 		}
 		if body != nil {
@@ -110,10 +130,6 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 			out.ContentLength = x.Req.ContentLength
 		}
 		out = out.WithContext(ctx)
-
-		// Each attempt is a child span: the upstream sees its id as parent.
-		spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
-		setTraceHeaders(header, &x.State.Trace, spanID)
 
 		ep.Begin()
 		sent := time.Now()
@@ -170,7 +186,12 @@ func (f *Forwarder) roundTrip(ep *upstream.Endpoint, out *http.Request, cancel c
 func (f *Forwarder) respond(x *exchange.Exchange, ep *upstream.Endpoint, resp *http.Response) {
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		f.switchProtocols(x, resp)
+		backend, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			f.fail(x, pipeline.UpstreamProtocol, nil)
+			return
+		}
+		f.switchProtocols(x, resp.Header, backend)
 		return
 	}
 	copyResponseHeader(x.W.Header(), resp.Header)
@@ -182,7 +203,7 @@ func (f *Forwarder) respond(x *exchange.Exchange, ep *upstream.Endpoint, resp *h
 		// now, not with the first event.
 		x.W.Flush()
 	}
-	if err := f.streamBody(x, resp); err != nil && x.Ctx.Err() == nil {
+	if err := f.streamBody(x, resp.Body, resp.ContentLength < 0); err != nil && x.Ctx.Err() == nil {
 		f.log().Warn("upstream body interrupted", "request_id", x.State.RequestID,
 			"route", x.State.RouteName, "endpoint", ep.Address, "error", err)
 		// The status is already sent: the engine must cut the stream
@@ -241,7 +262,8 @@ func (f *Forwarder) roundTripFailed(x *exchange.Exchange, ep *upstream.Endpoint,
 		// Connect timeout: the endpoint did not answer in time.
 		ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)
 		f.fail(x, pipeline.UpstreamTimeout, err)
-	case errors.Is(context.Cause(ctx), errResponseHeaderTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(context.Cause(ctx), errResponseHeaderTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded),
+		errors.Is(err, upstream.ErrResponseHeaderTimeout), errors.Is(err, os.ErrDeadlineExceeded):
 		f.fail(x, pipeline.UpstreamTimeout, err)
 	default:
 		f.fail(x, pipeline.UpstreamProtocol, err)
@@ -272,13 +294,12 @@ func (f *Forwarder) log() *slog.Logger {
 // length (chunked, server-sent events) are flushed after every read so each
 // event reaches the client when the upstream sends it; bodies of known length
 // are flushed once at the end by the engine.
-func (f *Forwarder) streamBody(x *exchange.Exchange, resp *http.Response) error {
+func (f *Forwarder) streamBody(x *exchange.Exchange, body io.Reader, flushEach bool) error {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
-	flushEach := resp.ContentLength < 0
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := body.Read(buf)
 		if n > 0 {
 			w, werr := x.W.Write(buf[:n])
 			x.State.BytesOut += int64(w)
@@ -306,13 +327,13 @@ func (f *Forwarder) recordAttempt(ep *upstream.Endpoint, d time.Duration, ctx co
 	if m == nil {
 		return
 	}
-	var dialErr *upstream.DialError
 	outcome := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(context.Cause(ctx), errResponseHeaderTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(context.Cause(ctx), errResponseHeaderTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, upstream.ErrResponseHeaderTimeout), errors.Is(err, os.ErrDeadlineExceeded):
 		outcome = "timeout"
-	case errors.As(err, &dialErr):
+	case isDialError(err):
 		outcome = "connect_error"
 	default:
 		outcome = "error"
@@ -323,16 +344,18 @@ func (f *Forwarder) recordAttempt(ep *upstream.Endpoint, d time.Duration, ctx co
 // setTraceHeaders writes the trace context for the upstream: always W3C
 // traceparent (replacing the client's, whose parent is now penstock's span),
 // tracestate passed on unchanged, and B3 when the client spoke B3.
-func setTraceHeaders(h http.Header, tc *tracecontext.Context, span [8]byte) {
+func setTraceHeaders(h *exchange.Header, tc *tracecontext.Context, span [8]byte) {
 	var buf [64]byte
-	h["Traceparent"] = []string{string(tc.AppendTraceparent(buf[:0], span))}
+	h.Del("Traceparent")
+	h.Add("Traceparent", bytesString(tc.AppendTraceparent(buf[:0], span)))
 	if tc.State != "" {
-		h["Tracestate"] = []string{tc.State}
+		h.Set("Tracestate", tc.State)
 	}
 	if tc.From == tracecontext.B3Single || tc.From == tracecontext.B3Multi {
-		for _, k := range []string{"X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags"} {
-			delete(h, k)
+		for _, k := range [...]string{"X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags"} {
+			h.Del(k)
 		}
-		h["B3"] = []string{string(tc.AppendB3(buf[:0], span))}
+		h.Del("B3")
+		h.Add("B3", bytesString(tc.AppendB3(buf[:0], span)))
 	}
 }

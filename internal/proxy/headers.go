@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unsafe"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
@@ -72,13 +73,14 @@ func upgradeToken(x *exchange.Exchange) string {
 	return up
 }
 
-// outgoingHeader builds the upstream request's header: end-to-end fields of
-// the client request, then the forwarding fields. When the client is a
-// trusted proxy its X-Forwarded-* and Forwarded values are kept and appended
-// to; otherwise they are dropped, since any client can forge them.
-func outgoingHeader(x *exchange.Exchange, trusted bool, upgrade string) http.Header {
+// outgoingHeader fills out with the upstream request's header: end-to-end
+// fields of the client request, then the forwarding fields. When the client
+// is a trusted proxy its X-Forwarded-* and Forwarded values are kept and
+// appended to; otherwise they are dropped, since any client can forge them.
+// out is reset first; with a warm out nothing is allocated.
+func outgoingHeader(x *exchange.Exchange, out *exchange.Header, trusted bool, upgrade string) {
+	out.Reset()
 	in := &x.Req.Header
-	out := make(http.Header, in.Len()+4)
 	in.Range(func(name, value string) bool {
 		if isHopByHop(name) || listedInConnection(in, name) {
 			return true
@@ -86,86 +88,148 @@ func outgoingHeader(x *exchange.Exchange, trusted bool, upgrade string) http.Hea
 		if !trusted && isForwardingHeader(name) {
 			return true
 		}
-		k := http.CanonicalHeaderKey(name)
-		out[k] = append(out[k], value)
+		out.Add(name, value)
 		return true
 	})
 	// "TE: trailers" is the one TE value a proxy passes on: gRPC and other
 	// trailer users require it end to end (RFC 9110 §10.1.4).
-	if te, ok := in.Get("Te"); ok && strings.Contains(strings.ToLower(te), "trailers") {
-		out["Te"] = []string{"trailers"}
+	if te, ok := in.Get("Te"); ok && containsFold(te, "trailers") {
+		out.Add("Te", "trailers")
 	}
 	if upgrade != "" {
-		out["Connection"] = []string{"Upgrade"}
-		out["Upgrade"] = []string{upgrade}
+		out.Add("Connection", "Upgrade")
+		out.Add("Upgrade", upgrade)
 	}
 
 	client := x.Req.RemoteAddr.Addr().Unmap()
-	clientIP := ""
-	if client.IsValid() {
-		clientIP = client.String()
-	}
 	proto := x.Req.Scheme
+	var stack [256]byte
+	b := stack[:0]
 
-	switch prior := out.Values("X-Forwarded-For"); {
-	case clientIP == "":
+	prior := false
+	if trusted {
+		b, prior = joinValues(b, out, "X-Forwarded-For")
+	}
+	switch {
+	case !client.IsValid():
 		// No socket address to add (never for TCP peers): keep what a
 		// trusted proxy sent, add no empty element.
 		if !trusted {
 			out.Del("X-Forwarded-For")
 		}
-	case trusted && len(prior) > 0:
-		out.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+clientIP)
+	case prior:
+		b = append(b, ", "...)
+		b = client.AppendTo(b)
+		out.Del("X-Forwarded-For")
+		out.Add("X-Forwarded-For", bytesString(b))
 	default:
-		out.Set("X-Forwarded-For", clientIP)
+		b = client.AppendTo(b[:0])
+		out.Del("X-Forwarded-For")
+		out.Add("X-Forwarded-For", bytesString(b))
 	}
-	if !trusted || out.Get("X-Forwarded-Proto") == "" {
+	if v, _ := out.Get("X-Forwarded-Proto"); !trusted || v == "" {
 		out.Set("X-Forwarded-Proto", proto)
 	}
-	if !trusted || out.Get("X-Forwarded-Host") == "" {
+	if v, _ := out.Get("X-Forwarded-Host"); !trusted || v == "" {
 		out.Set("X-Forwarded-Host", x.Req.Host)
 	}
-	fwd := forwardedElement(client, proto, x.Req.Host)
-	if prior := out.Values("Forwarded"); trusted && len(prior) > 0 {
-		out.Set("Forwarded", strings.Join(prior, ", ")+", "+fwd)
-	} else {
-		out.Set("Forwarded", fwd)
+	b, prior = b[:0], false
+	if trusted {
+		b, prior = joinValues(b, out, "Forwarded")
 	}
-	return out
+	if prior {
+		b = append(b, ", "...)
+	}
+	b = appendForwardedElement(b, client, proto, x.Req.Host)
+	out.Del("Forwarded")
+	out.Add("Forwarded", bytesString(b))
 }
 
-// forwardedElement renders one RFC 7239 forwarded-element. IPv6 addresses
-// are bracketed and quoted (§6).
+// bytesString views b as a string for a call that copies it (Header.Add).
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// joinValues appends the values of the fields named name, joined by ", ",
+// and reports whether there were any.
+func joinValues(b []byte, h *exchange.Header, name string) ([]byte, bool) {
+	found := false
+	h.Values(name, func(v string) bool {
+		if found {
+			b = append(b, ", "...)
+		}
+		b = append(b, v...)
+		found = true
+		return true
+	})
+	return b, found
+}
+
+// containsFold reports whether s contains sub, ignoring ASCII case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if exchange.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedElement renders one RFC 7239 forwarded-element.
 func forwardedElement(client netip.Addr, proto, host string) string {
-	var b strings.Builder
-	b.WriteString("for=")
+	return string(appendForwardedElement(nil, client, proto, host))
+}
+
+// appendForwardedElement appends one RFC 7239 forwarded-element. IPv6
+// addresses are bracketed and quoted (§6).
+func appendForwardedElement(b []byte, client netip.Addr, proto, host string) []byte {
+	b = append(b, "for="...)
 	switch {
 	case !client.IsValid():
-		b.WriteString("unknown")
+		b = append(b, "unknown"...)
 	case client.Is6():
-		b.WriteString(`"[` + client.String() + `]"`)
+		b = append(b, `"[`...)
+		b = client.AppendTo(b)
+		b = append(b, `]"`...)
 	default:
-		b.WriteString(client.String())
+		b = client.AppendTo(b)
 	}
 	if host != "" {
-		b.WriteString(";host=")
-		b.WriteString(quoteIfNeeded(host))
+		b = append(b, ";host="...)
+		b = appendQuotedIfNeeded(b, host)
 	}
-	b.WriteString(";proto=")
-	b.WriteString(proto)
-	return b.String()
+	b = append(b, ";proto="...)
+	return append(b, proto...)
 }
 
 // quoteIfNeeded quotes a Forwarded value that is not a token (a host with a
 // port contains ':', which is not a token character).
-func quoteIfNeeded(v string) string {
+func quoteIfNeeded(v string) string { return string(appendQuotedIfNeeded(nil, v)) }
+
+func appendQuotedIfNeeded(b []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return `"` + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`) + `"`
+			b = append(b, '"')
+			for j := 0; j < len(v); j++ {
+				if v[j] == '\\' || v[j] == '"' {
+					b = append(b, '\\')
+				}
+				b = append(b, v[j])
+			}
+			return append(b, '"')
 		}
 	}
-	return v
+	return append(b, v...)
+}
+
+// stdHeader converts h for net/http, canonicalizing the names.
+func stdHeader(h *exchange.Header) http.Header {
+	out := make(http.Header, h.Len())
+	h.Range(func(name, value string) bool {
+		k := http.CanonicalHeaderKey(name)
+		out[k] = append(out[k], value)
+		return true
+	})
+	return out
 }
 
 // copyResponseHeader copies the upstream response's end-to-end fields to the
@@ -180,6 +244,17 @@ func copyResponseHeader(dst *exchange.Header, src http.Header) {
 			dst.Add(name, v)
 		}
 	}
+}
+
+// copyResponseFields copies the end-to-end fields of an upstream response
+// read by the native client to the client response.
+func copyResponseFields(dst, src *exchange.Header) {
+	src.Range(func(name, value string) bool {
+		if !isHopByHop(name) && !listedInConnection(src, name) {
+			dst.Add(name, value)
+		}
+		return true
+	})
 }
 
 func inTokens(lists []string, name string) bool {

@@ -14,7 +14,7 @@ import (
 type field struct{ name, value string }
 
 // clientExchange builds an exchange as an engine would hand it over.
-func clientExchange(t *testing.T, proto exchange.Proto, remote, host string, fields ...field) *exchange.Exchange {
+func clientExchange(t testing.TB, proto exchange.Proto, remote, host string, fields ...field) *exchange.Exchange {
 	t.Helper()
 	x := exchange.Acquire()
 	t.Cleanup(func() { exchange.Release(x) })
@@ -359,7 +359,9 @@ func TestOutgoingHeader(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			x := clientExchange(t, exchange.HTTP11, tt.remote, tt.host, tt.fields...)
 			x.Req.Scheme = tt.scheme
-			got := outgoingHeader(x, tt.trusted, tt.upgrade)
+			var h exchange.Header
+			outgoingHeader(x, &h, tt.trusted, tt.upgrade)
+			got := stdHeader(&h)
 			if !maps.EqualFunc(got, tt.want, slices.Equal) {
 				t.Errorf("outgoing header:\n got %q\nwant %q", got, tt.want)
 			}
@@ -372,7 +374,8 @@ func TestOutgoingHeaderLeavesTheClientHeaderAlone(t *testing.T) {
 	x := clientExchange(t, exchange.HTTP11, "192.0.2.10:1", "example.com",
 		field{"Connection", "X-Hop"}, field{"X-Hop", "1"}, field{"X-Forwarded-For", "10.0.0.1"})
 	before := x.Req.Header.Len()
-	outgoingHeader(x, false, "")
+	var h exchange.Header
+	outgoingHeader(x, &h, false, "")
 	if x.Req.Header.Len() != before {
 		t.Errorf("client header has %d fields after building the outgoing one, want %d", x.Req.Header.Len(), before)
 	}

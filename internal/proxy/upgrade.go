@@ -12,12 +12,7 @@ import (
 // switchProtocols completes an HTTP/1.1 upgrade (WebSocket and others) that
 // the upstream accepted with 101: it takes over the client connection, relays
 // the 101 response, then pumps bytes both ways until either side closes.
-func (f *Forwarder) switchProtocols(x *exchange.Exchange, resp *http.Response) {
-	backend, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		f.fail(x, pipeline.UpstreamProtocol, nil)
-		return
-	}
+func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, backend io.ReadWriteCloser) {
 	defer backend.Close()
 	conn, brw, err := x.W.Hijack()
 	if err != nil {
@@ -27,7 +22,7 @@ func (f *Forwarder) switchProtocols(x *exchange.Exchange, resp *http.Response) {
 	defer conn.Close()
 	x.State.Status = http.StatusSwitchingProtocols
 
-	if err := writeSwitchingProtocols(brw.Writer, resp, x.State.RequestID); err != nil {
+	if err := writeSwitchingProtocols(brw.Writer, header, x.State.RequestID); err != nil {
 		return
 	}
 	done := make(chan struct{}, 2)
@@ -52,9 +47,9 @@ func (f *Forwarder) switchProtocols(x *exchange.Exchange, resp *http.Response) {
 }
 
 // writeSwitchingProtocols writes the upstream's 101 response to the client.
-func writeSwitchingProtocols(w *bufio.Writer, resp *http.Response, requestID string) error {
+func writeSwitchingProtocols(w *bufio.Writer, header http.Header, requestID string) error {
 	w.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	for name, values := range resp.Header {
+	for name, values := range header {
 		if exchange.EqualFold(name, "Connection") || exchange.EqualFold(name, "Upgrade") {
 			continue
 		}
@@ -62,8 +57,8 @@ func writeSwitchingProtocols(w *bufio.Writer, resp *http.Response, requestID str
 			w.WriteString(name + ": " + v + "\r\n")
 		}
 	}
-	w.WriteString("Connection: Upgrade\r\nUpgrade: " + resp.Header.Get("Upgrade") + "\r\n")
-	if requestID != "" && resp.Header.Get(pipeline.RequestIDHeader) == "" {
+	w.WriteString("Connection: Upgrade\r\nUpgrade: " + header.Get("Upgrade") + "\r\n")
+	if requestID != "" && header.Get(pipeline.RequestIDHeader) == "" {
 		w.WriteString(pipeline.RequestIDHeader + ": " + requestID + "\r\n")
 	}
 	w.WriteString("\r\n")

@@ -54,8 +54,7 @@ func TestWriteSwitchingProtocols(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			resp := &http.Response{StatusCode: 101, Header: tt.header}
-			if err := writeSwitchingProtocols(bufio.NewWriter(&out), resp, tt.requestID); err != nil {
+			if err := writeSwitchingProtocols(bufio.NewWriter(&out), tt.header, tt.requestID); err != nil {
 				t.Fatalf("writeSwitchingProtocols: %v", err)
 			}
 			raw := out.String()

@@ -26,7 +26,10 @@ type Endpoint struct {
 	urlHost string
 
 	transport http.RoundTripper
-	inflight  atomic.Int64
+	// h1 is penstock's own HTTP/1.1 client, set when the pool speaks h1 with
+	// client "native"; nil means transport carries the requests.
+	h1       *H1Client
+	inflight atomic.Int64
 	// downUntil is a Unix nanosecond time before which passive health keeps
 	// the endpoint out of rotation; 0 when healthy.
 	downUntil atomic.Int64
@@ -131,6 +134,10 @@ func (e *Endpoint) Done() { e.inflight.Add(-1) }
 
 // Transport is the keep-alive transport to this endpoint.
 func (e *Endpoint) Transport() http.RoundTripper { return e.transport }
+
+// H1 is the endpoint's native HTTP/1.1 client, or nil when requests go
+// through Transport (HTTP/2 pools, or client: stdhttp).
+func (e *Endpoint) H1() *H1Client { return e.h1 }
 
 // URLHost is the host to put in an upstream request URL for this endpoint.
 func (e *Endpoint) URLHost() string { return e.urlHost }

@@ -48,6 +48,9 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 			e.urlHost = "localhost"
 		}
 		e.transport = newTransport(e, u, tlsConf)
+		if u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP {
+			e.h1 = newH1Client(e, u, tlsConf)
+		}
 		p.Endpoints = append(p.Endpoints, e)
 	}
 	p.balancer, err = NewBalancer(u.Balancing, p.Endpoints)
@@ -65,6 +68,9 @@ func (p *Pool) Close() {
 	for _, e := range p.Endpoints {
 		if t, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
+		}
+		if e.h1 != nil {
+			e.h1.CloseIdle()
 		}
 	}
 }

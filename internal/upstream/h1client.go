@@ -1,0 +1,400 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// H1Client is penstock's HTTP/1.1 client for one endpoint: a pool of
+// keep-alive connections and the code that writes requests to them and
+// parses responses from them.
+//
+// Unlike net/http's Transport, which runs a reader and a writer goroutine
+// per connection and hands every request and response across channels, the
+// goroutine that serves the client request writes the upstream request and
+// reads the response itself, and nothing is allocated per request once the
+// pool is warm: the request head is written from penstock's own header list
+// into the connection's buffer, and the response head is parsed into a
+// reused exchange.Header.
+type H1Client struct {
+	e           *Endpoint
+	tls         *tls.Config
+	maxIdle     int
+	maxConns    int
+	idleTimeout time.Duration
+
+	mu   sync.Mutex
+	idle []*h1Conn // a stack: the most recently used connection is reused first
+	// open counts connections dialing, busy, idle or upgraded, against
+	// maxConns.
+	open int
+	// waiters are requests waiting for a connection when open reached
+	// maxConns. Each gets a connection, or nil meaning "a slot is free,
+	// dial".
+	waiters    []chan *h1Conn
+	sweep      *time.Timer
+	sweepArmed bool
+}
+
+// H1Request is one request for H1Client.RoundTrip. It is plain data so that
+// a caller can keep it in pooled memory.
+type H1Request struct {
+	// Method, Path (escaped, as on the wire) and Query (without '?') form
+	// the request line.
+	Method, Path, Query string
+	// Host is the Host field; empty means the endpoint's address.
+	Host string
+	// Header holds the fields to send. Host, Content-Length and
+	// Transfer-Encoding in it are ignored: the client writes those itself.
+	Header *exchange.Header
+	// Body is the request content, nil when there is none.
+	Body io.Reader
+	// ContentLength is Body's length, or -1 when unknown (sent chunked).
+	ContentLength int64
+	// ConnectTimeout bounds dialing (and the TLS handshake); 0 means none.
+	ConnectTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the response head after the
+	// request was written; 0 means none.
+	ResponseHeaderTimeout time.Duration
+	// Deadline bounds all I/O of the exchange on the upstream connection;
+	// zero means none.
+	Deadline time.Time
+
+	// BodyRead counts the bytes read from Body so far. RoundTrip updates it.
+	BodyRead int64
+}
+
+// ErrResponseHeaderTimeout reports that the response head did not arrive
+// within H1Request.ResponseHeaderTimeout.
+var ErrResponseHeaderTimeout = errors.New("upstream response header timeout")
+
+func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *H1Client {
+	c := &H1Client{
+		e:           e,
+		maxIdle:     u.Pool.MaxIdlePerEndpoint,
+		maxConns:    u.Pool.MaxPerEndpoint,
+		idleTimeout: u.Pool.IdleTimeout.D(),
+	}
+	if c.maxIdle <= 0 {
+		c.maxIdle = config.DefaultMaxIdlePerEndpoint
+	}
+	if tlsConf != nil {
+		c.tls = tlsConf.Clone()
+		c.tls.NextProtos = []string{"http/1.1"}
+		if c.tls.ServerName == "" {
+			if e.network == "unix" {
+				c.tls.ServerName = "localhost"
+			} else if host, _, err := net.SplitHostPort(e.dialAddr); err == nil {
+				c.tls.ServerName = host
+			}
+		}
+	}
+	return c
+}
+
+// RoundTrip sends req on a pooled or new connection and reads the response
+// head into resp. It returns at the first final response, at a 101, or at
+// an interim response other than 100 (which is skipped); the caller then
+// reads the body with resp.Read and must call resp.Close.
+//
+// A failure to connect is a *DialError. A connection taken from the pool
+// may have been closed by the upstream while idle (the race RFC 9112 §9.3.1
+// asks clients to expect); when such a reused connection fails before any
+// byte of a response arrived, the request is sent once more on a new
+// connection if that is safe: the method is idempotent (RFC 9110 §9.2.2)
+// and no byte of the request body was consumed, or the upstream accepted no
+// byte of the request at all. A proxy must not retry a non-idempotent
+// request that may have been applied (RFC 9112 §9.3.1).
+func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Response) error {
+	for attempt := 0; ; attempt++ {
+		conn, reused, err := c.get(ctx, req)
+		if err != nil {
+			return err
+		}
+		err = c.send(ctx, conn, req, resp)
+		if err == nil {
+			return nil
+		}
+		written := conn.cw.n
+		resp.abandon()
+		var bre *bodyReadError
+		if errors.As(err, &bre) {
+			return bre.err
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		retry := attempt == 0 && reused && !resp.gotByte && req.BodyRead == 0 &&
+			(idempotent(req.Method) || written == 0)
+		if !retry {
+			return err
+		}
+	}
+}
+
+// idempotent reports the methods of RFC 9110 §9.2.2.
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// send writes req on conn and reads the first response head that is not a
+// 100 (Continue).
+func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp *H1Response) error {
+	resp.c, resp.req, resp.conn = c, req, conn
+	resp.gotByte, resp.bodySent, resp.keepAlive = false, false, false
+	resp.stopCtx = nil
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// The request is served on this goroutine, so nothing else would
+		// notice the context ending: let it expire the connection's
+		// deadlines, which fails the blocked read or write at once.
+		resp.stopCtx = context.AfterFunc(ctx, conn.abort)
+	}
+	conn.setWriteDeadline(req.Deadline)
+	if err := conn.writeRequest(req, resp); err != nil {
+		var bre *bodyReadError
+		if errors.As(err, &bre) {
+			return err
+		}
+		// The upstream may have answered and closed without reading the
+		// whole body (413, 401): relay that answer rather than the broken
+		// pipe. The connection is not reused.
+		if conn.cw.n > 0 && c.readFinalHead(resp) == nil {
+			resp.keepAlive = false
+			return nil
+		}
+		return err
+	}
+	return c.readFinalHead(resp)
+}
+
+// readFinalHead reads response heads until one that is not 100 Continue,
+// under the response header timeout.
+func (c *H1Client) readFinalHead(resp *H1Response) error {
+	conn, req := resp.conn, resp.req
+	if conn == nil {
+		return errors.New("upstream response: connection already released")
+	}
+	hd := req.Deadline
+	if req.ResponseHeaderTimeout > 0 {
+		t := time.Now().Add(req.ResponseHeaderTimeout)
+		if hd.IsZero() || t.Before(hd) {
+			hd = t
+		}
+	}
+	conn.setReadDeadline(hd)
+	for {
+		err := resp.readHead(conn.br, req.Method)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && req.ResponseHeaderTimeout > 0 && !hd.Equal(req.Deadline) {
+				return ErrResponseHeaderTimeout
+			}
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if resp.Status != 100 {
+			break
+		}
+	}
+	conn.setReadDeadline(req.Deadline)
+	return nil
+}
+
+// abandon closes the connection of a failed exchange.
+func (r *H1Response) abandon() {
+	if r.stopCtx != nil {
+		r.stopCtx()
+		r.stopCtx = nil
+	}
+	if r.conn != nil {
+		r.conn.close()
+		r.conn = nil
+	}
+}
+
+// get returns an idle connection (reused = true) or dials a new one,
+// waiting for a free slot when the endpoint is at max_per_endpoint.
+func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reused bool, err error) {
+	for {
+		c.mu.Lock()
+		if n := len(c.idle); n > 0 {
+			conn = c.idle[n-1]
+			c.idle[n-1] = nil
+			c.idle = c.idle[:n-1]
+			c.mu.Unlock()
+			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) {
+				conn.close()
+				continue
+			}
+			return conn, true, nil
+		}
+		if c.maxConns <= 0 || c.open < c.maxConns {
+			c.open++
+			c.mu.Unlock()
+			conn, err = c.dial(ctx, req)
+			return conn, false, err
+		}
+		ch := make(chan *h1Conn, 1)
+		c.waiters = append(c.waiters, ch)
+		c.mu.Unlock()
+		select {
+		case conn = <-ch:
+			if conn != nil {
+				return conn, true, nil
+			}
+			// A slot was handed over.
+			conn, err = c.dial(ctx, req)
+			return conn, false, err
+		case <-ctx.Done():
+			c.mu.Lock()
+			for i, w := range c.waiters {
+				if w == ch {
+					c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+					break
+				}
+			}
+			c.mu.Unlock()
+			select {
+			case conn = <-ch:
+				// Handed over while giving up: pass it on.
+				if conn != nil {
+					c.put(conn)
+				} else {
+					c.release()
+				}
+			default:
+			}
+			return nil, false, &DialError{Endpoint: c.e.Address, Err: context.Cause(ctx)}
+		}
+	}
+}
+
+// dial opens a connection in a slot already counted in open.
+func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
+	d := net.Dialer{KeepAlive: 30 * time.Second, Timeout: req.ConnectTimeout, Deadline: req.Deadline}
+	nc, err := d.DialContext(ctx, c.e.network, c.e.dialAddr)
+	if err != nil {
+		c.release()
+		return nil, &DialError{Endpoint: c.e.Address, Err: err}
+	}
+	nc = c.e.track(nc)
+	if c.tls != nil {
+		tc := tls.Client(nc, c.tls)
+		hctx := ctx
+		if req.ConnectTimeout > 0 {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithTimeout(ctx, req.ConnectTimeout)
+			defer cancel()
+		}
+		if err := tc.HandshakeContext(hctx); err != nil {
+			nc.Close()
+			c.release()
+			return nil, err
+		}
+		nc = tc
+	}
+	return newH1Conn(c, nc), nil
+}
+
+// put gives a connection whose exchange completed cleanly back to the pool.
+func (c *H1Client) put(conn *h1Conn) {
+	c.mu.Lock()
+	if len(c.waiters) > 0 {
+		w := c.waiters[0]
+		c.waiters = append(c.waiters[:0], c.waiters[1:]...)
+		c.mu.Unlock()
+		w <- conn
+		return
+	}
+	if len(c.idle) >= c.maxIdle {
+		c.mu.Unlock()
+		conn.close()
+		return
+	}
+	conn.idleSince = time.Now().UnixNano()
+	c.idle = append(c.idle, conn)
+	if c.idleTimeout > 0 && !c.sweepArmed {
+		c.sweepArmed = true
+		if c.sweep == nil {
+			c.sweep = time.AfterFunc(c.idleTimeout, c.sweepIdle)
+		} else {
+			c.sweep.Reset(c.idleTimeout)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// release frees the slot of a closed connection, handing it to a waiter.
+func (c *H1Client) release() {
+	c.mu.Lock()
+	if len(c.waiters) > 0 {
+		w := c.waiters[0]
+		c.waiters = append(c.waiters[:0], c.waiters[1:]...)
+		c.mu.Unlock()
+		w <- nil
+		return
+	}
+	c.open--
+	c.mu.Unlock()
+}
+
+// sweepIdle closes connections idle for longer than idle_timeout. The
+// oldest sit at the bottom of the stack.
+func (c *H1Client) sweepIdle() {
+	now := time.Now().UnixNano()
+	var expired []*h1Conn
+	c.mu.Lock()
+	k := 0
+	for k < len(c.idle) && now-c.idle[k].idleSince >= int64(c.idleTimeout) {
+		k++
+	}
+	if k > 0 {
+		expired = append(expired, c.idle[:k]...)
+		n := copy(c.idle, c.idle[k:])
+		clear(c.idle[n:])
+		c.idle = c.idle[:n]
+	}
+	c.sweepArmed = len(c.idle) > 0
+	if c.sweepArmed {
+		c.sweep.Reset(time.Duration(c.idle[0].idleSince + int64(c.idleTimeout) - now))
+	}
+	c.mu.Unlock()
+	for _, conn := range expired {
+		conn.close()
+	}
+}
+
+// CloseIdle closes the idle connections.
+func (c *H1Client) CloseIdle() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, conn := range idle {
+		conn.close()
+	}
+}
+
+// IdleConns reports the connections waiting in the pool.
+func (c *H1Client) IdleConns() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.idle)
+}

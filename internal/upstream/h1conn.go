@@ -1,0 +1,242 @@
+package upstream
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// Buffer sizes per upstream connection, allocated once when it is dialed.
+const (
+	// connReadBuffer holds a response head; a single head line longer than
+	// this is refused (maxResponseHeadBytes bounds the whole head).
+	connReadBuffer  = 16 << 10
+	connWriteBuffer = 4 << 10
+)
+
+// noDeadline clears a deadline; aLongTimeAgo fails pending I/O at once.
+var (
+	noDeadline   time.Time
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// bodyBufPool holds the buffers request bodies are copied through.
+var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// h1Conn is one keep-alive connection to an endpoint. It is used by one
+// request at a time, by the goroutine serving that request: no reader or
+// writer goroutine sits behind it.
+type h1Conn struct {
+	c  *H1Client
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+	cw countingWriter
+	// abort is abortNow as a func value, made once so that registering it
+	// with context.AfterFunc per request does not allocate it again.
+	abort func()
+	// rd and wd are the deadlines currently set on nc, so an unchanged
+	// deadline costs no system call.
+	rd, wd    time.Time
+	idleSince int64 // Unix nanoseconds
+	// num formats lengths; a local array would escape through the
+	// bufio.Writer's io.Writer.
+	num    [20]byte
+	closed atomic.Bool
+}
+
+// countingWriter counts the bytes the socket accepted for the current
+// request, so a request that failed before any byte left can be retried
+// whatever its method.
+type countingWriter struct {
+	nc net.Conn
+	n  int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.nc.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func newH1Conn(c *H1Client, nc net.Conn) *h1Conn {
+	hc := &h1Conn{c: c, nc: nc}
+	hc.cw.nc = nc
+	hc.br = bufio.NewReaderSize(nc, connReadBuffer)
+	hc.bw = bufio.NewWriterSize(&hc.cw, connWriteBuffer)
+	hc.abort = hc.abortNow
+	return hc
+}
+
+// abortNow fails the request in progress on the connection: the exchange's
+// context ended (client gone, server shutting down).
+func (hc *h1Conn) abortNow() { hc.nc.SetDeadline(aLongTimeAgo) }
+
+func (hc *h1Conn) setReadDeadline(t time.Time) {
+	if !t.Equal(hc.rd) {
+		hc.rd = t
+		hc.nc.SetReadDeadline(t)
+	}
+}
+
+func (hc *h1Conn) setWriteDeadline(t time.Time) {
+	if !t.Equal(hc.wd) {
+		hc.wd = t
+		hc.nc.SetWriteDeadline(t)
+	}
+}
+
+// close closes the connection and frees its slot in the endpoint's limit.
+func (hc *h1Conn) close() {
+	if hc.closed.Swap(true) {
+		return
+	}
+	hc.nc.Close()
+	hc.c.release()
+}
+
+// bodyReadError is a failure to read the client's request body (the client
+// went away, or the body exceeded a limit): the upstream is not at fault.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
+
+// writeRequest writes the request head straight from req's fields, then the
+// body: with Content-Length when its length is known, chunked otherwise
+// (RFC 9112 §6).
+func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
+	hc.cw.n = 0
+	w := hc.bw
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	if req.Path == "" {
+		w.WriteByte('/')
+	} else {
+		w.WriteString(req.Path)
+	}
+	if req.Query != "" {
+		w.WriteByte('?')
+		w.WriteString(req.Query)
+	}
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	if req.Host != "" {
+		w.WriteString(req.Host)
+	} else {
+		w.WriteString(hc.c.e.urlHost)
+	}
+	w.WriteString("\r\n")
+	if req.Header != nil {
+		req.Header.Range(func(name, value string) bool {
+			// The framing fields are penstock's to write: the client's
+			// described the client's message, not this one.
+			if exchange.EqualFold(name, "Host") || exchange.EqualFold(name, "Content-Length") ||
+				exchange.EqualFold(name, "Transfer-Encoding") {
+				return true
+			}
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(value)
+			w.WriteString("\r\n")
+			return true
+		})
+	}
+	hasBody := req.Body != nil && req.ContentLength != 0
+	switch {
+	case hasBody && req.ContentLength > 0:
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(hc.num[:0], req.ContentLength, 10))
+		w.WriteString("\r\n")
+	case hasBody:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
+		// RFC 9110 §8.6: a request that would usually carry content says
+		// explicitly that it has none.
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	w.WriteString("\r\n")
+	if !hasBody {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		resp.bodySent = true
+		return nil
+	}
+	bp := bodyBufPool.Get().(*[]byte)
+	defer bodyBufPool.Put(bp)
+	var err error
+	if req.ContentLength > 0 {
+		err = hc.writeSized(req, *bp)
+	} else {
+		err = hc.writeChunked(req, *bp)
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	resp.bodySent = true
+	return nil
+}
+
+func (hc *h1Conn) writeSized(req *H1Request, buf []byte) error {
+	left := req.ContentLength
+	for left > 0 {
+		p := buf
+		if int64(len(p)) > left {
+			p = p[:left]
+		}
+		n, rerr := req.Body.Read(p)
+		if n > 0 {
+			req.BodyRead += int64(n)
+			left -= int64(n)
+			if _, err := hc.bw.Write(p[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			if left > 0 {
+				return &bodyReadError{io.ErrUnexpectedEOF}
+			}
+			break
+		}
+		if rerr != nil {
+			return &bodyReadError{rerr}
+		}
+	}
+	return nil
+}
+
+// writeChunked sends a body of unknown length in chunked coding, one chunk
+// per read and flushed at once: such a body is often a stream whose reader
+// upstream waits for each piece.
+func (hc *h1Conn) writeChunked(req *H1Request, buf []byte) error {
+	w := hc.bw
+	for {
+		n, rerr := req.Body.Read(buf)
+		if n > 0 {
+			req.BodyRead += int64(n)
+			w.Write(strconv.AppendInt(hc.num[:0], int64(n), 16))
+			w.WriteString("\r\n")
+			w.Write(buf[:n])
+			w.WriteString("\r\n")
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			_, err := w.WriteString("0\r\n\r\n")
+			return err
+		}
+		if rerr != nil {
+			return &bodyReadError{rerr}
+		}
+	}
+}
