@@ -15,6 +15,9 @@ const (
 	// knowledge; the HTTP/1.1 "Upgrade: h2c" dance, deprecated by RFC 9113,
 	// is not offered).
 	ProtocolH2C = "h2c"
+	// ProtocolH3 is HTTP/3 over QUIC (RFC 9114), on UDP at the listener's
+	// address; TLS listeners only.
+	ProtocolH3 = "h3"
 )
 
 // Server engines, as written in Listener.Engine.
@@ -80,6 +83,17 @@ const (
 	// DefaultMaxConcurrentStreams is ListenerLimits.MaxConcurrentStreams's
 	// default.
 	DefaultMaxConcurrentStreams uint32 = 250
+
+	// DefaultAltSvcMaxAge is ListenerHTTP3.AltSvcMaxAge's default.
+	DefaultAltSvcMaxAge = Duration(24 * time.Hour)
+	// DefaultQUICMaxIdleTimeout is ListenerHTTP3.MaxIdleTimeout's default.
+	DefaultQUICMaxIdleTimeout = Duration(30 * time.Second)
+	// DefaultQUICMaxIncomingStreams is ListenerHTTP3.MaxIncomingStreams's
+	// default.
+	DefaultQUICMaxIncomingStreams int64 = 100
+	// DefaultHandshakeRateLimit is ListenerHTTP3.HandshakeRateLimit's
+	// default, in new handshakes per second.
+	DefaultHandshakeRateLimit = 1000
 
 	// DefaultTLSMinVersion is ListenerTLS.MinVersion's default.
 	DefaultTLSMinVersion = TLSVersion12
@@ -164,6 +178,14 @@ func (c *Config) SetDefaults() {
 		setDefault(&l.Limits.IdleTimeout, DefaultListenerIdleTimeout)
 		setDefault(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
 		setDefault(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+		if l.HTTP3.AltSvc == nil {
+			on := true
+			l.HTTP3.AltSvc = &on
+		}
+		setDefault(&l.HTTP3.AltSvcMaxAge, DefaultAltSvcMaxAge)
+		setDefault(&l.HTTP3.MaxIdleTimeout, DefaultQUICMaxIdleTimeout)
+		setDefault(&l.HTTP3.MaxIncomingStreams, DefaultQUICMaxIncomingStreams)
+		setDefault(&l.HTTP3.HandshakeRateLimit, DefaultHandshakeRateLimit)
 	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]

@@ -57,7 +57,8 @@ type Listener struct {
 	Address string `yaml:"address"`
 	// Protocols lists what the listener speaks. Plain TCP: "h1" (default) and,
 	// opt-in, "h2c" (HTTP/2 over cleartext with prior knowledge).
-	// TLS: "h1" and "h2" offered by ALPN; default [h1, h2].
+	// TLS: "h1" and "h2" offered by ALPN; default [h1, h2]; opt-in "h3"
+	// (HTTP/3 over QUIC on the same address, UDP).
 	Protocols []string `yaml:"protocols"`
 	// Engine is the HTTP server implementation: "native" (default),
 	// penstock's own HTTP/1.1 engine (HTTP/2 through net/http on the same
@@ -68,6 +69,8 @@ type Listener struct {
 	TLS *ListenerTLS `yaml:"tls"`
 	// Limits protect the listener from slow or oversized clients.
 	Limits ListenerLimits `yaml:"limits"`
+	// HTTP3 tunes HTTP/3, served when Protocols lists "h3".
+	HTTP3 ListenerHTTP3 `yaml:"http3"`
 	// TrustedProxies lists CIDRs (or single addresses) whose incoming
 	// X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and Forwarded
 	// headers are kept and appended to. From any other peer those headers are
@@ -108,6 +111,45 @@ type ListenerLimits struct {
 	// MaxConcurrentStreams bounds concurrent HTTP/2 streams per connection.
 	// Default 250.
 	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+}
+
+// ListenerHTTP3 configures a listener's HTTP/3 (QUIC) side. HTTP/3 is served
+// on a UDP socket bound to the listener's address, by the same routes as
+// HTTP/1.1 and HTTP/2.
+type ListenerHTTP3 struct {
+	// AltSvc advertises HTTP/3 on the listener's HTTP/1.1 and HTTP/2
+	// responses with an Alt-Svc header (RFC 7838), so browsers switch to it.
+	// Default true.
+	AltSvc *bool `yaml:"alt_svc"`
+	// AltSvcMaxAge is how long clients may remember the advertisement (the
+	// "ma" parameter, whole seconds). Default 24h.
+	AltSvcMaxAge Duration `yaml:"alt_svc_max_age"`
+	// AltSvcPort is the UDP port advertised, when clients reach HTTP/3 on
+	// another port than the bound one (a layer 4 balancer in front).
+	// Default 0: the bound port.
+	AltSvcPort int `yaml:"alt_svc_port"`
+	// AltSvcExcludeHosts are request hosts (exact, case-insensitive, port
+	// ignored) whose responses carry no Alt-Svc. Default none.
+	AltSvcExcludeHosts []string `yaml:"alt_svc_exclude_hosts"`
+	// MaxIdleTimeout closes a QUIC connection without network activity for
+	// this long. Default 30s.
+	MaxIdleTimeout Duration `yaml:"max_idle_timeout"`
+	// MaxIncomingStreams bounds concurrent requests (bidirectional streams)
+	// per connection. Default 100.
+	MaxIncomingStreams int64 `yaml:"max_incoming_streams"`
+	// ZeroRTT accepts TLS 1.3 early data (0-RTT) on resumed connections.
+	// Early requests can be replayed by an attacker: only routes with
+	// early_data: true serve them, and only for GET, HEAD and OPTIONS
+	// (others get 425 Too Early). Default false.
+	ZeroRTT bool `yaml:"zero_rtt"`
+	// QlogDir, when set, writes one qlog file per QUIC connection into this
+	// directory (for debugging; costs CPU and disk). Default "" (none).
+	QlogDir string `yaml:"qlog_dir"`
+	// HandshakeRateLimit is the rate of new QUIC handshakes per second above
+	// which clients must first prove their address with a Retry (RFC 9000
+	// §8.1.2), which costs them one round trip and blunts spoofed floods.
+	// 0 disables the check. Default 1000.
+	HandshakeRateLimit int `yaml:"handshake_rate_limit"`
 }
 
 // Upstream is a named pool of endpoints.
@@ -199,6 +241,13 @@ type Route struct {
 	// MaxRequestBody bounds the request body; larger bodies get 413.
 	// Default 10MiB. Accepts bytes or a size such as "512KiB".
 	MaxRequestBody ByteSize `yaml:"max_request_body"`
+	// EarlyData lets the route serve GET, HEAD and OPTIONS requests received
+	// in TLS 1.3 early data (HTTP/3 0-RTT on a listener with
+	// http3.zero_rtt: true); they reach the upstream with "Early-Data: 1"
+	// (RFC 8470). Only for requests that are safe to replay. Otherwise early
+	// requests wait for the handshake (safe methods) or get 425 Too Early.
+	// Default false.
+	EarlyData bool `yaml:"early_data"`
 }
 
 // Match is a route's request matcher. All given conditions must hold.

@@ -87,6 +87,7 @@ func (c *Config) validateListeners(col *Collector) []bound {
 			checkListenerTLS(col, p+".tls", l.TLS)
 		}
 
+		checkListenerHTTP3(col, p+".http3", &l.HTTP3)
 		checkDuration(col, p+".limits.read_header_timeout", l.Limits.ReadHeaderTimeout)
 		checkDuration(col, p+".limits.idle_timeout", l.Limits.IdleTimeout)
 		checkSize(col, p+".limits.max_header_bytes", l.Limits.MaxHeaderBytes)
@@ -112,17 +113,38 @@ func checkListenerProtocols(col *Collector, path string, protos []string, isTLS 
 		case seen[proto]:
 			col.Addf(p, "protocol %q is listed twice", proto)
 		case proto == ProtocolH1:
-		case proto == ProtocolH2 && isTLS, proto == ProtocolH2C && !isTLS:
+		case proto == ProtocolH2 && isTLS, proto == ProtocolH2C && !isTLS, proto == ProtocolH3 && isTLS:
+		case proto == ProtocolH3:
+			col.Addf(p, "protocol \"h3\" (HTTP/3 over QUIC) needs TLS: add a tls block")
 		case proto == ProtocolH2:
 			col.Addf(p, "protocol \"h2\" needs TLS: add a tls block, or use \"h2c\" for HTTP/2 over cleartext")
 		case proto == ProtocolH2C:
 			col.Addf(p, "protocol \"h2c\" is HTTP/2 over cleartext and cannot be used with TLS: use \"h2\"")
 		case isTLS:
-			col.Addf(p, "unknown protocol %q; a TLS listener speaks h1 and h2", proto)
+			col.Addf(p, "unknown protocol %q; a TLS listener speaks h1, h2 and h3", proto)
 		default:
 			col.Addf(p, "unknown protocol %q; a plain listener speaks h1 and h2c", proto)
 		}
 		seen[proto] = true
+	}
+}
+
+func checkListenerHTTP3(col *Collector, path string, h *ListenerHTTP3) {
+	checkDuration(col, path+".alt_svc_max_age", h.AltSvcMaxAge)
+	checkDuration(col, path+".max_idle_timeout", h.MaxIdleTimeout)
+	if h.AltSvcPort < 0 || h.AltSvcPort > 65535 {
+		col.Addf(path+".alt_svc_port", "port %d is out of range 1-65535", h.AltSvcPort)
+	}
+	if h.MaxIncomingStreams < 0 {
+		col.Addf(path+".max_incoming_streams", "must be at least 1")
+	}
+	if h.HandshakeRateLimit < 0 {
+		col.Addf(path+".handshake_rate_limit", "must be 0 (off) or a positive rate per second")
+	}
+	for i, host := range h.AltSvcExcludeHosts {
+		if host == "" || strings.ContainsAny(host, "/ :") {
+			col.Addf(indexPath(path+".alt_svc_exclude_hosts", i), "%q is not a host name", host)
+		}
 	}
 }
 

@@ -167,17 +167,39 @@ listeners:
 listeners:
   - name: plain
     address: ":8080"
-    protocols: [h1, h2]
+    protocols: [h1, h2, h3]
   - name: secure
     address: ":8443"
-    protocols: [h2c, h1, h1, h3]
+    protocols: [h2c, h1, h1, h3, h4]
     tls: {self_signed: true}
 `,
 			want: []string{
 				`listeners[0].protocols[1] (line 4): protocol "h2" needs TLS: add a tls block, or use "h2c" for HTTP/2 over cleartext`,
+				`listeners[0].protocols[2] (line 4): protocol "h3" (HTTP/3 over QUIC) needs TLS: add a tls block`,
 				`listeners[1].protocols[0] (line 7): protocol "h2c" is HTTP/2 over cleartext and cannot be used with TLS: use "h2"`,
 				`listeners[1].protocols[2] (line 7): protocol "h1" is listed twice`,
-				`listeners[1].protocols[3] (line 7): unknown protocol "h3"; a TLS listener speaks h1 and h2`,
+				`listeners[1].protocols[4] (line 7): unknown protocol "h4"; a TLS listener speaks h1, h2 and h3`,
+			},
+		},
+		{
+			name: "http3 settings",
+			yaml: `
+listeners:
+  - name: secure
+    address: ":8443"
+    protocols: [h1, h2, h3]
+    tls: {self_signed: true}
+    http3:
+      alt_svc_port: 70000
+      max_incoming_streams: -1
+      handshake_rate_limit: -3
+      alt_svc_exclude_hosts: ["ok.example.com", "bad host:1"]
+`,
+			want: []string{
+				`listeners[0].http3.alt_svc_port (line 7): port 70000 is out of range 1-65535`,
+				`listeners[0].http3.max_incoming_streams (line 8): must be at least 1`,
+				`listeners[0].http3.handshake_rate_limit (line 9): must be 0 (off) or a positive rate per second`,
+				`listeners[0].http3.alt_svc_exclude_hosts[1] (line 10): "bad host:1" is not a host name`,
 			},
 		},
 		{

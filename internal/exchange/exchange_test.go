@@ -98,6 +98,8 @@ func fillEverything(t *testing.T, x *Exchange) {
 	x.State.Error = "timeout"
 	x.State.Span = struct{}{}
 	x.State.Aborted = true
+	x.State.EarlyData = true
+	x.State.HandshakeDone = make(chan struct{})
 	copy(x.State.IDBuffer(), "0123456789abcdef0123456789abcdef")
 	copy(x.State.scratch[:], `{"error":"no_route"}`)
 

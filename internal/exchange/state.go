@@ -52,6 +52,14 @@ type State struct {
 	// connection; HTTP/2 and HTTP/3: reset the stream) because its body could
 	// not be completed after the status was sent.
 	Aborted bool
+	// EarlyData is set by the engine when the request arrived in TLS 1.3
+	// early data (HTTP/3 0-RTT) before the handshake completed: it may be a
+	// replay (RFC 8470).
+	EarlyData bool
+	// HandshakeDone, with EarlyData, is closed when the connection's
+	// handshake completes, after which the request can no longer be a
+	// replay.
+	HandshakeDone <-chan struct{}
 
 	// idBuf backs RequestID when penstock generates it.
 	idBuf [32]byte
@@ -85,4 +93,6 @@ func (s *State) reset() {
 	s.Error = ""
 	s.Span = nil
 	s.Aborted = false
+	s.EarlyData = false
+	s.HandshakeDone = nil
 }

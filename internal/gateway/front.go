@@ -21,6 +21,8 @@ type front struct {
 	// draining is set during graceful shutdown; responses then carry
 	// "Connection: close" so HTTP/1.1 clients move on.
 	draining *atomic.Bool
+	// altSvc advertises the listener's HTTP/3 endpoint, or is nil.
+	altSvc *altSvc
 }
 
 func (f *front) ServeExchange(x *exchange.Exchange) {
@@ -33,6 +35,9 @@ func (f *front) ServeExchange(x *exchange.Exchange) {
 	}
 	if f.draining.Load() && x.Req.Proto < exchange.HTTP2 {
 		x.W.Header().Set("Connection", "close")
+	}
+	if f.altSvc != nil {
+		f.altSvc.add(x)
 	}
 	if !routablePath(x.Req.Path) {
 		f.unrouted(x, s, pipeline.BadRequest)

@@ -89,4 +89,8 @@ routes:
 	b.Run("route", func(b *testing.B) { serve(b, "POST", "/v1/models/resnet50/predict", 200) })
 	b.Run("no_route_404", func(b *testing.B) { serve(b, "POST", "/v2/unknown", 404) })
 	b.Run("method_405", func(b *testing.B) { serve(b, "GET", "/v1/models/resnet50/predict", 405) })
+	// A listener serving HTTP/3 adds Alt-Svc to every TCP response.
+	f.altSvc = newAltSvc(&config.Listener{Protocols: []string{"h1", "h2", "h3"}, TLS: &config.ListenerTLS{SelfSigned: true},
+		HTTP3: config.ListenerHTTP3{AltSvcExcludeHosts: []string{"legacy.example.com"}}}, &net.TCPAddr{Port: 8443})
+	b.Run("route_alt_svc", func(b *testing.B) { serve(b, "POST", "/v1/models/resnet50/predict", 200) })
 }

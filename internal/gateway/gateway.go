@@ -17,6 +17,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/engine/h1"
+	"github.com/penstock-dev/penstock/internal/engine/h3"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/listener"
 )
@@ -60,6 +61,8 @@ type runningListener struct {
 	sock   *listener.Socket
 	srv    server
 	scheme string
+	// h3 serves HTTP/3 on the listener's UDP port, or is nil (see h3.go).
+	h3 *h3.Server
 }
 
 // server is what the gateway needs of an engine (h1 or stdhttp).
@@ -148,6 +151,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 			for _, l := range g.listeners {
 				l.srv.Shutdown(context.Background())
+				l.stopH3(context.Background())
 			}
 			g.listeners = map[string]*runningListener{}
 			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
@@ -232,7 +236,11 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 			g.log.Info("generated self-signed certificate", "listener", lc.Name, "sha256", fp)
 		}
 	}
-	h := &front{snap: &g.snap, obs: g.obs, trusted: trusted, draining: &g.draining}
+	h := &front{snap: &g.snap, obs: g.obs, trusted: trusted, draining: &g.draining, altSvc: newAltSvc(lc, sock.Addr())}
+	h3srv, err := g.serveH3(lc, sock.Addr(), opts.TLS, h)
+	if err != nil {
+		return nil, err
+	}
 	srv := newServer(lc, opts, h)
 	view := sock.NewView()
 	g.wg.Add(1)
@@ -246,7 +254,7 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		}
 	}()
 	g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", scheme, "protocols", lc.Protocols)
-	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme}, nil
+	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme, h3: h3srv}, nil
 }
 
 // Reload compiles cfg (defaults applied) and, if it is valid and its new
@@ -339,7 +347,13 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
-	if err := l.srv.Shutdown(ctx); err != nil {
+	h3done := make(chan error, 1)
+	go func() { h3done <- l.stopH3(ctx) }()
+	err := l.srv.Shutdown(ctx)
+	if h3err := <-h3done; err == nil {
+		err = h3err
+	}
+	if err != nil {
 		g.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
 	}
 	if closeSocket {
@@ -408,7 +422,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.srv.Shutdown(ctx); err != nil {
+			h3done := make(chan error, 1)
+			go func() { h3done <- l.stopH3(ctx) }()
+			err := l.srv.Shutdown(ctx)
+			if err == nil {
+				err = <-h3done
+			} else {
+				<-h3done
+			}
+			if err != nil {
 				errs[i] = fmt.Errorf("listener %q: drain: %w", l.cfg.Name, err)
 			}
 			l.sock.Close()

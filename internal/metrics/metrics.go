@@ -16,6 +16,11 @@
 //	penstock_upstream_attempts_total                counter    upstream, endpoint, outcome
 //	penstock_connections_open                       gauge      listener, protocol
 //	penstock_tls_handshakes_total                   counter    listener, version, resumed
+//	penstock_quic_handshakes_total                  counter    listener, result
+//	penstock_quic_retries_total                     counter    listener
+//	penstock_quic_smoothed_rtt_seconds              histogram  listener
+//	penstock_quic_packets_sent_total                counter    listener
+//	penstock_quic_packets_lost_total                counter    listener
 //
 // Label values, all from bounded sets:
 //   - route: the route's name; "none" for requests that matched no route.
@@ -27,6 +32,12 @@
 //   - outcome: ok (a response arrived, whatever its status), connect_error,
 //     timeout or error.
 //   - version: TLS version "1.0" to "1.3"; resumed: "true" or "false".
+//   - protocol: "http/1.1" or "h2" (ALPN), "tcp" (plain), "h3" (QUIC).
+//   - result: "ok" (handshake completed) or "failed" (the connection ended
+//     first).
+//
+// QUIC connections (HTTP/3) count in penstock_connections_open with
+// protocol="h3"; their RTT and packet counts are recorded when they close.
 //
 // Request durations carry an exemplar {trace_id="<32 hex>"} when the trace
 // was sampled; exemplars are exposed in the OpenMetrics format only.
@@ -58,6 +69,8 @@ type Metrics struct {
 
 	connsOpen     *prometheus.GaugeVec
 	tlsHandshakes *prometheus.CounterVec
+
+	quic quicMetrics
 
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
@@ -128,12 +141,14 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Name: "penstock_tls_handshakes_total",
 			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
 		}, []string{"listener", "version", "resumed"}),
+		quic:      newQUICMetrics(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 	}
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
 			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes)
+		m.quic.register(reg)
 	}
 	return m
 }

@@ -22,6 +22,7 @@ type Stage struct {
 // to choose the route and to answer 404s); forwarding to the upstream comes
 // after the last stage. A new stage is one file and one line here.
 var Stages = []Stage{
+	{Name: "early_data", New: newEarlyData},
 	{Name: "body_limit", New: newBodyLimit},
 }
 

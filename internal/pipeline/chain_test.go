@@ -105,9 +105,9 @@ func TestBuildDefaultStages(t *testing.T) {
 		contentLength int64
 		wantTerminal  bool
 		wantStatus    int
-		wantUnwrapped bool // the built handler is the terminal itself
+		wantUnwrapped bool // under the early-data guard (every route has it) is the terminal itself
 	}{
-		{name: "no body limit adds nothing", maxBody: 0, contentLength: 1 << 30, wantTerminal: true, wantUnwrapped: true},
+		{name: "no body limit adds nothing but the early-data guard", maxBody: 0, contentLength: 1 << 30, wantTerminal: true, wantUnwrapped: true},
 		{name: "body within the limit reaches the upstream", maxBody: 100, contentLength: 100, wantTerminal: true},
 		{name: "body over the limit is refused before the upstream", maxBody: 100, contentLength: 101, wantStatus: 413},
 	}
@@ -119,7 +119,11 @@ func TestBuildDefaultStages(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}
-			if got := h == exchange.Handler(terminal); got != tt.wantUnwrapped {
+			e, ok := h.(*earlyData)
+			if !ok {
+				t.Fatalf("first stage is %T, want the early-data guard", h)
+			}
+			if got := e.next == exchange.Handler(terminal); got != tt.wantUnwrapped {
 				t.Errorf("handler is the terminal itself = %v, want %v", got, tt.wantUnwrapped)
 			}
 			x, _ := newExchange(t, "POST")

@@ -24,6 +24,7 @@ const (
 	UpstreamTimeout   Code = "upstream_timeout"        // 504
 	BadRequest        Code = "bad_request"             // 400
 	ShuttingDown      Code = "shutting_down"           // 503
+	TooEarly          Code = "too_early"               // 425
 )
 
 // Status returns the HTTP status a failure kind maps to.
@@ -41,6 +42,8 @@ func (c Code) Status() int {
 		return 504
 	case BadRequest:
 		return 400
+	case TooEarly:
+		return 425
 	}
 	return 502
 }

@@ -24,6 +24,12 @@ import (
 type Adapter struct {
 	// Handler serves every exchange. Required.
 	Handler exchange.Handler
+	// EarlyData, when set, is asked for every request whether it arrived in
+	// TLS 1.3 early data; for such a request it returns a channel closed when
+	// the connection's handshake completes, else nil. The HTTP/3 engine sets
+	// it; TCP engines never receive early data (crypto/tls does not accept
+	// it), so they leave it nil.
+	EarlyData func(r *http.Request) <-chan struct{}
 }
 
 var writerPool = sync.Pool{New: func() any { return new(responseWriter) }}
@@ -37,6 +43,11 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.Ctx = r.Context()
 	x.Start = time.Now()
 	fill(&x.Req, r)
+	if a.EarlyData != nil {
+		if done := a.EarlyData(r); done != nil {
+			x.State.EarlyData, x.State.HandshakeDone = true, done
+		}
+	}
 
 	a.Handler.ServeExchange(x)
 	aborted := x.State.Aborted
