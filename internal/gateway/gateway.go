@@ -59,6 +59,17 @@ type runningListener struct {
 	sock   *listener.Socket
 	srv    *stdhttp.Server
 	scheme string
+	// tls is the listener's live TLS configuration (nil for plain TCP); it
+	// follows the certificate files until the listener is replaced.
+	tls *listener.TLS
+}
+
+// stop ends what the listener owns besides its server: the watch on its
+// TLS files.
+func (l *runningListener) stop() {
+	if l.tls != nil {
+		l.tls.Close()
+	}
 }
 
 // New compiles cfg (defaults applied) into a gateway that is not yet
@@ -133,6 +144,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			}
 			for _, l := range g.listeners {
 				l.srv.Shutdown(context.Background())
+				l.stop()
 			}
 			g.listeners = map[string]*runningListener{}
 			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
@@ -201,12 +213,19 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		ConnClosed:           func(proto string) { g.obs.metrics.ConnClosed(lc.Name, proto) },
 	}
 	scheme := "http"
+	var lt *listener.TLS
 	if lc.TLS != nil {
-		conf, fp, err := listener.TLSConfig(lc)
+		name := lc.Name
+		lt, err = listener.NewTLS(lc, listener.TLSOptions{
+			Logger:            g.log,
+			Watch:             true,
+			Reloaded:          func(kind string, ok bool) { g.obs.metrics.TLSReload(name, kind, ok) },
+			CertificateLoaded: func(file string, notAfter time.Time) { g.obs.metrics.TLSCertificate(name, file, notAfter) },
+		})
 		if err != nil {
 			return nil, err
 		}
-		name := lc.Name
+		conf, fp := lt.Config(), lt.Fingerprint()
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
 			g.obs.metrics.TLSHandshake(name, cs.Version, cs.DidResume)
 			return nil
@@ -231,7 +250,7 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		}
 	}()
 	g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", scheme, "protocols", lc.Protocols)
-	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme}, nil
+	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme, tls: lt}, nil
 }
 
 // Reload compiles cfg (defaults applied) and, if it is valid and its new
@@ -322,6 +341,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 // drainListener shuts a replaced or removed listener's server down
 // gracefully and, if the socket is no longer used, closes it.
 func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
+	l.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
 	if err := l.srv.Shutdown(ctx); err != nil {
@@ -393,6 +413,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			l.stop()
 			if err := l.srv.Shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("listener %q: drain: %w", l.cfg.Name, err)
 			}
