@@ -147,8 +147,10 @@ func checkListenerTLS(col *Collector, path string, t *ListenerTLS) {
 		checkClientAuth(col, path+".client_auth", ca)
 	}
 	if f := t.SessionTicketKeysFile; f != "" && checkFile(col, path+".session_ticket_keys_file", "session ticket key file", f) {
-		if _, err := ticketkeys.Load(f); err != nil {
-			col.Addf(path+".session_ticket_keys_file", "%v", err)
+		if b, err := os.ReadFile(f); err == nil {
+			if _, err := ticketkeys.Parse(b); err != nil {
+				col.Addf(path+".session_ticket_keys_file", "session ticket key file %q does not load: %v", f, err)
+			}
 		}
 	}
 }
