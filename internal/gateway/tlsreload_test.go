@@ -1,19 +1,27 @@
 package gateway_test
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/gateway"
 	"github.com/penstock-dev/penstock/internal/testpki"
 )
 
@@ -309,4 +317,120 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return 0
+}
+
+// watchers counts the goroutines watching TLS files.
+func watchers() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "reload.(*Files).loop")
+}
+
+// TestCertificateWatchesEndWithTheirListener checks that each TLS listener
+// watches its files for exactly as long as it serves: a listener replaced
+// or removed by a reload, and every listener at shutdown, stops watching.
+func TestCertificateWatchesEndWithTheirListener(t *testing.T) {
+	ca := testpki.NewCA(t, "penstock test CA")
+	dir := t.TempDir()
+	certFile, keyFile := ca.Server(t, "localhost").Write(t, dir, "tls")
+	rec := newRecorder(t, "up")
+	conf := func(listeners ...string) *config.Config {
+		text := "listeners:\n"
+		for _, l := range listeners {
+			text += fmt.Sprintf("  - {%s, tls: {certificates: [{cert_file: %s, key_file: %s}]}}\n", l, certFile, keyFile)
+		}
+		return mustConfig(t, text+fmt.Sprintf("upstreams: [{name: up, endpoints: [{address: %s}]}]\nroutes: [{name: r, match: {path: /p}, upstream: up}]\n", rec.addr()))
+	}
+	base := watchers()
+	g, err := gateway.New(conf(`name: a, address: "127.0.0.1:0"`, `name: b, address: "127.0.0.1:0"`), gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := g.Addr("a").String(), g.Addr("b").String()
+	steps := []struct {
+		name   string
+		reload *config.Config // nil: shut down
+		want   int
+	}{
+		{"started", nil, 2},
+		{"unchanged listeners keep their watch", conf(`name: a, address: "`+a+`"`, `name: b, address: "`+b+`"`), 2},
+		{"changed listener replaces its watch", conf(`name: a, address: "`+a+`", limits: {idle_timeout: 5s}`, `name: b, address: "`+b+`"`), 2},
+		{"removed listener ends its watch", conf(`name: a, address: "` + a + `", limits: {idle_timeout: 5s}`), 1},
+		{"shutdown ends every watch", nil, 0},
+	}
+	for i, st := range steps {
+		switch {
+		case st.reload != nil:
+			if err := g.Reload(st.reload); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		case i > 0:
+			if err := g.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 5*time.Second, func() bool { return watchers()-base == st.want })
+	}
+}
+
+// TestSessionResumesOnAnotherGateway starts two gateways on the same session
+// ticket key file, as two nodes behind a load balancer (or one process
+// before and after a restart): a client's session from the first resumes on
+// the second.
+func TestSessionResumesOnAnotherGateway(t *testing.T) {
+	ca := testpki.NewCA(t, "penstock test CA")
+	dir := t.TempDir()
+	certFile, keyFile := ca.Server(t, "localhost").Write(t, dir, "tls")
+	keysFile := filepath.Join(dir, "ticket-keys")
+	// The documented way to make a key: head -c 32 /dev/urandom | base64
+	key := make([]byte, 32)
+	rand.Read(key)
+	testpki.WriteFileAtomic(t, keysFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
+	rec := newRecorder(t, "up")
+	text := lines(`listeners:
+  - name: tls
+    address: "127.0.0.1:0"
+    tls: {certificates: [{cert_file: %s, key_file: %s}], session_ticket_keys_file: %s}
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path: /p}, upstream: up}]
+`, certFile, keyFile, keysFile, rec.addr())
+	first, second := startObserved(t, text), startObserved(t, text)
+
+	for _, proto := range []string{"http/1.1", "h2"} {
+		t.Run(proto, func(t *testing.T) {
+			tr := &http.Transport{
+				DisableKeepAlives: true,
+				ForceAttemptHTTP2: proto == "h2",
+				TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", NextProtos: []string{proto},
+					ClientSessionCache: tls.NewLRUClientSessionCache(4)},
+			}
+			c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+			get := func(o *observed) *tls.ConnectionState {
+				t.Helper()
+				resp, err := c.Get(baseURL(o.g, "tls") + "/p")
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				tr.CloseIdleConnections()
+				if resp.TLS.NegotiatedProtocol != proto {
+					t.Fatalf("negotiated %q, want %q", resp.TLS.NegotiatedProtocol, proto)
+				}
+				return resp.TLS
+			}
+			if st := get(first); st.DidResume {
+				t.Fatal("first connection resumed")
+			}
+			before := counterValue(t, second.reg, "penstock_tls_handshakes_total", map[string]string{"listener": "tls", "resumed": "true"})
+			if st := get(second); !st.DidResume {
+				t.Error("session from the first gateway did not resume on the second")
+			}
+			if got := counterValue(t, second.reg, "penstock_tls_handshakes_total", map[string]string{"listener": "tls", "resumed": "true"}); got != before+1 {
+				t.Errorf("resumed handshakes on the second gateway: %g, want %g", got, before+1)
+			}
+		})
+	}
 }
