@@ -221,6 +221,9 @@ func NewTLS(l *config.Listener, opts TLSOptions) (*TLS, error) {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		t.watch = w
+		// A file changed between reading it above and the watch starting
+		// would otherwise go unnoticed until its next change.
+		t.Reload()
 	}
 	return t, nil
 }

@@ -53,7 +53,9 @@ func WatchFiles(paths []string, debounce, poll time.Duration, log *slog.Logger, 
 		}
 	}
 	f := &Files{quit: make(chan struct{}), done: make(chan struct{})}
-	go f.loop(w, clean, debounce, poll, log, apply)
+	// The content to compare with is read now, with the watch in place, so
+	// a change made after WatchFiles returns is never taken for the start.
+	go f.loop(w, clean, digestAll(clean), debounce, poll, log, apply)
 	return f, nil
 }
 
@@ -68,10 +70,9 @@ func (f *Files) Close() {
 	<-f.done
 }
 
-func (f *Files) loop(w *fsnotify.Watcher, paths []string, debounce, poll time.Duration, log *slog.Logger, apply func()) {
+func (f *Files) loop(w *fsnotify.Watcher, paths []string, last []byte, debounce, poll time.Duration, log *slog.Logger, apply func()) {
 	defer close(f.done)
 	defer w.Close()
-	last := digestAll(paths)
 	// The debounce timer is a stopped time.Timer whose channel this loop
 	// reads, so nothing outlives Close.
 	timer := time.NewTimer(time.Hour)
