@@ -51,6 +51,17 @@ const (
 	TLSVersion13 = "1.3"
 )
 
+// Client certificate modes, as written in ClientAuth.Mode.
+const (
+	// ClientAuthNone requests no client certificate.
+	ClientAuthNone = "none"
+	// ClientAuthVerifyIfGiven requests a client certificate and verifies it
+	// if one is sent; clients without one are served.
+	ClientAuthVerifyIfGiven = "verify_if_given"
+	// ClientAuthRequire requires a client certificate that verifies.
+	ClientAuthRequire = "require"
+)
+
 // Log levels, as written in Logging.Level, from most to least verbose.
 const (
 	// LogLevelDebug logs debug messages and everything above.
@@ -97,6 +108,8 @@ const (
 
 	// DefaultTLSMinVersion is ListenerTLS.MinVersion's default.
 	DefaultTLSMinVersion = TLSVersion12
+	// DefaultClientAuthMode is ClientAuth.Mode's default.
+	DefaultClientAuthMode = ClientAuthNone
 
 	// DefaultBalancing is Upstream.Balancing's default.
 	DefaultBalancing = BalancingRoundRobin
@@ -173,6 +186,9 @@ func (c *Config) SetDefaults() {
 		setDefault(&l.Engine, DefaultEngine)
 		if l.TLS != nil && l.TLS.MinVersion == "" {
 			l.TLS.MinVersion = DefaultTLSMinVersion
+		}
+		if l.TLS != nil && l.TLS.ClientAuth != nil && l.TLS.ClientAuth.Mode == "" {
+			l.TLS.ClientAuth.Mode = DefaultClientAuthMode
 		}
 		setDefault(&l.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 		setDefault(&l.Limits.IdleTimeout, DefaultListenerIdleTimeout)

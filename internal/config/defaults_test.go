@@ -13,7 +13,7 @@ listeners:
     address: ":8080"
   - name: secure
     address: ":8443"
-    tls: {self_signed: true}
+    tls: {self_signed: true, client_auth: {}}
 upstreams:
   - name: app
     endpoints: [{address: "127.0.0.1:9000"}]
@@ -39,6 +39,8 @@ admin: {}
 	check("plain protocols", plain.Protocols, []string{"h1"})
 	check("TLS protocols", secure.Protocols, []string{"h1", "h2"})
 	check("TLS min_version", secure.TLS.MinVersion, "1.2")
+	check("client_auth.mode", secure.TLS.ClientAuth.Mode, "none")
+	check("session_ticket_keys_file", secure.TLS.SessionTicketKeysFile, "")
 	check("read_header_timeout", plain.Limits.ReadHeaderTimeout.D(), 10*time.Second)
 	check("idle_timeout", plain.Limits.IdleTimeout.D(), 60*time.Second)
 	check("max_header_bytes", plain.Limits.MaxHeaderBytes.Int64(), int64(64<<10))

@@ -79,7 +79,8 @@ type Listener struct {
 }
 
 // ListenerTLS configures TLS on a listener. TLS 1.2 is the minimum; session
-// resumption (tickets) is on.
+// resumption (tickets) is on. Certificate, key, CA and ticket key files are
+// watched and reloaded without a restart.
 type ListenerTLS struct {
 	// Certificates are served by SNI: the first whose names match the client's
 	// server name wins; the first entry is the default when none matches.
@@ -89,9 +90,37 @@ type ListenerTLS struct {
 	SelfSigned bool `yaml:"self_signed"`
 	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
 	MinVersion string `yaml:"min_version"`
+	// ClientAuth asks clients for a certificate (mutual TLS). Absent means
+	// no client certificate is requested.
+	ClientAuth *ClientAuth `yaml:"client_auth"`
+	// SessionTicketKeysFile is a file of session ticket keys shared by every
+	// penstock process serving the same names, so a session resumes on any of
+	// them and across restarts. One key per line, 32 bytes in base64 (make
+	// one with: head -c 32 /dev/urandom | base64), or a binary file of 32-byte
+	// keys; the first key encrypts new tickets, every key decrypts. The file
+	// is re-read when it changes. Default "": each process makes its own keys
+	// and rotates them daily, so resumption works only with that process.
+	SessionTicketKeysFile string `yaml:"session_ticket_keys_file"`
 }
 
-// Certificate is a PEM certificate chain and its private key.
+// ClientAuth configures client certificate authentication (mutual TLS) on a
+// TLS listener. The verified certificate is available to the pipeline in
+// the request's TLS connection state.
+type ClientAuth struct {
+	// Mode is "none" (default: no certificate requested), "verify_if_given"
+	// (a certificate is optional, but one that is sent must verify) or
+	// "require" (the handshake fails without a certificate that verifies).
+	Mode string `yaml:"mode"`
+	// CAFiles are PEM bundles of the certificate authorities that client
+	// certificates must chain to. Required unless mode is "none". Re-read
+	// when they change, like the certificates.
+	CAFiles []string `yaml:"ca_files"`
+}
+
+// Certificate is a PEM certificate chain and its private key. Both files are
+// re-read when they change; a new pair that does not load (unparseable, or
+// a key that does not match the certificate) is logged and the previous
+// pair keeps serving.
 type Certificate struct {
 	// CertFile is the path to the PEM certificate chain. Required.
 	CertFile string `yaml:"cert_file"`

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/penstock-dev/penstock/internal/ticketkeys"
 )
 
 // Validate checks c as a whole and reports every problem at once as Errors,
@@ -167,6 +169,38 @@ func checkListenerTLS(col *Collector, path string, t *ListenerTLS) {
 	}
 	if !isKnown(t.MinVersion, TLSVersion12, TLSVersion13) {
 		col.Addf(path+".min_version", "unknown TLS version %q; want \"1.2\" or \"1.3\"", t.MinVersion)
+	}
+	if ca := t.ClientAuth; ca != nil {
+		checkClientAuth(col, path+".client_auth", ca)
+	}
+	if f := t.SessionTicketKeysFile; f != "" && checkFile(col, path+".session_ticket_keys_file", "session ticket key file", f) {
+		if b, err := os.ReadFile(f); err == nil {
+			if _, err := ticketkeys.Parse(b); err != nil {
+				col.Addf(path+".session_ticket_keys_file", "session ticket key file %q does not load: %v", f, err)
+			}
+		}
+	}
+}
+
+func checkClientAuth(col *Collector, path string, ca *ClientAuth) {
+	switch {
+	case !isKnown(ca.Mode, ClientAuthNone, ClientAuthVerifyIfGiven, ClientAuthRequire):
+		col.Addf(path+".mode", "unknown mode %q; want \"none\", \"verify_if_given\" or \"require\"", ca.Mode)
+		return
+	case ca.Mode == ClientAuthNone && len(ca.CAFiles) > 0:
+		col.Addf(path+".ca_files", "has no effect with mode \"none\"; set mode to \"require\" or \"verify_if_given\"")
+		return
+	case ca.Mode != ClientAuthNone && len(ca.CAFiles) == 0:
+		col.Addf(path+".ca_files", "is required with mode %q: name the CAs that sign client certificates", ca.Mode)
+		return
+	}
+	for i, f := range ca.CAFiles {
+		p := indexPath(path+".ca_files", i)
+		if checkFile(col, p, "CA file", f) {
+			if b, err := os.ReadFile(f); err == nil && !x509.NewCertPool().AppendCertsFromPEM(b) {
+				col.Addf(p, "CA file %q holds no PEM certificates", f)
+			}
+		}
 	}
 }
 

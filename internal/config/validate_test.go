@@ -62,6 +62,9 @@ func writeTLSFiles(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "garbage.pem"), []byte("not pem\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "ticket-keys"), []byte("# one key\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -272,6 +275,49 @@ listeners:
 				`listeners[0].tls.certificates[0].cert_file (line 6): certificate "{{dir}}/cert.pem" with key "{{dir}}/other-key.pem" does not load: tls: private key does not match public key`,
 				`listeners[0].tls.certificates[1].cert_file (line 8): certificate "{{dir}}/garbage.pem" with key "{{dir}}/key.pem" does not load: tls: failed to find any PEM data in certificate input`,
 				`listeners[0].tls.certificates[2].cert_file (line 10): certificate file "{{dir}}" is not a regular file`,
+			},
+		},
+		{
+			name: "client certificates and session ticket keys",
+			yaml: `
+listeners:
+  - name: a
+    address: ":8443"
+    tls:
+      self_signed: true
+      client_auth: {mode: require, ca_files: [{{dir}}/ca.pem]}
+      session_ticket_keys_file: {{dir}}/ticket-keys
+  - name: b
+    address: ":8444"
+    tls:
+      self_signed: true
+      client_auth: {mode: optional}
+      session_ticket_keys_file: {{dir}}/garbage.pem
+  - name: c
+    address: ":8445"
+    tls:
+      self_signed: true
+      client_auth: {mode: verify_if_given}
+      session_ticket_keys_file: {{dir}}/absent
+  - name: d
+    address: ":8446"
+    tls:
+      self_signed: true
+      client_auth: {ca_files: [{{dir}}/ca.pem]}
+  - name: e
+    address: ":8447"
+    tls:
+      self_signed: true
+      client_auth: {mode: require, ca_files: [{{dir}}/ca.pem, {{dir}}/garbage.pem, {{dir}}/absent.pem]}
+`,
+			want: []string{
+				`listeners[1].tls.client_auth.mode (line 12): unknown mode "optional"; want "none", "verify_if_given" or "require"`,
+				`listeners[1].tls.session_ticket_keys_file (line 13): session ticket key file "{{dir}}/garbage.pem" does not load: line 1: not base64: illegal base64 data at input byte 3`,
+				`listeners[2].tls.client_auth.ca_files (line 18): is required with mode "verify_if_given": name the CAs that sign client certificates`,
+				`listeners[2].tls.session_ticket_keys_file (line 19): missing session ticket key file "{{dir}}/absent"`,
+				`listeners[3].tls.client_auth.ca_files (line 24): has no effect with mode "none"; set mode to "require" or "verify_if_given"`,
+				`listeners[4].tls.client_auth.ca_files[1] (line 29): CA file "{{dir}}/garbage.pem" holds no PEM certificates`,
+				`listeners[4].tls.client_auth.ca_files[2] (line 29): missing CA file "{{dir}}/absent.pem"`,
 			},
 		},
 		{

@@ -63,6 +63,9 @@ type runningListener struct {
 	scheme string
 	// h3 serves HTTP/3 on the listener's UDP port, or is nil (see h3.go).
 	h3 *h3.Server
+	// tls is the listener's live TLS configuration (nil for plain TCP); it
+	// follows the certificate files until the listener is replaced.
+	tls *listener.TLS
 }
 
 // server is what the gateway needs of an engine (h1 or stdhttp).
@@ -77,6 +80,14 @@ func newServer(lc *config.Listener, opts stdhttp.Options, h *front) server {
 		return stdhttp.NewServer(opts, h)
 	}
 	return h1.NewServer(opts, h)
+}
+
+// stop ends what the listener owns besides its servers: the watch on its
+// TLS files.
+func (l *runningListener) stop() {
+	if l.tls != nil {
+		l.tls.Close()
+	}
 }
 
 // New compiles cfg (defaults applied) into a gateway that is not yet
@@ -152,6 +163,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			for _, l := range g.listeners {
 				l.srv.Shutdown(context.Background())
 				l.stopH3(context.Background())
+				l.stop()
 			}
 			g.listeners = map[string]*runningListener{}
 			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
@@ -220,12 +232,19 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		ConnClosed:           func(proto string) { g.obs.metrics.ConnClosed(lc.Name, proto) },
 	}
 	scheme := "http"
+	var lt *listener.TLS
 	if lc.TLS != nil {
-		conf, fp, err := listener.TLSConfig(lc)
+		name := lc.Name
+		lt, err = listener.NewTLS(lc, listener.TLSOptions{
+			Logger:            g.log,
+			Watch:             true,
+			Reloaded:          func(kind string, ok bool) { g.obs.metrics.TLSReload(name, kind, ok) },
+			CertificateLoaded: func(file string, notAfter time.Time) { g.obs.metrics.TLSCertificate(name, file, notAfter) },
+		})
 		if err != nil {
 			return nil, err
 		}
-		name := lc.Name
+		conf, fp := lt.Config(), lt.Fingerprint()
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
 			g.obs.metrics.TLSHandshake(name, cs.Version, cs.DidResume)
 			return nil
@@ -239,6 +258,9 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 	h := &front{snap: &g.snap, obs: g.obs, trusted: trusted, draining: &g.draining, altSvc: newAltSvc(lc, sock.Addr())}
 	h3srv, err := g.serveH3(lc, sock.Addr(), opts.TLS, h)
 	if err != nil {
+		if lt != nil {
+			lt.Close()
+		}
 		return nil, err
 	}
 	srv := newServer(lc, opts, h)
@@ -254,7 +276,7 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		}
 	}()
 	g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", scheme, "protocols", lc.Protocols)
-	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme, h3: h3srv}, nil
+	return &runningListener{cfg: *lc, sock: sock, srv: srv, scheme: scheme, h3: h3srv, tls: lt}, nil
 }
 
 // Reload compiles cfg (defaults applied) and, if it is valid and its new
@@ -345,6 +367,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 // drainListener shuts a replaced or removed listener's server down
 // gracefully and, if the socket is no longer used, closes it.
 func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
+	l.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
 	h3done := make(chan error, 1)
@@ -422,6 +445,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			l.stop()
 			h3done := make(chan error, 1)
 			go func() { h3done <- l.stopH3(ctx) }()
 			err := l.srv.Shutdown(ctx)

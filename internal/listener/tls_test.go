@@ -205,18 +205,19 @@ func TestTLSConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conf, fp, err := listener.TLSConfig(&tt.listener)
+			lt, err := listener.NewTLS(&tt.listener, listener.TLSOptions{})
 			if err != nil {
-				t.Fatalf("TLSConfig: %v", err)
+				t.Fatalf("NewTLS: %v", err)
 			}
+			conf, fp := lt.Config(), lt.Fingerprint()
 			if !slices.Equal(conf.NextProtos, tt.wantALPN) {
 				t.Errorf("NextProtos = %q, want %q", conf.NextProtos, tt.wantALPN)
 			}
 			if conf.MinVersion != tt.wantMin {
 				t.Errorf("MinVersion = %#x, want %#x", conf.MinVersion, tt.wantMin)
 			}
-			if len(conf.Certificates) != tt.wantCerts {
-				t.Errorf("%d certificates, want %d", len(conf.Certificates), tt.wantCerts)
+			if n := len(lt.Certificates()); n != tt.wantCerts {
+				t.Errorf("%d certificates, want %d", n, tt.wantCerts)
 			}
 			if got := fp != ""; got != tt.wantFingerprint {
 				t.Errorf("fingerprint = %q, want one: %v", fp, tt.wantFingerprint)
@@ -229,16 +230,17 @@ func TestTLSConfig(t *testing.T) {
 }
 
 func TestTLSConfigSelfSignedCoversTheListenHost(t *testing.T) {
-	conf, fp, err := listener.TLSConfig(&config.Listener{Address: "gw.example.test:8443", Protocols: []string{"h1"},
-		TLS: &config.ListenerTLS{SelfSigned: true}})
+	lt, err := listener.NewTLS(&config.Listener{Address: "gw.example.test:8443", Protocols: []string{"h1"},
+		TLS: &config.ListenerTLS{SelfSigned: true}}, listener.TLSOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := conf.Certificates[0].Leaf
-	if err := leaf.VerifyHostname("gw.example.test"); err != nil {
+	fp := lt.Fingerprint()
+	cert := lt.Certificates()[0]
+	if err := cert.Leaf.VerifyHostname("gw.example.test"); err != nil {
 		t.Errorf("self-signed certificate does not cover the listen host: %v", err)
 	}
-	sum := sha256.Sum256(conf.Certificates[0].Certificate[0])
+	sum := sha256.Sum256(cert.Certificate[0])
 	if fp != hex.EncodeToString(sum[:]) {
 		t.Errorf("fingerprint %s is not the served certificate's", fp)
 	}

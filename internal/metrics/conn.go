@@ -3,6 +3,7 @@ package metrics
 import (
 	"crypto/tls"
 	"fmt"
+	"time"
 )
 
 // ConnOpened counts a client connection opened on listener, speaking proto
@@ -40,4 +41,20 @@ func tlsVersion(version uint16) string {
 		return "1.3"
 	}
 	return fmt.Sprintf("0x%04x", version)
+}
+
+// TLSReload counts an attempt to load a changed TLS file on listener; kind
+// is "certificates", "client_cas" or "session_ticket_keys".
+func (m *Metrics) TLSReload(listener, kind string, ok bool) {
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.tlsReloads.WithLabelValues(listener, kind, result).Inc()
+}
+
+// TLSCertificate records the expiry of the certificate listener serves from
+// certFile.
+func (m *Metrics) TLSCertificate(listener, certFile string, notAfter time.Time) {
+	m.tlsNotAfter.WithLabelValues(listener, certFile).Set(float64(notAfter.Unix()))
 }

@@ -16,6 +16,8 @@
 //	penstock_upstream_attempts_total                counter    upstream, endpoint, outcome
 //	penstock_connections_open                       gauge      listener, protocol
 //	penstock_tls_handshakes_total                   counter    listener, version, resumed
+//	penstock_tls_reloads_total                      counter    listener, kind, result
+//	penstock_tls_certificate_not_after_timestamp_seconds  gauge  listener, cert_file
 //	penstock_quic_handshakes_total                  counter    listener, result
 //	penstock_quic_retries_total                     counter    listener
 //	penstock_quic_smoothed_rtt_seconds              histogram  listener
@@ -32,6 +34,10 @@
 //   - outcome: ok (a response arrived, whatever its status), connect_error,
 //     timeout or error.
 //   - version: TLS version "1.0" to "1.3"; resumed: "true" or "false".
+//   - kind: certificates, client_cas or session_ticket_keys; result:
+//     success or failure.
+//   - cert_file: the certificate's configured cert_file, "self_signed" for
+//     a generated one.
 //   - protocol: "http/1.1" or "h2" (ALPN), "tcp" (plain), "h3" (QUIC).
 //   - result: "ok" (handshake completed) or "failed" (the connection ended
 //     first).
@@ -69,6 +75,8 @@ type Metrics struct {
 
 	connsOpen     *prometheus.GaugeVec
 	tlsHandshakes *prometheus.CounterVec
+	tlsReloads    *prometheus.CounterVec
+	tlsNotAfter   *prometheus.GaugeVec
 
 	quic quicMetrics
 
@@ -141,13 +149,21 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Name: "penstock_tls_handshakes_total",
 			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
 		}, []string{"listener", "version", "resumed"}),
+		tlsReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_tls_reloads_total",
+			Help: "Attempts to load changed TLS files (certificates, client CAs, session ticket keys), by result.",
+		}, []string{"listener", "kind", "result"}),
+		tlsNotAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "penstock_tls_certificate_not_after_timestamp_seconds",
+			Help: "Unix time at which the certificate a listener serves expires.",
+		}, []string{"listener", "cert_file"}),
 		quic:      newQUICMetrics(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 	}
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
-			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes)
+			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 	}
 	return m
