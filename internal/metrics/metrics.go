@@ -16,6 +16,10 @@
 //	penstock_upstream_attempts_total                counter    upstream, endpoint, outcome
 //	penstock_connections_open                       gauge      listener, protocol
 //	penstock_tls_handshakes_total                   counter    listener, version, resumed
+//	penstock_cache_lookups_total                    counter    route, result
+//	penstock_cache_evictions_total                  counter    route
+//	penstock_cache_size_bytes                       gauge      route
+//	penstock_cache_entries                          gauge      route
 //
 // Label values, all from bounded sets:
 //   - route: the route's name; "none" for requests that matched no route.
@@ -27,6 +31,8 @@
 //   - outcome: ok (a response arrived, whatever its status), connect_error,
 //     timeout or error.
 //   - version: TLS version "1.0" to "1.3"; resumed: "true" or "false".
+//   - result: hit, miss or revalidated (a stale entry the upstream
+//     confirmed with 304).
 //
 // Request durations carry an exemplar {trace_id="<32 hex>"} when the trace
 // was sampled; exemplars are exposed in the OpenMetrics format only.
@@ -59,9 +65,12 @@ type Metrics struct {
 	connsOpen     *prometheus.GaugeVec
 	tlsHandshakes *prometheus.CounterVec
 
+	cache *cacheVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
+	caches    map[string]*Cache
 }
 
 // sizeBuckets are the body size histograms' upper bounds: 64 B to 64 MiB,
@@ -128,12 +137,15 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Name: "penstock_tls_handshakes_total",
 			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
 		}, []string{"listener", "version", "resumed"}),
+		cache:     newCacheVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
+		caches:    make(map[string]*Cache),
 	}
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
 			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes)
+		reg.MustRegister(m.cache.collectors()...)
 	}
 	return m
 }
