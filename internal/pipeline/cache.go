@@ -44,6 +44,7 @@ const (
 	cacheStatusMiss        = "penstock; fwd=miss"
 	cacheStatusStale       = "penstock; fwd=stale"
 	cacheStatusRevalidated = "penstock; fwd=stale; fwd-status=304"
+	cacheStatusRequestRev  = "penstock; fwd=request; fwd-status=304"
 	cacheStatusRequest     = "penstock; fwd=request"
 	cacheStatusBypass      = "penstock; fwd=bypass"
 )
@@ -103,12 +104,21 @@ func (c *cache) ServeExchange(x *exchange.Exchange) {
 	key := appendCacheKey(kb[:0], &x.Req)
 	now := c.now()
 	e := c.store.get(key)
-	if e != nil && e.fresh(now) && !reqCC.noCache && (reqCC.maxAge < 0 || e.age(now) <= time.Duration(reqCC.maxAge)*time.Second) {
-		c.lookup(metrics.CacheHit)
-		c.serve(x, e, now, cacheStatusHit)
-		return
+	status := cacheStatusMiss
+	if e != nil {
+		status = cacheStatusStale
+		if e.fresh(now) {
+			// The request may still ask for a fresher response (RFC 9111
+			// §5.2.1): no-cache, or a max-age the entry is older than.
+			if !reqCC.noCache && (reqCC.maxAge < 0 || e.age(now) <= time.Duration(reqCC.maxAge)*time.Second) {
+				c.lookup(metrics.CacheHit)
+				c.serve(x, e, now, cacheStatusHit)
+				return
+			}
+			status = cacheStatusRequest
+		}
 	}
-	c.forward(x, key, e)
+	c.forward(x, key, e, status)
 }
 
 func (c *cache) lookup(result int) {
@@ -178,8 +188,9 @@ func (c *cache) serve(x *exchange.Exchange, e *cacheEntry, now time.Time, status
 var cacheWriterPool = sync.Pool{New: func() any { return new(cacheWriter) }}
 
 // forward sends x upstream through a recording writer. stale is the stored
-// entry that is no longer fresh, or nil.
-func (c *cache) forward(x *exchange.Exchange, key []byte, stale *cacheEntry) {
+// entry that may not be served as it is, or nil; status is the Cache-Status
+// of a forwarded response.
+func (c *cache) forward(x *exchange.Exchange, key []byte, stale *cacheEntry, status string) {
 	cw := cacheWriterPool.Get().(*cacheWriter)
 	defer func() {
 		cw.reset()
@@ -187,12 +198,11 @@ func (c *cache) forward(x *exchange.Exchange, key []byte, stale *cacheEntry) {
 	}()
 	cw.c, cw.w, cw.x = c, x.W, x
 	cw.key = append(cw.key[:0], key...)
-	cw.cacheStatus = cacheStatusMiss
+	cw.cacheStatus = status
 
 	var clientINM string
 	var clientConditional bool
 	if stale != nil {
-		cw.cacheStatus = cacheStatusStale
 		if stale.etag != "" || stale.lastModified != "" {
 			// Ask the upstream whether the stored response is still good;
 			// the client's own conditionals are answered from the entry.
@@ -229,7 +239,11 @@ func (c *cache) forward(x *exchange.Exchange, key []byte, stale *cacheEntry) {
 		}
 		c.lookup(metrics.CacheRevalidated)
 		x.State.Status = 0
-		c.serve(x, fresh, now, cacheStatusRevalidated)
+		served := cacheStatusRevalidated
+		if status == cacheStatusRequest {
+			served = cacheStatusRequestRev
+		}
+		c.serve(x, fresh, now, served)
 	case cw.entry != nil && cw.recording && !x.State.Aborted && x.Ctx.Err() == nil && cw.complete():
 		c.lookup(metrics.CacheMiss)
 		cw.entry.body = cw.body

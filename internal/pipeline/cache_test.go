@@ -233,6 +233,16 @@ func TestCache(t *testing.T) {
 			},
 		},
 		{
+			name:   "request no-cache and max-age revalidate a fresh entry",
+			origin: &origin{header: map[string]string{"Cache-Control": "max-age=60"}, body: "x", etag: `"r"`},
+			steps: []step{
+				{path: "/a", want: result{200, "x", cacheStatusMiss, `"r"`, ""}, upstream: 1},
+				{path: "/a", header: []string{"Cache-Control", "no-cache"}, want: result{200, "x", cacheStatusRequestRev, `"r"`, "0"}, upstream: 2},
+				{advance: 10 * time.Second, path: "/a", header: []string{"Cache-Control", "max-age=5"}, want: result{200, "x", cacheStatusRequestRev, `"r"`, "0"}, upstream: 3},
+				{advance: 10 * time.Second, path: "/a", header: []string{"Cache-Control", "max-age=30"}, want: result{200, "x", cacheStatusHit, `"r"`, "10"}, upstream: 3},
+			},
+		},
+		{
 			name:   "POST is not cached",
 			origin: &origin{header: map[string]string{"Cache-Control": "max-age=60"}, body: "x"},
 			steps: []step{
