@@ -86,10 +86,10 @@ func (c *cache) ServeExchange(x *exchange.Exchange) {
 		c.next.ServeExchange(x)
 		return
 	}
-	if x.Req.Header.Has("Authorization") {
+	if x.Req.Header.Has("Authorization") || x.Req.Header.Has("Upgrade") {
 		// RFC 9111 §3.5: a shared cache must not reuse a response to an
 		// authenticated request unless the response allows it explicitly;
-		// penstock does not try.
+		// penstock does not try. A protocol upgrade is not a fetch at all.
 		x.W.Header().Add("Cache-Status", cacheStatusBypass)
 		c.next.ServeExchange(x)
 		return

@@ -223,13 +223,14 @@ func TestCache(t *testing.T) {
 			},
 		},
 		{
-			name:   "request no-store and Authorization bypass the cache",
+			name:   "request no-store, Authorization and Upgrade bypass the cache",
 			origin: &origin{header: map[string]string{"Cache-Control": "max-age=60"}, body: "x"},
 			steps: []step{
 				{path: "/a", want: result{200, "x", cacheStatusMiss, "", ""}, upstream: 1},
 				{path: "/a", header: []string{"Cache-Control", "no-store"}, want: result{200, "x", cacheStatusRequest, "", ""}, upstream: 2},
 				{path: "/a", header: []string{"Authorization", "Bearer t"}, want: result{200, "x", cacheStatusBypass, "", ""}, upstream: 3},
-				{path: "/a", want: result{200, "x", cacheStatusHit, "", "0"}, upstream: 3},
+				{path: "/a", header: []string{"Upgrade", "websocket"}, want: result{200, "x", cacheStatusBypass, "", ""}, upstream: 4},
+				{path: "/a", want: result{200, "x", cacheStatusHit, "", "0"}, upstream: 4},
 			},
 		},
 		{
