@@ -454,6 +454,12 @@ func TestFullExampleValues(t *testing.T) {
 	if got := r.Match.Headers["X-Tenant"]; got != "acme" {
 		t.Errorf("header matcher = %q", got)
 	}
+	if len(r.EarlyHints) != 1 || !r.Push.Enabled || r.Push.MaxResources != 2 || r.Push.MaxBytes.Int64() != 128<<10 {
+		t.Errorf("early hints %q, push %+v", r.EarlyHints, r.Push)
+	}
+	if c := cfg.Routes[1].Cache; !c.Enabled || c.MaxBytes.Int64() != 32<<20 || c.MaxObjectBytes.Int64() != 512<<10 || c.DefaultTTL.D() != time.Minute {
+		t.Errorf("cache = %+v", c)
+	}
 	if cfg.Shutdown.DrainTimeout.D() != time.Minute {
 		t.Errorf("drain timeout = %v", cfg.Shutdown.DrainTimeout)
 	}

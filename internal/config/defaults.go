@@ -141,6 +141,14 @@ const (
 	DefaultRequestTimeout = Duration(0)
 	// DefaultMaxRequestBody is Route.MaxRequestBody's default.
 	DefaultMaxRequestBody = ByteSize(10 << 20)
+	// DefaultPushMaxResources is RoutePush.MaxResources's default.
+	DefaultPushMaxResources = 4
+	// DefaultPushMaxBytes is RoutePush.MaxBytes's default.
+	DefaultPushMaxBytes = ByteSize(256 << 10)
+	// DefaultCacheMaxBytes is RouteCache.MaxBytes's default.
+	DefaultCacheMaxBytes = ByteSize(64 << 20)
+	// DefaultCacheMaxObjectBytes is RouteCache.MaxObjectBytes's default.
+	DefaultCacheMaxObjectBytes = ByteSize(1 << 20)
 
 	// DefaultReloadDebounce is Reload.Debounce's default.
 	DefaultReloadDebounce = Duration(250 * time.Millisecond)
@@ -222,6 +230,10 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
 		setDefault(&r.MaxRequestBody, DefaultMaxRequestBody)
+		setDefault(&r.Push.MaxResources, DefaultPushMaxResources)
+		setDefault(&r.Push.MaxBytes, DefaultPushMaxBytes)
+		setDefault(&r.Cache.MaxBytes, DefaultCacheMaxBytes)
+		setDefault(&r.Cache.MaxObjectBytes, DefaultCacheMaxObjectBytes)
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

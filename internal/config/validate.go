@@ -325,6 +325,8 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		checkDuration(col, p+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		checkDuration(col, p+".timeouts.request", r.Timeouts.Request)
 		checkSize(col, p+".max_request_body", r.MaxRequestBody)
+		validateEarlyHints(col, p, r)
+		validateRouteCache(col, p, r.Cache)
 	}
 }
 

@@ -57,6 +57,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 	}
 	wants := map[string]string{
 		"/predict":           `"model":"resnet50"`,
+		`{"inputs":[4]}`:     "HTTP/1.1 103 Early Hints",
 		"/generate":          "data: [DONE]",
 		"tokenizer.bin":      "200 8192 bytes",
 		"/v1/models\n":       `"llama-tiny"`,

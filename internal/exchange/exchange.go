@@ -98,6 +98,19 @@ type ResponseWriter interface {
 	Hijack() (net.Conn, *bufio.ReadWriter, error)
 }
 
+// Pusher is implemented by ResponseWriters of engines that can push
+// responses (HTTP/2 server push, RFC 9113 §8.4). The pipeline checks for it
+// with a type assertion; engines without push simply do not implement it.
+type Pusher interface {
+	// Push promises a GET of target (an absolute path on the request's own
+	// host) and serves it through the same pipeline as a separate request.
+	// It returns once the promise is queued, never waiting for the pushed
+	// response. A pushed response whose body grows beyond maxBytes is reset.
+	// Push fails (and the caller should stop pushing) when the client has
+	// disabled push or the connection cannot take more streams.
+	Push(target string, maxBytes int64) error
+}
+
 // ErrNotHijackable is returned by Hijack on protocols without connection
 // takeover (HTTP/2 and HTTP/3 carry upgrades as extended CONNECT instead).
 var ErrNotHijackable = errNotHijackable{}

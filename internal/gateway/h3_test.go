@@ -39,7 +39,7 @@ func tls1Client() *http.Client {
 
 // gaugeValue returns the value of the series of name whose labels are
 // exactly lbls ("listener=tls,protocol=h3"), or -1 when there is none.
-func metricValue(t *testing.T, reg *prometheus.Registry, name, lbls string) float64 {
+func quicMetricValue(t *testing.T, reg *prometheus.Registry, name, lbls string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -114,17 +114,17 @@ routes: [{name: order, match: {path: "/orders/:id"}, upstream: orders}]
 			}
 		})
 	}
-	if got := metricValue(t, o.reg, "penstock_http_server_request_duration_seconds", "method=GET,route=order,status_class=2xx"); got != 3 {
+	if got := quicMetricValue(t, o.reg, "penstock_http_server_request_duration_seconds", "method=GET,route=order,status_class=2xx"); got != 3 {
 		t.Errorf("route order counted %v requests, want 3 (one per protocol)", got)
 	}
-	if got := metricValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3"); got != 1 {
+	if got := quicMetricValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3"); got != 1 {
 		t.Errorf("open h3 connections = %v, want 1", got)
 	}
 
 	// Statistics are recorded when a connection closes.
 	h3tr.Close()
 	waitFor(t, "the QUIC connection to be counted closed", func() bool {
-		return metricValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3") == 0
+		return quicMetricValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3") == 0
 	})
 	for _, m := range []struct {
 		name, labels string
@@ -136,7 +136,7 @@ routes: [{name: order, match: {path: "/orders/:id"}, upstream: orders}]
 		{"penstock_quic_packets_lost_total", "listener=tls", func(v float64) bool { return v == 0 }, "0 on loopback"},
 		{"penstock_quic_smoothed_rtt_seconds", "listener=tls", func(v float64) bool { return v == 1 }, "one observation"},
 	} {
-		if v := metricValue(t, o.reg, m.name, m.labels); !m.ok(v) {
+		if v := quicMetricValue(t, o.reg, m.name, m.labels); !m.ok(v) {
 			t.Errorf("%s{%s} = %v, want %s", m.name, m.labels, v, m.want)
 		}
 	}
@@ -320,7 +320,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 			t.Fatalf("connection %d: status %d", i, resp.StatusCode)
 		}
 	}
-	if got := metricValue(t, o.reg, "penstock_quic_retries_total", "listener=tls"); got < 1 {
+	if got := quicMetricValue(t, o.reg, "penstock_quic_retries_total", "listener=tls"); got < 1 {
 		t.Errorf("penstock_quic_retries_total = %v, want at least 1", got)
 	}
 }

@@ -118,7 +118,7 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observab
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
 		}
-		h, err := pipeline.Build(rc, fwd)
+		h, err := pipeline.BuildWith(rc, fwd, pipeline.Env{Metrics: obs.metrics})
 		if err != nil {
 			return nil, err
 		}

@@ -253,7 +253,7 @@ routes: [{name: r, match: {path: /p}, upstream: up}]
 			before := failures()
 			testpki.WriteFileAtomic(t, certFile, tt.cert)
 			testpki.WriteFileAtomic(t, keyFile, tt.key)
-			waitFor(t, 5*time.Second, func() bool { return failures() > before })
+			waitUntil(t, 5*time.Second, func() bool { return failures() > before })
 			if got := served(t); got.Cmp(good.Serial()) != 0 {
 				t.Errorf("served serial %x after a bad replacement, want the previous %x", got, good.Serial())
 			}
@@ -262,12 +262,12 @@ routes: [{name: r, match: {path: /p}, upstream: up}]
 	t.Run("a good pair afterwards is served", func(t *testing.T) {
 		next := ca.Server(t, "localhost")
 		next.Write(t, dir, "tls")
-		waitFor(t, 5*time.Second, func() bool { return served(t).Cmp(next.Serial()) == 0 })
+		waitUntil(t, 5*time.Second, func() bool { return served(t).Cmp(next.Serial()) == 0 })
 	})
 }
 
-// waitFor polls cond every 20ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+// waitUntil polls cond every 20ms until it holds or timeout passes.
+func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
@@ -279,14 +279,14 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 // counterValue and gaugeValue read one series of a gathered metric; a
 // series that does not exist reads 0.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	return metricValue(t, reg, name, labels, false)
+	return tlsMetricValue(t, reg, name, labels, false)
 }
 
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	return metricValue(t, reg, name, labels, true)
+	return tlsMetricValue(t, reg, name, labels, true)
 }
 
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string, gauge bool) float64 {
+func tlsMetricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string, gauge bool) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -371,7 +371,7 @@ func TestCertificateWatchesEndWithTheirListener(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, 5*time.Second, func() bool { return watchers()-base == st.want })
+		waitUntil(t, 5*time.Second, func() bool { return watchers()-base == st.want })
 	}
 }
 

@@ -23,6 +23,10 @@
 //	penstock_quic_smoothed_rtt_seconds              histogram  listener
 //	penstock_quic_packets_sent_total                counter    listener
 //	penstock_quic_packets_lost_total                counter    listener
+//	penstock_cache_lookups_total                    counter    route, result
+//	penstock_cache_evictions_total                  counter    route
+//	penstock_cache_size_bytes                       gauge      route
+//	penstock_cache_entries                          gauge      route
 //
 // Label values, all from bounded sets:
 //   - route: the route's name; "none" for requests that matched no route.
@@ -34,16 +38,18 @@
 //   - outcome: ok (a response arrived, whatever its status), connect_error,
 //     timeout or error.
 //   - version: TLS version "1.0" to "1.3"; resumed: "true" or "false".
-//   - kind: certificates, client_cas or session_ticket_keys; result:
-//     success or failure.
+//   - kind: certificates, client_cas or session_ticket_keys; result of
+//     penstock_tls_reloads_total: success or failure.
 //   - cert_file: the certificate's configured cert_file, "self_signed" for
 //     a generated one.
 //   - protocol: "http/1.1" or "h2" (ALPN), "tcp" (plain), "h3" (QUIC).
-//   - result: "ok" (handshake completed) or "failed" (the connection ended
-//     first).
+//   - result of penstock_quic_handshakes_total: "ok" (handshake completed)
+//     or "failed" (the connection ended first).
 //
 // QUIC connections (HTTP/3) count in penstock_connections_open with
 // protocol="h3"; their RTT and packet counts are recorded when they close.
+//   - result of penstock_cache_lookups_total: hit, miss or revalidated (a stale entry the upstream
+//     confirmed with 304).
 //
 // Request durations carry an exemplar {trace_id="<32 hex>"} when the trace
 // was sampled; exemplars are exposed in the OpenMetrics format only.
@@ -80,9 +86,12 @@ type Metrics struct {
 
 	quic quicMetrics
 
+	cache *cacheVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
+	caches    map[string]*Cache
 }
 
 // sizeBuckets are the body size histograms' upper bounds: 64 B to 64 MiB,
@@ -158,13 +167,16 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Help: "Unix time at which the certificate a listener serves expires.",
 		}, []string{"listener", "cert_file"}),
 		quic:      newQUICMetrics(),
+		cache:     newCacheVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
+		caches:    make(map[string]*Cache),
 	}
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
 			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
+		reg.MustRegister(m.cache.collectors()...)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/metrics"
 )
 
 // Stage is one step of a route's pipeline. New is called once per route when
@@ -24,15 +25,39 @@ type Stage struct {
 var Stages = []Stage{
 	{Name: "early_data", New: newEarlyData},
 	{Name: "body_limit", New: newBodyLimit},
+	{Name: "early_hints", New: newEarlyHints},
+	{Name: "cache", New: newCache},
 }
 
-// Build composes the stages for route r in front of terminal.
+// Env is what a route's stages may use besides the route's config: things
+// the gateway owns and keeps across reloads.
+type Env struct {
+	// Metrics receives the stages' metrics (the cache's); nil records none.
+	Metrics *metrics.Metrics
+}
+
+// envUser is implemented by stage handlers that need the Env; BuildWith
+// hands it to them right after New.
+type envUser interface {
+	useEnv(env Env)
+}
+
+// Build composes the stages for route r in front of terminal, with an empty
+// Env.
 func Build(r *config.Route, terminal exchange.Handler) (exchange.Handler, error) {
+	return BuildWith(r, terminal, Env{})
+}
+
+// BuildWith composes the stages for route r in front of terminal.
+func BuildWith(r *config.Route, terminal exchange.Handler, env Env) (exchange.Handler, error) {
 	h := terminal
 	for i := len(Stages) - 1; i >= 0; i-- {
 		next, err := Stages[i].New(r, h)
 		if err != nil {
 			return nil, fmt.Errorf("stage %s: %w", Stages[i].Name, err)
+		}
+		if u, ok := next.(envUser); ok && next != h {
+			u.useEnv(env)
 		}
 		h = next
 	}

@@ -10,9 +10,11 @@ package stdhttp
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +34,43 @@ type Adapter struct {
 	EarlyData func(r *http.Request) <-chan struct{}
 }
 
+// pushHeader carries push.max_bytes on a promised request, so the bound
+// reaches the pushed response (net/http serves it as a separate request).
+// The client sees it in the PUSH_PROMISE; it is honoured only on streams
+// that really are pushed (see isPushed) and removed before the pipeline
+// sees the request, so sending it on an ordinary request does nothing.
+const pushHeader = "Penstock-Push-Max-Bytes"
+
+// pushLimit removes the push marker from r and returns the pushed
+// response's size bound, or 0 when r is not a pushed request.
+func pushLimit(w http.ResponseWriter, r *http.Request) int64 {
+	v := r.Header.Get(pushHeader)
+	if v == "" {
+		return 0
+	}
+	r.Header.Del(pushHeader)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || r.ProtoMajor != 2 || !isPushed(w) {
+		return 0
+	}
+	return n
+}
+
+// isPushed reports whether w answers a pushed stream. net/http offers no
+// direct way to ask; its HTTP/2 server checks for a pushed stream first in
+// Push (a pushed stream may not push, RFC 9113 §8.4) and validates the
+// method only later, so a Push with an invalid method fails with the
+// recursive-push error on a pushed stream and with a method error, having
+// sent nothing, on any other. TestServerPushWithNghttp depends on it.
+func isPushed(w http.ResponseWriter) bool {
+	p, ok := w.(http.Pusher)
+	if !ok {
+		return false
+	}
+	err := p.Push("/", &http.PushOptions{Method: http.MethodPost})
+	return err != nil && strings.Contains(err.Error(), "recursive push")
+}
+
 var writerPool = sync.Pool{New: func() any { return new(responseWriter) }}
 
 // ServeHTTP implements http.Handler.
@@ -39,6 +78,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := exchange.Acquire()
 	rw := writerPool.Get().(*responseWriter)
 	rw.w, rw.http2 = w, r.ProtoMajor >= 2
+	rw.pushLimit = pushLimit(w, r)
 	x.W = rw
 	x.Ctx = r.Context()
 	x.Start = time.Now()
@@ -50,7 +90,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	a.Handler.ServeExchange(x)
-	aborted := x.State.Aborted
+	aborted := x.State.Aborted || rw.overLimit
 
 	exchange.Release(x)
 	rw.reset()
@@ -111,12 +151,36 @@ type responseWriter struct {
 	hdr         exchange.Header
 	http2       bool
 	wroteHeader bool
+	// pushLimit bounds the body of a pushed response (0: not pushed);
+	// written counts it, and overLimit makes ServeHTTP reset the stream.
+	pushLimit int64
+	written   int64
+	overLimit bool
 }
 
 func (rw *responseWriter) reset() {
 	rw.w = nil
 	rw.hdr.Reset()
 	rw.wroteHeader = false
+	rw.pushLimit, rw.written, rw.overLimit = 0, 0, false
+}
+
+// errPushTooLarge stops a pushed response that outgrew push.max_bytes.
+var errPushTooLarge = errors.New("stdhttp: pushed response exceeds push.max_bytes")
+
+// Push implements exchange.Pusher with net/http's HTTP/2 server push. The
+// promised request is served by the same Adapter on its own goroutine;
+// net/http returns once the PUSH_PROMISE is written, and ErrNotSupported
+// when the client disabled push (SETTINGS_ENABLE_PUSH=0), as browsers and
+// Go's own client do.
+func (rw *responseWriter) Push(target string, maxBytes int64) error {
+	p, ok := rw.w.(http.Pusher)
+	if !ok || !rw.http2 {
+		return http.ErrNotSupported
+	}
+	return p.Push(target, &http.PushOptions{Header: http.Header{
+		pushHeader: {strconv.FormatInt(maxBytes, 10)},
+	}})
 }
 
 func (rw *responseWriter) Header() *exchange.Header { return &rw.hdr }
@@ -143,6 +207,13 @@ func (rw *responseWriter) WriteHeader(status int) {
 func (rw *responseWriter) Write(p []byte) (int, error) {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.pushLimit > 0 {
+		if rw.written+int64(len(p)) > rw.pushLimit {
+			rw.overLimit = true
+			return 0, errPushTooLarge
+		}
+		rw.written += int64(len(p))
 	}
 	return rw.w.Write(p)
 }
