@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"time"
 )
@@ -21,7 +22,7 @@ func (h1Dialer) dial(ctx context.Context, o *origin, ct *connTimes) (session, er
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{c: c, buf: make([]byte, h1BufSize)}, nil
+	return &h1Conn{c: c, rd: c, buf: make([]byte, h1BufSize)}, nil
 }
 
 // h1BufSize bounds a response head; bodies stream through it.
@@ -29,6 +30,7 @@ const h1BufSize = 16 << 10
 
 type h1Conn struct {
 	c        net.Conn
+	rd       io.Reader // c, but for the parser's fuzz test
 	buf      []byte
 	r, w     int // unread bytes are buf[r:w]
 	deadline time.Time
@@ -86,7 +88,7 @@ func (h *h1Conn) fill() error {
 		h.w = copy(h.buf, h.buf[h.r:h.w])
 		h.r = 0
 	}
-	n, err := h.c.Read(h.buf[h.w:])
+	n, err := h.rd.Read(h.buf[h.w:])
 	if n > 0 {
 		if h.first.IsZero() {
 			h.first = time.Now()
@@ -159,7 +161,7 @@ func (h *h1Conn) readHead() (status int, length int64, chunked, closeAfter bool,
 		return 0, 0, false, false, err
 	}
 	// "HTTP/1.1 200 OK"
-	if len(l) < 12 || !bytes.HasPrefix(l, []byte("HTTP/1.")) || l[8] != ' ' {
+	if len(l) < 12 || !bytes.HasPrefix(l, []byte("HTTP/1.")) || l[8] != ' ' || (len(l) > 12 && l[12] != ' ') {
 		return 0, 0, false, false, errBadStatus
 	}
 	for _, c := range l[9:12] {
@@ -167,6 +169,9 @@ func (h *h1Conn) readHead() (status int, length int64, chunked, closeAfter bool,
 			return 0, 0, false, false, errBadStatus
 		}
 		status = status*10 + int(c-'0')
+	}
+	if status < 100 {
+		return 0, 0, false, false, errBadStatus
 	}
 	closeAfter = l[7] == '0' // HTTP/1.0 closes unless told otherwise
 	length = -1

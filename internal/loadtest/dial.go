@@ -38,7 +38,8 @@ func dialStream(ctx context.Context, o *origin, alpn string, ct *connTimes) (net
 		}
 		return nil, &kindError{errTLS, err}
 	}
-	if alpn != "" && tc.ConnectionState().NegotiatedProtocol != alpn {
+	// A server without ALPN speaks HTTP/1.1; HTTP/2 must be agreed to.
+	if got := tc.ConnectionState().NegotiatedProtocol; got != alpn && (alpn == "h2" || got != "") {
 		c.Close()
 		return nil, &kindError{errTLS, fmt.Errorf("server did not agree to ALPN %q", alpn)}
 	}
