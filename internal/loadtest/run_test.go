@@ -73,8 +73,8 @@ func TestProtocols(t *testing.T) {
 // The scheduler keeps the rate: over a run against a fast server, the
 // requests the server saw during the measured time, and the responses the
 // tool counted, are within 1% of rate × duration. The reported throughput
-// (responses over the time until the last one arrived) is checked more
-// loosely: on a busy machine a late response near the end stretches it.
+// (responses over the time until the last one arrived) is checked loosely:
+// on a busy machine a late response near the end stretches that time.
 func TestScheduleKeepsRate(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -99,22 +99,23 @@ func TestScheduleKeepsRate(t *testing.T) {
 			if got := float64(res.Responses); math.Abs(got-want) > want/100 {
 				t.Errorf("%0.f responses, want %.0f ± 1%%", got, want)
 			}
-			if math.Abs(res.Throughput-tc.rate) > tc.rate/10 {
-				t.Errorf("throughput %.1f req/s, want %.0f ± 10%%", res.Throughput, tc.rate)
+			if res.Throughput > tc.rate*1.01 || res.Throughput < tc.rate/2 {
+				t.Errorf("throughput %.1f req/s, want at most %.0f and not far below", res.Throughput, tc.rate)
 			}
 		})
 	}
 }
 
 // Coordinated omission: a server stalls for 1 s once during a 6 s run at
-// 200 req/s. The open-loop run charges the stall to the ~200 requests that
-// were due during it, so its P99 is hundreds of milliseconds; a closed-loop
-// run at the same rate only sees the few requests in flight when the stall
-// began, so its P99 stays small. Both runs go in parallel, each against its
-// own server.
+// 400 req/s. The open-loop run charges the stall to the ~400 requests that
+// were due during it (a sixth of the run), so its P99 is hundreds of
+// milliseconds; a closed-loop run at the same rate only sees the 10
+// requests in flight when the stall began (half a percent of its samples),
+// so its P99 stays small. Both runs go in parallel, each against its own
+// server.
 func TestCoordinatedOmission(t *testing.T) {
 	const (
-		rate  = 200
+		rate  = 400
 		dur   = 6 * time.Second
 		stall = time.Second
 	)
@@ -154,7 +155,7 @@ func TestCoordinatedOmission(t *testing.T) {
 	if open.LateStarts < rate*stall.Milliseconds()/1000/2 {
 		t.Errorf("open loop: %d late starts, want about %d (the requests due during the stall)", open.LateStarts, rate)
 	}
-	if ms(closed) > ms(open)/5 {
+	if ms(closed) > ms(open)/3 {
 		t.Errorf("closed loop P99 = %.1f ms, want well under the open loop's %.1f ms", ms(closed), ms(open))
 	}
 	if closed.Phases[runlog.Total].Max < 500 {
