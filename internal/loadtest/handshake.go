@@ -39,7 +39,8 @@ func (r *runner) handshake(w *worker, j job) {
 		}
 		return
 	}
-	var out outcome
-	err = s.roundTrip(t, time.Now(), r.o.Timeout, &out)
-	r.record(w, intended, measured, late, &out, err)
+	out := &w.out
+	*out = outcome{}
+	err = s.roundTrip(t, time.Now(), r.o.Timeout, out)
+	r.record(w, intended, measured, late, out, err)
 }

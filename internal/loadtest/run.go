@@ -52,6 +52,7 @@ type worker struct {
 	id    int
 	slot  *slot
 	shard *shard
+	out   outcome // reused: passed through an interface, it would escape
 }
 
 // job is one open-loop request: its intended time and its sequence number.
@@ -357,13 +358,14 @@ func (r *runner) openRequest(w *worker, j job) {
 func (r *runner) request(w *worker, intended, start time.Time, measured bool, seq int64) {
 	late := start.Sub(intended) > r.o.Late
 	t := r.targets[seq%int64(len(r.targets))]
-	var out outcome
+	out := &w.out
+	*out = outcome{}
 	c, err := r.acquire(w, t.origin)
 	if err == nil {
-		err = c.s.roundTrip(t, start, r.o.Timeout, &out)
+		err = c.s.roundTrip(t, start, r.o.Timeout, out)
 		r.release(w, c)
 	}
-	r.record(w, intended, measured, late, &out, err)
+	r.record(w, intended, measured, late, out, err)
 }
 
 func (r *runner) record(w *worker, intended time.Time, measured, late bool, out *outcome, err error) {
