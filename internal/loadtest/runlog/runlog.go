@@ -196,3 +196,24 @@ func Read(r io.Reader) (*Log, error) {
 	}
 	return l, nil
 }
+
+// WriteMeta appends parameters known only at the end of a run (its summary
+// counts) as comment lines of the same form as the header's; Read collects
+// them with the header's, wherever they are in the log.
+func (w *Writer) WriteMeta(meta map[string]string) error {
+	keys := make([]string, 0, len(meta))
+	for k := range meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := meta[k]
+		if strings.ContainsAny(k, "=\n") || strings.ContainsRune(v, '\n') {
+			return fmt.Errorf("runlog: meta %q: key may not hold '=' or a newline, value no newline", k)
+		}
+		if err := w.lw.OutputComment(metaPrefix + k + "=" + v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

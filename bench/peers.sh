@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# Reverse proxies side by side: NGINX, HAProxy, Caddy and penstock in front of
+# the same fast upstream, one core each, measured by `penstock bench run`.
+# Supersedes proxy-vs-nginx.sh.
+#
+# Layout (needs at least 2 cores):
+#   core 0: the proxy under test, one at a time (NGINX: master + 1 worker;
+#           HAProxy: nbthread 1; Caddy and penstock: GOMAXPROCS=1);
+#   core 1: the upstream (bench/upstream, 64-byte JSON bodies), the load tool
+#           (penstock bench run, built from this repository) and holdconns.
+#
+# For each proxy, ROUNDS times, proxies interleaved within each round:
+#   1. warm-up: closed loop, 50 workers, 2 s;
+#   2. max req/s: closed loop, MAX_CONC workers, MAX_SECONDS; the proxy's CPU
+#      time (utime + stime from /proc/PID/stat) over that run, divided by
+#      the responses, is "CPU µs/req at max";
+#   3. latency at a fixed rate: open loop, RATE req/s for DURATION after
+#      WARMUP, 50 connections, latency from each request's intended send
+#      time (no coordinated omission): P50, P99, P99.9;
+#   4. RSS after load: VmRSS from /proc/PID/status (NGINX: master + worker);
+#   5. memory per idle keep-alive connection: holdconns opens IDLE_CONNS
+#      connections, one request each, and holds them; (RSS with them - RSS
+#      before) / IDLE_CONNS.
+# Each figure in the table is the median of the rounds; "× nginx" columns
+# divide by NGINX's median. One Markdown table on stdout, progress and notes
+# on stderr. Bounded: every tool run has its own duration, every process
+# started is stopped by PID on exit. About 30 s per proxy and round.
+#
+# Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
+#   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+RATE=${RATE:-2000}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-2}
+MAX_SECONDS=${MAX_SECONDS:-5}
+MAX_CONC=${MAX_CONC:-50}
+PROXIES=${PROXIES:-nginx haproxy caddy penstock}
+KEEP=${KEEP:-0}
+UPSTREAM_PORT=18281
+declare -A PORT=([nginx]=18282 [haproxy]=18283 [caddy]=18284 [penstock]=18285)
+PROXY_CORE=0
+LOAD_CORE=1
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+log() { echo "peers: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+(($(nproc) >= 2)) || die "needs at least 2 cores (found $(nproc))"
+for name in $PROXIES; do
+	[[ -n ${PORT[$name]:-} ]] || die "unknown proxy '$name' (nginx haproxy caddy penstock)"
+done
+
+# Idle connections: 10,000 unless the open-file limit is too low for
+# HAProxy, which reserves two descriptors per connection (maxconn).
+hard=$(ulimit -Hn)
+ulimit -n "$hard" 2>/dev/null || true
+if [[ -z ${IDLE_CONNS:-} ]]; then
+	IDLE_CONNS=10000
+	if [[ $hard != unlimited ]] && ((hard < 2 * (IDLE_CONNS + 100) + 20)); then
+		IDLE_CONNS=$((((hard - 20) / 2 - 100) / 100 * 100))
+	fi
+fi
+
+# --- tools -------------------------------------------------------------------
+
+export PATH="$PATH:/usr/sbin:/sbin"
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v caddy >/dev/null || need+=(caddy)
+command -v curl >/dev/null || need+=(curl)
+command -v taskset >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+	sudo=()
+	((EUID == 0)) || sudo=(sudo)
+	log "installing ${need[*]} with apt-get"
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >&2
+fi
+# The Debian packages start their services; this benchmark runs its own.
+for svc in nginx haproxy caddy; do
+	if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+		log "note: the system's $svc service is running; it is left alone"
+	fi
+done
+
+# --- processes and cleanup ---------------------------------------------------
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/penstock-peers.XXXXXX")
+pids=()
+stop_pid() { # TERM, up to 5 s, then KILL
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do stop_pid "$pid"; done
+	if [[ $KEEP == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+on_proxy_core=(taskset -c "$PROXY_CORE")
+on_load_core=(taskset -c "$LOAD_CORE")
+
+wait_http() { # URL PID: until it answers 200, at most 10 s
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$2" 2>/dev/null || return 1
+		[[ $(curl -s -o /dev/null -m 1 -w '%{http_code}' "$1" || true) == 200 ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+children() { cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$' || true; }
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() { # utime+stime of the PIDs, clock ticks
+	local total=0 pid rest f
+	for pid in "$@"; do
+		rest=$(<"/proc/$pid/stat")
+		rest=${rest##*) }
+		read -r -a f <<<"$rest"
+		total=$((total + f[14 - 3] + f[15 - 3]))
+	done
+	echo "$total"
+}
+rss_kib() {
+	local total=0 pid
+	for pid in "$@"; do
+		total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")))
+	done
+	echo "$total"
+}
+# JSON summary fields of penstock bench run --json: top level, and the
+# total phase's percentiles.
+jtop() { sed -nE "s/^  \"$1\": ([0-9.eE+-]+),?$/\1/p" "$2" | head -n1; }
+jtotal() {
+	awk -v k="\"$1\":" '/^    "total": \{/ {on = 1; next} on && /^    }/ {on = 0} on && $1 == k {gsub(",", "", $2); print $2}' "$2"
+}
+
+# --- build and upstream ------------------------------------------------------
+
+for p in "$UPSTREAM_PORT" "${PORT[@]}"; do
+	! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null || die "port $p on 127.0.0.1 is in use"
+done
+log "building into $work"
+(
+	cd "$repo"
+	go build -o "$work/penstock" ./cmd/penstock
+	go build -o "$work/upstream" ./bench/upstream
+	go build -o "$work/holdconns" ./bench/holdconns
+)
+GOMAXPROCS=1 "${on_load_core[@]}" "$work/upstream" -addr "127.0.0.1:$UPSTREAM_PORT" 2>"$work/upstream.log" &
+upstream_pid=$!
+pids+=("$upstream_pid")
+wait_http "http://127.0.0.1:$UPSTREAM_PORT/" "$upstream_pid" || die "upstream did not start"
+
+# --- proxies: start_NAME sets proxy_pid, proxy_pids, version -----------------
+
+start_nginx() {
+	local dir="$work/nginx" user_line=""
+	mkdir -p "$dir/logs" "$dir/tmp"
+	((EUID == 0)) && user_line="user root;"
+	cat >"$dir/nginx.conf" <<EOF
+$user_line
+worker_processes 1;
+worker_rlimit_nofile $hard;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $((IDLE_CONNS + 1000)); }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/cb;
+    proxy_temp_path $dir/tmp/p;
+    fastcgi_temp_path $dir/tmp/f;
+    uwsgi_temp_path $dir/tmp/u;
+    scgi_temp_path $dir/tmp/s;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    upstream up {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:${PORT[nginx]};
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+	"${on_proxy_core[@]}" nginx -p "$dir/" -e "$dir/logs/error.log" -c "$dir/nginx.conf" 2>"$dir/logs/stderr.log" &
+	proxy_pid=$!
+	pids+=("$proxy_pid")
+	wait_http "http://127.0.0.1:${PORT[nginx]}/" "$proxy_pid" || die "nginx did not start: $(cat "$dir/logs/"*)"
+	local workers
+	mapfile -t workers < <(children "$proxy_pid")
+	proxy_pids=("$proxy_pid" "${workers[@]}")
+	pids+=("${workers[@]}")
+	version=$( (nginx -v 2>&1 || true) | sed -E 's/^nginx version: nginx\///')
+}
+
+start_haproxy() {
+	local cfg="$work/haproxy.cfg"
+	cat >"$cfg" <<EOF
+global
+    nbthread 1
+    maxconn $((IDLE_CONNS + 90))
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 60s
+    timeout http-keep-alive 120s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:${PORT[haproxy]}
+    default_backend be
+backend be
+    server up 127.0.0.1:$UPSTREAM_PORT
+EOF
+	"${on_proxy_core[@]}" haproxy -db -f "$cfg" >"$work/haproxy.log" 2>&1 &
+	proxy_pid=$!
+	pids+=("$proxy_pid")
+	wait_http "http://127.0.0.1:${PORT[haproxy]}/" "$proxy_pid" || die "haproxy did not start: $(cat "$work/haproxy.log")"
+	proxy_pids=("$proxy_pid")
+	version=$( (haproxy -v 2>&1 || true) | awk 'NR == 1 {print $3}')
+}
+
+start_caddy() {
+	local cfg="$work/Caddyfile"
+	cat >"$cfg" <<EOF
+{
+    admin off
+    auto_https off
+}
+http://127.0.0.1:${PORT[caddy]} {
+    reverse_proxy 127.0.0.1:$UPSTREAM_PORT
+}
+EOF
+	XDG_DATA_HOME="$work/caddy-data" XDG_CONFIG_HOME="$work/caddy-config" GOMAXPROCS=1 \
+		"${on_proxy_core[@]}" caddy run --config "$cfg" --adapter caddyfile >"$work/caddy.log" 2>&1 &
+	proxy_pid=$!
+	pids+=("$proxy_pid")
+	wait_http "http://127.0.0.1:${PORT[caddy]}/" "$proxy_pid" || die "caddy did not start: $(cat "$work/caddy.log")"
+	proxy_pids=("$proxy_pid")
+	version=$( (caddy version 2>&1 || true) | awk 'NR == 1 {print $1}')
+}
+
+start_penstock() {
+	local cfg="$work/penstock.yaml"
+	cat >"$cfg" <<EOF
+listeners:
+  - name: bench
+    address: 127.0.0.1:${PORT[penstock]}
+    limits: {idle_timeout: 120s}
+upstreams:
+  - name: up
+    endpoints: [{address: 127.0.0.1:$UPSTREAM_PORT}]
+    pool: {max_idle_per_endpoint: 128}
+routes:
+  - name: all
+    match: {path_prefix: /}
+    upstream: up
+logging: {level: warn}
+access_log: {enabled: false}
+EOF
+	GOMAXPROCS=1 "${on_proxy_core[@]}" "$work/penstock" serve -c "$cfg" >"$work/penstock.out" 2>"$work/penstock.log" &
+	proxy_pid=$!
+	pids+=("$proxy_pid")
+	wait_http "http://127.0.0.1:${PORT[penstock]}/" "$proxy_pid" || die "penstock did not start: $(cat "$work/penstock.log")"
+	proxy_pids=("$proxy_pid")
+	version="devel @ $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+}
+
+stop_proxy() {
+	local pid keep=()
+	for pid in "${proxy_pids[@]}"; do stop_pid "$pid"; done
+	for pid in "${pids[@]}"; do
+		[[ " ${proxy_pids[*]} " == *" $pid "* ]] || keep+=("$pid")
+	done
+	pids=("${keep[@]}")
+}
+
+bench() { # bench OUT.json ARGS...: penstock bench run on the load core
+	local out=$1
+	shift
+	GOMAXPROCS=1 "${on_load_core[@]}" "$work/penstock" bench run --quiet --json "$out" "$@" >/dev/null
+}
+
+# --- one proxy, one round ----------------------------------------------------
+
+results="$work/results.tsv"
+: >"$results"
+declare -A versions
+notes=()
+
+measure() { # measure NAME ROUND
+	local name=$1 round=$2 url tag="$1.r$2"
+	"start_$name"
+	versions[$name]=$version
+	url="http://127.0.0.1:${PORT[$name]}/"
+	log "[round $round/$ROUNDS] $name $version (pids ${proxy_pids[*]})"
+
+	bench "$work/$tag.warm.json" --concurrency 50 --duration 2s "$url"
+
+	local t0 t1 max n cpu
+	t0=$(cpu_ticks "${proxy_pids[@]}")
+	bench "$work/$tag.max.json" --concurrency "$MAX_CONC" --duration "${MAX_SECONDS}s" "$url"
+	t1=$(cpu_ticks "${proxy_pids[@]}")
+	max=$(jtop throughput "$work/$tag.max.json")
+	n=$(jtop responses "$work/$tag.max.json")
+	((n > 0)) || die "$name: no response in the max run"
+	cpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$n" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+
+	local j="$work/$tag.rate.json" p50 p99 p999 errs
+	bench "$j" --rate "$RATE" --duration "${DURATION}s" --warmup "${WARMUP}s" --connections 50 "$url"
+	p50=$(jtotal p50_ms "$j")
+	p99=$(jtotal p99_ms "$j")
+	p999=$(jtotal p99_9_ms "$j")
+	errs=$(($(jtop errors_total "$j") + $(jtop unfinished "$j")))
+
+	local rss rss0 rss1 hold_pid i per_conn=""
+	rss=$(rss_kib "${proxy_pids[@]}")
+	rss0=$rss
+	"${on_load_core[@]}" "$work/holdconns" -addr "127.0.0.1:${PORT[$name]}" -n "$IDLE_CONNS" -hold 90s >"$work/$tag.hold" 2>&1 &
+	hold_pid=$!
+	pids+=("$hold_pid")
+	for ((i = 0; i < 600; i++)); do
+		grep -qs "^held" "$work/$tag.hold" && break
+		kill -0 "$hold_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if grep -qs "^held" "$work/$tag.hold"; then
+		sleep 1
+		rss1=$(rss_kib "${proxy_pids[@]}")
+		per_conn=$(((rss1 - rss0) * 1024 / IDLE_CONNS))
+	else
+		notes+=("- $name, round $round: holdconns failed: $(tail -n1 "$work/$tag.hold")")
+	fi
+	stop_pid "$hold_pid"
+	stop_proxy
+
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" >>"$results"
+	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B")
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+	for name in $PROXIES; do
+		measure "$name" "$round"
+	done
+done
+
+# --- report ------------------------------------------------------------------
+
+median() { grep -v NA | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+col() { awk -F '\t' -v n="$1" -v c="$2" '$1 == n {print $c}' "$results"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) print "–"; else printf "%.2f", a / b}'; }
+
+cat <<EOF
+
+Reverse proxies, $(date -u +%Y-%m-%d): $(nproc) cores, $(lscpu | sed -nE 's/^Model name:[[:space:]]+//p' | head -n1), Linux $(uname -r), $(go version | awk '{print $3}').
+Proxy pinned to core $PROXY_CORE (one worker / thread / GOMAXPROCS=1); upstream, load tool and holdconns on core $LOAD_CORE. 64-byte JSON responses, HTTP/1.1 keep-alive, access logs off.
+Load: penstock bench run. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS}s. Latency: open loop at $RATE req/s for ${DURATION}s after ${WARMUP}s, 50 connections, from intended send times. Idle: $IDLE_CONNS keep-alive connections held. Median of $ROUNDS interleaved rounds.
+
+| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+ref_max=$(col nginx 2 | median)
+ref_cpu=$(col nginx 3 | median)
+ref_conn=$(col nginx 8 | median)
+for name in $PROXIES; do
+	m=$(col "$name" 2 | median)
+	c=$(col "$name" 3 | median)
+	b=$(col "$name" 8 | median)
+	label=$name
+	[[ $(col "$name" 9 | awk '{s += $1} END {print s + 0}') == 0 ]] || label="$name (!)"
+	printf '| %s | %s | %.0f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s |\n' \
+		"$label" "${versions[$name]}" "$m" "$(ratio "$m" "$ref_max")" "$c" "$(ratio "$c" "$ref_cpu")" \
+		"$(col "$name" 4 | median)" "$(col "$name" 5 | median)" "$(col "$name" 6 | median)" \
+		"$(awk -v k="$(col "$name" 7 | median)" 'BEGIN {printf "%.1f", k / 1024}')" \
+		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")"
+done
+echo
+echo "(!) some fixed-rate requests failed or did not finish. Raw figures per round:"
+printf '%s\n' "${notes[@]}"
