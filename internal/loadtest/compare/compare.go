@@ -115,6 +115,10 @@ type KS struct {
 	Different bool `json:"different"`
 	// MinP is the smallest p-value the permutation test could give here.
 	MinP float64 `json:"min_p"`
+	// Deals is the number of block deals tried; Exact is true when they are
+	// all the distinct deals (otherwise they are drawn at random).
+	Deals int  `json:"deals"`
+	Exact bool `json:"exact"`
 }
 
 // statNames name Quantiles followed by the mean.
@@ -203,7 +207,7 @@ func compareCounts(g *grid, a, b []counts, opt Options) (*Result, error) {
 	mb.addTo(db)
 	r.KS.D = ksDense(da, ma.total, db, mb.total)
 	r.KS.ClassicalP = ClassicalP(r.KS.D, ma.total, mb.total)
-	r.KS.P = permutationP(rng, size, ba, bb, r.KS.D, opt.Resamples)
+	r.KS.P, r.KS.Deals, r.KS.Exact = permutationP(rng, size, ba, bb, r.KS.D, opt.Resamples)
 	r.KS.Different = r.KS.P < opt.Alpha
 	r.KS.MinP = minP(len(ba), len(bb), opt.Resamples)
 	if r.KS.MinP >= opt.Alpha {
@@ -242,10 +246,12 @@ func blocks(size int, ivs []counts, l int) []counts {
 	return out
 }
 
-// permutationP deals the pooled blocks of a and b at random into groups of
-// len(a) and len(b) blocks, resamples times, and returns the share of deals
-// (counting the observed one) whose KS statistic is at least d.
-func permutationP(rng *rand.Rand, size int, a, b []counts, d float64, resamples int) float64 {
+// permutationP deals the pooled blocks of a and b into groups of len(a) and
+// len(b) blocks and returns the share of deals whose KS statistic is at
+// least d, and the number of deals tried. When there are at most resamples distinct deals it tries every
+// one (an exact test); otherwise it draws resamples deals at random and counts
+// the observed deal as one of them.
+func permutationP(rng *rand.Rand, size int, a, b []counts, d float64, resamples int) (p float64, deals int, exact bool) {
 	pool := append(slices.Clone(a), b...)
 	all := make([]int64, size)
 	var total int64
@@ -257,27 +263,61 @@ func permutationP(rng *rand.Rand, size int, a, b []counts, d float64, resamples 
 	// Ties: D is a ratio of integers, so equal statistics may differ in the
 	// last bits.
 	const eps = 1e-12
-	hits := 1
-	for range resamples {
-		// A partial Fisher–Yates shuffle picks group A's blocks.
-		for i := range len(a) {
-			j := i + rng.IntN(len(pool)-i)
-			pool[i], pool[j] = pool[j], pool[i]
-		}
+	atLeast := func(group []int) bool {
 		clear(ga)
 		var na int64
-		for i := range len(a) {
+		for _, i := range group {
 			pool[i].addTo(ga)
 			na += pool[i].total
 		}
 		for i := range gb {
 			gb[i] = all[i] - ga[i]
 		}
-		if ksDense(ga, na, gb, total-na) >= d-eps {
+		return ksDense(ga, na, gb, total-na) >= d-eps
+	}
+	group := make([]int, len(a))
+	if binomial(len(pool), len(a)) <= float64(resamples) {
+		hits := 0
+		for i := range group {
+			group[i] = i
+		}
+		for {
+			deals++
+			if atLeast(group) {
+				hits++
+			}
+			// Next combination in lexicographic order.
+			i := len(group) - 1
+			for i >= 0 && group[i] == len(pool)-len(group)+i {
+				i--
+			}
+			if i < 0 {
+				break
+			}
+			group[i]++
+			for j := i + 1; j < len(group); j++ {
+				group[j] = group[j-1] + 1
+			}
+		}
+		return float64(hits) / float64(deals), deals, true
+	}
+	order := make([]int, len(pool))
+	for i := range order {
+		order[i] = i
+	}
+	hits := 1
+	for range resamples {
+		// A partial Fisher–Yates shuffle picks group A's blocks.
+		for i := range group {
+			j := i + rng.IntN(len(order)-i)
+			order[i], order[j] = order[j], order[i]
+		}
+		copy(group, order[:len(group)])
+		if atLeast(group) {
 			hits++
 		}
 	}
-	return float64(hits) / float64(resamples+1)
+	return float64(hits) / float64(resamples+1), resamples, false
 }
 
 // dependence is the autocorrelation structure of a pair of runs, measured
@@ -392,13 +432,18 @@ func quantileSorted(xs []float64, q float64) float64 {
 
 // minP is the smallest p-value a permutation test of ka against kb blocks
 // can give: one deal in all distinct deals (two when ka = kb, as swapping the
-// groups leaves D unchanged), and no less than 1/(resamples+1).
+// groups leaves D unchanged), and 1/(resamples+1) when deals are drawn at
+// random.
 func minP(ka, kb, resamples int) float64 {
-	distinct := 1 / binomial(ka+kb, ka)
+	deals := binomial(ka+kb, ka)
+	exact := 1 / deals
 	if ka == kb {
-		distinct *= 2
+		exact *= 2
 	}
-	return math.Max(1/float64(resamples+1), distinct)
+	if deals <= float64(resamples) {
+		return exact
+	}
+	return math.Max(1/float64(resamples+1), exact)
 }
 
 // binomial is C(n, k) as a float (it may be huge).

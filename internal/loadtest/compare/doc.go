@@ -47,10 +47,12 @@
 // The KS p-value is a permutation test over blocks. Each run is cut into
 // consecutive blocks; under the null hypothesis that both runs come from the
 // same stationary process, the blocks of A and B are exchangeable. The blocks
-// of both runs are pooled, dealt at random into a group of A's size and a
-// group of B's size (in blocks) Options.Resamples times, and D is computed
-// for each deal. The p-value is the share of deals whose D is at least the
-// observed D, counting the observed deal itself: (1 + #{D* ≥ D}) / (1 + R).
+// of both runs are pooled and dealt into a group of A's size and a group of
+// B's size (in blocks), and D is computed for each deal. The p-value is the
+// share of deals whose D is at least the observed D. When there are no more
+// distinct deals than Options.Resamples, every deal is tried (an exact
+// test); otherwise Options.Resamples deals are drawn at random and the
+// observed deal counts as one of them: (1 + #{D* ≥ D}) / (1 + R).
 // The smallest p-value a comparison can reach is therefore bounded by the
 // number of distinct deals, which is small when the runs are short (Result
 // notes when it cannot reach the significance level).
