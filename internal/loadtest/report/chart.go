@@ -172,6 +172,8 @@ func niceLogRange(lo, hi float64) (float64, float64) {
 // formatMicros renders a latency in µs for a label.
 func formatMicros(us float64) string {
 	switch {
+	case us == 0:
+		return "0"
 	case us < 1000:
 		return trimFloat(us) + " µs"
 	case us < 1e6:
