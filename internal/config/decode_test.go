@@ -381,13 +381,9 @@ func TestParseAliasBomb(t *testing.T) {
 		b.WriteString("]}\n")
 	}
 	b.WriteString("logging: *a8\n")
-	start := time.Now()
 	_, err := Parse([]byte(b.String()), "")
 	if err == nil || !strings.Contains(err.Error(), "config too large after expanding aliases") {
 		t.Errorf("Parse error = %v, want a size error", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Parse took %v", d)
 	}
 }
 

@@ -94,7 +94,9 @@ routes:
 }
 
 // TestEarlyHintsNotSentToHTTP10 checks RFC 8297 §3 on the wire: an
-// HTTP/1.0 client gets the final response as the first status line.
+// HTTP/1.0 client gets the final response as the first status line. The
+// response's version is the server's own, HTTP/1.1 (RFC 9110 §6.2: a server
+// sends the highest minor version it conforms to).
 func TestEarlyHintsNotSentToHTTP10(t *testing.T) {
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	g := startGateway(t, lines(`listeners: [{name: plain, address: "127.0.0.1:0"}]
@@ -108,7 +110,7 @@ routes:
 	tests := []struct {
 		name, proto, wantFirst string
 	}{
-		{"HTTP/1.0", "HTTP/1.0", "HTTP/1.0 200 OK"},
+		{"HTTP/1.0", "HTTP/1.0", "HTTP/1.1 200 OK"},
 		{"HTTP/1.1", "HTTP/1.1", "HTTP/1.1 103 Early Hints"},
 	}
 	for _, tc := range tests {
