@@ -239,7 +239,7 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			c.idle[n-1] = nil
 			c.idle = c.idle[:n-1]
 			c.mu.Unlock()
-			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) {
+			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) || !conn.idleAlive() {
 				conn.close()
 				continue
 			}
@@ -294,6 +294,7 @@ func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
 		c.release()
 		return nil, &DialError{Endpoint: c.e.Address, Err: err}
 	}
+	socket := nc
 	nc = c.e.track(nc)
 	if c.tls != nil {
 		tc := tls.Client(nc, c.tls)
@@ -310,7 +311,7 @@ func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
 		}
 		nc = tc
 	}
-	return newH1Conn(c, nc), nil
+	return newH1Conn(c, nc, socket), nil
 }
 
 // put gives a connection whose exchange completed cleanly back to the pool.
