@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -254,6 +255,14 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 		ch := make(chan *h1Conn, 1)
 		c.waiters = append(c.waiters, ch)
 		c.mu.Unlock()
+		// Waiting is the slow path: a timer here costs nothing per request.
+		var expired <-chan time.Time
+		if !req.Deadline.IsZero() {
+			t := time.NewTimer(time.Until(req.Deadline))
+			defer t.Stop()
+			expired = t.C
+		}
+		var waitErr error
 		select {
 		case conn = <-ch:
 			if conn != nil {
@@ -263,26 +272,37 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			conn, err = c.dial(ctx, req)
 			return conn, false, err
 		case <-ctx.Done():
-			c.mu.Lock()
-			for i, w := range c.waiters {
-				if w == ch {
-					c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
-					break
-				}
-			}
-			c.mu.Unlock()
-			select {
-			case conn = <-ch:
-				// Handed over while giving up: pass it on.
-				if conn != nil {
-					c.put(conn)
-				} else {
-					c.release()
-				}
-			default:
-			}
-			return nil, false, &DialError{Endpoint: c.e.Address, Err: context.Cause(ctx)}
+			waitErr = context.Cause(ctx)
+		case <-expired:
+			waitErr = context.DeadlineExceeded
 		}
+		c.giveUp(ch)
+		// Not a DialError: the endpoint is busy, not failing, and another
+		// endpoint would not be tried any sooner.
+		return nil, false, fmt.Errorf("upstream endpoint %s: waiting for a connection (max_per_endpoint %d): %w",
+			c.e.Address, c.maxConns, waitErr)
+	}
+}
+
+// giveUp withdraws a waiter. A connection or slot handed over meanwhile is
+// passed on.
+func (c *H1Client) giveUp(ch chan *h1Conn) {
+	c.mu.Lock()
+	for i, w := range c.waiters {
+		if w == ch {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case conn := <-ch:
+		if conn != nil {
+			c.put(conn)
+		} else {
+			c.release()
+		}
+	default:
 	}
 }
 

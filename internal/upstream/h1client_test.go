@@ -213,8 +213,15 @@ func TestH1ClientWaiterGivesUpWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := roundTrip(ctx, c, "GET", "/", nil, 0)
+	var de *upstream.DialError
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) {
+		t.Errorf("error = %v, want the context's deadline and no DialError", err)
+	}
+	// The request's own deadline bounds the wait as well.
+	var resp upstream.H1Response
+	err = c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/", Deadline: time.Now().Add(50 * time.Millisecond)}, &resp)
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error = %v, want the context's deadline", err)
+		t.Errorf("error = %v, want the deadline", err)
 	}
 }
 
