@@ -95,7 +95,7 @@ func (f *Forwarder) serveH1(x *exchange.Exchange) {
 		x.State.UpstreamWait += wait
 		f.recordAttempt(ep, wait, x.Ctx, err)
 		if err != nil {
-			resp.Close()
+			resp.Discard()
 			endSpan(0, err)
 			ep.Done()
 			if n+1 < maxConnectAttempts && isDialError(err) && req.BodyRead == 0 && x.Ctx.Err() == nil &&

@@ -126,7 +126,7 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 			return nil
 		}
 		written := conn.cw.n
-		resp.abandon()
+		resp.Discard()
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
 			return bre.err
@@ -202,6 +202,8 @@ func (c *H1Client) readFinalHead(resp *H1Response) error {
 	for {
 		err := resp.readHead(conn.br, req.Method)
 		if err != nil {
+			// Whatever follows on the connection cannot be trusted.
+			resp.err = err
 			if errors.Is(err, os.ErrDeadlineExceeded) && req.ResponseHeaderTimeout > 0 && !hd.Equal(req.Deadline) {
 				return ErrResponseHeaderTimeout
 			}
@@ -218,8 +220,9 @@ func (c *H1Client) readFinalHead(resp *H1Response) error {
 	return nil
 }
 
-// abandon closes the connection of a failed exchange.
-func (r *H1Response) abandon() {
+// Discard ends a failed or abandoned exchange: the connection is closed,
+// never pooled.
+func (r *H1Response) Discard() {
 	if r.stopCtx != nil {
 		r.stopCtx()
 		r.stopCtx = nil

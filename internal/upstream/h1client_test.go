@@ -580,3 +580,29 @@ func TestH1ClientUnixSocketAndTLS(t *testing.T) {
 		}
 	})
 }
+
+func TestH1ClientMalformedHeadAfterInterimIsNotPooled(t *testing.T) {
+	addr, _ := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nX: 1\r\n 2\r\n\r\n")
+			readRequest(br)
+		}
+	})
+	p := h1Pool(t, addr, nil)
+	c := p.Endpoints[0].H1()
+	var resp upstream.H1Response
+	if err := c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/"}, &resp); err != nil || resp.Status != 103 {
+		t.Fatalf("first head: %d, %v; want 103", resp.Status, err)
+	}
+	var pe *upstream.ProtocolError
+	if err := resp.Next(); !errors.As(err, &pe) {
+		t.Fatalf("Next: %v, want a protocol error", err)
+	}
+	resp.Close()
+	if n := c.IdleConns(); n != 0 {
+		t.Errorf("%d idle connections after a malformed response, want 0", n)
+	}
+	if n := p.Endpoints[0].OpenConns(); n != 0 {
+		t.Errorf("%d open connections, want 0", n)
+	}
+}
