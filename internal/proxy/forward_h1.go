@@ -19,6 +19,13 @@ type h1State struct {
 	resp   upstream.H1Response
 }
 
+// maxInterimResponses bounds the 1xx responses relayed before the final
+// one: each restarts the response header timeout, so an upstream sending
+// them without end would otherwise hold the request forever.
+const maxInterimResponses = 16
+
+var errTooManyInterim = errors.New("upstream sent too many interim (1xx) responses")
+
 var h1StatePool = sync.Pool{New: func() any { return new(h1State) }}
 
 // serveH1 forwards with penstock's own HTTP/1.1 client (upstream.H1Client).
@@ -74,7 +81,11 @@ func (f *Forwarder) serveH1(x *exchange.Exchange) {
 		ep.Begin()
 		sent := time.Now()
 		err := ep.H1().RoundTrip(x.Ctx, req, resp)
-		for err == nil && resp.Status > 101 && resp.Status < 200 {
+		for interim := 0; err == nil && resp.Status > 101 && resp.Status < 200; interim++ {
+			if interim == maxInterimResponses {
+				err = errTooManyInterim
+				break
+			}
 			if resp.Status == http.StatusEarlyHints {
 				relayEarlyHints(x, resp)
 			}
@@ -84,7 +95,7 @@ func (f *Forwarder) serveH1(x *exchange.Exchange) {
 		x.State.UpstreamWait += wait
 		f.recordAttempt(ep, wait, x.Ctx, err)
 		if err != nil {
-			resp.Close()
+			resp.Discard()
 			endSpan(0, err)
 			ep.Done()
 			if n+1 < maxConnectAttempts && isDialError(err) && req.BodyRead == 0 && x.Ctx.Err() == nil &&

@@ -221,12 +221,14 @@ func appendQuotedIfNeeded(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
-// stdHeader converts h for net/http, canonicalizing the names.
+// stdHeader converts h for net/http, canonicalizing the names. The strings
+// are copied: h's buffer is reused, and net/http may hold the map longer
+// than the exchange.
 func stdHeader(h *exchange.Header) http.Header {
 	out := make(http.Header, h.Len())
 	h.Range(func(name, value string) bool {
-		k := http.CanonicalHeaderKey(name)
-		out[k] = append(out[k], value)
+		k := http.CanonicalHeaderKey(strings.Clone(name))
+		out[k] = append(out[k], strings.Clone(value))
 		return true
 	})
 	return out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -125,7 +126,7 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 			return nil
 		}
 		written := conn.cw.n
-		resp.abandon()
+		resp.Discard()
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
 			return bre.err
@@ -201,6 +202,8 @@ func (c *H1Client) readFinalHead(resp *H1Response) error {
 	for {
 		err := resp.readHead(conn.br, req.Method)
 		if err != nil {
+			// Whatever follows on the connection cannot be trusted.
+			resp.err = err
 			if errors.Is(err, os.ErrDeadlineExceeded) && req.ResponseHeaderTimeout > 0 && !hd.Equal(req.Deadline) {
 				return ErrResponseHeaderTimeout
 			}
@@ -217,8 +220,9 @@ func (c *H1Client) readFinalHead(resp *H1Response) error {
 	return nil
 }
 
-// abandon closes the connection of a failed exchange.
-func (r *H1Response) abandon() {
+// Discard ends a failed or abandoned exchange: the connection is closed,
+// never pooled.
+func (r *H1Response) Discard() {
 	if r.stopCtx != nil {
 		r.stopCtx()
 		r.stopCtx = nil
@@ -239,7 +243,7 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			c.idle[n-1] = nil
 			c.idle = c.idle[:n-1]
 			c.mu.Unlock()
-			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) {
+			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) || !conn.idleAlive() {
 				conn.close()
 				continue
 			}
@@ -254,6 +258,14 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 		ch := make(chan *h1Conn, 1)
 		c.waiters = append(c.waiters, ch)
 		c.mu.Unlock()
+		// Waiting is the slow path: a timer here costs nothing per request.
+		var expired <-chan time.Time
+		if !req.Deadline.IsZero() {
+			t := time.NewTimer(time.Until(req.Deadline))
+			defer t.Stop()
+			expired = t.C
+		}
+		var waitErr error
 		select {
 		case conn = <-ch:
 			if conn != nil {
@@ -263,26 +275,37 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			conn, err = c.dial(ctx, req)
 			return conn, false, err
 		case <-ctx.Done():
-			c.mu.Lock()
-			for i, w := range c.waiters {
-				if w == ch {
-					c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
-					break
-				}
-			}
-			c.mu.Unlock()
-			select {
-			case conn = <-ch:
-				// Handed over while giving up: pass it on.
-				if conn != nil {
-					c.put(conn)
-				} else {
-					c.release()
-				}
-			default:
-			}
-			return nil, false, &DialError{Endpoint: c.e.Address, Err: context.Cause(ctx)}
+			waitErr = context.Cause(ctx)
+		case <-expired:
+			waitErr = context.DeadlineExceeded
 		}
+		c.giveUp(ch)
+		// Not a DialError: the endpoint is busy, not failing, and another
+		// endpoint would not be tried any sooner.
+		return nil, false, fmt.Errorf("upstream endpoint %s: waiting for a connection (max_per_endpoint %d): %w",
+			c.e.Address, c.maxConns, waitErr)
+	}
+}
+
+// giveUp withdraws a waiter. A connection or slot handed over meanwhile is
+// passed on.
+func (c *H1Client) giveUp(ch chan *h1Conn) {
+	c.mu.Lock()
+	for i, w := range c.waiters {
+		if w == ch {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case conn := <-ch:
+		if conn != nil {
+			c.put(conn)
+		} else {
+			c.release()
+		}
+	default:
 	}
 }
 
@@ -294,6 +317,7 @@ func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
 		c.release()
 		return nil, &DialError{Endpoint: c.e.Address, Err: err}
 	}
+	socket := nc
 	nc = c.e.track(nc)
 	if c.tls != nil {
 		tc := tls.Client(nc, c.tls)
@@ -310,7 +334,7 @@ func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
 		}
 		nc = tc
 	}
-	return newH1Conn(c, nc), nil
+	return newH1Conn(c, nc, socket), nil
 }
 
 // put gives a connection whose exchange completed cleanly back to the pool.

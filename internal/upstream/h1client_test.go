@@ -213,39 +213,55 @@ func TestH1ClientWaiterGivesUpWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := roundTrip(ctx, c, "GET", "/", nil, 0)
+	var de *upstream.DialError
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) {
+		t.Errorf("error = %v, want the context's deadline and no DialError", err)
+	}
+	// The request's own deadline bounds the wait as well.
+	var resp upstream.H1Response
+	err = c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/", Deadline: time.Now().Add(50 * time.Millisecond)}, &resp)
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("error = %v, want the context's deadline", err)
+		t.Errorf("error = %v, want the deadline", err)
 	}
 }
 
 func TestH1ClientStaleConnection(t *testing.T) {
-	// The upstream answers one request per connection and then closes it
-	// without saying so: the next request on the pooled connection finds it
-	// dead before any response byte.
-	oneShot := func(c net.Conn, br *bufio.Reader) {
-		if _, err := readRequest(br); err != nil {
-			return
+	// closedWhileIdle answers one request per connection and then closes
+	// it without saying so, as an upstream with a short keep-alive timeout
+	// does; closedOnReuse reads the second request on a connection and
+	// closes without an answer: the race of RFC 9112 §9.3.1, where the
+	// upstream gives up on the connection just as penstock reuses it.
+	closedWhileIdle := func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}
+	closedOnReuse := func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			readRequest(br)
+		}
 	}
 	tests := []struct {
 		name         string
+		serve        func(net.Conn, *bufio.Reader)
 		method       string
 		wantErr      bool
 		wantAccepted int32
 	}{
-		{name: "an idempotent request is retried once on a new connection", method: "GET", wantAccepted: 2},
-		{name: "PUT is idempotent too", method: "PUT", wantAccepted: 2},
-		{name: "POST may have been applied, so it is not retried", method: "POST", wantErr: true, wantAccepted: 1},
+		{name: "a connection closed while idle is not used, even for POST", serve: closedWhileIdle, method: "POST", wantAccepted: 2},
+		{name: "closed on reuse: an idempotent request is retried once on a new connection", serve: closedOnReuse, method: "GET", wantAccepted: 2},
+		{name: "closed on reuse: PUT is idempotent too", serve: closedOnReuse, method: "PUT", wantAccepted: 2},
+		{name: "closed on reuse: POST may have been applied, so it is not retried", serve: closedOnReuse, method: "POST", wantErr: true, wantAccepted: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr, accepted := rawUpstream(t, oneShot)
+			addr, accepted := rawUpstream(t, tt.serve)
 			c := h1Pool(t, addr, nil).Endpoints[0].H1()
 			if r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil || r.body != "ok" {
 				t.Fatalf("first request: %+v, %v", r, err)
 			}
-			time.Sleep(20 * time.Millisecond) // let the close arrive
+			time.Sleep(20 * time.Millisecond) // let a close arrive
 			r, err := roundTrip(context.Background(), c, tt.method, "/", nil, 0)
 			if tt.wantErr != (err != nil) {
 				t.Fatalf("second request: %+v, error %v; want error %v", r, err, tt.wantErr)
@@ -563,4 +579,30 @@ func TestH1ClientUnixSocketAndTLS(t *testing.T) {
 			t.Errorf("%d connections for 2 TLS requests, want 1", n)
 		}
 	})
+}
+
+func TestH1ClientMalformedHeadAfterInterimIsNotPooled(t *testing.T) {
+	addr, _ := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nX: 1\r\n 2\r\n\r\n")
+			readRequest(br)
+		}
+	})
+	p := h1Pool(t, addr, nil)
+	c := p.Endpoints[0].H1()
+	var resp upstream.H1Response
+	if err := c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/"}, &resp); err != nil || resp.Status != 103 {
+		t.Fatalf("first head: %d, %v; want 103", resp.Status, err)
+	}
+	var pe *upstream.ProtocolError
+	if err := resp.Next(); !errors.As(err, &pe) {
+		t.Fatalf("Next: %v, want a protocol error", err)
+	}
+	resp.Close()
+	if n := c.IdleConns(); n != 0 {
+		t.Errorf("%d idle connections after a malformed response, want 0", n)
+	}
+	if n := p.Endpoints[0].OpenConns(); n != 0 {
+		t.Errorf("%d open connections, want 0", n)
+	}
 }

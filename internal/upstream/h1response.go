@@ -104,7 +104,7 @@ func (r *H1Response) readHead(br *bufio.Reader, method string) error {
 	r.Header.Reset()
 	r.Trailer.Reset()
 	r.Status, r.ProtoMinor, r.ContentLength = 0, 0, 0
-	r.kind, r.remaining, r.chunkEnd, r.err = bodyNone, 0, false, nil
+	r.kind, r.remaining, r.chunkEnd, r.err, r.keepAlive = bodyNone, 0, false, nil, false
 	total := 0
 	line, err := readHeadLine(br, &total)
 	if len(line) > 0 || br.Buffered() > 0 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -167,9 +168,11 @@ func checkResponse(t *testing.T, data []byte, method string) {
 	})
 	buf := make([]byte, 7)
 	var n int64
+	var body []byte
 	for {
 		m, err := r.Read(buf)
 		n += int64(m)
+		body = append(body, buf[:m]...)
 		if err == io.EOF {
 			break
 		}
@@ -178,6 +181,19 @@ func checkResponse(t *testing.T, data []byte, method string) {
 		}
 		if m == 0 {
 			t.Fatal("Read returned 0 bytes and no error")
+		}
+	}
+	// Differential check: a complete final response that net/http also
+	// reads must have the same status and body there. A framing
+	// disagreement between two HTTP implementations is what smuggling is
+	// made of.
+	if r.Status >= 200 && method == "GET" {
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), nil)
+		if err == nil {
+			theirs, err := io.ReadAll(resp.Body)
+			if err == nil && (resp.StatusCode != r.Status || !bytes.Equal(theirs, body)) {
+				t.Fatalf("net/http reads %d %q, penstock %d %q", resp.StatusCode, theirs, r.Status, body)
+			}
 		}
 	}
 	if r.ContentLength >= 0 && r.kind == bodyNone && n != r.ContentLength && method != "HEAD" && r.Status >= 200 && r.Status != 204 && r.Status != 304 {
