@@ -258,10 +258,11 @@ func TestHTTP2RapidReset(t *testing.T) {
 				t.Fatalf("another client got %d responses during the flood, want at least 10", len(lat))
 			}
 			slices.Sort(lat)
-			// A loose bound: the flood and the client share this machine's
-			// CPUs, so this checks for starvation, not for speed.
-			if p99 := lat[len(lat)*99/100]; p99 > slowdown*time.Second {
-				t.Errorf("another client's p99 latency was %v during the flood, want under %v", p99, slowdown*time.Second)
+			// A loose bound on the median: the flood, the client and
+			// whatever else runs share this machine's CPUs, so this checks
+			// for starvation, not for speed.
+			if med := lat[len(lat)/2]; med > slowdown*500*time.Millisecond {
+				t.Errorf("another client's median latency was %v during the flood, want under %v", med, slowdown*500*time.Millisecond)
 			}
 			t.Logf("another client: %d requests, median %v, p99 %v", len(lat), lat[len(lat)/2], lat[len(lat)*99/100])
 		})
