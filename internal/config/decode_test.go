@@ -440,7 +440,7 @@ func TestFullExampleValues(t *testing.T) {
 	if l.Limits.MaxHeaderBytes.Int64() != 32<<10 || l.Limits.MaxConcurrentStreams != 100 {
 		t.Errorf("listener limits = %+v", l.Limits)
 	}
-	if l.TLS == nil || !l.TLS.SelfSigned || l.TLS.MinVersion != "1.3" {
+	if l.TLS == nil || !l.TLS.SelfSigned || l.TLS.MinVersion != "1.3" || l.TLS.ClientAuth == nil || l.TLS.ClientAuth.Mode != "none" {
 		t.Errorf("listener tls = %+v", l.TLS)
 	}
 	r := cfg.Routes[0]

@@ -327,6 +327,11 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			prev := g.listeners[lc.Name]
 			if prev != nil && reflect.DeepEqual(prev.cfg, *lc) {
 				next[lc.Name] = prev
+				if prev.tls != nil {
+					// A reload (SIGHUP) also re-reads certificate files,
+					// for file systems whose changes the watch misses.
+					prev.tls.Reload()
+				}
 				continue
 			}
 			rl, err := g.serve(lc, socks[lc.Name])

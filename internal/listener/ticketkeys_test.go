@@ -151,3 +151,60 @@ func TestSessionTicketKeysFileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTicketKeysAfterClientCAReload checks the two reloads together: after
+// the client CAs were reloaded (handshakes then use a copy of the
+// configuration), a key rotation still takes effect.
+func TestTicketKeysAfterClientCAReload(t *testing.T) {
+	ca, clientCA := testpki.NewCA(t, "server CA"), testpki.NewCA(t, "client CA")
+	dir := t.TempDir()
+	certFile, keyFile := ca.Server(t, "localhost").Write(t, dir, "srv")
+	caFile := clientCA.WriteCA(t, filepath.Join(dir, "clients.pem"))
+	keysFile := filepath.Join(dir, "ticket-keys")
+	oldKey, newKey := newTicketKey(t), newTicketKey(t)
+	writeTicketKeys(t, keysFile, oldKey)
+	lc := &config.Listener{Name: "l", Address: "127.0.0.1:0", Protocols: []string{"h1"},
+		TLS: &config.ListenerTLS{Certificates: []config.Certificate{{CertFile: certFile, KeyFile: keyFile}},
+			ClientAuth:            &config.ClientAuth{Mode: config.ClientAuthVerifyIfGiven, CAFiles: []string{caFile}},
+			SessionTicketKeysFile: keysFile}}
+	a, err := listener.NewTLS(lc, listener.TLSOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := listener.NewTLS(lc, listener.TLSOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrA, addrB := serveTLS(t, a.Config()), serveTLS(t, b.Config())
+	session := func() *tls.Config {
+		conf := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+		if _, _, err := dial(addrA, conf); err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}
+	resumesOnB := func(conf *tls.Config) bool {
+		_, st, err := dial(addrB, conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.DidResume
+	}
+
+	// B now trusts a second client CA as well.
+	testpki.WriteFileAtomic(t, caFile, append(clientCA.PEM, testpki.NewCA(t, "second client CA").PEM...))
+	b.Reload()
+	old := session()
+	if !resumesOnB(session()) {
+		t.Fatal("no resumption on B after its CA reload")
+	}
+	writeTicketKeys(t, keysFile, newKey)
+	a.Reload()
+	b.Reload()
+	if resumesOnB(old) {
+		t.Error("a ticket of a removed key resumed on B after its CA reload")
+	}
+	if !resumesOnB(session()) {
+		t.Error("a ticket of the new key did not resume on B after its CA reload")
+	}
+}

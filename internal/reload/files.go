@@ -33,11 +33,11 @@ type Files struct {
 // no change yet). When poll is positive the files are also re-read every
 // poll interval, for file systems that send no events (some network and
 // FUSE mounts). apply runs on the watcher's goroutine, one call at a time.
+//
+// If the directories cannot be watched (inotify limits reached, say) and
+// poll is positive, WatchFiles logs a warning and only polls; without
+// polling that is an error.
 func WatchFiles(paths []string, debounce, poll time.Duration, log *slog.Logger, apply func()) (*Files, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("watch files: %w", err)
-	}
 	clean := make([]string, len(paths))
 	var dirs []string
 	for i, p := range paths {
@@ -46,11 +46,12 @@ func WatchFiles(paths []string, debounce, poll time.Duration, log *slog.Logger, 
 			dirs = append(dirs, d)
 		}
 	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("watch %s: %w", d, err)
+	w, err := watchDirs(dirs)
+	if err != nil {
+		if poll <= 0 {
+			return nil, err
 		}
+		log.Warn("file changes are not watched; re-reading the files periodically instead", "error", err, "every", poll.String())
 	}
 	f := &Files{quit: make(chan struct{}), done: make(chan struct{})}
 	// The content to compare with is read now, with the watch in place, so
@@ -70,9 +71,31 @@ func (f *Files) Close() {
 	<-f.done
 }
 
+// watchDirs watches every directory in dirs.
+func watchDirs(dirs []string) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch files: %w", err)
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch %s: %w", d, err)
+		}
+	}
+	return w, nil
+}
+
+// loop runs until Close. w is nil when only polling: its channels are then
+// nil, and never ready.
 func (f *Files) loop(w *fsnotify.Watcher, paths []string, last []byte, debounce, poll time.Duration, log *slog.Logger, apply func()) {
 	defer close(f.done)
-	defer w.Close()
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if w != nil {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
+	}
 	// The debounce timer is a stopped time.Timer whose channel this loop
 	// reads, so nothing outlives Close.
 	timer := time.NewTimer(time.Hour)
@@ -96,14 +119,14 @@ func (f *Files) loop(w *fsnotify.Watcher, paths []string, last []byte, debounce,
 		select {
 		case <-f.quit:
 			return
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return
 			}
 			if relevantAny(ev, paths) {
 				timer.Reset(debounce)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return
 			}

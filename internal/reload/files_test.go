@@ -125,3 +125,28 @@ func TestWatchFilesCloseWaits(t *testing.T) {
 	}
 	w.Close()
 }
+
+// TestWatchFilesFallsBackToPolling: a directory that cannot be watched (here:
+// it does not exist yet) is an error without polling, and with polling the
+// files are still followed.
+func TestWatchFilesFallsBackToPolling(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "later")
+	path := filepath.Join(dir, "a.pem")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if w, err := WatchFiles([]string{path}, 10*time.Millisecond, 0, log, func() {}); err == nil {
+		w.Close()
+		t.Fatal("watching a missing directory without polling: no error")
+	}
+	var n atomic.Int32
+	w, err := WatchFiles([]string{path}, 10*time.Millisecond, 20*time.Millisecond, log, func() { n.Add(1) })
+	if err != nil {
+		t.Fatalf("with polling: %v", err)
+	}
+	defer w.Close()
+	os.Mkdir(dir, 0o700)
+	os.WriteFile(path, []byte("a1"), 0o600)
+	settle()
+	if got := n.Load(); got != 1 {
+		t.Errorf("%d calls, want 1", got)
+	}
+}
