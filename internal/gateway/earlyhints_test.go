@@ -33,7 +33,7 @@ func TestEarlyHintsReachClientsBeforeTheUpstreamAnswers(t *testing.T) {
 	}))
 	g := startGateway(t, lines(`listeners:
   - {name: plain, address: "127.0.0.1:0", protocols: [h1, h2c]}
-  - {name: tls, address: "127.0.0.1:0", tls: {self_signed: true}}
+  - {name: tls, address: "127.0.0.1:0", protocols: [h1, h2, h3], tls: {self_signed: true}}
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes:
   - name: predict
@@ -43,6 +43,7 @@ routes:
       - "</v1/models/:model/assets/model_config.json>; rel=preload; as=fetch"
       - "</v1/models/:model/assets/tokenizer.bin>; rel=preload; as=fetch"
 `, up))
+	h3c, _ := h3Client(t)
 	h1tls := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	wantLinks := []string{
 		"</v1/models/resnet50/assets/model_config.json>; rel=preload; as=fetch",
@@ -58,6 +59,7 @@ routes:
 		{"HTTP/1.1 over TLS", h1tls, baseURL(g, "tls"), 1},
 		{"HTTP/2 over TLS", h2Client(), baseURL(g, "tls"), 2},
 		{"h2c", h2cClient(), baseURL(g, "plain"), 2},
+		{"HTTP/3", h3c, baseURL(g, "tls"), 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
