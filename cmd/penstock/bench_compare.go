@@ -21,8 +21,8 @@ Compares run B against run A: P50, P90, P99, P99.9 and mean with the
 difference B - A and its confidence interval (block bootstrap), and a
 Kolmogorov-Smirnov test whose p-value comes from permuting whole blocks of
 seconds between the runs (see docs/bench-compare.md). The exit code is 0
-whether or not the runs differ; it is 1 only when a log cannot be read, 2 on
-wrong usage. Read the verdict from the output ("ks.different" in JSON).`
+whether or not the runs differ; it is 1 when a log cannot be read or an
+option is out of range, 2 on wrong usage. Read the verdict from the output ("ks.different" in JSON).`
 
 func runBenchCompare(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench compare", compareSynopsis, stderr)

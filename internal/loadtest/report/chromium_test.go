@@ -169,4 +169,3 @@ func near(c color.NRGBA, hex string) bool {
 	}
 	return d(c.R, r)+d(c.G, g)+d(c.B, b) < 40
 }
-
