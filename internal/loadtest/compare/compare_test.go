@@ -54,6 +54,7 @@ func within(got, want, relTol float64) bool {
 }
 
 func TestPercentilesOfKnownDistributions(t *testing.T) {
+	skipUnderRace(t)
 	// Independent samples (no drift): the percentiles must match the
 	// distributions' quantile functions within sampling error (200 000
 	// samples) plus the 0.1% bucket resolution.
@@ -275,6 +276,7 @@ func TestClassicalP(t *testing.T) {
 }
 
 func TestBlockTestOnCorrelatedRuns(t *testing.T) {
+	skipUnderRace(t)
 	// Twenty A/A pairs: both runs of each pair come from the same drifting
 	// process. The block test may flag one by chance (5% of 20); the
 	// classical test, which takes 30 000 requests as 30 000 independent
@@ -323,6 +325,7 @@ func TestBlockTestOnCorrelatedRuns(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
+	skipUnderRace(t)
 	a, b := mustLog(t, drifting(1)), mustLog(t, drifting(2))
 	r1, err := Compare(a, b, Options{Resamples: 300, Seed: 9})
 	if err != nil {
