@@ -158,7 +158,8 @@ type Upstream struct {
 	// (power of two random choices by in-flight requests).
 	Balancing string `yaml:"balancing"`
 	// Protocol spoken to the endpoints: "h1" (default), "h2c" (HTTP/2 with
-	// prior knowledge) or "h2" (HTTP/2 over TLS; needs TLS).
+	// prior knowledge), "h2" (HTTP/2 over TLS; needs TLS) or "h3" (HTTP/3
+	// over QUIC, UDP to the endpoint's port; needs TLS, no unix sockets).
 	Protocol string `yaml:"protocol"`
 	// TLS, when present, makes penstock connect to the endpoints with TLS.
 	TLS *UpstreamTLS `yaml:"tls"`

@@ -33,6 +33,7 @@ func (g *Gateway) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Confi
 		if err != nil {
 			return nil, err
 		}
+		g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", "https", "protocols", []string{config.ProtocolH3})
 	}
 	o := h3.Options{
 		TLS:                conf,

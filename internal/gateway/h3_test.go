@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/listener"
 )
 
 // h3Client speaks HTTP/3 (certificate not verified: self-signed). Close its
@@ -524,5 +525,46 @@ routes:
 				t.Errorf("upstream reached after %v, before the %v handshake completed", took, hold)
 			}
 		})
+	}
+}
+
+// TestUpstreamHTTP3 forwards to an HTTP/3 upstream (protocol: h3) and checks
+// the request arrives over HTTP/3, and that an endpoint where nothing
+// answers QUIC counts as a connection failure: the next endpoint is tried.
+func TestUpstreamHTTP3(t *testing.T) {
+	cert, _, err := listener.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http3.Server{
+		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Proto+" "+r.Header.Get("X-Forwarded-Proto"))
+		}),
+	}
+	go srv.Serve(udp)
+	t.Cleanup(func() { srv.Close(); udp.Close() })
+	// A UDP port nobody serves: the QUIC handshake times out.
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+
+	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams:
+  - {name: h3, protocol: h3, tls: {insecure_skip_verify: true}, endpoints: [{address: %q}, {address: %q}]}
+routes: [{name: r, match: {path_prefix: /}, upstream: h3, timeouts: {connect: 300ms}}]
+`, deadAddr, udp.LocalAddr().String()))
+	for i := range 3 {
+		resp, body := do(t, client, "GET", baseURL(g, "main")+"/", nil, nil)
+		if resp.StatusCode != 200 || body != "HTTP/3.0 http" {
+			t.Fatalf("request %d: status %d body %q, want 200 and the upstream's HTTP/3.0", i, resp.StatusCode, body)
+		}
 	}
 }
