@@ -4,16 +4,15 @@
 # One penstock (GOMAXPROCS=1, pinned to core 0) with one TLS listener serving
 # h2 and h3 on the same port, in front of bench/upstream (64-byte JSON). The
 # load tool bench/h3load and the upstream share core 1. For each protocol in
-# turn, the same tool measures:
-#   1. max requests/s: closed loop, CONCURRENCY requests in flight over
-#      CONNS connections, MAX_SECONDS;
-#   2. latency at a fixed rate: open loop at RATE req/s for WARMUP +
-#      DURATION over CONNS connections; P50/P99/P99.9 from each request's
-#      intended send time (no coordinated omission);
-#   3. memory per idle connection: penstock's VmRSS before and while
+# turn, on a freshly started penstock, the same tool measures:
+#   1. memory per idle connection: penstock's VmRSS before and while
 #      IDLE_CONNS connections that each carried one request are held idle,
-#      divided by IDLE_CONNS (after a forced GC in neither case: this is what
-#      the kernel charges).
+#      divided by IDLE_CONNS (what the kernel charges; no forced GC);
+#   2. max requests/s: closed loop, CONCURRENCY requests in flight over
+#      CONNS connections, MAX_SECONDS;
+#   3. latency at a fixed rate: open loop at RATE req/s for WARMUP +
+#      DURATION over CONNS connections; P50/P99/P99.9 from each request's
+#      intended send time (no coordinated omission).
 # Then prints one Markdown table on stdout; progress goes to stderr.
 #
 # Only loopback addresses are used; every load run is bounded in time, and
@@ -104,43 +103,36 @@ routes:
     upstream: up
 logging: {level: warn}
 access_log: {enabled: false}
+shutdown: {drain_timeout: 2s}
 EOF
-GOMAXPROCS=1 taskset -c 0 "$work/penstock" serve -c "$work/penstock.yaml" >"$work/penstock.out" 2>"$work/penstock.log" &
-ppid=$!
-pids+=("$ppid")
 url="https://127.0.0.1:$PORT/"
-for ((i = 0; i < 100; i++)); do
-	kill -0 "$ppid" 2>/dev/null || die "penstock exited: $(cat "$work/penstock.log")"
-	timeout 2 "$work/h3load" -proto h2 -mode max -url "$url" -connections 1 -concurrency 1 -duration 100ms >/dev/null 2>&1 && break
-	sleep 0.1
-done
-
+start_penstock() { # a fresh process per protocol, so memory figures start equal
+	GOMAXPROCS=1 taskset -c 0 "$work/penstock" serve -c "$work/penstock.yaml" >"$work/penstock.out" 2>"$work/penstock.log" &
+	ppid=$!
+	pids+=("$ppid")
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$ppid" 2>/dev/null || die "penstock exited: $(cat "$work/penstock.log")"
+		timeout 2 "$work/h3load" -proto h2 -mode max -url "$url" -connections 1 -concurrency 1 -duration 100ms >/dev/null 2>&1 && return
+		sleep 0.1
+	done
+	die "penstock did not answer"
+}
 load() { taskset -c 1 "$work/h3load" -url "$url" "$@"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$ppid/status"; }
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\\1/" <<<"$2"; }
 
 declare -A rps p50 p99 p999 perconn errs
 for proto in h2 h3; do
-	log "$proto: warm-up and max requests/s (${MAX_SECONDS}s, $CONCURRENCY in flight over $CONNS connections)"
-	load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration 2s >/dev/null
-	out=$(load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration "${MAX_SECONDS}s")
-	rps[$proto]=$(field rps "$out")
-	e=$(field errors "$out")
-	log "$proto: fixed rate $RATE req/s for ${WARMUP}s + ${DURATION}s over $CONNS connections"
-	out=$(load -proto "$proto" -mode rate -rate "$RATE" -connections "$CONNS" -warmup "${WARMUP}s" -duration "${DURATION}s")
-	p50[$proto]=$(field p50_us "$out")
-	p99[$proto]=$(field p99_us "$out")
-	p999[$proto]=$(field p999_us "$out")
-	errs[$proto]=$((e + $(field errors "$out")))
-	log "$proto: $IDLE_CONNS idle connections"
-	sleep 2
+	start_penstock
+	log "$proto: $IDLE_CONNS idle connections on a fresh penstock"
+	sleep 1
 	before=$(rss_kib)
-	fifo="$work/idle-$proto"
-	load -proto "$proto" -mode idle -connections "$IDLE_CONNS" -hold "${IDLE_HOLD}s" >"$fifo" 2>"$work/idle-$proto.log" &
+	ready="$work/idle-$proto"
+	load -proto "$proto" -mode idle -connections "$IDLE_CONNS" -hold "${IDLE_HOLD}s" >"$ready" 2>"$work/idle-$proto.log" &
 	lpid=$!
 	pids+=("$lpid")
 	for ((i = 0; i < 600; i++)); do
-		grep -q ready "$fifo" 2>/dev/null && break
+		grep -q ready "$ready" 2>/dev/null && break
 		kill -0 "$lpid" 2>/dev/null || die "h3load idle failed: $(cat "$work/idle-$proto.log")"
 		sleep 0.1
 	done
@@ -149,6 +141,21 @@ for proto in h2 h3; do
 	perconn[$proto]=$(awk -v a="$before" -v b="$during" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (b - a) / n}')
 	wait "$lpid" || true
 	log "$proto: RSS $before KiB -> $during KiB"
+
+	log "$proto: warm-up and max requests/s (${MAX_SECONDS}s, $CONCURRENCY in flight over $CONNS connections)"
+	load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration 2s >/dev/null
+	out=$(load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration "${MAX_SECONDS}s")
+	log "$out"
+	rps[$proto]=$(field rps "$out")
+	e=$(field errors "$out")
+	log "$proto: fixed rate $RATE req/s for ${WARMUP}s + ${DURATION}s over $CONNS connections"
+	out=$(load -proto "$proto" -mode rate -rate "$RATE" -connections "$CONNS" -warmup "${WARMUP}s" -duration "${DURATION}s")
+	log "$out"
+	p50[$proto]=$(field p50_us "$out")
+	p99[$proto]=$(field p99_us "$out")
+	p999[$proto]=$(field p999_us "$out")
+	errs[$proto]=$((e + $(field errors "$out")))
+	stop_pid "$ppid"
 done
 
 cat <<EOF
