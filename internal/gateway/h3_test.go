@@ -200,6 +200,37 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 	}
 }
 
+// TestAltSvcReplacesTheUpstreams checks that a listener advertising HTTP/3
+// replaces an upstream's Alt-Svc (which names the upstream's ports) and one
+// that does not passes it on.
+func TestAltSvcReplacesTheUpstreams(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Alt-Svc", `h3=":9999"; ma=60`)
+	}))
+	g := startGateway(t, lines(`listeners:
+  - {name: tls, address: "127.0.0.1:0", protocols: [h1, h2, h3], tls: {self_signed: true}, http3: {alt_svc_port: 443}}
+  - {name: plain, address: "127.0.0.1:0"}
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, up))
+	tests := []struct {
+		name, listener string
+		c              *http.Client
+		want           string
+	}{
+		{"advertising listener replaces it", "tls", h2Client(), `h3=":443"; ma=86400`},
+		{"other listener passes it on", "plain", client, `h3=":9999"; ma=60`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _ := do(t, tt.c, "GET", baseURL(g, tt.listener)+"/", nil, nil)
+			if got := resp.Header.Values("Alt-Svc"); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("Alt-Svc = %q, want only %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestHTTP3GracefulShutdown starts a slow HTTP/3 request, shuts the gateway
 // down while it is in flight and checks that it completes.
 func TestHTTP3GracefulShutdown(t *testing.T) {
