@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -229,6 +231,30 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 			}
 		})
 	}
+}
+
+// TestQlogDir checks that http3.qlog_dir gets one qlog file per QUIC
+// connection.
+func TestQlogDir(t *testing.T) {
+	rec := newRecorder(t, "up")
+	dir := filepath.Join(t.TempDir(), "qlog")
+	g := startGateway(t, lines(`listeners:
+  - {name: tls, address: "127.0.0.1:0", protocols: [h1, h2, h3], tls: {self_signed: true}, http3: {qlog_dir: %q}}
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, dir, rec.addr()))
+	c, tr := h3Client(t)
+	do(t, c, "GET", baseURL(g, "tls")+"/", nil, nil)
+	tr.Close()
+	waitFor(t, "a qlog file with events", func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "*_server.sqlog"))
+		if len(files) != 1 {
+			return false
+		}
+		b, _ := os.ReadFile(files[0])
+		// Complete: the connection's close was recorded.
+		return strings.Contains(string(b), "transport:packet_received") && strings.Contains(string(b), "transport:connection_closed")
+	})
 }
 
 // TestHTTP3GracefulShutdown starts a slow HTTP/3 request, shuts the gateway
