@@ -135,8 +135,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 				s.Close()
 			}
 			for _, l := range g.listeners {
-				l.srv.Shutdown(context.Background())
-				l.stopH3(context.Background())
+				l.shutdown(context.Background())
 			}
 			g.listeners = map[string]*runningListener{}
 			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
@@ -332,13 +331,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
-	h3done := make(chan error, 1)
-	go func() { h3done <- l.stopH3(ctx) }()
-	err := l.srv.Shutdown(ctx)
-	if h3err := <-h3done; err == nil {
-		err = h3err
-	}
-	if err != nil {
+	if err := l.shutdown(ctx); err != nil {
 		g.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
 	}
 	if closeSocket {
@@ -407,15 +400,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h3done := make(chan error, 1)
-			go func() { h3done <- l.stopH3(ctx) }()
-			err := l.srv.Shutdown(ctx)
-			if err == nil {
-				err = <-h3done
-			} else {
-				<-h3done
-			}
-			if err != nil {
+			if err := l.shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("listener %q: drain: %w", l.cfg.Name, err)
 			}
 			l.sock.Close()
