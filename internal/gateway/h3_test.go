@@ -495,8 +495,14 @@ func TestZeroRTT(t *testing.T) {
 	var arrived atomic.Int64 // when the upstream last saw a request, UnixNano
 	var count atomic.Int64
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived.Store(time.Now().UnixNano())
 		count.Add(1)
+		if r.URL.Path == "/retry" && r.Header.Get("Early-Data") == "1" {
+			// An upstream that refuses anything that might be a replay.
+			w.WriteHeader(http.StatusTooEarly)
+			io.WriteString(w, "too early")
+			return
+		}
+		arrived.Store(time.Now().UnixNano())
 		io.WriteString(w, r.Header.Get("Early-Data"))
 	}))
 	g := startGateway(t, lines(`listeners:
@@ -504,6 +510,7 @@ func TestZeroRTT(t *testing.T) {
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes:
   - {name: early, match: {path: /early}, upstream: up, early_data: true}
+  - {name: retry, match: {path: /retry}, upstream: up, early_data: true}
   - {name: plain, match: {path_prefix: /plain}, upstream: up}
 `, up))
 	addr := g.Addr("tls").String()
@@ -516,69 +523,101 @@ routes:
 		wantStatus int
 		wantEarly  string // Early-Data header the upstream sees
 		wantWait   bool   // the request must reach the upstream only after the handshake
+		wantCalls  int64  // requests the upstream gets; 0 means 1 for a 200
 	}{
 		{name: "GET on an early_data route goes at once", method: http3.MethodGet0RTT, path: "/early", wantStatus: 200, wantEarly: "1"},
 		{name: "GET elsewhere waits for the handshake", method: http3.MethodGet0RTT, path: "/plain", wantStatus: 200, wantWait: true},
 		{name: "POST is never forwarded early", method: "POST", path: "/early", wantStatus: 425},
+		{name: "upstream 425 is retried after the handshake", method: http3.MethodGet0RTT, path: "/retry", wantStatus: 200, wantWait: true, wantCalls: 2},
 	}
+	// send resumes a connection with 0-RTT and sends one request in its
+	// first flight; it returns the response, its body, how long after
+	// sending the upstream saw the request and how many requests it got.
+	send := func(t *testing.T, method, path string) (*http.Response, string, time.Duration, int64) {
+		cache := tls.NewLRUClientSessionCache(4)
+		tokens := quic.NewLRUTokenStore(4, 4)
+		// A first, complete connection leaves a session ticket behind.
+		first := earlyClient(t, addr, cache, tokens, 0)
+		req, _ := http.NewRequest("GET", "https://"+addr+"/plain/warmup", nil)
+		resp, err := first.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		first.CloseWithError(0x100, "")
+
+		before := count.Load()
+		cc := earlyClient(t, addr, cache, tokens, hold)
+		start := time.Now()
+		if method == "POST" {
+			// http3's RoundTrip never sends a POST early; a raw stream
+			// does, as a replaying attacker would.
+			str, err := cc.OpenRequestStream(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("POST", "https://"+addr+path, nil)
+			if err := str.SendRequestHeader(req); err != nil {
+				t.Fatal(err)
+			}
+			str.Close()
+			resp, err = str.ReadResponse()
+		} else {
+			req, _ := http.NewRequest(method, "https://"+addr+path, nil)
+			resp, err = cc.RoundTrip(req)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body), time.Unix(0, arrived.Load()).Sub(start), count.Load() - before
+	}
+
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cache := tls.NewLRUClientSessionCache(4)
-			tokens := quic.NewLRUTokenStore(4, 4)
-			// A first, complete connection leaves a session ticket behind.
-			first := earlyClient(t, addr, cache, tokens, 0)
-			req, _ := http.NewRequest("GET", "https://"+addr+"/plain/warmup", nil)
-			resp, err := first.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			first.CloseWithError(0x100, "")
-
-			before := count.Load()
-			cc := earlyClient(t, addr, cache, tokens, hold)
-			start := time.Now()
-			switch tt.method {
-			case "POST":
-				// http3's RoundTrip never sends a POST early; a raw stream
-				// does, as a replaying attacker would.
-				str, err := cc.OpenRequestStream(context.Background())
-				if err != nil {
-					t.Fatal(err)
+			var resp *http.Response
+			var body string
+			var took time.Duration
+			var calls int64
+			// 0-RTT packets can be lost (dropped while the server sets the
+			// connection up) and are then resent after the handshake, as
+			// ordinary requests. Try again until the request did arrive
+			// early, which each case can tell from what came back.
+			for attempt := 1; ; attempt++ {
+				resp, body, took, calls = send(t, tt.method, tt.path)
+				arrivedEarly := true
+				switch {
+				case tt.method == "POST":
+					arrivedEarly = resp.StatusCode != 200
+				case tt.wantEarly == "1":
+					arrivedEarly = body == "1"
+				case tt.wantCalls == 2:
+					arrivedEarly = calls == 2
 				}
-				req, _ := http.NewRequest("POST", "https://"+addr+tt.path, nil)
-				if err := str.SendRequestHeader(req); err != nil {
-					t.Fatal(err)
+				if arrivedEarly || attempt == 3 {
+					break
 				}
-				str.Close()
-				resp, err = str.ReadResponse()
-			default:
-				req, _ := http.NewRequest(tt.method, "https://"+addr+tt.path, nil)
-				resp, err = cc.RoundTrip(req)
+				t.Logf("attempt %d: the request arrived after the handshake; again", attempt)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.wantStatus, body)
 			}
 			if tt.wantStatus != 200 {
-				if n := count.Load() - before; n != 0 {
-					t.Errorf("upstream got %d requests, want none", n)
+				if calls != 0 {
+					t.Errorf("upstream got %d requests, want none", calls)
 				}
 				return
 			}
-			if string(body) != tt.wantEarly {
+			if want := max(tt.wantCalls, 1); calls != want {
+				t.Errorf("upstream got %d requests, want %d", calls, want)
+			}
+			if body != tt.wantEarly {
 				t.Errorf("upstream saw Early-Data %q, want %q", body, tt.wantEarly)
 			}
 			// The client holds its handshake back for hold, so a request
-			// that waited for the handshake arrives after it. (An early
-			// request usually arrives at once, but may be late when its
-			// 0-RTT packets are lost and retransmitted after the handshake;
-			// its Early-Data header above is the proof it was served early.)
-			if took := time.Unix(0, arrived.Load()).Sub(start); tt.wantWait && took < hold {
+			// that waited for the handshake arrives after it.
+			if tt.wantWait && took < hold {
 				t.Errorf("upstream reached after %v, before the %v handshake completed", took, hold)
 			}
 		})
