@@ -235,9 +235,10 @@ type Route struct {
 	// EarlyData lets the route serve GET, HEAD and OPTIONS requests received
 	// in TLS 1.3 early data (HTTP/3 0-RTT on a listener with
 	// http3.zero_rtt: true); they reach the upstream with "Early-Data: 1"
-	// (RFC 8470). Only for requests that are safe to replay. Otherwise early
-	// requests wait for the handshake (safe methods) or get 425 Too Early.
-	// Default false.
+	// (RFC 8470), and an upstream 425 Too Early makes penstock wait for the
+	// handshake and send the request once more. Only for requests that are
+	// safe to replay. Otherwise early requests wait for the handshake (safe
+	// methods) or get 425 Too Early. Default false.
 	EarlyData bool `yaml:"early_data"`
 }
 
