@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
@@ -142,6 +143,11 @@ routes: [{name: order, match: {path: "/orders/:id"}, upstream: orders}]
 		if v := metricValue(t, o.reg, m.name, m.labels); !m.ok(v) {
 			t.Errorf("%s{%s} = %v, want %s", m.name, m.labels, v, m.want)
 		}
+	}
+	problems, err := testutil.GatherAndLint(o.reg, "penstock_quic_handshakes_total", "penstock_quic_packets_sent_total",
+		"penstock_quic_packets_lost_total", "penstock_quic_smoothed_rtt_seconds")
+	if err != nil || len(problems) > 0 {
+		t.Errorf("QUIC metrics do not pass the Prometheus linter: %v %v", err, problems)
 	}
 
 	ls := o.lines(t)
