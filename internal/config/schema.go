@@ -49,7 +49,9 @@ type Config struct {
 	src *source
 }
 
-// Listener is one TCP socket serving HTTP/1.1 and, when enabled, HTTP/2.
+// Listener is one TCP socket serving HTTP/1.1 and, when enabled, HTTP/2;
+// with "h3" in Protocols, also a UDP socket at the same address serving
+// HTTP/3.
 type Listener struct {
 	// Name identifies the listener in logs and errors. Required, unique.
 	Name string `yaml:"name"`
@@ -99,7 +101,8 @@ type ListenerLimits struct {
 	// ReadHeaderTimeout bounds the time to read a request's headers
 	// (slowloris). Default 10s.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
-	// IdleTimeout closes keep-alive connections idle for this long. Default 60s.
+	// IdleTimeout closes keep-alive connections idle for this long (HTTP/3:
+	// without requests). Default 60s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes bounds the request line plus headers. Default 64KiB.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
