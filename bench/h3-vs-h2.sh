@@ -4,16 +4,17 @@
 # One penstock (GOMAXPROCS=1, pinned to core 0) with one TLS listener serving
 # h2 and h3 on the same port, in front of bench/upstream (64-byte JSON). The
 # load tool bench/h3load and the upstream share core 1. For each protocol in
-# turn, the same tool measures:
-#   1. max requests/s: closed loop, CONCURRENCY requests in flight over
-#      CONNS connections, MAX_SECONDS;
-#   2. latency at a fixed rate: open loop at RATE req/s for WARMUP +
-#      DURATION over CONNS connections; P50/P99/P99.9 from each request's
-#      intended send time (no coordinated omission);
-#   3. memory per idle connection: penstock's VmRSS before and while
+# turn, on a freshly started penstock, the same tool measures:
+#   1. memory per idle connection: penstock's VmRSS before and while
 #      IDLE_CONNS connections that each carried one request are held idle,
-#      divided by IDLE_CONNS (after a forced GC in neither case: this is what
-#      the kernel charges).
+#      divided by IDLE_CONNS (what the kernel charges; no forced GC), and the
+#      live Go heap and goroutines per connection (go_memstats_alloc_bytes
+#      and go_goroutines from the admin API, each read after a forced GC);
+#   2. max requests/s: closed loop, CONCURRENCY requests in flight over
+#      CONNS connections, MAX_SECONDS;
+#   3. latency at a fixed rate: open loop at RATE req/s for WARMUP +
+#      DURATION over CONNS connections; P50/P99/P99.9 from each request's
+#      intended send time (no coordinated omission).
 # Then prints one Markdown table on stdout; progress goes to stderr.
 #
 # Only loopback addresses are used; every load run is bounded in time, and
@@ -22,7 +23,8 @@
 # Usage: bash bench/h3-vs-h2.sh
 # Knobs (environment):
 #   RATE=1000 DURATION=10 WARMUP=2 CONNS=10 CONCURRENCY=50 MAX_SECONDS=8
-#   IDLE_CONNS=1000 IDLE_HOLD=8 PORT=18443 UPSTREAM_PORT=18081 KEEP=1
+#   IDLE_CONNS=1000 IDLE_HOLD=8 PORT=18443 UPSTREAM_PORT=18081 ADMIN_PORT=19901
+#   KEEP=1
 set -euo pipefail
 
 RATE=${RATE:-1000}
@@ -35,6 +37,7 @@ IDLE_CONNS=${IDLE_CONNS:-1000}
 IDLE_HOLD=${IDLE_HOLD:-8}
 PORT=${PORT:-18443}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
+ADMIN_PORT=${ADMIN_PORT:-19901}
 KEEP=${KEEP:-0}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,12 +48,13 @@ die() {
 	exit 1
 }
 
-for v in RATE DURATION CONNS CONCURRENCY MAX_SECONDS IDLE_CONNS IDLE_HOLD PORT UPSTREAM_PORT; do
+for v in RATE DURATION CONNS CONCURRENCY MAX_SECONDS IDLE_CONNS IDLE_HOLD PORT UPSTREAM_PORT ADMIN_PORT; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
 (($(nproc) >= 2)) || die "needs at least 2 cores (found $(nproc))"
 command -v go >/dev/null 2>&1 || die "go is not on PATH"
 command -v taskset >/dev/null 2>&1 || die "taskset is missing (Debian package util-linux)"
+command -v curl >/dev/null 2>&1 || die "curl is missing (Debian package curl)"
 # Each idle HTTP/2 connection is a descriptor on both sides.
 ulimit -n $((IDLE_CONNS * 2 + 1024)) 2>/dev/null || log "could not raise the descriptor limit; IDLE_CONNS may fail"
 
@@ -104,56 +108,73 @@ routes:
     upstream: up
 logging: {level: warn}
 access_log: {enabled: false}
+shutdown: {drain_timeout: 2s}
+admin: {address: 127.0.0.1:$ADMIN_PORT}
 EOF
-GOMAXPROCS=1 taskset -c 0 "$work/penstock" serve -c "$work/penstock.yaml" >"$work/penstock.out" 2>"$work/penstock.log" &
-ppid=$!
-pids+=("$ppid")
 url="https://127.0.0.1:$PORT/"
-for ((i = 0; i < 100; i++)); do
-	kill -0 "$ppid" 2>/dev/null || die "penstock exited: $(cat "$work/penstock.log")"
-	timeout 2 "$work/h3load" -proto h2 -mode max -url "$url" -connections 1 -concurrency 1 -duration 100ms >/dev/null 2>&1 && break
-	sleep 0.1
-done
-
+start_penstock() { # a fresh process per protocol, so memory figures start equal
+	GOMAXPROCS=1 taskset -c 0 "$work/penstock" serve -c "$work/penstock.yaml" >"$work/penstock.out" 2>"$work/penstock.log" &
+	ppid=$!
+	pids+=("$ppid")
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$ppid" 2>/dev/null || die "penstock exited: $(cat "$work/penstock.log")"
+		timeout 2 "$work/h3load" -proto h2 -mode max -url "$url" -connections 1 -concurrency 1 -duration 100ms >/dev/null 2>&1 && return
+		sleep 0.1
+	done
+	die "penstock did not answer"
+}
 load() { taskset -c 1 "$work/h3load" -url "$url" "$@"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$ppid/status"; }
+gauge() { # gauge NAME: its value from the admin API's /metrics, after a forced GC
+	curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/debug/pprof/heap?gc=1"
+	curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v k="$1" '$1 == k {printf "%d", $2}'
+}
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\\1/" <<<"$2"; }
 
-declare -A rps p50 p99 p999 perconn errs
+declare -A rps p50 p99 p999 perconn heap gor errs
 for proto in h2 h3; do
-	log "$proto: warm-up and max requests/s (${MAX_SECONDS}s, $CONCURRENCY in flight over $CONNS connections)"
-	load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration 2s >/dev/null
-	out=$(load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration "${MAX_SECONDS}s")
-	rps[$proto]=$(field rps "$out")
-	e=$(field errors "$out")
-	log "$proto: fixed rate $RATE req/s for ${WARMUP}s + ${DURATION}s over $CONNS connections"
-	out=$(load -proto "$proto" -mode rate -rate "$RATE" -connections "$CONNS" -warmup "${WARMUP}s" -duration "${DURATION}s")
-	p50[$proto]=$(field p50_us "$out")
-	p99[$proto]=$(field p99_us "$out")
-	p999[$proto]=$(field p999_us "$out")
-	errs[$proto]=$((e + $(field errors "$out")))
-	log "$proto: $IDLE_CONNS idle connections"
-	sleep 2
+	start_penstock
+	log "$proto: $IDLE_CONNS idle connections on a fresh penstock"
+	sleep 1
 	before=$(rss_kib)
-	fifo="$work/idle-$proto"
-	load -proto "$proto" -mode idle -connections "$IDLE_CONNS" -hold "${IDLE_HOLD}s" >"$fifo" 2>"$work/idle-$proto.log" &
+	heap_before=$(gauge go_memstats_alloc_bytes)
+	gor_before=$(gauge go_goroutines)
+	ready="$work/idle-$proto"
+	load -proto "$proto" -mode idle -connections "$IDLE_CONNS" -hold "${IDLE_HOLD}s" >"$ready" 2>"$work/idle-$proto.log" &
 	lpid=$!
 	pids+=("$lpid")
 	for ((i = 0; i < 600; i++)); do
-		grep -q ready "$fifo" 2>/dev/null && break
+		grep -q ready "$ready" 2>/dev/null && break
 		kill -0 "$lpid" 2>/dev/null || die "h3load idle failed: $(cat "$work/idle-$proto.log")"
 		sleep 0.1
 	done
 	sleep 1
 	during=$(rss_kib)
 	perconn[$proto]=$(awk -v a="$before" -v b="$during" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (b - a) / n}')
+	heap[$proto]=$(awk -v a="$heap_before" -v b="$(gauge go_memstats_alloc_bytes)" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (b - a) / n / 1024}')
+	gor[$proto]=$(awk -v a="$gor_before" -v b="$(gauge go_goroutines)" -v n="$IDLE_CONNS" 'BEGIN {printf "%.1f", (b - a) / n}')
 	wait "$lpid" || true
 	log "$proto: RSS $before KiB -> $during KiB"
+
+	log "$proto: warm-up and max requests/s (${MAX_SECONDS}s, $CONCURRENCY in flight over $CONNS connections)"
+	load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration 2s >/dev/null
+	out=$(load -proto "$proto" -mode max -connections "$CONNS" -concurrency "$CONCURRENCY" -duration "${MAX_SECONDS}s")
+	log "$out"
+	rps[$proto]=$(field rps "$out")
+	e=$(field errors "$out")
+	log "$proto: fixed rate $RATE req/s for ${WARMUP}s + ${DURATION}s over $CONNS connections"
+	out=$(load -proto "$proto" -mode rate -rate "$RATE" -connections "$CONNS" -warmup "${WARMUP}s" -duration "${DURATION}s")
+	log "$out"
+	p50[$proto]=$(field p50_us "$out")
+	p99[$proto]=$(field p99_us "$out")
+	p999[$proto]=$(field p999_us "$out")
+	errs[$proto]=$((e + $(field errors "$out")))
+	stop_pid "$ppid"
 done
 
 cat <<EOF
-| protocol | max req/s | P50 µs at $RATE req/s | P99 µs | P99.9 µs | RSS per idle connection (KiB) | errors |
-|---|---|---|---|---|---|---|
-| HTTP/2 | ${rps[h2]} | ${p50[h2]} | ${p99[h2]} | ${p999[h2]} | ${perconn[h2]} | ${errs[h2]} |
-| HTTP/3 | ${rps[h3]} | ${p50[h3]} | ${p99[h3]} | ${p999[h3]} | ${perconn[h3]} | ${errs[h3]} |
+| protocol | max req/s | P50 µs at $RATE req/s | P99 µs | P99.9 µs | RSS per idle conn (KiB) | live heap per idle conn (KiB) | goroutines per idle conn | errors |
+|---|---|---|---|---|---|---|---|---|
+| HTTP/2 | ${rps[h2]} | ${p50[h2]} | ${p99[h2]} | ${p999[h2]} | ${perconn[h2]} | ${heap[h2]} | ${gor[h2]} | ${errs[h2]} |
+| HTTP/3 | ${rps[h3]} | ${p50[h3]} | ${p99[h3]} | ${p999[h3]} | ${perconn[h3]} | ${heap[h3]} | ${gor[h3]} | ${errs[h3]} |
 EOF

@@ -49,7 +49,9 @@ type Config struct {
 	src *source
 }
 
-// Listener is one TCP socket serving HTTP/1.1 and, when enabled, HTTP/2.
+// Listener is one TCP socket serving HTTP/1.1 and, when enabled, HTTP/2;
+// with "h3" in Protocols, also a UDP socket at the same address serving
+// HTTP/3.
 type Listener struct {
 	// Name identifies the listener in logs and errors. Required, unique.
 	Name string `yaml:"name"`
@@ -133,7 +135,8 @@ type ListenerLimits struct {
 	// ReadHeaderTimeout bounds the time to read a request's headers
 	// (slowloris). Default 10s.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
-	// IdleTimeout closes keep-alive connections idle for this long. Default 60s.
+	// IdleTimeout closes keep-alive connections idle for this long (HTTP/3:
+	// without requests). Default 60s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes bounds the request line plus headers. Default 64KiB.
 	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
@@ -192,7 +195,8 @@ type Upstream struct {
 	// (power of two random choices by in-flight requests).
 	Balancing string `yaml:"balancing"`
 	// Protocol spoken to the endpoints: "h1" (default), "h2c" (HTTP/2 with
-	// prior knowledge) or "h2" (HTTP/2 over TLS; needs TLS).
+	// prior knowledge), "h2" (HTTP/2 over TLS; needs TLS) or "h3" (HTTP/3
+	// over QUIC, UDP to the endpoint's port; needs TLS, no unix sockets).
 	Protocol string `yaml:"protocol"`
 	// Client is the HTTP/1.1 client used when Protocol is "h1": "native"
 	// (default), penstock's own client, which allocates nothing per request
@@ -273,9 +277,10 @@ type Route struct {
 	// EarlyData lets the route serve GET, HEAD and OPTIONS requests received
 	// in TLS 1.3 early data (HTTP/3 0-RTT on a listener with
 	// http3.zero_rtt: true); they reach the upstream with "Early-Data: 1"
-	// (RFC 8470). Only for requests that are safe to replay. Otherwise early
-	// requests wait for the handshake (safe methods) or get 425 Too Early.
-	// Default false.
+	// (RFC 8470), and an upstream 425 Too Early makes penstock wait for the
+	// handshake and send the request once more. Only for requests that are
+	// safe to replay. Otherwise early requests wait for the handshake (safe
+	// methods) or get 425 Too Early. Default false.
 	EarlyData bool `yaml:"early_data"`
 	// EarlyHints are Link field values sent to the client in a 103 Early
 	// Hints response (RFC 8297) before the request is forwarded, so it can

@@ -243,8 +243,17 @@ func (c *Config) validateUpstreams(col *Collector) map[string]string {
 			if u.TLS != nil {
 				col.Addf(p+".protocol", "protocol \"h2c\" is HTTP/2 over cleartext and cannot be used with tls; use \"h2\"")
 			}
+		case ProtocolH3:
+			if u.TLS == nil {
+				col.Addf(p+".protocol", "protocol \"h3\" (HTTP/3 over QUIC) needs a tls block")
+			}
+			for j, e := range u.Endpoints {
+				if strings.HasPrefix(e.Address, "unix:") {
+					col.Addf(indexPath(p+".endpoints", j)+".address", "protocol \"h3\" runs over UDP and cannot reach a unix socket")
+				}
+			}
 		default:
-			col.Addf(p+".protocol", "unknown protocol %q; want h1, h2c or h2", u.Protocol)
+			col.Addf(p+".protocol", "unknown protocol %q; want h1, h2c, h2 or h3", u.Protocol)
 		}
 		if !isKnown(u.Client, ClientNative, ClientStdHTTP) {
 			col.Addf(p+".client", "unknown client %q; want native or stdhttp", u.Client)

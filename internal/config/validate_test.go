@@ -386,7 +386,7 @@ upstreams:
   - name: a
     endpoints: [{address: "a:80", weight: 1001}, {address: "b:80", weight: -1}]
     balancing: random
-    protocol: h3
+    protocol: h4
     pool: {max_idle_per_endpoint: -1, max_per_endpoint: -2}
   - name: b
     endpoints: [{address: "a:443"}]
@@ -398,18 +398,23 @@ upstreams:
   - name: d
     endpoints: [{address: "a:443"}]
     tls: {ca_file: {{dir}}/garbage.pem}
+  - name: e
+    endpoints: [{address: "a:443"}, {address: "unix:/run/x.sock"}]
+    protocol: h3
 `,
 			want: []string{
 				`upstreams[0].endpoints[0].weight (line 4): weight 1001 is out of range: want 1 to 1000`,
 				`upstreams[0].endpoints[1].weight (line 4): weight -1 is out of range: want 1 to 1000`,
 				`upstreams[0].balancing (line 5): unknown balancing "random"; want round_robin, weighted_round_robin or least_request`,
-				`upstreams[0].protocol (line 6): unknown protocol "h3"; want h1, h2c or h2`,
+				`upstreams[0].protocol (line 6): unknown protocol "h4"; want h1, h2c, h2 or h3`,
 				`upstreams[0].pool.max_idle_per_endpoint (line 7): must not be negative, got -1`,
 				`upstreams[0].pool.max_per_endpoint (line 7): must not be negative, got -2`,
 				`upstreams[1].protocol (line 10): protocol "h2" needs a tls block; use "h2c" for HTTP/2 over cleartext`,
 				`upstreams[2].protocol (line 13): protocol "h2c" is HTTP/2 over cleartext and cannot be used with tls; use "h2"`,
 				`upstreams[2].tls.ca_file (line 14): missing CA file "{{dir}}/absent.pem"`,
 				`upstreams[3].tls.ca_file (line 17): CA file "{{dir}}/garbage.pem" holds no PEM certificates`,
+				`upstreams[4].endpoints[1].address (line 19): protocol "h3" runs over UDP and cannot reach a unix socket`,
+				`upstreams[4].protocol (line 20): protocol "h3" (HTTP/3 over QUIC) needs a tls block`,
 			},
 		},
 		{

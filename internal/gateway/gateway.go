@@ -161,8 +161,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 				s.Close()
 			}
 			for _, l := range g.listeners {
-				l.srv.Shutdown(context.Background())
-				l.stopH3(context.Background())
+				l.shutdown(context.Background())
 				l.stop()
 			}
 			g.listeners = map[string]*runningListener{}
@@ -375,13 +374,7 @@ func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout ti
 	l.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
-	h3done := make(chan error, 1)
-	go func() { h3done <- l.stopH3(ctx) }()
-	err := l.srv.Shutdown(ctx)
-	if h3err := <-h3done; err == nil {
-		err = h3err
-	}
-	if err != nil {
+	if err := l.shutdown(ctx); err != nil {
 		g.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
 	}
 	if closeSocket {
@@ -451,15 +444,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			l.stop()
-			h3done := make(chan error, 1)
-			go func() { h3done <- l.stopH3(ctx) }()
-			err := l.srv.Shutdown(ctx)
-			if err == nil {
-				err = <-h3done
-			} else {
-				<-h3done
-			}
-			if err != nil {
+			if err := l.shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("listener %q: drain: %w", l.cfg.Name, err)
 			}
 			l.sock.Close()

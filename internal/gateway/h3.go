@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"slices"
 	"strconv"
@@ -33,6 +34,7 @@ func (g *Gateway) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Confi
 		if err != nil {
 			return nil, err
 		}
+		g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", "https", "protocols", []string{config.ProtocolH3})
 	}
 	o := h3.Options{
 		TLS:                conf,
@@ -48,14 +50,18 @@ func (g *Gateway) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Confi
 	return h3.Serve(sock, o, h), nil
 }
 
-// stopH3 drains l's HTTP/3 server, if any: GOAWAY, then in-flight requests
-// finish until ctx is done. Its UDP socket is closed unless a newer server
-// (a reload) took it over.
-func (l *runningListener) stopH3(ctx context.Context) error {
+// shutdown drains l's servers: the TCP one and, if any, the HTTP/3 one
+// (GOAWAY, then in-flight requests finish until ctx is done), side by side.
+// The HTTP/3 server's UDP socket is closed unless a newer server (a reload)
+// took it over; the TCP socket is the caller's.
+func (l *runningListener) shutdown(ctx context.Context) error {
 	if l.h3 == nil {
-		return nil
+		return l.srv.Shutdown(ctx)
 	}
-	return l.h3.Shutdown(ctx)
+	h3done := make(chan error, 1)
+	go func() { h3done <- l.h3.Shutdown(ctx) }()
+	err := l.srv.Shutdown(ctx)
+	return errors.Join(err, <-h3done)
 }
 
 // altSvc is a listener's precomputed Alt-Svc advertisement (RFC 7838) of

@@ -6,16 +6,20 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/listener"
 )
 
 // h3Client speaks HTTP/3 (certificate not verified: self-signed). Close its
@@ -140,6 +144,11 @@ routes: [{name: order, match: {path: "/orders/:id"}, upstream: orders}]
 			t.Errorf("%s{%s} = %v, want %s", m.name, m.labels, v, m.want)
 		}
 	}
+	problems, err := testutil.GatherAndLint(o.reg, "penstock_quic_handshakes_total", "penstock_quic_packets_sent_total",
+		"penstock_quic_packets_lost_total", "penstock_quic_smoothed_rtt_seconds")
+	if err != nil || len(problems) > 0 {
+		t.Errorf("QUIC metrics do not pass the Prometheus linter: %v %v", err, problems)
+	}
 
 	ls := o.lines(t)
 	if len(ls) != 3 {
@@ -197,6 +206,61 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 			}
 		})
 	}
+}
+
+// TestAltSvcReplacesTheUpstreams checks that a listener advertising HTTP/3
+// replaces an upstream's Alt-Svc (which names the upstream's ports) and one
+// that does not passes it on.
+func TestAltSvcReplacesTheUpstreams(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Alt-Svc", `h3=":9999"; ma=60`)
+	}))
+	g := startGateway(t, lines(`listeners:
+  - {name: tls, address: "127.0.0.1:0", protocols: [h1, h2, h3], tls: {self_signed: true}, http3: {alt_svc_port: 443}}
+  - {name: plain, address: "127.0.0.1:0"}
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, up))
+	tests := []struct {
+		name, listener string
+		c              *http.Client
+		want           string
+	}{
+		{"advertising listener replaces it", "tls", h2Client(), `h3=":443"; ma=86400`},
+		{"other listener passes it on", "plain", client, `h3=":9999"; ma=60`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, _ := do(t, tt.c, "GET", baseURL(g, tt.listener)+"/", nil, nil)
+			if got := resp.Header.Values("Alt-Svc"); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("Alt-Svc = %q, want only %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestQlogDir checks that http3.qlog_dir gets one qlog file per QUIC
+// connection.
+func TestQlogDir(t *testing.T) {
+	rec := newRecorder(t, "up")
+	dir := filepath.Join(t.TempDir(), "qlog")
+	g := startGateway(t, lines(`listeners:
+  - {name: tls, address: "127.0.0.1:0", protocols: [h1, h2, h3], tls: {self_signed: true}, http3: {qlog_dir: %q}}
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, dir, rec.addr()))
+	c, tr := h3Client(t)
+	do(t, c, "GET", baseURL(g, "tls")+"/", nil, nil)
+	tr.Close()
+	waitFor(t, "a qlog file with events", func() bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "*_server.sqlog"))
+		if len(files) != 1 {
+			return false
+		}
+		b, _ := os.ReadFile(files[0])
+		// Complete: the connection's close was recorded.
+		return strings.Contains(string(b), "transport:packet_received") && strings.Contains(string(b), "transport:connection_closed")
+	})
 }
 
 // TestHTTP3GracefulShutdown starts a slow HTTP/3 request, shuts the gateway
@@ -437,8 +501,14 @@ func TestZeroRTT(t *testing.T) {
 	var arrived atomic.Int64 // when the upstream last saw a request, UnixNano
 	var count atomic.Int64
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived.Store(time.Now().UnixNano())
 		count.Add(1)
+		if r.URL.Path == "/retry" && r.Header.Get("Early-Data") == "1" {
+			// An upstream that refuses anything that might be a replay.
+			w.WriteHeader(http.StatusTooEarly)
+			io.WriteString(w, "too early")
+			return
+		}
+		arrived.Store(time.Now().UnixNano())
 		io.WriteString(w, r.Header.Get("Early-Data"))
 	}))
 	g := startGateway(t, lines(`listeners:
@@ -446,6 +516,7 @@ func TestZeroRTT(t *testing.T) {
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes:
   - {name: early, match: {path: /early}, upstream: up, early_data: true}
+  - {name: retry, match: {path: /retry}, upstream: up, early_data: true}
   - {name: plain, match: {path_prefix: /plain}, upstream: up}
 `, up))
 	addr := g.Addr("tls").String()
@@ -458,71 +529,144 @@ routes:
 		wantStatus int
 		wantEarly  string // Early-Data header the upstream sees
 		wantWait   bool   // the request must reach the upstream only after the handshake
+		wantCalls  int64  // requests the upstream gets; 0 means 1 for a 200
 	}{
 		{name: "GET on an early_data route goes at once", method: http3.MethodGet0RTT, path: "/early", wantStatus: 200, wantEarly: "1"},
 		{name: "GET elsewhere waits for the handshake", method: http3.MethodGet0RTT, path: "/plain", wantStatus: 200, wantWait: true},
 		{name: "POST is never forwarded early", method: "POST", path: "/early", wantStatus: 425},
+		{name: "upstream 425 is retried after the handshake", method: http3.MethodGet0RTT, path: "/retry", wantStatus: 200, wantWait: true, wantCalls: 2},
 	}
+	// send resumes a connection with 0-RTT and sends one request in its
+	// first flight; it returns the response, its body, how long after
+	// sending the upstream saw the request and how many requests it got.
+	send := func(t *testing.T, method, path string) (*http.Response, string, time.Duration, int64) {
+		cache := tls.NewLRUClientSessionCache(4)
+		tokens := quic.NewLRUTokenStore(4, 4)
+		// A first, complete connection leaves a session ticket behind.
+		first := earlyClient(t, addr, cache, tokens, 0)
+		req, _ := http.NewRequest("GET", "https://"+addr+"/plain/warmup", nil)
+		resp, err := first.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		first.CloseWithError(0x100, "")
+
+		before := count.Load()
+		cc := earlyClient(t, addr, cache, tokens, hold)
+		start := time.Now()
+		if method == "POST" {
+			// http3's RoundTrip never sends a POST early; a raw stream
+			// does, as a replaying attacker would.
+			str, err := cc.OpenRequestStream(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("POST", "https://"+addr+path, nil)
+			if err := str.SendRequestHeader(req); err != nil {
+				t.Fatal(err)
+			}
+			str.Close()
+			resp, err = str.ReadResponse()
+		} else {
+			req, _ := http.NewRequest(method, "https://"+addr+path, nil)
+			resp, err = cc.RoundTrip(req)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body), time.Unix(0, arrived.Load()).Sub(start), count.Load() - before
+	}
+
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cache := tls.NewLRUClientSessionCache(4)
-			tokens := quic.NewLRUTokenStore(4, 4)
-			// A first, complete connection leaves a session ticket behind.
-			first := earlyClient(t, addr, cache, tokens, 0)
-			req, _ := http.NewRequest("GET", "https://"+addr+"/plain/warmup", nil)
-			resp, err := first.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			first.CloseWithError(0x100, "")
-
-			before := count.Load()
-			cc := earlyClient(t, addr, cache, tokens, hold)
-			start := time.Now()
-			switch tt.method {
-			case "POST":
-				// http3's RoundTrip never sends a POST early; a raw stream
-				// does, as a replaying attacker would.
-				str, err := cc.OpenRequestStream(context.Background())
-				if err != nil {
-					t.Fatal(err)
+			var resp *http.Response
+			var body string
+			var took time.Duration
+			var calls int64
+			// 0-RTT packets can be lost (dropped while the server sets the
+			// connection up) and are then resent after the handshake, as
+			// ordinary requests. Try again until the request did arrive
+			// early, which each case can tell from what came back.
+			for attempt := 1; ; attempt++ {
+				resp, body, took, calls = send(t, tt.method, tt.path)
+				arrivedEarly := true
+				switch {
+				case tt.method == "POST":
+					arrivedEarly = resp.StatusCode != 200
+				case tt.wantEarly == "1":
+					arrivedEarly = body == "1"
+				case tt.wantCalls == 2:
+					arrivedEarly = calls == 2
 				}
-				req, _ := http.NewRequest("POST", "https://"+addr+tt.path, nil)
-				if err := str.SendRequestHeader(req); err != nil {
-					t.Fatal(err)
+				if arrivedEarly || attempt == 3 {
+					break
 				}
-				str.Close()
-				resp, err = str.ReadResponse()
-			default:
-				req, _ := http.NewRequest(tt.method, "https://"+addr+tt.path, nil)
-				resp, err = cc.RoundTrip(req)
+				t.Logf("attempt %d: the request arrived after the handshake; again", attempt)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.wantStatus, body)
 			}
 			if tt.wantStatus != 200 {
-				if n := count.Load() - before; n != 0 {
-					t.Errorf("upstream got %d requests, want none", n)
+				if calls != 0 {
+					t.Errorf("upstream got %d requests, want none", calls)
 				}
 				return
 			}
-			if string(body) != tt.wantEarly {
+			if want := max(tt.wantCalls, 1); calls != want {
+				t.Errorf("upstream got %d requests, want %d", calls, want)
+			}
+			if body != tt.wantEarly {
 				t.Errorf("upstream saw Early-Data %q, want %q", body, tt.wantEarly)
 			}
 			// The client holds its handshake back for hold, so a request
-			// that waited for the handshake arrives after it. (An early
-			// request usually arrives at once, but may be late when its
-			// 0-RTT packets are lost and retransmitted after the handshake;
-			// its Early-Data header above is the proof it was served early.)
-			if took := time.Unix(0, arrived.Load()).Sub(start); tt.wantWait && took < hold {
+			// that waited for the handshake arrives after it.
+			if tt.wantWait && took < hold {
 				t.Errorf("upstream reached after %v, before the %v handshake completed", took, hold)
 			}
 		})
+	}
+}
+
+// TestUpstreamHTTP3 forwards to an HTTP/3 upstream (protocol: h3) and checks
+// the request arrives over HTTP/3, and that an endpoint where nothing
+// answers QUIC counts as a connection failure: the next endpoint is tried.
+func TestUpstreamHTTP3(t *testing.T) {
+	cert, _, err := listener.SelfSigned("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http3.Server{
+		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, r.Proto+" "+r.Header.Get("X-Forwarded-Proto"))
+		}),
+	}
+	go srv.Serve(udp)
+	t.Cleanup(func() { srv.Close(); udp.Close() })
+	// A UDP port nobody serves: the QUIC handshake times out.
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+
+	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams:
+  - {name: h3, protocol: h3, tls: {insecure_skip_verify: true}, endpoints: [{address: %q}, {address: %q}]}
+routes: [{name: r, match: {path_prefix: /}, upstream: h3, timeouts: {connect: 300ms}}]
+`, deadAddr, udp.LocalAddr().String()))
+	for i := range 3 {
+		resp, body := do(t, client, "GET", baseURL(g, "main")+"/", nil, nil)
+		if resp.StatusCode != 200 || body != "HTTP/3.0 http" {
+			t.Fatalf("request %d: status %d body %q, want 200 and the upstream's HTTP/3.0", i, resp.StatusCode, body)
+		}
 	}
 }

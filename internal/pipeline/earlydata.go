@@ -17,9 +17,11 @@ const EarlyDataHeader = "Early-Data"
 //     (RFC 8470 §5.2): the client retries once its handshake is done, and
 //     no side effect is ever replayed.
 //   - Safe methods on a route with early_data: true go upstream at once,
-//     carrying "Early-Data: 1" so the upstream can answer 425 itself; such a
-//     425 is passed on to the client, which then retries after the handshake
-//     (RFC 8470 §5.2 lets an intermediary forward it in all cases).
+//     carrying "Early-Data: 1" so the upstream can answer 425 itself. Such a
+//     425 is held back: penstock waits for the handshake and sends the
+//     request once more, without the header (RFC 8470 §5.2 allows this
+//     retry to the intermediary that received the request early). A 425 to
+//     a request a proxy marked is passed on, as §5.2 requires.
 //   - Safe methods on other routes wait for the handshake to complete and then
 //     proceed as ordinary requests; a request marked by a proxy cannot wait
 //     for another machine's handshake, so it gets 425.
@@ -52,10 +54,11 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 	case !safeMethod(x.Req.Method):
 		Fail(x, TooEarly)
 		return
+	case e.accept && marked:
 	case e.accept:
-		if !marked {
-			h.Add(EarlyDataHeader, "1")
-		}
+		h.Add(EarlyDataHeader, "1")
+		e.serveEarly(x)
+		return
 	case marked:
 		Fail(x, TooEarly)
 		return
@@ -71,6 +74,92 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 		}
 	}
 	e.next.ServeExchange(x)
+}
+
+// serveEarly forwards x from early data and, if the upstream answers 425,
+// retries it once after the handshake. Only early requests on opted-in
+// routes get here, so the writer's allocation is not on the common path.
+func (e *earlyData) serveEarly(x *exchange.Exchange) {
+	client := x.W
+	hold := &holdTooEarly{ResponseWriter: client}
+	client.Header().Range(func(name, value string) bool {
+		hold.hdr.Add(name, value)
+		return true
+	})
+	x.W = hold
+	e.next.ServeExchange(x)
+	x.W = client
+	if !hold.caught {
+		return
+	}
+	select {
+	case <-x.State.HandshakeDone:
+	case <-x.Ctx.Done():
+		return
+	}
+	x.Req.Header.Del(EarlyDataHeader)
+	x.State.EarlyData = false
+	x.State.Status, x.State.BytesOut = 0, 0
+	x.State.ErrorKind, x.State.Error = "", ""
+	e.next.ServeExchange(x)
+}
+
+// holdTooEarly is the client's response writer while an early request is
+// upstream: it keeps the header on the side until the final status is
+// known, swallows a 425 and its body, and passes anything else through.
+type holdTooEarly struct {
+	exchange.ResponseWriter
+	hdr    exchange.Header
+	caught bool // a 425 was held back
+	passed bool // a final status other than 425 went to the client
+}
+
+func (w *holdTooEarly) Header() *exchange.Header {
+	if w.passed {
+		return w.ResponseWriter.Header()
+	}
+	return &w.hdr
+}
+
+func (w *holdTooEarly) WriteHeader(status int) {
+	switch {
+	case w.passed:
+		w.ResponseWriter.WriteHeader(status)
+		return
+	case w.caught:
+		return
+	case status == 425:
+		w.caught = true
+		return
+	}
+	dst := w.ResponseWriter.Header()
+	dst.Reset()
+	w.hdr.Range(func(name, value string) bool {
+		dst.Add(name, value)
+		return true
+	})
+	w.passed = status >= 200
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *holdTooEarly) Write(p []byte) (int, error) {
+	if w.caught {
+		return len(p), nil
+	}
+	if !w.passed {
+		w.WriteHeader(200)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *holdTooEarly) Flush() error {
+	if w.caught {
+		return nil
+	}
+	if !w.passed {
+		w.WriteHeader(200)
+	}
+	return w.ResponseWriter.Flush()
 }
 
 // safeMethod reports the methods RFC 8470 §4 and RFC 9110 §9.2.1 let a

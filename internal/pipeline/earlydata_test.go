@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -88,5 +89,68 @@ func TestEarlyData(t *testing.T) {
 func TestTooEarlyStatus(t *testing.T) {
 	if got := TooEarly.Status(); got != 425 {
 		t.Fatalf("TooEarly.Status() = %d, want 425", got)
+	}
+}
+
+// TestEarlyDataRetriesUpstream425 checks RFC 8470 §5.2 for requests penstock
+// forwarded from early data: an upstream 425 is held back and the request is
+// sent once more after the handshake, without Early-Data; other answers
+// pass through untouched.
+func TestEarlyDataRetriesUpstream425(t *testing.T) {
+	tests := []struct {
+		name       string
+		upstream   []int // status per call
+		clientGone bool
+		wantCalls  int
+		wantStatus []int
+		wantBody   string
+		wantSeen   []string // Early-Data per call
+	}{
+		{name: "425 is retried after the handshake", upstream: []int{425, 200}, wantCalls: 2, wantStatus: []int{200}, wantBody: "call 2", wantSeen: []string{"1", ""}},
+		{name: "other answers pass through", upstream: []int{503}, wantCalls: 1, wantStatus: []int{503}, wantBody: "call 1", wantSeen: []string{"1"}},
+		{name: "a second 425 is the client's", upstream: []int{425, 425}, wantCalls: 2, wantStatus: []int{425}, wantBody: "call 2", wantSeen: []string{"1", ""}},
+		{name: "client gone before the handshake: no retry", upstream: []int{425}, clientGone: true, wantCalls: 1, wantSeen: []string{"1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x, rec := newExchange(t, "GET")
+			handshake := make(chan struct{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.clientGone {
+				cancel()
+			} else {
+				close(handshake)
+			}
+			x.Ctx = ctx
+			x.State.EarlyData, x.State.HandshakeDone = true, handshake
+			rec.hdr.Add("X-Request-Id", "rid")
+			var seen []string
+			h, _ := newEarlyData(&config.Route{EarlyData: true}, exchange.HandlerFunc(func(x *exchange.Exchange) {
+				v, _ := x.Req.Header.Get("Early-Data")
+				seen = append(seen, v)
+				status := tt.upstream[len(seen)-1]
+				x.State.Status = status
+				x.W.Header().Add("X-Call", fmt.Sprint(len(seen)))
+				x.W.WriteHeader(status)
+				x.W.Write([]byte(fmt.Sprintf("call %d", len(seen))))
+			}))
+			h.ServeExchange(x)
+			if len(seen) != tt.wantCalls || !slices.Equal(seen, tt.wantSeen) {
+				t.Fatalf("upstream saw Early-Data %q, want %q", seen, tt.wantSeen)
+			}
+			if !slices.Equal(rec.statuses, tt.wantStatus) || string(rec.body) != tt.wantBody {
+				t.Fatalf("client got %v %q, want %v %q", rec.statuses, rec.body, tt.wantStatus, tt.wantBody)
+			}
+			if tt.wantStatus == nil {
+				return
+			}
+			if got := headerValues(&rec.hdr, "X-Call"); !slices.Equal(got, []string{fmt.Sprint(tt.wantCalls)}) {
+				t.Errorf("client header X-Call = %q: the held-back response leaked", got)
+			}
+			if got := headerValues(&rec.hdr, "X-Request-Id"); !slices.Equal(got, []string{"rid"}) {
+				t.Errorf("client header X-Request-Id = %q, want the one set before", got)
+			}
+		})
 	}
 }

@@ -235,11 +235,16 @@ func stdHeader(h *exchange.Header) http.Header {
 }
 
 // copyResponseHeader copies the upstream response's end-to-end fields to the
-// client response.
+// client response. An Alt-Svc already set (the listener advertising its own
+// HTTP/3 endpoint) wins over the upstream's, which names the upstream's
+// ports, not ones the client can reach.
 func copyResponseHeader(dst *exchange.Header, src http.Header) {
 	conn := src.Values("Connection")
 	for name, values := range src {
 		if isHopByHop(name) || inTokens(conn, name) {
+			continue
+		}
+		if name == "Alt-Svc" && dst.Has(name) {
 			continue
 		}
 		for _, v := range values {

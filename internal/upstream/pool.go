@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"io"
 	"reflect"
 	"time"
 
@@ -47,7 +48,11 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 		if network == "unix" {
 			e.urlHost = "localhost"
 		}
-		e.transport = newTransport(e, u, tlsConf)
+		if u.Protocol == config.ProtocolH3 {
+			e.transport = newH3Transport(e, u, tlsConf)
+		} else {
+			e.transport = newTransport(e, u, tlsConf)
+		}
 		if u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP {
 			e.h1 = newH1Client(e, u, tlsConf)
 		}
@@ -85,6 +90,10 @@ func (p *Pool) Retire(grace time.Duration) {
 		p.Close()
 		for _, e := range p.Endpoints {
 			e.closeConns()
+			if t, ok := e.transport.(io.Closer); ok {
+				// HTTP/3: the QUIC connections are the transport's own.
+				t.Close()
+			}
 		}
 	})
 }

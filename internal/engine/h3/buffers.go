@@ -15,9 +15,11 @@ const wantBuffer = 7 << 20
 
 var bufferWarning sync.Once
 
-func init() {
-	// penstock sizes the buffers itself and logs one line of its own;
-	// quic-go's log.Printf warning would repeat it in another format.
+// silenceQUICGoWarning turns off quic-go's own buffer warning (a log.Printf
+// per process, read from the environment when a transport first uses a
+// socket): penstock sizes the buffers itself and logs one line of its own.
+// An operator's explicit setting is kept.
+func silenceQUICGoWarning() {
 	if _, set := os.LookupEnv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING"); !set {
 		os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	}
@@ -28,6 +30,7 @@ func init() {
 // processes; when that cap is lower, one line per process says which sysctls
 // to raise.
 func raiseBuffers(c *net.UDPConn, log *slog.Logger) {
+	silenceQUICGoWarning()
 	c.SetReadBuffer(wantBuffer)
 	c.SetWriteBuffer(wantBuffer)
 	rc, err := c.SyscallConn()

@@ -70,9 +70,6 @@ func Serve(sock *Socket, o Options, h exchange.Handler) *Server {
 		o.Logger = slog.Default()
 	}
 	adapter := &stdhttp.Adapter{Handler: h}
-	if o.ZeroRTT {
-		adapter.EarlyData = earlyData
-	}
 	s := &Server{
 		sock:  sock,
 		conns: make(chan *quic.Conn),
@@ -88,10 +85,14 @@ func Serve(sock *Socket, o Options, h exchange.Handler) *Server {
 			MaxHeaderBytes: o.MaxHeaderBytes,
 			IdleTimeout:    o.IdleTimeout,
 			Logger:         o.Logger,
-			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
-				return context.WithValue(ctx, connKey{}, c)
-			},
 		},
+	}
+	if o.ZeroRTT {
+		// Requests need their connection to tell whether they are early.
+		adapter.EarlyData = earlyData
+		s.srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		}
 	}
 	if o.QlogDir != "" {
 		s.quic.Tracer = qlogTracer(o.QlogDir, o.Logger)

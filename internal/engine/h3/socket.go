@@ -159,7 +159,9 @@ func (s *Socket) acceptLoop() {
 	}
 }
 
-// watch reports c's handshake and, once it has ended, its statistics.
+// watch reports c's handshake and, once it has ended, its statistics. The
+// goroutine lives only as long as the handshake: an idle connection costs
+// a context callback, not a goroutine stack.
 func (s *Socket) watch(c *quic.Conn) {
 	select {
 	case <-c.HandshakeComplete():
@@ -167,8 +169,7 @@ func (s *Socket) watch(c *quic.Conn) {
 	case <-c.Context().Done():
 		s.obs.Handshake(false)
 	}
-	<-c.Context().Done()
-	s.obs.ConnClosed(c.ConnectionStats())
+	context.AfterFunc(c.Context(), func() { s.obs.ConnClosed(c.ConnectionStats()) })
 }
 
 // deliver hands c to the current Server, retrying if that Server started

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+)
+
+// TestBinaryUpgradeWithHTTP3 upgrades a process serving HTTP/3: the new
+// process binds the same UDP port while the old one still holds it, and
+// HTTP/3 requests are served before and after.
+func TestBinaryUpgradeWithHTTP3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "penstock")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	upLn := listenLoopback(t)
+	go up.Serve(upLn)
+	t.Cleanup(func() { up.Close() })
+
+	addr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "penstock.yaml")
+	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2, h3], tls: {self_signed: true}}]
+upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
+routes: [{name: all, match: {path_prefix: /}, upstream: up}]
+shutdown: {drain_timeout: 2s}
+logging: {format: text}
+`), 0o600)
+	pidFile := filepath.Join(dir, "penstock.pid")
+	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
+	defer logFile.Close()
+	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+
+	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait()
+	t.Cleanup(func() {
+		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
+			syscall.Kill(pid, syscall.SIGTERM)
+			waitFor(10*time.Second, func() bool { return !alive(pid) })
+		}
+	})
+	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
+		t.Fatalf("penstock did not start:\n%s", logs())
+	}
+
+	get := func(when string) {
+		t.Helper()
+		tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		defer tr.Close()
+		c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		resp, err := c.Get("https://" + addr + "/x")
+		if err != nil {
+			t.Fatalf("%s: HTTP/3 request: %v\n%s", when, err, logs())
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" || resp.ProtoMajor != 3 {
+			t.Fatalf("%s: status %d %s body %q", when, resp.StatusCode, resp.Proto, b)
+		}
+	}
+	get("before the upgrade")
+	old := readPid(t, pidFile)
+	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	var next int
+	if !waitFor(20*time.Second, func() bool { next = readPid(t, pidFile); return next != old && next != 0 }) {
+		t.Fatalf("no new process\n%s", logs())
+	}
+	if !waitFor(20*time.Second, func() bool { return !alive(old) }) {
+		t.Fatalf("old process %d did not exit\n%s", old, logs())
+	}
+	get("after the upgrade")
+}
