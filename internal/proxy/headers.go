@@ -254,12 +254,18 @@ func copyResponseHeader(dst *exchange.Header, src http.Header) {
 }
 
 // copyResponseFields copies the end-to-end fields of an upstream response
-// read by the native client to the client response.
+// read by the native client to the client response, with the same Alt-Svc
+// rule as copyResponseHeader.
 func copyResponseFields(dst, src *exchange.Header) {
+	ownAltSvc := dst.Has("Alt-Svc")
 	src.Range(func(name, value string) bool {
-		if !isHopByHop(name) && !listedInConnection(src, name) {
-			dst.Add(name, value)
+		if isHopByHop(name) || listedInConnection(src, name) {
+			return true
 		}
+		if ownAltSvc && exchange.EqualFold(name, "Alt-Svc") {
+			return true
+		}
+		dst.Add(name, value)
 		return true
 	})
 }
