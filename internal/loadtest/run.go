@@ -328,6 +328,9 @@ func (r *runner) dispatch(queue chan<- job) {
 			sl.sleep(d)
 			continue
 		}
+		if seq&1023 == 0 && r.ctx.Err() != nil {
+			return // interrupted, or behind schedule until the hard limit
+		}
 		sched.advance()
 		if at >= o.Warmup {
 			measured++
