@@ -288,8 +288,9 @@ func TestHandshakeStorm(t *testing.T) {
 // More streams than the server allows: requests wait for a free stream on
 // the same connection rather than failing or opening more connections.
 func TestStreamsAboveServerLimit(t *testing.T) {
-	h := &counting{}
-	ln := startH2CLimited(t, h, 2)
+	// 20 ms per response at 200 req/s: about 4 requests in flight.
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { time.Sleep(20 * time.Millisecond) })
+	ln := startH2CLimited(t, slow, 2)
 	res := run(t, Options{URLs: []string{ln}, Proto: ProtoH2C, Rate: 200, Duration: 500 * time.Millisecond, Connections: 1, Streams: 8})
 	if res.Responses != 100 || res.ErrorsAll != 0 || res.Conns != 1 {
 		t.Errorf("%d responses, errors %v, %d connections; want 100, none, 1", res.Responses, res.Errors, res.Conns)
