@@ -276,6 +276,19 @@ func TestHandshakeStorm(t *testing.T) {
 			if tc.request && res.Status["200"] != 20 {
 				t.Errorf("status %v, want 20 × 200", res.Status)
 			}
+			// The server finishes a TLS 1.3 handshake after the client
+			// (it reads the client's Finished): wait for the last ones.
+			total := func() (n int) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, v := range seen {
+					n += v
+				}
+				return n
+			}
+			for deadline := time.Now().Add(2 * time.Second); total() < 20 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if seen[tc.curve] != 20 || len(seen) != 1 {
