@@ -207,6 +207,16 @@ func TestModes(t *testing.T) {
 			tc.check(t, run(t, tc.o))
 		})
 	}
+	t.Run("targets are used in turn", func(t *testing.T) {
+		a, b := &counting{}, &counting{}
+		res := run(t, Options{URLs: []string{startH1(t, a), startH1(t, b)}, Rate: 500, Duration: 200 * time.Millisecond, Connections: 4})
+		if res.Responses != 100 || a.n.Load() != 50 || b.n.Load() != 50 {
+			t.Errorf("%d responses; servers saw %d and %d, want 50 each", res.Responses, a.n.Load(), b.n.Load())
+		}
+		if res.Conns != 8 {
+			t.Errorf("%d connections, want 4 per origin", res.Conns)
+		}
+	})
 }
 
 // Error kinds: refused connections, timeouts and 5xx responses are sorted
