@@ -319,3 +319,36 @@ func TestStreamsAboveServerLimit(t *testing.T) {
 		t.Errorf("%d responses, errors %v, %d connections; want 100, none, 1", res.Responses, res.Errors, res.Conns)
 	}
 }
+
+// Every interval closes one histogram per phase in the run log and one
+// progress report.
+func TestIntervals(t *testing.T) {
+	var mu sync.Mutex
+	var reports []Progress
+	var log bytes.Buffer
+	res := run(t, Options{URLs: []string{startH1(t, &counting{})}, Rate: 400, Duration: time.Second, Interval: 250 * time.Millisecond, Log: &log,
+		OnInterval: func(p Progress) {
+			mu.Lock()
+			reports = append(reports, p)
+			mu.Unlock()
+		}})
+	l, err := runlog.Read(&log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ivs := l.Phase(runlog.Total)
+	if len(ivs) < 4 || len(ivs) > 5 {
+		t.Fatalf("%d total intervals, want 4 (and perhaps a last short one)", len(ivs))
+	}
+	if ivs[1].Start != 250*time.Millisecond || ivs[1].End != 500*time.Millisecond {
+		t.Errorf("second interval %v..%v, want 250ms..500ms", ivs[1].Start, ivs[1].End)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != len(ivs) {
+		t.Errorf("%d progress reports for %d intervals", len(reports), len(ivs))
+	}
+	if last := reports[len(reports)-1]; last.Responses != res.Responses || last.Responses != 400 {
+		t.Errorf("last report %+v, want 400 responses", last)
+	}
+}
