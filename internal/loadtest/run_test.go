@@ -352,3 +352,27 @@ func TestIntervals(t *testing.T) {
 		t.Errorf("last report %+v, want 400 responses", last)
 	}
 }
+
+// Churn on multiplexed protocols: a spent connection takes no new streams,
+// and is closed once its last stream ends, without failing any.
+func TestChurnMultiplexed(t *testing.T) {
+	h := &counting{}
+	cases := []struct {
+		name, proto, url string
+	}{
+		{"HTTP/2 cleartext", ProtoH2C, startH2C(t, h)},
+		{"HTTP/3", ProtoH3, startH3(t, h, nil)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := run(t, Options{URLs: []string{tc.url}, Proto: tc.proto, Insecure: true, Rate: 1000, Duration: 200 * time.Millisecond,
+				Connections: 2, Streams: 4, Churn: 10})
+			if res.Responses != 200 || res.ErrorsAll != 0 {
+				t.Errorf("%d responses, errors %v; want 200, none", res.Responses, res.Errors)
+			}
+			if res.Conns < 20 || res.Conns > 24 {
+				t.Errorf("%d connections for 200 requests, want 20 (+ those pre-opened)", res.Conns)
+			}
+		})
+	}
+}
