@@ -381,6 +381,7 @@ Load: penstock bench run. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS
 | proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx |
 |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
+flagged=0
 ref_max=$(col nginx 2 | median)
 ref_cpu=$(col nginx 3 | median)
 ref_conn=$(col nginx 8 | median)
@@ -389,7 +390,10 @@ for name in $PROXIES; do
 	c=$(col "$name" 3 | median)
 	b=$(col "$name" 8 | median)
 	label=$name
-	[[ $(col "$name" 9 | awk '{s += $1} END {print s + 0}') == 0 ]] || label="$name (!)"
+	if [[ $(col "$name" 9 | awk '{s += $1} END {print s + 0}') != 0 ]]; then
+		label="$name (!)"
+		flagged=1
+	fi
 	printf '| %s | %s | %.0f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s |\n' \
 		"$label" "${versions[$name]}" "$m" "$(ratio "$m" "$ref_max")" "$c" "$(ratio "$c" "$ref_cpu")" \
 		"$(col "$name" 4 | median)" "$(col "$name" 5 | median)" "$(col "$name" 6 | median)" \
@@ -397,5 +401,6 @@ for name in $PROXIES; do
 		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")"
 done
 echo
-echo "(!) some fixed-rate requests failed or did not finish. Raw figures per round:"
+((flagged)) && echo "(!) some fixed-rate requests failed or did not finish (see the rounds below)."
+echo "Raw figures per round:"
 printf '%s\n' "${notes[@]}"

@@ -20,7 +20,11 @@ type h2Dialer struct {
 }
 
 func newH2Dialer() *h2Dialer {
-	return &h2Dialer{tr: &http2.Transport{AllowHTTP: true, DisableCompression: true}}
+	// StrictMaxConcurrentStreams: when --streams exceeds the server's
+	// SETTINGS_MAX_CONCURRENT_STREAMS, requests wait for a free stream (the
+	// wait counts in their latency) instead of the connection being
+	// reported unusable, which would make this package dial more.
+	return &h2Dialer{tr: &http2.Transport{AllowHTTP: true, DisableCompression: true, StrictMaxConcurrentStreams: true}}
 }
 
 func (d *h2Dialer) dial(ctx context.Context, o *origin, ct *connTimes) (session, error) {

@@ -100,6 +100,7 @@ func TestScheduleCounts(t *testing.T) {
 		want   float64
 	}{
 		{"constant", Constant(1000), 0, 10 * s, 10000},
+		{"constant, a rate whose period is not exact in binary", Constant(300), 0, 10 * s, 3000},
 		{"constant after a warm-up", Constant(1000), 2 * s, 12 * s, 12000},
 		{"ramp", Ramp{From: 100, To: 1100, Over: 10 * s}, 0, 10 * s, 6000},
 		{"step", Step{Rates: []float64{100, 200, 400}, Every: 5 * s}, 0, 15 * s, 3500},
@@ -113,7 +114,10 @@ func TestScheduleCounts(t *testing.T) {
 				sc.advance()
 				n++
 			}
-			if math.Abs(float64(n)-tc.want) > tc.want/1000+1 {
+			if c, ok := tc.p.(Constant); ok && float64(n) != tc.want {
+				t.Errorf("%d requests due by %s at %v/s, want exactly %.0f", n, tc.until, float64(c), tc.want)
+			}
+			if math.Abs(float64(n)-tc.want) > tc.want/1000 {
 				t.Errorf("%d requests due by %s, want %.0f", n, tc.until, tc.want)
 			}
 		})

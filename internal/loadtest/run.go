@@ -109,19 +109,25 @@ func (r *runner) run(parent context.Context) (*Result, error) {
 		r.workers[i] = w
 	}
 
+	if r.slots != nil {
+		// Opening the connections has its own bound; those not open by
+		// then are opened by their first request.
+		pctx, pcancel := context.WithTimeout(parent, 2*o.Timeout+10*time.Second)
+		r.ctx = pctx
+		err := r.predial()
+		pcancel()
+		if err != nil {
+			return nil, err
+		}
+	}
+	defer r.closeAll()
+
 	// The hard limit: whatever the server does, the run ends a bounded
 	// time after its planned end.
 	limit := o.Warmup + o.Duration + 2*o.Timeout + 5*time.Second
 	ctx, cancel := context.WithTimeout(parent, limit)
 	defer cancel()
 	r.ctx = ctx
-
-	if r.slots != nil {
-		if err := r.predial(); err != nil {
-			return nil, err
-		}
-	}
-	defer r.closeAll()
 
 	r.origin = time.Now()
 	r.measure = r.origin.Add(o.Warmup)
@@ -327,6 +333,9 @@ func (r *runner) dispatch(queue chan<- job) {
 			}
 			sl.sleep(d)
 			continue
+		}
+		if seq&1023 == 0 && r.ctx.Err() != nil {
+			return // interrupted, or behind schedule until the hard limit
 		}
 		sched.advance()
 		if at >= o.Warmup {

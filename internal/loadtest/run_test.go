@@ -76,6 +76,9 @@ func TestProtocols(t *testing.T) {
 // (responses over the time until the last one arrived) is checked loosely:
 // on a busy machine a late response near the end stretches that time.
 func TestScheduleKeepsRate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a 1% timing test means nothing under the race detector's slowdown; scripts/test runs it without -race")
+	}
 	for _, tc := range []struct {
 		name  string
 		rate  float64
@@ -204,6 +207,16 @@ func TestModes(t *testing.T) {
 			tc.check(t, run(t, tc.o))
 		})
 	}
+	t.Run("targets are used in turn", func(t *testing.T) {
+		a, b := &counting{}, &counting{}
+		res := run(t, Options{URLs: []string{startH1(t, a), startH1(t, b)}, Rate: 500, Duration: 200 * time.Millisecond, Connections: 4})
+		if res.Responses != 100 || a.n.Load() != 50 || b.n.Load() != 50 {
+			t.Errorf("%d responses; servers saw %d and %d, want 50 each", res.Responses, a.n.Load(), b.n.Load())
+		}
+		if res.Conns != 8 {
+			t.Errorf("%d connections, want 4 per origin", res.Conns)
+		}
+	})
 }
 
 // Error kinds: refused connections, timeouts and 5xx responses are sorted
@@ -273,10 +286,92 @@ func TestHandshakeStorm(t *testing.T) {
 			if tc.request && res.Status["200"] != 20 {
 				t.Errorf("status %v, want 20 × 200", res.Status)
 			}
+			// The server finishes a TLS 1.3 handshake after the client
+			// (it reads the client's Finished): wait for the last ones.
+			total := func() (n int) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, v := range seen {
+					n += v
+				}
+				return n
+			}
+			for deadline := time.Now().Add(2 * time.Second); total() < 20 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if seen[tc.curve] != 20 || len(seen) != 1 {
 				t.Errorf("server saw groups %v, want 20 × %v", seen, tc.curve)
+			}
+		})
+	}
+}
+
+// More streams than the server allows: requests wait for a free stream on
+// the same connection rather than failing or opening more connections.
+func TestStreamsAboveServerLimit(t *testing.T) {
+	// 20 ms per response at 200 req/s: about 4 requests in flight.
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { time.Sleep(20 * time.Millisecond) })
+	ln := startH2CLimited(t, slow, 2)
+	res := run(t, Options{URLs: []string{ln}, Proto: ProtoH2C, Rate: 200, Duration: 500 * time.Millisecond, Connections: 1, Streams: 8})
+	if res.Responses != 100 || res.ErrorsAll != 0 || res.Conns != 1 {
+		t.Errorf("%d responses, errors %v, %d connections; want 100, none, 1", res.Responses, res.Errors, res.Conns)
+	}
+}
+
+// Every interval closes one histogram per phase in the run log and one
+// progress report.
+func TestIntervals(t *testing.T) {
+	var mu sync.Mutex
+	var reports []Progress
+	var log bytes.Buffer
+	res := run(t, Options{URLs: []string{startH1(t, &counting{})}, Rate: 400, Duration: time.Second, Interval: 250 * time.Millisecond, Log: &log,
+		OnInterval: func(p Progress) {
+			mu.Lock()
+			reports = append(reports, p)
+			mu.Unlock()
+		}})
+	l, err := runlog.Read(&log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ivs := l.Phase(runlog.Total)
+	if len(ivs) < 4 || len(ivs) > 5 {
+		t.Fatalf("%d total intervals, want 4 (and perhaps a last short one)", len(ivs))
+	}
+	if ivs[1].Start != 250*time.Millisecond || ivs[1].End != 500*time.Millisecond {
+		t.Errorf("second interval %v..%v, want 250ms..500ms", ivs[1].Start, ivs[1].End)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != len(ivs) {
+		t.Errorf("%d progress reports for %d intervals", len(reports), len(ivs))
+	}
+	if last := reports[len(reports)-1]; last.Responses != res.Responses || last.Responses != 400 {
+		t.Errorf("last report %+v, want 400 responses", last)
+	}
+}
+
+// Churn on multiplexed protocols: a spent connection takes no new streams,
+// and is closed once its last stream ends, without failing any.
+func TestChurnMultiplexed(t *testing.T) {
+	h := &counting{}
+	cases := []struct {
+		name, proto, url string
+	}{
+		{"HTTP/2 cleartext", ProtoH2C, startH2C(t, h)},
+		{"HTTP/3", ProtoH3, startH3(t, h, nil)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := run(t, Options{URLs: []string{tc.url}, Proto: tc.proto, Insecure: true, Rate: 1000, Duration: 200 * time.Millisecond,
+				Connections: 2, Streams: 4, Churn: 10})
+			if res.Responses != 200 || res.ErrorsAll != 0 {
+				t.Errorf("%d responses, errors %v; want 200, none", res.Responses, res.Errors)
+			}
+			if res.Conns < 20 || res.Conns > 24 {
+				t.Errorf("%d connections for 200 requests, want 20 (+ those pre-opened)", res.Conns)
 			}
 		})
 	}

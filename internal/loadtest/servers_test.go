@@ -52,6 +52,13 @@ func startTLS(t *testing.T, h http.Handler, onHandshake func(tls.ConnectionState
 // startH2C serves HTTP/1.1 and HTTP/2 with prior knowledge in cleartext.
 func startH2C(t *testing.T, h http.Handler) string {
 	t.Helper()
+	return startH2CLimited(t, h, 0)
+}
+
+// startH2CLimited is startH2C with at most maxStreams concurrent streams per
+// connection (0: Go's default).
+func startH2CLimited(t *testing.T, h http.Handler, maxStreams int) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +66,7 @@ func startH2C(t *testing.T, h http.Handler) string {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: &p}
+	srv := &http.Server{Handler: h, Protocols: &p, HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxStreams}}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/"
