@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,8 @@ import (
 type poller struct {
 	epfd int
 	work chan *conn
+	file *os.File // keeps epfd open and registered with the runtime
+	rc   syscall.RawConn
 }
 
 // workerIdle is how long a spare worker goroutine waits for work before it
@@ -60,7 +63,23 @@ func startPollers() {
 			pollersErr = err
 			return
 		}
-		p := &poller{epfd: fd, work: make(chan *conn)}
+		// The epoll descriptor is itself pollable: wrapped in an
+		// os.File it joins the runtime's poller, so a poller goroutine
+		// waits parked like any goroutine blocked on a socket instead
+		// of holding a thread in epoll_wait.
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			pollersErr = err
+			return
+		}
+		f := os.NewFile(uintptr(fd), "epoll")
+		rc, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			pollersErr = err
+			return
+		}
+		p := &poller{epfd: fd, work: make(chan *conn), file: f, rc: rc}
 		pollers = append(pollers, p)
 		go p.loop()
 	}
@@ -160,12 +179,16 @@ func (c *conn) rearm() bool {
 
 func (p *poller) loop() {
 	events := make([]unix.EpollEvent, 256)
+	var n int
+	var werr error
+	wait := func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), events, 0)
+		// Nothing ready: let the runtime park us until the epoll
+		// descriptor is readable.
+		return n != 0 || werr != nil && werr != unix.EINTR
+	}
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
+		if err := p.rc.Read(wait); err != nil || werr != nil {
 			// An epoll instance does not fail once created; stop
 			// rather than spin if it somehow does.
 			return
