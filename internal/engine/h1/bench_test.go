@@ -70,6 +70,11 @@ func roundTrip(b *testing.B, c net.Conn, buf []byte) {
 	if _, err := c.Write(benchRequest); err != nil {
 		b.Fatal(err)
 	}
+	readOK(b, c, buf)
+}
+
+// readOK reads until a response ending in "ok" arrived.
+func readOK(b *testing.B, c net.Conn, buf []byte) {
 	n := 0
 	for {
 		m, err := c.Read(buf[n:])
@@ -116,6 +121,52 @@ func BenchmarkServerKeepAlive(b *testing.B) {
 			}
 			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// BenchmarkServerKeepAlivePost is BenchmarkServerKeepAlive with a 1 KiB
+// request body, Content-Length and chunked, that the handler reads.
+func BenchmarkServerKeepAlivePost(b *testing.B) {
+	payload := bytes.Repeat([]byte("p"), 1024)
+	bodies := map[string][]byte{
+		"length":  append([]byte("POST /v1/models/m/predict HTTP/1.1\r\nHost: api.example\r\nContent-Length: 1024\r\n\r\n"), payload...),
+		"chunked": append(append([]byte("POST /v1/models/m/predict HTTP/1.1\r\nHost: api.example\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n"), payload...), "\r\n0\r\n\r\n"...),
+	}
+	sink := make([]byte, 512) // one connection at a time: shared is fine
+	readAll := exchange.HandlerFunc(func(x *exchange.Exchange) {
+		for {
+			if _, err := x.Req.Body.Read(sink); err != nil {
+				break
+			}
+		}
+		okHandler(x)
+	})
+	for _, framing := range []string{"length", "chunked"} {
+		for _, e := range engines {
+			b.Run("framing="+framing+"/engine="+e.name, func(b *testing.B) {
+				addr := serveEngine(b, e.new, readAll)
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				buf := make([]byte, 4096)
+				req := bodies[framing]
+				post := func() {
+					if _, err := c.Write(req); err != nil {
+						b.Fatal(err)
+					}
+					readOK(b, c, buf)
+				}
+				for range 100 {
+					post()
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					post()
+				}
+			})
+		}
 	}
 }
 

@@ -55,7 +55,11 @@ type conn struct {
 	req  reqFacts
 	head head
 	body body
-	resp response
+	// bodyRefs are the handles exchanges read the body through, used in
+	// turn so that a late read from an earlier exchange finds its handle
+	// outdated (see body).
+	bodyRefs [16]bodyRef
+	resp     response
 
 	poll  *poller // nil when the connection has its own goroutine
 	fd    int
@@ -168,7 +172,9 @@ func (c *conn) serveOne() outcome {
 	c.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
 	c.body.reset(c, &c.head)
 	c.resp.reset()
-	x.Req.Body = &c.body
+	ref := &c.bodyRefs[c.body.seq%uint32(len(c.bodyRefs))]
+	ref.b, ref.seq = &c.body, c.body.seq
+	x.Req.Body = ref
 	x.W = &c.resp
 	x.Ctx = c.ctx
 	x.Start = time.Now()
@@ -177,6 +183,7 @@ func (c *conn) serveOne() outcome {
 	}
 
 	c.srv.h.ServeExchange(x)
+	c.body.detach()
 
 	aborted := x.State.Aborted
 	if c.resp.hijacked {

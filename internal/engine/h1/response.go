@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -31,14 +32,17 @@ type response struct {
 
 	status      int
 	wroteHeader bool // a final status was written
-	committed   bool // the header and framing left (or are in wbuf framed)
-	noBody      bool // HEAD, 1xx, 204, 304: no body on the wire
-	chunked     bool
-	clen        int64 // from the handler's Content-Length, -1 if none
-	written     int64 // body bytes accepted
-	closeAfter  bool  // send "Connection: close" and close afterwards
-	hijacked    bool
-	err         error // sticky write error
+	// started is wroteHeader for the request body's goroutine, which may
+	// be an HTTP client's, not the handler's.
+	started    atomic.Bool
+	committed  bool // the header and framing left (or are in wbuf framed)
+	noBody     bool // HEAD, 1xx, 204, 304: no body on the wire
+	chunked    bool
+	clen       int64 // from the handler's Content-Length, -1 if none
+	written    int64 // body bytes accepted
+	closeAfter bool  // send "Connection: close" and close afterwards
+	hijacked   bool
+	err        error // sticky write error
 
 	// The Date header is rendered once a second per connection.
 	dateSec int64
@@ -60,6 +64,7 @@ func (w *response) reset() {
 	w.bodyStart = 0
 	w.status = 0
 	w.wroteHeader, w.committed, w.noBody, w.chunked = false, false, false, false
+	w.started.Store(false)
 	w.clen, w.written = -1, 0
 	w.closeAfter, w.hijacked = false, false
 	w.err = nil
@@ -89,6 +94,7 @@ func (w *response) WriteHeader(status int) {
 		return
 	}
 	w.wroteHeader = true
+	w.started.Store(true)
 	w.status = status
 	method := c.req.Method
 	w.noBody = method == "HEAD" || status == 204 || status == 304 || status == 101

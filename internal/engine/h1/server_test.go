@@ -79,6 +79,16 @@ func testHandler(x *exchange.Exchange) {
 		for range 100 {
 			w.Write([]byte(chunk))
 		}
+	case "/late":
+		// Answer without reading the body and leave a reader behind, as
+		// an HTTP client's body-writing goroutine can be.
+		body := x.Req.Body
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			_, err := body.Read(make([]byte, 16))
+			lateRead <- err
+		}()
+		w.Write([]byte("early"))
 	case "/wait":
 		// Wait for the client to go away; report it on clientGone.
 		select {
@@ -104,6 +114,9 @@ func testHandler(x *exchange.Exchange) {
 		w.Write([]byte("ok"))
 	}
 }
+
+// lateRead receives the error of /late's read after the exchange ended.
+var lateRead = make(chan error, 1)
 
 // clientGone receives whether /wait saw its context cancelled.
 var clientGone = make(chan bool, 1)
@@ -322,6 +335,22 @@ func TestPipelining(t *testing.T) {
 		if q := resp.Header.Get("X-Query"); q != "n="+strconv.Itoa(i+1) || body != want {
 			t.Errorf("response %d: query %q body %q, want n=%d %q", i+1, q, body, i+1, want)
 		}
+	}
+}
+
+func TestLateBodyReadFails(t *testing.T) {
+	addr, _ := startServer(t)
+	c := dial(t, addr)
+	c.send("POST /late HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nfirst")
+	if resp, body := c.response("POST"); resp.StatusCode != 200 || body != "early" {
+		t.Fatalf("first: %d %q", resp.StatusCode, body)
+	}
+	c.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nsecond")
+	if err := <-lateRead; err == nil {
+		t.Error("a read after the exchange ended succeeded")
+	}
+	if resp, body := c.response("POST"); resp.StatusCode != 200 || body != "second" {
+		t.Fatalf("second: %d %q", resp.StatusCode, body)
 	}
 }
 
