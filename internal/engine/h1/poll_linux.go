@@ -56,7 +56,10 @@ const fdPageSize = 1 << 10
 type fdPage [fdPageSize]atomic.Pointer[conn]
 
 func startPollers() {
-	n := max(1, min(runtime.GOMAXPROCS(0), 4))
+	// One per P: connections are spread over them, so the hand-off
+	// channel a poller shares with its workers is shared by a
+	// GOMAXPROCS-th of the connections, never by all.
+	n := max(1, runtime.GOMAXPROCS(0))
 	for range n {
 		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
