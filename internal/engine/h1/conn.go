@@ -188,6 +188,7 @@ func (c *conn) serveOne() outcome {
 	aborted := x.State.Aborted
 	if c.resp.hijacked {
 		exchange.Release(x)
+		c.resp.putBuffer()
 		c.releaseRead()
 		return outHijacked
 	}
