@@ -541,3 +541,24 @@ func TestH2C(t *testing.T) {
 		t.Fatalf("HTTP/1.1 next to h2c: %d %q", resp.StatusCode, body)
 	}
 }
+
+func TestH2COnly(t *testing.T) {
+	addr, _ := startServer(t, func(o *h1.Options) { o.H2C = true; o.HTTP1 = false })
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if !c.closed() {
+		t.Error("HTTP/1.1 request on an h2c-only listener: connection still open")
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("proto %s, want HTTP/2", resp.Proto)
+	}
+}
