@@ -168,12 +168,13 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 				return h, errFieldValue
 			}
 		}
-		req.Header.AddBytes(name, value)
-
 		switch {
 		case equalFoldBytes(name, "host"):
+			// Req.Host carries it; like net/http, the header list
+			// does not, so nothing downstream can send it twice.
 			hosts++
 			host = value
+			continue
 		case equalFoldBytes(name, "content-length"):
 			n, ok := parseContentLength(value)
 			if !ok || (sawCL && n != contentLen) {
@@ -181,8 +182,10 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 			}
 			sawCL, contentLen = true, n
 		case equalFoldBytes(name, "transfer-encoding"):
+			// Framing of this hop only: decoded here, never passed on.
 			sawT = true
 			parseTE(value, &teChunked, &teUnknown, &teBad)
+			continue
 		case equalFoldBytes(name, "connection"):
 			forEachToken(value, func(tok []byte) {
 				switch {
@@ -200,6 +203,7 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 			// §10.1.1): the expectation is ignored.
 			h.expectContinue = http11
 		}
+		req.Header.AddBytes(name, value)
 	}
 
 	// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any

@@ -162,6 +162,9 @@ func TestParseHeadFields(t *testing.T) {
 	if v, _ := req.Header.Get("x-a"); v != "padded" {
 		t.Errorf("X-A = %q, want OWS trimmed", v)
 	}
+	if req.Header.Has("Host") {
+		t.Error("Host is in the header list; it belongs in Req.Host only (as with net/http)")
+	}
 	if h.keepAlive || h.contentLength != 7 || h.chunked {
 		t.Errorf("head %+v", h)
 	}
