@@ -61,10 +61,16 @@ type conn struct {
 	bodyRefs [16]bodyRef
 	resp     response
 
-	poll  *poller // nil when the connection has its own goroutine
-	fd    int
-	gen   uint32
-	idleT *time.Timer
+	poll *poller // nil when the connection has its own goroutine
+	// ownGoroutine is set before a connection with its own goroutine is
+	// ever registered with a poller: only to watch for hang-ups while a
+	// handler runs (watchHangup), on watchPoll, while watching.
+	ownGoroutine bool
+	watchPoll    *poller
+	watching     bool
+	fd           int
+	gen          uint32
+	idleT        *time.Timer
 	// mu orders re-arming against closing by others; per connection,
 	// taken when it goes idle.
 	mu     sync.Mutex
@@ -183,6 +189,7 @@ func (c *conn) serveOne() outcome {
 	}
 
 	c.srv.h.ServeExchange(x)
+	c.unwatch()
 	c.body.detach()
 
 	aborted := x.State.Aborted
@@ -406,6 +413,7 @@ func (c *conn) detach() error {
 		return net.ErrClosed
 	}
 	c.unregister()
+	c.unwatch()
 	c.srv.forget(c)
 	c.cancelIdleTimer()
 	return nil
@@ -527,6 +535,7 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	c.tls = &st
+	c.watchTLS(tc)
 	c.scheme = "https"
 	c.label = "http/1.1"
 	if st.NegotiatedProtocol == "h2" {

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"crypto/tls"
 	"os"
 	"runtime"
 	"sync"
@@ -206,6 +207,14 @@ func (p *poller) loop() {
 			if c == nil || c.gen != uint32(ev.Pad) {
 				continue
 			}
+			if c.ownGoroutine {
+				// Only ever registered for the hang-up watch.
+				if c.state.Load() == connActive {
+					c.killed.Store(true)
+					c.cancel()
+				}
+				continue
+			}
 			if !c.state.CompareAndSwap(connIdle, connActive) {
 				// Closing (idle timeout, shutdown) won the race, or
 				// this is the hang-up watch of a running exchange.
@@ -267,12 +276,60 @@ func (c *conn) servePolled() {
 // only once the request has been read in full: from then on the connection
 // has nothing to say but a next request (which does not trigger it) or a
 // hang-up.
+//
+// A connection with its own goroutine (TLS) is registered for the
+// duration of the handler only (watchTLS, unwatch).
 func (c *conn) watchHangup() {
-	if c.poll == nil {
+	if c.poll != nil {
+		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd), Pad: int32(c.gen)}
+		unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
 		return
 	}
+	if c.watchPoll == nil {
+		return
+	}
+	slot := fdSlot(c.fd)
+	slot.Store(c)
 	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd), Pad: int32(c.gen)}
-	unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
+	if unix.EpollCtl(c.watchPoll.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev) == nil {
+		c.watching = true
+	} else {
+		slot.CompareAndSwap(c, nil)
+	}
+}
+
+// unwatch ends watchHangup on a connection with its own goroutine.
+func (c *conn) unwatch() {
+	if !c.watching {
+		return
+	}
+	c.watching = false
+	unix.EpollCtl(c.watchPoll.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	fdSlot(c.fd).CompareAndSwap(c, nil)
+}
+
+// watchTLS prepares the hang-up watch for a TLS connection: its TCP
+// descriptor and a poller.
+func (c *conn) watchTLS(tc *tls.Conn) {
+	pollersOnce.Do(startPollers)
+	if pollersErr != nil || len(pollers) == 0 {
+		return
+	}
+	sc, ok := tc.NetConn().(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	fd := -1
+	rc.Control(func(f uintptr) { fd = int(f) })
+	if fd < 0 || fdSlot(fd) == nil {
+		return
+	}
+	c.fd, c.gen = fd, nextGen.Add(1)
+	c.watchPoll = pollers[nextPoller.Add(1)%uint32(len(pollers))]
 }
 
 // unregister takes c out of its poller (hijack, HTTP/2, close). It must run

@@ -2,6 +2,8 @@
 
 package h1
 
+import "crypto/tls"
+
 // Without epoll every connection keeps its own goroutine.
 
 type poller struct{}
@@ -13,3 +15,7 @@ func (c *conn) unregister() {}
 func (c *conn) idleExpired() {}
 
 func (c *conn) watchHangup() {}
+
+func (c *conn) unwatch() {}
+
+func (c *conn) watchTLS(*tls.Conn) {}

@@ -123,6 +123,7 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	if s.o.TLS != nil {
+		c.ownGoroutine = true
 		go c.serveGoroutine()
 		return
 	}
@@ -130,6 +131,7 @@ func (s *Server) accept(nc net.Conn) {
 	if !s.noPoller && startPolling(c) {
 		return
 	}
+	c.ownGoroutine = true
 	go c.serveGoroutine()
 }
 

@@ -444,6 +444,26 @@ func TestClientHangUpCancelsContext(t *testing.T) {
 	}
 }
 
+func TestClientHangUpCancelsContextTLS(t *testing.T) {
+	cert, _, err := listener.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startServer(t, func(o *h1.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	})
+	nc, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(nc, "GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	nc.Close()
+	if !<-clientGone {
+		t.Error("handler context not cancelled after the client closed")
+	}
+}
+
 func TestHeaderTimeout(t *testing.T) {
 	addr, _ := startServer(t, func(o *h1.Options) { o.ReadHeaderTimeout = 200 * time.Millisecond })
 	c := dial(t, addr)
