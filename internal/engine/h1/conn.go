@@ -484,16 +484,15 @@ func (c *conn) serveGoroutine() {
 			return
 		}
 	}
-	for {
+	// Waiting for the first request is idling too: no buffer, the idle
+	// timeout, and Shutdown may close the connection at once.
+	for c.waitIdle() {
 		switch c.serveReady() {
 		case outIdle:
 		case outH2:
 			c.serveH2()
 			return
 		default:
-			return
-		}
-		if !c.waitIdle() {
 			return
 		}
 	}
