@@ -16,7 +16,9 @@ import (
 // Transport does when the upstream answers early), so a read can arrive
 // after the exchange ended: mu serialises reads, and seq, bumped when the
 // exchange ends, turns such late reads into errors instead of reads of the
-// next request.
+// next request. A handle is reused only when its body was read to the end
+// (a reader that saw EOF is done); otherwise the connection makes a new one.
+// Requests without a body get http.NoBody.
 type body struct {
 	mu     sync.Mutex
 	seq    uint32

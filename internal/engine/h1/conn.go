@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -55,11 +56,9 @@ type conn struct {
 	req  reqFacts
 	head head
 	body body
-	// bodyRefs are the handles exchanges read the body through, used in
-	// turn so that a late read from an earlier exchange finds its handle
-	// outdated (see body).
-	bodyRefs [16]bodyRef
-	resp     response
+	// bodyRef is the handle exchanges read the body through (see body).
+	bodyRef *bodyRef
+	resp    response
 
 	poll *poller // nil when the connection has its own goroutine
 	// ownGoroutine is set before a connection with its own goroutine is
@@ -178,9 +177,15 @@ func (c *conn) serveOne() outcome {
 	c.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
 	c.body.reset(c, &c.head)
 	c.resp.reset()
-	ref := &c.bodyRefs[c.body.seq%uint32(len(c.bodyRefs))]
-	ref.b, ref.seq = &c.body, c.body.seq
-	x.Req.Body = ref
+	if c.body.complete() {
+		x.Req.Body = http.NoBody
+	} else {
+		if c.bodyRef == nil {
+			c.bodyRef = &bodyRef{b: &c.body}
+		}
+		c.bodyRef.seq = c.body.seq
+		x.Req.Body = c.bodyRef
+	}
 	x.W = &c.resp
 	x.Ctx = c.ctx
 	x.Start = time.Now()
@@ -190,6 +195,12 @@ func (c *conn) serveOne() outcome {
 
 	c.srv.h.ServeExchange(x)
 	c.unwatch()
+	if !c.body.complete() {
+		// The handler did not read the body to its end, so a reader may
+		// still hold the handle (see body): it keeps an outdated one,
+		// and the next body gets a new handle.
+		c.bodyRef = nil
+	}
 	c.body.detach()
 
 	aborted := x.State.Aborted
