@@ -61,7 +61,11 @@ func (r *bodyRef) Read(p []byte) (int, error) {
 	if r.seq != b.seq {
 		return 0, errBodyClosed
 	}
-	return b.read(p)
+	n, err := b.read(p)
+	if err == io.EOF && !b.c.bodyDone.Load() {
+		b.c.bodyCompleted()
+	}
+	return n, err
 }
 
 // Close marks the body closed; the engine discards what is left of it after

@@ -61,15 +61,16 @@ type conn struct {
 	resp    response
 
 	poll *poller // nil when the connection has its own goroutine
-	// ownGoroutine is set before a connection with its own goroutine is
-	// ever registered with a poller: only to watch for hang-ups while a
-	// handler runs (watchHangup), on watchPoll, while watching.
-	ownGoroutine bool
-	watchPoll    *poller
-	watching     bool
-	fd           int
-	gen          uint32
-	idleT        *time.Timer
+	// hupPoll watches the descriptor for the client hanging up (see
+	// poller.hup); peerGone records it, bodyDone whether the current
+	// request has been read in full: only then does a hang-up cancel the
+	// exchange, as with net/http.
+	hupPoll  *poller
+	peerGone atomic.Bool
+	bodyDone atomic.Bool
+	fd       int
+	gen      uint32
+	idleT    *time.Timer
 	// mu orders re-arming against closing by others; per connection,
 	// taken when it goes idle.
 	mu     sync.Mutex
@@ -189,12 +190,12 @@ func (c *conn) serveOne() outcome {
 	x.W = &c.resp
 	x.Ctx = c.ctx
 	x.Start = time.Now()
+	c.bodyDone.Store(false)
 	if c.body.complete() {
-		c.watchHangup()
+		c.bodyCompleted()
 	}
 
 	c.srv.h.ServeExchange(x)
-	c.unwatch()
 	if !c.body.complete() {
 		// The handler did not read the body to its end, so a reader may
 		// still hold the handle (see body): it keeps an outdated one,
@@ -424,7 +425,6 @@ func (c *conn) detach() error {
 		return net.ErrClosed
 	}
 	c.unregister()
-	c.unwatch()
 	c.srv.forget(c)
 	c.cancelIdleTimer()
 	return nil
@@ -446,6 +446,25 @@ func (c *conn) close() {
 		c.rb, c.rbuf = nil, nil
 	}
 	c.srv.forget(c)
+}
+
+// peerClosed is called by the hang-up watch.
+func (c *conn) peerClosed() {
+	c.peerGone.Store(true)
+	if c.bodyDone.Load() && c.state.Load() == connActive {
+		c.killed.Store(true)
+		c.cancel()
+	}
+}
+
+// bodyCompleted records that the request was read in full; a client that
+// hung up before is gone for good.
+func (c *conn) bodyCompleted() {
+	c.bodyDone.Store(true)
+	if c.peerGone.Load() {
+		c.killed.Store(true)
+		c.cancel()
+	}
 }
 
 // closeIfIdle closes c if it is idle, on behalf of someone other than its

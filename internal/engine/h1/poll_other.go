@@ -4,7 +4,8 @@ package h1
 
 import "crypto/tls"
 
-// Without epoll every connection keeps its own goroutine.
+// Without epoll every connection keeps its own goroutine, and hang-ups are
+// noticed only when a read or write fails.
 
 type poller struct{}
 
@@ -13,9 +14,5 @@ func startPolling(*conn) bool { return false }
 func (c *conn) unregister() {}
 
 func (c *conn) idleExpired() {}
-
-func (c *conn) watchHangup() {}
-
-func (c *conn) unwatch() {}
 
 func (c *conn) watchTLS(*tls.Conn) {}

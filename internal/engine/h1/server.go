@@ -123,7 +123,6 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	if s.o.TLS != nil {
-		c.ownGoroutine = true
 		go c.serveGoroutine()
 		return
 	}
@@ -131,7 +130,6 @@ func (s *Server) accept(nc net.Conn) {
 	if !s.noPoller && startPolling(c) {
 		return
 	}
-	c.ownGoroutine = true
 	go c.serveGoroutine()
 }
 
