@@ -50,15 +50,17 @@ func benchGet(b *testing.B, url string) {
 func BenchmarkProxy(b *testing.B) {
 	up := fastUpstream(b)
 	b.Run("direct", func(b *testing.B) { benchGet(b, "http://"+up+"/v1/models/resnet50/predict") })
-	b.Run("penstock", func(b *testing.B) {
-		cfg := lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+	for _, engine := range []string{"native", "stdhttp"} {
+		b.Run("penstock/engine="+engine, func(b *testing.B) {
+			cfg := lines(`listeners: [{name: main, address: "127.0.0.1:0", engine: %s}]
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes: [{name: predict, match: {path: "/v1/models/:model/predict"}, upstream: up}]
 logging: {level: error}
-`, up)
-		g := startGatewayTB(b, cfg)
-		benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
-	})
+`, engine, up)
+			g := startGatewayTB(b, cfg)
+			benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
+		})
+	}
 	b.Run("httputil.ReverseProxy", func(b *testing.B) {
 		target, _ := url.Parse("http://" + up)
 		rp := httputil.NewSingleHostReverseProxy(target)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -367,5 +368,56 @@ routes:
 	}
 	if before.Pools["b"] == after.Pools["b"] {
 		t.Error("changed pool b was kept")
+	}
+}
+
+// TestReloadSwitchesEngine changes a listener's engine on the same socket:
+// the new engine takes new connections and clients see no failure.
+func TestReloadSwitchesEngine(t *testing.T) {
+	rec := newRecorder(t, "up")
+	cfgFor := func(engine, addr string) string {
+		return fmt.Sprintf(`listeners: [{name: main, address: %q, engine: %s}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, addr, engine, rec.addr())
+	}
+	g := startGateway(t, cfgFor("native", "127.0.0.1:0"))
+	addr := g.Addr("main").String()
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	mustRead(t, c, addr)
+
+	// obs-fold tells the engines apart: the native engine refuses it
+	// (RFC 9112 §5.2), net/http joins the lines.
+	foldStatus := func() int {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := foldStatus(); got != 400 {
+		t.Fatalf("native engine answered obs-fold with %d, want 400", got)
+	}
+	if err := g.Reload(mustConfig(t, cfgFor("stdhttp", addr))); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, c, addr)
+	if got := foldStatus(); got != 200 {
+		t.Fatalf("after the switch to stdhttp obs-fold got %d, want 200 from net/http", got)
+	}
+	if err := g.Reload(mustConfig(t, cfgFor("native", addr))); err != nil {
+		t.Fatal(err)
+	}
+	mustRead(t, c, addr)
+	if got := foldStatus(); got != 400 {
+		t.Fatalf("back on native, obs-fold got %d, want 400", got)
 	}
 }

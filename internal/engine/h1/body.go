@@ -3,13 +3,25 @@ package h1
 import (
 	"errors"
 	"io"
+	"sync"
 )
 
 // body is a request body as the handler reads it (exchange.Request.Body).
 // It reads first what the connection's read buffer already holds past the
 // header section, then from the connection itself, never beyond the end of
 // the body, so a pipelined next request stays in the buffer.
+//
+// The handler sees it through a bodyRef. An HTTP client may go on reading a
+// request body in its own goroutine after the round trip returned (net/http's
+// Transport does when the upstream answers early), so a read can arrive
+// after the exchange ended: mu serialises reads, and seq, bumped when the
+// exchange ends, turns such late reads into errors instead of reads of the
+// next request. A handle is reused only when its body was read to the end
+// (a reader that saw EOF is done); otherwise the connection makes a new one.
+// Requests without a body get http.NoBody.
 type body struct {
+	mu     sync.Mutex
+	seq    uint32
 	c      *conn
 	mode   bodyMode
 	remain int64 // bodyLength: bytes left
@@ -36,8 +48,53 @@ var (
 	continueLine  = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
 
+// bodyRef is the exchange's handle on the connection's body.
+type bodyRef struct {
+	b   *body
+	seq uint32
+}
+
+func (r *bodyRef) Read(p []byte) (int, error) {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r.seq != b.seq {
+		return 0, errBodyClosed
+	}
+	n, err := b.read(p)
+	if err == io.EOF && !b.c.bodyDone.Load() {
+		b.c.bodyCompleted()
+	}
+	return n, err
+}
+
+// Close marks the body closed; the engine discards what is left of it after
+// the handler returns.
+func (r *bodyRef) Close() error {
+	b := r.b
+	b.mu.Lock()
+	if r.seq == b.seq {
+		b.closed = true
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// detach ends the handler's access to the body: later reads through its
+// bodyRef fail.
+func (b *body) detach() {
+	b.mu.Lock()
+	b.seq++
+	b.mu.Unlock()
+}
+
 func (b *body) reset(c *conn, h *head) {
-	*b = body{c: c}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.c = c
+	b.mode, b.remain, b.err, b.closed = bodyNone, 0, nil, false
+	b.dec.reset()
+	b.expectContinue, b.sentContinue, b.n = false, false, 0
 	switch {
 	case h.chunked:
 		b.mode = bodyChunked
@@ -52,7 +109,7 @@ func (b *body) reset(c *conn, h *head) {
 // complete reports whether the body was read to its end.
 func (b *body) complete() bool { return b.err == io.EOF }
 
-func (b *body) Read(p []byte) (int, error) {
+func (b *body) read(p []byte) (int, error) {
 	if b.closed {
 		return 0, errBodyClosed
 	}
@@ -66,7 +123,7 @@ func (b *body) Read(p []byte) (int, error) {
 		b.sentContinue = true
 		// Only while no final response has started: after it, the
 		// client has its answer and will not wait for a 100.
-		if !b.c.resp.wroteHeader {
+		if !b.c.resp.started.Load() {
 			if _, err := b.c.nc.Write(continueLine); err != nil {
 				b.err = err
 				return 0, err
@@ -171,20 +228,15 @@ func (b *body) readChunked(p []byte) (int, error) {
 	}
 }
 
-// Close marks the body closed; the engine discards what is left of it after
-// the handler returns.
-func (b *body) Close() error {
-	b.closed = true
-	return nil
-}
-
 // maxDrain is how much of an unread request body the engine reads and
 // discards to keep the connection; beyond it closing is cheaper.
 const maxDrain = 256 << 10
 
-// drain reads the rest of the body so the next request can be read. It
-// reports whether the connection can be kept.
+// drain reads the rest of the body so the next request can be read, after
+// detach. It reports whether the connection can be kept.
 func (b *body) drain() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.err == io.EOF {
 		return true
 	}
@@ -200,7 +252,7 @@ func (b *body) drain() bool {
 	b.closed = false
 	var scratch [512]byte
 	for b.n < maxDrain {
-		_, err := b.Read(scratch[:])
+		_, err := b.read(scratch[:])
 		if err == io.EOF {
 			return true
 		}

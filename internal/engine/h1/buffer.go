@@ -1,13 +1,21 @@
 package h1
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
 
 // buffer is a pooled byte buffer: read buffers hold a request's header
 // section (and body bytes that arrived with it), write buffers a response's
 // header and body until they are flushed. A connection takes them when it
 // has work and gives them back when it goes idle, so an idle connection
 // holds neither.
-type buffer struct{ b []byte }
+type buffer struct {
+	b []byte
+	// hdr is the response header, on write buffers.
+	hdr exchange.Header
+}
 
 // bufferSize covers the request head of nearly every client (browsers send
 // 0.5-2 KiB) and one socket write worth of response; larger heads grow the
@@ -25,6 +33,7 @@ func getBuffer() *buffer {
 }
 
 func putBuffer(b *buffer) {
+	b.hdr.Reset()
 	if cap(b.b) != bufferSize {
 		// Grown for one unusual request: let it go rather than keep
 		// large buffers around.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -55,12 +56,21 @@ type conn struct {
 	req  reqFacts
 	head head
 	body body
-	resp response
+	// bodyRef is the handle exchanges read the body through (see body).
+	bodyRef *bodyRef
+	resp    response
 
-	poll  *poller // nil when the connection has its own goroutine
-	fd    int
-	gen   uint32
-	idleT *time.Timer
+	poll *poller // nil when the connection has its own goroutine
+	// hupPoll watches the descriptor for the client hanging up (see
+	// poller.hup); peerGone records it, bodyDone whether the current
+	// request has been read in full: only then does a hang-up cancel the
+	// exchange, as with net/http.
+	hupPoll  *poller
+	peerGone atomic.Bool
+	bodyDone atomic.Bool
+	fd       int
+	gen      uint32
+	idleT    *time.Timer
 	// mu orders re-arming against closing by others; per connection,
 	// taken when it goes idle.
 	mu     sync.Mutex
@@ -168,19 +178,36 @@ func (c *conn) serveOne() outcome {
 	c.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
 	c.body.reset(c, &c.head)
 	c.resp.reset()
-	x.Req.Body = &c.body
+	if c.body.complete() {
+		x.Req.Body = http.NoBody
+	} else {
+		if c.bodyRef == nil {
+			c.bodyRef = &bodyRef{b: &c.body}
+		}
+		c.bodyRef.seq = c.body.seq
+		x.Req.Body = c.bodyRef
+	}
 	x.W = &c.resp
 	x.Ctx = c.ctx
 	x.Start = time.Now()
+	c.bodyDone.Store(false)
 	if c.body.complete() {
-		c.watchHangup()
+		c.bodyCompleted()
 	}
 
 	c.srv.h.ServeExchange(x)
+	if !c.body.complete() {
+		// The handler did not read the body to its end, so a reader may
+		// still hold the handle (see body): it keeps an outdated one,
+		// and the next body gets a new handle.
+		c.bodyRef = nil
+	}
+	c.body.detach()
 
 	aborted := x.State.Aborted
 	if c.resp.hijacked {
 		exchange.Release(x)
+		c.resp.putBuffer()
 		c.releaseRead()
 		return outHijacked
 	}
@@ -421,6 +448,25 @@ func (c *conn) close() {
 	c.srv.forget(c)
 }
 
+// peerClosed is called by the hang-up watch.
+func (c *conn) peerClosed() {
+	c.peerGone.Store(true)
+	if c.bodyDone.Load() && c.state.Load() == connActive {
+		c.killed.Store(true)
+		c.cancel()
+	}
+}
+
+// bodyCompleted records that the request was read in full; a client that
+// hung up before is gone for good.
+func (c *conn) bodyCompleted() {
+	c.bodyDone.Store(true)
+	if c.peerGone.Load() {
+		c.killed.Store(true)
+		c.cancel()
+	}
+}
+
 // closeIfIdle closes c if it is idle, on behalf of someone other than its
 // owner (idle timer, Shutdown). It reports whether it did.
 func (c *conn) closeIfIdle() bool {
@@ -468,16 +514,15 @@ func (c *conn) serveGoroutine() {
 			return
 		}
 	}
-	for {
+	// Waiting for the first request is idling too: no buffer, the idle
+	// timeout, and Shutdown may close the connection at once.
+	for c.waitIdle() {
 		switch c.serveReady() {
 		case outIdle:
 		case outH2:
 			c.serveH2()
 			return
 		default:
-			return
-		}
-		if !c.waitIdle() {
 			return
 		}
 	}
@@ -519,6 +564,7 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	tc.SetDeadline(time.Time{})
 	st := tc.ConnectionState()
 	c.tls = &st
+	c.watchTLS(tc)
 	c.scheme = "https"
 	c.label = "http/1.1"
 	if st.NegotiatedProtocol == "h2" {

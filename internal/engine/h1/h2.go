@@ -11,6 +11,7 @@ import (
 // preface (whose bytes, already read, are replayed). From here net/http owns
 // the connection; its ConnState hook reports the close.
 func (c *conn) serveH2() {
+	c.unregister()
 	ln := c.srv.h2()
 	if ln == nil {
 		c.close()

@@ -115,8 +115,7 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 	if perr != nil {
 		return h, perr
 	}
-	target, perr := parseRequestLine(line, req)
-	if perr != nil {
+	if perr := parseRequestLine(line, req); perr != nil {
 		return h, perr
 	}
 	http11 := req.Proto == exchange.HTTP11
@@ -169,12 +168,13 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 				return h, errFieldValue
 			}
 		}
-		req.Header.AddBytes(name, value)
-
 		switch {
 		case equalFoldBytes(name, "host"):
+			// Req.Host carries it; like net/http, the header list
+			// does not, so nothing downstream can send it twice.
 			hosts++
 			host = value
+			continue
 		case equalFoldBytes(name, "content-length"):
 			n, ok := parseContentLength(value)
 			if !ok || (sawCL && n != contentLen) {
@@ -182,8 +182,10 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 			}
 			sawCL, contentLen = true, n
 		case equalFoldBytes(name, "transfer-encoding"):
+			// Framing of this hop only: decoded here, never passed on.
 			sawT = true
 			parseTE(value, &teChunked, &teUnknown, &teBad)
+			continue
 		case equalFoldBytes(name, "connection"):
 			forEachToken(value, func(tok []byte) {
 				switch {
@@ -201,6 +203,7 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 			// §10.1.1): the expectation is ignored.
 			h.expectContinue = http11
 		}
+		req.Header.AddBytes(name, value)
 	}
 
 	// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any
@@ -250,7 +253,6 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 		h.keepAlive = connKeep && !connClose
 	}
 	h.connect = req.Method == "CONNECT"
-	_ = target
 	return h, nil
 }
 
@@ -274,29 +276,29 @@ func nextLine(b []byte) (line, rest []byte, perr *ProtocolError) {
 // parseRequestLine parses "method SP request-target SP HTTP-version" (RFC
 // 9112 §3). Exactly one SP separates the parts: the lenient whitespace
 // parsing §3 permits is where request-line smuggling starts.
-func parseRequestLine(line []byte, req *exchange.Request) ([]byte, *ProtocolError) {
+func parseRequestLine(line []byte, req *exchange.Request) *ProtocolError {
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 {
-		return nil, errRequestLine
+		return errRequestLine
 	}
 	method := line[:sp1]
 	for _, c := range method {
 		if !isTchar(c) {
-			return nil, errMethod
+			return errMethod
 		}
 	}
 	rest := line[sp1+1:]
 	sp2 := bytes.IndexByte(rest, ' ')
 	if sp2 <= 0 {
-		return nil, errRequestLine
+		return errRequestLine
 	}
 	target, version := rest[:sp2], rest[sp2+1:]
 	switch {
 	case len(version) != 8 || string(version[:5]) != "HTTP/" || version[6] != '.' ||
 		!isDigit(version[5]) || !isDigit(version[7]):
-		return nil, errVersion
+		return errVersion
 	case version[5] != '1':
-		return nil, errVersionSupported
+		return errVersionSupported
 	case version[7] == '0':
 		req.Proto = exchange.HTTP10
 	default:
@@ -310,7 +312,7 @@ func parseRequestLine(line []byte, req *exchange.Request) ([]byte, *ProtocolErro
 		// request target (RFC 9112 §3.2). obs-text is passed on as
 		// net/http does.
 		if c <= ' ' || c == 0x7f || c == '#' {
-			return nil, errTarget
+			return errTarget
 		}
 	}
 	switch {
@@ -320,13 +322,13 @@ func parseRequestLine(line []byte, req *exchange.Request) ([]byte, *ProtocolErro
 	case target[0] == '*' && len(target) == 1:
 		// asterisk-form, OPTIONS only (RFC 9112 §3.2.4).
 		if req.Method != "OPTIONS" {
-			return nil, errTarget
+			return errTarget
 		}
 		req.Path = "*"
 	case req.Method == "CONNECT":
 		// authority-form (RFC 9112 §3.2.3).
 		if !validHost(target) {
-			return nil, errTarget
+			return errTarget
 		}
 		req.Host = bytesString(target)
 	default:
@@ -334,7 +336,7 @@ func parseRequestLine(line []byte, req *exchange.Request) ([]byte, *ProtocolErro
 		// the Host, whatever the Host header says.
 		n := schemePrefix(target)
 		if n == 0 {
-			return nil, errTarget
+			return errTarget
 		}
 		auth := target[n:]
 		end := len(auth)
@@ -344,7 +346,7 @@ func parseRequestLine(line []byte, req *exchange.Request) ([]byte, *ProtocolErro
 		if end == 0 || bytes.IndexByte(auth[:end], '@') >= 0 || !validHost(auth[:end]) {
 			// Empty authority, or userinfo, which has no place in a
 			// request to a gateway (RFC 9110 §4.2.4).
-			return nil, errTarget
+			return errTarget
 		}
 		req.Host = bytesString(auth[:end])
 		pq := auth[end:]
@@ -357,7 +359,7 @@ func parseRequestLine(line []byte, req *exchange.Request) ([]byte, *ProtocolErro
 			splitPathQuery(pq, req)
 		}
 	}
-	return target, nil
+	return nil
 }
 
 func splitPathQuery(t []byte, req *exchange.Request) {

@@ -1,6 +1,8 @@
 package h1
 
 import (
+	"crypto/tls"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -30,6 +32,74 @@ import (
 type poller struct {
 	epfd int
 	work chan *conn
+	file *os.File // keeps epfd open and registered with the runtime
+	rc   syscall.RawConn
+	// hup is a second epoll instance where every connection stays
+	// registered, edge-triggered, for EPOLLRDHUP only: the client closing
+	// its side while a handler runs cancels the exchange's context (as
+	// net/http's background read does) at no cost per request.
+	hup *epoll
+}
+
+// epoll is an epoll instance whose descriptor waits in the runtime's poller.
+type epoll struct {
+	fd   int
+	file *os.File
+	rc   syscall.RawConn
+}
+
+// newEpoll creates an epoll instance. Its descriptor is itself pollable:
+// wrapped in an os.File it joins the runtime's poller, so a goroutine
+// waiting for events is parked like one blocked on a socket instead of
+// holding a thread in epoll_wait.
+func newEpoll() (*epoll, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &epoll{fd: fd, file: f, rc: rc}, nil
+}
+
+// run waits for events and calls fn for each connection they name, forever.
+func (e *epoll) run(fn func(c *conn, events uint32)) {
+	events := make([]unix.EpollEvent, 256)
+	var n int
+	var werr error
+	wait := func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), events, 0)
+		// Nothing ready: let the runtime park us until the epoll
+		// descriptor is readable.
+		return n != 0 || werr != nil && werr != unix.EINTR
+	}
+	for {
+		if err := e.rc.Read(wait); err != nil || werr != nil {
+			// An epoll instance does not fail once created; stop
+			// rather than spin if it somehow does.
+			return
+		}
+		for i := range n {
+			ev := &events[i]
+			slot := fdSlot(int(ev.Fd))
+			if slot == nil {
+				continue
+			}
+			// The generation tells this connection from an earlier one
+			// that had the same descriptor number.
+			if c := slot.Load(); c != nil && c.gen == uint32(ev.Pad) {
+				fn(c, ev.Events)
+			}
+		}
+	}
 }
 
 // workerIdle is how long a spare worker goroutine waits for work before it
@@ -53,16 +123,25 @@ const fdPageSize = 1 << 10
 type fdPage [fdPageSize]atomic.Pointer[conn]
 
 func startPollers() {
-	n := max(1, min(runtime.GOMAXPROCS(0), 4))
+	// One per P: connections are spread over them, so the hand-off
+	// channel a poller shares with its workers is shared by a
+	// GOMAXPROCS-th of the connections, never by all.
+	n := max(1, runtime.GOMAXPROCS(0))
 	for range n {
-		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		e, err := newEpoll()
 		if err != nil {
 			pollersErr = err
 			return
 		}
-		p := &poller{epfd: fd, work: make(chan *conn)}
+		hup, err := newEpoll()
+		if err != nil {
+			pollersErr = err
+			return
+		}
+		p := &poller{epfd: e.fd, work: make(chan *conn), file: e.file, rc: e.rc, hup: hup}
 		pollers = append(pollers, p)
-		go p.loop()
+		go e.run(p.readable)
+		go hup.run(hungUp)
 	}
 }
 
@@ -116,16 +195,31 @@ func startPolling(c *conn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	slot.Store(c)
-	c.state.Store(connIdle)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(c.gen)}
+	// The hang-up watch first: once in the main instance the connection
+	// may be taken by a worker at any moment.
+	c.watchHangups(p)
+	// Storing the state publishes the fields above to whoever takes
+	// the connection through the poller (its CAS reads it).
+	c.state.Store(connIdle)
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		slot.CompareAndSwap(c, nil)
+		// Served by its own goroutine instead (the slot stays for the
+		// hang-up watch).
 		c.poll = nil
 		c.cancelIdleTimer()
 		c.state.Store(connActive)
 		return false
 	}
 	return true
+}
+
+// watchHangups registers c's descriptor with p's hang-up instance, once
+// for the connection's life; closing the descriptor removes it.
+func (c *conn) watchHangups(p *poller) {
+	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd), Pad: int32(c.gen)}
+	if unix.EpollCtl(p.hup.fd, unix.EPOLL_CTL_ADD, c.fd, &ev) == nil {
+		c.hupPoll = p
+	}
 }
 
 // nextGen tells registrations of a reused descriptor number apart, so an
@@ -158,41 +252,17 @@ func (c *conn) rearm() bool {
 	return true
 }
 
-func (p *poller) loop() {
-	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			// An epoll instance does not fail once created; stop
-			// rather than spin if it somehow does.
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			slot := fdSlot(int(ev.Fd))
-			if slot == nil {
-				continue
-			}
-			c := slot.Load()
-			if c == nil || c.gen != uint32(ev.Pad) {
-				continue
-			}
-			if !c.state.CompareAndSwap(connIdle, connActive) {
-				// Closing (idle timeout, shutdown) won the race, or
-				// this is the hang-up watch of a running exchange.
-				if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && c.state.Load() == connActive {
-					c.killed.Store(true)
-					c.cancel()
-				}
-				continue
-			}
-			p.dispatch(c)
-		}
+// readable takes an idle connection whose descriptor became readable.
+func (p *poller) readable(c *conn, _ uint32) {
+	if c.state.CompareAndSwap(connIdle, connActive) {
+		p.dispatch(c)
 	}
+	// Otherwise closing (idle timeout, shutdown) won the race.
 }
+
+// hungUp reports the client closing its side of c (EPOLLRDHUP, or the
+// connection failing).
+func hungUp(c *conn, _ uint32) { c.peerClosed() }
 
 // dispatch hands c to an idle worker, or starts one.
 func (p *poller) dispatch(c *conn) {
@@ -235,24 +305,40 @@ func (c *conn) servePolled() {
 	}
 }
 
-// watchHangup asks the poller to report the client closing its side while
-// the handler runs, so the exchange's context is cancelled as net/http does
-// (an upstream request for a client that left is abandoned). It is armed
-// only once the request has been read in full: from then on the connection
-// has nothing to say but a next request (which does not trigger it) or a
-// hang-up.
-func (c *conn) watchHangup() {
-	if c.poll == nil {
+// watchTLS registers a TLS connection (which has its own goroutine and
+// never waits in a poller) for the hang-up watch.
+func (c *conn) watchTLS(tc *tls.Conn) {
+	pollersOnce.Do(startPollers)
+	if pollersErr != nil || len(pollers) == 0 {
 		return
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd), Pad: int32(c.gen)}
-	unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_MOD, c.fd, &ev)
+	sc, ok := tc.NetConn().(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	fd := -1
+	rc.Control(func(f uintptr) { fd = int(f) })
+	if fd < 0 || fdSlot(fd) == nil {
+		return
+	}
+	c.fd, c.gen = fd, nextGen.Add(1)
+	fdSlot(fd).Store(c)
+	c.watchHangups(pollers[nextPoller.Add(1)%uint32(len(pollers))])
 }
 
 // unregister takes c out of its poller (hijack, HTTP/2, close). It must run
 // before the descriptor is closed: afterwards its number may belong to
 // another connection.
 func (c *conn) unregister() {
+	if c.hupPoll != nil {
+		unix.EpollCtl(c.hupPoll.hup.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
+		c.hupPoll = nil
+		fdSlot(c.fd).CompareAndSwap(c, nil)
+	}
 	if c.poll == nil {
 		return
 	}

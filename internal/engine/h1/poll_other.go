@@ -2,7 +2,10 @@
 
 package h1
 
-// Without epoll every connection keeps its own goroutine.
+import "crypto/tls"
+
+// Without epoll every connection keeps its own goroutine, and hang-ups are
+// noticed only when a read or write fails.
 
 type poller struct{}
 
@@ -12,4 +15,4 @@ func (c *conn) unregister() {}
 
 func (c *conn) idleExpired() {}
 
-func (c *conn) watchHangup() {}
+func (c *conn) watchTLS(*tls.Conn) {}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -21,9 +22,10 @@ import (
 // write. A body of unknown length on HTTP/1.1 is chunked, one chunk per
 // flush; on HTTP/1.0 it ends when the connection closes.
 type response struct {
-	c   *conn
-	hdr exchange.Header
+	c *conn
 
+	// wbuf is taken from the pool when the exchange starts and carries
+	// the response header too, so an idle connection keeps neither.
 	wbuf *buffer
 	// bodyStart is where unframed body bytes start in wbuf: right after the
 	// serialised header until the first flush, 0 afterwards.
@@ -31,14 +33,17 @@ type response struct {
 
 	status      int
 	wroteHeader bool // a final status was written
-	committed   bool // the header and framing left (or are in wbuf framed)
-	noBody      bool // HEAD, 1xx, 204, 304: no body on the wire
-	chunked     bool
-	clen        int64 // from the handler's Content-Length, -1 if none
-	written     int64 // body bytes accepted
-	closeAfter  bool  // send "Connection: close" and close afterwards
-	hijacked    bool
-	err         error // sticky write error
+	// started is wroteHeader for the request body's goroutine, which may
+	// be an HTTP client's, not the handler's.
+	started    atomic.Bool
+	committed  bool // the header and framing left (or are in wbuf framed)
+	noBody     bool // HEAD, 1xx, 204, 304: no body on the wire
+	chunked    bool
+	clen       int64 // from the handler's Content-Length, -1 if none
+	written    int64 // body bytes accepted
+	closeAfter bool  // send "Connection: close" and close afterwards
+	hijacked   bool
+	err        error // sticky write error
 
 	// The Date header is rendered once a second per connection.
 	dateSec int64
@@ -56,16 +61,17 @@ var (
 const framingReserve = 96
 
 func (w *response) reset() {
-	w.hdr.Reset()
+	w.getBuffer()
 	w.bodyStart = 0
 	w.status = 0
 	w.wroteHeader, w.committed, w.noBody, w.chunked = false, false, false, false
+	w.started.Store(false)
 	w.clen, w.written = -1, 0
 	w.closeAfter, w.hijacked = false, false
 	w.err = nil
 }
 
-func (w *response) Header() *exchange.Header { return &w.hdr }
+func (w *response) Header() *exchange.Header { return &w.wbuf.hdr }
 
 func (w *response) WriteHeader(status int) {
 	if w.wroteHeader || w.hijacked || status < 100 || status > 999 {
@@ -89,16 +95,17 @@ func (w *response) WriteHeader(status int) {
 		return
 	}
 	w.wroteHeader = true
+	w.started.Store(true)
 	w.status = status
 	method := c.req.Method
 	w.noBody = method == "HEAD" || status == 204 || status == 304 || status == 101
 	w.clen = -1
-	if v, ok := w.hdr.Get("Content-Length"); ok {
+	if v, ok := w.wbuf.hdr.Get("Content-Length"); ok {
 		if n, ok := parseContentLength(stringBytes(v)); ok {
 			w.clen = n
 		}
 	}
-	w.hdr.Values("Connection", func(v string) bool {
+	w.wbuf.hdr.Values("Connection", func(v string) bool {
 		forEachToken(stringBytes(v), func(tok []byte) {
 			if equalFoldBytes(tok, "close") {
 				w.closeAfter = true
@@ -113,7 +120,7 @@ func (w *response) WriteHeader(status int) {
 	b := w.wbuf.b
 	b = appendStatusLine(b, status)
 	b = w.appendFields(b, true)
-	if !w.hdr.Has("Date") {
+	if !w.wbuf.hdr.Has("Date") {
 		b = append(b, "Date: "...)
 		b = append(b, w.httpDate()...)
 		b = append(b, "\r\n"...)
@@ -127,7 +134,7 @@ func (w *response) WriteHeader(status int) {
 // sends. Field names and values are checked so that a value carrying CR or
 // LF (from an upstream or a config) cannot split the response.
 func (w *response) appendFields(b []byte, final bool) []byte {
-	w.hdr.Range(func(name, value string) bool {
+	w.wbuf.hdr.Range(func(name, value string) bool {
 		if final && (exchange.EqualFold(name, "Content-Length") || exchange.EqualFold(name, "Transfer-Encoding") ||
 			exchange.EqualFold(name, "Connection")) {
 			return true

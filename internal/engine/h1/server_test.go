@@ -79,6 +79,16 @@ func testHandler(x *exchange.Exchange) {
 		for range 100 {
 			w.Write([]byte(chunk))
 		}
+	case "/late":
+		// Answer without reading the body and leave a reader behind, as
+		// an HTTP client's body-writing goroutine can be.
+		body := x.Req.Body
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			_, err := body.Read(make([]byte, 16))
+			lateRead <- err
+		}()
+		w.Write([]byte("early"))
 	case "/wait":
 		// Wait for the client to go away; report it on clientGone.
 		select {
@@ -104,6 +114,9 @@ func testHandler(x *exchange.Exchange) {
 		w.Write([]byte("ok"))
 	}
 }
+
+// lateRead receives the error of /late's read after the exchange ended.
+var lateRead = make(chan error, 1)
 
 // clientGone receives whether /wait saw its context cancelled.
 var clientGone = make(chan bool, 1)
@@ -325,6 +338,22 @@ func TestPipelining(t *testing.T) {
 	}
 }
 
+func TestLateBodyReadFails(t *testing.T) {
+	addr, _ := startServer(t)
+	c := dial(t, addr)
+	c.send("POST /late HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nfirst")
+	if resp, body := c.response("POST"); resp.StatusCode != 200 || body != "early" {
+		t.Fatalf("first: %d %q", resp.StatusCode, body)
+	}
+	c.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nsecond")
+	if err := <-lateRead; err == nil {
+		t.Error("a read after the exchange ended succeeded")
+	}
+	if resp, body := c.response("POST"); resp.StatusCode != 200 || body != "second" {
+		t.Fatalf("second: %d %q", resp.StatusCode, body)
+	}
+}
+
 func TestExpectContinue(t *testing.T) {
 	addr, _ := startServer(t)
 	t.Run("100 Continue sent when the handler reads", func(t *testing.T) {
@@ -410,6 +439,26 @@ func TestClientHangUpCancelsContext(t *testing.T) {
 	c.send("GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
 	c.nc.Close()
+	if !<-clientGone {
+		t.Error("handler context not cancelled after the client closed")
+	}
+}
+
+func TestClientHangUpCancelsContextTLS(t *testing.T) {
+	cert, _, err := listener.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startServer(t, func(o *h1.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	})
+	nc, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(nc, "GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	nc.Close()
 	if !<-clientGone {
 		t.Error("handler context not cancelled after the client closed")
 	}
@@ -510,5 +559,26 @@ func TestH2C(t *testing.T) {
 	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if resp, body := c.response("GET"); resp.StatusCode != 200 || body != "ok" {
 		t.Fatalf("HTTP/1.1 next to h2c: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestH2COnly(t *testing.T) {
+	addr, _ := startServer(t, func(o *h1.Options) { o.H2C = true; o.HTTP1 = false })
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if !c.closed() {
+		t.Error("HTTP/1.1 request on an h2c-only listener: connection still open")
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("proto %s, want HTTP/2", resp.Proto)
 	}
 }

@@ -2,10 +2,11 @@
 // over TLS and h2c with the standard library's server and hands each request
 // to the route pipeline as an *exchange.Exchange.
 //
-// It is the engine for HTTP/2 (and for HTTP/1.1 until the dedicated HTTP/1.1
-// engine replaces it). Converting between http.Header and exchange.Header
-// costs allocations here; that cost belongs to this engine, not to the
-// pipeline, which stays allocation-free.
+// It serves every protocol on listeners with "engine: stdhttp", and HTTP/2
+// for the native engine (internal/engine/h1), which hands HTTP/2 connections
+// to net/http with this package's Adapter. Converting between http.Header and
+// exchange.Header costs allocations here; that cost belongs to this engine,
+// not to the pipeline, which stays allocation-free.
 package stdhttp
 
 import (
