@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // assetUpstream serves 8 KiB assets with an ETag, a Cache-Control chosen by
@@ -36,37 +34,6 @@ func newAssetUpstream(t *testing.T) *assetUpstream {
 		w.Write([]byte(body))
 	}))
 	return u
-}
-
-// gaugeValue returns the value of a metric with the given labels.
-func cacheMetricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
 }
 
 // TestAssetCacheThroughTheGateway drives the cache with a real upstream
@@ -149,11 +116,11 @@ routes:
 		{"penstock_cache_lookups_total", map[string]string{"route": "assets", "result": "revalidated"}, 1},
 		{"penstock_cache_entries", map[string]string{"route": "assets"}, 3},
 	} {
-		if got := cacheMetricValue(t, o.reg, m.name, m.labels); got != m.want {
+		if got := seriesValue(t, o.reg, m.name, m.labels); got != m.want {
 			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
 		}
 	}
-	if b := cacheMetricValue(t, o.reg, "penstock_cache_size_bytes", map[string]string{"route": "assets"}); b < 3*8<<10 || b > 1<<20 {
+	if b := seriesValue(t, o.reg, "penstock_cache_size_bytes", map[string]string{"route": "assets"}); b < 3*8<<10 || b > 1<<20 {
 		t.Errorf("penstock_cache_size_bytes = %v, want between 3 entries of 8 KiB and 1 MiB", b)
 	}
 }

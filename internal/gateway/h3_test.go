@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -39,35 +38,6 @@ func tls1Client() *http.Client {
 		Protocols:       &p,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
-}
-
-// gaugeValue returns the value of the series of name whose labels are
-// exactly lbls ("listener=tls,protocol=h3"), or -1 when there is none.
-func quicMetricValue(t *testing.T, reg *prometheus.Registry, name, lbls string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if labels(m) != lbls {
-				continue
-			}
-			switch {
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetHistogram() != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return -1
 }
 
 // waitFor polls cond for up to 5 seconds.
@@ -118,17 +88,17 @@ routes: [{name: order, match: {path: "/orders/:id"}, upstream: orders}]
 			}
 		})
 	}
-	if got := quicMetricValue(t, o.reg, "penstock_http_server_request_duration_seconds", "method=GET,route=order,status_class=2xx"); got != 3 {
+	if got := exactSeriesValue(t, o.reg, "penstock_http_server_request_duration_seconds", "method=GET,route=order,status_class=2xx"); got != 3 {
 		t.Errorf("route order counted %v requests, want 3 (one per protocol)", got)
 	}
-	if got := quicMetricValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3"); got != 1 {
+	if got := exactSeriesValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3"); got != 1 {
 		t.Errorf("open h3 connections = %v, want 1", got)
 	}
 
 	// Statistics are recorded when a connection closes.
 	h3tr.Close()
 	waitFor(t, "the QUIC connection to be counted closed", func() bool {
-		return quicMetricValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3") == 0
+		return exactSeriesValue(t, o.reg, "penstock_connections_open", "listener=tls,protocol=h3") == 0
 	})
 	for _, m := range []struct {
 		name, labels string
@@ -140,7 +110,7 @@ routes: [{name: order, match: {path: "/orders/:id"}, upstream: orders}]
 		{"penstock_quic_packets_lost_total", "listener=tls", func(v float64) bool { return v == 0 }, "0 on loopback"},
 		{"penstock_quic_smoothed_rtt_seconds", "listener=tls", func(v float64) bool { return v == 1 }, "one observation"},
 	} {
-		if v := quicMetricValue(t, o.reg, m.name, m.labels); !m.ok(v) {
+		if v := exactSeriesValue(t, o.reg, m.name, m.labels); !m.ok(v) {
 			t.Errorf("%s{%s} = %v, want %s", m.name, m.labels, v, m.want)
 		}
 	}
@@ -384,7 +354,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 			t.Fatalf("connection %d: status %d", i, resp.StatusCode)
 		}
 	}
-	if got := quicMetricValue(t, o.reg, "penstock_quic_retries_total", "listener=tls"); got < 1 {
+	if got := exactSeriesValue(t, o.reg, "penstock_quic_retries_total", "listener=tls"); got < 1 {
 		t.Errorf("penstock_quic_retries_total = %v, want at least 1", got)
 	}
 }

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/gateway"
 	"github.com/penstock-dev/penstock/internal/testpki"
@@ -194,11 +192,11 @@ routes: [{name: r, match: {path: /p}, upstream: up}]
 				}
 			}
 			t.Logf("%d+%d requests; both clients had the new certificate 20 times %v after the swap", results[0].requests, results[1].requests, took.Round(time.Millisecond))
-			if got := counterValue(t, o.reg, "penstock_tls_reloads_total", map[string]string{"listener": "tls", "kind": "certificates", "result": "success"}); got < 1 {
+			if got := seriesValue(t, o.reg, "penstock_tls_reloads_total", map[string]string{"listener": "tls", "kind": "certificates", "result": "success"}); got < 1 {
 				t.Errorf("penstock_tls_reloads_total{result=success} = %g, want at least 1", got)
 			}
 			wantExpiry := float64(newCert.Pair.Leaf.NotAfter.Unix())
-			if got := gaugeValue(t, o.reg, "penstock_tls_certificate_not_after_timestamp_seconds", map[string]string{"listener": "tls", "cert_file": certFile}); got != wantExpiry {
+			if got := seriesValue(t, o.reg, "penstock_tls_certificate_not_after_timestamp_seconds", map[string]string{"listener": "tls", "cert_file": certFile}); got != wantExpiry {
 				t.Errorf("certificate expiry metric = %g, want the new certificate's %g", got, wantExpiry)
 			}
 		})
@@ -236,7 +234,7 @@ routes: [{name: r, match: {path: /p}, upstream: up}]
 		return resp.TLS.PeerCertificates[0].SerialNumber
 	}
 	failures := func() float64 {
-		return counterValue(t, o.reg, "penstock_tls_reloads_total", map[string]string{"listener": "tls", "kind": "certificates", "result": "failure"})
+		return seriesValue(t, o.reg, "penstock_tls_reloads_total", map[string]string{"listener": "tls", "kind": "certificates", "result": "failure"})
 	}
 
 	other := ca.Server(t, "localhost")
@@ -274,49 +272,6 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %v", timeout)
 		}
 	}
-}
-
-// counterValue and gaugeValue read one series of a gathered metric; a
-// series that does not exist reads 0.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	return tlsMetricValue(t, reg, name, labels, false)
-}
-
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	return tlsMetricValue(t, reg, name, labels, true)
-}
-
-func tlsMetricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string, gauge bool) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			n := 0
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok {
-					if v != lp.GetValue() {
-						continue series
-					}
-					n++
-				}
-			}
-			if n != len(labels) {
-				continue
-			}
-			if gauge {
-				return m.GetGauge().GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 // watchers counts the goroutines watching TLS files.
@@ -424,11 +379,11 @@ routes: [{name: r, match: {path: /p}, upstream: up}]
 			if st := get(first); st.DidResume {
 				t.Fatal("first connection resumed")
 			}
-			before := counterValue(t, second.reg, "penstock_tls_handshakes_total", map[string]string{"listener": "tls", "resumed": "true"})
+			before := seriesValue(t, second.reg, "penstock_tls_handshakes_total", map[string]string{"listener": "tls", "resumed": "true"})
 			if st := get(second); !st.DidResume {
 				t.Error("session from the first gateway did not resume on the second")
 			}
-			if got := counterValue(t, second.reg, "penstock_tls_handshakes_total", map[string]string{"listener": "tls", "resumed": "true"}); got != before+1 {
+			if got := seriesValue(t, second.reg, "penstock_tls_handshakes_total", map[string]string{"listener": "tls", "resumed": "true"}); got != before+1 {
 				t.Errorf("resumed handshakes on the second gateway: %g, want %g", got, before+1)
 			}
 		})
