@@ -23,8 +23,7 @@ import (
 const abInterval = 200 * time.Millisecond
 
 // abRun runs one open-loop measurement against url and returns its log.
-func abRun(t *testing.T, url string, rate float64, d time.Duration) *runlog.Log {
-	t.Helper()
+func abRun(url string, rate float64, d time.Duration) (*runlog.Log, error) {
 	var buf bytes.Buffer
 	_, err := loadtest.Run(context.Background(), loadtest.Options{
 		URLs:        []string{url},
@@ -36,13 +35,51 @@ func abRun(t *testing.T, url string, rate float64, d time.Duration) *runlog.Log 
 		Log:         &buf,
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	l, err := runlog.Read(&buf)
-	if err != nil {
-		t.Fatal(err)
+	return runlog.Read(&buf)
+}
+
+// abPair measures A and B interleaved: slices of d each, in the order
+// A B B A A B B A ..., each slice a run of its own with fresh connections.
+// Two runs measured one after the other differ by more than their seconds
+// differ among themselves: each run has its own connections, goroutine
+// placement and machine state, a run-level effect that one pair of runs
+// cannot tell from a real difference (and the block test then rightly calls
+// them different). Interleaved slices turn that effect into slice-to-slice
+// variation that both arms share, and each slice is one block of the test
+// (blockLen intervals), so the blocks are exchangeable under "A = B".
+func abPair(t *testing.T, urlA, urlB string, rate float64, slices int, d time.Duration) (a, b *runlog.Log, blockLen int) {
+	t.Helper()
+	var as, bs []*runlog.Log
+	for i := range 2 * slices {
+		url, into := urlA, &as
+		if (i+1)/2%2 == 1 { // A B B A A B B A: a linear drift hits both equally
+			url, into = urlB, &bs
+		}
+		l, err := abRun(url, rate, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*into = append(*into, l)
 	}
-	return l
+	return concat(as, d), concat(bs, d), int(d / abInterval)
+}
+
+// concat joins slices into one log, slice i starting at i·d.
+func concat(ls []*runlog.Log, d time.Duration) *runlog.Log {
+	out := &runlog.Log{Start: ls[0].Start, Meta: ls[0].Meta}
+	for i, l := range ls {
+		for _, iv := range l.Intervals {
+			if iv.Start >= d { // a request still finishing past the slice
+				continue
+			}
+			iv.Start += time.Duration(i) * d
+			iv.End += time.Duration(i) * d
+			out.Intervals = append(out.Intervals, iv)
+		}
+	}
+	return out
 }
 
 // delayServer answers every request after delay.
@@ -63,11 +100,10 @@ func delayServer(t *testing.T, delay time.Duration) string {
 // whose interval holds about 2 ms.
 func TestABInjectedDelayIsJudgedDifferent(t *testing.T) {
 	if testing.Short() {
-		t.Skip("two 5-second load runs")
+		t.Skip("eight one-second load runs")
 	}
-	a := abRun(t, delayServer(t, 0), 200, 5*time.Second)
-	b := abRun(t, delayServer(t, 2*time.Millisecond), 200, 5*time.Second)
-	r, err := compare.Compare(a, b, compare.Options{})
+	a, b, blockLen := abPair(t, delayServer(t, 0), delayServer(t, 2*time.Millisecond), 300, 4, time.Second)
+	r, err := compare.Compare(a, b, compare.Options{BlockLen: blockLen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,24 +117,23 @@ func TestABInjectedDelayIsJudgedDifferent(t *testing.T) {
 	t.Logf("A/B +2 ms: D=%.3f p=%.4f, P50 %.0f → %.0f µs", r.KS.D, r.KS.P, p50.A, p50.B)
 }
 
-// TestAARepeated runs twenty A/A pairs (two runs against the same server)
-// and counts how many the comparison calls different at p < 0.05: with a
+// TestAARepeated runs twenty A/A pairs (two arms against the same server,
+// interleaved in one-second slices) and counts how many the comparison calls different at p < 0.05: with a
 // test that holds its level, about one in twenty, and at most one is the
-// acceptance bar. It takes about four minutes, so it runs only with
+// acceptance bar. It takes about five minutes, so it runs only with
 // PENSTOCK_AA=1:
 //
 //	PENSTOCK_AA=1 go test -run TestAARepeated -v -timeout 20m ./internal/loadtest/
 func TestAARepeated(t *testing.T) {
 	if os.Getenv("PENSTOCK_AA") == "" {
-		t.Skip("set PENSTOCK_AA=1 to run twenty A/A pairs (about four minutes)")
+		t.Skip("set PENSTOCK_AA=1 to run twenty A/A pairs (about five minutes)")
 	}
 	url := delayServer(t, 0)
 	const pairs = 20
 	flagged := 0
 	for i := range pairs {
-		a := abRun(t, url, 300, 5*time.Second)
-		b := abRun(t, url, 300, 5*time.Second)
-		r, err := compare.Compare(a, b, compare.Options{Seed: uint64(i)})
+		a, b, blockLen := abPair(t, url, url, 300, 6, time.Second)
+		r, err := compare.Compare(a, b, compare.Options{BlockLen: blockLen, Seed: uint64(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
