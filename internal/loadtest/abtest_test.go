@@ -63,23 +63,7 @@ func abPair(t *testing.T, urlA, urlB string, rate float64, slices int, d time.Du
 		}
 		*into = append(*into, l)
 	}
-	return concat(as, d), concat(bs, d), int(d / abInterval)
-}
-
-// concat joins slices into one log, slice i starting at i·d.
-func concat(ls []*runlog.Log, d time.Duration) *runlog.Log {
-	out := &runlog.Log{Start: ls[0].Start, Meta: ls[0].Meta}
-	for i, l := range ls {
-		for _, iv := range l.Intervals {
-			if iv.Start >= d { // a request still finishing past the slice
-				continue
-			}
-			iv.Start += time.Duration(i) * d
-			iv.End += time.Duration(i) * d
-			out.Intervals = append(out.Intervals, iv)
-		}
-	}
-	return out
+	return runlog.Concat(as, d, abInterval), runlog.Concat(bs, d, abInterval), int(d / abInterval)
 }
 
 // delayServer answers every request after delay.
