@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/loadtest"
+	"github.com/penstock-dev/penstock/internal/loadtest/runlog"
 )
 
 const benchRunSynopsis = `bench run [flags] URL [URL...]
@@ -43,8 +45,15 @@ Modes:
                             per second, each closed after its handshake
                             (and one request with --handshake-request)
 
+Interleaved A/B (--vs URL_B): the arms alternate in short slices (A B B A
+A B B A ...), each slice a run of its own, so that both see the same
+machine; two runs one after the other on a shared machine differ by more
+than chance. Compare the two logs with 'penstock bench compare', which
+resamples whole slices.
+
 Examples:
   penstock bench run --rate 2000 --duration 30s --out a.hlog http://127.0.0.1:8080/
+  penstock bench run --rate 500 --duration 20s --out a.hlog --vs http://127.0.0.1:8081/ --out-b b.hlog http://127.0.0.1:8080/
   penstock bench run --proto h2 --insecure --streams 10 --rate 5000 https://127.0.0.1:8443/
   penstock bench run --concurrency 50 --duration 10s http://127.0.0.1:8080/
   penstock bench run --proto h3 --insecure --handshakes 200/s --group x25519mlkem768 https://127.0.0.1:8443/
@@ -91,6 +100,9 @@ func runBenchRun(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "write the run log (HdrHistogram interval log) to this file")
 	jsonOut := fs.String("json", "", "write the JSON summary to this file (- for stdout, instead of the text)")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	vs := fs.String("vs", "", "interleaved A/B: the B target (the URLs given are A); the arms alternate in --slice slices, A B B A A B ...")
+	slice := fs.Duration("slice", time.Second, "with --vs: length of one slice (a whole number of seconds); --duration is each arm's total")
+	outB := fs.String("out-b", "", "with --vs: write B's run log here (--out is A's)")
 
 	var urls []string
 	for {
@@ -145,6 +157,10 @@ func runBenchRun(args []string, stdout, stderr io.Writer) error {
 		o.Profile = p
 	}
 
+	if *vs != "" {
+		return runInterleaved(o, *vs, *slice, *out, *outB, stdout, stderr)
+	}
+
 	var logFile *os.File
 	var logBuf *bufio.Writer
 	if *out != "" {
@@ -196,4 +212,78 @@ func runBenchRun(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return res.WriteText(stdout)
+}
+
+// runInterleaved measures the URLs of o (arm A) and urlB (arm B) in
+// alternating slices and writes each arm's slices joined into one run log.
+func runInterleaved(o loadtest.Options, urlB string, slice time.Duration, outA, outB string, stdout, stderr io.Writer) error {
+	total := o.Duration
+	if total == 0 {
+		total = 10 * time.Second
+	}
+	if slice < time.Second || slice%time.Second != 0 {
+		return fmt.Errorf("--slice %v: want a whole number of seconds (the run log's interval)", slice)
+	}
+	n := int(total / slice)
+	if n < 4 {
+		return fmt.Errorf("--duration %v with --slice %v gives %d slices per arm; want at least 4 (the comparison permutes slices)", total, slice, n)
+	}
+	if o.Requests > 0 || o.Concurrency > 0 || o.Handshakes > 0 {
+		return errors.New("--vs works with open-loop runs (--rate or --profile), not --requests, --concurrency or --handshakes")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	arms := [2]struct {
+		name, out string
+		urls      []string
+		logs      []*runlog.Log
+		requests  int64
+		errors    int64
+	}{{name: "A", out: outA, urls: o.URLs}, {name: "B", out: outB, urls: []string{urlB}}}
+	for i := range 2 * n {
+		arm := &arms[(i+1)/2%2] // A B B A A B B A: a linear drift hits both arms alike
+		so := o
+		so.URLs, so.Duration, so.Interval, so.OnInterval = arm.urls, slice, time.Second, nil
+		var buf bytes.Buffer
+		so.Log = &buf
+		res, err := loadtest.Run(ctx, so)
+		if err != nil {
+			return fmt.Errorf("arm %s, slice %d: %w", arm.name, len(arm.logs)+1, err)
+		}
+		l, err := runlog.Read(&buf)
+		if err != nil {
+			return fmt.Errorf("arm %s, slice %d: %w", arm.name, len(arm.logs)+1, err)
+		}
+		arm.logs = append(arm.logs, l)
+		arm.requests += res.Requests
+		arm.errors += res.ErrorsAll
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	for _, arm := range arms {
+		joined := runlog.Concat(arm.logs, slice, time.Second)
+		joined.Meta["arm"] = arm.name
+		h := joined.Merged(runlog.Total)
+		if h == nil {
+			return fmt.Errorf("arm %s: no latencies recorded", arm.name)
+		}
+		fmt.Fprintf(stdout, "%s %s: %d requests, %d errors, P50 %s, P99 %s, P99.9 %s, max %s\n", arm.name, strings.Join(arm.urls, " "),
+			arm.requests, arm.errors, formatMicros(float64(h.ValueAtQuantile(50)), false), formatMicros(float64(h.ValueAtQuantile(99)), false),
+			formatMicros(float64(h.ValueAtQuantile(99.9)), false), formatMicros(float64(h.Max()), false))
+		if arm.out == "" {
+			continue
+		}
+		var buf bytes.Buffer
+		if err := runlog.WriteLog(&buf, joined); err != nil {
+			return err
+		}
+		if err := os.WriteFile(arm.out, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	if outA != "" && outB != "" {
+		fmt.Fprintf(stdout, "compare with: penstock bench compare %s %s\n", outA, outB)
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
@@ -27,7 +28,9 @@ type Options struct {
 	// of block permutations (for the p-value). Default 2000.
 	Resamples int
 	// BlockLen is the number of consecutive intervals resampled together.
-	// Default 0: chosen from the data (see the package doc).
+	// Default 0: the slice length of interleaved runs (both logs carry
+	// runlog.MetaBlockIntervals, equal), else chosen from the data (see the
+	// package doc).
 	BlockLen int
 	// Seed seeds the resampling; equal seeds give equal results. Default 0
 	// (a fixed seed, not a random one).
@@ -129,6 +132,9 @@ func Compare(a, b *runlog.Log, opt Options) (*Result, error) {
 	opt, err := opt.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if opt.BlockLen == 0 {
+		opt.BlockLen = sliceBlocks(a, b)
 	}
 	ia, ib := a.Phase(opt.Phase), b.Phase(opt.Phase)
 	if len(ia) == 0 || len(ib) == 0 {
@@ -463,4 +469,20 @@ func KSStatistic(a, b *hdrhistogram.Histogram) float64 {
 	cs[0].addTo(da)
 	cs[1].addTo(db)
 	return ksDense(da, cs[0].total, db, cs[1].total)
+}
+
+// sliceBlocks returns the slice length, in intervals, of two logs joined
+// from interleaved slices (runlog.Concat), or 0. Each slice is then the
+// natural block: slices of A and B alternate in time, so under "A = B" they
+// are exchangeable whatever the machine did meanwhile.
+func sliceBlocks(la, lb *runlog.Log) int {
+	va, vb := la.Meta[runlog.MetaBlockIntervals], lb.Meta[runlog.MetaBlockIntervals]
+	if va == "" || va != vb {
+		return 0
+	}
+	n, err := strconv.Atoi(va)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }

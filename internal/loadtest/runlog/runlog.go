@@ -217,3 +217,53 @@ func (w *Writer) WriteMeta(meta map[string]string) error {
 	}
 	return nil
 }
+
+// MetaBlockIntervals is the meta key of a log joined from slices (Concat):
+// the number of intervals in one slice, which is the natural block of a
+// comparison (package compare uses it when no block length is given).
+const MetaBlockIntervals = "block_intervals"
+
+// Concat joins logs measured one after another in slices of length slice
+// (for example the A slices of an interleaved A/B run) into one log: slice i
+// starts at i·slice. Intervals of a slice that end past its length (a
+// request still finishing) are dropped, so every slice has the same number
+// of intervals, recorded as MetaBlockIntervals when interval divides slice.
+func Concat(logs []*Log, slice, interval time.Duration) *Log {
+	out := &Log{Meta: map[string]string{}}
+	if len(logs) == 0 {
+		return out
+	}
+	out.Start = logs[0].Start
+	for k, v := range logs[0].Meta {
+		out.Meta[k] = v
+	}
+	for i, l := range logs {
+		off := time.Duration(i) * slice
+		for _, iv := range l.Intervals {
+			if iv.Start >= slice {
+				continue
+			}
+			iv.Start += off
+			iv.End += off
+			out.Intervals = append(out.Intervals, iv)
+		}
+	}
+	if interval > 0 && slice%interval == 0 {
+		out.Meta[MetaBlockIntervals] = fmt.Sprint(int(slice / interval))
+	}
+	return out
+}
+
+// WriteLog writes a whole log with a Writer.
+func WriteLog(w io.Writer, l *Log) error {
+	lw, err := NewWriter(w, l.Start, l.Meta)
+	if err != nil {
+		return err
+	}
+	for _, iv := range l.Intervals {
+		if err := lw.Write(iv); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -51,3 +51,37 @@ func TestReadRejectsEmpty(t *testing.T) {
 		t.Fatal("want an error for a log without histograms")
 	}
 }
+
+func TestConcatJoinsSlicesAsBlocks(t *testing.T) {
+	slice := func(seconds int, value int64) *Log {
+		l := &Log{Start: time.UnixMilli(1_700_000_000_000), Meta: map[string]string{"proto": "h1"}}
+		for s := range seconds {
+			h := NewHistogram()
+			h.RecordValue(value)
+			l.Intervals = append(l.Intervals, Interval{Phase: Total, Start: time.Duration(s) * time.Second, End: time.Duration(s+1) * time.Second, Hist: h})
+		}
+		return l
+	}
+	// The second slice has a third interval past its 2 s: a late response.
+	joined := Concat([]*Log{slice(2, 100), slice(3, 200)}, 2*time.Second, time.Second)
+	if got := len(joined.Intervals); got != 4 {
+		t.Fatalf("intervals = %d, want 4 (the late one dropped)", got)
+	}
+	if iv := joined.Intervals[2]; iv.Start != 2*time.Second || iv.Hist.Max() < 199 {
+		t.Errorf("third interval starts %v with max %d, want the second slice at 2s", iv.Start, iv.Hist.Max())
+	}
+	if got := joined.Meta[MetaBlockIntervals]; got != "2" {
+		t.Errorf("block_intervals = %q, want 2", got)
+	}
+	var buf bytes.Buffer
+	if err := WriteLog(&buf, joined); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Intervals) != 4 || back.Meta[MetaBlockIntervals] != "2" || back.Meta["proto"] != "h1" {
+		t.Errorf("read back %d intervals, meta %v", len(back.Intervals), back.Meta)
+	}
+}

@@ -1,0 +1,135 @@
+package loadtest_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/loadtest"
+	"github.com/penstock-dev/penstock/internal/loadtest/compare"
+	"github.com/penstock-dev/penstock/internal/loadtest/runlog"
+)
+
+// These tests check the whole A/B procedure end to end: real open-loop runs
+// against a real loopback server, written as run logs, read back and
+// compared. The short intervals (200 ms) give the block test enough blocks
+// from runs of a few seconds.
+
+const abInterval = 200 * time.Millisecond
+
+// abRun runs one open-loop measurement against url and returns its log.
+func abRun(url string, rate float64, d time.Duration) (*runlog.Log, error) {
+	var buf bytes.Buffer
+	_, err := loadtest.Run(context.Background(), loadtest.Options{
+		URLs:        []string{url},
+		Rate:        rate,
+		Connections: 16,
+		Duration:    d,
+		Warmup:      500 * time.Millisecond,
+		Interval:    abInterval,
+		Log:         &buf,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return runlog.Read(&buf)
+}
+
+// abPair measures A and B interleaved: slices of d each, in the order
+// A B B A A B B A ..., each slice a run of its own with fresh connections.
+// Two runs measured one after the other differ by more than their seconds
+// differ among themselves: each run has its own connections, goroutine
+// placement and machine state, a run-level effect that one pair of runs
+// cannot tell from a real difference (and the block test then rightly calls
+// them different). Interleaved slices turn that effect into slice-to-slice
+// variation that both arms share, and each slice is one block of the test
+// (blockLen intervals), so the blocks are exchangeable under "A = B".
+func abPair(t *testing.T, urlA, urlB string, rate float64, slices int, d time.Duration) (a, b *runlog.Log, blockLen int) {
+	t.Helper()
+	var as, bs []*runlog.Log
+	for i := range 2 * slices {
+		url, into := urlA, &as
+		if (i+1)/2%2 == 1 { // A B B A A B B A: a linear drift hits both equally
+			url, into = urlB, &bs
+		}
+		l, err := abRun(url, rate, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*into = append(*into, l)
+	}
+	return runlog.Concat(as, d, abInterval), runlog.Concat(bs, d, abInterval), int(d / abInterval)
+}
+
+// delayServer answers every request after delay.
+func delayServer(t *testing.T, delay time.Duration) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		io.WriteString(w, `{"outputs":[0.1,0.2]}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/v1/models/m/predict"
+}
+
+// TestABInjectedDelayIsJudgedDifferent: the same server, once as it is and
+// once 2 ms slower per request, must be judged different, with a P50 delta
+// whose interval holds about 2 ms.
+func TestABInjectedDelayIsJudgedDifferent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("eight one-second load runs")
+	}
+	a, b, blockLen := abPair(t, delayServer(t, 0), delayServer(t, 2*time.Millisecond), 300, 4, time.Second)
+	r, err := compare.Compare(a, b, compare.Options{BlockLen: blockLen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.KS.Different {
+		t.Errorf("A/B with +2 ms: D=%.3f p=%.4f, want judged different at p<%.2f", r.KS.D, r.KS.P, r.Alpha)
+	}
+	p50 := r.Stats[0]
+	if p50.Delta < 1500 || p50.Low < 1000 {
+		t.Errorf("P50 delta %.0f µs [%.0f, %.0f], want about +2000 µs", p50.Delta, p50.Low, p50.High)
+	}
+	t.Logf("A/B +2 ms: D=%.3f p=%.4f, P50 %.0f → %.0f µs", r.KS.D, r.KS.P, p50.A, p50.B)
+}
+
+// TestAARepeated runs twenty A/A pairs (two arms against the same server,
+// interleaved in one-second slices) and counts how many the comparison calls different at p < 0.05: with a
+// test that holds its level, about one in twenty, and at most one is the
+// acceptance bar. It takes about five minutes, so it runs only with
+// PENSTOCK_AA=1:
+//
+//	PENSTOCK_AA=1 go test -run TestAARepeated -v -timeout 20m ./internal/loadtest/
+func TestAARepeated(t *testing.T) {
+	if os.Getenv("PENSTOCK_AA") == "" {
+		t.Skip("set PENSTOCK_AA=1 to run twenty A/A pairs (about five minutes)")
+	}
+	url := delayServer(t, 0)
+	const pairs = 20
+	flagged := 0
+	for i := range pairs {
+		a, b, blockLen := abPair(t, url, url, 300, 6, time.Second)
+		r, err := compare.Compare(a, b, compare.Options{BlockLen: blockLen, Seed: uint64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdict := "same"
+		if r.KS.Different {
+			flagged++
+			verdict = "DIFFERENT"
+		}
+		t.Logf("pair %2d: D=%.3f p=%.3f P99 %.0f vs %.0f µs: %s", i+1, r.KS.D, r.KS.P, r.Stats[2].A, r.Stats[2].B, verdict)
+	}
+	t.Logf("A/A: %d of %d pairs judged different at p<0.05", flagged, pairs)
+	if flagged > 1 {
+		t.Errorf("%d of %d A/A pairs judged different, want at most 1", flagged, pairs)
+	}
+}
