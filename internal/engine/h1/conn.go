@@ -31,7 +31,7 @@ type conn struct {
 	scheme string
 	label  string // protocol label for the connection hooks
 
-	ctx    context.Context
+	ctx    *connCtx
 	cancel context.CancelFunc
 
 	// state is connActive while a goroutine owns the connection,
@@ -101,7 +101,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = ta.AddrPort()
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.ctx = newConnCtx()
+	c.cancel = c.ctx.cancel
 	c.body.c = c
 	c.resp.c = c
 	c.resp.clen = -1
