@@ -55,6 +55,7 @@ func BenchmarkProxy(b *testing.B) {
 			cfg := lines(`listeners: [{name: main, address: "127.0.0.1:0", engine: %s}]
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes: [{name: predict, match: {path: "/v1/models/:model/predict"}, upstream: up}]
+access_log: {enabled: false}
 logging: {level: error}
 `, engine, up)
 			g := startGatewayTB(b, cfg)
