@@ -24,6 +24,13 @@
 #   CONDITIONS="20:0 20:1 20:3 100:0 100:1 100:3"  (RTT ms : loss %)
 #   RATE=200 DURATION=20 WARMUP=3 CONNS_H2=1 CONNS_H3=1 STREAMS=100
 #   TIMEOUT=10 PROTOS="h2 h3" KEEP=1
+#   LATE_WARN=5   mark a condition (†) when netem delivered a packet more
+#                 than this many ms late (the machine stalled)
+#   TCP_CC=reno   TCP congestion control in both namespaces, the same
+#                 algorithm as quic-go's (NewReno); empty: the namespace's
+#                 default, which it takes from the host. A namespace other
+#                 than the host's may only pick one listed in the host's
+#                 net.ipv4.tcp_allowed_congestion_control.
 set -euo pipefail
 
 QUICK=${QUICK:-0}
@@ -41,6 +48,8 @@ CONNS_H3=${CONNS_H3:-1}
 STREAMS=${STREAMS:-100}
 TIMEOUT=${TIMEOUT:-10}
 PROTOS=${PROTOS:-"h2 h3"}
+TCP_CC=${TCP_CC-reno}
+LATE_WARN=${LATE_WARN:-5}
 KEEP=${KEEP:-0}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,6 +72,10 @@ done
 for c in $CONDITIONS; do
 	[[ $c =~ ^[0-9]+:[0-9]+(\.[0-9]+)?$ ]] || die "CONDITIONS: '$c' is not RTT_MS:LOSS_PERCENT"
 done
+if [[ -n $TCP_CC ]]; then
+	grep -qw -- "$TCP_CC" /proc/sys/net/ipv4/tcp_allowed_congestion_control ||
+		die "TCP_CC=$TCP_CC is not allowed in a namespace here (allowed: $(cat /proc/sys/net/ipv4/tcp_allowed_congestion_control))"
+fi
 for p in $PROTOS; do
 	[[ $p == h2 || $p == h3 ]] || die "PROTOS: '$p' is not h2 or h3"
 done
@@ -119,7 +132,13 @@ for ns in "$cli" "$srv"; do
 	ip netns add "$ns" || die "ip netns add $ns failed"
 	made_ns+=("$ns")
 	ip -n "$ns" link set lo up
+	if [[ -n $TCP_CC ]]; then
+		ip netns exec "$ns" sh -c "echo $TCP_CC >/proc/sys/net/ipv4/tcp_congestion_control" ||
+			die "could not set TCP congestion control $TCP_CC in $ns"
+	fi
 done
+tcp_cc=$(ip netns exec "$srv" cat /proc/sys/net/ipv4/tcp_congestion_control)
+log "TCP congestion control in the namespaces: $tcp_cc"
 
 ip netns exec "$srv" "$work/upstream" -addr 127.0.0.1:18081 2>"$work/upstream.log" &
 pids+=($!)
@@ -155,14 +174,15 @@ bench() { # bench ARGS...: penstock bench run in the client namespace
 
 start_link() { # start_link RTT_MS LOSS_PERCENT
 	local delay_us=$(($1 * 500)) loss i
+	netem_log="$work/netem-rtt$1-loss$2.log"
 	loss=$(awk -v p="$2" 'BEGIN {printf "%.4f", p / 100}')
 	"$work/netem" -ns-a "$cli" -ns-b "$srv" -addr-a "$cli_addr" -addr-b "$srv_addr" \
-		-delay "${delay_us}us" -loss "$loss" -for "${link_life}s" >"$work/netem.out" 2>>"$work/netem.log" &
+		-delay "${delay_us}us" -loss "$loss" -for "${link_life}s" >"$work/netem.out" 2>"$netem_log" &
 	netem_pid=$!
 	pids+=("$netem_pid")
 	for ((i = 0; i < 100; i++)); do
 		grep -q ready "$work/netem.out" 2>/dev/null && return
-		kill -0 "$netem_pid" 2>/dev/null || die "netem exited: $(cat "$work/netem.log")"
+		kill -0 "$netem_pid" 2>/dev/null || die "netem exited: $(cat "$netem_log")"
 		sleep 0.1
 	done
 	die "netem did not come up"
@@ -184,10 +204,16 @@ start_penstock() {
 	die "penstock did not answer over the link"
 }
 
-declare -a rows
+tun_drops() { # tun_drops NS DEV: packets dropped at the device, both directions
+	ip netns exec "$1" cat "/sys/class/net/$2/statistics/tx_dropped" "/sys/class/net/$2/statistics/rx_dropped" |
+		awk '{n += $1} END {print n + 0}'
+}
+
+rows=()
 for c in $CONDITIONS; do
 	rtt=${c%%:*}
 	loss=${c#*:}
+	first=${#rows[@]}
 	log "RTT ${rtt} ms, loss ${loss} %: link and penstock"
 	start_link "$rtt" "$loss"
 	start_penstock
@@ -207,11 +233,25 @@ for c in $CONDITIONS; do
 		log "  $row"
 		rows+=("$row")
 	done
+	# Packets the kernel dropped at a TUN device's queue would be loss that
+	# netem neither chose nor counted: it fell behind.
+	qdrops=$(($(tun_drops "$cli" pstun-a) + $(tun_drops "$srv" pstun-b)))
+	((qdrops == 0)) || log "  warning: $qdrops packets dropped at the TUN queues (netem fell behind)"
 	stop_pid "$penstock_pid"
 	stop_pid "$netem_pid"
-	tail -n 1 "$work/netem.log" >&2
+	sed 's/^/  /' "$netem_log" >&2
+	# netem's own lateness: a packet held much longer than the delay means
+	# the machine (or the VM under it) stalled, and the tail shows it.
+	late=$(sed -nE 's/.*, ([0-9.]+)ms at most.*/\1/p' "$netem_log")
+	if [[ -n $late ]] && awk -v l="$late" -v lim="$LATE_WARN" 'BEGIN {exit !(l > lim)}'; then
+		log "  warning: netem delivered a packet ${late} ms late; this condition's tails include a stall of the machine (marked †)"
+		for ((i = first; i < ${#rows[@]}; i++)); do
+			rows[i]=${rows[i]/" % |"/" % † |"}
+		done
+	fi
 done
 
+log "TCP congestion control: $tcp_cc; $RATE req/s, $CONNS_H2 (h2) / $CONNS_H3 (h3) connection(s) × $STREAMS streams, ${WARMUP}s + ${DURATION}s"
 echo "| RTT / loss | protocol | P50 ms | P99 ms | P99.9 ms | stddev ms | max ms | errors | req/s |"
 echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

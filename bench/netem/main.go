@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,6 +51,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "netem: -ns-a and -ns-b are required; -loss must be in [0,1); -delay ≥ 0")
 		os.Exit(2)
 	}
+	// Each of the four packet threads (a reader and a writer per direction)
+	// needs a P to run Go code when its system call returns. With no more Ps
+	// than cores, a P may be held by a normal-priority thread that the kernel
+	// has descheduled on a busy machine, and the real-time thread waits for
+	// it: enough Ps for all of them avoids that inversion.
+	runtime.GOMAXPROCS(max(runtime.NumCPU(), 4) + 4)
 	ta, err := tunIn(*nsA, "pstun-a")
 	if err != nil {
 		fail(err)
@@ -117,14 +124,14 @@ func (s *stats) delivered(late time.Duration) {
 
 func (s *stats) print(w *os.File) {
 	n := s.passed.Load()
-	mean := time.Duration(0)
+	mean := int64(0)
 	if n > 0 {
-		mean = time.Duration(s.lateSum.Load() / n)
+		mean = s.lateSum.Load() / n
 	}
 	fmt.Fprintf(w, "netem: %d packets passed, %d dropped (%d of them by a full queue); "+
-		"delivered late by %v on average, %v at most, %d packets by more than 1ms, %d by more than 5ms\n",
-		n, s.dropped.Load(), s.full.Load(), mean.Round(time.Microsecond),
-		time.Duration(s.lateMax.Load()).Round(time.Microsecond), s.late1ms.Load(), s.late5ms.Load())
+		"delivered late by %.3fms on average, %.3fms at most, %d packets by more than 1ms, %d by more than 5ms\n",
+		n, s.dropped.Load(), s.full.Load(), float64(mean)/1e6, float64(s.lateMax.Load())/1e6,
+		s.late1ms.Load(), s.late5ms.Load())
 	if s.noRT.Load() {
 		fmt.Fprintln(w, "netem: real-time priority was refused; packet threads ran at normal priority")
 	}
@@ -176,6 +183,20 @@ type packet struct {
 	data []byte
 }
 
+// slabSize holds any packet of a 1500-byte MTU. Packets are copied into
+// pooled slabs so that the link allocates (and the garbage collector stops
+// its threads) next to never; a larger packet gets its own buffer.
+const slabSize = 2048
+
+var slabs = sync.Pool{New: func() any { return make([]byte, 0, slabSize) }}
+
+func copyPacket(b []byte) []byte {
+	if len(b) > slabSize {
+		return append([]byte(nil), b...)
+	}
+	return append(slabs.Get().([]byte), b...)
+}
+
 // monotonic is the CLOCK_MONOTONIC time in nanoseconds, the clock that
 // clock_nanosleep waits on.
 func monotonic() int64 {
@@ -220,6 +241,9 @@ func pump(src, dst *os.File, delay time.Duration, loss float64, rt bool, st *sta
 			}
 			unix.Write(dstFd, p.data)
 			st.delivered(time.Duration(monotonic() - p.due))
+			if cap(p.data) == slabSize {
+				slabs.Put(p.data[:0])
+			}
 		}
 	}()
 	runtime.LockOSThread()
@@ -240,7 +264,7 @@ func pump(src, dst *os.File, delay time.Duration, loss float64, rt bool, st *sta
 			continue
 		}
 		select {
-		case q <- packet{due: monotonic() + int64(delay), data: append([]byte(nil), buf[:n]...)}:
+		case q <- packet{due: monotonic() + int64(delay), data: copyPacket(buf[:n])}:
 			st.passed.Add(1)
 		default:
 			st.dropped.Add(1) // queue full: a router's tail drop
