@@ -175,13 +175,17 @@ bench() { # bench ARGS...: penstock bench run in the client namespace
 start_link() { # start_link RTT_MS LOSS_PERCENT
 	local delay_us=$(($1 * 500)) loss i
 	netem_log="$work/netem-rtt$1-loss$2.log"
+	# A file of its own per condition: the previous link's "ready" must not
+	# be read before this netem's output replaces it.
+	netem_out="$work/netem-rtt$1-loss$2.out"
+	rm -f "$netem_out"
 	loss=$(awk -v p="$2" 'BEGIN {printf "%.4f", p / 100}')
 	"$work/netem" -ns-a "$cli" -ns-b "$srv" -addr-a "$cli_addr" -addr-b "$srv_addr" \
-		-delay "${delay_us}us" -loss "$loss" -for "${link_life}s" >"$work/netem.out" 2>"$netem_log" &
+		-delay "${delay_us}us" -loss "$loss" -for "${link_life}s" >"$netem_out" 2>"$netem_log" &
 	netem_pid=$!
 	pids+=("$netem_pid")
 	for ((i = 0; i < 100; i++)); do
-		grep -q ready "$work/netem.out" 2>/dev/null && return
+		grep -q ready "$netem_out" 2>/dev/null && return
 		kill -0 "$netem_pid" 2>/dev/null || die "netem exited: $(cat "$netem_log")"
 		sleep 0.1
 	done
