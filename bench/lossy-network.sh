@@ -85,8 +85,9 @@ command -v ip >/dev/null 2>&1 || die "ip is missing (Debian package iproute2)"
 command -v go >/dev/null 2>&1 || die "go is not on PATH"
 if ! command -v jq >/dev/null 2>&1; then
 	log "installing jq with apt-get"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >&2 ||
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >&2; }; then
 		die "jq is missing and could not be installed"
+	fi
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/penstock-lossy.XXXXXX")
