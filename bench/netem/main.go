@@ -14,7 +14,10 @@
 //
 // It configures the addresses itself (with `ip`), prints "ready" when the
 // link is up, and exits after -for or on SIGINT/SIGTERM, when the devices go
-// away with their file descriptors.
+// away with their file descriptors. On exit it prints to stderr how many
+// packets it passed and dropped, and how late it delivered them: its own
+// error on top of -delay, to judge whether the link or the machine limited a
+// measurement.
 package main
 
 import (
@@ -25,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,12 +44,19 @@ func main() {
 	addrB := flag.String("addr-b", "10.77.0.2", "IPv4 address of side B")
 	delay := flag.Duration("delay", 0, "one-way delay added to every packet (RTT is twice this)")
 	loss := flag.Float64("loss", 0, "probability that a packet is dropped, per direction (0.01 = 1%)")
+	rt := flag.Bool("rt", true, "run the packet threads at real-time priority (SCHED_FIFO) when allowed")
 	lifetime := flag.Duration("for", 10*time.Minute, "exit after this long (the link never outlives it)")
 	flag.Parse()
 	if *nsA == "" || *nsB == "" || *loss < 0 || *loss >= 1 || *delay < 0 {
 		fmt.Fprintln(os.Stderr, "netem: -ns-a and -ns-b are required; -loss must be in [0,1); -delay ≥ 0")
 		os.Exit(2)
 	}
+	// Each of the four packet threads (a reader and a writer per direction)
+	// needs a P to run Go code when its system call returns. With no more Ps
+	// than cores, a P may be held by a normal-priority thread that the kernel
+	// has descheduled on a busy machine, and the real-time thread waits for
+	// it: enough Ps for all of them avoids that inversion.
+	runtime.GOMAXPROCS(max(runtime.NumCPU(), 4) + 4)
 	ta, err := tunIn(*nsA, "pstun-a")
 	if err != nil {
 		fail(err)
@@ -66,9 +77,9 @@ func main() {
 			fail(fmt.Errorf("ip %v: %v: %s", c, err, out))
 		}
 	}
-	var dropped, passed atomic.Int64
-	go pump(ta, tb, *delay, *loss, &passed, &dropped)
-	go pump(tb, ta, *delay, *loss, &passed, &dropped)
+	var st stats
+	go pump(ta, tb, *delay, *loss, *rt, &st)
+	go pump(tb, ta, *delay, *loss, *rt, &st)
 	fmt.Println("ready")
 
 	sig := make(chan os.Signal, 1)
@@ -77,7 +88,53 @@ func main() {
 	case <-sig:
 	case <-time.After(*lifetime):
 	}
-	fmt.Fprintf(os.Stderr, "netem: %d packets passed, %d dropped\n", passed.Load(), dropped.Load())
+	st.print(os.Stderr)
+	// The pumps use the raw descriptors: keep the files (and their
+	// finalizers, which would close them) alive until the end.
+	runtime.KeepAlive(ta)
+	runtime.KeepAlive(tb)
+}
+
+// stats counts the link's packets and how late netem delivered them: the
+// time from a packet's due time to the end of its write into the other side.
+// Lateness is netem's own error (timer wake-up, scheduling on a busy CPU),
+// added to the configured delay.
+type stats struct {
+	passed, dropped, full atomic.Int64
+	lateSum, lateMax      atomic.Int64 // nanoseconds
+	late1ms, late5ms      atomic.Int64 // packets delivered more than 1 ms, 5 ms late
+	noRT                  atomic.Bool  // -rt was asked for and refused
+}
+
+func (s *stats) delivered(late time.Duration) {
+	s.lateSum.Add(int64(late))
+	for {
+		m := s.lateMax.Load()
+		if int64(late) <= m || s.lateMax.CompareAndSwap(m, int64(late)) {
+			break
+		}
+	}
+	if late > time.Millisecond {
+		s.late1ms.Add(1)
+	}
+	if late > 5*time.Millisecond {
+		s.late5ms.Add(1)
+	}
+}
+
+func (s *stats) print(w *os.File) {
+	n := s.passed.Load()
+	mean := int64(0)
+	if n > 0 {
+		mean = s.lateSum.Load() / n
+	}
+	fmt.Fprintf(w, "netem: %d packets passed, %d dropped (%d of them by a full queue); "+
+		"delivered late by %.3fms on average, %.3fms at most, %d packets by more than 1ms, %d by more than 5ms\n",
+		n, s.dropped.Load(), s.full.Load(), float64(mean)/1e6, float64(s.lateMax.Load())/1e6,
+		s.late1ms.Load(), s.late5ms.Load())
+	if s.noRT.Load() {
+		fmt.Fprintln(w, "netem: real-time priority was refused; packet threads ran at normal priority")
+	}
 }
 
 func fail(err error) {
@@ -122,38 +179,96 @@ func tunIn(ns, name string) (*os.File, error) {
 }
 
 type packet struct {
-	due  time.Time
+	due  int64 // CLOCK_MONOTONIC, nanoseconds
 	data []byte
+}
+
+// slabSize holds any packet of a 1500-byte MTU. Packets are copied into
+// pooled slabs so that the link allocates (and the garbage collector stops
+// its threads) next to never; a larger packet gets its own buffer.
+const slabSize = 2048
+
+var slabs = sync.Pool{New: func() any { return make([]byte, 0, slabSize) }}
+
+func copyPacket(b []byte) []byte {
+	if len(b) > slabSize {
+		return append([]byte(nil), b...)
+	}
+	return append(slabs.Get().([]byte), b...)
+}
+
+// monotonic is the CLOCK_MONOTONIC time in nanoseconds, the clock that
+// clock_nanosleep waits on.
+func monotonic() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// realtime moves the calling OS thread to SCHED_FIFO, so that a busy machine
+// does not hold a due packet back behind other processes' time slices. The
+// threads it is used on sleep in read(2) or clock_nanosleep(2) almost all the
+// time. It reports whether the kernel agreed.
+func realtime() bool {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10}
+	return unix.SchedSetAttr(0, &attr, 0) == nil
 }
 
 // pump moves packets from src to dst, dropping a share of them and holding
 // each for the delay. The delay is the same for every packet, so a FIFO
 // keeps them in order (netem's default without jitter).
-func pump(src, dst *os.File, delay time.Duration, loss float64, passed, dropped *atomic.Int64) {
+//
+// Reader and writer each own an OS thread: the reader blocks in read(2) and
+// stamps each packet as it wakes; the writer sleeps until the packet's due
+// time with an absolute clock_nanosleep (a kernel high-resolution timer; the
+// Go runtime's timers wake up to a millisecond late) and writes it. With rt,
+// both threads run at real-time priority when the kernel allows it.
+func pump(src, dst *os.File, delay time.Duration, loss float64, rt bool, st *stats) {
 	q := make(chan packet, 1<<16)
+	srcFd, dstFd := int(src.Fd()), int(dst.Fd())
 	go func() {
+		runtime.LockOSThread()
+		if rt && !realtime() {
+			st.noRT.Store(true)
+		}
 		for p := range q {
-			if d := time.Until(p.due); d > 0 {
-				time.Sleep(d)
+			ts := unix.NsecToTimespec(p.due)
+			for {
+				err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
+				if err != unix.EINTR {
+					break
+				}
 			}
-			dst.Write(p.data)
+			unix.Write(dstFd, p.data)
+			st.delivered(time.Duration(monotonic() - p.due))
+			if cap(p.data) == slabSize {
+				slabs.Put(p.data[:0])
+			}
 		}
 	}()
+	runtime.LockOSThread()
+	if rt && !realtime() {
+		st.noRT.Store(true)
+	}
 	buf := make([]byte, 65536)
 	for {
-		n, err := src.Read(buf)
+		n, err := unix.Read(srcFd, buf)
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
 			fail(err)
 		}
 		if loss > 0 && rand.Float64() < loss {
-			dropped.Add(1)
+			st.dropped.Add(1)
 			continue
 		}
-		passed.Add(1)
 		select {
-		case q <- packet{due: time.Now().Add(delay), data: append([]byte(nil), buf[:n]...)}:
+		case q <- packet{due: monotonic() + int64(delay), data: copyPacket(buf[:n])}:
+			st.passed.Add(1)
 		default:
-			dropped.Add(1) // queue full: a router's tail drop
+			st.dropped.Add(1) // queue full: a router's tail drop
+			st.full.Add(1)
 		}
 	}
 }

@@ -59,23 +59,26 @@ type Result struct {
 type Percentiles struct {
 	Count int64   `json:"count"`
 	Mean  float64 `json:"mean_ms"`
-	P50   float64 `json:"p50_ms"`
-	P90   float64 `json:"p90_ms"`
-	P99   float64 `json:"p99_ms"`
-	P999  float64 `json:"p99_9_ms"`
-	Max   float64 `json:"max_ms"`
+	// StdDev is the standard deviation of the latencies around Mean.
+	StdDev float64 `json:"stddev_ms"`
+	P50    float64 `json:"p50_ms"`
+	P90    float64 `json:"p90_ms"`
+	P99    float64 `json:"p99_ms"`
+	P999   float64 `json:"p99_9_ms"`
+	Max    float64 `json:"max_ms"`
 }
 
 func percentiles(h *hdrhistogram.Histogram) Percentiles {
 	ms := func(us int64) float64 { return float64(us) / 1000 }
 	return Percentiles{
-		Count: h.TotalCount(),
-		Mean:  h.Mean() / 1000,
-		P50:   ms(h.ValueAtQuantile(50)),
-		P90:   ms(h.ValueAtQuantile(90)),
-		P99:   ms(h.ValueAtQuantile(99)),
-		P999:  ms(h.ValueAtQuantile(99.9)),
-		Max:   ms(h.Max()),
+		Count:  h.TotalCount(),
+		Mean:   h.Mean() / 1000,
+		StdDev: h.StdDev() / 1000,
+		P50:    ms(h.ValueAtQuantile(50)),
+		P90:    ms(h.ValueAtQuantile(90)),
+		P99:    ms(h.ValueAtQuantile(99)),
+		P999:   ms(h.ValueAtQuantile(99.9)),
+		Max:    ms(h.Max()),
 	}
 }
 
