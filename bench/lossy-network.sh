@@ -83,10 +83,13 @@ done
 [[ -c /dev/net/tun ]] || die "/dev/net/tun is missing: the kernel needs TUN support (modprobe tun)"
 command -v ip >/dev/null 2>&1 || die "ip is missing (Debian package iproute2)"
 command -v go >/dev/null 2>&1 || die "go is not on PATH"
-if ! command -v jq >/dev/null 2>&1; then
-	log "installing jq with apt-get"
-	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >&2; }; then
-		die "jq is missing and could not be installed"
+missing=()
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if ((${#missing[@]})); then
+	log "installing ${missing[*]} with apt-get"
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2; }; then
+		die "${missing[*]} missing and could not be installed"
 	fi
 fi
 
@@ -160,6 +163,7 @@ routes:
   - name: all
     match: {path_prefix: /}
     upstream: up
+admin: {address: 127.0.0.1:19901}
 logging: {level: warn}
 access_log: {enabled: false}
 shutdown: {drain_timeout: 1s}
@@ -209,6 +213,11 @@ start_penstock() {
 	die "penstock did not answer over the link"
 }
 
+quic_packets() { # quic_packets: "sent lost" from penstock's QUIC metrics (counted when connections close)
+	ip netns exec "$srv" curl -s http://127.0.0.1:19901/metrics |
+		awk '/^penstock_quic_packets_sent_total/ {s += $NF} /^penstock_quic_packets_lost_total/ {l += $NF} END {print s + 0, l + 0}'
+}
+
 tun_drops() { # tun_drops NS DEV: packets dropped at the device, both directions
 	ip netns exec "$1" cat "/sys/class/net/$2/statistics/tx_dropped" "/sys/class/net/$2/statistics/rx_dropped" |
 		awk '{n += $1} END {print n + 0}'
@@ -227,13 +236,22 @@ for c in $CONDITIONS; do
 		[[ $proto == h3 ]] && conns=$CONNS_H3
 		out="$work/$proto-rtt$rtt-loss$loss"
 		log "  $proto: $RATE req/s for ${WARMUP}s + ${DURATION}s, $conns connection(s) × $STREAMS streams"
+		read -r sent0 lost0 < <(quic_packets)
 		bench --proto "$proto" --rate "$RATE" --connections "$conns" --streams "$STREAMS" \
 			--warmup "${WARMUP}s" --duration "${DURATION}s" --out "$out.hlog" --json "$out.json" \
 			>"$out.txt" 2>"$out.err" || die "bench run $proto failed: $(cat "$out.err")"
-		row=$(jq -r --arg c "$rtt ms / $loss %" --arg p "$proto" '
+		# penstock's own view of the QUIC path: the loss rate its connections
+		# saw (recorded when the client's connection closes).
+		quic_loss="—"
+		if [[ $proto == h3 ]]; then
+			sleep 1
+			read -r sent1 lost1 < <(quic_packets)
+			quic_loss=$(awk -v s=$((sent1 - sent0)) -v l=$((lost1 - lost0)) 'BEGIN {if (s > 0) printf "%.2f", 100 * l / s; else print "?"}')
+		fi
+		row=$(jq -r --arg c "$rtt ms / $loss %" --arg p "$proto" --arg q "$quic_loss" '
 			def f: . * 10 | round / 10;
 			.phases.total as $t |
-			"| \($c) | \(if $p == "h2" then "HTTP/2" else "HTTP/3" end) | \($t.p50_ms | f) | \($t.p99_ms | f) | \($t.p99_9_ms | f) | \($t.stddev_ms | f) | \($t.max_ms | f) | \(.errors_total + .unfinished) | \(.throughput | round) |"
+			"| \($c) | \(if $p == "h2" then "HTTP/2" else "HTTP/3" end) | \($t.p50_ms | f) | \($t.p99_ms | f) | \($t.p99_9_ms | f) | \($t.stddev_ms | f) | \($t.max_ms | f) | \(.errors_total + .unfinished) | \(.throughput | round) | \($q) |"
 		' "$out.json")
 		log "  $row"
 		rows+=("$row")
@@ -257,6 +275,6 @@ for c in $CONDITIONS; do
 done
 
 log "TCP congestion control: $tcp_cc; $RATE req/s, $CONNS_H2 (h2) / $CONNS_H3 (h3) connection(s) × $STREAMS streams, ${WARMUP}s + ${DURATION}s"
-echo "| RTT / loss | protocol | P50 ms | P99 ms | P99.9 ms | stddev ms | max ms | errors | req/s |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| RTT / loss | protocol | P50 ms | P99 ms | P99.9 ms | stddev ms | max ms | errors | req/s | QUIC loss % (penstock's metrics) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
