@@ -135,26 +135,6 @@ type Exchange struct {
 	State State
 }
 
-// Aborter is told that the request it serves has lost its client.
-type Aborter interface {
-	Abort()
-}
-
-// AbortNotifier is implemented by an engine's request context (Exchange.Ctx)
-// when it can tell one Aborter that the context ended without allocating,
-// unlike context.AfterFunc. The upstream client uses it to fail a blocked
-// upstream read at once when the client goes away; with any other context
-// it falls back to context.AfterFunc.
-type AbortNotifier interface {
-	// NotifyAbort arranges for a.Abort to be called once when the context
-	// ends, replacing an earlier registration. It returns false, and
-	// registers nothing, when the context has ended already.
-	NotifyAbort(a Aborter) bool
-	// StopAbort removes a's registration. It reports whether a was still
-	// registered: false means a.Abort has been called or is being called.
-	StopAbort(a Aborter) bool
-}
-
 // Handler serves exchanges. It must not retain x after returning.
 type Handler interface {
 	ServeExchange(x *Exchange)

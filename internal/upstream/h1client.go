@@ -156,23 +156,15 @@ func idempotent(method string) bool {
 func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp *H1Response) error {
 	resp.c, resp.req, resp.conn = c, req, conn
 	resp.gotByte, resp.bodySent, resp.keepAlive = false, false, false
-	resp.stopCtx, resp.notifier, resp.watched = nil, nil, nil
+	resp.stopCtx = nil
 	if ctx.Done() != nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		// The request is served on this goroutine, so nothing else would
 		// notice the context ending: let it expire the connection's
-		// deadlines, which fails the blocked read or write at once. The
-		// native engine's context does this without allocating.
-		if an, ok := ctx.(exchange.AbortNotifier); ok {
-			if !an.NotifyAbort(conn) {
-				return ctx.Err()
-			}
-			resp.notifier, resp.watched = an, conn
-		} else {
-			resp.stopCtx = context.AfterFunc(ctx, conn.abort)
-		}
+		// deadlines, which fails the blocked read or write at once.
+		resp.stopCtx = context.AfterFunc(ctx, conn.abort)
 	}
 	conn.setWriteDeadline(req.Deadline)
 	if err := conn.writeRequest(req, resp); err != nil {
@@ -231,7 +223,10 @@ func (c *H1Client) readFinalHead(resp *H1Response) error {
 // Discard ends a failed or abandoned exchange: the connection is closed,
 // never pooled.
 func (r *H1Response) Discard() {
-	r.unwatch()
+	if r.stopCtx != nil {
+		r.stopCtx()
+		r.stopCtx = nil
+	}
 	if r.conn != nil {
 		r.conn.close()
 		r.conn = nil

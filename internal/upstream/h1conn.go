@@ -112,9 +112,6 @@ func (hc *h1Conn) idleAlive() bool {
 // context ended (client gone, server shutting down).
 func (hc *h1Conn) abortNow() { hc.nc.SetDeadline(aLongTimeAgo) }
 
-// Abort implements exchange.Aborter with abortNow.
-func (hc *h1Conn) Abort() { hc.abortNow() }
-
 func (hc *h1Conn) setReadDeadline(t time.Time) {
 	if !t.Equal(hc.rd) {
 		hc.rd = t

@@ -90,14 +90,10 @@ type H1Response struct {
 	err     error // sticky body error
 
 	// Set by H1Client.
-	c       *H1Client
-	conn    *h1Conn
-	req     *H1Request
-	stopCtx func() bool
-	// notifier and watched are the allocation-free form of stopCtx, when
-	// the request's context is an exchange.AbortNotifier.
-	notifier exchange.AbortNotifier
-	watched  *h1Conn
+	c        *H1Client
+	conn     *h1Conn
+	req      *H1Request
+	stopCtx  func() bool
 	bodySent bool // the request body was sent in full
 }
 
@@ -628,7 +624,10 @@ func (r *H1Response) Upgrade() (io.ReadWriteCloser, error) {
 	}
 	c := r.conn
 	r.conn = nil
-	r.unwatch()
+	if r.stopCtx != nil {
+		r.stopCtx()
+		r.stopCtx = nil
+	}
 	c.nc.SetDeadline(noDeadline)
 	return &upgradedConn{Conn: c.nc, br: c.br, conn: c}, nil
 }
@@ -646,31 +645,17 @@ func (r *H1Response) Close() {
 	// The response may sit in a pool: drop what belongs to the exchange.
 	r.c, r.req, r.br = nil, nil, nil
 	reusable := r.keepAlive && r.bodySent && r.kind == bodyNone && r.err == nil
-	if !r.unwatch() {
+	if r.stopCtx != nil {
 		// A context that fired has set a past deadline on the connection:
 		// it is unusable.
-		reusable = false
+		if !r.stopCtx() {
+			reusable = false
+		}
+		r.stopCtx = nil
 	}
 	if reusable && client != nil {
 		client.put(c)
 		return
 	}
 	c.close()
-}
-
-// unwatch stops watching the request's context. It reports whether the
-// context had not fired (a fired one has expired the connection's
-// deadlines).
-func (r *H1Response) unwatch() bool {
-	switch {
-	case r.notifier != nil:
-		ok := r.notifier.StopAbort(r.watched)
-		r.notifier, r.watched = nil, nil
-		return ok
-	case r.stopCtx != nil:
-		ok := r.stopCtx()
-		r.stopCtx = nil
-		return ok
-	}
-	return true
 }

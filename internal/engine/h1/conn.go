@@ -31,7 +31,7 @@ type conn struct {
 	scheme string
 	label  string // protocol label for the connection hooks
 
-	ctx    *connCtx
+	ctx    context.Context
 	cancel context.CancelFunc
 
 	// state is connActive while a goroutine owns the connection,
@@ -101,8 +101,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = ta.AddrPort()
 	}
-	c.ctx = newConnCtx()
-	c.cancel = c.ctx.cancel
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.body.c = c
 	c.resp.c = c
 	c.resp.clen = -1
