@@ -36,7 +36,7 @@ type conn struct {
 
 	// state is connActive while a goroutine owns the connection,
 	// connIdle while it waits for the next request and connClosed at the
-	// end; Shutdown and the idle timer race the poller on it with CAS.
+	// end; Shutdown and the idle sweeper race the poller on it with CAS.
 	state atomic.Int32
 
 	// Read buffer: rbuf[r:w] are bytes received and not consumed.
@@ -70,7 +70,9 @@ type conn struct {
 	bodyDone atomic.Bool
 	fd       int
 	gen      uint32
-	idleT    *time.Timer
+	// idleTick is the sweeper's tick when the connection last went idle
+	// in the poller (see idle.go); 0 before that.
+	idleTick atomic.Uint32
 	// mu orders re-arming against closing by others; per connection,
 	// taken when it goes idle.
 	mu     sync.Mutex
@@ -426,7 +428,6 @@ func (c *conn) detach() error {
 	}
 	c.unregister()
 	c.srv.forget(c)
-	c.cancelIdleTimer()
 	return nil
 }
 
@@ -436,7 +437,6 @@ func (c *conn) close() {
 		return
 	}
 	c.state.Store(connClosed)
-	c.cancelIdleTimer()
 	c.cancel()
 	c.unregister()
 	c.nc.Close()
@@ -468,7 +468,7 @@ func (c *conn) bodyCompleted() {
 }
 
 // closeIfIdle closes c if it is idle, on behalf of someone other than its
-// owner (idle timer, Shutdown). It reports whether it did.
+// owner (Shutdown). It reports whether it did.
 func (c *conn) closeIfIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -486,12 +486,6 @@ func (c *conn) kill() {
 	c.killed.Store(true)
 	c.cancel()
 	c.nc.SetDeadline(time.Unix(1, 0))
-}
-
-func (c *conn) cancelIdleTimer() {
-	if c.idleT != nil {
-		c.idleT.Stop()
-	}
 }
 
 // serveGoroutine runs the connection on its own goroutine: TLS connections,

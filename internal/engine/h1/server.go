@@ -44,6 +44,8 @@ type Server struct {
 	noPoller bool
 
 	shuttingDown atomic.Bool
+	// idle closes polled connections idle for the idle timeout.
+	idle idleSweeper
 
 	// mu guards the sets below; it is taken per connection (open, close),
 	// never per request.
@@ -176,6 +178,7 @@ func (s *Server) closed(c *conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shuttingDown.Store(true)
+	s.idle.halt()
 	for ln := range s.listeners {
 		ln.Close()
 	}
