@@ -53,12 +53,9 @@ type conn struct {
 
 	first bool // no request read yet (h2c preface check)
 
-	req  reqFacts
-	head head
-	body body
-	// bodyRef is the handle exchanges read the body through (see body).
-	bodyRef *bodyRef
-	resp    response
+	// act is the state of the exchange in progress, from a pool: an
+	// idle connection holds none.
+	act *active
 
 	poll *poller // nil when the connection has its own goroutine
 	// hupPoll watches the descriptor for the client hanging up (see
@@ -104,16 +101,51 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.remote = ta.AddrPort()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.body.c = c
-	c.resp.c = c
-	c.resp.clen = -1
 	return c
+}
+
+// active is what a connection needs while it serves requests and gives
+// back when it goes idle: the request's framing, its body reader and the
+// response writer.
+type active struct {
+	req  reqFacts
+	head head
+	body body
+	// bodyRef is the handle exchanges read the body through (see body).
+	bodyRef *bodyRef
+	resp    response
+}
+
+var activePool = sync.Pool{New: func() any { return new(active) }}
+
+// acquireActive gives c its exchange state for the requests it has ready.
+func (c *conn) acquireActive() {
+	if c.act == nil {
+		a := activePool.Get().(*active)
+		a.body.mu.Lock()
+		a.body.c = c
+		a.body.mu.Unlock()
+		a.resp.c = c
+		c.act = a
+	}
+}
+
+// releaseActive gives the exchange state back (idle, closed, hijacked).
+// A body handle a reader may still hold fails its reads: detach moved the
+// body's sequence number on.
+func (c *conn) releaseActive() {
+	if a := c.act; a != nil {
+		a.resp.putBuffer()
+		a.resp.c = nil
+		c.act = nil
+		activePool.Put(a)
+	}
 }
 
 // keepAlive reports whether the current exchange leaves the connection open
 // for another request.
 func (c *conn) keepAlive() bool {
-	return c.head.keepAlive && !c.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load()
+	return c.act.head.keepAlive && !c.act.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load()
 }
 
 // outcome of serving the requests a connection has ready.
@@ -142,6 +174,7 @@ func (c *conn) serveReady() outcome {
 		}
 		c.r, c.w = 0, 0
 		c.releaseRead()
+		c.releaseActive()
 		return outIdle
 	}
 }
@@ -161,6 +194,7 @@ func (c *conn) serveOne() outcome {
 		return outClose
 	}
 	c.first = false
+	c.acquireActive()
 
 	x := exchange.Acquire()
 	x.Req.Scheme = c.scheme
@@ -176,57 +210,57 @@ func (c *conn) serveOne() outcome {
 	if c.srv.o.ReadHeaderTimeout > 0 {
 		c.nc.SetReadDeadline(time.Time{})
 	}
-	c.head = h
-	c.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
-	c.body.reset(c, &c.head)
-	c.resp.reset()
-	if c.body.complete() {
+	c.act.head = h
+	c.act.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
+	c.act.body.reset(c, &c.act.head)
+	c.act.resp.reset()
+	if c.act.body.complete() {
 		x.Req.Body = http.NoBody
 	} else {
-		if c.bodyRef == nil {
-			c.bodyRef = &bodyRef{b: &c.body}
+		if c.act.bodyRef == nil {
+			c.act.bodyRef = &bodyRef{b: &c.act.body}
 		}
-		c.bodyRef.seq = c.body.seq
-		x.Req.Body = c.bodyRef
+		c.act.bodyRef.seq = c.act.body.seq
+		x.Req.Body = c.act.bodyRef
 	}
-	x.W = &c.resp
+	x.W = &c.act.resp
 	x.Ctx = c.ctx
 	x.Start = time.Now()
 	c.bodyDone.Store(false)
-	if c.body.complete() {
+	if c.act.body.complete() {
 		c.bodyCompleted()
 	}
 
 	c.srv.h.ServeExchange(x)
-	if !c.body.complete() {
+	if !c.act.body.complete() {
 		// The handler did not read the body to its end, so a reader may
 		// still hold the handle (see body): it keeps an outdated one,
 		// and the next body gets a new handle.
-		c.bodyRef = nil
+		c.act.bodyRef = nil
 	}
-	c.body.detach()
+	c.act.body.detach()
 
 	aborted := x.State.Aborted
-	if c.resp.hijacked {
+	if c.act.resp.hijacked {
 		exchange.Release(x)
-		c.resp.putBuffer()
+		c.releaseActive()
 		c.releaseRead()
 		return outHijacked
 	}
-	if !c.body.complete() && !c.resp.committed {
+	if !c.act.body.complete() && !c.act.resp.committed {
 		// An unread body the engine will not wait for: announce the
 		// close in this response.
-		if c.body.expectContinue && !c.body.sentContinue || c.body.mode == bodyLength && c.body.remain > maxDrain {
-			c.resp.closeAfter = true
+		if c.act.body.expectContinue && !c.act.body.sentContinue || c.act.body.mode == bodyLength && c.act.body.remain > maxDrain {
+			c.act.resp.closeAfter = true
 		}
 	}
-	keep := c.resp.finish(aborted) && c.keepAlive()
+	keep := c.act.resp.finish(aborted) && c.keepAlive()
 	if keep {
-		keep = c.body.drain()
+		keep = c.act.body.drain()
 	}
 	exchange.Release(x)
 	if !keep {
-		if !c.body.complete() {
+		if !c.act.body.complete() {
 			c.lingerClose()
 		}
 		return outClose
@@ -440,7 +474,7 @@ func (c *conn) close() {
 	c.cancel()
 	c.unregister()
 	c.nc.Close()
-	c.resp.putBuffer()
+	c.releaseActive()
 	if c.rb != nil {
 		putBuffer(c.rb)
 		c.rb, c.rbuf = nil, nil
