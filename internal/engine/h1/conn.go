@@ -31,9 +31,6 @@ type conn struct {
 	scheme string
 	label  string // protocol label for the connection hooks
 
-	ctx    context.Context
-	cancel context.CancelFunc
-
 	// state is connActive while a goroutine owns the connection,
 	// connIdle while it waits for the next request and connClosed at the
 	// end; Shutdown and the idle sweeper race the poller on it with CAS.
@@ -100,7 +97,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = ta.AddrPort()
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -108,6 +104,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 // back when it goes idle: the request's framing, its body reader and the
 // response writer.
 type active struct {
+	// ctx is the exchanges' context, cancelled when the client hangs up,
+	// the connection is killed or closed. One that was not cancelled
+	// stays with the struct and serves the next connection: no request
+	// was in flight when it went back to the pool.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	req  reqFacts
 	head head
 	body body
@@ -122,12 +125,28 @@ var activePool = sync.Pool{New: func() any { return new(active) }}
 func (c *conn) acquireActive() {
 	if c.act == nil {
 		a := activePool.Get().(*active)
+		if a.ctx == nil || a.ctx.Err() != nil {
+			a.ctx, a.cancel = context.WithCancel(context.Background())
+		}
 		a.body.mu.Lock()
 		a.body.c = c
 		a.body.mu.Unlock()
 		a.resp.c = c
+		// Under mu: the hang-up watch and kill cancel c.act's context
+		// from other goroutines.
+		c.mu.Lock()
 		c.act = a
+		c.mu.Unlock()
 	}
+}
+
+// cancelExchange cancels the context of the exchange in progress, if any.
+func (c *conn) cancelExchange() {
+	c.mu.Lock()
+	if a := c.act; a != nil {
+		a.cancel()
+	}
+	c.mu.Unlock()
 }
 
 // releaseActive gives the exchange state back (idle, closed, hijacked).
@@ -137,7 +156,9 @@ func (c *conn) releaseActive() {
 	if a := c.act; a != nil {
 		a.resp.putBuffer()
 		a.resp.c = nil
+		c.mu.Lock()
 		c.act = nil
+		c.mu.Unlock()
 		activePool.Put(a)
 	}
 }
@@ -224,7 +245,7 @@ func (c *conn) serveOne() outcome {
 		x.Req.Body = c.act.bodyRef
 	}
 	x.W = &c.act.resp
-	x.Ctx = c.ctx
+	x.Ctx = c.act.ctx
 	x.Start = time.Now()
 	c.bodyDone.Store(false)
 	if c.act.body.complete() {
@@ -243,6 +264,8 @@ func (c *conn) serveOne() outcome {
 	aborted := x.State.Aborted
 	if c.act.resp.hijacked {
 		exchange.Release(x)
+		// The hijacker may go on using the context; it stays its own.
+		c.act.ctx = nil
 		c.releaseActive()
 		c.releaseRead()
 		return outHijacked
@@ -471,7 +494,9 @@ func (c *conn) close() {
 		return
 	}
 	c.state.Store(connClosed)
-	c.cancel()
+	if c.act != nil {
+		c.act.cancel()
+	}
 	c.unregister()
 	c.nc.Close()
 	c.releaseActive()
@@ -487,7 +512,7 @@ func (c *conn) peerClosed() {
 	c.peerGone.Store(true)
 	if c.bodyDone.Load() && c.state.Load() == connActive {
 		c.killed.Store(true)
-		c.cancel()
+		c.cancelExchange()
 	}
 }
 
@@ -497,7 +522,7 @@ func (c *conn) bodyCompleted() {
 	c.bodyDone.Store(true)
 	if c.peerGone.Load() {
 		c.killed.Store(true)
-		c.cancel()
+		c.cancelExchange()
 	}
 }
 
@@ -518,7 +543,7 @@ func (c *conn) closeIfIdle() bool {
 // and writes fail at once; its owner then closes it.
 func (c *conn) kill() {
 	c.killed.Store(true)
-	c.cancel()
+	c.cancelExchange()
 	c.nc.SetDeadline(time.Unix(1, 0))
 }
 
@@ -585,7 +610,7 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	if d := c.srv.o.ReadHeaderTimeout; d > 0 {
 		tc.SetDeadline(time.Now().Add(d))
 	}
-	if err := tc.HandshakeContext(c.ctx); err != nil {
+	if err := tc.HandshakeContext(context.Background()); err != nil {
 		c.srv.logDebug("TLS handshake failed", err, c)
 		return false
 	}
