@@ -272,16 +272,26 @@ func (p *poller) dispatch(c *conn) {
 	}
 }
 
+// worker serves connections handed over by p until it has had nothing to
+// do for a whole workerIdle period (it exits after one to two periods
+// without work). The timer runs on its own rather than being reset after
+// every request: a Reset per request was about 1 % of a proxied request's
+// CPU time.
 func (p *poller) worker(c *conn) {
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
-		c.servePolled()
-		t.Reset(workerIdle)
+		if c != nil {
+			c.servePolled()
+		}
 		select {
 		case c = <-p.work:
 		case <-t.C:
-			return
+			if c == nil {
+				return
+			}
+			c = nil
+			t.Reset(workerIdle)
 		}
 	}
 }
