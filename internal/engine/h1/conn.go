@@ -108,8 +108,7 @@ type active struct {
 	// the connection is killed or closed. One that was not cancelled
 	// stays with the struct and serves the next connection: no request
 	// was in flight when it went back to the pool.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx *exchangeCtx
 
 	req  reqFacts
 	head head
@@ -125,8 +124,8 @@ var activePool = sync.Pool{New: func() any { return new(active) }}
 func (c *conn) acquireActive() {
 	if c.act == nil {
 		a := activePool.Get().(*active)
-		if a.ctx == nil || a.ctx.Err() != nil {
-			a.ctx, a.cancel = context.WithCancel(context.Background())
+		if a.ctx == nil || a.ctx.canceled.Load() {
+			a.ctx = newExchangeCtx()
 		}
 		a.body.mu.Lock()
 		a.body.c = c
@@ -144,7 +143,7 @@ func (c *conn) acquireActive() {
 func (c *conn) cancelExchange() {
 	c.mu.Lock()
 	if a := c.act; a != nil {
-		a.cancel()
+		a.ctx.cancel()
 	}
 	c.mu.Unlock()
 }
@@ -495,7 +494,7 @@ func (c *conn) close() {
 	}
 	c.state.Store(connClosed)
 	if c.act != nil {
-		c.act.cancel()
+		c.act.ctx.cancel()
 	}
 	c.unregister()
 	c.nc.Close()
