@@ -28,8 +28,7 @@ type conn struct {
 	nc     net.Conn
 	tls    *tls.ConnectionState // nil on plain connections
 	remote netip.AddrPort
-	scheme string
-	label  string // protocol label for the connection hooks
+	kind   connKind
 
 	// state is connActive while a goroutine owns the connection,
 	// connIdle while it waits for the next request and connClosed at the
@@ -74,6 +73,34 @@ type conn struct {
 	killed atomic.Bool
 }
 
+// connKind is what a connection carries (a byte, not two strings: an idle
+// connection is mostly its conn struct).
+type connKind uint8
+
+const (
+	kindTCP connKind = iota // plain TCP, HTTP/1.x or h2c
+	kindTLS                 // HTTP/1.1 over TLS
+	kindH2                  // HTTP/2 over TLS
+)
+
+func (c *conn) scheme() string {
+	if c.kind == kindTCP {
+		return "http"
+	}
+	return "https"
+}
+
+// label is the protocol label for the connection hooks.
+func (c *conn) label() string {
+	switch c.kind {
+	case kindTLS:
+		return "http/1.1"
+	case kindH2:
+		return "h2"
+	}
+	return "tcp"
+}
+
 // reqFacts are what the response writer needs to know of the request.
 type reqFacts struct {
 	Proto  exchange.Proto
@@ -93,7 +120,7 @@ const (
 const maxHeaderFields = 256
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, scheme: "http", label: "tcp", first: true}
+	c := &conn{srv: s, nc: nc, first: true}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = ta.AddrPort()
 	}
@@ -217,7 +244,7 @@ func (c *conn) serveOne() outcome {
 	c.acquireActive()
 
 	x := exchange.Acquire()
-	x.Req.Scheme = c.scheme
+	x.Req.Scheme = c.scheme()
 	x.Req.RemoteAddr = c.remote
 	x.Req.TLS = c.tls
 	h, perr := parseHead(c.rbuf[c.r:end], &x.Req, maxHeaderFields)
@@ -558,7 +585,7 @@ func (c *conn) serveGoroutine() {
 		if !c.handshake(tc) {
 			return
 		}
-		if c.label == "h2" {
+		if c.kind == kindH2 {
 			c.serveH2()
 			return
 		}
@@ -617,10 +644,9 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	st := tc.ConnectionState()
 	c.tls = &st
 	c.watchTLS(tc)
-	c.scheme = "https"
-	c.label = "http/1.1"
+	c.kind = kindTLS
 	if st.NegotiatedProtocol == "h2" {
-		c.label = "h2"
+		c.kind = kindH2
 	}
 	c.srv.opened(c)
 	return true

@@ -155,20 +155,20 @@ func (s *Server) forget(c *conn) {
 		s.allGone = nil
 	}
 	s.mu.Unlock()
-	if ok && c.label != "h2" {
+	if ok && c.kind != kindH2 {
 		s.closed(c)
 	}
 }
 
 func (s *Server) opened(c *conn) {
 	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
-		s.o.ConnOpened(c.label)
+		s.o.ConnOpened(c.label())
 	}
 }
 
 func (s *Server) closed(c *conn) {
 	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
-		s.o.ConnClosed(c.label)
+		s.o.ConnClosed(c.label())
 	}
 }
 
