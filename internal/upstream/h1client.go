@@ -156,7 +156,7 @@ func idempotent(method string) bool {
 func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp *H1Response) error {
 	resp.c, resp.req, resp.conn = c, req, conn
 	resp.gotByte, resp.bodySent, resp.keepAlive = false, false, false
-	resp.stopCtx = nil
+	resp.watch = ctxWatch{}
 	if ctx.Done() != nil {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -164,7 +164,7 @@ func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp 
 		// The request is served on this goroutine, so nothing else would
 		// notice the context ending: let it expire the connection's
 		// deadlines, which fails the blocked read or write at once.
-		resp.stopCtx = context.AfterFunc(ctx, conn.abort)
+		resp.watch.start(ctx, conn.abort)
 	}
 	conn.setWriteDeadline(req.Deadline)
 	if err := conn.writeRequest(req, resp); err != nil {
@@ -223,10 +223,7 @@ func (c *H1Client) readFinalHead(resp *H1Response) error {
 // Discard ends a failed or abandoned exchange: the connection is closed,
 // never pooled.
 func (r *H1Response) Discard() {
-	if r.stopCtx != nil {
-		r.stopCtx()
-		r.stopCtx = nil
-	}
+	r.watch.end()
 	if r.conn != nil {
 		r.conn.close()
 		r.conn = nil
@@ -421,4 +418,37 @@ func (c *H1Client) IdleConns() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.idle)
+}
+
+// ctxWatch fails a connection's blocked read or write when the request's
+// context ends. The native engine's contexts are watched without
+// allocating (exchange.Watcher); others through context.AfterFunc.
+type ctxWatch struct {
+	w     exchange.Watcher
+	token uint64
+	stop  func() bool
+}
+
+func (s *ctxWatch) start(ctx context.Context, f func()) {
+	if w, ok := ctx.(exchange.Watcher); ok {
+		s.w, s.token = w, w.Watch(f)
+		return
+	}
+	s.stop = context.AfterFunc(ctx, f)
+}
+
+func (s *ctxWatch) active() bool { return s.w != nil || s.stop != nil }
+
+// end removes the watch. It reports false if the function ran (or is
+// running): the context ended meanwhile.
+func (s *ctxWatch) end() bool {
+	ok := true
+	switch {
+	case s.w != nil:
+		ok = s.token != 0 && s.w.Unwatch(s.token)
+	case s.stop != nil:
+		ok = s.stop()
+	}
+	*s = ctxWatch{}
+	return ok
 }

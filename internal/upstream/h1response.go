@@ -93,7 +93,7 @@ type H1Response struct {
 	c        *H1Client
 	conn     *h1Conn
 	req      *H1Request
-	stopCtx  func() bool
+	watch    ctxWatch
 	bodySent bool // the request body was sent in full
 }
 
@@ -624,10 +624,7 @@ func (r *H1Response) Upgrade() (io.ReadWriteCloser, error) {
 	}
 	c := r.conn
 	r.conn = nil
-	if r.stopCtx != nil {
-		r.stopCtx()
-		r.stopCtx = nil
-	}
+	r.watch.end()
 	c.nc.SetDeadline(noDeadline)
 	return &upgradedConn{Conn: c.nc, br: c.br, conn: c}, nil
 }
@@ -645,13 +642,10 @@ func (r *H1Response) Close() {
 	// The response may sit in a pool: drop what belongs to the exchange.
 	r.c, r.req, r.br = nil, nil, nil
 	reusable := r.keepAlive && r.bodySent && r.kind == bodyNone && r.err == nil
-	if r.stopCtx != nil {
+	if r.watch.active() && !r.watch.end() {
 		// A context that fired has set a past deadline on the connection:
 		// it is unusable.
-		if !r.stopCtx() {
-			reusable = false
-		}
-		r.stopCtx = nil
+		reusable = false
 	}
 	if reusable && client != nil {
 		client.put(c)

@@ -123,7 +123,7 @@ func (b *body) read(p []byte) (int, error) {
 		b.sentContinue = true
 		// Only while no final response has started: after it, the
 		// client has its answer and will not wait for a 100.
-		if !b.c.resp.started.Load() {
+		if !b.c.act.resp.started.Load() {
 			if _, err := b.c.nc.Write(continueLine); err != nil {
 				b.err = err
 				return 0, err

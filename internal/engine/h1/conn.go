@@ -28,15 +28,11 @@ type conn struct {
 	nc     net.Conn
 	tls    *tls.ConnectionState // nil on plain connections
 	remote netip.AddrPort
-	scheme string
-	label  string // protocol label for the connection hooks
-
-	ctx    context.Context
-	cancel context.CancelFunc
+	kind   connKind
 
 	// state is connActive while a goroutine owns the connection,
 	// connIdle while it waits for the next request and connClosed at the
-	// end; Shutdown and the idle timer race the poller on it with CAS.
+	// end; Shutdown and the idle sweeper race the poller on it with CAS.
 	state atomic.Int32
 
 	// Read buffer: rbuf[r:w] are bytes received and not consumed.
@@ -53,12 +49,9 @@ type conn struct {
 
 	first bool // no request read yet (h2c preface check)
 
-	req  reqFacts
-	head head
-	body body
-	// bodyRef is the handle exchanges read the body through (see body).
-	bodyRef *bodyRef
-	resp    response
+	// act is the state of the exchange in progress, from a pool: an
+	// idle connection holds none.
+	act *active
 
 	poll *poller // nil when the connection has its own goroutine
 	// hupPoll watches the descriptor for the client hanging up (see
@@ -70,12 +63,42 @@ type conn struct {
 	bodyDone atomic.Bool
 	fd       int
 	gen      uint32
-	idleT    *time.Timer
+	// idleTick is the sweeper's tick when the connection last went idle
+	// in the poller (see idle.go); 0 before that.
+	idleTick atomic.Uint32
 	// mu orders re-arming against closing by others; per connection,
 	// taken when it goes idle.
 	mu     sync.Mutex
 	closed atomic.Bool
 	killed atomic.Bool
+}
+
+// connKind is what a connection carries (a byte, not two strings: an idle
+// connection is mostly its conn struct).
+type connKind uint8
+
+const (
+	kindTCP connKind = iota // plain TCP, HTTP/1.x or h2c
+	kindTLS                 // HTTP/1.1 over TLS
+	kindH2                  // HTTP/2 over TLS
+)
+
+func (c *conn) scheme() string {
+	if c.kind == kindTCP {
+		return "http"
+	}
+	return "https"
+}
+
+// label is the protocol label for the connection hooks.
+func (c *conn) label() string {
+	switch c.kind {
+	case kindTLS:
+		return "http/1.1"
+	case kindH2:
+		return "h2"
+	}
+	return "tcp"
 }
 
 // reqFacts are what the response writer needs to know of the request.
@@ -97,21 +120,79 @@ const (
 const maxHeaderFields = 256
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, scheme: "http", label: "tcp", first: true}
+	c := &conn{srv: s, nc: nc, first: true}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = ta.AddrPort()
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.body.c = c
-	c.resp.c = c
-	c.resp.clen = -1
 	return c
+}
+
+// active is what a connection needs while it serves requests and gives
+// back when it goes idle: the request's framing, its body reader and the
+// response writer.
+type active struct {
+	// ctx is the exchanges' context, cancelled when the client hangs up,
+	// the connection is killed or closed. One that was not cancelled
+	// stays with the struct and serves the next connection: no request
+	// was in flight when it went back to the pool.
+	ctx *exchangeCtx
+
+	req  reqFacts
+	head head
+	body body
+	// bodyRef is the handle exchanges read the body through (see body).
+	bodyRef *bodyRef
+	resp    response
+}
+
+var activePool = sync.Pool{New: func() any { return new(active) }}
+
+// acquireActive gives c its exchange state for the requests it has ready.
+func (c *conn) acquireActive() {
+	if c.act == nil {
+		a := activePool.Get().(*active)
+		if a.ctx == nil || a.ctx.canceled.Load() {
+			a.ctx = newExchangeCtx()
+		}
+		a.body.mu.Lock()
+		a.body.c = c
+		a.body.mu.Unlock()
+		a.resp.c = c
+		// Under mu: the hang-up watch and kill cancel c.act's context
+		// from other goroutines.
+		c.mu.Lock()
+		c.act = a
+		c.mu.Unlock()
+	}
+}
+
+// cancelExchange cancels the context of the exchange in progress, if any.
+func (c *conn) cancelExchange() {
+	c.mu.Lock()
+	if a := c.act; a != nil {
+		a.ctx.cancel()
+	}
+	c.mu.Unlock()
+}
+
+// releaseActive gives the exchange state back (idle, closed, hijacked).
+// A body handle a reader may still hold fails its reads: detach moved the
+// body's sequence number on.
+func (c *conn) releaseActive() {
+	if a := c.act; a != nil {
+		a.resp.putBuffer()
+		a.resp.c = nil
+		c.mu.Lock()
+		c.act = nil
+		c.mu.Unlock()
+		activePool.Put(a)
+	}
 }
 
 // keepAlive reports whether the current exchange leaves the connection open
 // for another request.
 func (c *conn) keepAlive() bool {
-	return c.head.keepAlive && !c.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load()
+	return c.act.head.keepAlive && !c.act.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load()
 }
 
 // outcome of serving the requests a connection has ready.
@@ -140,6 +221,7 @@ func (c *conn) serveReady() outcome {
 		}
 		c.r, c.w = 0, 0
 		c.releaseRead()
+		c.releaseActive()
 		return outIdle
 	}
 }
@@ -159,9 +241,10 @@ func (c *conn) serveOne() outcome {
 		return outClose
 	}
 	c.first = false
+	c.acquireActive()
 
 	x := exchange.Acquire()
-	x.Req.Scheme = c.scheme
+	x.Req.Scheme = c.scheme()
 	x.Req.RemoteAddr = c.remote
 	x.Req.TLS = c.tls
 	h, perr := parseHead(c.rbuf[c.r:end], &x.Req, maxHeaderFields)
@@ -174,57 +257,59 @@ func (c *conn) serveOne() outcome {
 	if c.srv.o.ReadHeaderTimeout > 0 {
 		c.nc.SetReadDeadline(time.Time{})
 	}
-	c.head = h
-	c.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
-	c.body.reset(c, &c.head)
-	c.resp.reset()
-	if c.body.complete() {
+	c.act.head = h
+	c.act.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
+	c.act.body.reset(c, &c.act.head)
+	c.act.resp.reset()
+	if c.act.body.complete() {
 		x.Req.Body = http.NoBody
 	} else {
-		if c.bodyRef == nil {
-			c.bodyRef = &bodyRef{b: &c.body}
+		if c.act.bodyRef == nil {
+			c.act.bodyRef = &bodyRef{b: &c.act.body}
 		}
-		c.bodyRef.seq = c.body.seq
-		x.Req.Body = c.bodyRef
+		c.act.bodyRef.seq = c.act.body.seq
+		x.Req.Body = c.act.bodyRef
 	}
-	x.W = &c.resp
-	x.Ctx = c.ctx
+	x.W = &c.act.resp
+	x.Ctx = c.act.ctx
 	x.Start = time.Now()
 	c.bodyDone.Store(false)
-	if c.body.complete() {
+	if c.act.body.complete() {
 		c.bodyCompleted()
 	}
 
 	c.srv.h.ServeExchange(x)
-	if !c.body.complete() {
+	if !c.act.body.complete() {
 		// The handler did not read the body to its end, so a reader may
 		// still hold the handle (see body): it keeps an outdated one,
 		// and the next body gets a new handle.
-		c.bodyRef = nil
+		c.act.bodyRef = nil
 	}
-	c.body.detach()
+	c.act.body.detach()
 
 	aborted := x.State.Aborted
-	if c.resp.hijacked {
+	if c.act.resp.hijacked {
 		exchange.Release(x)
-		c.resp.putBuffer()
+		// The hijacker may go on using the context; it stays its own.
+		c.act.ctx = nil
+		c.releaseActive()
 		c.releaseRead()
 		return outHijacked
 	}
-	if !c.body.complete() && !c.resp.committed {
+	if !c.act.body.complete() && !c.act.resp.committed {
 		// An unread body the engine will not wait for: announce the
 		// close in this response.
-		if c.body.expectContinue && !c.body.sentContinue || c.body.mode == bodyLength && c.body.remain > maxDrain {
-			c.resp.closeAfter = true
+		if c.act.body.expectContinue && !c.act.body.sentContinue || c.act.body.mode == bodyLength && c.act.body.remain > maxDrain {
+			c.act.resp.closeAfter = true
 		}
 	}
-	keep := c.resp.finish(aborted) && c.keepAlive()
+	keep := c.act.resp.finish(aborted) && c.keepAlive()
 	if keep {
-		keep = c.body.drain()
+		keep = c.act.body.drain()
 	}
 	exchange.Release(x)
 	if !keep {
-		if !c.body.complete() {
+		if !c.act.body.complete() {
 			c.lingerClose()
 		}
 		return outClose
@@ -426,7 +511,6 @@ func (c *conn) detach() error {
 	}
 	c.unregister()
 	c.srv.forget(c)
-	c.cancelIdleTimer()
 	return nil
 }
 
@@ -436,11 +520,12 @@ func (c *conn) close() {
 		return
 	}
 	c.state.Store(connClosed)
-	c.cancelIdleTimer()
-	c.cancel()
+	if c.act != nil {
+		c.act.ctx.cancel()
+	}
 	c.unregister()
 	c.nc.Close()
-	c.resp.putBuffer()
+	c.releaseActive()
 	if c.rb != nil {
 		putBuffer(c.rb)
 		c.rb, c.rbuf = nil, nil
@@ -453,7 +538,7 @@ func (c *conn) peerClosed() {
 	c.peerGone.Store(true)
 	if c.bodyDone.Load() && c.state.Load() == connActive {
 		c.killed.Store(true)
-		c.cancel()
+		c.cancelExchange()
 	}
 }
 
@@ -463,12 +548,12 @@ func (c *conn) bodyCompleted() {
 	c.bodyDone.Store(true)
 	if c.peerGone.Load() {
 		c.killed.Store(true)
-		c.cancel()
+		c.cancelExchange()
 	}
 }
 
 // closeIfIdle closes c if it is idle, on behalf of someone other than its
-// owner (idle timer, Shutdown). It reports whether it did.
+// owner (Shutdown). It reports whether it did.
 func (c *conn) closeIfIdle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -484,14 +569,8 @@ func (c *conn) closeIfIdle() bool {
 // and writes fail at once; its owner then closes it.
 func (c *conn) kill() {
 	c.killed.Store(true)
-	c.cancel()
+	c.cancelExchange()
 	c.nc.SetDeadline(time.Unix(1, 0))
-}
-
-func (c *conn) cancelIdleTimer() {
-	if c.idleT != nil {
-		c.idleT.Stop()
-	}
 }
 
 // serveGoroutine runs the connection on its own goroutine: TLS connections,
@@ -506,7 +585,7 @@ func (c *conn) serveGoroutine() {
 		if !c.handshake(tc) {
 			return
 		}
-		if c.label == "h2" {
+		if c.kind == kindH2 {
 			c.serveH2()
 			return
 		}
@@ -557,7 +636,7 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	if d := c.srv.o.ReadHeaderTimeout; d > 0 {
 		tc.SetDeadline(time.Now().Add(d))
 	}
-	if err := tc.HandshakeContext(c.ctx); err != nil {
+	if err := tc.HandshakeContext(context.Background()); err != nil {
 		c.srv.logDebug("TLS handshake failed", err, c)
 		return false
 	}
@@ -565,10 +644,9 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 	st := tc.ConnectionState()
 	c.tls = &st
 	c.watchTLS(tc)
-	c.scheme = "https"
-	c.label = "http/1.1"
+	c.kind = kindTLS
 	if st.NegotiatedProtocol == "h2" {
-		c.label = "h2"
+		c.kind = kindH2
 	}
 	c.srv.opened(c)
 	return true

@@ -38,7 +38,6 @@ func (c *conn) serveH2() {
 	}
 	c.srv.mu.Unlock()
 	if !ln.deliver(nc) {
-		c.cancel()
 		nc.Close()
 		c.srv.closed(c)
 	}

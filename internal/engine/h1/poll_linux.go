@@ -186,8 +186,8 @@ func startPolling(c *conn) bool {
 	}
 	p := pollers[nextPoller.Add(1)%uint32(len(pollers))]
 	c.fd, c.poll, c.gen = fd, p, nextGen.Add(1)
-	if d := c.srv.o.IdleTimeout; d > 0 {
-		c.idleT = time.AfterFunc(d, c.idleExpired)
+	if c.srv.o.IdleTimeout > 0 {
+		c.srv.idle.start(c.srv)
 	}
 	// Published to the poller and the closers from here on: the
 	// registration happens under mu so nobody closes the descriptor
@@ -201,12 +201,13 @@ func startPolling(c *conn) bool {
 	c.watchHangups(p)
 	// Storing the state publishes the fields above to whoever takes
 	// the connection through the poller (its CAS reads it).
+	c.wentIdle()
 	c.state.Store(connIdle)
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		// Served by its own goroutine instead (the slot stays for the
 		// hang-up watch).
 		c.poll = nil
-		c.cancelIdleTimer()
+		c.idleTick.Store(0)
 		c.state.Store(connActive)
 		return false
 	}
@@ -227,20 +228,18 @@ func (c *conn) watchHangups(p *poller) {
 var nextGen atomic.Uint32
 
 // rearm parks c in the poller until its next request. It holds mu so that
-// a closer (idle timer, Shutdown), which may act as soon as the state says
+// a closer (idle sweeper, Shutdown), which may act as soon as the state says
 // idle, cannot close the descriptor while it is being re-armed: the number
 // could already name another connection.
 func (c *conn) rearm() bool {
 	if c.srv.shuttingDown.Load() || c.killed.Load() {
 		return false
 	}
-	if d := c.srv.o.IdleTimeout; d > 0 && c.idleT != nil {
-		c.idleT.Reset(d)
-	}
 	p, fd := c.poll, c.fd
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(c.gen)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.wentIdle()
 	if !c.state.CompareAndSwap(connActive, connIdle) {
 		return false
 	}
@@ -273,16 +272,26 @@ func (p *poller) dispatch(c *conn) {
 	}
 }
 
+// worker serves connections handed over by p until it has had nothing to
+// do for a whole workerIdle period (it exits after one to two periods
+// without work). The timer runs on its own rather than being reset after
+// every request: a Reset per request was about 1 % of a proxied request's
+// CPU time.
 func (p *poller) worker(c *conn) {
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
-		c.servePolled()
-		t.Reset(workerIdle)
+		if c != nil {
+			c.servePolled()
+		}
 		select {
 		case c = <-p.work:
 		case <-t.C:
-			return
+			if c == nil {
+				return
+			}
+			c = nil
+			t.Reset(workerIdle)
 		}
 	}
 }
@@ -348,6 +357,3 @@ func (c *conn) unregister() {
 	}
 	c.poll = nil
 }
-
-// idleExpired runs on the idle timer: a connection still idle is closed.
-func (c *conn) idleExpired() { c.closeIfIdle() }

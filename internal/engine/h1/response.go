@@ -82,7 +82,7 @@ func (w *response) WriteHeader(status int) {
 		// Interim response (103 Early Hints and friends): sent now
 		// with the current header, which is kept for the final one.
 		// HTTP/1.0 clients do not understand 1xx (RFC 9110 §15.2).
-		if c.req.Proto == exchange.HTTP10 || w.err != nil {
+		if c.act.req.Proto == exchange.HTTP10 || w.err != nil {
 			return
 		}
 		w.getBuffer()
@@ -97,7 +97,7 @@ func (w *response) WriteHeader(status int) {
 	w.wroteHeader = true
 	w.started.Store(true)
 	w.status = status
-	method := c.req.Method
+	method := c.act.req.Method
 	w.noBody = method == "HEAD" || status == 204 || status == 304 || status == 101
 	w.clen = -1
 	if v, ok := w.wbuf.hdr.Get("Content-Length"); ok {
@@ -183,7 +183,7 @@ func (w *response) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	if w.noBody {
-		if w.c.req.Method == "HEAD" {
+		if w.c.act.req.Method == "HEAD" {
 			return len(p), nil
 		}
 		return 0, errBodyNotAllowed
@@ -240,7 +240,7 @@ func (w *response) flush(final bool) error {
 		f := fr[:0]
 		switch {
 		case w.noBody:
-			if w.clen >= 0 && w.c.req.Method == "HEAD" {
+			if w.clen >= 0 && w.c.act.req.Method == "HEAD" {
 				f = appendContentLength(f, w.clen)
 			}
 		case w.clen >= 0:
@@ -248,7 +248,7 @@ func (w *response) flush(final bool) error {
 		case final:
 			f = appendContentLength(f, int64(body))
 			w.clen = int64(body)
-		case c.req.Proto == exchange.HTTP11:
+		case c.act.req.Proto == exchange.HTTP11:
 			w.chunked = true
 			f = append(f, "Transfer-Encoding: chunked\r\n"...)
 		default:
@@ -258,7 +258,7 @@ func (w *response) flush(final bool) error {
 		}
 		if w.closeAfter || !c.keepAlive() {
 			f = append(f, "Connection: close\r\n"...)
-		} else if c.req.Proto == exchange.HTTP10 {
+		} else if c.act.req.Proto == exchange.HTTP10 {
 			f = append(f, "Connection: keep-alive\r\n"...)
 		}
 		f = append(f, "\r\n"...)

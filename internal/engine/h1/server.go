@@ -44,6 +44,8 @@ type Server struct {
 	noPoller bool
 
 	shuttingDown atomic.Bool
+	// idle closes polled connections idle for the idle timeout.
+	idle idleSweeper
 
 	// mu guards the sets below; it is taken per connection (open, close),
 	// never per request.
@@ -153,20 +155,20 @@ func (s *Server) forget(c *conn) {
 		s.allGone = nil
 	}
 	s.mu.Unlock()
-	if ok && c.label != "h2" {
+	if ok && c.kind != kindH2 {
 		s.closed(c)
 	}
 }
 
 func (s *Server) opened(c *conn) {
 	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
-		s.o.ConnOpened(c.label)
+		s.o.ConnOpened(c.label())
 	}
 }
 
 func (s *Server) closed(c *conn) {
 	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
-		s.o.ConnClosed(c.label)
+		s.o.ConnClosed(c.label())
 	}
 }
 
@@ -176,6 +178,7 @@ func (s *Server) closed(c *conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shuttingDown.Store(true)
+	s.idle.halt()
 	for ln := range s.listeners {
 		ln.Close()
 	}

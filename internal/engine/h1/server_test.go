@@ -89,6 +89,14 @@ func testHandler(x *exchange.Exchange) {
 			lateRead <- err
 		}()
 		w.Write([]byte("early"))
+	case "/ctx":
+		// Whether the request's context is already done.
+		state := "live"
+		if x.Ctx.Err() != nil {
+			state = "done"
+		}
+		w.Header().Set("X-Ctx", state)
+		w.WriteHeader(200)
 	case "/wait":
 		// Wait for the client to go away; report it on clientGone.
 		select {
@@ -441,6 +449,30 @@ func TestClientHangUpCancelsContext(t *testing.T) {
 	c.nc.Close()
 	if !<-clientGone {
 		t.Error("handler context not cancelled after the client closed")
+	}
+}
+
+// Exchange state is pooled across connections: a context cancelled by one
+// client hanging up must never reach another client's request.
+func TestCancelledContextNotReused(t *testing.T) {
+	addr, _ := startServer(t)
+	for round := range 3 {
+		c := dial(t, addr)
+		c.send("GET /wait HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(50 * time.Millisecond)
+		c.nc.Close()
+		if !<-clientGone {
+			t.Fatalf("round %d: handler context not cancelled after the client closed", round)
+		}
+		for i := range 3 {
+			d := dial(t, addr)
+			d.send("GET /ctx HTTP/1.1\r\nHost: h\r\n\r\n")
+			resp, _ := d.response("GET")
+			if got := resp.Header.Get("X-Ctx"); got != "live" {
+				t.Errorf("round %d, request %d: new connection's context is %q, want live", round, i, got)
+			}
+			d.nc.Close()
+		}
 	}
 }
 
