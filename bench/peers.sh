@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Reverse proxies side by side: NGINX, HAProxy, Caddy and penstock in front of
 # the same fast upstream, one core each, measured by `penstock bench run`.
-
 #
 # Layout (needs at least 2 cores):
 #   core 0: the proxy under test, one at a time (NGINX: master + 1 worker;
