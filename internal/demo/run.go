@@ -25,7 +25,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\npenstock demo is running\n")
 	fmt.Fprintf(&b, "  http   http://%s   (HTTP/1.1, h2c)\n", httpAddr)
-	fmt.Fprintf(&b, "  https  https://%s  (HTTP/1.1, HTTP/2; self-signed certificate)\n", httpsAddr)
+	fmt.Fprintf(&b, "  https  https://%s  (HTTP/1.1, HTTP/2, and HTTP/3 over UDP; self-signed certificate)\n", httpsAddr)
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  admin  http://%s/healthz\n", adminAddr)
 	}
@@ -36,6 +36,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -sN http://%s/v1/models/llama-tiny/generate -d '{\"prompt\":\"hi\",\"max_tokens\":8}'\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
-	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
+	fmt.Fprintf(&b, "  penstock bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n\n", httpsAddr)
 	return b.String()
 }
