@@ -99,18 +99,10 @@ func (f *Forwarder) serveStd(x *exchange.Exchange) {
 	}
 	var tried [maxConnectAttempts]*upstream.Endpoint
 	for n := 0; ; n++ {
-		ep := f.pick(time.Now().UnixNano(), tried[:n])
+		ep := f.nextAttempt(x, &tried, n)
 		if ep == nil {
-			if n == 0 {
-				f.fail(x, pipeline.NoHealthyEndpoint, nil)
-			} else {
-				f.fail(x, pipeline.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
-			}
 			return
 		}
-		tried[n] = ep
-		x.State.Endpoint = ep.Address
-		x.State.Attempts++
 
 		// Each attempt is a child span: the upstream sees its id as parent.
 		spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
@@ -157,6 +149,26 @@ func (f *Forwarder) serveStd(x *exchange.Exchange) {
 		ep.Done()
 		return
 	}
+}
+
+// nextAttempt picks the endpoint of attempt n (0-based) and records it in
+// tried and x's state. When there is none it answers x through the error
+// funnel (503 before any attempt, 502 once every endpoint tried failed to
+// connect) and returns nil.
+func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxConnectAttempts]*upstream.Endpoint, n int) *upstream.Endpoint {
+	ep := f.pick(time.Now().UnixNano(), tried[:n])
+	if ep == nil {
+		if n == 0 {
+			f.fail(x, pipeline.NoHealthyEndpoint, nil)
+		} else {
+			f.fail(x, pipeline.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
+		}
+		return nil
+	}
+	tried[n] = ep
+	x.State.Endpoint = ep.Address
+	x.State.Attempts++
+	return ep
 }
 
 // pick chooses an endpoint not tried yet for this request, or nil.

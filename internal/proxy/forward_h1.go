@@ -61,18 +61,10 @@ func (f *Forwarder) serveH1(x *exchange.Exchange) {
 
 	var tried [maxConnectAttempts]*upstream.Endpoint
 	for n := 0; ; n++ {
-		ep := f.pick(time.Now().UnixNano(), tried[:n])
+		ep := f.nextAttempt(x, &tried, n)
 		if ep == nil {
-			if n == 0 {
-				f.fail(x, pipeline.NoHealthyEndpoint, nil)
-			} else {
-				f.fail(x, pipeline.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
-			}
 			return
 		}
-		tried[n] = ep
-		x.State.Endpoint = ep.Address
-		x.State.Attempts++
 
 		// Each attempt is a child span: the upstream sees its id as parent.
 		spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
