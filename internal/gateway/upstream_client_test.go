@@ -89,7 +89,7 @@ routes:
 		{name: "a good response after a bad one", path: "/ok", status: 200, body: "ok"},
 		{name: "an upstream that closes idle connections, first request", path: "/oneshot/ok", status: 200, body: "ok"},
 		{name: "an upstream that closes idle connections, stale connection retried", path: "/oneshot/ok", status: 200, body: "ok"},
-		{name: "client: stdhttp uses net/http", path: "/std/ok", status: 200, body: "ok"},
+		{name: "client: stdhttp answers too", path: "/std/ok", status: 200, body: "ok"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,4 +136,43 @@ routes:
 			t.Errorf("final response carries the hint's Link %q", l)
 		}
 	})
+}
+
+// TestUpstreamClientChoice checks that upstreams[].client picks the client
+// that really carries the request: net/http's Transport adds its own
+// User-Agent to a request that has none, penstock's client forwards the
+// request as the client sent it.
+func TestUpstreamClientChoice(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("User-Agent"))
+	}))
+	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams:
+  - {name: native, endpoints: [{address: %s}]}
+  - {name: std, client: stdhttp, endpoints: [{address: %s}]}
+routes:
+  - {name: native, match: {path_prefix: /native/}, upstream: native}
+  - {name: std, match: {path_prefix: /std/}, upstream: std}
+`, up, up))
+	tests := []struct {
+		name, path, wantUA string
+	}{
+		{"native", "/native/x", ""},
+		{"stdhttp", "/std/x", "Go-http-client/1.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", baseURL(g, "main")+tc.path, nil)
+			req.Header.Set("User-Agent", "") // net/http's client then sends none
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != tc.wantUA {
+				t.Errorf("upstream saw User-Agent %q (status %d), want %q", b, resp.StatusCode, tc.wantUA)
+			}
+		})
+	}
 }
