@@ -124,7 +124,7 @@ func (b *body) read(p []byte) (int, error) {
 		// Only while no final response has started: after it, the
 		// client has its answer and will not wait for a 100.
 		if !b.c.act.resp.started.Load() {
-			if _, err := b.c.nc.Write(continueLine); err != nil {
+			if _, err := b.c.write(continueLine); err != nil {
 				b.err = err
 				return 0, err
 			}
@@ -156,7 +156,7 @@ func (b *body) readLength(p []byte) (int, error) {
 		c.r += n
 	} else {
 		var err error
-		n, err = c.nc.Read(p)
+		n, err = c.read(p)
 		if err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -187,7 +187,7 @@ func (b *body) readChunked(p []byte) (int, error) {
 			} else {
 				// Large chunks go straight into the caller's buffer.
 				var err error
-				n, err = c.nc.Read(p)
+				n, err = c.read(p)
 				if n == 0 && err != nil {
 					if err == io.EOF {
 						err = io.ErrUnexpectedEOF

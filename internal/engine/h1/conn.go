@@ -54,6 +54,12 @@ type conn struct {
 	act *active
 
 	poll *poller // nil when the connection has its own goroutine
+	// raw: reads and writes try the descriptor fd directly first (see
+	// rawio_linux.go); set while a plain connection is in a poller.
+	raw bool
+	// headDeadline: the header timeout is set on nc for the head being
+	// read.
+	headDeadline bool
 	// hupPoll watches the descriptor for the client hanging up (see
 	// poller.hup); peerGone records it, bodyDone whether the current
 	// request has been read in full: only then does a hang-up cancel the
@@ -254,7 +260,8 @@ func (c *conn) serveOne() outcome {
 		return outClose
 	}
 	c.r, c.bodyBase = end, end
-	if c.srv.o.ReadHeaderTimeout > 0 {
+	if c.headDeadline {
+		c.headDeadline = false
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	c.act.head = h
@@ -328,7 +335,7 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 	c.acquireRead()
 	limit := c.srv.maxHeader
 	scanned := c.r
-	started := false
+	waited := false
 	for {
 		if c.w > c.r {
 			if c.first && c.srv.o.H2C {
@@ -363,19 +370,64 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 		if c.w == len(c.rbuf) {
 			c.growRead(limit)
 		}
-		if !started && c.srv.o.ReadHeaderTimeout > 0 {
-			// The header timeout runs from the request's first byte
-			// (slowloris protection); waiting for that byte is the idle
-			// timeout's business.
-			started = true
-			c.nc.SetReadDeadline(time.Now().Add(c.srv.o.ReadHeaderTimeout))
+		var n int
+		var rerr error
+		again := true
+		if c.raw && !waited {
+			// A polled connection was found readable: the head
+			// usually arrives in one read, and then no deadline needs
+			// setting or clearing.
+			n, again, rerr = c.rawRead(c.rbuf[c.w:])
 		}
-		n, rerr := c.nc.Read(c.rbuf[c.w:])
+		if again {
+			waited = true
+			if !c.headDeadline && c.srv.o.ReadHeaderTimeout > 0 {
+				// The header timeout runs from the request's first
+				// byte, or from the first wait for more of it
+				// (slowloris protection); waiting for the first byte
+				// is the idle timeout's business.
+				c.headDeadline = true
+				c.nc.SetReadDeadline(time.Now().Add(c.srv.o.ReadHeaderTimeout))
+			}
+			n, rerr = c.nc.Read(c.rbuf[c.w:])
+		}
 		c.w += n
 		if rerr != nil && n == 0 {
 			return 0, nil, rerr
 		}
 	}
+}
+
+// read reads into p, straight from the descriptor when the connection is
+// raw and bytes are ready, through the net.Conn (which waits in the
+// runtime's poller, with deadlines) otherwise.
+func (c *conn) read(p []byte) (int, error) {
+	if c.raw {
+		if c.killed.Load() {
+			return 0, net.ErrClosed
+		}
+		if n, again, err := c.rawRead(p); !again {
+			return n, err
+		}
+	}
+	return c.nc.Read(p)
+}
+
+// write writes p in full, straight to the descriptor when the connection is
+// raw, through the net.Conn for what the socket does not take at once.
+func (c *conn) write(p []byte) (int, error) {
+	if c.raw {
+		if c.killed.Load() {
+			return 0, net.ErrClosed
+		}
+		n, err := c.rawWrite(p)
+		if err != nil || n == len(p) {
+			return n, err
+		}
+		m, err := c.nc.Write(p[n:])
+		return n + m, err
+	}
+	return c.nc.Write(p)
 }
 
 // growRead makes room in rbuf for a header section larger than the pooled
@@ -408,7 +460,7 @@ func (c *conn) fillBody() error {
 		c.rb = &buffer{b: nb[:0]}
 		c.rbuf = nb
 	}
-	n, err := c.nc.Read(c.rbuf[c.w:])
+	n, err := c.read(c.rbuf[c.w:])
 	c.w += n
 	if n > 0 {
 		return nil

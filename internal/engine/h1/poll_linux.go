@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,7 +77,7 @@ func (e *epoll) run(fn func(c *conn, events uint32)) {
 	var n int
 	var werr error
 	wait := func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), events, 0)
+		n, werr = epollWaitNow(int(fd), events)
 		// Nothing ready: let the runtime park us until the epoll
 		// descriptor is readable.
 		return n != 0 || werr != nil && werr != unix.EINTR
@@ -202,11 +203,12 @@ func startPolling(c *conn) bool {
 	// Storing the state publishes the fields above to whoever takes
 	// the connection through the poller (its CAS reads it).
 	c.wentIdle()
+	c.raw = true
 	c.state.Store(connIdle)
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		// Served by its own goroutine instead (the slot stays for the
 		// hang-up watch).
-		c.poll = nil
+		c.poll, c.raw = nil, false
 		c.idleTick.Store(0)
 		c.state.Store(connActive)
 		return false
@@ -243,7 +245,7 @@ func (c *conn) rearm() bool {
 	if !c.state.CompareAndSwap(connActive, connIdle) {
 		return false
 	}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+	if err := epollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
 		// No event can come: the connection is still ours.
 		c.state.Store(connActive)
 		return false
@@ -355,5 +357,25 @@ func (c *conn) unregister() {
 	if slot := fdSlot(c.fd); slot != nil {
 		slot.CompareAndSwap(c, nil)
 	}
-	c.poll = nil
+	c.poll, c.raw = nil, false
+}
+
+// epollCtl and epollWaitNow are epoll_ctl and a zero-timeout epoll_pwait
+// through syscall.RawSyscall: neither blocks, so neither needs the
+// scheduler's system-call bookkeeping (see rawio_linux.go for why that
+// matters).
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }

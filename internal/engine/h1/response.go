@@ -291,7 +291,7 @@ func (w *response) writeOut() error {
 	if len(w.wbuf.b) == 0 {
 		return nil
 	}
-	_, err := w.c.nc.Write(w.wbuf.b)
+	_, err := w.c.write(w.wbuf.b)
 	w.wbuf.b = w.wbuf.b[:0]
 	if err != nil {
 		w.err = err
