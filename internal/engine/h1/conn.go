@@ -24,7 +24,9 @@ import (
 // readable; on TLS it keeps its goroutine (crypto/tls reads records itself)
 // but still returns its read buffer while idle.
 type conn struct {
-	srv    *Server
+	srv *Server
+	// nc is the connection, or nil for a plain one the engine accepted
+	// itself and serves through its descriptor fd (fdconn_linux.go).
 	nc     net.Conn
 	tls    *tls.ConnectionState // nil on plain connections
 	remote netip.AddrPort
@@ -54,6 +56,9 @@ type conn struct {
 	act *active
 
 	poll *poller // nil when the connection has its own goroutine
+	// waiter is set while the goroutine of an fd-only connection (nc
+	// nil, see fdconn_linux.go) waits for its descriptor.
+	waiter atomic.Pointer[waiter]
 	// raw: reads and writes try the descriptor fd directly first (see
 	// rawio_linux.go); set while a plain connection is in a poller.
 	raw bool
@@ -335,7 +340,7 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 	c.acquireRead()
 	limit := c.srv.maxHeader
 	scanned := c.r
-	waited := false
+	var hw headWait
 	for {
 		if c.w > c.r {
 			if c.first && c.srv.o.H2C {
@@ -370,64 +375,12 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 		if c.w == len(c.rbuf) {
 			c.growRead(limit)
 		}
-		var n int
-		var rerr error
-		again := true
-		if c.raw && !waited {
-			// A polled connection was found readable: the head
-			// usually arrives in one read, and then no deadline needs
-			// setting or clearing.
-			n, again, rerr = c.rawRead(c.rbuf[c.w:])
-		}
-		if again {
-			waited = true
-			if !c.headDeadline && c.srv.o.ReadHeaderTimeout > 0 {
-				// The header timeout runs from the request's first
-				// byte, or from the first wait for more of it
-				// (slowloris protection); waiting for the first byte
-				// is the idle timeout's business.
-				c.headDeadline = true
-				c.nc.SetReadDeadline(time.Now().Add(c.srv.o.ReadHeaderTimeout))
-			}
-			n, rerr = c.nc.Read(c.rbuf[c.w:])
-		}
+		n, rerr := c.readHeadBytes(c.rbuf[c.w:], &hw)
 		c.w += n
 		if rerr != nil && n == 0 {
 			return 0, nil, rerr
 		}
 	}
-}
-
-// read reads into p, straight from the descriptor when the connection is
-// raw and bytes are ready, through the net.Conn (which waits in the
-// runtime's poller, with deadlines) otherwise.
-func (c *conn) read(p []byte) (int, error) {
-	if c.raw {
-		if c.killed.Load() {
-			return 0, net.ErrClosed
-		}
-		if n, again, err := c.rawRead(p); !again {
-			return n, err
-		}
-	}
-	return c.nc.Read(p)
-}
-
-// write writes p in full, straight to the descriptor when the connection is
-// raw, through the net.Conn for what the socket does not take at once.
-func (c *conn) write(p []byte) (int, error) {
-	if c.raw {
-		if c.killed.Load() {
-			return 0, net.ErrClosed
-		}
-		n, err := c.rawWrite(p)
-		if err != nil || n == len(p) {
-			return n, err
-		}
-		m, err := c.nc.Write(p[n:])
-		return n + m, err
-	}
-	return c.nc.Write(p)
 }
 
 // growRead makes room in rbuf for a header section larger than the pooled
@@ -489,27 +442,13 @@ func (c *conn) releaseRead() {
 // reject answers a request the parser refused and closes the connection.
 func (c *conn) reject(perr *ProtocolError) {
 	c.srv.logDebug("bad request", perr, c)
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.nc.Write(errorResponse(perr.Status))
+	c.writeWithin(errorResponse(perr.Status), time.Second)
 	c.lingerClose()
 }
 
-// lingerClose closes the write side and reads (and discards) for a moment
-// before closing, so the response is not destroyed by a TCP reset when the
-// client's unread bytes hit a closed socket (RFC 9112 §9.6).
-func (c *conn) lingerClose() {
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := c.nc.(closeWriter); ok {
-		cw.CloseWrite()
-		c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		var scratch [512]byte
-		for range 128 {
-			if _, err := c.nc.Read(scratch[:]); err != nil {
-				break
-			}
-		}
-	}
-}
+// lingerTime is how long lingerClose reads what the client still sends
+// after an error response.
+const lingerTime = 500 * time.Millisecond
 
 // errorResponse is the complete response for a refused request.
 func errorResponse(status int) []byte {
@@ -576,7 +515,7 @@ func (c *conn) close() {
 		c.act.ctx.cancel()
 	}
 	c.unregister()
-	c.nc.Close()
+	c.closeSocket()
 	c.releaseActive()
 	if c.rb != nil {
 		putBuffer(c.rb)
@@ -622,7 +561,7 @@ func (c *conn) closeIfIdle() bool {
 func (c *conn) kill() {
 	c.killed.Store(true)
 	c.cancelExchange()
-	c.nc.SetDeadline(time.Unix(1, 0))
+	c.interrupt()
 }
 
 // serveGoroutine runs the connection on its own goroutine: TLS connections,

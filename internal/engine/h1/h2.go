@@ -17,6 +17,10 @@ func (c *conn) serveH2() {
 		c.close()
 		return
 	}
+	if err := c.promote(); err != nil {
+		c.close()
+		return
+	}
 	nc := c.nc
 	if c.w > c.r {
 		nc = &prefixConn{Conn: c.nc, prefix: append([]byte(nil), c.rbuf[c.r:c.w]...)}

@@ -167,8 +167,7 @@ func fdSlot(fd int) *atomic.Pointer[conn] {
 // first request). It returns false when the connection must have its own
 // goroutine instead.
 func startPolling(c *conn) bool {
-	pollersOnce.Do(startPollers)
-	if pollersErr != nil || len(pollers) == 0 {
+	if !pollersReady() {
 		return false
 	}
 	sc, ok := c.nc.(syscall.Conn)
@@ -181,6 +180,18 @@ func startPolling(c *conn) bool {
 	}
 	fd := -1
 	rc.Control(func(f uintptr) { fd = int(f) })
+	return pollFD(c, fd)
+}
+
+// pollersReady starts the pollers on first use and reports whether there
+// are any.
+func pollersReady() bool {
+	pollersOnce.Do(startPollers)
+	return pollersErr == nil && len(pollers) > 0
+}
+
+// pollFD registers c, whose descriptor is fd, as idle.
+func pollFD(c *conn, fd int) bool {
 	slot := fdSlot(fd)
 	if fd < 0 || slot == nil {
 		return false
@@ -257,8 +268,13 @@ func (c *conn) rearm() bool {
 func (p *poller) readable(c *conn, _ uint32) {
 	if c.state.CompareAndSwap(connIdle, connActive) {
 		p.dispatch(c)
+		return
 	}
-	// Otherwise closing (idle timeout, shutdown) won the race.
+	// An active connection armed for a wait (waitFD), or closing (idle
+	// timeout, shutdown) won the race.
+	if w := c.waiter.Load(); w != nil {
+		w.wake()
+	}
 }
 
 // hungUp reports the client closing its side of c (EPOLLRDHUP, or the

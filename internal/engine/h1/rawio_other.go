@@ -2,9 +2,21 @@
 
 package h1
 
-// Without the poller there is no raw descriptor: c.raw is never set, so
-// these are not reached.
+import "time"
 
-func (c *conn) rawRead(p []byte) (int, bool, error) { return 0, true, nil }
+// Without the poller every connection has a net.Conn and its own
+// goroutine.
 
-func (c *conn) rawWrite(p []byte) (int, error) { return 0, nil }
+func (c *conn) read(p []byte) (int, error) { return c.nc.Read(p) }
+
+func (c *conn) write(p []byte) (int, error) { return c.nc.Write(p) }
+
+type headWait struct{}
+
+func (c *conn) readHeadBytes(p []byte, _ *headWait) (int, error) {
+	if !c.headDeadline && c.srv.o.ReadHeaderTimeout > 0 {
+		c.headDeadline = true
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.o.ReadHeaderTimeout))
+	}
+	return c.nc.Read(p)
+}

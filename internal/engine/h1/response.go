@@ -343,6 +343,10 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err := c.detach(); err != nil {
 		return nil, nil, err
 	}
+	if err := c.promote(); err != nil {
+		c.close()
+		return nil, nil, err
+	}
 	w.hijacked = true
 	var rest []byte
 	if c.r < c.w {

@@ -52,7 +52,9 @@ type Server struct {
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
-	allGone   chan struct{} // closed when conns empties during shutdown
+	// acceptWake are the epoll instances accept loops wait on (serveFDs).
+	acceptWake map[*epoll]struct{}
+	allGone    chan struct{} // closed when conns empties during shutdown
 
 	// h2srv serves HTTP/2 connections, started on the first one (under
 	// mu).
@@ -66,11 +68,12 @@ const defaultMaxHeaderBytes = 1 << 20
 // NewServer builds a server that hands requests to h.
 func NewServer(o Options, h exchange.Handler) *Server {
 	s := &Server{
-		o:         o,
-		h:         h,
-		maxHeader: o.MaxHeaderBytes,
-		conns:     make(map[*conn]struct{}),
-		listeners: make(map[net.Listener]struct{}),
+		o:          o,
+		h:          h,
+		maxHeader:  o.MaxHeaderBytes,
+		conns:      make(map[*conn]struct{}),
+		listeners:  make(map[net.Listener]struct{}),
+		acceptWake: make(map[*epoll]struct{}),
 	}
 	if s.maxHeader <= 0 {
 		s.maxHeader = defaultMaxHeaderBytes
@@ -93,6 +96,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
+	if tl, ok := ln.(*net.TCPListener); ok && s.o.TLS == nil && !s.noPoller && pollersReady() {
+		return s.serveFDs(tl)
+	}
+	return s.serveConns(ln)
+}
+
+// serveConns accepts net.Conns from ln until it closes.
+func (s *Server) serveConns(ln net.Listener) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -187,6 +198,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		all = append(all, c)
 	}
 	s.mu.Unlock()
+	s.wakeAcceptLoops()
 	for _, c := range all {
 		c.closeIfIdle()
 	}
