@@ -3,6 +3,8 @@ package listener
 import (
 	"errors"
 	"net"
+	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,7 +20,10 @@ import (
 // serves a View, and closing a View stops that server's accepting without
 // touching the socket.
 type Socket struct {
-	ln        net.Listener
+	ln net.Listener
+	// fds accepts bare descriptors for Views that ask for them
+	// (AcceptFD); nil where that is not possible.
+	fds       *fdAcceptor
 	current   atomic.Pointer[View]
 	once      sync.Once
 	closed    chan struct{}
@@ -29,7 +34,11 @@ type Socket struct {
 
 // NewSocket takes ownership of ln.
 func NewSocket(ln net.Listener) *Socket {
-	return &Socket{ln: ln, closed: make(chan struct{}), loopDone: make(chan struct{})}
+	s := &Socket{ln: ln, closed: make(chan struct{}), loopDone: make(chan struct{})}
+	if tl, ok := ln.(*net.TCPListener); ok {
+		s.fds, _ = newFDAcceptor(tl)
+	}
+	return s
 }
 
 // Detach stops this process from accepting on the socket, for a binary
@@ -42,6 +51,9 @@ func (s *Socket) Detach() {
 		return
 	}
 	s.ln.Close()
+	if s.fds != nil {
+		s.fds.wake()
+	}
 	if s.current.Load() != nil {
 		<-s.loopDone
 	}
@@ -78,7 +90,7 @@ func (s *Socket) Dup() (int, error) {
 // NewView returns a View that receives the socket's connections from now
 // on; the previous View, if any, receives no more (its server drains).
 func (s *Socket) NewView() *View {
-	v := &View{sock: s, conns: make(chan net.Conn), done: make(chan struct{})}
+	v := &View{sock: s, conns: make(chan Accepted), done: make(chan struct{})}
 	s.current.Store(v)
 	s.once.Do(func() { go s.acceptLoop() })
 	return v
@@ -87,13 +99,27 @@ func (s *Socket) NewView() *View {
 // Close closes the socket itself.
 func (s *Socket) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
-	return s.ln.Close()
+	err := s.ln.Close()
+	if s.fds != nil {
+		s.fds.wake()
+	}
+	return err
 }
 
 func (s *Socket) acceptLoop() {
 	defer close(s.loopDone)
 	for {
-		c, err := s.ln.Accept()
+		// The form the current View asks for; a View installed while
+		// the loop waits gets the other form converted (View.Accept) or
+		// as it is (View.AcceptFD).
+		var c Accepted
+		var err error
+		if v := s.current.Load(); v != nil && v.wantFD.Load() && s.fds != nil {
+			c.FD, c.Remote, err = s.fds.accept()
+		} else {
+			c.FD = -1
+			c.Conn, err = s.ln.Accept()
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -110,9 +136,38 @@ func (s *Socket) acceptLoop() {
 	}
 }
 
+// Accepted is one accepted connection: a net.Conn, or (Conn nil) a bare
+// non-blocking descriptor FD and its peer's address.
+type Accepted struct {
+	Conn   net.Conn
+	FD     int
+	Remote netip.AddrPort
+}
+
+// Close closes the connection, whichever its form.
+func (c Accepted) Close() {
+	if c.Conn != nil {
+		c.Conn.Close()
+	} else {
+		closeFD(c.FD)
+	}
+}
+
+// netConn returns c as a net.Conn; a bare descriptor becomes one (a
+// duplicate in the runtime's poller; the original is closed).
+func (c Accepted) netConn() (net.Conn, error) {
+	if c.Conn != nil {
+		return c.Conn, nil
+	}
+	f := os.NewFile(uintptr(c.FD), "tcp")
+	nc, err := net.FileConn(f)
+	f.Close()
+	return nc, err
+}
+
 // deliver hands c to the current View, retrying if that View was closed in
 // the meantime (a newer one has been installed, or none will come).
-func (s *Socket) deliver(c net.Conn) {
+func (s *Socket) deliver(c Accepted) {
 	for {
 		v := s.current.Load()
 		if v == nil {
@@ -139,20 +194,45 @@ func (s *Socket) deliver(c net.Conn) {
 // accepting for that server only.
 type View struct {
 	sock  *Socket
-	conns chan net.Conn
+	conns chan Accepted
 	done  chan struct{}
 	once  sync.Once
+	// wantFD: the server asked for bare descriptors (AcceptFD).
+	wantFD atomic.Bool
 }
 
 // Accept waits for the next connection for this View.
 func (v *View) Accept() (net.Conn, error) {
+	for {
+		c, err := v.next()
+		if err != nil {
+			return nil, err
+		}
+		if nc, err := c.netConn(); err == nil {
+			return nc, nil
+		}
+		// The descriptor could not become a net.Conn (out of
+		// descriptors): that connection is lost, not the listener.
+	}
+}
+
+// AcceptFD waits for the next connection for this View, as a bare
+// descriptor where the socket allows (Linux, TCP) and otherwise as a
+// net.Conn (c.Conn set). Calling it makes the socket accept descriptors
+// for this View from then on.
+func (v *View) AcceptFD() (Accepted, error) {
+	v.wantFD.Store(true)
+	return v.next()
+}
+
+func (v *View) next() (Accepted, error) {
 	select {
 	case c := <-v.conns:
 		return c, nil
 	case <-v.done:
-		return nil, net.ErrClosed
+		return Accepted{FD: -1}, net.ErrClosed
 	case <-v.sock.closed:
-		return nil, net.ErrClosed
+		return Accepted{FD: -1}, net.ErrClosed
 	}
 }
 
@@ -164,3 +244,36 @@ func (v *View) Close() error {
 
 // Addr is the socket's address.
 func (v *View) Addr() net.Addr { return v.sock.Addr() }
+
+// FDListener is a TCP listener whose AcceptFD returns bare descriptors, for
+// a server used without a Socket.
+type FDListener struct {
+	*net.TCPListener
+	fds *fdAcceptor
+}
+
+// FDs wraps tl; it fails where descriptors cannot be accepted bare (not
+// Linux).
+func FDs(tl *net.TCPListener) (*FDListener, error) {
+	a, err := newFDAcceptor(tl)
+	if err != nil {
+		return nil, err
+	}
+	return &FDListener{TCPListener: tl, fds: a}, nil
+}
+
+// AcceptFD waits for the next connection, as a bare descriptor.
+func (l *FDListener) AcceptFD() (Accepted, error) {
+	fd, remote, err := l.fds.accept()
+	if err != nil {
+		return Accepted{FD: -1}, err
+	}
+	return Accepted{FD: fd, Remote: remote}, nil
+}
+
+// Close closes the listener and ends a wait in AcceptFD.
+func (l *FDListener) Close() error {
+	err := l.TCPListener.Close()
+	l.fds.wake()
+	return err
+}

@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -23,115 +22,9 @@ import (
 // handed to the HTTP/2 server after the h2c preface, or served by its own
 // goroutine when it cannot be polled.
 
-// serveFDs accepts connections on tl's descriptor until the listener
-// closes. The listener's own poll descriptor serves no readiness to raw
-// callers (net's RawConn refuses Read on listeners), so the descriptor is
-// also registered, level-triggered, with an epoll instance of this loop's
-// own, and accept4 runs under RawConn.Control, which holds the descriptor
-// open for the call: a listener closed meanwhile fails the call rather than
-// leaving its number to another socket. Closing the listener leaves that
-// epoll instance silent, so the wait has a one-second deadline after which
-// the loop asks the listener again; Shutdown wakes it at once.
-func (s *Server) serveFDs(tl *net.TCPListener) error {
-	rc, err := tl.SyscallConn()
-	if err != nil {
-		return s.serveConns(tl)
-	}
-	ep, err := newEpoll()
-	if err != nil {
-		return s.serveConns(tl)
-	}
-	defer ep.file.Close()
-	var regErr error
-	if err := rc.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		regErr = epollCtl(ep.fd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	}); err != nil || regErr != nil {
-		return s.serveConns(tl)
-	}
-	s.mu.Lock()
-	if s.shuttingDown.Load() {
-		s.mu.Unlock()
-		return nil
-	}
-	s.acceptWake[ep] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.acceptWake, ep)
-		s.mu.Unlock()
-	}()
-
-	var (
-		nfd  int
-		sa   unix.Sockaddr
-		aerr error
-	)
-	accept := func(fd uintptr) {
-		for {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
-				return
-			}
-		}
-	}
-	events := make([]unix.EpollEvent, 1)
-	ready := func(fd uintptr) bool {
-		n, err := epollWaitNow(int(fd), events)
-		return n > 0 || err != nil && err != unix.EINTR
-	}
-	var delay time.Duration
-	for {
-		// Take every connection waiting in the accept queue.
-		for {
-			if err := rc.Control(accept); err != nil {
-				if s.shuttingDown.Load() {
-					return nil
-				}
-				return &net.OpError{Op: "accept", Net: "tcp", Addr: tl.Addr(), Err: err}
-			}
-			if aerr == unix.EAGAIN {
-				break
-			}
-			if aerr != nil {
-				switch aerr {
-				case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-					// Out of descriptors or memory: back off as
-					// net/http does rather than spin.
-					delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-					time.Sleep(delay)
-					continue
-				}
-				if s.shuttingDown.Load() {
-					return nil
-				}
-				return &net.OpError{Op: "accept", Net: "tcp", Addr: tl.Addr(), Err: os.NewSyscallError("accept4", aerr)}
-			}
-			delay = 0
-			s.acceptFD(nfd, sa)
-		}
-		ep.file.SetReadDeadline(time.Now().Add(time.Second))
-		if err := ep.rc.Read(ready); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			// Shutdown closed the epoll instance.
-			return nil
-		}
-	}
-}
-
-// wakeAcceptLoops ends the accept loops of serveFDs (Shutdown, after the
-// listeners closed).
-func (s *Server) wakeAcceptLoops() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for ep := range s.acceptWake {
-		ep.file.Close()
-	}
-}
-
 // acceptFD takes a descriptor accept4 returned.
-func (s *Server) acceptFD(fd int, sa unix.Sockaddr) {
-	setConnOptions(fd)
-	c := &conn{srv: s, fd: fd, first: true, remote: sockaddrAddrPort(sa)}
+func (s *Server) acceptFD(fd int, remote netip.AddrPort) {
+	c := &conn{srv: s, fd: fd, first: true, remote: remote}
 	if !s.track(c) {
 		unix.Close(fd)
 		return
@@ -145,27 +38,6 @@ func (s *Server) acceptFD(fd int, sa unix.Sockaddr) {
 		return
 	}
 	go c.serveGoroutine()
-}
-
-// setConnOptions gives an accepted socket what net.Listener.Accept gives
-// one: no Nagle delay, and TCP keep-alive probes after 15 s idle, every
-// 15 s, 9 of them (Go's defaults for accepted connections).
-func setConnOptions(fd int) {
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
-}
-
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }
 
 // promote gives an fd-only connection a net.Conn: a duplicate of its

@@ -4,7 +4,7 @@ package h1
 
 import (
 	"crypto/tls"
-	"net"
+	"net/netip"
 	"time"
 )
 
@@ -23,7 +23,7 @@ func (c *conn) watchTLS(*tls.Conn) {}
 
 func pollersReady() bool { return false }
 
-func (s *Server) serveFDs(ln *net.TCPListener) error { return s.serveConns(ln) }
+func (s *Server) acceptFD(fd int, remote netip.AddrPort) {}
 
 func (c *conn) promote() error { return nil }
 
@@ -53,7 +53,3 @@ func (c *conn) lingerClose() {
 type waiter struct{}
 
 func (w *waiter) wake() {}
-
-type epoll struct{}
-
-func (s *Server) wakeAcceptLoops() {}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/listener"
 )
 
 // Options are the stdhttp engine's options, so that a listener's settings
@@ -52,9 +53,7 @@ type Server struct {
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
-	// acceptWake are the epoll instances accept loops wait on (serveFDs).
-	acceptWake map[*epoll]struct{}
-	allGone    chan struct{} // closed when conns empties during shutdown
+	allGone   chan struct{} // closed when conns empties during shutdown
 
 	// h2srv serves HTTP/2 connections, started on the first one (under
 	// mu).
@@ -68,12 +67,11 @@ const defaultMaxHeaderBytes = 1 << 20
 // NewServer builds a server that hands requests to h.
 func NewServer(o Options, h exchange.Handler) *Server {
 	s := &Server{
-		o:          o,
-		h:          h,
-		maxHeader:  o.MaxHeaderBytes,
-		conns:      make(map[*conn]struct{}),
-		listeners:  make(map[net.Listener]struct{}),
-		acceptWake: make(map[*epoll]struct{}),
+		o:         o,
+		h:         h,
+		maxHeader: o.MaxHeaderBytes,
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
 	}
 	if s.maxHeader <= 0 {
 		s.maxHeader = defaultMaxHeaderBytes
@@ -84,6 +82,11 @@ func NewServer(o Options, h exchange.Handler) *Server {
 // Serve accepts connections on ln until Shutdown. With TLS options the
 // handshake happens here, so ln is a plain TCP listener in both cases.
 func (s *Server) Serve(ln net.Listener) error {
+	if tl, ok := ln.(*net.TCPListener); ok && s.o.TLS == nil && !s.noPoller && pollersReady() {
+		if fl, err := listener.FDs(tl); err == nil {
+			ln = fl
+		}
+	}
 	s.mu.Lock()
 	if s.shuttingDown.Load() {
 		s.mu.Unlock()
@@ -96,10 +99,36 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	if tl, ok := ln.(*net.TCPListener); ok && s.o.TLS == nil && !s.noPoller && pollersReady() {
-		return s.serveFDs(tl)
+	if fl, ok := ln.(fdListener); ok && s.o.TLS == nil && !s.noPoller && pollersReady() {
+		return s.serveFDs(fl)
 	}
 	return s.serveConns(ln)
+}
+
+// fdListener hands over connections as bare descriptors where it can
+// (listener.View, listener.FDListener); Serve wraps a *net.TCPListener in
+// one.
+type fdListener interface {
+	AcceptFD() (listener.Accepted, error)
+}
+
+// serveFDs accepts from fl until it closes: bare descriptors are served
+// without a net.Conn (fdconn_linux.go), net.Conns as usual.
+func (s *Server) serveFDs(fl fdListener) error {
+	for {
+		c, err := fl.AcceptFD()
+		if err != nil {
+			if s.shuttingDown.Load() {
+				return nil
+			}
+			return err
+		}
+		if c.Conn != nil {
+			s.accept(c.Conn)
+			continue
+		}
+		s.acceptFD(c.FD, c.Remote)
+	}
 }
 
 // serveConns accepts net.Conns from ln until it closes.
@@ -198,7 +227,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		all = append(all, c)
 	}
 	s.mu.Unlock()
-	s.wakeAcceptLoops()
 	for _, c := range all {
 		c.closeIfIdle()
 	}
