@@ -56,22 +56,28 @@ type h1Conn struct {
 	raw     syscall.RawConn
 	probeFn func(fd uintptr) bool
 	probeOK bool
+
+	// rs carries a plain connection's reads and writes without the
+	// runtime's entersyscall (Linux); nil means through nc.
+	rs *rawSocket
 }
 
 // countingWriter counts the bytes the socket accepted for the current
 // request, so a request that failed before any byte left can be retried
 // whatever its method.
 type countingWriter struct {
-	nc net.Conn
-	n  int64
+	w io.Writer
+	n int64
 }
 
 func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.nc.Write(p)
+	n, err := w.w.Write(p)
 	w.n += int64(n)
 	return n, err
 }
 
+// newH1Conn wraps a dialed connection: nc is what requests go through
+// (the tracked socket, or TLS over it) and socket the bare socket.
 func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 	hc := &h1Conn{c: c, nc: nc}
 	if sc, ok := socket.(syscall.Conn); ok {
@@ -80,8 +86,16 @@ func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 			hc.probeFn = hc.probe
 		}
 	}
-	hc.cw.nc = nc
-	hc.br = bufio.NewReaderSize(nc, connReadBuffer)
+	var src io.Reader = nc
+	hc.cw.w = nc
+	if nc != socket && c.tls == nil {
+		// Plain: nc only adds tracking, so the socket can be used directly.
+		if rs := newRawSocket(socket); rs != nil {
+			hc.rs = rs
+			src, hc.cw.w = rs, rs
+		}
+	}
+	hc.br = bufio.NewReaderSize(src, connReadBuffer)
 	hc.bw = bufio.NewWriterSize(&hc.cw, connWriteBuffer)
 	hc.abort = hc.abortNow
 	return hc
