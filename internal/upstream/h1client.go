@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
@@ -44,6 +45,10 @@ type H1Client struct {
 	waiters    []chan *h1Conn
 	sweep      *time.Timer
 	sweepArmed bool
+
+	// probes counts the reads that checked an idle connection before its
+	// reuse, for tests.
+	probes atomic.Int64
 }
 
 // H1Request is one request for H1Client.RoundTrip. It is plain data so that
@@ -240,7 +245,8 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			c.idle[n-1] = nil
 			c.idle = c.idle[:n-1]
 			c.mu.Unlock()
-			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) || !conn.idleAlive() {
+			now := time.Now().UnixNano()
+			if c.idleTimeout > 0 && now-conn.idleSince > int64(c.idleTimeout) || !conn.idleAlive(now) {
 				conn.close()
 				continue
 			}
