@@ -127,10 +127,24 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 			return err
 		}
 		err = c.send(ctx, conn, req, resp)
-		if err == nil {
-			return nil
-		}
 		written := conn.cw.n
+		// The upstream may not have acted on the request, and sending it
+		// again is harmless.
+		safe := attempt == 0 && reused && req.BodyRead == 0 && (idempotent(req.Method) || written == 0)
+		if err == nil {
+			// A 408 on a reused connection, before any of the response
+			// went to the client, says the upstream timed the connection
+			// out as the request arrived: like a connection closed
+			// before the response, and retried like one (net/http's
+			// Transport does the same). RFC 9110 §15.5.9 lets a client
+			// repeat the request on a new connection. When that is not
+			// safe, the 408 is relayed and the client decides.
+			if resp.Status != 408 || !safe {
+				return nil
+			}
+			resp.Discard()
+			continue
+		}
 		resp.Discard()
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
@@ -139,9 +153,7 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		retry := attempt == 0 && reused && !resp.gotByte && req.BodyRead == 0 &&
-			(idempotent(req.Method) || written == 0)
-		if !retry {
+		if !safe || resp.gotByte {
 			return err
 		}
 	}

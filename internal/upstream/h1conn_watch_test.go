@@ -180,3 +180,61 @@ func TestH1ClientReadsPerRequest(t *testing.T) {
 		t.Errorf("upstream accepted %d connections, want 1", a)
 	}
 }
+
+func TestH1ClientRetries408OnReusedConnection(t *testing.T) {
+	const timedOut = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+	// secondTimesOut answers the first request on a connection and times
+	// out the second, as an upstream whose keep-alive timeout struck as
+	// the request arrived; alwaysTimesOut answers 408 at once.
+	secondTimesOut := func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, okResponse)
+		if _, err := readRequest(br); err == nil {
+			io.WriteString(c, timedOut)
+		}
+	}
+	alwaysTimesOut := func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(br); err == nil {
+			io.WriteString(c, timedOut)
+		}
+	}
+	tests := []struct {
+		name         string
+		serve        func(net.Conn, *bufio.Reader)
+		method       string
+		body         string
+		wantStatus   int
+		wantAccepted int32
+	}{
+		{name: "GET on a reused connection is retried on a new one", serve: secondTimesOut,
+			method: "GET", wantStatus: 200, wantAccepted: 2},
+		{name: "PUT with a body already sent is not: the 408 is relayed", serve: secondTimesOut,
+			method: "PUT", body: "x", wantStatus: 408, wantAccepted: 1},
+		{name: "POST is not retried: the 408 is relayed", serve: secondTimesOut,
+			method: "POST", wantStatus: 408, wantAccepted: 1},
+		{name: "a 408 on a new connection is the upstream's answer", serve: alwaysTimesOut,
+			method: "GET", wantStatus: 408, wantAccepted: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, accepted := rawUpstream(t, tt.serve)
+			c := h1Pool(t, addr, nil).Endpoints[0].H1()
+			if r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil {
+				t.Fatalf("first request: %+v, %v", r, err)
+			}
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+			}
+			r, err := roundTrip(context.Background(), c, tt.method, "/", body, int64(len(tt.body)))
+			if err != nil || r.status != tt.wantStatus {
+				t.Fatalf("second request: %+v, %v; want status %d", r, err, tt.wantStatus)
+			}
+			if n := accepted.Load(); n != tt.wantAccepted {
+				t.Errorf("upstream accepted %d connections, want %d", n, tt.wantAccepted)
+			}
+		})
+	}
+}
