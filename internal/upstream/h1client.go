@@ -119,7 +119,9 @@ func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *H1Client
 // connection if that is safe: the method is idempotent (RFC 9110 §9.2.2)
 // and no byte of the request body was consumed, or the upstream accepted no
 // byte of the request at all. A proxy must not retry a non-idempotent
-// request that may have been applied (RFC 9112 §9.3.1).
+// request that may have been applied (RFC 9112 §9.3.1). A 408 read on a
+// reused connection counts as such a failure: the upstream timed the
+// connection out; when the retry is not safe, the 408 is returned.
 func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Response) error {
 	for attempt := 0; ; attempt++ {
 		conn, reused, err := c.get(ctx, req)
