@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
@@ -44,6 +45,10 @@ type H1Client struct {
 	waiters    []chan *h1Conn
 	sweep      *time.Timer
 	sweepArmed bool
+
+	// probes counts the reads that checked an idle connection before its
+	// reuse, for tests.
+	probes atomic.Int64
 }
 
 // H1Request is one request for H1Client.RoundTrip. It is plain data so that
@@ -114,7 +119,9 @@ func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *H1Client
 // connection if that is safe: the method is idempotent (RFC 9110 §9.2.2)
 // and no byte of the request body was consumed, or the upstream accepted no
 // byte of the request at all. A proxy must not retry a non-idempotent
-// request that may have been applied (RFC 9112 §9.3.1).
+// request that may have been applied (RFC 9112 §9.3.1). A 408 read on a
+// reused connection counts as such a failure: the upstream timed the
+// connection out; when the retry is not safe, the 408 is returned.
 func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Response) error {
 	for attempt := 0; ; attempt++ {
 		conn, reused, err := c.get(ctx, req)
@@ -122,10 +129,24 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 			return err
 		}
 		err = c.send(ctx, conn, req, resp)
-		if err == nil {
-			return nil
-		}
 		written := conn.cw.n
+		// The upstream may not have acted on the request, and sending it
+		// again is harmless.
+		safe := attempt == 0 && reused && req.BodyRead == 0 && (idempotent(req.Method) || written == 0)
+		if err == nil {
+			// A 408 on a reused connection, before any of the response
+			// went to the client, says the upstream timed the connection
+			// out as the request arrived: like a connection closed
+			// before the response, and retried like one (net/http's
+			// Transport does the same). RFC 9110 §15.5.9 lets a client
+			// repeat the request on a new connection. When that is not
+			// safe, the 408 is relayed and the client decides.
+			if resp.Status != 408 || !safe {
+				return nil
+			}
+			resp.Discard()
+			continue
+		}
 		resp.Discard()
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
@@ -134,9 +155,7 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		retry := attempt == 0 && reused && !resp.gotByte && req.BodyRead == 0 &&
-			(idempotent(req.Method) || written == 0)
-		if !retry {
+		if !safe || resp.gotByte {
 			return err
 		}
 	}
@@ -240,7 +259,8 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			c.idle[n-1] = nil
 			c.idle = c.idle[:n-1]
 			c.mu.Unlock()
-			if c.idleTimeout > 0 && time.Now().UnixNano()-conn.idleSince > int64(c.idleTimeout) || !conn.idleAlive() {
+			now := time.Now().UnixNano()
+			if c.idleTimeout > 0 && now-conn.idleSince > int64(c.idleTimeout) || !conn.idleAlive(now) {
 				conn.close()
 				continue
 			}

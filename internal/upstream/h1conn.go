@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/hangup"
 )
 
 // Buffer sizes per upstream connection, allocated once when it is dialed.
@@ -20,6 +21,13 @@ const (
 	connReadBuffer  = 16 << 10
 	connWriteBuffer = 4 << 10
 )
+
+// probeAfterIdle is how long a watched connection may sit idle before its
+// reuse asks the socket anyway: the hang-up watch reports FIN and RST, not
+// bytes sent out of turn (an unsolicited 408 without a close). Under load a
+// connection is reused long before this; one idle for longer costs one
+// system call on its next use.
+const probeAfterIdle = int64(time.Second)
 
 // noDeadline clears a deadline; aLongTimeAgo fails pending I/O at once.
 var (
@@ -56,22 +64,31 @@ type h1Conn struct {
 	raw     syscall.RawConn
 	probeFn func(fd uintptr) bool
 	probeOK bool
+
+	// rs carries a plain connection's reads and writes without the
+	// runtime's entersyscall (Linux); nil means through nc.
+	rs *rawSocket
+	// hup is the hang-up watch of a plain connection's socket: when it
+	// watches, reuse checks its flag instead of reading the socket.
+	hup hangup.Watch
 }
 
 // countingWriter counts the bytes the socket accepted for the current
 // request, so a request that failed before any byte left can be retried
 // whatever its method.
 type countingWriter struct {
-	nc net.Conn
-	n  int64
+	w io.Writer
+	n int64
 }
 
 func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.nc.Write(p)
+	n, err := w.w.Write(p)
 	w.n += int64(n)
 	return n, err
 }
 
+// newH1Conn wraps a dialed connection: nc is what requests go through
+// (the tracked socket, or TLS over it) and socket the bare socket.
 func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 	hc := &h1Conn{c: c, nc: nc}
 	if sc, ok := socket.(syscall.Conn); ok {
@@ -80,27 +97,47 @@ func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 			hc.probeFn = hc.probe
 		}
 	}
-	hc.cw.nc = nc
-	hc.br = bufio.NewReaderSize(nc, connReadBuffer)
+	var src io.Reader = nc
+	hc.cw.w = nc
+	if nc != socket && c.tls == nil {
+		// Plain: nc only adds tracking, so the socket can be used directly.
+		if rs := newRawSocket(socket); rs != nil {
+			hc.rs = rs
+			src, hc.cw.w = rs, rs
+		}
+		if hc.raw != nil {
+			hc.hup.Start(socketFD(hc.raw))
+		}
+	}
+	hc.br = bufio.NewReaderSize(src, connReadBuffer)
 	hc.bw = bufio.NewWriterSize(&hc.cw, connWriteBuffer)
 	hc.abort = hc.abortNow
 	return hc
 }
 
-// idleAlive reports whether a connection taken from the pool is still fit
-// to carry a request. net/http's Transport learns that an idle connection
-// was closed from the reader goroutine it keeps on every connection;
-// without one, the socket is asked directly (one non-blocking read, about
-// a microsecond). This matters most for requests that must not be retried:
-// without the check, a POST sent on a connection the upstream closed a
-// minute ago would fail with 502.
-func (hc *h1Conn) idleAlive() bool {
-	if hc.br.Buffered() > 0 {
+// idleAlive reports whether a connection taken from the pool at now (Unix
+// nanoseconds) is still fit to carry a request. This matters most for
+// requests that must not be retried: without the check, a POST sent on a
+// connection the upstream closed a minute ago would fail with 502.
+//
+// net/http's Transport learns that an idle connection was closed from the
+// reader goroutine it keeps on every connection, NGINX from its event loop.
+// Here a plain connection's socket is watched for hang-ups from its dial
+// on (package hangup), and reuse reads the watch's flag: no system call.
+// Otherwise (TLS, whose close_notify the watch would not see; no epoll; a
+// connection idle for over probeAfterIdle) the socket is asked directly:
+// one non-blocking read, about a microsecond.
+func (hc *h1Conn) idleAlive(now int64) bool {
+	if hc.br.Buffered() > 0 || hc.hup.HungUp() {
 		return false
+	}
+	if hc.hup.Watching() && now-hc.idleSince < probeAfterIdle {
+		return true
 	}
 	if hc.raw == nil {
 		return true
 	}
+	hc.c.probes.Add(1)
 	hc.probeOK = false
 	if err := hc.raw.Read(hc.probeFn); err != nil {
 		return false
@@ -131,6 +168,8 @@ func (hc *h1Conn) close() {
 	if hc.closed.Swap(true) {
 		return
 	}
+	// Before the descriptor's number can be reused.
+	hc.hup.Stop()
 	hc.nc.Close()
 	hc.c.release()
 }
