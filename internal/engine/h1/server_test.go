@@ -2,14 +2,17 @@ package h1_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +50,17 @@ func testHandler(x *exchange.Exchange) {
 		for i := range 3 {
 			fmt.Fprintf(w, "data: %d\n\n", i)
 			w.Flush()
+		}
+	case "/huge":
+		// Far more than the socket buffers hold: the writer must wait
+		// for the client to read.
+		w.Header().Set("Content-Length", strconv.Itoa(hugeBody))
+		w.WriteHeader(200)
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for n := 0; n < hugeBody; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
 		}
 	case "/length":
 		w.Header().Set("Content-Length", "5")
@@ -512,6 +526,50 @@ func TestIdleTimeout(t *testing.T) {
 	c.response("GET")
 	if !c.closed() {
 		t.Error("idle connection still open")
+	}
+}
+
+// hugeBody is the size of /huge's response.
+const hugeBody = 32 << 20
+
+func TestSlowReaderGetsWholeResponse(t *testing.T) {
+	// The server's writes meet a full socket buffer and wait for the
+	// client to read (in the poller, for a connection without net.Conn).
+	addr, _ := startServer(t)
+	c := dial(t, addr)
+	c.send("GET /huge HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(300 * time.Millisecond) // let the buffers fill
+	resp, body := c.response("GET")
+	if resp.StatusCode != 200 || len(body) != hugeBody {
+		t.Fatalf("status %d, %d body bytes, want 200 and %d", resp.StatusCode, len(body), hugeBody)
+	}
+	// The connection is still good for the next request.
+	c.send("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+		t.Fatalf("next request: status %d", resp.StatusCode)
+	}
+}
+
+func TestShutdownDeadlineInterruptsBlockedWrite(t *testing.T) {
+	// A client that never reads holds its exchange in a write; Shutdown
+	// past its deadline must end it rather than wait for ever.
+	addr, srv := startServer(t)
+	c := dial(t, addr)
+	c.send("GET /huge HTTP/1.1\r\nHost: h\r\n\r\n")
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown returned nil with a request still writing; want its deadline error")
+	}
+	// The connection ends: the client reads what was sent, then EOF.
+	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, c.br)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after %d bytes: %v, want the connection closed", n, err)
+	}
+	if n >= hugeBody {
+		t.Fatalf("read %d bytes: the whole response, want it cut short", n)
 	}
 }
 
