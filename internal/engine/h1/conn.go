@@ -59,6 +59,10 @@ type conn struct {
 	// waiter is set while the goroutine of an fd-only connection (nc
 	// nil, see fdconn_linux.go) waits for its descriptor.
 	waiter atomic.Pointer[waiter]
+	// ready records a poller event that came while the connection was
+	// active (its registration is edge-triggered: the event is not
+	// repeated); see goIdle and waitFD.
+	ready atomic.Bool
 	// raw: reads and writes try the descriptor fd directly first (see
 	// rawio_linux.go); set while a plain connection is in a poller.
 	raw bool
@@ -242,8 +246,11 @@ func (c *conn) serveReady() outcome {
 func (c *conn) serveOne() outcome {
 	end, perr, err := c.readHead()
 	if err != nil {
-		if errors.Is(err, errH2Preface) {
+		switch err {
+		case errH2Preface:
 			return outH2
+		case errNoRequest:
+			return outIdle
 		}
 		return outClose
 	}
@@ -331,6 +338,10 @@ func (c *conn) serveOne() outcome {
 
 // errH2Preface reports the HTTP/2 client preface on a plain connection.
 var errH2Preface = errors.New("h1: HTTP/2 preface")
+
+// errNoRequest reports a polled connection handed to a worker with nothing
+// to read after all: it goes back to the poller.
+var errNoRequest = errors.New("h1: nothing to read")
 
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 

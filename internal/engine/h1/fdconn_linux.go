@@ -80,11 +80,14 @@ func (w *waiter) wake() {
 	}
 }
 
-// waitFD waits until c's descriptor is ready for ev (EPOLLIN or EPOLLOUT),
-// the peer hangs up, deadline passes (zero: none) or the connection is
-// killed. The descriptor, disarmed while its goroutine serves it (it is
-// registered EPOLLONESHOT), is armed for ev for the wait.
+// waitFD waits until the poller reports an event for c's descriptor (it
+// stays registered, edge-triggered, for reading, writing and hang-ups),
+// deadline passes (zero: none) or the connection is killed. An event that
+// came since the last wait counts (ready): the caller retries its system
+// call, which may find nothing yet and wait again. ev names what the caller
+// waits for (EPOLLIN or EPOLLOUT), for the reader.
 func (c *conn) waitFD(ev uint32, deadline time.Time) error {
+	_ = ev
 	w := waiterPool.Get().(*waiter)
 	defer waiterPool.Put(w)
 	select {
@@ -96,9 +99,8 @@ func (c *conn) waitFD(ev uint32, deadline time.Time) error {
 	if c.killed.Load() {
 		return net.ErrClosed
 	}
-	e := unix.EpollEvent{Events: ev | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(c.fd), Pad: int32(c.gen)}
-	if err := epollCtl(c.poll.epfd, unix.EPOLL_CTL_MOD, c.fd, &e); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
+	if c.ready.Swap(false) {
+		return nil
 	}
 	if deadline.IsZero() {
 		<-w.ch
@@ -115,6 +117,7 @@ func (c *conn) waitFD(ev uint32, deadline time.Time) error {
 			return os.ErrDeadlineExceeded
 		}
 	}
+	c.ready.Store(false)
 	if c.killed.Load() {
 		return net.ErrClosed
 	}

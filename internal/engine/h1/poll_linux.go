@@ -141,7 +141,7 @@ func startPollers() {
 		}
 		p := &poller{epfd: e.fd, work: make(chan *conn), file: e.file, rc: e.rc, hup: hup}
 		pollers = append(pollers, p)
-		go e.run(p.readable)
+		go e.run(p.event)
 		go hup.run(hungUp)
 	}
 }
@@ -207,18 +207,19 @@ func pollFD(c *conn, fd int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	slot.Store(c)
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(c.gen)}
-	// The hang-up watch first: once in the main instance the connection
-	// may be taken by a worker at any moment.
-	c.watchHangups(p)
+	// Registered once for the connection's life, edge-triggered: no
+	// epoll_ctl per request. The one registration also reports the
+	// client hanging up (EPOLLRDHUP) and room to write (EPOLLOUT, for a
+	// worker waiting in waitFD).
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(c.gen)}
 	// Storing the state publishes the fields above to whoever takes
 	// the connection through the poller (its CAS reads it).
 	c.wentIdle()
 	c.raw = true
 	c.state.Store(connIdle)
 	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		// Served by its own goroutine instead (the slot stays for the
-		// hang-up watch).
+		// Served by its own goroutine instead.
+		slot.CompareAndSwap(c, nil)
 		c.poll, c.raw = nil, false
 		c.idleTick.Store(0)
 		c.state.Store(connActive)
@@ -240,45 +241,62 @@ func (c *conn) watchHangups(p *poller) {
 // event for a closed connection is never taken for its successor's.
 var nextGen atomic.Uint32
 
-// rearm parks c in the poller until its next request. It holds mu so that
-// a closer (idle sweeper, Shutdown), which may act as soon as the state says
-// idle, cannot close the descriptor while it is being re-armed: the number
-// could already name another connection.
-func (c *conn) rearm() bool {
+// idleResult is what goIdle did.
+type idleResult uint8
+
+const (
+	idleParked idleResult = iota // waiting in the poller
+	idleAgain                    // an event came meanwhile: serve again
+	idleEnd                      // shutting down or killed: close
+)
+
+// goIdle parks c in the poller until its next request. Its registration is
+// edge-triggered and stays armed, so this costs no system call; but an edge
+// that came while the connection was active (a next request arriving before
+// the worker let go) was only recorded in ready, so goIdle takes the
+// connection back if ready was set. The poller does the mirror image (sets
+// ready, then tries the state), so one of the two always sees the other.
+func (c *conn) goIdle() idleResult {
 	if c.srv.shuttingDown.Load() || c.killed.Load() {
-		return false
+		return idleEnd
 	}
-	p, fd := c.poll, c.fd
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(c.gen)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.wentIdle()
 	if !c.state.CompareAndSwap(connActive, connIdle) {
-		return false
+		return idleEnd
 	}
-	if err := epollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
-		// No event can come: the connection is still ours.
-		c.state.Store(connActive)
-		return false
+	if c.ready.Swap(false) && c.state.CompareAndSwap(connIdle, connActive) {
+		return idleAgain
 	}
-	return true
+	return idleParked
 }
 
-// readable takes an idle connection whose descriptor became readable.
-func (p *poller) readable(c *conn, _ uint32) {
-	if c.state.CompareAndSwap(connIdle, connActive) {
+// event handles an event for one of p's connections: an idle connection
+// with something to read goes to a worker; for an active one the event is
+// recorded (ready) and its waiting worker, if any, woken.
+func (p *poller) event(c *conn, ev uint32) {
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.peerClosed()
+	}
+	in := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if in && c.state.CompareAndSwap(connIdle, connActive) {
 		p.dispatch(c)
 		return
 	}
-	// An active connection armed for a wait (waitFD), or closing (idle
-	// timeout, shutdown) won the race.
+	c.ready.Store(true)
 	if w := c.waiter.Load(); w != nil {
 		w.wake()
 	}
+	// The worker may have gone idle after the first try and before it
+	// could see ready.
+	if in && c.state.CompareAndSwap(connIdle, connActive) {
+		p.dispatch(c)
+	}
+	// Otherwise the connection is active, or closing (idle timeout,
+	// shutdown) won the race.
 }
 
 // hungUp reports the client closing its side of c (EPOLLRDHUP, or the
-// connection failing).
+// connection failing), for connections in the hang-up instance (TLS).
 func hungUp(c *conn, _ uint32) { c.peerClosed() }
 
 // dispatch hands c to an idle worker, or starts one.
@@ -316,19 +334,25 @@ func (p *poller) worker(c *conn) {
 
 // servePolled serves a connection the poller found readable.
 func (c *conn) servePolled() {
-	switch c.serveReady() {
-	case outIdle:
-		if c.rearm() {
-			return
+	for {
+		switch c.serveReady() {
+		case outIdle:
+			switch c.goIdle() {
+			case idleParked:
+				return
+			case idleAgain:
+				continue
+			}
+			c.close()
+		case outH2:
+			c.unregister()
+			c.serveH2()
+		case outHijacked:
+			// detach took it out of the poller before the handler got it.
+		default:
+			c.close()
 		}
-		c.close()
-	case outH2:
-		c.unregister()
-		c.serveH2()
-	case outHijacked:
-		// detach took it out of the poller before the handler got it.
-	default:
-		c.close()
+		return
 	}
 }
 

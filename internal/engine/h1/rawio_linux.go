@@ -131,6 +131,11 @@ func (c *conn) readHeadBytes(p []byte, hw *headWait) (int, error) {
 		if !again {
 			return n, err
 		}
+		if !hw.waited && c.r == c.w && c.poll != nil {
+			// Woken for nothing (an edge for bytes already read, or
+			// room to write): back to the poller.
+			return 0, errNoRequest
+		}
 		hw.waited = true
 		if c.nc != nil {
 			break

@@ -51,6 +51,9 @@ func testHandler(x *exchange.Exchange) {
 			fmt.Fprintf(w, "data: %d\n\n", i)
 			w.Flush()
 		}
+	case "/slow":
+		time.Sleep(100 * time.Millisecond)
+		w.Write([]byte("slow"))
 	case "/huge":
 		// Far more than the socket buffers hold: the writer must wait
 		// for the client to read.
@@ -531,6 +534,25 @@ func TestIdleTimeout(t *testing.T) {
 
 // hugeBody is the size of /huge's response.
 const hugeBody = 32 << 20
+
+func TestRequestArrivingWhileActiveIsServed(t *testing.T) {
+	// The descriptor's registration is edge-triggered: the edge for a
+	// request that arrives while the worker still serves the previous one
+	// comes only once, and must not be lost when the worker lets go.
+	addr, _ := startServer(t)
+	c := dial(t, addr)
+	for i := range 3 {
+		c.send("GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(30 * time.Millisecond) // the handler is sleeping now
+		c.send("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, body := c.response("GET"); resp.StatusCode != 200 || body != "slow" {
+			t.Fatalf("round %d, first: %d %q", i, resp.StatusCode, body)
+		}
+		if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+			t.Fatalf("round %d, second: %d", i, resp.StatusCode)
+		}
+	}
+}
 
 func TestSlowReaderGetsWholeResponse(t *testing.T) {
 	// The server's writes meet a full socket buffer and wait for the
