@@ -16,6 +16,8 @@
 #   3. latency at a fixed rate: open loop, RATE req/s for DURATION after
 #      WARMUP, 50 connections, latency from each request's intended send
 #      time (no coordinated omission): P50, P99, P99.9;
+#      the proxy's CPU time over that run (warm-up included) divided by the
+#      requests sent, RATE × (WARMUP + DURATION), is "CPU µs/req @ RATE/s";
 #   4. RSS after load: VmRSS from /proc/PID/status (NGINX: master + worker);
 #   5. memory per idle keep-alive connection: holdconns opens IDLE_CONNS
 #      connections, one request each, and holds them; (RSS with them - RSS
@@ -327,8 +329,12 @@ measure() { # measure NAME ROUND
 	((n > 0)) || die "$name: no response in the max run"
 	cpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$n" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 
-	local j="$work/$tag.rate.json" p50 p99 p999 errs
+	local j="$work/$tag.rate.json" p50 p99 p999 errs cpu_rate
+	t0=$(cpu_ticks "${proxy_pids[@]}")
 	bench "$j" --rate "$RATE" --duration "${DURATION}s" --warmup "${WARMUP}s" --connections 50 "$url"
+	t1=$(cpu_ticks "${proxy_pids[@]}")
+	# The open loop sends RATE requests a second, warm-up included.
+	cpu_rate=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$((RATE * (DURATION + WARMUP)))" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 	p50=$(jtotal p50_ms "$j")
 	p99=$(jtotal p99_ms "$j")
 	p999=$(jtotal p99_9_ms "$j")
@@ -355,8 +361,8 @@ measure() { # measure NAME ROUND
 	stop_pid "$hold_pid"
 	stop_proxy
 
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" >>"$results"
-	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" >>"$results"
+	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B")
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -377,24 +383,27 @@ Reverse proxies, $(date -u +%Y-%m-%d): $(nproc) cores, $(lscpu | sed -nE 's/^Mod
 Proxy pinned to core $PROXY_CORE (one worker / thread / GOMAXPROCS=1); upstream, load tool and holdconns on core $LOAD_CORE. 64-byte JSON responses, HTTP/1.1 keep-alive, access logs off.
 Load: penstock bench run. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS}s. Latency: open loop at $RATE req/s for ${DURATION}s after ${WARMUP}s, 50 connections, from intended send times. Idle: $IDLE_CONNS keep-alive connections held. Median of $ROUNDS interleaved rounds.
 
-| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | CPU µs/req @ $RATE/s | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 flagged=0
 ref_max=$(col nginx 2 | median)
 ref_cpu=$(col nginx 3 | median)
+ref_cpu_rate=$(col nginx 10 | median)
 ref_conn=$(col nginx 8 | median)
 for name in $PROXIES; do
 	m=$(col "$name" 2 | median)
 	c=$(col "$name" 3 | median)
+	cr=$(col "$name" 10 | median)
 	b=$(col "$name" 8 | median)
 	label=$name
 	if [[ $(col "$name" 9 | awk '{s += $1} END {print s + 0}') != 0 ]]; then
 		label="$name (!)"
 		flagged=1
 	fi
-	printf '| %s | %s | %.0f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s |\n' \
+	printf '| %s | %s | %.0f | %s | %.1f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s |\n' \
 		"$label" "${versions[$name]}" "$m" "$(ratio "$m" "$ref_max")" "$c" "$(ratio "$c" "$ref_cpu")" \
+		"$cr" "$(ratio "$cr" "$ref_cpu_rate")" \
 		"$(col "$name" 4 | median)" "$(col "$name" 5 | median)" "$(col "$name" 6 | median)" \
 		"$(awk -v k="$(col "$name" 7 | median)" 'BEGIN {printf "%.1f", k / 1024}')" \
 		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")"
