@@ -81,8 +81,8 @@ type conn struct {
 	// idleTick is the sweeper's tick when the connection last went idle
 	// in the poller (see idle.go); 0 before that.
 	idleTick atomic.Uint32
-	// mu orders re-arming against closing by others; per connection,
-	// taken when it goes idle.
+	// mu orders the registration against closing by others and guards
+	// act for the hang-up watch and kill; per connection.
 	mu     sync.Mutex
 	closed atomic.Bool
 	killed atomic.Bool

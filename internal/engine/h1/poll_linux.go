@@ -18,13 +18,14 @@ import (
 // Go's runtime already polls every socket with epoll, but only on behalf of
 // a goroutine blocked in Read, and a blocked Read needs a buffer: an idle
 // connection would cost a goroutine stack (8 KiB at least) plus a read
-// buffer. Instead each plain connection's descriptor is also registered,
-// EPOLLONESHOT, with one of a few epoll instances of penstock's own. While
-// idle a connection is just its conn struct: no goroutine, no buffer. When
-// its descriptor becomes readable the poller hands it to a worker goroutine,
-// which takes a pooled buffer, reads through the net.Conn as usual (so
-// writes that hit EAGAIN wait in the runtime's poller, and deadlines work),
-// serves what arrived, returns the buffer and re-arms the descriptor.
+// buffer. Instead each plain connection's descriptor is registered, once
+// and edge-triggered, with one of a few epoll instances of penstock's own.
+// While idle a connection is just its conn struct: no goroutine, no buffer.
+// When its descriptor becomes readable the poller hands it to a worker
+// goroutine, which takes a pooled buffer, reads, serves what arrived, returns
+// the buffer and lets the connection go idle (goIdle: a state change, no
+// system call). Events for an active connection are recorded (conn.ready)
+// and wake its worker if it waits for the socket (waitFD).
 //
 // Workers are reused: an idle worker waits on its poller's hand-off
 // channel, so dispatching a request allocates nothing once warm (a go
@@ -35,10 +36,12 @@ type poller struct {
 	work chan *conn
 	file *os.File // keeps epfd open and registered with the runtime
 	rc   syscall.RawConn
-	// hup is a second epoll instance where every connection stays
-	// registered, edge-triggered, for EPOLLRDHUP only: the client closing
-	// its side while a handler runs cancels the exchange's context (as
-	// net/http's background read does) at no cost per request.
+	// hup is a second epoll instance where TLS connections (which have
+	// their own goroutine and are not polled) stay registered,
+	// edge-triggered, for EPOLLRDHUP only: the client closing its side
+	// while a handler runs cancels the exchange's context (as net/http's
+	// background read does) at no cost per request. Polled connections
+	// get the same from their one registration (event).
 	hup *epoll
 }
 
