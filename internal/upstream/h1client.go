@@ -185,8 +185,23 @@ func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp 
 		// deadlines, which fails the blocked read or write at once.
 		resp.watch.start(ctx, conn.abort)
 	}
+	var hd time.Time
+	hasBody := req.Body != nil && req.ContentLength != 0
+	if !hasBody {
+		hd = headDeadline(req)
+		// Set before the request is written, so the write can go on to
+		// wait for the response (rawSocket.writeAwait). A request with
+		// a body sets it after the body: the upload is not the
+		// response's delay.
+		conn.setReadDeadline(hd)
+	}
+	conn.awaitOK = !hasBody
 	conn.setWriteDeadline(req.Deadline)
-	if err := conn.writeRequest(req, resp); err != nil {
+	err := conn.writeRequest(req, resp)
+	if hasBody {
+		hd = headDeadline(req)
+	}
+	if err != nil {
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
 			return err
@@ -194,28 +209,39 @@ func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp 
 		// The upstream may have answered and closed without reading the
 		// whole body (413, 401): relay that answer rather than the broken
 		// pipe. The connection is not reused.
-		if conn.cw.n > 0 && c.readFinalHead(resp) == nil {
+		if conn.cw.n > 0 && c.readHeadBy(resp, hd) == nil {
 			resp.keepAlive = false
 			return nil
 		}
 		return err
 	}
-	return c.readFinalHead(resp)
+	return c.readHeadBy(resp, hd)
 }
 
-// readFinalHead reads response heads until one that is not 100 Continue,
-// under the response header timeout.
-func (c *H1Client) readFinalHead(resp *H1Response) error {
-	conn, req := resp.conn, resp.req
-	if conn == nil {
-		return errors.New("upstream response: connection already released")
-	}
+// headDeadline is when the response head must have arrived: the response
+// header timeout from now, or the request's deadline if sooner.
+func headDeadline(req *H1Request) time.Time {
 	hd := req.Deadline
 	if req.ResponseHeaderTimeout > 0 {
 		t := time.Now().Add(req.ResponseHeaderTimeout)
 		if hd.IsZero() || t.Before(hd) {
 			hd = t
 		}
+	}
+	return hd
+}
+
+// readFinalHead reads response heads until one that is not 100 Continue,
+// under the response header timeout.
+func (c *H1Client) readFinalHead(resp *H1Response) error {
+	return c.readHeadBy(resp, headDeadline(resp.req))
+}
+
+// readHeadBy is readFinalHead with the head's deadline hd.
+func (c *H1Client) readHeadBy(resp *H1Response, hd time.Time) error {
+	conn, req := resp.conn, resp.req
+	if conn == nil {
+		return errors.New("upstream response: connection already released")
 	}
 	conn.setReadDeadline(hd)
 	for {

@@ -68,6 +68,9 @@ type h1Conn struct {
 	// rs carries a plain connection's reads and writes without the
 	// runtime's entersyscall (Linux); nil means through nc.
 	rs *rawSocket
+	// awaitOK: the read deadline for the response head is already set,
+	// so the request's last write may wait for the response.
+	awaitOK bool
 	// hup is the hang-up watch of a plain connection's socket: when it
 	// watches, reuse checks its flag instead of reading the socket.
 	hup hangup.Watch
@@ -235,7 +238,16 @@ func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
 	}
 	w.WriteString("\r\n")
 	if !hasBody {
-		if err := w.Flush(); err != nil {
+		// The request ends here: write it and wait for the response's
+		// first bytes in one step (rawSocket.writeAwait).
+		if hc.rs != nil && hc.awaitOK {
+			hc.rs.await = true
+		}
+		err := w.Flush()
+		if hc.rs != nil {
+			hc.rs.await = false
+		}
+		if err != nil {
 			return err
 		}
 		resp.bodySent = true

@@ -20,6 +20,9 @@ import (
 // keep working as with net.Conn, since RawConn holds the descriptor's
 // reference while the callback runs.
 //
+// The calls are recvfrom and sendto (MSG_NOSIGNAL), which on a socket skip
+// the file layer that read and write go through.
+//
 // It is used by one goroutine at a time, like its h1Conn. The callbacks are
 // bound once, so a read or write allocates nothing.
 type rawSocket struct {
@@ -27,6 +30,11 @@ type rawSocket struct {
 	rc      syscall.RawConn
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
+	awaitFn func(fd uintptr) bool
+
+	// await: the next Write is the request's last; see writeAwait.
+	await   bool
+	waiting bool
 
 	rp    []byte
 	rn    int
@@ -48,7 +56,7 @@ func newRawSocket(socket net.Conn) *rawSocket {
 		return nil
 	}
 	s := &rawSocket{nc: socket, rc: rc}
-	s.readFn, s.writeFn = s.read, s.write
+	s.readFn, s.writeFn, s.awaitFn = s.read, s.write, s.writeAwait
 	return s
 }
 
@@ -75,7 +83,7 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 func (s *rawSocket) read(fd uintptr) bool {
 	for {
 		s.reads++
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)), 0, 0, 0)
 		switch e {
 		case 0:
 			s.rn = int(n)
@@ -98,6 +106,20 @@ func (s *rawSocket) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.wp, s.wn, s.werr = p, 0, 0
+	if s.await {
+		s.waiting = false
+		// The wait's own error (deadline, close) is the response
+		// read's to report: that read fails the same way at once.
+		s.rc.Read(s.awaitFn)
+		if s.werr != 0 || len(s.wp) == 0 {
+			s.wp = nil
+			if s.werr != 0 {
+				return s.wn, s.opError("write", s.werr)
+			}
+			return s.wn, nil
+		}
+		// The socket took only part of it: the rest waits for room.
+	}
 	err := s.rc.Write(s.writeFn)
 	s.wp = nil
 	switch {
@@ -113,7 +135,7 @@ func (s *rawSocket) Write(p []byte) (int, error) {
 // the socket's buffer is full (false: wait, then come back).
 func (s *rawSocket) write(fd uintptr) bool {
 	for len(s.wp) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.wp[0])), uintptr(len(s.wp)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.wp[0])), uintptr(len(s.wp)), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
 			s.wn += int(n)
@@ -128,6 +150,26 @@ func (s *rawSocket) write(fd uintptr) bool {
 		return true
 	}
 	return true
+}
+
+// writeAwait is a RawConn.Read callback that writes a request's last bytes
+// and then waits for the response. Go's poller forgets a socket's
+// readiness when a read starts, so a read must be tried before it can
+// wait, and the read right after a request is written nearly always finds
+// nothing (EAGAIN): one wasted system call per request. Here the read
+// starts first (RawConn.Read resets the readiness), the request is written
+// inside it, and returning false waits for the readiness that only the
+// response can bring. The read that follows then finds the response. If
+// the socket does not take all of it, the write is finished the usual way.
+func (s *rawSocket) writeAwait(fd uintptr) bool {
+	if s.waiting {
+		return true
+	}
+	if !s.write(fd) || s.werr != 0 {
+		return true
+	}
+	s.waiting = true
+	return false
 }
 
 // opError wraps errno as net.Conn's Read and Write would.

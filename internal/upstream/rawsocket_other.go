@@ -11,6 +11,7 @@ import (
 // net.Conn.
 type rawSocket struct {
 	reads int
+	await bool
 }
 
 func newRawSocket(net.Conn) *rawSocket { return nil }

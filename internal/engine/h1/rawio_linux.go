@@ -27,6 +27,12 @@ import (
 // returns at once and needs none of that bookkeeping; cloudwego/netpoll
 // makes the same choice for the same reason.
 //
+// The calls are recvfrom and sendto rather than read and write: on a
+// socket they skip the file layer (vfs_read, the file position lock) and go
+// straight to the socket, as NGINX's recv and send do, and sendto's
+// MSG_NOSIGNAL turns a write to a closed connection into EPIPE without a
+// SIGPIPE.
+//
 // Safety: only the goroutine that owns the connection (an active one) reads
 // and writes it, and only that goroutine closes an active connection
 // (Shutdown and the idle sweeper close idle ones, kill interrupts), so the
@@ -39,7 +45,7 @@ func (c *conn) rawRead(p []byte) (n int, again bool, err error) {
 		return 0, false, nil
 	}
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
 		switch e {
 		case 0:
 			if r == 0 {
@@ -51,14 +57,14 @@ func (c *conn) rawRead(p []byte) (n int, again bool, err error) {
 		case syscall.EAGAIN:
 			return 0, true, nil
 		}
-		return 0, false, os.NewSyscallError("read", e)
+		return 0, false, os.NewSyscallError("recvfrom", e)
 	}
 }
 
 // rawWrite writes as much of p as the socket takes without blocking.
 func (c *conn) rawWrite(p []byte) (n int, err error) {
 	for n < len(p) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+		r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
 			n += int(r)
@@ -68,7 +74,7 @@ func (c *conn) rawWrite(p []byte) (n int, err error) {
 		case syscall.EAGAIN:
 			return n, nil
 		}
-		return n, os.NewSyscallError("write", e)
+		return n, os.NewSyscallError("sendto", e)
 	}
 	return n, nil
 }
