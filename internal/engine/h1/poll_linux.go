@@ -75,35 +75,47 @@ func newEpoll() (*epoll, error) {
 }
 
 // run waits for events and calls fn for each connection they name, forever.
+//
+// It is one RawConn.Read that never returns: the callback drains the
+// instance (a zero-timeout epoll_pwait until fewer events than the buffer
+// holds) and handles the events, then returns false, which parks the
+// goroutine until the epoll descriptor signals again. The runtime resets a
+// descriptor's readiness only when a Read starts, so an event that arrives
+// while the callback runs is not lost: its edge makes the wait return at
+// once. Returning after each batch instead would cost an epoll_pwait that
+// finds nothing, to re-check after that reset, every time the poller goes
+// back to sleep (about one per request at moderate rates).
 func (e *epoll) run(fn func(c *conn, events uint32)) {
 	events := make([]unix.EpollEvent, 256)
-	var n int
-	var werr error
-	wait := func(fd uintptr) bool {
-		n, werr = epollWaitNow(int(fd), events)
-		// Nothing ready: let the runtime park us until the epoll
-		// descriptor is readable.
-		return n != 0 || werr != nil && werr != unix.EINTR
-	}
-	for {
-		if err := e.rc.Read(wait); err != nil || werr != nil {
-			// An epoll instance does not fail once created; stop
-			// rather than spin if it somehow does.
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			slot := fdSlot(int(ev.Fd))
-			if slot == nil {
+	drain := func(fd uintptr) bool {
+		for {
+			n, err := epollWaitNow(int(fd), events)
+			if err == unix.EINTR {
 				continue
 			}
-			// The generation tells this connection from an earlier one
-			// that had the same descriptor number.
-			if c := slot.Load(); c != nil && c.gen == uint32(ev.Pad) {
-				fn(c, ev.Events)
+			if err != nil {
+				return true
+			}
+			for i := range n {
+				ev := &events[i]
+				slot := fdSlot(int(ev.Fd))
+				if slot == nil {
+					continue
+				}
+				// The generation tells this connection from an
+				// earlier one that had the same descriptor number.
+				if c := slot.Load(); c != nil && c.gen == uint32(ev.Pad) {
+					fn(c, ev.Events)
+				}
+			}
+			if n < len(events) {
+				return false
 			}
 		}
 	}
+	// An epoll instance does not fail once created; if it somehow does,
+	// or its descriptor is closed, stop rather than spin.
+	e.rc.Read(drain)
 }
 
 // workerIdle is how long a spare worker goroutine waits for work before it
