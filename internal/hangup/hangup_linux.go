@@ -1,12 +1,10 @@
 package hangup
 
 import (
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"unsafe"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,19 +26,14 @@ func (w *Watch) Start(fd int) bool {
 	if ep == nil || fd < 0 {
 		return false
 	}
-	slot := fdSlot(fd)
+	slot := watches.Slot(fd)
 	if slot == nil {
 		return false
 	}
 	w.fd, w.gen = int32(fd), nextGen.Add(1)
 	// Published before the registration: an event may come at once.
 	slot.Store(w)
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(w.gen)}
-	// epoll_ctl never blocks: a raw system call leaves the runtime's
-	// sysmon thread asleep (syscall.Syscall would wake it).
-	_, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep.fd), unix.EPOLL_CTL_ADD, uintptr(fd),
-		uintptr(unsafe.Pointer(&ev)), 0, 0)
-	if e != 0 {
+	if ep.Ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLRDHUP|unix.EPOLLET, w.gen) != nil {
 		slot.CompareAndSwap(w, nil)
 		return false
 	}
@@ -69,107 +62,37 @@ func (w *Watch) Stop() {
 		return
 	}
 	w.on = false
-	if slot := fdSlot(int(w.fd)); slot != nil {
+	if slot := watches.Slot(int(w.fd)); slot != nil {
 		slot.CompareAndSwap(w, nil)
 	}
 }
 
-// epoll is the package's epoll instance. Its descriptor is itself
-// pollable: wrapped in an os.File it joins the runtime's poller, so the
-// goroutine waiting for events is parked like one blocked on a socket
-// rather than holding a thread in epoll_wait.
-type epoll struct {
-	fd   int
-	file *os.File
-	rc   syscall.RawConn
-}
-
 var (
 	once sync.Once
-	ep   *epoll
+	// ep is the package's epoll instance.
+	ep *epoll.Instance
 
 	// nextGen tells registrations of a reused descriptor number apart.
 	nextGen atomic.Uint32
 
-	// fdPages maps descriptors to watches, in pages allocated on demand.
-	fdPages   [1 << 10]atomic.Pointer[fdPage]
-	fdPagesMu sync.Mutex
+	// watches maps descriptors to watches.
+	watches epoll.Table[Watch]
 )
 
-const fdPageSize = 1 << 10
-
-type fdPage [fdPageSize]atomic.Pointer[Watch]
-
-func fdSlot(fd int) *atomic.Pointer[Watch] {
-	pi := fd / fdPageSize
-	if pi >= len(fdPages) {
-		return nil
-	}
-	pg := fdPages[pi].Load()
-	if pg == nil {
-		fdPagesMu.Lock()
-		if pg = fdPages[pi].Load(); pg == nil {
-			pg = new(fdPage)
-			fdPages[pi].Store(pg)
-		}
-		fdPagesMu.Unlock()
-	}
-	return &pg[fd%fdPageSize]
-}
-
 func start() {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	e, err := epoll.New("hangup-epoll")
 	if err != nil {
 		return
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return
-	}
-	f := os.NewFile(uintptr(fd), "hangup-epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return
-	}
-	ep = &epoll{fd: fd, file: f, rc: rc}
-	go ep.run()
-}
-
-// run marks the watches whose sockets hung up, forever.
-func (e *epoll) run() {
-	events := make([]unix.EpollEvent, 128)
-	var n int
-	var errno syscall.Errno
-	wait := func(fd uintptr) bool {
-		// A zero timeout never blocks: a raw system call, as in Start.
-		r, _, en := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&events[0])),
-			uintptr(len(events)), 0, 0, 0)
-		n, errno = int(r), en
-		if en == unix.EINTR {
-			n, errno = 0, 0
-			return false
-		}
-		// Nothing ready: the runtime parks this goroutine until the epoll
-		// descriptor is readable.
-		return n != 0 || en != 0
-	}
-	for {
-		if err := e.rc.Read(wait); err != nil || errno != 0 {
-			// An epoll instance does not fail once created; stop rather
-			// than spin if it somehow does. Watches then report no
-			// hang-ups, and their users' fallbacks still hold.
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			slot := fdSlot(int(ev.Fd))
-			if slot == nil {
-				continue
-			}
+	ep = e
+	// The instance does not fail once created; if it somehow did, Run
+	// would return, watches would report no hang-ups, and their users'
+	// fallbacks would still hold.
+	go e.Run(128, func(ev *unix.EpollEvent) {
+		if slot := watches.Slot(int(ev.Fd)); slot != nil {
 			if w := slot.Load(); w != nil && w.gen == uint32(ev.Pad) {
 				w.hup.Store(true)
 			}
 		}
-	}
+	})
 }

@@ -7,8 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
-	"unsafe"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,18 +26,15 @@ import (
 // instance silent, so a wait lasts at most a second before the listener is
 // asked again; wake ends a wait at once.
 type fdAcceptor struct {
-	rc     syscall.RawConn
-	ep     *os.File
-	erc    syscall.RawConn
-	events []unix.EpollEvent
-	delay  time.Duration
+	rc    syscall.RawConn
+	ep    *epoll.Instance
+	delay time.Duration
 
 	// Results of acceptFn, which is bound once.
 	nfd      int
 	sa       unix.Sockaddr
 	aerr     error
 	acceptFn func(uintptr)
-	readyFn  func(uintptr) bool
 }
 
 func newFDAcceptor(tl *net.TCPListener) (*fdAcceptor, error) {
@@ -45,31 +42,19 @@ func newFDAcceptor(tl *net.TCPListener) (*fdAcceptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := epoll.New("accept-epoll")
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	ep := os.NewFile(uintptr(epfd), "epoll")
-	erc, err := ep.SyscallConn()
-	if err != nil {
-		ep.Close()
 		return nil, err
 	}
 	var regErr error
 	if err := rc.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		regErr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		regErr = ep.Ctl(unix.EPOLL_CTL_ADD, int(fd), unix.EPOLLIN, 0)
 	}); err != nil || regErr != nil {
 		ep.Close()
 		return nil, errors.Join(err, regErr)
 	}
-	a := &fdAcceptor{rc: rc, ep: ep, erc: erc, events: make([]unix.EpollEvent, 1)}
+	a := &fdAcceptor{rc: rc, ep: ep}
 	a.acceptFn = a.acceptOnce
-	a.readyFn = a.ready
 	return a, nil
 }
 
@@ -80,14 +65,6 @@ func (a *fdAcceptor) acceptOnce(fd uintptr) {
 			return
 		}
 	}
-}
-
-// ready is the wait's callback: a zero-timeout epoll_pwait (through
-// RawSyscall: it cannot block); false parks the goroutine until the epoll
-// descriptor is readable.
-func (a *fdAcceptor) ready(fd uintptr) bool {
-	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&a.events[0])), uintptr(len(a.events)), 0, 0, 0)
-	return n > 0 || e != 0 && e != syscall.EINTR
 }
 
 // accept returns the next connection's descriptor and peer address, or
@@ -112,8 +89,7 @@ func (a *fdAcceptor) accept() (int, netip.AddrPort, error) {
 		default:
 			return -1, netip.AddrPort{}, os.NewSyscallError("accept4", a.aerr)
 		}
-		a.ep.SetReadDeadline(time.Now().Add(time.Second))
-		if err := a.erc.Read(a.readyFn); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err := a.ep.WaitReady(time.Now().Add(time.Second)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return -1, netip.AddrPort{}, net.ErrClosed
 		}
 	}

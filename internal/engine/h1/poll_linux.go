@@ -2,14 +2,13 @@ package h1
 
 import (
 	"crypto/tls"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,90 +31,46 @@ import (
 // statement would allocate its closure). Workers beyond the need of the
 // moment exit after workerIdle.
 type poller struct {
-	epfd int
+	ep   *epoll.Instance
 	work chan *conn
-	file *os.File // keeps epfd open and registered with the runtime
-	rc   syscall.RawConn
 	// hup is a second epoll instance where TLS connections (which have
 	// their own goroutine and are not polled) stay registered,
 	// edge-triggered, for EPOLLRDHUP only: the client closing its side
 	// while a handler runs cancels the exchange's context (as net/http's
 	// background read does) at no cost per request. Polled connections
 	// get the same from their one registration (event).
-	hup *epoll
+	hup *epoll.Instance
 }
 
-// epoll is an epoll instance whose descriptor waits in the runtime's poller.
-type epoll struct {
-	fd   int
-	file *os.File
-	rc   syscall.RawConn
-}
+// conns maps descriptors to the connections registered for them, for the
+// pollers' events.
+var conns epoll.Table[conn]
 
-// newEpoll creates an epoll instance. Its descriptor is itself pollable:
-// wrapped in an os.File it joins the runtime's poller, so a goroutine
-// waiting for events is parked like one blocked on a socket instead of
-// holding a thread in epoll_wait.
-func newEpoll() (*epoll, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), "epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &epoll{fd: fd, file: f, rc: rc}, nil
-}
-
-// run waits for events and calls fn for each connection they name, forever.
-//
-// It is one RawConn.Read that never returns: the callback drains the
-// instance (a zero-timeout epoll_pwait until fewer events than the buffer
-// holds) and handles the events, then returns false, which parks the
-// goroutine until the epoll descriptor signals again. The runtime resets a
-// descriptor's readiness only when a Read starts, so an event that arrives
-// while the callback runs is not lost: its edge makes the wait return at
-// once. Returning after each batch instead would cost an epoll_pwait that
-// finds nothing, to re-check after that reset, every time the poller goes
-// back to sleep (about one per request at moderate rates).
-func (e *epoll) run(fn func(c *conn, events uint32)) {
-	events := make([]unix.EpollEvent, 256)
-	drain := func(fd uintptr) bool {
-		for {
-			n, err := epollWaitNow(int(fd), events)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return true
-			}
-			for i := range n {
-				ev := &events[i]
-				slot := fdSlot(int(ev.Fd))
-				if slot == nil {
-					continue
-				}
-				// The generation tells this connection from an
-				// earlier one that had the same descriptor number.
-				if c := slot.Load(); c != nil && c.gen == uint32(ev.Pad) {
-					fn(c, ev.Events)
-				}
-			}
-			if n < len(events) {
-				return false
-			}
+// lookup returns the connection an event is for, or nil: the generation
+// (the event's data) tells a connection from an earlier one that had the
+// same descriptor number.
+func lookup(ev *unix.EpollEvent) *conn {
+	if slot := conns.Slot(int(ev.Fd)); slot != nil {
+		if c := slot.Load(); c != nil && c.gen == uint32(ev.Pad) {
+			return c
 		}
 	}
-	// An epoll instance does not fail once created; if it somehow does,
-	// or its descriptor is closed, stop rather than spin.
-	e.rc.Read(drain)
+	return nil
+}
+
+// onEvent handles an event of the poller's main instance.
+func (p *poller) onEvent(ev *unix.EpollEvent) {
+	if c := lookup(ev); c != nil {
+		p.event(c, ev.Events)
+	}
+}
+
+// onHangUp handles an event of the hang-up instance: the client closed its
+// side of a TLS connection (EPOLLRDHUP), or the connection failed.
+func onHangUp(ev *unix.EpollEvent) {
+	if c := lookup(ev); c != nil {
+		c.peerClosed()
+	}
 }
 
 // workerIdle is how long a spare worker goroutine waits for work before it
@@ -127,16 +82,7 @@ var (
 	pollers     []*poller
 	pollersErr  error
 	nextPoller  atomic.Uint32
-
-	// conns maps descriptors to connections for the pollers, in pages
-	// allocated on demand: a registration touches the page's slot only.
-	fdPages   [1 << 10]atomic.Pointer[fdPage]
-	fdPagesMu sync.Mutex
 )
-
-const fdPageSize = 1 << 10
-
-type fdPage [fdPageSize]atomic.Pointer[conn]
 
 func startPollers() {
 	// One per P: connections are spread over them, so the hand-off
@@ -144,38 +90,21 @@ func startPollers() {
 	// GOMAXPROCS-th of the connections, never by all.
 	n := max(1, runtime.GOMAXPROCS(0))
 	for range n {
-		e, err := newEpoll()
+		e, err := epoll.New("h1-poller")
 		if err != nil {
 			pollersErr = err
 			return
 		}
-		hup, err := newEpoll()
+		hup, err := epoll.New("h1-hangup")
 		if err != nil {
 			pollersErr = err
 			return
 		}
-		p := &poller{epfd: e.fd, work: make(chan *conn), file: e.file, rc: e.rc, hup: hup}
+		p := &poller{ep: e, work: make(chan *conn), hup: hup}
 		pollers = append(pollers, p)
-		go e.run(p.event)
-		go hup.run(hungUp)
+		go e.Run(256, p.onEvent)
+		go hup.Run(128, onHangUp)
 	}
-}
-
-func fdSlot(fd int) *atomic.Pointer[conn] {
-	pi := fd / fdPageSize
-	if pi >= len(fdPages) {
-		return nil
-	}
-	pg := fdPages[pi].Load()
-	if pg == nil {
-		fdPagesMu.Lock()
-		if pg = fdPages[pi].Load(); pg == nil {
-			pg = new(fdPage)
-			fdPages[pi].Store(pg)
-		}
-		fdPagesMu.Unlock()
-	}
-	return &pg[fd%fdPageSize]
 }
 
 // startPolling registers a new plain connection as idle (waiting for its
@@ -207,8 +136,8 @@ func pollersReady() bool {
 
 // pollFD registers c, whose descriptor is fd, as idle.
 func pollFD(c *conn, fd int) bool {
-	slot := fdSlot(fd)
-	if fd < 0 || slot == nil {
+	slot := conns.Slot(fd)
+	if slot == nil {
 		return false
 	}
 	p := pollers[nextPoller.Add(1)%uint32(len(pollers))]
@@ -226,13 +155,12 @@ func pollFD(c *conn, fd int) bool {
 	// epoll_ctl per request. The one registration also reports the
 	// client hanging up (EPOLLRDHUP) and room to write (EPOLLOUT, for a
 	// worker waiting in waitFD).
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(c.gen)}
 	// Storing the state publishes the fields above to whoever takes
 	// the connection through the poller (its CAS reads it).
 	c.wentIdle()
 	c.raw = true
 	c.state.Store(connIdle)
-	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := p.ep.Ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, c.gen); err != nil {
 		// Served by its own goroutine instead.
 		slot.CompareAndSwap(c, nil)
 		c.poll, c.raw = nil, false
@@ -246,8 +174,7 @@ func pollFD(c *conn, fd int) bool {
 // watchHangups registers c's descriptor with p's hang-up instance, once
 // for the connection's life; closing the descriptor removes it.
 func (c *conn) watchHangups(p *poller) {
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd), Pad: int32(c.gen)}
-	if unix.EpollCtl(p.hup.fd, unix.EPOLL_CTL_ADD, c.fd, &ev) == nil {
+	if p.hup.Ctl(unix.EPOLL_CTL_ADD, c.fd, unix.EPOLLRDHUP|unix.EPOLLET, c.gen) == nil {
 		c.hupPoll = p
 	}
 }
@@ -309,10 +236,6 @@ func (p *poller) event(c *conn, ev uint32) {
 	// Otherwise the connection is active, or closing (idle timeout,
 	// shutdown) won the race.
 }
-
-// hungUp reports the client closing its side of c (EPOLLRDHUP, or the
-// connection failing), for connections in the hang-up instance (TLS).
-func hungUp(c *conn, _ uint32) { c.peerClosed() }
 
 // dispatch hands c to an idle worker, or starts one.
 func (p *poller) dispatch(c *conn) {
@@ -388,11 +311,12 @@ func (c *conn) watchTLS(tc *tls.Conn) {
 	}
 	fd := -1
 	rc.Control(func(f uintptr) { fd = int(f) })
-	if fd < 0 || fdSlot(fd) == nil {
+	slot := conns.Slot(fd)
+	if slot == nil {
 		return
 	}
 	c.fd, c.gen = fd, nextGen.Add(1)
-	fdSlot(fd).Store(c)
+	slot.Store(c)
 	c.watchHangups(pollers[nextPoller.Add(1)%uint32(len(pollers))])
 }
 
@@ -401,36 +325,16 @@ func (c *conn) watchTLS(tc *tls.Conn) {
 // another connection.
 func (c *conn) unregister() {
 	if c.hupPoll != nil {
-		unix.EpollCtl(c.hupPoll.hup.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
+		c.hupPoll.hup.Ctl(unix.EPOLL_CTL_DEL, c.fd, 0, 0)
 		c.hupPoll = nil
-		fdSlot(c.fd).CompareAndSwap(c, nil)
+		conns.Slot(c.fd).CompareAndSwap(c, nil)
 	}
 	if c.poll == nil {
 		return
 	}
-	unix.EpollCtl(c.poll.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
-	if slot := fdSlot(c.fd); slot != nil {
+	c.poll.ep.Ctl(unix.EPOLL_CTL_DEL, c.fd, 0, 0)
+	if slot := conns.Slot(c.fd); slot != nil {
 		slot.CompareAndSwap(c, nil)
 	}
 	c.poll, c.raw = nil, false
-}
-
-// epollCtl and epollWaitNow are epoll_ctl and a zero-timeout epoll_pwait
-// through syscall.RawSyscall: neither blocks, so neither needs the
-// scheduler's system-call bookkeeping (see rawio_linux.go for why that
-// matters).
-func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
-	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
-func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
