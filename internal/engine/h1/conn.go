@@ -75,9 +75,11 @@ type conn struct {
 	// exchange, as with net/http.
 	hupPoll  *poller
 	peerGone atomic.Bool
-	bodyDone atomic.Bool
-	fd       int
-	gen      uint32
+	// peerReset: the hang-up was a reset or an error, not a half-close.
+	peerReset atomic.Bool
+	bodyDone  atomic.Bool
+	fd        int
+	gen       uint32
 	// idleTick is the sweeper's tick when the connection last went idle
 	// in the poller (see idle.go); 0 before that.
 	idleTick atomic.Uint32
@@ -207,7 +209,7 @@ func (c *conn) releaseActive() {
 // keepAlive reports whether the current exchange leaves the connection open
 // for another request.
 func (c *conn) keepAlive() bool {
-	return c.act.head.keepAlive && !c.act.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load()
+	return c.act.head.keepAlive && !c.act.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load() && !c.peerGone.Load()
 }
 
 // outcome of serving the requests a connection has ready.
@@ -535,12 +537,15 @@ func (c *conn) close() {
 	c.srv.forget(c)
 }
 
-// peerClosed is called by the hang-up watch.
-func (c *conn) peerClosed() {
+// peerClosed is called by the hang-up watch: the client closed its side of
+// the connection, or (reset) the connection was reset or failed.
+func (c *conn) peerClosed(reset bool) {
+	if reset {
+		c.peerReset.Store(true)
+	}
 	c.peerGone.Store(true)
 	if c.bodyDone.Load() && c.state.Load() == connActive {
-		c.killed.Store(true)
-		c.cancelExchange()
+		c.hangUp()
 	}
 }
 
@@ -549,9 +554,21 @@ func (c *conn) peerClosed() {
 func (c *conn) bodyCompleted() {
 	c.bodyDone.Store(true)
 	if c.peerGone.Load() {
-		c.killed.Store(true)
-		c.cancelExchange()
+		c.hangUp()
 	}
+}
+
+// hangUp ends the exchange of a client that hung up after sending its
+// request: its context is cancelled, as net/http's background read does,
+// so a handler stops waiting for an upstream. A client that only closed its
+// sending side (a half-close, FIN) may still be reading: what the handler
+// writes is sent, then the connection closes (keepAlive). A reset
+// connection can take nothing more, and its I/O fails at once.
+func (c *conn) hangUp() {
+	if c.peerReset.Load() {
+		c.killed.Store(true)
+	}
+	c.cancelExchange()
 }
 
 // closeIfIdle closes c if it is idle, on behalf of someone other than its

@@ -69,7 +69,7 @@ func (p *poller) onEvent(ev *unix.EpollEvent) {
 // side of a TLS connection (EPOLLRDHUP), or the connection failed.
 func onHangUp(ev *unix.EpollEvent) {
 	if c := lookup(ev); c != nil {
-		c.peerClosed()
+		c.peerClosed(ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0)
 	}
 }
 
@@ -217,7 +217,7 @@ func (c *conn) goIdle() idleResult {
 // recorded (ready) and its waiting worker, if any, woken.
 func (p *poller) event(c *conn, ev uint32) {
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		c.peerClosed()
+		c.peerClosed(ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0)
 	}
 	in := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if in && c.state.CompareAndSwap(connIdle, connActive) {

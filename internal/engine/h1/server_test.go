@@ -554,6 +554,31 @@ func TestRequestArrivingWhileActiveIsServed(t *testing.T) {
 	}
 }
 
+func TestHalfClosedClientGetsItsResponse(t *testing.T) {
+	// A client may close its sending side once the request is out (as
+	// "nc -N" does) and still read the answer. Its exchange's context is
+	// cancelled (the client hung up, as far as anyone can tell), but what
+	// the handler writes is sent, then the connection closes.
+	addr, _ := startServer(t)
+	for _, req := range []string{
+		"GET /echo HTTP/1.0\r\n\r\n",
+		"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+	} {
+		c := dial(t, addr)
+		c.send(req)
+		c.nc.(*net.TCPConn).CloseWrite()
+		method, _, _ := strings.Cut(req, " ")
+		resp, _ := c.response(method)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%q: status %d", req, resp.StatusCode)
+		}
+		if !c.closed() {
+			t.Errorf("%q: connection left open after the client's half-close", req)
+		}
+	}
+}
+
 func TestSlowReaderGetsWholeResponse(t *testing.T) {
 	// The server's writes meet a full socket buffer and wait for the
 	// client to read (in the poller, for a connection without net.Conn).
