@@ -463,6 +463,65 @@ func (c *conn) reject(perr *ProtocolError) {
 // after an error response.
 const lingerTime = 500 * time.Millisecond
 
+// lingerClose closes the write side and reads (and discards) for a moment
+// before closing, so the response is not destroyed by a TCP reset when the
+// client's unread bytes hit a closed socket (RFC 9112 §9.6).
+func (c *conn) lingerClose() {
+	type closeWriter interface{ CloseWrite() error }
+	if c.nc == nil {
+		c.shutdownFD()
+	} else if cw, ok := c.nc.(closeWriter); ok {
+		cw.CloseWrite()
+	} else {
+		return
+	}
+	deadline := time.Now().Add(lingerTime)
+	var scratch [512]byte
+	for range 128 {
+		if _, err := c.readBy(scratch[:], deadline); err != nil {
+			break
+		}
+	}
+}
+
+// readBy reads into p, giving up at deadline (error paths).
+func (c *conn) readBy(p []byte, deadline time.Time) (int, error) {
+	if c.nc == nil {
+		return c.readFD(p, deadline)
+	}
+	c.nc.SetReadDeadline(deadline)
+	return c.nc.Read(p)
+}
+
+// writeWithin writes p, giving up after d (error responses).
+func (c *conn) writeWithin(p []byte, d time.Duration) {
+	deadline := time.Now().Add(d)
+	if c.nc == nil {
+		c.writeFD(p, deadline)
+		return
+	}
+	c.nc.SetWriteDeadline(deadline)
+	c.nc.Write(p)
+}
+
+// interrupt makes the I/O of a killed connection fail at once.
+func (c *conn) interrupt() {
+	if c.nc != nil {
+		c.nc.SetDeadline(time.Unix(1, 0))
+	} else if w := c.waiter.Load(); w != nil {
+		w.wake()
+	}
+}
+
+// closeSocket closes the connection's socket (after unregister).
+func (c *conn) closeSocket() {
+	if c.nc != nil {
+		c.nc.Close()
+	} else {
+		c.closeFD()
+	}
+}
+
 // errorResponse is the complete response for a refused request.
 func errorResponse(status int) []byte {
 	switch status {

@@ -84,10 +84,8 @@ func (w *waiter) wake() {
 // stays registered, edge-triggered, for reading, writing and hang-ups),
 // deadline passes (zero: none) or the connection is killed. An event that
 // came since the last wait counts (ready): the caller retries its system
-// call, which may find nothing yet and wait again. ev names what the caller
-// waits for (EPOLLIN or EPOLLOUT), for the reader.
-func (c *conn) waitFD(ev uint32, deadline time.Time) error {
-	_ = ev
+// call, which may find nothing yet and wait again.
+func (c *conn) waitFD(deadline time.Time) error {
 	w := waiterPool.Get().(*waiter)
 	defer waiterPool.Put(w)
 	select {
@@ -124,59 +122,12 @@ func (c *conn) waitFD(ev uint32, deadline time.Time) error {
 	return nil
 }
 
-// interrupt makes the I/O of a killed connection fail at once.
-func (c *conn) interrupt() {
-	if c.nc != nil {
-		c.nc.SetDeadline(time.Unix(1, 0))
-		return
-	}
-	if w := c.waiter.Load(); w != nil {
-		w.wake()
-	}
-}
-
-// closeSocket closes the connection's socket (after unregister).
-func (c *conn) closeSocket() {
-	if c.nc != nil {
-		c.nc.Close()
-	} else if c.fd >= 0 {
+// closeFD closes an fd-only connection's descriptor (after unregister).
+func (c *conn) closeFD() {
+	if c.fd >= 0 {
 		unix.Close(c.fd)
 	}
 }
 
-// writeWithin writes p, giving up after d (error responses).
-func (c *conn) writeWithin(p []byte, d time.Duration) {
-	if c.nc == nil {
-		c.writeBy(p, time.Now().Add(d))
-		return
-	}
-	c.nc.SetWriteDeadline(time.Now().Add(d))
-	c.nc.Write(p)
-}
-
-// lingerClose closes the write side and reads (and discards) for a moment
-// before closing, so the response is not destroyed by a TCP reset when the
-// client's unread bytes hit a closed socket (RFC 9112 §9.6).
-func (c *conn) lingerClose() {
-	var scratch [512]byte
-	if c.nc == nil {
-		unix.Shutdown(c.fd, unix.SHUT_WR)
-		deadline := time.Now().Add(lingerTime)
-		for range 128 {
-			if _, err := c.readBy(scratch[:], deadline); err != nil {
-				break
-			}
-		}
-		return
-	}
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := c.nc.(closeWriter); ok {
-		cw.CloseWrite()
-		c.nc.SetReadDeadline(time.Now().Add(lingerTime))
-		for range 128 {
-			if _, err := c.nc.Read(scratch[:]); err != nil {
-				break
-			}
-		}
-	}
-}
+// shutdownFD closes an fd-only connection's sending side.
+func (c *conn) shutdownFD() { unix.Shutdown(c.fd, unix.SHUT_WR) }

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"crypto/tls"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -114,17 +115,18 @@ func startPolling(c *conn) bool {
 	if !pollersReady() {
 		return false
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
+	return pollFD(c, connFD(c.nc))
+}
+
+// connFD returns the descriptor of nc's socket, or -1.
+func connFD(nc net.Conn) int {
 	fd := -1
-	rc.Control(func(f uintptr) { fd = int(f) })
-	return pollFD(c, fd)
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			rc.Control(func(f uintptr) { fd = int(f) })
+		}
+	}
+	return fd
 }
 
 // pollersReady starts the pollers on first use and reports whether there
@@ -151,15 +153,15 @@ func pollFD(c *conn, fd int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	slot.Store(c)
-	// Registered once for the connection's life, edge-triggered: no
-	// epoll_ctl per request. The one registration also reports the
-	// client hanging up (EPOLLRDHUP) and room to write (EPOLLOUT, for a
-	// worker waiting in waitFD).
 	// Storing the state publishes the fields above to whoever takes
 	// the connection through the poller (its CAS reads it).
 	c.wentIdle()
 	c.raw = true
 	c.state.Store(connIdle)
+	// Registered once for the connection's life, edge-triggered: no
+	// epoll_ctl per request. The one registration also reports the
+	// client hanging up (EPOLLRDHUP) and room to write (EPOLLOUT, for a
+	// worker waiting in waitFD).
 	if err := p.ep.Ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, c.gen); err != nil {
 		// Served by its own goroutine instead.
 		slot.CompareAndSwap(c, nil)
@@ -222,6 +224,11 @@ func (p *poller) event(c *conn, ev uint32) {
 	in := ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if in && c.state.CompareAndSwap(connIdle, connActive) {
 		p.dispatch(c)
+		return
+	}
+	if !in && c.state.Load() == connIdle {
+		// Room to write (the registration's first event, say): only a
+		// worker waiting to write cares, and an idle connection has none.
 		return
 	}
 	c.ready.Store(true)
@@ -297,20 +304,10 @@ func (c *conn) servePolled() {
 // watchTLS registers a TLS connection (which has its own goroutine and
 // never waits in a poller) for the hang-up watch.
 func (c *conn) watchTLS(tc *tls.Conn) {
-	pollersOnce.Do(startPollers)
-	if pollersErr != nil || len(pollers) == 0 {
+	if !pollersReady() {
 		return
 	}
-	sc, ok := tc.NetConn().(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	fd := -1
-	rc.Control(func(f uintptr) { fd = int(f) })
+	fd := connFD(tc.NetConn())
 	slot := conns.Slot(fd)
 	if slot == nil {
 		return

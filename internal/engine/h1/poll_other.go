@@ -4,6 +4,7 @@ package h1
 
 import (
 	"crypto/tls"
+	"net"
 	"net/netip"
 	"time"
 )
@@ -17,8 +18,6 @@ func startPolling(*conn) bool { return false }
 
 func (c *conn) unregister() {}
 
-func (c *conn) idleExpired() {}
-
 func (c *conn) watchTLS(*tls.Conn) {}
 
 func pollersReady() bool { return false }
@@ -27,28 +26,13 @@ func (s *Server) acceptFD(fd int, remote netip.AddrPort) {}
 
 func (c *conn) promote() error { return nil }
 
-func (c *conn) interrupt() { c.nc.SetDeadline(time.Unix(1, 0)) }
+// Every connection has a net.Conn here (nc is never nil), so the fd-only
+// operations are not reached.
 
-func (c *conn) closeSocket() { c.nc.Close() }
-
-func (c *conn) writeWithin(p []byte, d time.Duration) {
-	c.nc.SetWriteDeadline(time.Now().Add(d))
-	c.nc.Write(p)
-}
-
-func (c *conn) lingerClose() {
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := c.nc.(closeWriter); ok {
-		cw.CloseWrite()
-		c.nc.SetReadDeadline(time.Now().Add(lingerTime))
-		var scratch [512]byte
-		for range 128 {
-			if _, err := c.nc.Read(scratch[:]); err != nil {
-				break
-			}
-		}
-	}
-}
+func (c *conn) readFD([]byte, time.Time) (int, error)  { return 0, net.ErrClosed }
+func (c *conn) writeFD([]byte, time.Time) (int, error) { return 0, net.ErrClosed }
+func (c *conn) closeFD()                               {}
+func (c *conn) shutdownFD()                            {}
 
 type waiter struct{}
 

@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // Reads and writes on a polled plain connection go straight to its
@@ -86,7 +84,7 @@ func (c *conn) read(p []byte) (int, error) {
 		return c.nc.Read(p)
 	}
 	if c.nc == nil {
-		return c.readBy(p, time.Time{})
+		return c.readFD(p, time.Time{})
 	}
 	if c.killed.Load() {
 		return 0, net.ErrClosed
@@ -104,7 +102,7 @@ func (c *conn) write(p []byte) (int, error) {
 		return c.nc.Write(p)
 	}
 	if c.nc == nil {
-		return c.writeBy(p, time.Time{})
+		return c.writeFD(p, time.Time{})
 	}
 	if c.killed.Load() {
 		return 0, net.ErrClosed
@@ -149,7 +147,7 @@ func (c *conn) readHeadBytes(p []byte, hw *headWait) (int, error) {
 		if hw.deadline.IsZero() && timeout > 0 {
 			hw.deadline = time.Now().Add(timeout)
 		}
-		if err := c.waitFD(unix.EPOLLIN, hw.deadline); err != nil {
+		if err := c.waitFD(hw.deadline); err != nil {
 			return 0, err
 		}
 	}
@@ -161,9 +159,9 @@ func (c *conn) readHeadBytes(p []byte, hw *headWait) (int, error) {
 	return c.nc.Read(p)
 }
 
-// readBy reads into p from an fd-only connection, waiting in the poller
+// readFD reads into p from an fd-only connection, waiting in the poller
 // until deadline (zero: no deadline).
-func (c *conn) readBy(p []byte, deadline time.Time) (int, error) {
+func (c *conn) readFD(p []byte, deadline time.Time) (int, error) {
 	for {
 		if c.killed.Load() {
 			return 0, net.ErrClosed
@@ -172,15 +170,15 @@ func (c *conn) readBy(p []byte, deadline time.Time) (int, error) {
 		if !again {
 			return n, err
 		}
-		if err := c.waitFD(unix.EPOLLIN, deadline); err != nil {
+		if err := c.waitFD(deadline); err != nil {
 			return 0, err
 		}
 	}
 }
 
-// writeBy writes p in full to an fd-only connection, waiting in the poller
+// writeFD writes p in full to an fd-only connection, waiting in the poller
 // for room until deadline (zero: no deadline).
-func (c *conn) writeBy(p []byte, deadline time.Time) (int, error) {
+func (c *conn) writeFD(p []byte, deadline time.Time) (int, error) {
 	n := 0
 	for {
 		if c.killed.Load() {
@@ -191,7 +189,7 @@ func (c *conn) writeBy(p []byte, deadline time.Time) (int, error) {
 		if err != nil || n == len(p) {
 			return n, err
 		}
-		if err := c.waitFD(unix.EPOLLOUT, deadline); err != nil {
+		if err := c.waitFD(deadline); err != nil {
 			return n, err
 		}
 	}
