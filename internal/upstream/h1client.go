@@ -195,7 +195,6 @@ func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp 
 		// response's delay.
 		conn.setReadDeadline(hd)
 	}
-	conn.awaitOK = !hasBody
 	conn.setWriteDeadline(req.Deadline)
 	err := conn.writeRequest(req, resp)
 	if hasBody {

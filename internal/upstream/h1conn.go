@@ -68,9 +68,6 @@ type h1Conn struct {
 	// rs carries a plain connection's reads and writes without the
 	// runtime's entersyscall (Linux); nil means through nc.
 	rs *rawSocket
-	// awaitOK: the read deadline for the response head is already set,
-	// so the request's last write may wait for the response.
-	awaitOK bool
 	// hup is the hang-up watch of a plain connection's socket: when it
 	// watches, reuse checks its flag instead of reading the socket.
 	hup hangup.Watch
@@ -186,7 +183,9 @@ func (e *bodyReadError) Unwrap() error { return e.err }
 
 // writeRequest writes the request head straight from req's fields, then the
 // body: with Content-Length when its length is known, chunked otherwise
-// (RFC 9112 §6).
+// (RFC 9112 §6). A bodiless request's last write waits for the response's
+// first bytes (rawSocket.writeAwait), so for one the caller has set the read
+// deadline for the response head already.
 func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
 	hc.cw.n = 0
 	w := hc.bw
@@ -240,7 +239,7 @@ func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
 	if !hasBody {
 		// The request ends here: write it and wait for the response's
 		// first bytes in one step (rawSocket.writeAwait).
-		if hc.rs != nil && hc.awaitOK {
+		if hc.rs != nil {
 			hc.rs.await = true
 		}
 		err := w.Flush()
