@@ -153,13 +153,18 @@ func (c Accepted) Close() {
 	}
 }
 
-// netConn returns c as a net.Conn; a bare descriptor becomes one (a
-// duplicate in the runtime's poller; the original is closed).
+// netConn returns c as a net.Conn (see FDConn).
 func (c Accepted) netConn() (net.Conn, error) {
 	if c.Conn != nil {
 		return c.Conn, nil
 	}
-	f := os.NewFile(uintptr(c.FD), "tcp")
+	return FDConn(c.FD)
+}
+
+// FDConn turns a bare socket descriptor into a net.Conn: a duplicate of it
+// in the runtime's poller. fd itself is closed, whatever the outcome.
+func FDConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "tcp")
 	nc, err := net.FileConn(f)
 	f.Close()
 	return nc, err

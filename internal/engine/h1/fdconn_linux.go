@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/listener"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,9 +49,7 @@ func (c *conn) promote() error {
 		return nil
 	}
 	c.unregister()
-	f := os.NewFile(uintptr(c.fd), "tcp")
-	nc, err := net.FileConn(f)
-	f.Close()
+	nc, err := listener.FDConn(c.fd)
 	c.fd = -1
 	if err != nil {
 		return err
