@@ -62,6 +62,10 @@ func testHandler(x *exchange.Exchange) {
 		chunk := bytes.Repeat([]byte("x"), 64<<10)
 		for n := 0; n < hugeBody; n += len(chunk) {
 			if _, err := w.Write(chunk); err != nil {
+				select {
+				case hugeWriteFailed <- err:
+				default:
+				}
 				return
 			}
 		}
@@ -535,6 +539,9 @@ func TestIdleTimeout(t *testing.T) {
 // hugeBody is the size of /huge's response.
 const hugeBody = 32 << 20
 
+// hugeWriteFailed receives the error of a /huge write that failed.
+var hugeWriteFailed = make(chan error, 1)
+
 func TestRequestArrivingWhileActiveIsServed(t *testing.T) {
 	// The descriptor's registration is edge-triggered: the edge for a
 	// request that arrives while the worker still serves the previous one
@@ -601,6 +608,10 @@ func TestShutdownDeadlineInterruptsBlockedWrite(t *testing.T) {
 	// A client that never reads holds its exchange in a write; Shutdown
 	// past its deadline must end it rather than wait for ever.
 	addr, srv := startServer(t)
+	select {
+	case <-hugeWriteFailed:
+	default:
+	}
 	c := dial(t, addr)
 	c.send("GET /huge HTTP/1.1\r\nHost: h\r\n\r\n")
 	time.Sleep(200 * time.Millisecond)
@@ -608,6 +619,13 @@ func TestShutdownDeadlineInterruptsBlockedWrite(t *testing.T) {
 	defer cancel()
 	if err := srv.Shutdown(ctx); err == nil {
 		t.Fatal("Shutdown returned nil with a request still writing; want its deadline error")
+	}
+	// The handler's blocked write fails while the client still reads
+	// nothing (reading would make room and wake the writer anyway).
+	select {
+	case <-hugeWriteFailed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the handler's write still waits 2 s after Shutdown gave up")
 	}
 	// The connection ends: the client reads what was sent, then EOF.
 	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
