@@ -382,11 +382,7 @@ func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
 // put gives a connection whose exchange completed cleanly back to the pool.
 func (c *H1Client) put(conn *h1Conn) {
 	c.mu.Lock()
-	if len(c.waiters) > 0 {
-		w := c.waiters[0]
-		c.waiters = append(c.waiters[:0], c.waiters[1:]...)
-		c.mu.Unlock()
-		w <- conn
+	if c.handOff(conn) {
 		return
 	}
 	if len(c.idle) >= c.maxIdle {
@@ -407,14 +403,24 @@ func (c *H1Client) put(conn *h1Conn) {
 	c.mu.Unlock()
 }
 
+// handOff gives conn (nil: a free slot) to the longest waiting request, if
+// any, and then unlocks mu, which the caller holds. It reports whether it
+// did; mu stays locked otherwise.
+func (c *H1Client) handOff(conn *h1Conn) bool {
+	if len(c.waiters) == 0 {
+		return false
+	}
+	w := c.waiters[0]
+	c.waiters = append(c.waiters[:0], c.waiters[1:]...)
+	c.mu.Unlock()
+	w <- conn
+	return true
+}
+
 // release frees the slot of a closed connection, handing it to a waiter.
 func (c *H1Client) release() {
 	c.mu.Lock()
-	if len(c.waiters) > 0 {
-		w := c.waiters[0]
-		c.waiters = append(c.waiters[:0], c.waiters[1:]...)
-		c.mu.Unlock()
-		w <- nil
+	if c.handOff(nil) {
 		return
 	}
 	c.open--
