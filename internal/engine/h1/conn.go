@@ -691,7 +691,7 @@ func (c *conn) waitIdle() bool {
 	if !c.state.CompareAndSwap(connActive, connIdle) {
 		return false
 	}
-	if c.srv.shuttingDown.Load() {
+	if c.srv.drained.Load() {
 		return false
 	}
 	if d := c.srv.o.IdleTimeout; d > 0 {

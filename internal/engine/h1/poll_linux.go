@@ -201,7 +201,7 @@ const (
 // connection back if ready was set. The poller does the mirror image (sets
 // ready, then tries the state), so one of the two always sees the other.
 func (c *conn) goIdle() idleResult {
-	if c.srv.shuttingDown.Load() || c.killed.Load() {
+	if c.srv.drained.Load() || c.killed.Load() {
 		return idleEnd
 	}
 	c.wentIdle()
@@ -210,6 +210,11 @@ func (c *conn) goIdle() idleResult {
 	}
 	if c.ready.Swap(false) && c.state.CompareAndSwap(connIdle, connActive) {
 		return idleAgain
+	}
+	// The end of a drain (Server.closeIdle) may have passed this
+	// connection over while it was still active.
+	if c.srv.drained.Load() && c.state.CompareAndSwap(connIdle, connActive) {
+		return idleEnd
 	}
 	return idleParked
 }

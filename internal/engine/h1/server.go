@@ -45,6 +45,9 @@ type Server struct {
 	noPoller bool
 
 	shuttingDown atomic.Bool
+	// drained is set at the end of Shutdown's drain grace: from then on a
+	// connection going idle is closed instead.
+	drained atomic.Bool
 	// idle closes polled connections idle for the idle timeout.
 	idle idleSweeper
 
@@ -212,9 +215,16 @@ func (s *Server) closed(c *conn) {
 	}
 }
 
-// Shutdown stops accepting, closes idle connections at once and lets
-// active requests finish until ctx is done; then it closes what is left.
-// HTTP/2 connections get a GOAWAY from net/http's graceful shutdown.
+// Shutdown stops accepting and drains: requests in flight finish, and every
+// HTTP/1.x response from now on carries "Connection: close", after which
+// its connection closes. Idle keep-alive connections are not closed at
+// once: a client may be sending on one at this very moment, and one that
+// does not retry (a POST, a load tool) would lose that request. They stay
+// open for the drain grace (Options.DrainIdle) so that their next request is
+// answered in full, with "Connection: close" (HAProxy's
+// idle-close-on-response); those still idle after it are closed. When ctx
+// is done, whatever is left is closed. HTTP/2 connections get a GOAWAY from
+// net/http's graceful shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shuttingDown.Store(true)
@@ -222,25 +232,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	all := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		all = append(all, c)
-	}
-	s.mu.Unlock()
-	for _, c := range all {
-		c.closeIfIdle()
-	}
 	var gone chan struct{}
-	s.mu.Lock()
 	if len(s.conns) > 0 {
 		gone = make(chan struct{})
 		s.allGone = gone
 	}
-	s.mu.Unlock()
-
-	s.mu.Lock()
 	h2srv := s.h2srv
 	s.mu.Unlock()
+
+	grace := time.AfterFunc(s.drainIdle(), s.closeIdle)
+	defer grace.Stop()
 	var h2err error
 	if h2srv != nil {
 		h2err = h2srv.Shutdown(ctx)
@@ -257,6 +258,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		h2srv.Close()
 	}
 	return h2err
+}
+
+// drainIdle is how long Shutdown keeps idle connections open: the drain
+// grace, never beyond the idle timeout.
+func (s *Server) drainIdle() time.Duration {
+	d := s.o.DrainIdle
+	if d <= 0 {
+		d = stdhttp.DefaultDrainIdle
+	}
+	if t := s.o.IdleTimeout; t > 0 {
+		d = min(d, t)
+	}
+	return d
+}
+
+// closeIdle closes the connections that are idle (the end of the drain
+// grace).
+func (s *Server) closeIdle() {
+	s.drained.Store(true)
+	s.mu.Lock()
+	idle := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		idle = append(idle, c)
+	}
+	s.mu.Unlock()
+	for _, c := range idle {
+		c.closeIfIdle()
+	}
 }
 
 // closeAll ends every connection left, active or not; their handlers see

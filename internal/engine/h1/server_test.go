@@ -638,11 +638,18 @@ func TestShutdownDeadlineInterruptsBlockedWrite(t *testing.T) {
 	}
 }
 
-func TestShutdownClosesIdleAndFinishesActive(t *testing.T) {
-	addr, srv := startServer(t)
+// TestShutdownDrainsIdleAndFinishesActive: Shutdown finishes the request in
+// flight, answers the next request of an idle keep-alive connection (a
+// client may be sending it as the drain starts) with "Connection: close",
+// and closes the connections still idle at the end of the drain grace.
+func TestShutdownDrainsIdleAndFinishesActive(t *testing.T) {
+	addr, srv := startServer(t, func(o *h1.Options) { o.DrainIdle = 300 * time.Millisecond })
 	idle := dial(t, addr)
 	idle.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	idle.response("GET")
+	quiet := dial(t, addr)
+	quiet.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	quiet.response("GET")
 
 	active := dial(t, addr)
 	active.send("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab")
@@ -650,13 +657,21 @@ func TestShutdownClosesIdleAndFinishesActive(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	idle.send("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, _ := idle.response("GET"); resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("request on an idle connection during the drain: %d close=%v, want 200 and Connection: close", resp.StatusCode, resp.Close)
+	}
 	if !idle.closed() {
-		t.Error("idle connection not closed by Shutdown")
+		t.Error("connection open after its Connection: close response")
 	}
 	active.send("cd")
 	resp, body := active.response("POST")
 	if resp.StatusCode != 200 || body != "abcd" || !resp.Close {
 		t.Errorf("in-flight request: %d %q close=%v", resp.StatusCode, body, resp.Close)
+	}
+	if !quiet.closed() {
+		t.Error("connection idle through the drain grace not closed")
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v", err)

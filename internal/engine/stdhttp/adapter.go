@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -33,6 +34,10 @@ type Adapter struct {
 	// it; TCP engines never receive early data (crypto/tls does not accept
 	// it), so they leave it nil.
 	EarlyData func(r *http.Request) <-chan struct{}
+	// Draining, when set and true, makes every HTTP/1.x response carry
+	// "Connection: close", so that net/http closes its connection after
+	// it: the server is shutting down (Server.Shutdown). Nil: never.
+	Draining *atomic.Bool
 }
 
 // pushHeader carries push.max_bytes on a promised request, so the bound
@@ -80,6 +85,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := writerPool.Get().(*responseWriter)
 	rw.w, rw.http2 = w, r.ProtoMajor >= 2
 	rw.pushLimit = pushLimit(w, r)
+	rw.closeConn = a.Draining != nil && r.ProtoMajor == 1 && a.Draining.Load()
 	x.W = rw
 	x.Ctx = r.Context()
 	x.Start = time.Now()
@@ -157,13 +163,15 @@ type responseWriter struct {
 	pushLimit int64
 	written   int64
 	overLimit bool
+	// closeConn: answer with "Connection: close" (Adapter.Draining).
+	closeConn bool
 }
 
 func (rw *responseWriter) reset() {
 	rw.w = nil
 	rw.hdr.Reset()
 	rw.wroteHeader = false
-	rw.pushLimit, rw.written, rw.overLimit = 0, 0, false
+	rw.pushLimit, rw.written, rw.overLimit, rw.closeConn = 0, 0, false, false
 }
 
 // errPushTooLarge stops a pushed response that outgrew push.max_bytes.
@@ -201,6 +209,9 @@ func (rw *responseWriter) WriteHeader(status int) {
 	})
 	if status >= 200 || status == http.StatusSwitchingProtocols {
 		rw.wroteHeader = true
+		if rw.closeConn && status != http.StatusSwitchingProtocols {
+			h.Set("Connection", "close")
+		}
 	}
 	rw.w.WriteHeader(status)
 }

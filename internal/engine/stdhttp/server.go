@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -40,11 +41,35 @@ type Options struct {
 	// "http/1.1" as negotiated by ALPN on TLS, "tcp" on plain connections
 	// (HTTP/1.1 or h2c).
 	ConnOpened, ConnClosed func(proto string)
+	// DrainIdle is how long a graceful shutdown keeps an idle HTTP/1.x
+	// keep-alive connection open for its next request, which is answered
+	// in full with "Connection: close"; a connection that sends nothing for
+	// that long is then closed. 0 means DefaultDrainIdle (5 s); never more
+	// than IdleTimeout, and the shutdown's deadline ends it in any case.
+	DrainIdle time.Duration
 }
 
 // Server is one running net/http server.
 type Server struct {
 	srv *http.Server
+	o   Options
+	// draining is set by Shutdown; the Adapter then closes HTTP/1.x
+	// connections after their response.
+	draining atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	// conns holds every connection net/http serves, with its state
+	// (ConnState): a lookup and an atomic store per request, no lock.
+	conns sync.Map // net.Conn → *trackedConn
+}
+
+// trackedConn is what the server knows of one connection.
+type trackedConn struct {
+	state atomic.Int32 // the last http.ConnState
+	// proto is the protocol label, set before opened.
+	proto  string
+	opened atomic.Bool
 }
 
 // NewServer builds a server that hands requests to h.
@@ -53,8 +78,9 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	p.SetHTTP1(o.HTTP1)
 	p.SetHTTP2(o.HTTP2 && o.TLS != nil)
 	p.SetUnencryptedHTTP2(o.H2C && o.TLS == nil)
-	srv := &http.Server{
-		Handler:           &Adapter{Handler: h},
+	s := &Server{o: o, listeners: make(map[net.Listener]struct{})}
+	s.srv = &http.Server{
+		Handler:           &Adapter{Handler: h, Draining: &s.draining},
 		Protocols:         &p,
 		TLSConfig:         o.TLS,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
@@ -63,62 +89,143 @@ func NewServer(o Options, h exchange.Handler) *Server {
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: o.MaxConcurrentStreams,
 		},
-	}
-	if o.ConnOpened != nil && o.ConnClosed != nil {
-		var conns sync.Map // net.Conn → protocol label, per connection (not per request)
-		srv.ConnState = func(c net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateActive:
-				if _, seen := conns.Load(c); seen {
-					return
-				}
-				proto := "tcp"
-				if tc, ok := c.(*tls.Conn); ok {
-					proto = tc.ConnectionState().NegotiatedProtocol
-					if proto == "" {
-						proto = "http/1.1"
-					}
-				}
-				conns.Store(c, proto)
-				o.ConnOpened(proto)
-			case http.StateClosed, http.StateHijacked:
-				if proto, ok := conns.LoadAndDelete(c); ok {
-					o.ConnClosed(proto.(string))
-				}
-			}
-		}
+		ConnState: s.connState,
 	}
 	if o.Logger != nil {
 		// Handshake failures and malformed requests from the internet are
 		// routine; keep them out of the default log level.
-		srv.ErrorLog = log.New(slogWriter{o.Logger}, "", 0)
+		s.srv.ErrorLog = log.New(slogWriter{o.Logger}, "", 0)
 	}
-	return &Server{srv: srv}
+	return s
+}
+
+// connState follows every connection (net/http's ConnState hook): its
+// state, for the drain, and its opening and closing, for the hooks.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		t := &trackedConn{}
+		t.state.Store(int32(st))
+		s.conns.Store(c, t)
+	case http.StateActive, http.StateIdle:
+		v, ok := s.conns.Load(c)
+		if !ok {
+			return
+		}
+		t := v.(*trackedConn)
+		t.state.Store(int32(st))
+		if st == http.StateActive && !t.opened.Load() && s.o.ConnOpened != nil && s.o.ConnClosed != nil {
+			t.proto = "tcp"
+			if tc, ok := c.(*tls.Conn); ok {
+				t.proto = tc.ConnectionState().NegotiatedProtocol
+				if t.proto == "" {
+					t.proto = "http/1.1"
+				}
+			}
+			t.opened.Store(true)
+			s.o.ConnOpened(t.proto)
+		}
+	case http.StateClosed, http.StateHijacked:
+		if v, ok := s.conns.LoadAndDelete(c); ok {
+			if t := v.(*trackedConn); t.opened.Load() {
+				s.o.ConnClosed(t.proto)
+			}
+		}
+	}
 }
 
 // Serve accepts connections on ln until Shutdown. With TLS options the
 // listener is wrapped here, so ln is a plain TCP listener in both cases.
 func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
 	var err error
 	if s.srv.TLSConfig != nil {
 		err = s.srv.Serve(tls.NewListener(ln, s.srv.TLSConfig))
 	} else {
 		err = s.srv.Serve(ln)
 	}
-	if err == http.ErrServerClosed {
+	if err == http.ErrServerClosed || s.draining.Load() {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops accepting, closes idle connections and waits for active
-// requests until ctx is done; then it closes what is left.
+// Shutdown stops accepting and drains, as the native engine does: requests
+// in flight finish, and every HTTP/1.x response from now on carries
+// "Connection: close". Idle keep-alive connections stay open for the drain
+// grace (Options.DrainIdle) so that a request a client is sending on one
+// right now is answered, not lost; then net/http's own graceful shutdown
+// closes those still idle, sends HTTP/2 connections a GOAWAY and waits for
+// what is active. When ctx is done, whatever is left is closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	grace := time.NewTimer(drainIdle(s.o))
+	defer grace.Stop()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+wait:
+	for s.idleConns() > 0 {
+		select {
+		case <-grace.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+		}
+	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
 	}
 	return err
+}
+
+// drainPoll is how often Shutdown looks whether idle connections are left
+// (net/http's own Shutdown polls too).
+const drainPoll = 20 * time.Millisecond
+
+// idleConns counts the connections waiting for a request (HTTP/2
+// connections count as active).
+func (s *Server) idleConns() int {
+	n := 0
+	s.conns.Range(func(_, v any) bool {
+		switch http.ConnState(v.(*trackedConn).state.Load()) {
+		case http.StateNew, http.StateIdle:
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// DefaultDrainIdle is Options.DrainIdle's default: longer than the pause
+// between two requests of any client that keeps a connection busy, short
+// enough not to hold a shutdown for long.
+const DefaultDrainIdle = 5 * time.Second
+
+// drainIdle is how long a shutdown keeps idle connections open: the drain
+// grace, never beyond the idle timeout.
+func drainIdle(o Options) time.Duration {
+	d := o.DrainIdle
+	if d <= 0 {
+		d = DefaultDrainIdle
+	}
+	if o.IdleTimeout > 0 {
+		d = min(d, o.IdleTimeout)
+	}
+	return d
 }
 
 type slogWriter struct{ l *slog.Logger }
