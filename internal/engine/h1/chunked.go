@@ -8,8 +8,9 @@ package h1
 //
 // It is strict where parsers disagree in published request-smuggling
 // research (chunk-size quirks, chunk extensions, line terminators):
-//   - chunk-size is 1*HEXDIG, at most 15 digits (no sign, no "0x", no
-//     leading whitespace, no overflow);
+//   - chunk-size is 1*HEXDIG, at most 15 significant digits (no sign, no
+//     "0x", no leading whitespace, no overflow); leading zeros are legal
+//     and accepted, bounded like chunk extensions;
 //   - every line inside the body ends in CRLF: a lone LF or CR is an error
 //     (unlike the header section, see parse.go);
 //   - chunk extensions (which penstock ignores) may only hold visible
@@ -23,7 +24,8 @@ package h1
 type chunkedDecoder struct {
 	state     chunkState
 	size      uint64 // chunk-size being parsed
-	digits    int
+	digits    int    // significant digits of chunk-size
+	zeros     int    // leading zeros of chunk-size
 	remaining uint64 // data bytes left in the current chunk
 	extLen    int    // extension bytes on the current line
 	extTotal  int    // extension bytes in the body
@@ -55,7 +57,9 @@ const (
 	maxTrailer       = 16 << 10
 )
 
-// Chunked framing errors: all 400, and the connection is closed.
+// Chunked framing errors: all 400, and the connection is closed. The body
+// reader returns them to the handler, where errors.Is(err,
+// exchange.ErrBadRequestBody) holds (ProtocolError.Is).
 var (
 	errChunkSize    = &ProtocolError{400, "invalid chunk size"}
 	errChunkExt     = &ProtocolError{400, "invalid chunk extension"}
@@ -64,6 +68,15 @@ var (
 	errTrailer      = &ProtocolError{400, "invalid trailer field"}
 	errTrailerLarge = &ProtocolError{400, "trailer section too large"}
 )
+
+// isBodyError reports whether e is one of the body framing errors above.
+func isBodyError(e *ProtocolError) bool {
+	switch e {
+	case errChunkSize, errChunkExt, errChunkExtLong, errChunkCRLF, errTrailer, errTrailerLarge:
+		return true
+	}
+	return false
+}
 
 func (d *chunkedDecoder) reset() { *d = chunkedDecoder{} }
 
@@ -95,6 +108,15 @@ func (d *chunkedDecoder) framing(b []byte) (int, *ProtocolError) {
 			return i, nil
 		case csSize:
 			if v := unhex(c); v >= 0 {
+				if v == 0 && d.digits == 0 {
+					// A leading zero: legal (1*HEXDIG), not a
+					// significant digit, but bounded like an extension.
+					d.zeros++
+					if d.zeros > maxChunkExt {
+						return i, errChunkExtLong
+					}
+					continue
+				}
 				d.digits++
 				if d.digits > 15 {
 					return i, errChunkSize
@@ -102,7 +124,7 @@ func (d *chunkedDecoder) framing(b []byte) (int, *ProtocolError) {
 				d.size = d.size<<4 | uint64(v)
 				continue
 			}
-			if d.digits == 0 {
+			if d.digits == 0 && d.zeros == 0 {
 				return i, errChunkSize
 			}
 			switch c {
@@ -148,7 +170,7 @@ func (d *chunkedDecoder) framing(b []byte) (int, *ProtocolError) {
 			if d.size == 0 {
 				d.state = csTrailerStart
 			} else {
-				d.remaining, d.size, d.digits = d.size, 0, 0
+				d.remaining, d.size, d.digits, d.zeros = d.size, 0, 0, 0
 				d.state = csData
 			}
 		case csDataCR:

@@ -2,10 +2,13 @@ package h1
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http/httputil"
 	"strings"
 	"testing"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
 // decodeChunked runs the decoder over in, fed step bytes at a time, and
@@ -52,6 +55,11 @@ func TestChunkedDecoder(t *testing.T) {
 		{"BWS before extension", "5 ;a=b\r\nhello\r\n0\r\n\r\n", "hello", nil},
 		{"trailer fields", "1\r\nx\r\n0\r\nT: 1\r\nU: two words\r\n\r\n", "x", nil},
 		{"leading zeros", "0005\r\nhello\r\n0\r\n\r\n", "hello", nil},
+		{"more leading zeros than 15 digits (RFC 9112 §7.1: 1*HEXDIG)", "000000000000000000000005\r\nhello\r\n0\r\n\r\n", "hello", nil},
+		{"last chunk of zeros", "1\r\nx\r\n0000\r\n\r\n", "x", nil},
+		{"leading zeros then 15 digits", "0000fffffffffffffff\r\n", "", errIncomplete},
+		{"leading zeros without end", strings.Repeat("0", maxChunkExt+1) + "5\r\nhello\r\n0\r\n\r\n", "", errChunkExtLong},
+		{"16 significant digits after zeros", "0ffffffffffffffff5\r\n", "", errChunkSize},
 		{"empty body", "0\r\n\r\n", "", nil},
 
 		{"no digits", "\r\nhello\r\n0\r\n\r\n", "", errChunkSize},
@@ -61,6 +69,10 @@ func TestChunkedDecoder(t *testing.T) {
 		{"trailing space without extension", "5 \r\nhello\r\n0\r\n\r\n", "", errChunkSize},
 		{"overflow", "10000000000000000\r\n", "", errChunkSize},
 		{"16 hex digits", "ffffffffffffffff\r\n", "", errChunkSize},
+		{"16 hex digits, not overflowing uint64", "fffffffffffffff5\r\nhello\r\n", "", errChunkSize},
+		{"size then space then data", "5 \r\nhello\r\n0\r\n\r\n", "", errChunkSize},
+		{"negative size", "-5\r\nhello\r\n0\r\n\r\n", "", errChunkSize},
+		{"data not followed by CRLF", "5\r\nhelloX\r\n0\r\n\r\n", "hello", errChunkCRLF},
 		{"bare LF after size", "5\nhello\r\n0\r\n\r\n", "", errChunkSize},
 		{"bare CR after size", "5\rhello\r\n0\r\n\r\n", "", errChunkCRLF},
 		{"bare LF after data", "5\r\nhello\n0\r\n\r\n", "hello", errChunkCRLF},
@@ -93,6 +105,19 @@ func TestChunkedDecoder(t *testing.T) {
 	}
 }
 
+// TestChunkedErrorsAreBadRequestBody: every framing error the body reader
+// returns tells the proxy that the client, not the upstream, failed.
+func TestChunkedErrorsAreBadRequestBody(t *testing.T) {
+	for _, e := range []*ProtocolError{errChunkSize, errChunkExt, errChunkExtLong, errChunkCRLF, errTrailer, errTrailerLarge} {
+		if !errors.Is(e, exchange.ErrBadRequestBody) {
+			t.Errorf("%v is not exchange.ErrBadRequestBody", e)
+		}
+	}
+	if errors.Is(errRequestLine, exchange.ErrBadRequestBody) {
+		t.Errorf("%v (a head error) matches exchange.ErrBadRequestBody", errRequestLine)
+	}
+}
+
 func FuzzChunked(f *testing.F) {
 	for _, s := range []string{
 		"5\r\nhello\r\n0\r\n\r\n",
@@ -121,7 +146,9 @@ func FuzzChunked(f *testing.F) {
 		got, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(in[:n1])))
 		if err != nil {
 			if bytes.Contains(in[:n1], []byte(" ;")) || bytes.Contains(in[:n1], []byte("\t;")) ||
-				strings.Contains(err.Error(), "too much non-data") {
+				strings.Contains(err.Error(), "too much non-data") ||
+				// Go counts leading zeros towards its 16 digits.
+				strings.Contains(err.Error(), "too large") {
 				return
 			}
 			t.Fatalf("accepted %q, Go's reader says %v", in[:n1], err)

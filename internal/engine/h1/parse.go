@@ -18,6 +18,12 @@ type ProtocolError struct {
 
 func (e *ProtocolError) Error() string { return "h1: " + e.Reason }
 
+// Is makes a body framing error match exchange.ErrBadRequestBody, so that
+// the proxy tells a client's malformed body from an upstream failure.
+func (e *ProtocolError) Is(target error) bool {
+	return target == exchange.ErrBadRequestBody && isBodyError(e)
+}
+
 // The parser's refusals. Preallocated: a hostile client must not be able to
 // make refusals cost allocations.
 var (
