@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -353,6 +354,7 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 	c.acquireRead()
 	limit := c.srv.maxHeader
 	scanned := c.r
+	lineOK := false
 	var hw headWait
 	for {
 		if c.w > c.r {
@@ -373,6 +375,9 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 			if e := headerEnd(c.rbuf[c.r:c.w], scanned-c.r); e >= 0 {
 				return c.r + e, nil, nil
 			}
+			if perr := earlyHeadError(c.rbuf[c.r:c.w], scanned-c.r, &lineOK); perr != nil {
+				return 0, perr, nil
+			}
 			scanned = c.w
 			if c.w-c.r >= limit {
 				if bytes.IndexByte(c.rbuf[c.r:c.w], '\n') < 0 {
@@ -391,9 +396,23 @@ func (c *conn) readHead() (end int, perr *ProtocolError, err error) {
 		n, rerr := c.readHeadBytes(c.rbuf[c.w:], &hw)
 		c.w += n
 		if rerr != nil && n == 0 {
+			if c.w > c.r && isTimeout(rerr) {
+				// A request begun and not finished in time (a
+				// slowloris client): answered, as NGINX and HAProxy do.
+				return 0, errHeadTimeout, nil
+			}
 			return 0, nil, rerr
 		}
 	}
+}
+
+// isTimeout reports whether err is a deadline passing.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // growRead makes room in rbuf for a header section larger than the pooled
@@ -525,6 +544,8 @@ func (c *conn) closeSocket() {
 // errorResponse is the complete response for a refused request.
 func errorResponse(status int) []byte {
 	switch status {
+	case 408:
+		return resp408
 	case 414:
 		return resp414
 	case 417:
@@ -560,6 +581,7 @@ func itoa(n int) string {
 
 var (
 	resp400 = makeErrorResponse(400, "400 Bad Request")
+	resp408 = makeErrorResponse(408, "408 Request Timeout")
 	resp414 = makeErrorResponse(414, "414 URI Too Long")
 	resp417 = makeErrorResponse(417, "417 Expectation Failed")
 	resp431 = makeErrorResponse(431, "431 Request Header Fields Too Large")

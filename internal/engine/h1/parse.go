@@ -48,6 +48,7 @@ var (
 	errTooManyFields    = &ProtocolError{431, "too many header fields"}
 	errHeaderTooLarge   = &ProtocolError{431, "request header too large"}
 	errURITooLong       = &ProtocolError{414, "request line too long"}
+	errHeadTimeout      = &ProtocolError{408, "request header timeout"}
 )
 
 // head is what the engine needs from a request's header section beyond the
@@ -104,6 +105,46 @@ func headerEnd(b []byte, from int) int {
 			return i + 2
 		}
 	}
+}
+
+// earlyHeadError looks for an error in a header section that is not complete
+// yet (b[:end] are the bytes received) that no further bytes can repair, so
+// that it is answered at once instead of when the header timeout ends the
+// wait (issue 13, finding 7): a bare CR, which the head's end is never
+// found past when every line ends in one, and a complete request line
+// without an HTTP/1.x version (HTTP/0.9's "GET /x", which never ends in an
+// empty line). from is where the previous call stopped; *lineOK records
+// that the request line was found sound.
+func earlyHeadError(b []byte, from int, lineOK *bool) *ProtocolError {
+	for i := max(from-1, 0); i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] != '\n' {
+			return errBareCR
+		}
+	}
+	if *lineOK {
+		return nil
+	}
+	start := 0
+	for start < len(b) && (b[start] == '\n' || b[start] == '\r') {
+		start++
+	}
+	j := bytes.IndexByte(b[start:], '\n')
+	if j < 0 {
+		return nil
+	}
+	line := b[start : start+j]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	sp := bytes.LastIndexByte(line, ' ')
+	if sp < 0 || !bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) {
+		return errRequestLine
+	}
+	if v := line[sp+1:]; len(v) == 8 && isDigit(v[5]) && v[5] != '1' {
+		return errVersionSupported
+	}
+	*lineOK = true
+	return nil
 }
 
 // parseHead parses a complete header section (as delimited by headerEnd)

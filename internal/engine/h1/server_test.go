@@ -521,8 +521,43 @@ func TestHeaderTimeout(t *testing.T) {
 	addr, _ := startServer(t, func(o *h1.Options) { o.ReadHeaderTimeout = 200 * time.Millisecond })
 	c := dial(t, addr)
 	c.send("GET / HTTP/1.1\r\nHost: h\r\n")
+	// A slowloris client is told, as by NGINX and HAProxy, then closed.
+	if resp, _ := c.response("GET"); resp.StatusCode != 408 || !resp.Close {
+		t.Errorf("incomplete header at the timeout: %d close=%v, want 408 and Connection: close", resp.StatusCode, resp.Close)
+	}
 	if !c.closed() {
 		t.Error("incomplete header still open")
+	}
+}
+
+// TestUnfinishableHeadsAnsweredAtOnce: a header section that no further
+// byte can make valid is answered when that is known, not when the header
+// timeout (here a minute, beyond the client's 10 s deadline) ends the wait.
+func TestUnfinishableHeadsAnsweredAtOnce(t *testing.T) {
+	addr, _ := startServer(t, func(o *h1.Options) { o.ReadHeaderTimeout = time.Minute })
+	tests := []struct {
+		name   string
+		req    string
+		status int
+	}{
+		{"HTTP/0.9 request line", "GET /x\r\n", 400},
+		{"HTTP/0.9 request line, LF", "GET /x\n", 400},
+		{"HTTP/2.0 request line", "GET /x HTTP/2.0\r\n", 505},
+		{"lines ended by bare CR", "GET / HTTP/1.1\rHost: h\r", 400},
+		{"bare CR inside a field", "GET / HTTP/1.1\r\nHost: h\rX: y\r\n", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, addr)
+			c.send(tt.req)
+			resp, _ := c.response("GET")
+			if resp.StatusCode != tt.status || !resp.Close {
+				t.Errorf("status %d close=%v, want %d and Connection: close", resp.StatusCode, resp.Close, tt.status)
+			}
+			if !c.closed() {
+				t.Error("connection still open")
+			}
+		})
 	}
 }
 
