@@ -325,7 +325,12 @@ func (c *conn) serveOne() outcome {
 			c.act.resp.closeAfter = true
 		}
 	}
-	keep := c.act.resp.finish(aborted) && c.keepAlive()
+	// A response whose head promised keep-alive keeps the connection
+	// even if a drain began meanwhile: closing it now would meet the
+	// client's next request. It goes idle, and the drain answers that
+	// request with "Connection: close" (Server.Shutdown).
+	keep := c.act.resp.finish(aborted) && !c.act.resp.closeSent && c.act.head.keepAlive && !c.act.head.connect &&
+		!c.killed.Load() && !c.peerGone.Load()
 	if keep {
 		keep = c.act.body.drain()
 	}

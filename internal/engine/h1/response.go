@@ -42,8 +42,11 @@ type response struct {
 	clen       int64 // from the handler's Content-Length, -1 if none
 	written    int64 // body bytes accepted
 	closeAfter bool  // send "Connection: close" and close afterwards
-	hijacked   bool
-	err        error // sticky write error
+	// closeSent: the head said "Connection: close" (a drain that began
+	// after it was sent keeps the connection, see conn.serveOne).
+	closeSent bool
+	hijacked  bool
+	err       error // sticky write error
 
 	// The Date header is rendered once a second per connection.
 	dateSec int64
@@ -67,7 +70,7 @@ func (w *response) reset() {
 	w.wroteHeader, w.committed, w.noBody, w.chunked = false, false, false, false
 	w.started.Store(false)
 	w.clen, w.written = -1, 0
-	w.closeAfter, w.hijacked = false, false
+	w.closeAfter, w.hijacked, w.closeSent = false, false, false
 	w.err = nil
 }
 
@@ -258,6 +261,7 @@ func (w *response) flush(final bool) error {
 		}
 		if w.closeAfter || !c.keepAlive() {
 			f = append(f, "Connection: close\r\n"...)
+			w.closeSent = true
 		} else if c.act.req.Proto == exchange.HTTP10 {
 			f = append(f, "Connection: keep-alive\r\n"...)
 		}
