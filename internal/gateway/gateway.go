@@ -77,9 +77,27 @@ type server interface {
 // newServer builds the engine lc asks for.
 func newServer(lc *config.Listener, opts stdhttp.Options, h *front) server {
 	if lc.Engine == config.EngineStdHTTP {
-		return stdhttp.NewServer(opts, h)
+		srv := stdhttp.NewServer(opts, h)
+		if opts.TLS == nil && opts.HTTP1 {
+			// Requests reach net/http through the native engine's
+			// parser, so that both engines refuse the same requests
+			// (h1.FrontListener says why TLS is left out).
+			return frontedServer{srv, int(opts.MaxHeaderBytes)}
+		}
+		return srv
 	}
 	return h1.NewServer(opts, h)
+}
+
+// frontedServer is a net/http server whose plain connections are read
+// through h1's validating front.
+type frontedServer struct {
+	*stdhttp.Server
+	maxHeader int
+}
+
+func (f frontedServer) Serve(ln net.Listener) error {
+	return f.Server.Serve(h1.FrontListener(ln, f.maxHeader))
 }
 
 // stop ends what the listener owns besides its servers: the watch on its

@@ -194,7 +194,7 @@ func echoUpstream(t *testing.T) string {
 }
 
 // malformedEngines are the listener engines the table runs against.
-var malformedEngines = []string{"native"}
+var malformedEngines = []string{"native", "stdhttp"}
 
 // TestMalformedRequests sends each case of the table over a real socket to
 // every listener engine and checks the status, whether the connection is

@@ -11,7 +11,10 @@ package stdhttp
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -85,11 +88,18 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := writerPool.Get().(*responseWriter)
 	rw.w, rw.http2 = w, r.ProtoMajor >= 2
 	rw.pushLimit = pushLimit(w, r)
-	rw.closeConn = a.Draining != nil && r.ProtoMajor == 1 && a.Draining.Load()
+	rw.draining = nil
+	if r.ProtoMajor == 1 {
+		rw.draining = a.Draining
+	}
 	x.W = rw
 	x.Ctx = r.Context()
 	x.Start = time.Now()
 	fill(&x.Req, r)
+	if len(r.TransferEncoding) > 0 && r.Body != nil {
+		rw.body.rc = r.Body
+		x.Req.Body = &rw.body
+	}
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
 			x.State.EarlyData, x.State.HandshakeDone = true, done
@@ -163,15 +173,50 @@ type responseWriter struct {
 	pushLimit int64
 	written   int64
 	overLimit bool
-	// closeConn: answer with "Connection: close" (Adapter.Draining).
-	closeConn bool
+	// draining is Adapter.Draining for an HTTP/1.x request: when set at
+	// WriteHeader, the response says "Connection: close".
+	draining *atomic.Bool
+	// body wraps a chunked request body (pooled with the writer).
+	body chunkedBody
+}
+
+// chunkedBody reports net/http's chunked-coding errors as
+// exchange.ErrBadRequestBody, as the native engine's body reader does: a
+// client's malformed framing is the client's 400, never an upstream
+// failure. What is not a framing error (the connection failing, a read
+// after Close, a size limit) passes unchanged.
+type chunkedBody struct{ rc io.ReadCloser }
+
+func (b *chunkedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && isFramingError(err) {
+		err = fmt.Errorf("%w: %w", exchange.ErrBadRequestBody, err)
+	}
+	return n, err
+}
+
+func (b *chunkedBody) Close() error { return b.rc.Close() }
+
+// isFramingError tells net/http's chunked reader's own errors (unexported
+// values: a malformed chunk line, a line too long) from everything else.
+func isFramingError(err error) bool {
+	var ne net.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, http.ErrBodyReadAfterClose),
+		errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne), errors.As(err, &mbe):
+		return false
+	}
+	return true
 }
 
 func (rw *responseWriter) reset() {
 	rw.w = nil
 	rw.hdr.Reset()
 	rw.wroteHeader = false
-	rw.pushLimit, rw.written, rw.overLimit, rw.closeConn = 0, 0, false, false
+	rw.pushLimit, rw.written, rw.overLimit, rw.draining = 0, 0, false, nil
+	rw.body.rc = nil
 }
 
 // errPushTooLarge stops a pushed response that outgrew push.max_bytes.
@@ -209,7 +254,7 @@ func (rw *responseWriter) WriteHeader(status int) {
 	})
 	if status >= 200 || status == http.StatusSwitchingProtocols {
 		rw.wroteHeader = true
-		if rw.closeConn && status != http.StatusSwitchingProtocols {
+		if rw.draining != nil && rw.draining.Load() && status != http.StatusSwitchingProtocols {
 			h.Set("Connection", "close")
 		}
 	}

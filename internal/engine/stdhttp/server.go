@@ -114,7 +114,12 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 		}
 		t := v.(*trackedConn)
 		t.state.Store(int32(st))
-		if st == http.StateActive && !t.opened.Load() && s.o.ConnOpened != nil && s.o.ConnClosed != nil {
+		if f, ok := c.(interface{ ResponseDone() }); ok && st == http.StateIdle {
+			// A validating front (h1.Front) answers a refused request
+			// only after the responses before it.
+			f.ResponseDone()
+		}
+		if st == http.StateActive && !t.opened.Load() {
 			t.proto = "tcp"
 			if tc, ok := c.(*tls.Conn); ok {
 				t.proto = tc.ConnectionState().NegotiatedProtocol
@@ -123,11 +128,16 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 				}
 			}
 			t.opened.Store(true)
-			s.o.ConnOpened(t.proto)
+			if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
+				s.o.ConnOpened(t.proto)
+			}
 		}
 	case http.StateClosed, http.StateHijacked:
+		if f, ok := c.(interface{ Hijacked() }); ok && st == http.StateHijacked {
+			f.Hijacked()
+		}
 		if v, ok := s.conns.LoadAndDelete(c); ok {
-			if t := v.(*trackedConn); t.opened.Load() {
+			if t := v.(*trackedConn); t.opened.Load() && s.o.ConnOpened != nil && s.o.ConnClosed != nil {
 				s.o.ConnClosed(t.proto)
 			}
 		}
@@ -160,9 +170,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // in flight finish, and every HTTP/1.x response from now on carries
 // "Connection: close". Idle keep-alive connections stay open for the drain
 // grace (Options.DrainIdle) so that a request a client is sending on one
-// right now is answered, not lost; then net/http's own graceful shutdown
-// closes those still idle, sends HTTP/2 connections a GOAWAY and waits for
-// what is active. When ctx is done, whatever is left is closed.
+// right now is answered, not lost; once no HTTP/1.x connection is left, or
+// the grace ends, net/http's own graceful shutdown closes those still idle,
+// sends HTTP/2 connections a GOAWAY and waits for what is active. When ctx
+// is done, whatever is left is closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining.Store(true)
@@ -176,7 +187,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 wait:
-	for s.idleConns() > 0 {
+	for s.http1Conns() > 0 {
 		select {
 		case <-grace.C:
 			break wait
@@ -196,13 +207,14 @@ wait:
 // (net/http's own Shutdown polls too).
 const drainPoll = 20 * time.Millisecond
 
-// idleConns counts the connections waiting for a request (HTTP/2
-// connections count as active).
-func (s *Server) idleConns() int {
+// http1Conns counts the connections that may still carry an HTTP/1.x
+// request: idle ones, and active ones whose response may have promised
+// keep-alive before the drain began (they go idle after it). HTTP/2
+// connections over TLS are left to net/http's GOAWAY.
+func (s *Server) http1Conns() int {
 	n := 0
 	s.conns.Range(func(_, v any) bool {
-		switch http.ConnState(v.(*trackedConn).state.Load()) {
-		case http.StateNew, http.StateIdle:
+		if t := v.(*trackedConn); !t.opened.Load() || t.proto != "h2" {
 			n++
 		}
 		return true
