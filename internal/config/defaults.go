@@ -164,6 +164,8 @@ const (
 
 	// DefaultDrainTimeout is Shutdown.DrainTimeout's default.
 	DefaultDrainTimeout = Duration(30 * time.Second)
+	// DefaultIdleGrace is Shutdown.IdleGrace's default.
+	DefaultIdleGrace = Duration(5 * time.Second)
 )
 
 // DefaultPlainProtocols returns Listener.Protocols' default for a listener
@@ -241,6 +243,7 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Logging.Level, DefaultLogLevel)
 	setDefault(&c.Logging.Format, DefaultLogFormat)
 	setDefault(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&c.Shutdown.IdleGrace, DefaultIdleGrace)
 	setDefault(&c.AccessLog.Format, "json")
 	setDefault(&c.AccessLog.Output, "stdout")
 	setDefault(&c.AccessLog.Buffer, DefaultAccessLogBuffer)

@@ -398,6 +398,13 @@ type Shutdown struct {
 	// DrainTimeout is how long in-flight requests may run after a SIGTERM or
 	// SIGINT before connections are closed. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// IdleGrace is how long a draining server (after a SIGTERM, in a binary
+	// upgrade, or the old server of a listener a reload changed) keeps an
+	// idle HTTP/1.1 keep-alive connection open for its next request, which
+	// it answers with "Connection: close", before closing it. At most the
+	// listener's idle_timeout and drain_timeout. Taken by a listener when
+	// its server starts. Default 5s.
+	IdleGrace Duration `yaml:"idle_grace"`
 }
 
 // Reload controls how a running penstock picks up configuration changes.

@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 		col.Addf("logging.format", "unknown format %q; want json or text", c.Logging.Format)
 	}
 	checkDuration(col, "shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	checkDuration(col, "shutdown.idle_grace", c.Shutdown.IdleGrace)
 	return col.Err()
 }
 

@@ -141,7 +141,7 @@ func TestDrainLosesNoRequest(t *testing.T) {
 		return fmt.Sprintf(`listeners: [{name: main, address: %q, engine: %s, limits: {idle_timeout: %ds}}]
 upstreams: [{name: up, endpoints: [{address: %s}]}]
 routes: [{name: r, match: {path_prefix: /x}, upstream: up}]
-shutdown: {drain_timeout: 10s}
+shutdown: {drain_timeout: 10s, idle_grace: 5s}
 access_log: {enabled: false}
 `, addr, engine, idle, rec.addr())
 	}

@@ -33,6 +33,11 @@ func startGatewayTB(t testing.TB, yamlText string) *gateway.Gateway {
 	if err != nil {
 		t.Fatalf("parse config: %v\n%s", err, yamlText)
 	}
+	if !strings.Contains(yamlText, "idle_grace") {
+		// Test clients keep idle connections that nobody will use again:
+		// a shutdown need not wait the default 5 s for their next request.
+		cfg.Shutdown.IdleGrace = config.Duration(100 * time.Millisecond)
+	}
 	cfg.SetDefaults()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
