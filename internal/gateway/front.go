@@ -27,12 +27,12 @@ type front struct {
 
 func (f *front) ServeExchange(x *exchange.Exchange) {
 	s := f.snap.Load()
-	pipeline.AssignRequestID(x)
-	x.State.TraceFound = tracecontext.Extract(&x.Req.Header, s.w3c, s.b3, &x.State.Trace)
-	x.State.Trace.Decide(s.sampleRatio)
 	if len(f.trusted) > 0 {
 		x.State.TrustedPeer = f.trusted.Contains(x.Req.RemoteAddr.Addr())
 	}
+	pipeline.AssignRequestID(x)
+	x.State.TraceFound = tracecontext.Extract(&x.Req.Header, s.w3c, s.b3, &x.State.Trace)
+	x.State.Trace.Decide(s.sampleRatio)
 	if f.draining.Load() && x.Req.Proto < exchange.HTTP2 {
 		x.W.Header().Set("Connection", "close")
 	}

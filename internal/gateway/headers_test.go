@@ -72,6 +72,8 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 		"X-Forwarded-Proto": "https",
 		"X-Forwarded-Host":  "spoofed.example",
 		"Forwarded":         "for=203.0.113.7;proto=https",
+		"X-Real-Ip":         "203.0.113.7",
+		"X-Forwarded-Port":  "8443",
 	}
 	tests := []struct {
 		name     string
@@ -83,12 +85,16 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 			"X-Forwarded-Proto": "http",
 			"X-Forwarded-Host":  "api.example.com",
 			"Forwarded":         "for=127.0.0.1;host=api.example.com;proto=http",
+			"X-Real-Ip":         "",
+			"X-Forwarded-Port":  "",
 		}},
 		{name: "trusted peer: values kept and appended", listener: "trusted", want: map[string]string{
 			"X-Forwarded-For":   "203.0.113.7, 127.0.0.1",
 			"X-Forwarded-Proto": "https",
 			"X-Forwarded-Host":  "spoofed.example",
 			"Forwarded":         "for=203.0.113.7;proto=https, for=127.0.0.1;host=api.example.com;proto=http",
+			"X-Real-Ip":         "203.0.113.7",
+			"X-Forwarded-Port":  "8443",
 		}},
 	}
 	for _, tc := range tests {
@@ -116,10 +122,17 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 			t.Errorf("upstream saw request id %q, client got %q", got, id)
 		}
 	})
-	t.Run("client request id kept when well-formed", func(t *testing.T) {
-		resp, body := do(t, client, "GET", baseURL(g, "untrusted")+"/x", map[string]string{"X-Request-Id": "abc-123.DEF_4"}, nil)
+	t.Run("trusted proxy's request id kept when well-formed", func(t *testing.T) {
+		resp, body := do(t, client, "GET", baseURL(g, "trusted")+"/x", map[string]string{"X-Request-Id": "abc-123.DEF_4"}, nil)
 		if resp.Header.Get("X-Request-Id") != "abc-123.DEF_4" || decodeSeen(t, body).Header.Get("X-Request-Id") != "abc-123.DEF_4" {
 			t.Errorf("client id not kept: %q", resp.Header.Get("X-Request-Id"))
+		}
+	})
+	t.Run("untrusted client's request id replaced", func(t *testing.T) {
+		resp, body := do(t, client, "GET", baseURL(g, "untrusted")+"/x", map[string]string{"X-Request-Id": "abc-123.DEF_4"}, nil)
+		id := resp.Header.Get("X-Request-Id")
+		if len(id) != 32 || decodeSeen(t, body).Header.Get("X-Request-Id") != id {
+			t.Errorf("untrusted client's id not replaced: client got %q", id)
 		}
 	})
 	t.Run("malformed client request id replaced", func(t *testing.T) {

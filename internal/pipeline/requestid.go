@@ -14,11 +14,14 @@ const RequestIDHeader = "X-Request-Id"
 // maxRequestIDLen bounds a client-supplied id; longer ones are replaced.
 const maxRequestIDLen = 64
 
-// AssignRequestID sets x.State.RequestID: the client's X-Request-Id when it is
-// 1–64 characters of [A-Za-z0-9._-], otherwise a new 128-bit random id in
-// hex. The id is set on the request (for the upstream) and on the response.
+// AssignRequestID sets x.State.RequestID: the X-Request-Id of a trusted
+// proxy (x.State.TrustedPeer, so set that first) when it is 1–64 characters
+// of [A-Za-z0-9._-], otherwise a new 128-bit random id in hex. Like
+// X-Forwarded-For, an id from any other client is replaced: it could forge
+// one to collide with another request's in logs and traces. The id is set
+// on the request (for the upstream) and on the response.
 func AssignRequestID(x *exchange.Exchange) {
-	if id, ok := x.Req.Header.Get(RequestIDHeader); ok && validRequestID(id) {
+	if id, ok := x.Req.Header.Get(RequestIDHeader); ok && x.State.TrustedPeer && validRequestID(id) {
 		x.State.RequestID = id
 	} else {
 		buf := x.State.IDBuffer()

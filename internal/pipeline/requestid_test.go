@@ -9,6 +9,8 @@ import (
 
 var generatedID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
+// TestAssignRequestIDKeepsValidClientIDs: a trusted proxy's well-formed id
+// is kept.
 func TestAssignRequestIDKeepsValidClientIDs(t *testing.T) {
 	tests := []struct {
 		name string
@@ -24,6 +26,7 @@ func TestAssignRequestIDKeepsValidClientIDs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			x, rec := newExchange(t, "GET")
+			x.State.TrustedPeer = true
 			x.Req.Header.Add("x-request-id", tt.id)
 			AssignRequestID(x)
 
@@ -80,6 +83,25 @@ func TestAssignRequestIDReplacesInvalidClientIDs(t *testing.T) {
 	}
 }
 
+// TestAssignRequestIDReplacesUntrustedClientIDs: like X-Forwarded-For, an
+// id from a client that is not a trusted proxy is replaced, however well
+// formed (issue 13, finding 8).
+func TestAssignRequestIDReplacesUntrustedClientIDs(t *testing.T) {
+	x, rec := newExchange(t, "GET")
+	x.Req.Header.Add(RequestIDHeader, "7d9c1f0e2b3a4c5d")
+	AssignRequestID(x)
+	id := x.State.RequestID
+	if !generatedID.MatchString(id) {
+		t.Fatalf("State.RequestID = %q, want a generated id", id)
+	}
+	if got := headerValues(&x.Req.Header, RequestIDHeader); !slices.Equal(got, []string{id}) {
+		t.Errorf("request X-Request-Id = %q, want only the generated [%q]", got, id)
+	}
+	if got := headerValues(&rec.hdr, RequestIDHeader); !slices.Equal(got, []string{id}) {
+		t.Errorf("response X-Request-Id = %q, want [%q]", got, id)
+	}
+}
+
 func TestAssignRequestIDGeneratesDistinctIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
@@ -98,6 +120,7 @@ func TestAssignRequestIDReplacesExistingResponseID(t *testing.T) {
 	// produce two ids.
 	x, rec := newExchange(t, "GET")
 	rec.hdr.Add(RequestIDHeader, "stale")
+	x.State.TrustedPeer = true
 	x.Req.Header.Add(RequestIDHeader, "fresh")
 	AssignRequestID(x)
 	if got := headerValues(&rec.hdr, RequestIDHeader); !slices.Equal(got, []string{"fresh"}) {

@@ -52,12 +52,18 @@ func listedInConnection(h *exchange.Header, name string) bool {
 	return found
 }
 
-// isForwardingHeader reports the fields penstock rewrites itself.
+// isForwardingHeader reports the fields that speak for a proxy in front:
+// penstock rewrites the first four itself, and drops X-Real-IP and
+// X-Forwarded-Port from a client that is not a trusted proxy, since any
+// client can forge them (an upstream would take a forged X-Real-IP for the
+// client's address).
 func isForwardingHeader(name string) bool {
 	return exchange.EqualFold(name, "X-Forwarded-For") ||
 		exchange.EqualFold(name, "X-Forwarded-Proto") ||
 		exchange.EqualFold(name, "X-Forwarded-Host") ||
-		exchange.EqualFold(name, "Forwarded")
+		exchange.EqualFold(name, "Forwarded") ||
+		exchange.EqualFold(name, "X-Real-Ip") ||
+		exchange.EqualFold(name, "X-Forwarded-Port")
 }
 
 // upgradeToken returns the protocol the client asks to switch to (for
@@ -76,7 +82,8 @@ func upgradeToken(x *exchange.Exchange) string {
 // outgoingHeader fills out with the upstream request's header: end-to-end
 // fields of the client request, then the forwarding fields. When the client
 // is a trusted proxy its X-Forwarded-* and Forwarded values are kept and
-// appended to; otherwise they are dropped, since any client can forge them.
+// appended to, and its X-Real-IP kept; otherwise they are dropped, since any
+// client can forge them.
 // out is reset first; with a warm out nothing is allocated.
 func outgoingHeader(x *exchange.Exchange, out *exchange.Header, trusted bool, upgrade string) {
 	out.Reset()
