@@ -391,13 +391,14 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 // gracefully and, if the socket is no longer used, closes it.
 func (g *Gateway) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
 	l.stop()
+	if closeSocket {
+		// Refused from now on rather than accepted and reset.
+		l.sock.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, time.Second))
 	defer cancel()
 	if err := l.shutdown(ctx); err != nil {
 		g.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
-	}
-	if closeSocket {
-		l.sock.Close()
 	}
 }
 
@@ -463,10 +464,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			l.stop()
+			// Stop accepting first: a new connection is refused by the
+			// kernel rather than accepted by nobody and reset. (After
+			// StopAccepting the socket is the new process's; closing
+			// this process's copy again changes nothing.)
+			l.sock.Close()
 			if err := l.shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("listener %q: drain: %w", l.cfg.Name, err)
 			}
-			l.sock.Close()
 		}()
 	}
 	wg.Wait()

@@ -2,9 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,5 +76,86 @@ shutdown: {drain_timeout: 5s}
 	if resp, err := c.Get(url); err == nil {
 		resp.Body.Close()
 		t.Error("a new request succeeded after shutdown")
+	}
+}
+
+// TestShutdownRefusesNewConnections: once a graceful shutdown begins, every
+// listener stops accepting (a new connection is refused, not accepted and
+// reset) while a request in flight still finishes (issue 13, finding 10).
+func TestShutdownRefusesNewConnections(t *testing.T) {
+	for _, engine := range []string{"native", "stdhttp"} {
+		for _, scheme := range []string{"http", "https"} {
+			t.Run(engine+"/"+scheme, func(t *testing.T) {
+				release := make(chan struct{})
+				started := make(chan struct{}, 1)
+				up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					started <- struct{}{}
+					<-release
+					io.WriteString(w, "finished")
+				}))
+				tlsCfg := ""
+				if scheme == "https" {
+					tlsCfg = ", tls: {self_signed: true}"
+				}
+				cfg, err := config.Parse([]byte(lines(`listeners: [{name: main, address: "127.0.0.1:0", engine: %s%s}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: slow, match: {path: /slow}, upstream: up}]
+shutdown: {drain_timeout: 10s}
+access_log: {enabled: false}
+`, engine, tlsCfg, up)), "test.yaml")
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.SetDefaults()
+				g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := g.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				addr := g.Addr("main").String()
+				c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+					TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+				done := make(chan error, 1)
+				go func() {
+					resp, err := c.Get(scheme + "://" + addr + "/slow")
+					if err == nil {
+						_, err = io.ReadAll(resp.Body)
+						resp.Body.Close()
+					}
+					done <- err
+				}()
+				<-started
+				shutdownDone := make(chan error, 1)
+				go func() { shutdownDone <- g.Shutdown(context.Background()) }()
+
+				// The request is held upstream, so this is during the drain.
+				refused := false
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+					nc, err := net.Dial("tcp", addr)
+					if errors.Is(err, syscall.ECONNREFUSED) {
+						refused = true
+						break
+					}
+					// A connection caught in the backlog as the socket
+					// closed is reset; the next one must be refused.
+					if err == nil {
+						nc.Close()
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				if !refused {
+					t.Error("new connections still accepted during the drain; want them refused")
+				}
+				close(release)
+				if err := <-done; err != nil {
+					t.Errorf("in-flight request: %v", err)
+				}
+				if err := <-shutdownDone; err != nil {
+					t.Errorf("shutdown: %v", err)
+				}
+			})
+		}
 	}
 }
