@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/gateway"
 )
@@ -157,5 +159,47 @@ access_log: {enabled: false}
 				}
 			})
 		}
+	}
+}
+
+// TestConnectionsOpenNeverNegative: TCP connections to a TLS listener that
+// close before their handshake (load balancer health checks) are not
+// counted as opened, so their close must not be counted either: the
+// penstock_connections_open gauge stayed at -1 per such connection
+// (issue 13, finding 13).
+func TestConnectionsOpenNeverNegative(t *testing.T) {
+	up := newRecorder(t, "up")
+	for _, engine := range []string{"native", "stdhttp"} {
+		t.Run(engine, func(t *testing.T) {
+			o := startObserved(t, lines(`listeners: [{name: tls, address: "127.0.0.1:0", engine: %s, tls: {self_signed: true}}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, engine, up.addr()))
+			addr := o.g.Addr("tls").String()
+			for range 5 {
+				nc, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				nc.Close()
+			}
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			resp, err := c.Get("https://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			c.CloseIdleConnections()
+			// Shutdown returns once every connection is closed.
+			o.stop()
+			for _, proto := range []string{"tcp", "http/1.1", "h2"} {
+				m := findSeries(t, o.reg, "penstock_connections_open", func(m *dto.Metric) bool {
+					return labels(m) == "listener=tls,protocol="+proto
+				})
+				if m != nil && value(m) != 0 {
+					t.Errorf("penstock_connections_open{protocol=%q} = %v after every connection closed, want 0", proto, value(m))
+				}
+			}
+		})
 	}
 }

@@ -89,6 +89,9 @@ type conn struct {
 	mu     sync.Mutex
 	closed atomic.Bool
 	killed atomic.Bool
+	// counted: the connection was reported to ConnOpened (see
+	// Server.opened).
+	counted bool
 }
 
 // connKind is what a connection carries (a byte, not two strings: an idle

@@ -198,12 +198,16 @@ func (s *Server) forget(c *conn) {
 		s.allGone = nil
 	}
 	s.mu.Unlock()
-	if ok && c.kind != kindH2 {
+	if ok && c.kind != kindH2 && c.counted {
 		s.closed(c)
 	}
 }
 
+// opened reports c to the ConnOpened hook. A TLS connection is reported
+// once its handshake completes, with its protocol; one that closes before
+// was never reported, so its close is not either (counted).
 func (s *Server) opened(c *conn) {
+	c.counted = true
 	if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
 		s.o.ConnOpened(c.label())
 	}
