@@ -34,7 +34,9 @@ func (g *Gateway) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Confi
 		if err != nil {
 			return nil, err
 		}
-		g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", "https", "protocols", []string{config.ProtocolH3})
+		// The listener's one "listening" line (serve) names h3 among
+		// its protocols; the UDP socket shares its address.
+		g.log.Debug("HTTP/3 socket bound", "listener", lc.Name, "address", sock.Addr().String())
 	}
 	o := h3.Options{
 		TLS:                conf,

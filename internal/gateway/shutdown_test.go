@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -201,5 +203,50 @@ routes: [{name: r, match: {path_prefix: /}, upstream: up}]
 				}
 			}
 		})
+	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestListeningLoggedOncePerListener: an https listener serving h1, h2 and
+// h3 says "listening" once, naming its protocols, not once more for its UDP
+// socket (issue 13, finding 10).
+func TestListeningLoggedOncePerListener(t *testing.T) {
+	up := newRecorder(t, "up")
+	cfg, err := config.Parse([]byte(lines(`listeners: [{name: tls, address: "127.0.0.1:0", protocols: [h1, h2, h3], tls: {self_signed: true}}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: up}]
+`, up.addr())), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	var logs lockedBuffer
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown(context.Background())
+	if n := strings.Count(logs.String(), "msg=listening"); n != 1 {
+		t.Errorf("%d \"listening\" lines for one listener, want 1:\n%s", n, logs.String())
 	}
 }
