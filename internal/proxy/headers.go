@@ -66,8 +66,12 @@ func isForwardingHeader(name string) bool {
 		exchange.EqualFold(name, "X-Forwarded-Port")
 }
 
-// upgradeToken returns the protocol the client asks to switch to (for
-// example "websocket") when the request is an HTTP/1.1 upgrade.
+// upgradeToken returns the protocol an HTTP/1.1 upgrade request asks to
+// switch to when penstock tunnels it: "websocket" (RFC 6455), and nothing
+// else. For any other token the request goes upstream as a plain one
+// (Upgrade is hop-by-hop and dropped): in particular h2c (RFC 7540 §3.2,
+// deprecated by RFC 9113), which would let a client speak HTTP/2 straight
+// to the upstream past the route's match, as any unvetted protocol would.
 func upgradeToken(x *exchange.Exchange) string {
 	if x.Req.Proto != exchange.HTTP11 {
 		return ""
@@ -76,7 +80,17 @@ func upgradeToken(x *exchange.Exchange) string {
 	if !ok || !listedInConnection(&x.Req.Header, "Upgrade") {
 		return ""
 	}
-	return up
+	// A list of protocols in order of preference (RFC 9110 §7.8), each
+	// with an optional "/version".
+	for up != "" {
+		var tok string
+		tok, up, _ = strings.Cut(up, ",")
+		name, _, _ := strings.Cut(strings.TrimSpace(tok), "/")
+		if exchange.EqualFold(name, "websocket") {
+			return "websocket"
+		}
+	}
+	return ""
 }
 
 // outgoingHeader fills out with the upstream request's header: end-to-end

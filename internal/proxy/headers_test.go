@@ -128,6 +128,26 @@ func TestUpgradeToken(t *testing.T) {
 			want:   "",
 		},
 		{
+			// Issue 13, finding 5: an h2c upgrade would let the client
+			// speak HTTP/2 to the upstream past the route's match.
+			name:   "h2c is never tunnelled",
+			proto:  exchange.HTTP11,
+			fields: []field{{"Connection", "Upgrade, HTTP2-Settings"}, {"Upgrade", "h2c"}, {"HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"}},
+			want:   "",
+		},
+		{
+			name:   "other tokens are not tunnelled",
+			proto:  exchange.HTTP11,
+			fields: []field{{"Connection", "Upgrade"}, {"Upgrade", "TLS/1.2"}},
+			want:   "",
+		},
+		{
+			name:   "websocket in any case, with a version, in a list",
+			proto:  exchange.HTTP11,
+			fields: []field{{"Connection", "Upgrade"}, {"Upgrade", "h2c, WebSocket/13"}},
+			want:   "websocket",
+		},
+		{
 			name:   "Connection lists something else",
 			proto:  exchange.HTTP11,
 			fields: []field{{"Connection", "close"}, {"Upgrade", "websocket"}},

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net/http"
 
@@ -9,11 +10,17 @@ import (
 	"github.com/penstock-dev/penstock/internal/pipeline"
 )
 
-// switchProtocols completes an HTTP/1.1 upgrade (WebSocket and others) that
-// the upstream accepted with 101: it takes over the client connection, relays
-// the 101 response, then pumps bytes both ways until either side closes.
+// switchProtocols completes an HTTP/1.1 upgrade to WebSocket that the
+// upstream accepted with 101: it takes over the client connection, relays
+// the 101 response, then pumps bytes both ways until either side closes. A
+// 101 to anything else (a request penstock did not upgrade, or another
+// protocol) is the upstream's protocol error: nothing is tunnelled.
 func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, backend io.ReadWriteCloser) {
 	defer backend.Close()
+	if upgradeToken(x) == "" || !exchange.EqualFold(header.Get("Upgrade"), "websocket") {
+		f.fail(x, pipeline.UpstreamProtocol, errUnaskedUpgrade)
+		return
+	}
 	conn, brw, err := x.W.Hijack()
 	if err != nil {
 		f.fail(x, pipeline.UpstreamProtocol, err)
@@ -45,6 +52,10 @@ func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, ba
 	backend.Close()
 	<-done
 }
+
+// errUnaskedUpgrade reports a 101 response to a request penstock did not
+// upgrade, or to a protocol it does not tunnel.
+var errUnaskedUpgrade = errors.New("upstream switched to a protocol not asked for")
 
 // writeSwitchingProtocols writes the upstream's 101 response to the client.
 func writeSwitchingProtocols(w *bufio.Writer, header http.Header, requestID string) error {
