@@ -402,8 +402,7 @@ type Shutdown struct {
 	// upgrade, or the old server of a listener a reload changed) keeps an
 	// idle HTTP/1.1 keep-alive connection open for its next request, which
 	// it answers with "Connection: close", before closing it. At most the
-	// listener's idle_timeout and drain_timeout. Taken by a listener when
-	// its server starts. Default 5s.
+	// listener's idle_timeout and drain_timeout. Default 5s.
 	IdleGrace Duration `yaml:"idle_grace"`
 }
 

@@ -244,7 +244,7 @@ func (g *Gateway) serve(lc *config.Listener, sock *listener.Socket) (*runningLis
 		IdleTimeout:          lc.Limits.IdleTimeout.D(),
 		MaxHeaderBytes:       int(lc.Limits.MaxHeaderBytes.Int64()),
 		MaxConcurrentStreams: int(lc.Limits.MaxConcurrentStreams),
-		DrainIdle:            g.snap.Load().Config.Shutdown.IdleGrace.D(),
+		DrainIdle:            func() time.Duration { return g.snap.Load().Config.Shutdown.IdleGrace.D() },
 		Logger:               g.log,
 		ConnOpened:           func(proto string) { g.obs.metrics.ConnOpened(lc.Name, proto) },
 		ConnClosed:           func(proto string) { g.obs.metrics.ConnClosed(lc.Name, proto) },

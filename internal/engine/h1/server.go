@@ -267,14 +267,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // drainIdle is how long Shutdown keeps idle connections open: the drain
 // grace, never beyond the idle timeout.
 func (s *Server) drainIdle() time.Duration {
-	d := s.o.DrainIdle
-	if d <= 0 {
-		d = stdhttp.DefaultDrainIdle
-	}
-	if t := s.o.IdleTimeout; t > 0 {
-		d = min(d, t)
-	}
-	return d
+	return stdhttp.DrainIdle(s.o)
 }
 
 // closeIdle closes the connections that are idle (the end of the drain

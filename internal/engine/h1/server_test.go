@@ -678,7 +678,7 @@ func TestShutdownDeadlineInterruptsBlockedWrite(t *testing.T) {
 // client may be sending it as the drain starts) with "Connection: close",
 // and closes the connections still idle at the end of the drain grace.
 func TestShutdownDrainsIdleAndFinishesActive(t *testing.T) {
-	addr, srv := startServer(t, func(o *h1.Options) { o.DrainIdle = 300 * time.Millisecond })
+	addr, srv := startServer(t, func(o *h1.Options) { o.DrainIdle = func() time.Duration { return 300 * time.Millisecond } })
 	idle := dial(t, addr)
 	idle.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	idle.response("GET")

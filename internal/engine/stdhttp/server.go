@@ -41,12 +41,14 @@ type Options struct {
 	// "http/1.1" as negotiated by ALPN on TLS, "tcp" on plain connections
 	// (HTTP/1.1 or h2c).
 	ConnOpened, ConnClosed func(proto string)
-	// DrainIdle is how long a graceful shutdown keeps an idle HTTP/1.x
+	// DrainIdle returns how long a graceful shutdown keeps an idle HTTP/1.x
 	// keep-alive connection open for its next request, which is answered
 	// in full with "Connection: close"; a connection that sends nothing for
-	// that long is then closed. 0 means DefaultDrainIdle (5 s); never more
-	// than IdleTimeout, and the shutdown's deadline ends it in any case.
-	DrainIdle time.Duration
+	// that long is then closed. Asked when the shutdown begins, so that a
+	// reload's value applies to servers already running. Nil, or 0, means
+	// DefaultDrainIdle (5 s); never more than IdleTimeout, and the
+	// shutdown's deadline ends it in any case.
+	DrainIdle func() time.Duration
 }
 
 // Server is one running net/http server.
@@ -182,7 +184,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	grace := time.NewTimer(drainIdle(s.o))
+	grace := time.NewTimer(DrainIdle(s.o))
 	defer grace.Stop()
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
@@ -227,10 +229,13 @@ func (s *Server) http1Conns() int {
 // enough not to hold a shutdown for long.
 const DefaultDrainIdle = 5 * time.Second
 
-// drainIdle is how long a shutdown keeps idle connections open: the drain
-// grace, never beyond the idle timeout.
-func drainIdle(o Options) time.Duration {
-	d := o.DrainIdle
+// DrainIdle is how long a shutdown under o keeps idle connections open: the
+// drain grace, never beyond the idle timeout. Both engines use it.
+func DrainIdle(o Options) time.Duration {
+	var d time.Duration
+	if o.DrainIdle != nil {
+		d = o.DrainIdle()
+	}
 	if d <= 0 {
 		d = DefaultDrainIdle
 	}
