@@ -61,6 +61,9 @@ type Front struct {
 
 	in    []byte // received, not yet passed on
 	out   []byte // validated, for the server to read
+	// inBuf and outBuf are the buffers in and out were cut from, reused
+	// once they are empty: no allocation per request once warm.
+	inBuf, outBuf []byte
 	first bool
 	mode  frontMode
 
@@ -125,8 +128,16 @@ func (f *Front) Read(p []byte) (int, error) {
 		if len(f.in) > 0 && f.step() {
 			continue
 		}
+		if len(f.in) == 0 {
+			f.in = f.inBuf[:0]
+		}
 		n, err := f.Conn.Read(f.scratch[:])
 		f.in = append(f.in, f.scratch[:n]...)
+		if cap(f.in) > cap(f.inBuf) {
+			// Grown: keep the larger buffer (appending to a slice
+			// already consumed from the front reallocates).
+			f.inBuf = f.in[:0]
+		}
 		if n == 0 && err != nil {
 			if f.mode == frontHead && len(f.in) > 0 && isTimeout(err) && f.answered.Load() >= f.passed {
 				// A head begun and not finished in time (not the end
@@ -139,8 +150,14 @@ func (f *Front) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if cap(f.out) > cap(f.outBuf) {
+		f.outBuf = f.out[:0]
+	}
 	n := copy(p, f.out)
 	f.out = f.out[n:]
+	if len(f.out) == 0 {
+		f.out = f.outBuf[:0]
+	}
 	return n, nil
 }
 
