@@ -59,13 +59,13 @@ type Front struct {
 	net.Conn
 	maxHeader int
 
-	in    []byte // received, not yet passed on
-	out   []byte // validated, for the server to read
+	in  []byte // received, not yet passed on
+	out []byte // validated, for the server to read
 	// inBuf and outBuf are the buffers in and out were cut from, reused
 	// once they are empty: no allocation per request once warm.
 	inBuf, outBuf []byte
-	first bool
-	mode  frontMode
+	first         bool
+	mode          frontMode
 
 	remain int64          // frontLength: body bytes left
 	dec    chunkedDecoder // frontChunked
