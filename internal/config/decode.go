@@ -47,6 +47,35 @@ func Check(data []byte, filename string, extra ...Checker) (*Config, error) {
 	return cfg, nil
 }
 
+// ReadFile reads and decodes the configuration file at path without
+// validating a file that decodes cleanly: penstock's compiler
+// (snapshot.Compile) validates it, once, when it builds the snapshot. When
+// decoding fails, Validate and the extra checks run on what did decode and
+// are reported with the decoding errors, so one pass shows every problem.
+func ReadFile(path string, extra ...Checker) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Decode(data, path, extra...)
+}
+
+// Decode is ReadFile for a configuration already in memory.
+func Decode(data []byte, filename string, extra ...Checker) (*Config, error) {
+	cfg, decodeErrs, err := parse(data, filename)
+	if err != nil {
+		return nil, err
+	}
+	if len(decodeErrs) == 0 {
+		return cfg, nil
+	}
+	errs := Merge(decodeErrs, cfg.Validate())
+	for _, check := range extra {
+		errs = Merge(errs, check(cfg))
+	}
+	return nil, errs
+}
+
 // Merge adds the errors of more to errs, leaving out those on or under a
 // field that errs already reports (they would only restate it), and returns
 // the result sorted by line. more may be nil, an Errors, a *FieldError or any
