@@ -26,7 +26,7 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	}
 	// The router's checks (patterns, conflicts) run even when decoding
 	// failed, so one run lists every problem.
-	cfg, err := config.ReadFile(*file, snapshot.CheckRoutes)
+	cfg, err := config.Load(*file, snapshot.CheckRoutes)
 	if err == nil {
 		// Compiling validates, and builds the pools as serve would.
 		var s *snapshot.Snapshot

@@ -45,7 +45,7 @@ admin: {token: ` + secret + `}
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
 	reload := func() error {
 		return g.ReloadFrom(func() (*config.Config, error) {
-			return config.Decode([]byte(*next), "next.yaml", snapshot.CheckRoutes)
+			return config.Check([]byte(*next), "next.yaml", snapshot.CheckRoutes)
 		})
 	}
 	srv := httptest.NewServer(admin.Handler(admin.Options{Gateway: g, Token: token, Reload: reload, Gatherer: reg,
@@ -237,7 +237,10 @@ routes: [{name: r, match: {path: /}, upstream: up}]
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Check([]byte(base+tc.admin+"\n"), "c.yaml")
+			cfg, err := config.Check([]byte(base+tc.admin+"\n"), "c.yaml")
+			if err == nil {
+				err = cfg.Validate()
+			}
 			if tc.want == "" {
 				if err != nil {
 					t.Errorf("unexpected error: %v", err)

@@ -14,10 +14,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads, decodes and validates the configuration file at path. Unlike
-// Parse it reports every problem of the file in one pass: when decoding fails,
-// Validate and the extra checks still run on what did decode, and their
-// errors are reported with the decoding errors (see Merge).
+// Load reads and decodes the configuration file at path, strictly, with
+// defaults applied. It does not validate a file that decodes cleanly:
+// penstock's compiler (snapshot.Compile) does, once, when it builds the
+// snapshot; call Validate for a check without compiling. When decoding
+// fails, Validate and the extra checks run on what did decode and their
+// errors are reported with the decoding errors (see Merge), so one pass
+// shows every problem of the file.
 func Load(path string, extra ...Checker) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -33,35 +36,6 @@ type Checker func(*Config) error
 
 // Check is Load for a configuration already in memory.
 func Check(data []byte, filename string, extra ...Checker) (*Config, error) {
-	cfg, decodeErrs, err := parse(data, filename)
-	if err != nil {
-		return nil, err
-	}
-	errs := Merge(decodeErrs, cfg.Validate())
-	for _, check := range extra {
-		errs = Merge(errs, check(cfg))
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return cfg, nil
-}
-
-// ReadFile reads and decodes the configuration file at path without
-// validating a file that decodes cleanly: penstock's compiler
-// (snapshot.Compile) validates it, once, when it builds the snapshot. When
-// decoding fails, Validate and the extra checks run on what did decode and
-// are reported with the decoding errors, so one pass shows every problem.
-func ReadFile(path string, extra ...Checker) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return Decode(data, path, extra...)
-}
-
-// Decode is ReadFile for a configuration already in memory.
-func Decode(data []byte, filename string, extra ...Checker) (*Config, error) {
 	cfg, decodeErrs, err := parse(data, filename)
 	if err != nil {
 		return nil, err

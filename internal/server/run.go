@@ -115,9 +115,9 @@ func (o RunOptions) load() (*config.Config, error) {
 	var cfg *config.Config
 	var err error
 	if o.File == "" {
-		cfg, err = config.Decode(o.Config, "demo.yaml")
+		cfg, err = config.Check(o.Config, "demo.yaml")
 	} else {
-		cfg, err = config.ReadFile(o.File, snapshot.CheckRoutes)
+		cfg, err = config.Load(o.File, snapshot.CheckRoutes)
 	}
 	if err != nil {
 		return nil, err
