@@ -115,7 +115,7 @@ func (o RunOptions) load() (*config.Config, error) {
 	var cfg *config.Config
 	var err error
 	if o.File == "" {
-		cfg, err = config.Check(o.Config, "demo.yaml")
+		cfg, err = config.Parse(o.Config, "demo.yaml")
 	} else {
 		cfg, err = config.Load(o.File, snapshot.CheckRoutes)
 	}
