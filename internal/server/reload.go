@@ -33,7 +33,7 @@ func (g *Server) Reload(cfg *config.Config) error {
 	if serr := g.static.Check(cfg); serr != nil {
 		// Reported with the other errors, so one reload shows them all.
 		if s != nil {
-			s.Retire(old)()
+			s.Discard(old)
 		}
 		err = config.Merge(config.Merge(nil, err), serr)
 	}
@@ -45,7 +45,7 @@ func (g *Server) Reload(cfg *config.Config) error {
 	var socks map[string]*listener.Socket
 	if g.started {
 		if socks, err = g.bindAll(context.Background(), cfg.Listeners); err != nil {
-			s.Retire(old)()
+			s.Discard(old)
 			g.metrics.failed()
 			return err
 		}
@@ -125,6 +125,9 @@ func (g *Server) drainListener(l *runningListener, closeSocket bool, timeout tim
 // listeners.
 func (g *Server) retire(old, s *snapshot.Snapshot, grace time.Duration) {
 	end := old.Retire(s)
+	if end == nil {
+		return
+	}
 	g.background.Go(func() {
 		t := time.NewTimer(grace)
 		defer t.Stop()

@@ -114,7 +114,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	}
 	if env.Telemetry != nil {
 		if err := s.observe(cfg, prev, env.Telemetry); err != nil {
-			s.Retire(prev)()
+			s.Discard(prev)
 			return nil, err
 		}
 	}
@@ -142,7 +142,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			ParamAttributes: rc.Tracing.ParamAttributes}, nil
 	})
 	if err != nil {
-		s.Retire(prev)()
+		s.Discard(prev)
 		return nil, err
 	}
 	s.Router = r
@@ -169,7 +169,7 @@ func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot) error {
 		s.Pools[u.Name] = p
 	}
 	if col.Len() > 0 {
-		s.Retire(prev)()
+		s.Discard(prev)
 		return col.Err()
 	}
 	return nil
@@ -187,8 +187,8 @@ const flushTimeout = 5 * time.Second
 // rest (connections still carrying requests, the tracer after exporting
 // its queued spans, the access log output after writing its queued lines).
 // The caller runs end once the requests still running on s have had their
-// time (reload.stream_grace), or at shutdown. With next nil everything
-// goes.
+// time (reload.stream_grace), or at shutdown; end is nil when next took
+// over everything. With next nil everything goes.
 func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 	var pools []*upstream.Pool
 	for name, p := range s.Pools {
@@ -205,6 +205,9 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 	if next == nil || !next.AccessLog.SameOutput(s.AccessLog) {
 		log = s.AccessLog
 	}
+	if len(pools) == 0 && tracer == nil && log == nil {
+		return nil
+	}
 	return func() error {
 		for _, p := range pools {
 			p.End()
@@ -217,4 +220,14 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 
 // Close releases everything the snapshot holds: its upstream connections,
 // its tracer and its access log output (penstock validate, shutdown).
-func (s *Snapshot) Close() error { return s.Retire(nil)() }
+func (s *Snapshot) Close() error { return s.Discard(nil) }
+
+// Discard releases at once what s holds that prev does not: a snapshot
+// that was compiled but will not serve (a reload that failed after
+// compiling).
+func (s *Snapshot) Discard(prev *Snapshot) error {
+	if end := s.Retire(prev); end != nil {
+		return end()
+	}
+	return nil
+}
