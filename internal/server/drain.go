@@ -10,11 +10,11 @@ import (
 // StopAccepting makes every listener stop taking new connections without
 // closing the sockets (which a new process may be serving by now). Requests
 // in flight continue; call Shutdown to drain them.
-func (g *Server) StopAccepting() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.draining.Store(true)
-	for _, l := range g.listeners {
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining.Store(true)
+	for _, l := range s.listeners {
 		l.sock.Detach()
 	}
 }
@@ -23,15 +23,15 @@ func (g *Server) StopAccepting() {
 // to the configured drain timeout (or until ctx is done), then closes what is
 // left, the upstream pools' connections, the access log and the tracer. It
 // returns when every goroutine the Server started has ended.
-func (g *Server) Shutdown(ctx context.Context) error {
-	g.draining.Store(true)
-	g.mu.Lock()
-	drain := g.snap.Load().Config.Shutdown.DrainTimeout.D()
-	ls := make([]*runningListener, 0, len(g.listeners))
-	for _, l := range g.listeners {
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	drain := s.snap.Load().Config.Shutdown.DrainTimeout.D()
+	ls := make([]*runningListener, 0, len(s.listeners))
+	for _, l := range s.listeners {
 		ls = append(ls, l)
 	}
-	g.mu.Unlock()
+	s.mu.Unlock()
 	if drain > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, drain)
@@ -50,11 +50,11 @@ func (g *Server) Shutdown(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	g.serving.Wait()
+	s.serving.Wait()
 	// No request runs any more: what earlier reloads replaced goes now.
-	g.stop()
-	g.background.Wait()
+	s.stop()
+	s.background.Wait()
 	// Lines and spans of the last requests are flushed after they finished.
-	errs = append(errs, g.snap.Load().Close())
+	errs = append(errs, s.snap.Load().Close())
 	return errors.Join(errs...)
 }

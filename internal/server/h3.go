@@ -20,20 +20,20 @@ import (
 // reload), else on a new socket bound at the TCP listener's address. It
 // returns nil when the listener does not serve HTTP/3. The engine is started
 // and drained like the others (engine.Server).
-func (g *Server) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Config, h exchange.Handler) (*h3.Server, error) {
+func (s *Server) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Config, h exchange.Handler) (*h3.Server, error) {
 	if conf == nil || !slices.Contains(lc.Protocols, config.ProtocolH3) {
 		return nil, nil
 	}
 	var sock *h3.Socket
-	if prev := g.listeners[lc.Name]; prev != nil && prev.h3 != nil && prev.h3.Addr().String() == tcpAddr.String() {
+	if prev := s.listeners[lc.Name]; prev != nil && prev.h3 != nil && prev.h3.Addr().String() == tcpAddr.String() {
 		sock = prev.h3.Socket()
 	} else {
 		var err error
-		sock, err = h3.Listen(context.Background(), tcpAddr.String(), quicObserver{g.tel.Metrics, lc.Name}, g.log)
+		sock, err = h3.Listen(context.Background(), tcpAddr.String(), quicObserver{s.tel.Metrics, lc.Name}, s.log)
 		if err != nil {
 			return nil, err
 		}
-		g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", "https", "protocols", []string{config.ProtocolH3})
+		s.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", "https", "protocols", []string{config.ProtocolH3})
 	}
 	o := h3.Options{
 		TLS:                conf,
@@ -44,7 +44,7 @@ func (g *Server) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Config
 		ZeroRTT:            lc.HTTP3.ZeroRTT,
 		HandshakeRateLimit: lc.HTTP3.HandshakeRateLimit,
 		QlogDir:            lc.HTTP3.QlogDir,
-		Logger:             g.log,
+		Logger:             s.log,
 	}
 	return h3.NewServer(sock, o, h), nil
 }

@@ -62,63 +62,63 @@ func (l *runningListener) shutdown(ctx context.Context) error {
 // Start binds every listener (or takes it from Options.Inherited) and starts
 // serving. If any socket cannot be bound, the ones already bound are closed
 // and the error names the listener.
-func (g *Server) Start(ctx context.Context) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	cfg := g.snap.Load().Config
-	socks, err := g.bindAll(ctx, cfg.Listeners)
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.snap.Load().Config
+	socks, err := s.bindAll(ctx, cfg.Listeners)
 	if err != nil {
 		return err
 	}
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		rl, err := g.serve(lc, socks[lc.Name])
+		rl, err := s.serve(lc, socks[lc.Name])
 		if err != nil {
-			for _, s := range socks {
-				s.Close()
+			for _, sock := range socks {
+				sock.Close()
 			}
-			for _, l := range g.listeners {
+			for _, l := range s.listeners {
 				l.shutdown(context.Background())
 				l.stop()
 			}
-			g.listeners = map[string]*runningListener{}
+			s.listeners = map[string]*runningListener{}
 			return fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
 		}
-		g.listeners[lc.Name] = rl
+		s.listeners[lc.Name] = rl
 	}
 	// Inherited sockets no listener claimed are not ours to keep open.
-	for addr, ln := range g.inherit {
+	for addr, ln := range s.inherit {
 		ln.Close()
-		delete(g.inherit, addr)
+		delete(s.inherit, addr)
 	}
-	g.started = true
+	s.started = true
 	return nil
 }
 
 // bindAll binds (or inherits) a socket for each listener in lcs that has no
 // running socket at the same address yet. On error it closes what it bound.
-func (g *Server) bindAll(ctx context.Context, lcs []config.Listener) (map[string]*listener.Socket, error) {
+func (s *Server) bindAll(ctx context.Context, lcs []config.Listener) (map[string]*listener.Socket, error) {
 	socks := make(map[string]*listener.Socket)
 	for i := range lcs {
 		lc := &lcs[i]
 		// Same socket if the address is unchanged, or names the port an
 		// ephemeral ("host:0") listener was given.
-		if old := g.listeners[lc.Name]; old != nil && (old.cfg.Address == lc.Address || old.sock.Addr().String() == lc.Address) {
+		if old := s.listeners[lc.Name]; old != nil && (old.cfg.Address == lc.Address || old.sock.Addr().String() == lc.Address) {
 			socks[lc.Name] = old.sock
 			continue
 		}
 		var ln net.Listener
-		if inh, ok := g.inherit[lc.Address]; ok {
+		if inh, ok := s.inherit[lc.Address]; ok {
 			ln = inh
-			delete(g.inherit, lc.Address)
-			g.log.Info("listener socket inherited", "listener", lc.Name, "address", lc.Address)
+			delete(s.inherit, lc.Address)
+			s.log.Info("listener socket inherited", "listener", lc.Name, "address", lc.Address)
 		} else {
 			var err error
 			ln, err = listener.Listen(ctx, lc.Address)
 			if err != nil {
-				for name, s := range socks {
-					if old := g.listeners[name]; old == nil || old.sock != s {
-						s.Close()
+				for name, sock := range socks {
+					if old := s.listeners[name]; old == nil || old.sock != sock {
+						sock.Close()
 					}
 				}
 				return nil, fmt.Errorf("listeners[%d] %q: %w", i, lc.Name, err)
@@ -130,22 +130,22 @@ func (g *Server) bindAll(ctx context.Context, lcs []config.Listener) (map[string
 }
 
 // serve starts lc's engines on sock, with a front handler of their own.
-func (g *Server) serve(lc *config.Listener, sock *listener.Socket) (*runningListener, error) {
+func (s *Server) serve(lc *config.Listener, sock *listener.Socket) (*runningListener, error) {
 	trusted, err := listener.ParseTrusted(lc.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
-	opts := g.engineOptions(lc)
+	opts := s.engineOptions(lc)
 	rl := &runningListener{cfg: *lc, sock: sock, scheme: "http"}
 	if lc.TLS != nil {
-		if rl.tls, err = g.listenerTLS(lc); err != nil {
+		if rl.tls, err = s.listenerTLS(lc); err != nil {
 			return nil, err
 		}
 		opts.TLS = rl.tls.Config()
 		rl.scheme = "https"
 	}
-	h := &front.Handler{Snapshot: &g.snap, Trusted: trusted, Draining: &g.draining, AltSvc: front.NewAltSvc(lc, sock.Addr())}
-	if rl.h3, err = g.serveH3(lc, sock.Addr(), opts.TLS, h); err != nil {
+	h := &front.Handler{Snapshot: &s.snap, Trusted: trusted, Draining: &s.draining, AltSvc: front.NewAltSvc(lc, sock.Addr())}
+	if rl.h3, err = s.serveH3(lc, sock.Addr(), opts.TLS, h); err != nil {
 		rl.stop()
 		return nil, err
 	}
@@ -160,22 +160,22 @@ func (g *Server) serve(lc *config.Listener, sock *listener.Socket) (*runningList
 		rl.engines = append(rl.engines, rl.h3)
 	}
 	for _, e := range rl.engines {
-		g.serving.Go(func() {
+		s.serving.Go(func() {
 			if err := e.Serve(); err != nil && !errors.Is(err, net.ErrClosed) {
 				select {
-				case g.serveErr <- fmt.Errorf("listener %q: %w", lc.Name, err):
+				case s.serveErr <- fmt.Errorf("listener %q: %w", lc.Name, err):
 				default:
 				}
 			}
 		})
 	}
-	g.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", rl.scheme, "protocols", lc.Protocols)
+	s.log.Info("listening", "listener", lc.Name, "address", sock.Addr().String(), "scheme", rl.scheme, "protocols", lc.Protocols)
 	return rl, nil
 }
 
 // engineOptions are the settings of lc that every engine takes.
-func (g *Server) engineOptions(lc *config.Listener) stdhttp.Options {
-	m := g.tel.Metrics
+func (s *Server) engineOptions(lc *config.Listener) stdhttp.Options {
+	m := s.tel.Metrics
 	return stdhttp.Options{
 		HTTP1:                slices.Contains(lc.Protocols, config.ProtocolH1),
 		HTTP2:                slices.Contains(lc.Protocols, config.ProtocolH2),
@@ -184,17 +184,17 @@ func (g *Server) engineOptions(lc *config.Listener) stdhttp.Options {
 		IdleTimeout:          lc.Limits.IdleTimeout.D(),
 		MaxHeaderBytes:       int(lc.Limits.MaxHeaderBytes.Int64()),
 		MaxConcurrentStreams: int(lc.Limits.MaxConcurrentStreams),
-		Logger:               g.log,
+		Logger:               s.log,
 		ConnOpened:           func(proto string) { m.ConnOpened(lc.Name, proto) },
 		ConnClosed:           func(proto string) { m.ConnClosed(lc.Name, proto) },
 	}
 }
 
 // listenerTLS loads lc's certificates and watches their files.
-func (g *Server) listenerTLS(lc *config.Listener) (*listener.TLS, error) {
-	name, m := lc.Name, g.tel.Metrics
+func (s *Server) listenerTLS(lc *config.Listener) (*listener.TLS, error) {
+	name, m := lc.Name, s.tel.Metrics
 	lt, err := listener.NewTLS(lc, listener.TLSOptions{
-		Logger:            g.log,
+		Logger:            s.log,
 		Watch:             true,
 		Reloaded:          func(kind string, ok bool) { m.TLSReload(name, kind, ok) },
 		CertificateLoaded: func(file string, notAfter time.Time) { m.TLSCertificate(name, file, notAfter) },
@@ -207,7 +207,7 @@ func (g *Server) listenerTLS(lc *config.Listener) (*listener.TLS, error) {
 		return nil
 	}
 	if fp := lt.Fingerprint(); fp != "" {
-		g.log.Info("generated self-signed certificate", "listener", lc.Name, "sha256", fp)
+		s.log.Info("generated self-signed certificate", "listener", lc.Name, "sha256", fp)
 	}
 	return lt, nil
 }

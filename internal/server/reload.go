@@ -21,55 +21,55 @@ import (
 // sockets and connections; changed ones get new engines on the same socket
 // while the old ones drain; removed ones drain and close. On any error
 // nothing changes and the error is returned.
-func (g *Server) Reload(cfg *config.Config) error {
+func (s *Server) Reload(cfg *config.Config) error {
 	start := time.Now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.draining.Load() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
 		return errors.New("reload refused: shutting down")
 	}
-	old := g.snap.Load()
-	s, err := snapshot.Compile(cfg, snapshot.Env{Prev: old, Logger: g.log, Telemetry: g.tel})
-	if serr := g.static.Check(cfg); serr != nil {
+	old := s.snap.Load()
+	next, err := snapshot.Compile(cfg, snapshot.Env{Prev: old, Logger: s.log, Telemetry: s.tel})
+	if serr := s.static.Check(cfg); serr != nil {
 		// Reported with the other errors, so one reload shows them all.
-		if s != nil {
-			s.Discard(old)
+		if next != nil {
+			next.Discard(old)
 		}
 		err = config.Merge(config.Merge(nil, err), serr)
 	}
 	if err != nil {
-		g.metrics.failed()
+		s.metrics.failed()
 		return err
 	}
 	// Everything that can fail happens before the swap: bind new sockets.
 	var socks map[string]*listener.Socket
-	if g.started {
-		if socks, err = g.bindAll(context.Background(), cfg.Listeners); err != nil {
-			s.Discard(old)
-			g.metrics.failed()
+	if s.started {
+		if socks, err = s.bindAll(context.Background(), cfg.Listeners); err != nil {
+			next.Discard(old)
+			s.metrics.failed()
 			return err
 		}
 	}
-	g.snap.Store(s)
-	g.generation++
-	if g.started {
-		g.replaceListeners(cfg, socks)
+	s.snap.Store(next)
+	s.generation++
+	if s.started {
+		s.replaceListeners(cfg, socks)
 	}
-	g.retire(old, s, cfg.Reload.StreamGrace.D())
-	g.metrics.loaded(g.generation)
-	g.log.Info("configuration reloaded", "generation", g.generation, "routes", len(cfg.Routes),
+	s.retire(old, next, cfg.Reload.StreamGrace.D())
+	s.metrics.loaded(s.generation)
+	s.log.Info("configuration reloaded", "generation", s.generation, "routes", len(cfg.Routes),
 		"upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners), "took", time.Since(start).String())
 	return nil
 }
 
 // replaceListeners starts engines for the listeners of cfg that are new or
 // changed, on socks, and drains the ones they replace or that cfg removed.
-func (g *Server) replaceListeners(cfg *config.Config, socks map[string]*listener.Socket) {
+func (s *Server) replaceListeners(cfg *config.Config, socks map[string]*listener.Socket) {
 	drain := cfg.Shutdown.DrainTimeout.D()
 	next := make(map[string]*runningListener, len(cfg.Listeners))
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		prev := g.listeners[lc.Name]
+		prev := s.listeners[lc.Name]
 		if prev != nil && reflect.DeepEqual(prev.cfg, *lc) {
 			next[lc.Name] = prev
 			if prev.tls != nil {
@@ -79,11 +79,11 @@ func (g *Server) replaceListeners(cfg *config.Config, socks map[string]*listener
 			}
 			continue
 		}
-		rl, err := g.serve(lc, socks[lc.Name])
+		rl, err := s.serve(lc, socks[lc.Name])
 		if err != nil {
 			// Certificates are checked by validation, so this is a
 			// file changed in between: keep the old engines.
-			g.log.Error("reload: listener kept on its previous settings", "listener", lc.Name, "error", err)
+			s.log.Error("reload: listener kept on its previous settings", "listener", lc.Name, "error", err)
 			if prev != nil {
 				next[lc.Name] = prev
 			}
@@ -91,27 +91,27 @@ func (g *Server) replaceListeners(cfg *config.Config, socks map[string]*listener
 		}
 		next[lc.Name] = rl
 		if prev != nil {
-			g.drainListener(prev, prev.sock != rl.sock, drain)
+			s.drainListener(prev, prev.sock != rl.sock, drain)
 		}
 	}
-	for name, prev := range g.listeners {
+	for name, prev := range s.listeners {
 		if _, kept := next[name]; !kept {
-			g.drainListener(prev, true, drain)
+			s.drainListener(prev, true, drain)
 		}
 	}
-	g.listeners = next
+	s.listeners = next
 }
 
 // drainListener shuts a replaced or removed listener's engines down
 // gracefully in the background and, if the socket is no longer used, closes
 // it. Shutdown waits for it, and cuts it short once its own drain is over.
-func (g *Server) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
+func (s *Server) drainListener(l *runningListener, closeSocket bool, timeout time.Duration) {
 	l.stop()
-	g.background.Go(func() {
-		ctx, cancel := context.WithTimeout(g.stopped, max(timeout, time.Second))
+	s.background.Go(func() {
+		ctx, cancel := context.WithTimeout(s.stopped, max(timeout, time.Second))
 		defer cancel()
 		if err := l.shutdown(ctx); err != nil {
-			g.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
+			s.log.Warn("listener drain timed out; remaining connections closed", "listener", l.cfg.Name, "error", err)
 		}
 		if closeSocket {
 			l.sock.Close()
@@ -119,24 +119,24 @@ func (g *Server) drainListener(l *runningListener, closeSocket bool, timeout tim
 	})
 }
 
-// retire releases what old holds and s did not take over: idle upstream
+// retire releases what old holds and next did not take over: idle upstream
 // connections now, the rest (streams still running, a replaced tracer or
 // access log output) after grace, or as soon as Shutdown has drained the
 // listeners.
-func (g *Server) retire(old, s *snapshot.Snapshot, grace time.Duration) {
-	end := old.Retire(s)
+func (s *Server) retire(old, next *snapshot.Snapshot, grace time.Duration) {
+	end := old.Retire(next)
 	if end == nil {
 		return
 	}
-	g.background.Go(func() {
+	s.background.Go(func() {
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-t.C:
-		case <-g.stopped.Done():
+		case <-s.stopped.Done():
 		}
 		if err := end(); err != nil {
-			g.log.Warn("retiring the previous configuration", "error", err)
+			s.log.Warn("retiring the previous configuration", "error", err)
 		}
 	})
 }
@@ -145,11 +145,11 @@ func (g *Server) retire(old, s *snapshot.Snapshot, grace time.Duration) {
 // Every reload trigger goes through it, so a configuration that cannot even
 // be loaded (decoding failed) is counted as a failed reload like one that
 // fails to compile.
-func (g *Server) ReloadFrom(load func() (*config.Config, error)) error {
+func (s *Server) ReloadFrom(load func() (*config.Config, error)) error {
 	cfg, err := load()
 	if err != nil {
-		g.metrics.failed()
+		s.metrics.failed()
 		return err
 	}
-	return g.Reload(cfg)
+	return s.Reload(cfg)
 }

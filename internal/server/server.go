@@ -78,11 +78,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Registerer: opts.Registerer,
 		Version:    opts.Version,
 	}
-	s, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel})
+	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel})
 	if err != nil {
 		return nil, err
 	}
-	g := &Server{
+	s := &Server{
 		log:       log,
 		tel:       tel,
 		static:    cfg.Static(),
@@ -91,36 +91,36 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
 	}
-	g.stopped, g.stop = context.WithCancel(context.Background())
-	g.generation = 1
-	g.snap.Store(s)
-	g.metrics.loaded(1)
-	return g, nil
+	s.stopped, s.stop = context.WithCancel(context.Background())
+	s.generation = 1
+	s.snap.Store(snap)
+	s.metrics.loaded(1)
+	return s, nil
 }
 
 // Snapshot returns the snapshot requests are currently served from.
-func (g *Server) Snapshot() *snapshot.Snapshot { return g.snap.Load() }
+func (s *Server) Snapshot() *snapshot.Snapshot { return s.snap.Load() }
 
 // Generation counts the configurations loaded: 1 for the first, +1 per
 // successful reload.
-func (g *Server) Generation() uint64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.generation
+func (s *Server) Generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.generation
 }
 
 // Ready reports whether the server is serving: started and not draining.
-func (g *Server) Ready() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.started && !g.draining.Load()
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started && !s.draining.Load()
 }
 
 // Addr returns the bound address of the named listener, or nil.
-func (g *Server) Addr(name string) net.Addr {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if l := g.listeners[name]; l != nil {
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.listeners[name]; l != nil {
 		return l.sock.Addr()
 	}
 	return nil
@@ -128,18 +128,18 @@ func (g *Server) Addr(name string) net.Addr {
 
 // Sockets returns the listening sockets by bound address, for handing to a
 // new process in a binary upgrade.
-func (g *Server) Sockets() map[string]*listener.Socket {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make(map[string]*listener.Socket, len(g.listeners))
-	for _, l := range g.listeners {
+func (s *Server) Sockets() map[string]*listener.Socket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*listener.Socket, len(s.listeners))
+	for _, l := range s.listeners {
 		out[l.cfg.Address] = l.sock
 	}
 	return out
 }
 
 // Err returns a channel that receives a listener's fatal serve error.
-func (g *Server) Err() <-chan error { return g.serveErr }
+func (s *Server) Err() <-chan error { return s.serveErr }
 
 // ReopenLogs reopens the access log file (SIGUSR1, after rotation).
-func (g *Server) ReopenLogs() error { return g.snap.Load().AccessLog.Reopen() }
+func (s *Server) ReopenLogs() error { return s.snap.Load().AccessLog.Reopen() }
