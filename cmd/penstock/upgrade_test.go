@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,9 +53,10 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 // TestBinaryUpgradeUnderLoad builds penstock, serves under constant
-// keep-alive load, and replaces the process with a new one three times by
-// SIGUSR2. No request may fail, and each old process must exit after
-// draining.
+// keep-alive load (Go clients, which retry idempotent requests, and raw
+// clients sending GETs and POSTs that never retry), and replaces the
+// process with a new one three times by SIGUSR2. No request may fail, and
+// each old process must exit after draining.
 func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -140,6 +143,70 @@ logging: {format: text}
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
+			}
+		}()
+	}
+	// Clients that never retry (a load tool, any POST): raw keep-alive
+	// connections, a new one only after a response with Connection:
+	// close. The old process must answer them, not close under them.
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(90 * time.Second) // a bound, not an expectation
+			var nc net.Conn
+			var br *bufio.Reader
+			defer func() {
+				if nc != nil {
+					nc.Close()
+				}
+			}()
+			for i := 0; time.Now().Before(deadline); i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req := "GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+				if (w+i)%2 == 1 {
+					req = "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+				}
+				var resp *http.Response
+				err := func() error {
+					if nc == nil {
+						var err error
+						if nc, err = net.Dial("tcp", addr); err != nil {
+							return err
+						}
+						br = bufio.NewReader(nc)
+					}
+					nc.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err := io.WriteString(nc, req); err != nil {
+						return err
+					}
+					var err error
+					if resp, err = http.ReadResponse(br, nil); err != nil {
+						return err
+					}
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+					return err
+				}()
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, "non-retrying client: "+err.Error())
+				}
+				if err != nil || resp.Close {
+					if nc != nil {
+						nc.Close()
+					}
+					nc = nil
+				}
+				time.Sleep(time.Millisecond)
 			}
 		}()
 	}
