@@ -34,6 +34,11 @@ type Endpoint struct {
 	// the endpoint out of rotation; 0 when healthy.
 	downUntil atomic.Int64
 	fails     atomic.Int32
+	// trialAt is a Unix nanosecond time before which no trial request may
+	// go to the endpoint while it is out of rotation; trialInterval is the
+	// pool's passive_health.trial_interval (see Trial).
+	trialAt       atomic.Int64
+	trialInterval time.Duration
 
 	// conns tracks the endpoint's open connections (registered at dial, not
 	// per request) so that a retired pool can close long-lived streams.
@@ -152,10 +157,33 @@ func (e *Endpoint) Healthy(now int64) bool {
 // failures the endpoint leaves rotation for failTimeout, like NGINX's
 // max_fails/fail_timeout: cheap, needs no probe traffic, and stops every
 // request from paying a dial timeout against a dead server.
+//
+// The first trial request (see Trial) may come one trial interval after the
+// endpoint left rotation.
 func (e *Endpoint) ReportFailure(maxFails int, failTimeout time.Duration) {
 	if int(e.fails.Add(1)) >= maxFails {
-		e.downUntil.Store(time.Now().Add(failTimeout).UnixNano())
+		now := time.Now()
+		e.downUntil.Store(now.Add(failTimeout).UnixNano())
+		e.trialAt.Store(now.Add(e.trialInterval).UnixNano())
 	}
+}
+
+// Trial reports whether a request may go to e: always while passive health
+// admits it; while it is out, once per interval, so that an endpoint that
+// comes back (a restarted model server) is in rotation again within about
+// an interval instead of after the whole fail_timeout. Only the pool asks,
+// and only when no endpoint is healthy: a pool is then never left empty
+// much longer than its endpoints are really down, and a dead endpoint costs
+// one failed request per interval.
+func (e *Endpoint) Trial(now int64) bool {
+	if e.Healthy(now) {
+		return true
+	}
+	next := e.trialAt.Load()
+	if now < next {
+		return false
+	}
+	return e.trialAt.CompareAndSwap(next, now+int64(e.trialInterval))
 }
 
 // ReportSuccess clears the failure count.

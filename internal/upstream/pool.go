@@ -18,9 +18,10 @@ type Pool struct {
 	Scheme string
 	// Endpoints in config order.
 	Endpoints []*Endpoint
-	// MaxFails and FailTimeout drive passive health.
-	MaxFails    int
-	FailTimeout time.Duration
+	// MaxFails, FailTimeout and TrialInterval drive passive health.
+	MaxFails      int
+	FailTimeout   time.Duration
+	TrialInterval time.Duration
 	// Config is the upstream's configuration, kept so that a reload can tell
 	// an unchanged pool (which it keeps, with its connections and state) from
 	// a changed one.
@@ -31,7 +32,8 @@ type Pool struct {
 
 // NewPool compiles an upstream from its (validated, defaulted) config.
 func NewPool(u *config.Upstream) (*Pool, error) {
-	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(), Config: *u}
+	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(),
+		TrialInterval: u.PassiveHealth.TrialInterval.D(), Config: *u}
 	if u.TLS != nil {
 		p.Scheme = "https"
 	}
@@ -44,7 +46,8 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: endpoints[%d]: %w", u.Name, i, err)
 		}
-		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr}
+		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr,
+			trialInterval: p.TrialInterval}
 		if network == "unix" {
 			e.urlHost = "localhost"
 		}
@@ -66,7 +69,19 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 }
 
 // Pick returns an endpoint for one request, or nil when none is healthy.
-func (p *Pool) Pick(now int64) *Endpoint { return p.balancer.Pick(now) }
+// When every endpoint is out of rotation, one request per endpoint and
+// trial interval goes through as a trial (see Endpoint.Trial).
+func (p *Pool) Pick(now int64) *Endpoint {
+	if e := p.balancer.Pick(now); e != nil {
+		return e
+	}
+	for _, e := range p.Endpoints {
+		if e.Trial(now) {
+			return e
+		}
+	}
+	return nil
+}
 
 // Close closes the pool's idle connections.
 func (p *Pool) Close() {
