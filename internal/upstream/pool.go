@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"io"
 	"reflect"
 	"time"
 
@@ -48,13 +47,14 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 		if network == "unix" {
 			e.urlHost = "localhost"
 		}
-		if u.Protocol == config.ProtocolH3 {
-			e.transport = newH3Transport(e, u, tlsConf)
-		} else {
-			e.transport = newTransport(e, u, tlsConf)
-		}
-		if u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP {
-			e.h1 = newH1Client(e, u, tlsConf)
+		switch {
+		case u.Protocol == config.ProtocolH3:
+			// QUIC is always encrypted.
+			e.client = &StdClient{e: e, scheme: "https", rt: newH3Transport(e, u, tlsConf)}
+		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
+			e.client = newH1Client(e, u, tlsConf)
+		default:
+			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
 		}
 		p.Endpoints = append(p.Endpoints, e)
 	}
@@ -71,12 +71,7 @@ func (p *Pool) Pick(now int64) *Endpoint { return p.balancer.Pick(now) }
 // Close closes the pool's idle connections.
 func (p *Pool) Close() {
 	for _, e := range p.Endpoints {
-		if t, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
-			t.CloseIdleConnections()
-		}
-		if e.h1 != nil {
-			e.h1.CloseIdle()
-		}
+		e.client.CloseIdle()
 	}
 }
 
@@ -90,10 +85,8 @@ func (p *Pool) Retire(grace time.Duration) {
 		p.Close()
 		for _, e := range p.Endpoints {
 			e.closeConns()
-			if t, ok := e.transport.(io.Closer); ok {
-				// HTTP/3: the QUIC connections are the transport's own.
-				t.Close()
-			}
+			// HTTP/3: the QUIC connections are the client's own.
+			e.client.Close()
 		}
 	})
 }
