@@ -2,8 +2,11 @@ package gateway_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/gateway"
 )
 
 // The attempt loop under client and upstream faults, through both upstream
@@ -287,4 +293,55 @@ routes:
 			})
 		}
 	}
+}
+
+// TestProxyFailureLinesAreRateLimited: an outage fails every request, and
+// each failure would write a WARN line; a route writes a burst of them and
+// then about one a second, so an outage does not bury the rest of the log.
+func TestProxyFailureLinesAreRateLimited(t *testing.T) {
+	const requests = 50
+	cfg, err := config.Parse([]byte(lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: dead, endpoints: [{address: %s}], passive_health: {max_fails: 1000}}]
+routes: [{name: r, match: {path_prefix: /}, upstream: dead}]
+`, closedAddr(t))), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	var logged lockedBuffer
+	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown(context.Background()) })
+	for range requests {
+		if resp, body := do(t, httpClient, "GET", baseURL(g, "main")+"/", nil, nil); resp.StatusCode != 502 {
+			t.Fatalf("%d %s, want 502", resp.StatusCode, body)
+		}
+	}
+	n := strings.Count(logged.String(), `msg="proxy failure"`)
+	if n == 0 || n >= requests {
+		t.Errorf("%d failure lines for %d failed requests, want at least one and fewer than one each", n, requests)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
