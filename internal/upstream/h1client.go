@@ -106,10 +106,12 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *Request, resp *Response) 
 		if err == errNotSent {
 			return c.e.errorf(ctxKind(ctx), context.Cause(ctx))
 		}
-		written := conn.cw.n
+		if err == nil && resp.Status != 408 {
+			return nil
+		}
 		// The upstream may not have acted on the request, and sending it
 		// again is harmless.
-		safe := reused && req.BodyRead == 0 && (written == 0 || req.idempotent())
+		safe := reused && req.BodyRead == 0 && (conn.cw.n == 0 || req.idempotent())
 		if err == nil {
 			// A 408 on a reused connection, before any of the response
 			// went to the client, says the upstream timed the connection
@@ -118,7 +120,7 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *Request, resp *Response) 
 			// Transport does the same). RFC 9110 §15.5.9 lets a client
 			// repeat the request on a new connection. When that is not
 			// safe, the 408 is relayed and the client decides.
-			if resp.Status != 408 || !safe {
+			if !safe {
 				return nil
 			}
 			resp.Discard()

@@ -9,7 +9,7 @@ import (
 )
 
 // Pool is a compiled upstream: its endpoints, balancing policy and
-// transports. It is immutable once built, apart from per-endpoint counters.
+// clients. It is immutable once built, apart from per-endpoint counters.
 type Pool struct {
 	// Name is the pool's config name.
 	Name string
