@@ -1,12 +1,11 @@
 // Package upstream holds penstock's upstream pools: their endpoints, the
 // balancing policies that pick one per request, passive health, and the
-// keep-alive transports that carry requests to them.
+// clients that carry requests to them over keep-alive connections.
 package upstream
 
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +24,9 @@ type Endpoint struct {
 	// is a placeholder, since the dialer ignores it.
 	urlHost string
 
-	transport http.RoundTripper
-	// h1 is penstock's own HTTP/1.1 client, set when the pool speaks h1 with
-	// client "native"; nil means transport carries the requests.
-	h1       *H1Client
+	// client carries the endpoint's requests: H1Client for h1 pools with
+	// client native, StdClient otherwise.
+	client   Client
 	inflight atomic.Int64
 	// downUntil is a Unix nanosecond time before which passive health keeps
 	// the endpoint out of rotation; 0 when healthy.
@@ -137,12 +135,8 @@ func (e *Endpoint) Begin() { e.inflight.Add(1) }
 // Done marks a request to e as finished.
 func (e *Endpoint) Done() { e.inflight.Add(-1) }
 
-// Transport is the keep-alive transport to this endpoint.
-func (e *Endpoint) Transport() http.RoundTripper { return e.transport }
-
-// H1 is the endpoint's native HTTP/1.1 client, or nil when requests go
-// through Transport (HTTP/2 pools, or client: stdhttp).
-func (e *Endpoint) H1() *H1Client { return e.h1 }
+// Client carries requests to this endpoint.
+func (e *Endpoint) Client() Client { return e.client }
 
 // URLHost is the host to put in an upstream request URL for this endpoint.
 func (e *Endpoint) URLHost() string { return e.urlHost }

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"io"
 	"reflect"
 	"time"
 
@@ -10,7 +9,7 @@ import (
 )
 
 // Pool is a compiled upstream: its endpoints, balancing policy and
-// transports. It is immutable once built, apart from per-endpoint counters.
+// clients. It is immutable once built, apart from per-endpoint counters.
 type Pool struct {
 	// Name is the pool's config name.
 	Name string
@@ -51,13 +50,14 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 		if network == "unix" {
 			e.urlHost = "localhost"
 		}
-		if u.Protocol == config.ProtocolH3 {
-			e.transport = newH3Transport(e, u, tlsConf)
-		} else {
-			e.transport = newTransport(e, u, tlsConf)
-		}
-		if u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP {
-			e.h1 = newH1Client(e, u, tlsConf)
+		switch {
+		case u.Protocol == config.ProtocolH3:
+			// QUIC is always encrypted.
+			e.client = &StdClient{e: e, scheme: "https", rt: newH3Transport(e, u, tlsConf)}
+		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
+			e.client = newH1Client(e, u, tlsConf)
+		default:
+			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
 		}
 		p.Endpoints = append(p.Endpoints, e)
 	}
@@ -86,12 +86,7 @@ func (p *Pool) Pick(now int64) *Endpoint {
 // Close closes the pool's idle connections.
 func (p *Pool) Close() {
 	for _, e := range p.Endpoints {
-		if t, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
-			t.CloseIdleConnections()
-		}
-		if e.h1 != nil {
-			e.h1.CloseIdle()
-		}
+		e.client.CloseIdle()
 	}
 }
 
@@ -104,10 +99,8 @@ func (p *Pool) End() {
 	p.Close()
 	for _, e := range p.Endpoints {
 		e.closeConns()
-		if t, ok := e.transport.(io.Closer); ok {
-			// HTTP/3: the QUIC connections are the transport's own.
-			t.Close()
-		}
+		// HTTP/3: the QUIC connections are the client's own.
+		e.client.Close()
 	}
 }
 
