@@ -87,6 +87,9 @@ const (
 const (
 	// DefaultReadHeaderTimeout is ListenerLimits.ReadHeaderTimeout's default.
 	DefaultReadHeaderTimeout = Duration(10 * time.Second)
+	// DefaultSendTimeout is ListenerLimits.SendTimeout's default, NGINX's
+	// send_timeout.
+	DefaultSendTimeout = Duration(60 * time.Second)
 	// DefaultListenerIdleTimeout is ListenerLimits.IdleTimeout's default.
 	DefaultListenerIdleTimeout = Duration(60 * time.Second)
 	// DefaultMaxHeaderBytes is ListenerLimits.MaxHeaderBytes's default.
@@ -128,6 +131,8 @@ const (
 	DefaultMaxFails = 1
 	// DefaultFailTimeout is PassiveHealth.FailTimeout's default.
 	DefaultFailTimeout = Duration(10 * time.Second)
+	// DefaultTrialInterval is PassiveHealth.TrialInterval's default.
+	DefaultTrialInterval = Duration(time.Second)
 	// DefaultMaxIdlePerEndpoint is Pool.MaxIdlePerEndpoint's default.
 	DefaultMaxIdlePerEndpoint = 64
 	// DefaultPoolIdleTimeout is Pool.IdleTimeout's default.
@@ -202,6 +207,7 @@ func (c *Config) SetDefaults() {
 		}
 		setDefault(&l.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 		setDefault(&l.Limits.IdleTimeout, DefaultListenerIdleTimeout)
+		setDefault(&l.Limits.SendTimeout, DefaultSendTimeout)
 		setDefault(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
 		setDefault(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 		if l.HTTP3.AltSvc == nil {
@@ -225,6 +231,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&u.Pool.IdleTimeout, DefaultPoolIdleTimeout)
 		setDefault(&u.PassiveHealth.MaxFails, DefaultMaxFails)
 		setDefault(&u.PassiveHealth.FailTimeout, DefaultFailTimeout)
+		setDefault(&u.PassiveHealth.TrialInterval, DefaultTrialInterval)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

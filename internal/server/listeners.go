@@ -192,6 +192,8 @@ func (s *Server) engineOptions(lc *config.Listener) stdhttp.Options {
 		MaxHeaderBytes:       int(lc.Limits.MaxHeaderBytes.Int64()),
 		MaxConcurrentStreams: int(lc.Limits.MaxConcurrentStreams),
 		DrainIdle:            func() time.Duration { return s.snap.Load().Config.Shutdown.IdleGrace.D() },
+		SendTimeout:          lc.Limits.SendTimeout.D(),
+		SendTimedOut:         func() { m.SendTimeout(lc.Name) },
 		Logger:               s.log,
 		ConnOpened:           func(proto string) { m.ConnOpened(lc.Name, proto) },
 		ConnClosed:           func(proto string) { m.ConnClosed(lc.Name, proto) },

@@ -45,6 +45,11 @@ type Options struct {
 	HandshakeRateLimit int
 	// QlogDir, when set, receives one qlog file per connection.
 	QlogDir string
+	// SendTimeout resets a stream whose response made no progress for this
+	// long (a client that keeps its flow-control window closed); 0 means
+	// never. SendTimedOut, when set, counts such resets.
+	SendTimeout  time.Duration
+	SendTimedOut func()
 	// Logger receives quic-go's debug messages.
 	Logger *slog.Logger
 }
@@ -73,7 +78,7 @@ func NewServer(sock *Socket, o Options, h exchange.Handler) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	adapter := &stdhttp.Adapter{Handler: h}
+	adapter := &stdhttp.Adapter{Handler: h, SendTimeout: o.SendTimeout, SendTimedOut: o.SendTimedOut}
 	s := &Server{
 		sock:  sock,
 		conns: make(chan *quic.Conn),

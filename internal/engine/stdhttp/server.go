@@ -33,6 +33,12 @@ type Options struct {
 	MaxHeaderBytes int
 	// MaxConcurrentStreams bounds HTTP/2 streams per connection.
 	MaxConcurrentStreams int
+	// SendTimeout resets an HTTP/2 stream whose response made no progress
+	// for this long (see Adapter.SendTimeout); 0 means never.
+	SendTimeout time.Duration
+	// SendTimedOut, when set, is called for each response cut by
+	// SendTimeout while the handler was writing it.
+	SendTimedOut func()
 	// Logger receives the server's internal errors (TLS handshakes, bad
 	// requests) at debug level.
 	Logger *slog.Logger
@@ -82,7 +88,7 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	p.SetUnencryptedHTTP2(o.H2C && o.TLS == nil)
 	s := &Server{o: o, listeners: make(map[net.Listener]struct{})}
 	s.srv = &http.Server{
-		Handler:           &Adapter{Handler: h, Draining: &s.draining},
+		Handler:           &Adapter{Handler: h, Draining: &s.draining, SendTimeout: o.SendTimeout, SendTimedOut: o.SendTimedOut},
 		Protocols:         &p,
 		TLSConfig:         o.TLS,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
