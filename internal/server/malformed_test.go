@@ -26,10 +26,10 @@ type malformedCase struct {
 
 // badBodyStatus is the answer to a request whose body framing turns out to
 // be malformed once the proxy reads it: the engines report it as
-// exchange.ErrBadRequestBody; until the proxy maps that to the client's 400
-// (issue 13, finding 3, proxy side) it is answered 502. Either way the
-// connection closes and the upstream sees no complete request.
-const badBodyStatus = 502
+// exchange.ErrBadRequestBody, and the proxy answers the client's 400
+// (issue 13, finding 3). The connection closes and the upstream sees no
+// complete request.
+const badBodyStatus = 400
 
 // malformedCases is the table (issue 13, acceptance point 3). Requests that
 // try to hide a second request use the path /smuggled for it; the echo
