@@ -190,11 +190,16 @@ const flushTimeout = 5 * time.Second
 // time (reload.stream_grace), or at shutdown; end is nil when next took
 // over everything. With next nil everything goes.
 func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
-	var pools []*upstream.Pool
+	type retired struct{ pool, successor *upstream.Pool }
+	var pools []retired
 	for name, p := range s.Pools {
 		if next == nil || next.Pools[name] != p {
 			p.Close()
-			pools = append(pools, p)
+			r := retired{pool: p}
+			if next != nil {
+				r.successor = next.Pools[name]
+			}
+			pools = append(pools, r)
 		}
 	}
 	var tracer *tracing.Tracer
@@ -209,8 +214,8 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 		return nil
 	}
 	return func() error {
-		for _, p := range pools {
-			p.End()
+		for _, r := range pools {
+			r.pool.EndFor(r.successor)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()

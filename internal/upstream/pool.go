@@ -95,13 +95,44 @@ func (p *Pool) Close() {
 // reload that removes or replaces the pool calls Close at once and End
 // when reload.stream_grace is over; the caller owns that wait, so shutting
 // down does not leave a timer behind.
-func (p *Pool) End() {
+func (p *Pool) End() { p.EndFor(nil) }
+
+// EndFor is End for a pool that next replaces: the streams still running to
+// an endpoint that next also has, reached the same way (protocol, client and
+// TLS settings unchanged), are left to finish, since nothing they depend on
+// changed (a reload that only tunes balancing, timeouts or pool sizes, or
+// adds an endpoint, cuts no WebSocket or event stream). next's endpoint
+// takes over their connections, so a later reload that removes it, or
+// shutdown, ends them. Streams to other endpoints end now. next may be nil.
+func (p *Pool) EndFor(next *Pool) {
 	p.Close()
 	for _, e := range p.Endpoints {
+		if next != nil && sameConnections(&p.Config, &next.Config) {
+			if to := next.endpoint(e.Address); to != nil {
+				e.handOver(to)
+				continue
+			}
+		}
 		e.closeConns()
 		// HTTP/3: the QUIC connections are the client's own.
 		e.client.Close()
 	}
+}
+
+// endpoint returns p's endpoint with address addr, or nil.
+func (p *Pool) endpoint(addr string) *Endpoint {
+	for _, e := range p.Endpoints {
+		if e.Address == addr {
+			return e
+		}
+	}
+	return nil
+}
+
+// sameConnections reports whether connections made under a are what b
+// would make: the same protocol, client and TLS settings.
+func sameConnections(a, b *config.Upstream) bool {
+	return a.Protocol == b.Protocol && a.Client == b.Client && reflect.DeepEqual(a.TLS, b.TLS)
 }
 
 // Same reports whether the pool was built from a configuration equal to u.
