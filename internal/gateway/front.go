@@ -6,8 +6,9 @@ import (
 	"unsafe"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/listener"
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/requestid"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
 
@@ -27,7 +28,7 @@ type front struct {
 
 func (f *front) ServeExchange(x *exchange.Exchange) {
 	s := f.snap.Load()
-	pipeline.AssignRequestID(x)
+	requestid.Assign(x)
 	x.State.TraceFound = tracecontext.Extract(&x.Req.Header, s.w3c, s.b3, &x.State.Trace)
 	x.State.Trace.Decide(s.sampleRatio)
 	if len(f.trusted) > 0 {
@@ -40,17 +41,17 @@ func (f *front) ServeExchange(x *exchange.Exchange) {
 		f.altSvc.add(x)
 	}
 	if !routablePath(x.Req.Path) {
-		f.unrouted(x, s, pipeline.BadRequest)
+		f.unrouted(x, s, failure.BadRequest)
 		return
 	}
 	res := s.Router.Lookup(x.Req.Host, x.Req.Method, x.Req.Path, &x.Req.Header, &x.State.Params)
 	if !res.Found {
 		if res.MethodNotAllowed {
 			x.W.Header().Set("Allow", res.Allow)
-			f.unrouted(x, s, pipeline.MethodNotAllowed)
+			f.unrouted(x, s, failure.MethodNotAllowed)
 			return
 		}
-		f.unrouted(x, s, pipeline.NoRoute)
+		f.unrouted(x, s, failure.NoRoute)
 		return
 	}
 	r := res.Value
@@ -67,13 +68,13 @@ func (f *front) ServeExchange(x *exchange.Exchange) {
 
 // unrouted answers a request no route takes, and records it under the
 // "none" route.
-func (f *front) unrouted(x *exchange.Exchange, s *Snapshot, code pipeline.Code) {
+func (f *front) unrouted(x *exchange.Exchange, s *Snapshot, code failure.Code) {
 	if !x.State.TraceFound {
 		s.noRoute.TraceContextMissing()
 	}
 	s.noRoute.Start()
 	f.obs.tracer.StartServer(x, false)
-	pipeline.Fail(x, code)
+	failure.Fail(x, code)
 	f.obs.finish(x, s.noRoute)
 }
 

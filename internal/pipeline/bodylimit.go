@@ -1,20 +1,16 @@
 package pipeline
 
 import (
-	"errors"
 	"io"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 )
-
-// ErrBodyTooLarge is returned by a limited request body once the client has
-// sent more than the route allows. The forwarder maps it to 413.
-var ErrBodyTooLarge = errors.New("request body exceeds the route's max_request_body")
 
 // LimitBody enforces a route's max_request_body. A declared Content-Length
 // over the limit is refused before anything is forwarded (413); a body of
 // unknown length is wrapped so that reading past the limit fails with
-// ErrBodyTooLarge (one small allocation, only for such bodies). It reports
+// failure.ErrBodyTooLarge (one small allocation, only for such bodies). It reports
 // false when it has answered the client.
 func LimitBody(x *exchange.Exchange, limit int64) bool {
 	if limit <= 0 {
@@ -22,7 +18,7 @@ func LimitBody(x *exchange.Exchange, limit int64) bool {
 	}
 	if x.Req.ContentLength > limit {
 		x.W.Header().Set("Connection", "close")
-		Fail(x, BodyTooLarge)
+		failure.Fail(x, failure.BodyTooLarge)
 		return false
 	}
 	if x.Req.ContentLength < 0 {
@@ -31,7 +27,7 @@ func LimitBody(x *exchange.Exchange, limit int64) bool {
 	return true
 }
 
-// LimitedBody is a request body that fails with ErrBodyTooLarge after a
+// LimitedBody is a request body that fails with failure.ErrBodyTooLarge after a
 // limit. Unlike io.LimitedReader it reports the overrun instead of a silent
 // EOF, which would forward a truncated body as if it were whole.
 type LimitedBody struct {
@@ -42,7 +38,7 @@ type LimitedBody struct {
 // Read implements io.Reader.
 func (l *LimitedBody) Read(p []byte) (int, error) {
 	if l.left < 0 {
-		return 0, ErrBodyTooLarge
+		return 0, failure.ErrBodyTooLarge
 	}
 	// Read one byte past the limit so that a body of exactly the limit ends
 	// cleanly while a longer one is caught.
@@ -52,7 +48,7 @@ func (l *LimitedBody) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
 	if l.left < 0 {
-		return n + int(l.left), ErrBodyTooLarge
+		return n + int(l.left), failure.ErrBodyTooLarge
 	}
 	return n, err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/metrics"
+	"github.com/penstock-dev/penstock/internal/requestid"
 )
 
 // cache is the route's in-memory asset cache (RFC 9111, as a shared cache).
@@ -276,7 +277,7 @@ func hasField(fs []storedField, name string) bool {
 // notStored lists response fields that describe one exchange, not the
 // stored response: they are never replayed from the cache.
 func notStored(name string) bool {
-	for _, k := range [...]string{"Age", "Cache-Status", RequestIDHeader, "Connection", "Keep-Alive",
+	for _, k := range [...]string{"Age", "Cache-Status", requestid.Header, "Connection", "Keep-Alive",
 		"Transfer-Encoding", "Trailer", "Proxy-Connection", "Upgrade"} {
 		if exchange.EqualFold(name, k) {
 			return true

@@ -1,3 +1,6 @@
+// Package pipeline holds the route pipeline: the ordered table of stages
+// (early data, body limit, early hints, cache) that run between routing and
+// forwarding, each stage with its own settings.
 package pipeline
 
 import (

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 )
 
 // EarlyDataHeader marks a request forwarded from TLS early data (RFC 8470
@@ -52,7 +53,7 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 	}
 	switch {
 	case !safeMethod(x.Req.Method):
-		Fail(x, TooEarly)
+		failure.Fail(x, failure.TooEarly)
 		return
 	case e.accept && marked:
 	case e.accept:
@@ -60,7 +61,7 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 		e.serveEarly(x)
 		return
 	case marked:
-		Fail(x, TooEarly)
+		failure.Fail(x, failure.TooEarly)
 		return
 	default:
 		select {
@@ -69,7 +70,7 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 		case <-x.Ctx.Done():
 			// The client gave up (or the connection died) before its
 			// handshake completed.
-			Fail(x, TooEarly)
+			failure.Fail(x, failure.TooEarly)
 			return
 		}
 	}

@@ -86,12 +86,6 @@ func TestEarlyData(t *testing.T) {
 	}
 }
 
-func TestTooEarlyStatus(t *testing.T) {
-	if got := TooEarly.Status(); got != 425 {
-		t.Fatalf("TooEarly.Status() = %d, want 425", got)
-	}
-}
-
 // TestEarlyDataRetriesUpstream425 checks RFC 8470 §5.2 for requests penstock
 // forwarded from early data: an upstream 425 is held back and the request is
 // sent once more after the handshake, without Early-Data; other answers

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/metrics"
-	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 	"github.com/penstock-dev/penstock/internal/tracing"
 	"github.com/penstock-dev/penstock/internal/upstream"
@@ -159,9 +159,9 @@ func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxConnectAttempts
 	ep := f.pick(time.Now().UnixNano(), tried[:n])
 	if ep == nil {
 		if n == 0 {
-			f.fail(x, pipeline.NoHealthyEndpoint, nil)
+			f.fail(x, failure.NoHealthyEndpoint, nil)
 		} else {
-			f.fail(x, pipeline.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
+			f.fail(x, failure.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
 		}
 		return nil
 	}
@@ -200,7 +200,7 @@ func (f *Forwarder) respond(x *exchange.Exchange, ep *upstream.Endpoint, resp *h
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		backend, ok := resp.Body.(io.ReadWriteCloser)
 		if !ok {
-			f.fail(x, pipeline.UpstreamProtocol, nil)
+			f.fail(x, failure.UpstreamProtocol, nil)
 			return
 		}
 		f.switchProtocols(x, resp.Header, backend)
@@ -264,25 +264,25 @@ func (f *Forwarder) roundTripFailed(x *exchange.Exchange, ep *upstream.Endpoint,
 		// established log convention for this (NGINX).
 		x.State.Status = 499
 		return
-	case errors.Is(err, pipeline.ErrBodyTooLarge):
+	case errors.Is(err, failure.ErrBodyTooLarge):
 		x.W.Header().Set("Connection", "close")
-		f.fail(x, pipeline.BodyTooLarge, err)
+		f.fail(x, failure.BodyTooLarge, err)
 	case errors.As(err, &dialErr) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)
-		f.fail(x, pipeline.UpstreamConnect, err)
+		f.fail(x, failure.UpstreamConnect, err)
 	case errors.As(err, &dialErr):
 		// Connect timeout: the endpoint did not answer in time.
 		ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)
-		f.fail(x, pipeline.UpstreamTimeout, err)
+		f.fail(x, failure.UpstreamTimeout, err)
 	case errors.Is(context.Cause(ctx), errResponseHeaderTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded),
 		errors.Is(err, upstream.ErrResponseHeaderTimeout), errors.Is(err, os.ErrDeadlineExceeded):
-		f.fail(x, pipeline.UpstreamTimeout, err)
+		f.fail(x, failure.UpstreamTimeout, err)
 	default:
-		f.fail(x, pipeline.UpstreamProtocol, err)
+		f.fail(x, failure.UpstreamProtocol, err)
 	}
 }
 
-func (f *Forwarder) fail(x *exchange.Exchange, code pipeline.Code, err error) {
+func (f *Forwarder) fail(x *exchange.Exchange, code failure.Code, err error) {
 	if err != nil {
 		x.State.Error = err.Error()
 	}
@@ -292,7 +292,7 @@ func (f *Forwarder) fail(x *exchange.Exchange, code pipeline.Code, err error) {
 		attrs = append(attrs, "error", err.Error())
 	}
 	f.log().Warn("proxy failure", attrs...)
-	pipeline.Fail(x, code)
+	failure.Fail(x, code)
 }
 
 func (f *Forwarder) log() *slog.Logger {

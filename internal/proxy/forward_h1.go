@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/requestid"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
 
@@ -116,7 +117,7 @@ func relayEarlyHints(x *exchange.Exchange, resp *upstream.H1Response) {
 	copyResponseFields(h, &resp.Header)
 	x.W.WriteHeader(http.StatusEarlyHints)
 	resp.Header.Range(func(name, _ string) bool {
-		if !exchange.EqualFold(name, pipeline.RequestIDHeader) {
+		if !exchange.EqualFold(name, requestid.Header) {
 			h.Del(name)
 		}
 		return true
@@ -129,7 +130,7 @@ func (f *Forwarder) respondH1(x *exchange.Exchange, ep *upstream.Endpoint, resp 
 	if resp.Status == http.StatusSwitchingProtocols {
 		backend, err := resp.Upgrade()
 		if err != nil {
-			f.fail(x, pipeline.UpstreamProtocol, err)
+			f.fail(x, failure.UpstreamProtocol, err)
 			return
 		}
 		f.switchProtocols(x, stdHeader(&resp.Header), backend)
