@@ -55,8 +55,9 @@ routes:
 	// log's cost is measured in internal/accesslog, the tracer's in
 	// internal/tracing.
 	obs := &observability{metrics: metrics.New(cfg.Metrics, prometheus.NewRegistry())}
-	r, err := buildRouter(cfg, func(_ int, rc *config.Route) (*Route, error) {
-		h, err := pipeline.Build(rc, terminal)
+	stages := pipeline.Standard()
+	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
+		h, err := stages.Build(cfg, i, terminal, nil)
 		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h, metrics: obs.metrics.Route(rc.Name, "")}, err
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/engine/h3"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/listener"
+	"github.com/penstock-dev/penstock/internal/pipeline"
 )
 
 // Options configure a Gateway beyond its config file.
@@ -34,6 +35,9 @@ type Options struct {
 	// binary upgrade), by bound address. A listener whose address is here
 	// uses the socket instead of binding; the rest are closed after Start.
 	Inherited map[string]net.Listener
+	// Stages is the route pipeline's stage table, used for every compile
+	// (reloads too). Nil means pipeline.Standard().
+	Stages *pipeline.Registry
 }
 
 // Gateway is a running penstock: its listeners and the snapshot they serve.
@@ -44,6 +48,7 @@ type Gateway struct {
 	metrics  *configMetrics
 	obs      *observability
 	inherit  map[string]net.Listener
+	stages   *pipeline.Registry
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
 	mu         sync.Mutex
@@ -97,15 +102,19 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	stages := opts.Stages
+	if stages == nil {
+		stages = pipeline.Standard()
+	}
 	// Check before opening the access log file or an exporter.
-	if errs := config.Merge(config.Merge(nil, cfg.Validate()), CheckRoutes(cfg)); len(errs) > 0 {
+	if errs := config.Merge(config.Merge(nil, cfg.Validate()), checkRoutes(cfg, stages)); len(errs) > 0 {
 		return nil, errs
 	}
 	obs, err := newObservability(cfg, opts.Registerer, opts.Version)
 	if err != nil {
 		return nil, err
 	}
-	s, err := compile(cfg, nil, log, obs)
+	s, err := compile(cfg, nil, log, obs, stages)
 	if err != nil {
 		obs.close(context.Background())
 		return nil, err
@@ -115,6 +124,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		obs:       obs,
 		metrics:   newConfigMetrics(opts.Registerer),
 		inherit:   opts.Inherited,
+		stages:    stages,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
 	}
@@ -294,7 +304,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		return errors.New("reload refused: shutting down")
 	}
 	old := g.snap.Load()
-	s, err := compile(cfg, old, g.log, g.obs)
+	s, err := compile(cfg, old, g.log, g.obs, g.stages)
 	if err != nil {
 		g.metrics.failed()
 		return err

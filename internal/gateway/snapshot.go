@@ -55,13 +55,13 @@ type Snapshot struct {
 // snapshot. Every problem is reported at once, each with its field path and
 // line.
 func Compile(cfg *config.Config, log *slog.Logger) (*Snapshot, error) {
-	return compile(cfg, nil, log, nil)
+	return compile(cfg, nil, log, nil, pipeline.Standard())
 }
 
 // compile is Compile that takes over the pools of prev whose configuration
 // did not change, so a reload keeps their connections, health and balancing
 // state.
-func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observability) (*Snapshot, error) {
+func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observability, stages *pipeline.Registry) (*Snapshot, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -73,7 +73,7 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observab
 	if verr := cfg.Validate(); verr != nil {
 		// Report the router's findings too, so one pass shows everything;
 		// on a valid config buildRouter below finds them anyway.
-		return nil, config.Merge(config.Merge(nil, verr), CheckRoutes(cfg))
+		return nil, config.Merge(config.Merge(nil, verr), checkRoutes(cfg, stages))
 	}
 	col := config.NewCollector(cfg)
 	s := &Snapshot{
@@ -118,7 +118,7 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observab
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
 		}
-		h, err := pipeline.BuildWith(rc, fwd, pipeline.Env{Metrics: obs.metrics})
+		h, err := stages.Build(cfg, i, fwd, obs.metrics)
 		if err != nil {
 			return nil, err
 		}
@@ -144,13 +144,20 @@ func (s *Snapshot) retireNew(prev *Snapshot) {
 	}
 }
 
-// CheckRoutes reports what only the router can tell about cfg's routes: bad
-// path patterns, hosts or methods, and routes that conflict. It tolerates a
-// partly decoded config, so `penstock validate` can show these errors along
-// with decoding errors (it is a config.Checker).
+// CheckRoutes reports what only the compiler can tell about cfg's routes:
+// bad path patterns, hosts or methods, routes that conflict, and problems
+// with the stage fields of a route (max_request_body, cache, ...) that the
+// standard stages find. It tolerates a partly decoded config, so `penstock
+// validate` can show these errors along with decoding errors (it is a
+// config.Checker).
 func CheckRoutes(cfg *config.Config) error {
+	return checkRoutes(cfg, pipeline.Standard())
+}
+
+// checkRoutes is CheckRoutes with the given stages.
+func checkRoutes(cfg *config.Config, stages *pipeline.Registry) error {
 	_, err := buildRouter(cfg, func(int, *config.Route) (*Route, error) { return nil, nil })
-	return err
+	return config.Merge(config.Merge(nil, err), stages.Check(cfg))
 }
 
 // buildRouter adds every route of cfg to a router, with the value made by
@@ -174,7 +181,13 @@ func buildRouter(cfg *config.Config, value func(i int, rc *config.Route) (*Route
 		}
 		index[rc.Name] = i
 		v, err := value(i, rc)
-		if err != nil {
+		var fieldErrs config.Errors
+		switch {
+		case errors.As(err, &fieldErrs):
+			// Already at their fields (a stage's settings).
+			col.Add(fieldErrs)
+			continue
+		case err != nil:
 			col.Addf(fmt.Sprintf("routes[%d]", i), "%v", err)
 			continue
 		}

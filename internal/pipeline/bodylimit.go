@@ -3,9 +3,54 @@ package pipeline
 import (
 	"io"
 
+	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
 )
+
+// BodyLimitSettings are the body_limit stage's route fields.
+type BodyLimitSettings struct {
+	// MaxRequestBody bounds the request body (size); a larger body gets 413
+	// and the connection is closed: at once when Content-Length announces it,
+	// otherwise when the body read so far passes the limit. Default 10MiB.
+	MaxRequestBody config.ByteSize `yaml:"max_request_body"`
+}
+
+// DefaultMaxRequestBody is BodyLimitSettings.MaxRequestBody's default.
+const DefaultMaxRequestBody = config.ByteSize(10 << 20)
+
+// SetDefaults implements Settings.
+func (s *BodyLimitSettings) SetDefaults() {
+	if s.MaxRequestBody == 0 {
+		s.MaxRequestBody = DefaultMaxRequestBody
+	}
+}
+
+// Check implements Settings.
+func (s *BodyLimitSettings) Check(r *Route) {
+	if s.MaxRequestBody < 0 {
+		r.Errorf("max_request_body", "must not be negative, got %d", s.MaxRequestBody)
+	}
+}
+
+// bodyLimit enforces a route's max_request_body (see LimitBody).
+type bodyLimit struct {
+	limit int64
+	next  exchange.Handler
+}
+
+func newBodyLimit(s *BodyLimitSettings, _ *Route, next exchange.Handler) (exchange.Handler, error) {
+	if s.MaxRequestBody.Int64() <= 0 {
+		return next, nil
+	}
+	return &bodyLimit{limit: s.MaxRequestBody.Int64(), next: next}, nil
+}
+
+func (b *bodyLimit) ServeExchange(x *exchange.Exchange) {
+	if LimitBody(x, b.limit) {
+		b.next.ServeExchange(x)
+	}
+}
 
 // LimitBody enforces a route's max_request_body. A declared Content-Length
 // over the limit is refused before anything is forwarded (413); a body of

@@ -1,10 +1,29 @@
 package pipeline
 
 import (
-	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
 )
+
+// EarlyDataSettings are the early_data stage's route fields.
+type EarlyDataSettings struct {
+	// EarlyData lets the route serve GET, HEAD and OPTIONS requests received
+	// in TLS 1.3 early data (HTTP/3 0-RTT on a listener with
+	// http3.zero_rtt: true) at once (bool); they reach the upstream with
+	// "Early-Data: 1" (RFC 8470), and if the upstream answers 425 Too Early,
+	// penstock waits for the client's handshake and sends the request once
+	// more without the header. Only for requests that are safe to replay.
+	// Without it, early requests wait for the handshake (safe methods) or get
+	// 425 (others). An Early-Data header from a client is removed unless it
+	// comes from a trusted_proxies peer. Default false.
+	EarlyData bool `yaml:"early_data"`
+}
+
+// SetDefaults implements Settings: false is the default.
+func (s *EarlyDataSettings) SetDefaults() {}
+
+// Check implements Settings: any value is valid.
+func (s *EarlyDataSettings) Check(*Route) {}
 
 // EarlyDataHeader marks a request forwarded from TLS early data (RFC 8470
 // §5.1); its only value is "1".
@@ -34,8 +53,8 @@ type earlyData struct {
 	next   exchange.Handler
 }
 
-func newEarlyData(r *config.Route, next exchange.Handler) (exchange.Handler, error) {
-	return &earlyData{accept: r.EarlyData, next: next}, nil
+func newEarlyData(s *EarlyDataSettings, _ *Route, next exchange.Handler) (exchange.Handler, error) {
+	return &earlyData{accept: s.EarlyData, next: next}, nil
 }
 
 func (e *earlyData) ServeExchange(x *exchange.Exchange) {
