@@ -35,12 +35,12 @@ type RouteCache struct {
 	// the stored bodies and headers never exceeds it; the least recently
 	// used entries are evicted first. Default 64MiB.
 	MaxBytes config.ByteSize `yaml:"max_bytes"`
-	// MaxObjectBytes is the largest response body stored (size); larger
+	// MaxObjectBytes bounds the body of a stored response (size); larger
 	// responses pass through uncached. At most max_bytes. Default 1MiB.
 	MaxObjectBytes config.ByteSize `yaml:"max_object_bytes"`
-	// DefaultTTL is how long a response without explicit freshness
+	// DefaultTTL sets how long a response without explicit freshness
 	// (Cache-Control max-age or s-maxage, or Expires) stays fresh
-	// (duration). Default 0: such responses are not stored.
+	// (duration). Default 0 (such responses are not stored).
 	DefaultTTL config.Duration `yaml:"default_ttl"`
 }
 
