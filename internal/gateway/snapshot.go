@@ -37,7 +37,8 @@ type Route struct {
 // Snapshot is one compiled configuration. It is never modified after
 // Compile returns; a reload builds a new one and swaps it in.
 type Snapshot struct {
-	// Config is the configuration the snapshot was compiled from.
+	// Config is the configuration the snapshot was compiled from, with the
+	// stages' defaults filled in too (see pipeline.Registry.WithDefaults).
 	Config *config.Config
 	// Router maps requests to routes.
 	Router *router.Router[*Route]
@@ -77,7 +78,7 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observab
 	}
 	col := config.NewCollector(cfg)
 	s := &Snapshot{
-		Config:      cfg,
+		Config:      stages.WithDefaults(cfg),
 		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
 		w3c:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
 		b3:          slices.Contains(cfg.Tracing.Propagation, "b3"),

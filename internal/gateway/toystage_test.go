@@ -140,6 +140,13 @@ routes:
 	})
 	base := baseURL(g, "plain")
 
+	// The effective configuration (GET /config) shows the stage's fields
+	// with their defaults, as it does every other field.
+	var eff stampSettings
+	if err := g.Snapshot().Config.DecodeStageFields(0, &eff); err != nil || eff.Stamp == nil || *eff.Stamp != (stampBlock{Header: "X-Stamp", Value: "toy"}) {
+		t.Errorf("effective stamp = %+v (%v), want the default header and the value set", eff.Stamp, err)
+	}
+
 	steps := []struct {
 		name         string
 		method, path string

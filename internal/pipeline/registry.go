@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/metrics"
@@ -189,6 +191,39 @@ func (reg *Registry) Build(cfg *config.Config, i int, terminal exchange.Handler,
 		h = next
 	}
 	return h, nil
+}
+
+// WithDefaults returns a copy of cfg whose routes hold every stage field,
+// decoded and with its defaults filled in, as YAML: the effective
+// configuration that GET /config shows, like config.SetDefaults does for
+// the rest of the file. cfg is not changed. A route whose stage fields do
+// not decode keeps them as written (compiling it fails anyway).
+func (reg *Registry) WithDefaults(cfg *config.Config) *config.Config {
+	out := *cfg
+	out.Routes = slices.Clone(cfg.Routes)
+	for i := range out.Routes {
+		fields := config.StageFields{}
+		for _, st := range reg.stages {
+			s, err := st.decode(cfg, i)
+			var n yaml.Node
+			if err == nil {
+				err = n.Encode(s)
+			}
+			if err != nil {
+				fields = nil
+				break
+			}
+			for k := 0; k+1 < len(n.Content); k += 2 {
+				if v := n.Content[k+1]; v.ShortTag() != "!!null" {
+					fields[n.Content[k].Value] = v
+				}
+			}
+		}
+		if fields != nil {
+			out.Routes[i].Stages = fields
+		}
+	}
+	return &out
 }
 
 // settings decodes, defaults and checks route r's settings of every stage,

@@ -1,10 +1,13 @@
 package pipeline
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/penstock-dev/penstock/internal/config"
 )
@@ -250,4 +253,41 @@ func TestStageDefaults(t *testing.T) {
 	before := cs
 	cs.SetDefaults()
 	check("cache after a second SetDefaults", cs, before)
+}
+
+// TestWithDefaultsShowsEveryStageField checks the effective configuration:
+// every stage field of every route, with its default when the file does not
+// set it, and the config it was made from unchanged.
+func TestWithDefaultsShowsEveryStageField(t *testing.T) {
+	cfg := parseRoute(t, "    cache: {enabled: true}\n    max_request_body: 1KiB\n")
+	eff := Standard().WithDefaults(cfg)
+
+	var got []string
+	for _, name := range slices.Sorted(maps.Keys(eff.Routes[0].Stages)) {
+		b, err := yaml.Marshal(map[string]*yaml.Node{name: eff.Routes[0].Stages[name]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.TrimSpace(string(b)))
+	}
+	want := []string{
+		"cache:\n    enabled: true\n    max_bytes: 64MiB\n    max_object_bytes: 1MiB\n    default_ttl: 0s",
+		"early_data: false",
+		"early_hints: []",
+		"max_request_body: 1KiB",
+		"push:\n    enabled: false\n    max_resources: 4\n    max_bytes: 256KiB",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("effective stage fields:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(cfg.Routes[0].Stages) != 2 {
+		t.Errorf("the config given to WithDefaults changed: stage fields %v", slices.Collect(maps.Keys(cfg.Routes[0].Stages)))
+	}
+	// The effective configuration decodes to the same settings.
+	if err := Standard().Check(eff); err != nil {
+		t.Errorf("Check of the effective config: %v", err)
+	}
+	if eff.Line("routes[0].cache") != cfg.Line("routes[0].cache") {
+		t.Error("the effective config lost the file's lines")
+	}
 }
