@@ -47,14 +47,14 @@ func (c *Config) DecodeStageFields(i int, v any) error {
 	return d.errs
 }
 
-// CheckStageFields reports the stage fields of route i that no stage owns
-// (owned reports those that one does) as unknown fields, suggesting the
-// closest of the route's own fields and known, the fields the stages own.
-func (c *Config) CheckStageFields(i int, owned func(name string) bool, known []string) error {
+// CheckStageFields reports the stage fields of route i that are not in
+// owned, the fields the stages own, as unknown fields, suggesting the
+// closest of the route's own fields and owned.
+func (c *Config) CheckStageFields(i int, owned []string) error {
 	col := NewCollector(c)
-	candidates := append(RouteFields(), known...)
+	candidates := append(RouteFields(), owned...)
 	for _, name := range c.stageFieldNames(i) {
-		if !owned(name) {
+		if !slices.Contains(owned, name) {
 			col.Addf(fieldPath(indexPath("routes", i), name), "unknown field%s", didYouMean(name, candidates))
 		}
 	}

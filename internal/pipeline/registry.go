@@ -229,7 +229,7 @@ func (reg *Registry) WithDefaults(cfg *config.Config) *config.Config {
 // settings decodes, defaults and checks route r's settings of every stage,
 // in table order, reporting problems to r's collector.
 func (reg *Registry) settings(r *Route) []Settings {
-	r.col.Add(r.cfg.CheckStageFields(r.index, func(f string) bool { _, ok := reg.owner[f]; return ok }, reg.fields))
+	r.col.Add(r.cfg.CheckStageFields(r.index, reg.fields))
 	out := make([]Settings, len(reg.stages))
 	for k, st := range reg.stages {
 		s, err := st.decode(r.cfg, r.index)
