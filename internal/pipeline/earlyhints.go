@@ -15,8 +15,8 @@ import (
 // EarlyHintsSettings are the early_hints stage's route fields.
 type EarlyHintsSettings struct {
 	// EarlyHints lists Link field values sent to the client in a 103
-	// Early Hints response (RFC 8297) before the request is forwarded
-	// (list), so it can fetch the resources a response will need while the upstream works,
+	// Early Hints response (RFC 8297) before the request is forwarded, so
+	// it can fetch the resources a response will need while the upstream works,
 	// e.g. "</v1/models/:model/assets/tokenizer.bin>; rel=preload; as=fetch".
 	// A path segment of the link target starting with ":" is replaced by the
 	// route parameter of that name, which must exist in the route's path
