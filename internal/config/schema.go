@@ -12,6 +12,12 @@
 //	// compile: packages that check further report through cfg.Errorf or a
 //	// Collector, so their errors cite the same file and line.
 //
+// A route's fields that belong to its pipeline stages (max_request_body,
+// cache, ...) are not part of this schema: they are kept as written
+// (Route.Stages) and each stage of internal/pipeline decodes, defaults and
+// checks its own, through DecodeStageFields and CheckStageFields, when the
+// config is compiled or checked (gateway.CheckRoutes is such a Checker).
+//
 // Every error is an Errors value listing FieldErrors such as
 //
 //	penstock.yaml: routes[2].match.path (line 41): must start with "/"
