@@ -22,6 +22,9 @@ func (c *Config) DecodeStageFields(i int, v any) error {
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
 		panic(fmt.Sprintf("config: DecodeStageFields into %T, want a pointer to a struct", v))
 	}
+	if len(c.Routes[i].Stages) == 0 {
+		return nil
+	}
 	d := &decoder{
 		file:      c.file(),
 		lines:     map[string]int{},
@@ -51,10 +54,13 @@ func (c *Config) DecodeStageFields(i int, v any) error {
 // owned, the fields the stages own, as unknown fields, suggesting the
 // closest of the route's own fields and owned.
 func (c *Config) CheckStageFields(i int, owned []string) error {
+	if len(c.Routes[i].Stages) == 0 {
+		return nil
+	}
 	col := NewCollector(c)
-	candidates := append(RouteFields(), owned...)
 	for _, name := range c.stageFieldNames(i) {
 		if !slices.Contains(owned, name) {
+			candidates := append(RouteFields(), owned...)
 			col.Addf(fieldPath(indexPath("routes", i), name), "unknown field%s", didYouMean(name, candidates))
 		}
 	}

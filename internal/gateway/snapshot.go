@@ -37,8 +37,7 @@ type Route struct {
 // Snapshot is one compiled configuration. It is never modified after
 // Compile returns; a reload builds a new one and swaps it in.
 type Snapshot struct {
-	// Config is the configuration the snapshot was compiled from, with the
-	// stages' defaults filled in too (see pipeline.Registry.WithDefaults).
+	// Config is the configuration the snapshot was compiled from.
 	Config *config.Config
 	// Router maps requests to routes.
 	Router *router.Router[*Route]
@@ -50,7 +49,15 @@ type Snapshot struct {
 	sampleRatio float64
 	// noRoute records requests that matched no route.
 	noRoute *metrics.Route
+	// stages built the routes' pipelines.
+	stages *pipeline.Registry
 }
+
+// EffectiveConfig returns Config with the defaults of the routes' stage
+// fields filled in too (config.SetDefaults fills the rest): what GET
+// /config shows. It is made on each call, so the snapshot does not hold a
+// second copy of every route's settings.
+func (s *Snapshot) EffectiveConfig() *config.Config { return s.stages.WithDefaults(s.Config) }
 
 // Compile validates cfg (which must have defaults applied) and builds its
 // snapshot. Every problem is reported at once, each with its field path and
@@ -78,7 +85,8 @@ func compile(cfg *config.Config, prev *Snapshot, log *slog.Logger, obs *observab
 	}
 	col := config.NewCollector(cfg)
 	s := &Snapshot{
-		Config:      stages.WithDefaults(cfg),
+		Config:      cfg,
+		stages:      stages,
 		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
 		w3c:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
 		b3:          slices.Contains(cfg.Tracing.Propagation, "b3"),

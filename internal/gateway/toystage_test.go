@@ -143,7 +143,7 @@ routes:
 	// The effective configuration (GET /config) shows the stage's fields
 	// with their defaults, as it does every other field.
 	var eff stampSettings
-	if err := g.Snapshot().Config.DecodeStageFields(0, &eff); err != nil || eff.Stamp == nil || *eff.Stamp != (stampBlock{Header: "X-Stamp", Value: "toy"}) {
+	if err := g.Snapshot().EffectiveConfig().DecodeStageFields(0, &eff); err != nil || eff.Stamp == nil || *eff.Stamp != (stampBlock{Header: "X-Stamp", Value: "toy"}) {
 		t.Errorf("effective stamp = %+v (%v), want the default header and the value set", eff.Stamp, err)
 	}
 

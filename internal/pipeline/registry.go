@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -205,16 +206,13 @@ func (reg *Registry) WithDefaults(cfg *config.Config) *config.Config {
 		fields := config.StageFields{}
 		for _, st := range reg.stages {
 			s, err := st.decode(cfg, i)
-			var n yaml.Node
-			if err == nil {
-				err = n.Encode(s)
-			}
 			if err != nil {
 				fields = nil
 				break
 			}
+			n := valueNode(reflect.ValueOf(s))
 			for k := 0; k+1 < len(n.Content); k += 2 {
-				if v := n.Content[k+1]; v.ShortTag() != "!!null" {
+				if v := n.Content[k+1]; v.Tag != "!!null" {
 					fields[n.Content[k].Value] = v
 				}
 			}
@@ -224,6 +222,69 @@ func (reg *Registry) WithDefaults(cfg *config.Config) *config.Config {
 		}
 	}
 	return &out
+}
+
+var marshalerType = reflect.TypeFor[yaml.Marshaler]()
+
+// valueNode builds the YAML node of a settings value, the way yaml.Marshal
+// would write it (a yaml.Marshaler, such as config.ByteSize, writes itself),
+// without the encoder's per-call buffers: WithDefaults runs for every route
+// of a large config.
+func valueNode(v reflect.Value) *yaml.Node {
+	scalar := func(tag, value string) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value}
+	}
+	if v.Kind() != reflect.Pointer && v.Type().Implements(marshalerType) {
+		m, err := v.Interface().(yaml.Marshaler).MarshalYAML()
+		if err != nil {
+			return scalar("!!str", err.Error())
+		}
+		return valueNode(reflect.ValueOf(m))
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return scalar("!!null", "null")
+		}
+		return valueNode(v.Elem())
+	case reflect.Struct:
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			n.Content = append(n.Content, scalar("!!str", name), valueNode(v.Field(i)))
+		}
+		return n
+	case reflect.Slice, reflect.Array:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for i := range v.Len() {
+			n.Content = append(n.Content, valueNode(v.Index(i)))
+		}
+		if len(n.Content) > 0 {
+			n.Style = 0
+		}
+		return n
+	case reflect.Map:
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+		for _, k := range keys {
+			n.Content = append(n.Content, scalar("!!str", fmt.Sprint(k)), valueNode(v.MapIndex(k)))
+		}
+		return n
+	case reflect.Bool:
+		return scalar("!!bool", strconv.FormatBool(v.Bool()))
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return scalar("!!int", strconv.FormatInt(v.Int(), 10))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return scalar("!!int", strconv.FormatUint(v.Uint(), 10))
+	case reflect.Float32, reflect.Float64:
+		return scalar("!!float", strconv.FormatFloat(v.Float(), 'g', -1, 64))
+	}
+	return scalar("!!str", fmt.Sprint(v.Interface()))
 }
 
 // settings decodes, defaults and checks route r's settings of every stage,
