@@ -168,18 +168,19 @@ routes:
     match: {path: "/v1/models/:model/predict"}
     upstream: app
 `
-			// Load's path: decoding, Validate and the stage check in one
-			// report.
-			_, err := config.Check([]byte(head+tt.fields), "", Standard().Check)
-			if got := errorLines(err); !slices.Equal(got, tt.want) {
+			// config keeps the stage fields as written: the file decodes.
+			cfg, err := config.Parse([]byte(head+tt.fields), "")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			// Check (a config.Checker) reports every problem.
+			if got := errorLines(Standard().Check(cfg)); !slices.Equal(got, tt.want) {
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 			// Build reports the same problems when it is given the route.
-			if cfg, perr := config.Parse([]byte(head+tt.fields), ""); perr == nil {
-				_, err := Standard().Build(cfg, 0, terminalFunc(), nil)
-				if got := errorLines(err); !slices.Equal(got, tt.want) {
-					t.Errorf("Build errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
-				}
+			_, err = Standard().Build(cfg, 0, terminalFunc(), nil)
+			if got := errorLines(err); !slices.Equal(got, tt.want) {
+				t.Errorf("Build errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
 	}

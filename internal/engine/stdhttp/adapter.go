@@ -12,6 +12,7 @@ package stdhttp
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -84,6 +85,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.Ctx = r.Context()
 	x.Start = time.Now()
 	fill(&x.Req, r)
+	if x.Req.ContentLength < 0 && r.ProtoMajor >= 2 && bodyUnexpected(r.Method) {
+		rw.body.peek(&x.Req)
+	}
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
 			x.State.EarlyData, x.State.HandshakeDone = true, done
@@ -146,9 +150,80 @@ func fill(req *exchange.Request, r *http.Request) {
 	req.TLS = r.TLS
 }
 
+// bodyUnexpected reports the methods whose requests have no body in
+// practice (RFC 9110 §9.3 gives a body no meaning for them).
+func bodyUnexpected(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// streamBody is the body of an HTTP/2 or HTTP/3 GET (or another method that
+// has no body in practice) that declared no Content-Length. Such a request
+// almost always has no body: HTTP/3 (quic-go) cannot tell before the
+// stream's end arrives, and an HTTP/2 client may end the stream with an
+// empty DATA frame. Forwarded as it is, it would reach the upstream as
+// "Transfer-Encoding: chunked" with an empty body, which strict HTTP/1.1
+// servers refuse for a GET. So its first byte is read before the request is
+// routed: at the end of the stream the request has no body (Content-Length
+// 0); otherwise the byte is handed back before the rest. Other methods
+// (POST, PUT, gRPC's streams) are left alone: their clients may wait for
+// the response before they send, and must not wait on penstock.
+type streamBody struct {
+	first   [1]byte
+	pending bool
+	err     error
+	r       io.ReadCloser
+}
+
+// peek reads the first byte of req's body and sets req to read from b.
+func (b *streamBody) peek(req *exchange.Request) {
+	if req.Body == nil || req.Body == http.NoBody {
+		req.Body, req.ContentLength = http.NoBody, 0
+		return
+	}
+	n, err := io.ReadFull(req.Body, b.first[:])
+	switch {
+	case n == 1:
+		b.pending, b.r = true, req.Body
+		req.Body = b
+	case err == io.EOF:
+		req.Body, req.ContentLength = http.NoBody, 0
+	default:
+		// The client reset the stream or broke the framing: the first read
+		// of the body reports it, where the proxy's error handling is.
+		b.err, b.r = err, req.Body
+		req.Body = b
+	}
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.pending {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		p[0] = b.first[0]
+		b.pending = false
+		return 1, nil
+	}
+	return b.r.Read(p)
+}
+
+func (b *streamBody) Close() error { return b.r.Close() }
+
+func (b *streamBody) reset() { *b = streamBody{} }
+
 // responseWriter implements exchange.ResponseWriter over http.ResponseWriter.
 type responseWriter struct {
-	w           http.ResponseWriter
+	w http.ResponseWriter
+	// body holds the request body of a stream without Content-Length; see
+	// streamBody.
+	body        streamBody
 	hdr         exchange.Header
 	http2       bool
 	wroteHeader bool
@@ -161,6 +236,7 @@ type responseWriter struct {
 
 func (rw *responseWriter) reset() {
 	rw.w = nil
+	rw.body.reset()
 	rw.hdr.Reset()
 	rw.wroteHeader = false
 	rw.pushLimit, rw.written, rw.overLimit = 0, 0, false
