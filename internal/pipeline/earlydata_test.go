@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -58,7 +57,7 @@ func TestEarlyData(t *testing.T) {
 			var reached bool
 			var seen []string
 			var stillEarly bool
-			h, err := newEarlyData(&config.Route{EarlyData: tt.route}, exchange.HandlerFunc(func(x *exchange.Exchange) {
+			h, err := newEarlyData(&EarlyDataSettings{EarlyData: tt.route}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {
 				reached = true
 				seen = headerValues(&x.Req.Header, "Early-Data")
 				stillEarly = x.State.EarlyData
@@ -83,12 +82,6 @@ func TestEarlyData(t *testing.T) {
 				t.Errorf("State.EarlyData = %v downstream, want %v", stillEarly, tt.stillEarl)
 			}
 		})
-	}
-}
-
-func TestTooEarlyStatus(t *testing.T) {
-	if got := TooEarly.Status(); got != 425 {
-		t.Fatalf("TooEarly.Status() = %d, want 425", got)
 	}
 }
 
@@ -126,7 +119,7 @@ func TestEarlyDataRetriesUpstream425(t *testing.T) {
 			x.State.EarlyData, x.State.HandshakeDone = true, handshake
 			rec.hdr.Add("X-Request-Id", "rid")
 			var seen []string
-			h, _ := newEarlyData(&config.Route{EarlyData: true}, exchange.HandlerFunc(func(x *exchange.Exchange) {
+			h, _ := newEarlyData(&EarlyDataSettings{EarlyData: true}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {
 				v, _ := x.Req.Header.Get("Early-Data")
 				seen = append(seen, v)
 				status := tt.upstream[len(seen)-1]
