@@ -79,7 +79,7 @@ func newServer(lc *config.Listener, opts stdhttp.Options, h *front) server {
 	if lc.Engine == config.EngineStdHTTP {
 		return stdhttp.NewServer(opts, h)
 	}
-	return h1.NewServer(opts, h)
+	return h1.NewServer(h1.Options{Options: opts}, h)
 }
 
 // stop ends what the listener owns besides its servers: the watch on its

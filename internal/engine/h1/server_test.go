@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine/h1"
+	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/listener"
 )
@@ -155,7 +157,13 @@ type serverOpts func(*h1.Options)
 // startServer serves testHandler on a loopback listener until the test ends.
 func startServer(t testing.TB, opts ...serverOpts) (addr string, srv *h1.Server) {
 	t.Helper()
-	o := h1.Options{HTTP1: true, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10}
+	o := h1.Options{Options: stdhttp.Options{HTTP1: true, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10}}
+	// An IO of the test's own (where there is epoll), closed once the
+	// server has shut down.
+	if eio, err := epoll.NewIO(2); err == nil {
+		o.IO = eio
+		t.Cleanup(func() { eio.Close() })
+	}
 	for _, f := range opts {
 		f(&o)
 	}
