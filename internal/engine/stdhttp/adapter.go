@@ -86,7 +86,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fill(&x.Req, r)
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
-			x.State.EarlyData, x.State.HandshakeDone = true, done
+			x.Req.EarlyData, x.Req.HandshakeDone = true, done
 		}
 	}
 
