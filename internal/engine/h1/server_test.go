@@ -745,3 +745,21 @@ func TestH2COnly(t *testing.T) {
 		t.Errorf("proto %s, want HTTP/2", resp.Proto)
 	}
 }
+
+// A server whose IO cannot take its connections (here: closed before the
+// first one) serves each on a goroutine of its own instead.
+func TestServerWhoseIORefusesConnectionsStillServes(t *testing.T) {
+	eio, err := epoll.NewIO(1)
+	if err != nil {
+		t.Skip("no epoll:", err)
+	}
+	addr, _ := startServer(t, func(o *h1.Options) { o.IO = eio })
+	eio.Close()
+	c := dial(t, addr)
+	for i := range 2 {
+		c.send("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+}
