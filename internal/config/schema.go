@@ -9,8 +9,9 @@
 //
 //	cfg, err := config.Load("penstock.yaml") // strict decoding, then SetDefaults
 //	err = cfg.Validate()                     // every cross-field problem at once
-//	// compile: packages that check further report through cfg.Errorf or a
-//	// Collector, so their errors cite the same file and line.
+//	// compile (snapshot.Compile, which runs Validate): packages that check
+//	// further report through cfg.Errorf or a Collector, so their errors
+//	// cite the same file and line.
 //
 // Every error is an Errors value listing FieldErrors such as
 //

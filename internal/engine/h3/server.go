@@ -62,10 +62,10 @@ type Server struct {
 // connKey is the request context key of the request's *quic.Conn.
 type connKey struct{}
 
-// Serve starts a Server on sock with handler h and makes it the one new
+// NewServer builds a Server on sock with handler h and makes it the one new
 // connections go to; the previous Server keeps its connections (drain it
-// with Shutdown).
-func Serve(sock *Socket, o Options, h exchange.Handler) *Server {
+// with Shutdown). Call Serve to serve them.
+func NewServer(sock *Socket, o Options, h exchange.Handler) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -99,12 +99,17 @@ func Serve(sock *Socket, o Options, h exchange.Handler) *Server {
 	}
 	sock.limit.Store(int64(o.HandshakeRateLimit))
 	sock.current.Store(s)
-	go func() {
-		if err := s.srv.ServeListener(view{s}); !errors.Is(err, http.ErrServerClosed) {
-			o.Logger.Error("http3 server stopped", "address", sock.Addr().String(), "error", err)
-		}
-	}()
 	return s
+}
+
+// Serve serves the connections sock hands to s until Shutdown, and returns
+// nil then (it is an engine.Server).
+func (s *Server) Serve() error {
+	err := s.srv.ServeListener(view{s})
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, quic.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // Shutdown stops taking new connections and tells the existing ones to
