@@ -184,8 +184,7 @@ func (io *IO) deliver(inst int, ev *unix.EpollEvent) {
 // Poll registers the socket fd with one of the polling instances, once
 // for its life, edge-triggered, for reading, writing and hang-ups
 // (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET): h is told every event. The
-// instance is chosen round-robin, and set in r (Poller) before the first
-// event can come. It reports false when the registration failed (fd out of
+// instance is chosen round-robin; h is told its number with each event. It reports false when the registration failed (fd out of
 // range, IO closed or nil); r is then not registered.
 func (io *IO) Poll(r *Registration, fd int, h Handler) bool {
 	if io == nil {
@@ -277,10 +276,6 @@ func (io *IO) Remove(r *Registration) {
 // Registered reports whether r is registered (and not released or
 // removed).
 func (r *Registration) Registered() bool { return r.on }
-
-// Poller is the polling instance r was registered with by Poll (0 to
-// IO.Pollers()-1), or -1 for the hang-up watcher.
-func (r *Registration) Poller() int { return int(r.inst) }
 
 // HungUp reports whether the peer closed its side of the connection
 // (EPOLLRDHUP) or the connection failed (reset, EPOLLHUP or EPOLLERR) since

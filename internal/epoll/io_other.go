@@ -39,9 +39,6 @@ func (io *IO) Remove(r *Registration) {}
 // Registered reports false.
 func (r *Registration) Registered() bool { return false }
 
-// Poller reports -1.
-func (r *Registration) Poller() int { return -1 }
-
 // HungUp reports false.
 func (r *Registration) HungUp() bool { return false }
 
