@@ -44,6 +44,8 @@ func (s *Server) serveH3(lc *config.Listener, tcpAddr net.Addr, conf *tls.Config
 		ZeroRTT:            lc.HTTP3.ZeroRTT,
 		HandshakeRateLimit: lc.HTTP3.HandshakeRateLimit,
 		QlogDir:            lc.HTTP3.QlogDir,
+		SendTimeout:        lc.Limits.SendTimeout.D(),
+		SendTimedOut:       func() { s.tel.Metrics.SendTimeout(lc.Name) },
 		Logger:             s.log,
 	}
 	return h3.NewServer(sock, o, h), nil

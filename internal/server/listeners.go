@@ -184,6 +184,8 @@ func (s *Server) engineOptions(lc *config.Listener) stdhttp.Options {
 		IdleTimeout:          lc.Limits.IdleTimeout.D(),
 		MaxHeaderBytes:       int(lc.Limits.MaxHeaderBytes.Int64()),
 		MaxConcurrentStreams: int(lc.Limits.MaxConcurrentStreams),
+		SendTimeout:          lc.Limits.SendTimeout.D(),
+		SendTimedOut:         func() { m.SendTimeout(lc.Name) },
 		Logger:               s.log,
 		ConnOpened:           func(proto string) { m.ConnOpened(lc.Name, proto) },
 		ConnClosed:           func(proto string) { m.ConnClosed(lc.Name, proto) },

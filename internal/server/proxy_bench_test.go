@@ -28,7 +28,11 @@ func fastUpstream(b *testing.B) string {
 // the client and the upstream, which run in the same process: compare
 // benchmarks with each other, not with other tools.
 func benchGet(b *testing.B, url string) {
-	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	benchGetWith(b, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, url)
+}
+
+// benchGetWith is benchGet with client c.
+func benchGetWith(b *testing.B, c *http.Client, url string) {
 	b.ReportAllocs()
 	for b.Loop() {
 		resp, err := c.Get(url)
@@ -62,6 +66,16 @@ logging: {level: error}
 			benchGet(b, "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
 		})
 	}
+	b.Run("penstock/h2c", func(b *testing.B) {
+		cfg := lines(`listeners: [{name: main, address: "127.0.0.1:0", protocols: [h1, h2c]}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+routes: [{name: predict, match: {path: "/v1/models/:model/predict"}, upstream: up}]
+access_log: {enabled: false}
+logging: {level: error}
+`, up)
+		g := startGatewayTB(b, cfg)
+		benchGetWith(b, h2cClient(), "http://"+g.Addr("main").String()+"/v1/models/resnet50/predict")
+	})
 	b.Run("httputil.ReverseProxy", func(b *testing.B) {
 		target, _ := url.Parse("http://" + up)
 		rp := httputil.NewSingleHostReverseProxy(target)
