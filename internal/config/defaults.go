@@ -131,6 +131,8 @@ const (
 	DefaultMaxFails = 1
 	// DefaultFailTimeout is PassiveHealth.FailTimeout's default.
 	DefaultFailTimeout = Duration(10 * time.Second)
+	// DefaultTrialInterval is PassiveHealth.TrialInterval's default.
+	DefaultTrialInterval = Duration(time.Second)
 	// DefaultMaxIdlePerEndpoint is Pool.MaxIdlePerEndpoint's default.
 	DefaultMaxIdlePerEndpoint = 64
 	// DefaultPoolIdleTimeout is Pool.IdleTimeout's default.
@@ -227,6 +229,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&u.Pool.IdleTimeout, DefaultPoolIdleTimeout)
 		setDefault(&u.PassiveHealth.MaxFails, DefaultMaxFails)
 		setDefault(&u.PassiveHealth.FailTimeout, DefaultFailTimeout)
+		setDefault(&u.PassiveHealth.TrialInterval, DefaultTrialInterval)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

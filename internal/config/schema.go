@@ -221,13 +221,20 @@ type Upstream struct {
 // PassiveHealth judges endpoints by the requests penstock already sends:
 // after MaxFails consecutive connection failures an endpoint leaves rotation
 // for FailTimeout, then gets traffic again (NGINX's max_fails/fail_timeout).
-// When every endpoint of a pool is out, requests get 503.
+// When every endpoint of a pool is out, one request per endpoint and
+// TrialInterval goes through as a trial (a success puts the endpoint back at
+// once) and the others get 503.
 type PassiveHealth struct {
 	// MaxFails is the number of consecutive connection failures that take an
 	// endpoint out. Default 1; must be at least 1.
 	MaxFails int `yaml:"max_fails"`
 	// FailTimeout is how long an endpoint stays out. Default 10s.
 	FailTimeout Duration `yaml:"fail_timeout"`
+	// TrialInterval is how often an endpoint that is out gets one trial
+	// request while no endpoint of its pool is in rotation, so that a pool is
+	// never empty much longer than its endpoints are really down. Default
+	// 1s; values at or above fail_timeout mean no trials.
+	TrialInterval Duration `yaml:"trial_interval"`
 }
 
 // Endpoint is one server of an upstream pool.

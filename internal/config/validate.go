@@ -277,6 +277,7 @@ func (c *Config) validateUpstreams(col *Collector) map[string]string {
 			col.Addf(p+".passive_health.max_fails", "must be at least 1, got %d", u.PassiveHealth.MaxFails)
 		}
 		checkDuration(col, p+".passive_health.fail_timeout", u.PassiveHealth.FailTimeout)
+		checkDuration(col, p+".passive_health.trial_interval", u.PassiveHealth.TrialInterval)
 	}
 	return names
 }

@@ -2,6 +2,9 @@ package upstream
 
 // Views of the pool's idle connections, for the tests.
 
+// WithConnectTimeout is withConnectTimeout.
+var WithConnectTimeout = withConnectTimeout
+
 // ProbeReads reports the reads c made to check idle connections before
 // reusing them.
 func ProbeReads(c *H1Client) int64 { return c.probes.Load() }

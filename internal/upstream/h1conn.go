@@ -192,7 +192,7 @@ func (e *bodyReadError) Unwrap() error { return e.err }
 // (RFC 9112 §6). A bodiless request's last write waits for the response's
 // first bytes (rawSocket.writeAwait), so for one the caller has set the read
 // deadline for the response head already.
-func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
+func (hc *h1Conn) writeRequest(req *Request, resp *Response) error {
 	hc.cw.n = 0
 	w := hc.bw
 	w.WriteString(req.Method)
@@ -276,7 +276,7 @@ func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
 	return nil
 }
 
-func (hc *h1Conn) writeSized(req *H1Request, buf []byte) error {
+func (hc *h1Conn) writeSized(req *Request, buf []byte) error {
 	left := req.ContentLength
 	for left > 0 {
 		p := buf
@@ -307,7 +307,7 @@ func (hc *h1Conn) writeSized(req *H1Request, buf []byte) error {
 // writeChunked sends a body of unknown length in chunked coding, one chunk
 // per read and flushed at once: such a body is often a stream whose reader
 // upstream waits for each piece.
-func (hc *h1Conn) writeChunked(req *H1Request, buf []byte) error {
+func (hc *h1Conn) writeChunked(req *Request, buf []byte) error {
 	w := hc.bw
 	for {
 		n, rerr := req.Body.Read(buf)

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"io"
 	"reflect"
 	"time"
 
@@ -11,7 +10,7 @@ import (
 )
 
 // Pool is a compiled upstream: its endpoints, balancing policy and
-// transports. It is immutable once built, apart from per-endpoint counters.
+// clients. It is immutable once built, apart from per-endpoint counters.
 type Pool struct {
 	// Name is the pool's config name.
 	Name string
@@ -19,9 +18,10 @@ type Pool struct {
 	Scheme string
 	// Endpoints in config order.
 	Endpoints []*Endpoint
-	// MaxFails and FailTimeout drive passive health.
-	MaxFails    int
-	FailTimeout time.Duration
+	// MaxFails, FailTimeout and TrialInterval drive passive health.
+	MaxFails      int
+	FailTimeout   time.Duration
+	TrialInterval time.Duration
 	// Config is the upstream's configuration, kept so that a reload can tell
 	// an unchanged pool (which it keeps, with its connections and state) from
 	// a changed one.
@@ -45,7 +45,8 @@ func NewPool(u *config.Upstream) (*Pool, error) { return NewPoolWith(u, Options{
 
 // NewPoolWith compiles an upstream from its (validated, defaulted) config.
 func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
-	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(), Config: *u}
+	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(),
+		TrialInterval: u.PassiveHealth.TrialInterval.D(), Config: *u}
 	if u.TLS != nil {
 		p.Scheme = "https"
 	}
@@ -58,17 +59,19 @@ func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: endpoints[%d]: %w", u.Name, i, err)
 		}
-		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr}
+		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr,
+			trialInterval: p.TrialInterval}
 		if network == "unix" {
 			e.urlHost = "localhost"
 		}
-		if u.Protocol == config.ProtocolH3 {
-			e.transport = newH3Transport(e, u, tlsConf)
-		} else {
-			e.transport = newTransport(e, u, tlsConf)
-		}
-		if u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP {
-			e.h1 = newH1Client(e, u, tlsConf, o.IO)
+		switch {
+		case u.Protocol == config.ProtocolH3:
+			// QUIC is always encrypted.
+			e.client = &StdClient{e: e, scheme: "https", rt: newH3Transport(e, u, tlsConf)}
+		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
+			e.client = newH1Client(e, u, tlsConf, o.IO)
+		default:
+			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
 		}
 		p.Endpoints = append(p.Endpoints, e)
 	}
@@ -80,17 +83,24 @@ func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 }
 
 // Pick returns an endpoint for one request, or nil when none is healthy.
-func (p *Pool) Pick(now int64) *Endpoint { return p.balancer.Pick(now) }
+// When every endpoint is out of rotation, one request per endpoint and
+// trial interval goes through as a trial (see Endpoint.Trial).
+func (p *Pool) Pick(now int64) *Endpoint {
+	if e := p.balancer.Pick(now); e != nil {
+		return e
+	}
+	for _, e := range p.Endpoints {
+		if e.Trial(now) {
+			return e
+		}
+	}
+	return nil
+}
 
 // Close closes the pool's idle connections.
 func (p *Pool) Close() {
 	for _, e := range p.Endpoints {
-		if t, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
-			t.CloseIdleConnections()
-		}
-		if e.h1 != nil {
-			e.h1.CloseIdle()
-		}
+		e.client.CloseIdle()
 	}
 }
 
@@ -103,10 +113,8 @@ func (p *Pool) End() {
 	p.Close()
 	for _, e := range p.Endpoints {
 		e.closeConns()
-		if t, ok := e.transport.(io.Closer); ok {
-			// HTTP/3: the QUIC connections are the transport's own.
-			t.Close()
-		}
+		// HTTP/3: the QUIC connections are the client's own.
+		e.client.Close()
 	}
 }
 
