@@ -30,7 +30,7 @@ func (s *EarlyDataSettings) Check(*Route) {}
 const EarlyDataHeader = "Early-Data"
 
 // earlyData decides what happens to requests that may be replays: those the
-// engine received in TLS 1.3 early data (HTTP/3 0-RTT, exchange.State
+// engine received in TLS 1.3 early data (HTTP/3 0-RTT, exchange.Request
 // EarlyData), and those a trusted proxy marked "Early-Data: 1".
 //
 //   - Unsafe methods (anything but GET, HEAD, OPTIONS) get 425 Too Early
@@ -66,7 +66,7 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 	} else {
 		h.Del(EarlyDataHeader)
 	}
-	if !x.State.EarlyData && !marked {
+	if !x.Req.EarlyData && !marked {
 		e.next.ServeExchange(x)
 		return
 	}
@@ -84,8 +84,8 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 		return
 	default:
 		select {
-		case <-x.State.HandshakeDone:
-			x.State.EarlyData = false
+		case <-x.Req.HandshakeDone:
+			x.Req.EarlyData = false
 		case <-x.Ctx.Done():
 			// The client gave up (or the connection died) before its
 			// handshake completed.
@@ -113,12 +113,12 @@ func (e *earlyData) serveEarly(x *exchange.Exchange) {
 		return
 	}
 	select {
-	case <-x.State.HandshakeDone:
+	case <-x.Req.HandshakeDone:
 	case <-x.Ctx.Done():
 		return
 	}
 	x.Req.Header.Del(EarlyDataHeader)
-	x.State.EarlyData = false
+	x.Req.EarlyData = false
 	x.State.Status, x.State.BytesOut = 0, 0
 	x.State.ErrorKind, x.State.Error = "", ""
 	e.next.ServeExchange(x)

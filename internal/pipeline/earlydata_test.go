@@ -49,7 +49,7 @@ func TestEarlyData(t *testing.T) {
 				cancel()
 			}
 			x.Ctx = ctx
-			x.State.EarlyData, x.State.HandshakeDone = tt.early, tt.handshake
+			x.Req.EarlyData, x.Req.HandshakeDone = tt.early, tt.handshake
 			x.State.TrustedPeer = tt.trusted
 			if tt.header != "" {
 				x.Req.Header.Add("Early-Data", tt.header)
@@ -60,7 +60,7 @@ func TestEarlyData(t *testing.T) {
 			h, err := newEarlyData(&EarlyDataSettings{EarlyData: tt.route}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {
 				reached = true
 				seen = headerValues(&x.Req.Header, "Early-Data")
-				stillEarly = x.State.EarlyData
+				stillEarly = x.Req.EarlyData
 			}))
 			if err != nil {
 				t.Fatal(err)
@@ -79,7 +79,7 @@ func TestEarlyData(t *testing.T) {
 				t.Errorf("upstream sees Early-Data %q, want %q", seen, tt.forwarded)
 			}
 			if stillEarly != tt.stillEarl {
-				t.Errorf("State.EarlyData = %v downstream, want %v", stillEarly, tt.stillEarl)
+				t.Errorf("Req.EarlyData = %v downstream, want %v", stillEarly, tt.stillEarl)
 			}
 		})
 	}
@@ -116,7 +116,7 @@ func TestEarlyDataRetriesUpstream425(t *testing.T) {
 				close(handshake)
 			}
 			x.Ctx = ctx
-			x.State.EarlyData, x.State.HandshakeDone = true, handshake
+			x.Req.EarlyData, x.Req.HandshakeDone = true, handshake
 			rec.hdr.Add("X-Request-Id", "rid")
 			var seen []string
 			h, _ := newEarlyData(&EarlyDataSettings{EarlyData: true}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {

@@ -42,6 +42,10 @@ type Route struct {
 	ParamAttributes bool
 }
 
+// RouteName returns the route's name: a Route is the exchange's handle on
+// the route it matched (exchange.Route).
+func (r *Route) RouteName() string { return r.Name }
+
 // Snapshot is one compiled configuration. It is never modified after
 // Compile returns; a reload builds a new one and swaps it in.
 type Snapshot struct {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // Pool is a compiled upstream: its endpoints, balancing policy and
@@ -29,8 +30,21 @@ type Pool struct {
 	balancer Balancer
 }
 
-// NewPool compiles an upstream from its (validated, defaulted) config.
-func NewPool(u *config.Upstream) (*Pool, error) {
+// Options are what a pool is given by the process that runs it, rather
+// than by its configuration.
+type Options struct {
+	// IO is the Linux I/O layer whose hang-up watcher watches the pool's
+	// plain HTTP/1.1 connections while they are idle. Its owner closes it,
+	// after the pool. Nil means epoll.Shared(), the process's.
+	IO *epoll.IO
+}
+
+// NewPool compiles an upstream from its (validated, defaulted) config, with
+// zero Options.
+func NewPool(u *config.Upstream) (*Pool, error) { return NewPoolWith(u, Options{}) }
+
+// NewPoolWith compiles an upstream from its (validated, defaulted) config.
+func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(),
 		TrialInterval: u.PassiveHealth.TrialInterval.D(), Config: *u}
 	if u.TLS != nil {
@@ -55,7 +69,7 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 			// QUIC is always encrypted.
 			e.client = &StdClient{e: e, scheme: "https", rt: newH3Transport(e, u, tlsConf)}
 		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
-			e.client = newH1Client(e, u, tlsConf)
+			e.client = newH1Client(e, u, tlsConf, o.IO)
 		default:
 			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
 		}
