@@ -144,16 +144,6 @@ const (
 	DefaultResponseHeaderTimeout = Duration(60 * time.Second)
 	// DefaultRequestTimeout is RouteTimeouts.Request's default: none.
 	DefaultRequestTimeout = Duration(0)
-	// DefaultMaxRequestBody is Route.MaxRequestBody's default.
-	DefaultMaxRequestBody = ByteSize(10 << 20)
-	// DefaultPushMaxResources is RoutePush.MaxResources's default.
-	DefaultPushMaxResources = 4
-	// DefaultPushMaxBytes is RoutePush.MaxBytes's default.
-	DefaultPushMaxBytes = ByteSize(256 << 10)
-	// DefaultCacheMaxBytes is RouteCache.MaxBytes's default.
-	DefaultCacheMaxBytes = ByteSize(64 << 20)
-	// DefaultCacheMaxObjectBytes is RouteCache.MaxObjectBytes's default.
-	DefaultCacheMaxObjectBytes = ByteSize(1 << 20)
 
 	// DefaultReloadDebounce is Reload.Debounce's default.
 	DefaultReloadDebounce = Duration(250 * time.Millisecond)
@@ -182,7 +172,8 @@ func DefaultPlainProtocols() []string { return []string{ProtocolH1} }
 func DefaultTLSProtocols() []string { return []string{ProtocolH1, ProtocolH2} }
 
 // SetDefaults fills every empty or zero field that has a default with it (the
-// Default* constants). Parse and Load call it; call it yourself on a Config
+// Default* constants); a route's stage fields get theirs from their stage
+// (internal/pipeline). Parse and Load call it; call it yourself on a Config
 // built in Go. Values already set, including invalid ones, are left for
 // Validate to judge. Calling it again changes nothing.
 //
@@ -238,11 +229,6 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.Connect, DefaultConnectTimeout)
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
-		setDefault(&r.MaxRequestBody, DefaultMaxRequestBody)
-		setDefault(&r.Push.MaxResources, DefaultPushMaxResources)
-		setDefault(&r.Push.MaxBytes, DefaultPushMaxBytes)
-		setDefault(&r.Cache.MaxBytes, DefaultCacheMaxBytes)
-		setDefault(&r.Cache.MaxObjectBytes, DefaultCacheMaxObjectBytes)
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

@@ -28,7 +28,8 @@ import (
 //
 // Path pattern syntax and conflicts between routes are not checked here: the
 // router owns that grammar and reports it when routes are compiled, through
-// Errorf or a Collector so the errors look the same.
+// Errorf or a Collector so the errors look the same. Neither are a route's
+// stage fields (Route.Stages): their stages check them.
 func (c *Config) Validate() error {
 	col := NewCollector(c)
 	binds := c.validateListeners(col)
@@ -335,9 +336,6 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		checkDuration(col, p+".timeouts.connect", r.Timeouts.Connect)
 		checkDuration(col, p+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		checkDuration(col, p+".timeouts.request", r.Timeouts.Request)
-		checkSize(col, p+".max_request_body", r.MaxRequestBody)
-		validateEarlyHints(col, p, r)
-		validateRouteCache(col, p, r.Cache)
 	}
 }
 

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/requestid"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
 
@@ -205,7 +206,7 @@ func relayEarlyHints(x *exchange.Exchange, resp *upstream.Response) {
 	copyResponseFields(h, &resp.Header)
 	x.W.WriteHeader(http.StatusEarlyHints)
 	resp.Header.Range(func(name, _ string) bool {
-		if !exchange.EqualFold(name, pipeline.RequestIDHeader) {
+		if !exchange.EqualFold(name, requestid.Header) {
 			h.Del(name)
 		}
 		return true
@@ -218,7 +219,7 @@ func (f *Forwarder) switchUpstream(x *exchange.Exchange, resp *upstream.Response
 	defer resp.Close()
 	backend, err := resp.Upgrade()
 	if err != nil {
-		f.fail(x, pipeline.UpstreamProtocol, err)
+		f.fail(x, failure.UpstreamProtocol, err)
 		return
 	}
 	f.switchProtocols(x, stdHeader(&resp.Header), backend)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/metrics"
-	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 	"github.com/penstock-dev/penstock/internal/tracing"
 	"github.com/penstock-dev/penstock/internal/upstream"
@@ -65,9 +65,9 @@ func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxConnectAttempts
 	ep := f.pick(time.Now().UnixNano(), tried[:n])
 	if ep == nil {
 		if n == 0 {
-			f.fail(x, pipeline.NoHealthyEndpoint, nil)
+			f.fail(x, failure.NoHealthyEndpoint, nil)
 		} else {
-			f.fail(x, pipeline.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
+			f.fail(x, failure.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
 		}
 		return nil
 	}
@@ -92,25 +92,25 @@ func (f *Forwarder) pick(now int64, tried []*upstream.Endpoint) *upstream.Endpoi
 
 // fail answers x through the error funnel with code and logs the failure
 // (rate limited).
-func (f *Forwarder) fail(x *exchange.Exchange, code pipeline.Code, err error) {
+func (f *Forwarder) fail(x *exchange.Exchange, code failure.Code, err error) {
 	if err != nil {
 		x.State.Error = err.Error()
 	}
 	f.warn(x, "proxy failure", string(code), code.Status(), err)
-	pipeline.Fail(x, code)
+	failure.Fail(x, code)
 }
 
 // refuse answers x through the error funnel for a failure that is the
 // client's own (its request body), logged at debug level only: a client
 // must not be able to fill the log with warnings, nor blame the upstream.
-func (f *Forwarder) refuse(x *exchange.Exchange, code pipeline.Code, err error) {
+func (f *Forwarder) refuse(x *exchange.Exchange, code failure.Code, err error) {
 	x.State.Error = err.Error()
 	// The request body is in an unknown state: the connection cannot carry
 	// another request.
 	x.W.Header().Set("Connection", "close")
 	f.log().Debug("request body failed", "request_id", x.State.RequestID, "route", x.State.RouteName,
 		"status", code.Status(), "error_kind", string(code), "error", err.Error())
-	pipeline.Fail(x, code)
+	failure.Fail(x, code)
 }
 
 // warn writes one failure line, unless too many were written lately.

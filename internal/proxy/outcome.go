@@ -3,7 +3,7 @@ package proxy
 import (
 	"errors"
 
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
 
@@ -49,17 +49,17 @@ type outcomeRule struct {
 	// was consumed.
 	another bool
 	// code answers the client when no other attempt follows.
-	code pipeline.Code
+	code failure.Code
 }
 
 var outcomeRules = [...]outcomeRule{
 	outcomeOK:             {metric: "ok"},
-	outcomeConnect:        {metric: "connect_error", down: true, another: true, code: pipeline.UpstreamConnect},
-	outcomeConnectTimeout: {metric: "timeout", down: true, another: true, code: pipeline.UpstreamTimeout},
-	outcomeTimeout:        {metric: "timeout", code: pipeline.UpstreamTimeout},
-	outcomeFailed:         {metric: "error", code: pipeline.UpstreamProtocol},
+	outcomeConnect:        {metric: "connect_error", down: true, another: true, code: failure.UpstreamConnect},
+	outcomeConnectTimeout: {metric: "timeout", down: true, another: true, code: failure.UpstreamTimeout},
+	outcomeTimeout:        {metric: "timeout", code: failure.UpstreamTimeout},
+	outcomeFailed:         {metric: "error", code: failure.UpstreamProtocol},
 	outcomeTruncated:      {metric: "truncated"},
-	outcomeClientBody:     {code: pipeline.BadRequest},
+	outcomeClientBody:     {code: failure.BadRequest},
 	outcomeCanceled:       {},
 }
 
@@ -71,7 +71,7 @@ func (o outcome) answered() bool { return o == outcomeOK || o == outcomeTruncate
 
 // errorKindTruncated is the error kind logged for a response cut short
 // after its status was sent. It never goes through the error funnel (the
-// client already has a status), so it is not a pipeline.Code.
+// client already has a status), so it is not a failure.Code.
 const errorKindTruncated = "upstream_truncated"
 
 // classify maps an attempt's error to its outcome. clientGone reports that
@@ -104,9 +104,9 @@ func classify(err error, clientGone bool) outcome {
 // clientBodyCode is the answer to a client whose request body failed: 413
 // past a body limit, 400 otherwise (malformed chunked framing, a body
 // shorter than its Content-Length).
-func clientBodyCode(err error) pipeline.Code {
-	if errors.Is(err, pipeline.ErrBodyTooLarge) {
-		return pipeline.BodyTooLarge
+func clientBodyCode(err error) failure.Code {
+	if errors.Is(err, failure.ErrBodyTooLarge) {
+		return failure.BodyTooLarge
 	}
-	return pipeline.BadRequest
+	return failure.BadRequest
 }

@@ -7,7 +7,8 @@ import (
 	"net/http"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/requestid"
 )
 
 // switchProtocols completes an HTTP/1.1 upgrade to WebSocket that the
@@ -18,12 +19,12 @@ import (
 func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, backend io.ReadWriteCloser) {
 	defer backend.Close()
 	if upgradeToken(x) == "" || !exchange.EqualFold(header.Get("Upgrade"), "websocket") {
-		f.fail(x, pipeline.UpstreamProtocol, errUnaskedUpgrade)
+		f.fail(x, failure.UpstreamProtocol, errUnaskedUpgrade)
 		return
 	}
 	conn, brw, err := x.W.Hijack()
 	if err != nil {
-		f.fail(x, pipeline.UpstreamProtocol, err)
+		f.fail(x, failure.UpstreamProtocol, err)
 		return
 	}
 	defer conn.Close()
@@ -69,8 +70,8 @@ func writeSwitchingProtocols(w *bufio.Writer, header http.Header, requestID stri
 		}
 	}
 	w.WriteString("Connection: Upgrade\r\nUpgrade: " + header.Get("Upgrade") + "\r\n")
-	if requestID != "" && header.Get(pipeline.RequestIDHeader) == "" {
-		w.WriteString(pipeline.RequestIDHeader + ": " + requestID + "\r\n")
+	if requestID != "" && header.Get(requestid.Header) == "" {
+		w.WriteString(requestid.Header + ": " + requestID + "\r\n")
 	}
 	w.WriteString("\r\n")
 	return w.Flush()

@@ -160,7 +160,7 @@ func (s *Server) serve(lc *config.Listener, sock *listener.Socket) (*runningList
 			ln = h1.FrontListener(ln, opts.MaxHeaderBytes)
 		}
 	} else {
-		tcp = h1.NewServer(opts, h)
+		tcp = h1.NewServer(h1.Options{Options: opts, IO: s.io}, h)
 	}
 	rl.engines = append(rl.engines, engine.On(tcp, ln))
 	if rl.h3 != nil {

@@ -18,8 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/metrics"
+	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
@@ -35,6 +37,9 @@ type Options struct {
 	// binary upgrade), by bound address. A listener whose address is here
 	// uses the socket instead of binding; the rest are closed after Start.
 	Inherited map[string]net.Listener
+	// Stages is the route pipeline's stage table, used for every compile
+	// (reloads too). Nil means pipeline.Standard().
+	Stages *pipeline.Registry
 }
 
 // Server is a running penstock: its listeners and the snapshot they serve.
@@ -46,6 +51,11 @@ type Server struct {
 	tel      *snapshot.Telemetry
 	static   config.Static
 	inherit  map[string]net.Listener
+	stages   *pipeline.Registry
+	// io is the Linux I/O layer of this server's engines and upstream
+	// clients, closed by Shutdown once nothing uses it (nil where there is
+	// none: other systems, or epoll refused).
+	io *epoll.IO
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
 	mu         sync.Mutex
@@ -78,8 +88,16 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Registerer: opts.Registerer,
 		Version:    opts.Version,
 	}
-	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel})
+	io, err := epoll.NewIO(0)
 	if err != nil {
+		// Engines and clients then fall back to goroutine-per-connection
+		// reads and probing idle connections; nothing is lost but speed.
+		log.Debug("no Linux I/O layer; serving without it", "error", err)
+		io = nil
+	}
+	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages, IO: io})
+	if err != nil {
+		io.Close()
 		return nil, err
 	}
 	s := &Server{
@@ -88,6 +106,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		static:    cfg.Static(),
 		metrics:   newConfigMetrics(opts.Registerer),
 		inherit:   opts.Inherited,
+		stages:    opts.Stages,
+		io:        io,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/accesslog"
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
@@ -42,6 +43,10 @@ type Route struct {
 	ParamAttributes bool
 }
 
+// RouteName returns the route's name: a Route is the exchange's handle on
+// the route it matched (exchange.Route).
+func (r *Route) RouteName() string { return r.Name }
+
 // Snapshot is one compiled configuration. It is never modified after
 // Compile returns; a reload builds a new one and swaps it in.
 type Snapshot struct {
@@ -63,6 +68,21 @@ type Snapshot struct {
 	// AccessLog writes one line per request with this configuration's
 	// rules (global and per route); nil when the access log is off.
 	AccessLog *accesslog.Logger
+
+	// stages built the routes' pipelines.
+	stages *pipeline.Registry
+}
+
+// EffectiveConfig returns Config with the defaults of the routes' stage
+// fields filled in too (config.SetDefaults fills the rest): what GET
+// /config shows. It is made on each call, so the snapshot does not hold a
+// second copy of every route's settings.
+func (s *Snapshot) EffectiveConfig() *config.Config {
+	stages := s.stages
+	if stages == nil {
+		stages = pipeline.Standard()
+	}
+	return stages.WithDefaults(s.Config)
 }
 
 // Env is what a snapshot is compiled against besides its configuration.
@@ -79,6 +99,12 @@ type Env struct {
 	// validate): metrics that are never exported, no access log output and
 	// no span exporter are opened.
 	Telemetry *Telemetry
+	// Stages is the route pipeline's stage table. Nil means
+	// pipeline.Standard().
+	Stages *pipeline.Registry
+	// IO is the Linux I/O layer the upstream pools' clients use. Nil means
+	// epoll.Shared().
+	IO *epoll.IO
 }
 
 // Compile validates cfg (which must have defaults applied) and builds its
@@ -87,10 +113,15 @@ type Env struct {
 // nothing env.Prev holds is changed and nothing Compile opened is left
 // open.
 func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
+	stages := env.Stages
+	if stages == nil {
+		stages = pipeline.Standard()
+	}
 	if verr := cfg.Validate(); verr != nil {
-		// Report the router's findings too, so one pass shows everything;
-		// on a valid config buildRouter below finds them anyway.
-		return nil, config.Merge(config.Merge(nil, verr), CheckRoutes(cfg))
+		// Report the router's and the stages' findings too, so one pass
+		// shows everything; on a valid config buildRouter below finds them
+		// anyway.
+		return nil, config.Merge(config.Merge(nil, verr), checkRoutes(cfg, stages))
 	}
 	log := env.Logger
 	if log == nil {
@@ -99,6 +130,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	prev := env.Prev
 	s := &Snapshot{
 		Config:      cfg,
+		stages:      stages,
 		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
 		W3C:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
 		B3:          slices.Contains(cfg.Tracing.Propagation, "b3"),
@@ -109,7 +141,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		m = env.Telemetry.Metrics
 	}
 	s.NoRoute = m.Route("", "")
-	if err := s.buildPools(cfg, prev); err != nil {
+	if err := s.buildPools(cfg, prev, env.IO); err != nil {
 		return nil, err
 	}
 	if env.Telemetry != nil {
@@ -133,7 +165,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
 		}
-		h, err := pipeline.BuildWith(rc, fwd, pipeline.Env{Metrics: m})
+		h, err := stages.Build(cfg, i, fwd, m)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +183,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 
 // buildPools builds cfg's upstream pools, taking over those of prev whose
 // configuration did not change. On error it closes the pools it built.
-func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot) error {
+func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot, io *epoll.IO) error {
 	col := config.NewCollector(cfg)
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
@@ -161,7 +193,7 @@ func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot) error {
 				continue
 			}
 		}
-		p, err := upstream.NewPool(u)
+		p, err := upstream.NewPoolWith(u, upstream.Options{IO: io})
 		if err != nil {
 			col.Addf(fmt.Sprintf("upstreams[%d]", i), "%v", err)
 			continue
@@ -190,11 +222,16 @@ const flushTimeout = 5 * time.Second
 // time (reload.stream_grace), or at shutdown; end is nil when next took
 // over everything. With next nil everything goes.
 func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
-	var pools []*upstream.Pool
+	type retired struct{ pool, successor *upstream.Pool }
+	var pools []retired
 	for name, p := range s.Pools {
 		if next == nil || next.Pools[name] != p {
 			p.Close()
-			pools = append(pools, p)
+			r := retired{pool: p}
+			if next != nil {
+				r.successor = next.Pools[name]
+			}
+			pools = append(pools, r)
 		}
 	}
 	var tracer *tracing.Tracer
@@ -209,8 +246,8 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 		return nil
 	}
 	return func() error {
-		for _, p := range pools {
-			p.End()
+		for _, r := range pools {
+			r.pool.EndFor(r.successor)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()

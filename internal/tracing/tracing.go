@@ -182,6 +182,10 @@ type serverSpan struct {
 	opts  [2]trace.SpanStartOption
 }
 
+// IsRecording reports whether the span still records: a serverSpan is the
+// exchange's handle on its span (exchange.Span).
+func (ss *serverSpan) IsRecording() bool { return ss.span.IsRecording() }
+
 var (
 	serverKind = trace.WithSpanKind(trace.SpanKindServer)
 	// clientOpts is a package-level slice so that passing it allocates

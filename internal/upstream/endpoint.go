@@ -44,24 +44,33 @@ type Endpoint struct {
 	conns   map[*trackedConn]struct{}
 }
 
-// trackedConn removes itself from its endpoint's set when closed.
+// trackedConn removes itself from its endpoint's set when closed. Its
+// endpoint changes when a reload hands the connection over (handOver).
 type trackedConn struct {
 	net.Conn
-	e    *Endpoint
+	e    atomic.Pointer[Endpoint]
 	once sync.Once
 }
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
-		c.e.connsMu.Lock()
-		delete(c.e.conns, c)
-		c.e.connsMu.Unlock()
+		for {
+			e := c.e.Load()
+			e.connsMu.Lock()
+			if c.e.Load() == e {
+				delete(e.conns, c)
+				e.connsMu.Unlock()
+				return
+			}
+			e.connsMu.Unlock() // handed over meanwhile
+		}
 	})
 	return c.Conn.Close()
 }
 
 func (e *Endpoint) track(c net.Conn) net.Conn {
-	tc := &trackedConn{Conn: c, e: e}
+	tc := &trackedConn{Conn: c}
+	tc.e.Store(e)
 	e.connsMu.Lock()
 	if e.conns == nil {
 		e.conns = make(map[*trackedConn]struct{})
@@ -76,6 +85,25 @@ func (e *Endpoint) OpenConns() int {
 	e.connsMu.Lock()
 	defer e.connsMu.Unlock()
 	return len(e.conns)
+}
+
+// handOver makes to track e's open connections, so that whatever ends to's
+// connections (a later reload, shutdown) ends them too. Only a retiring
+// pool hands over, always to its successor, so two endpoints never hand
+// over to each other at once.
+func (e *Endpoint) handOver(to *Endpoint) {
+	e.connsMu.Lock()
+	defer e.connsMu.Unlock()
+	to.connsMu.Lock()
+	defer to.connsMu.Unlock()
+	if to.conns == nil {
+		to.conns = make(map[*trackedConn]struct{})
+	}
+	for c := range e.conns {
+		to.conns[c] = struct{}{}
+		c.e.Store(to)
+		delete(e.conns, c)
+	}
 }
 
 func (e *Endpoint) closeConns() {

@@ -16,7 +16,7 @@ func IdleWatch(c *H1Client) (watched, hungUp int, raw bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, hc := range c.idle {
-		if hc.hup.Watching() {
+		if hc.hup.Registered() {
 			watched++
 		}
 		if hc.hup.HungUp() {

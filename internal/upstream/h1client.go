@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -33,6 +34,8 @@ type H1Client struct {
 	maxIdle     int
 	maxConns    int
 	idleTimeout time.Duration
+	// io watches plain connections for hang-ups; nil means epoll.Shared().
+	io *epoll.IO
 
 	mu   sync.Mutex
 	idle []*h1Conn // a stack: the most recently used connection is reused first
@@ -51,9 +54,10 @@ type H1Client struct {
 	probes atomic.Int64
 }
 
-func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *H1Client {
+func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config, io *epoll.IO) *H1Client {
 	c := &H1Client{
 		e:           e,
+		io:          io,
 		maxIdle:     u.Pool.MaxIdlePerEndpoint,
 		maxConns:    u.Pool.MaxPerEndpoint,
 		idleTimeout: u.Pool.IdleTimeout.D(),

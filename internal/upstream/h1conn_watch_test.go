@@ -136,7 +136,7 @@ func TestH1ClientReusedDescriptorNumberIsNotHungUp(t *testing.T) {
 	get("request after the hang-up")
 	newFDs := upstream.IdleFDs(c)
 	if len(oldFDs) != 1 || len(newFDs) != 1 || oldFDs[0] != newFDs[0] {
-		t.Skipf("descriptor numbers %v then %v: the kernel did not reuse the number (internal/hangup tests the reuse with dup2)", oldFDs, newFDs)
+		t.Skipf("descriptor numbers %v then %v: the kernel did not reuse the number (internal/epoll tests the reuse with dup3)", oldFDs, newFDs)
 	}
 	time.Sleep(20 * time.Millisecond)
 	if _, h, _ := upstream.IdleWatch(c); h != 0 {

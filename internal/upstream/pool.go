@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // Pool is a compiled upstream: its endpoints, balancing policy and
@@ -29,8 +30,21 @@ type Pool struct {
 	balancer Balancer
 }
 
-// NewPool compiles an upstream from its (validated, defaulted) config.
-func NewPool(u *config.Upstream) (*Pool, error) {
+// Options are what a pool is given by the process that runs it, rather
+// than by its configuration.
+type Options struct {
+	// IO is the Linux I/O layer whose hang-up watcher watches the pool's
+	// plain HTTP/1.1 connections while they are idle. Its owner closes it,
+	// after the pool. Nil means epoll.Shared(), the process's.
+	IO *epoll.IO
+}
+
+// NewPool compiles an upstream from its (validated, defaulted) config, with
+// zero Options.
+func NewPool(u *config.Upstream) (*Pool, error) { return NewPoolWith(u, Options{}) }
+
+// NewPoolWith compiles an upstream from its (validated, defaulted) config.
+func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(),
 		TrialInterval: u.PassiveHealth.TrialInterval.D(), Config: *u}
 	if u.TLS != nil {
@@ -55,7 +69,7 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 			// QUIC is always encrypted.
 			e.client = &StdClient{e: e, scheme: "https", rt: newH3Transport(e, u, tlsConf)}
 		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
-			e.client = newH1Client(e, u, tlsConf)
+			e.client = newH1Client(e, u, tlsConf, o.IO)
 		default:
 			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
 		}
@@ -95,13 +109,44 @@ func (p *Pool) Close() {
 // reload that removes or replaces the pool calls Close at once and End
 // when reload.stream_grace is over; the caller owns that wait, so shutting
 // down does not leave a timer behind.
-func (p *Pool) End() {
+func (p *Pool) End() { p.EndFor(nil) }
+
+// EndFor is End for a pool that next replaces: the streams still running to
+// an endpoint that next also has, reached the same way (protocol, client and
+// TLS settings unchanged), are left to finish, since nothing they depend on
+// changed (a reload that only tunes balancing, timeouts or pool sizes, or
+// adds an endpoint, cuts no WebSocket or event stream). next's endpoint
+// takes over their connections, so a later reload that removes it, or
+// shutdown, ends them. Streams to other endpoints end now. next may be nil.
+func (p *Pool) EndFor(next *Pool) {
 	p.Close()
 	for _, e := range p.Endpoints {
+		if next != nil && sameConnections(&p.Config, &next.Config) {
+			if to := next.endpoint(e.Address); to != nil {
+				e.handOver(to)
+				continue
+			}
+		}
 		e.closeConns()
 		// HTTP/3: the QUIC connections are the client's own.
 		e.client.Close()
 	}
+}
+
+// endpoint returns p's endpoint with address addr, or nil.
+func (p *Pool) endpoint(addr string) *Endpoint {
+	for _, e := range p.Endpoints {
+		if e.Address == addr {
+			return e
+		}
+	}
+	return nil
+}
+
+// sameConnections reports whether connections made under a are what b
+// would make: the same protocol, client and TLS settings.
+func sameConnections(a, b *config.Upstream) bool {
+	return a.Protocol == b.Protocol && a.Client == b.Client && reflect.DeepEqual(a.TLS, b.TLS)
 }
 
 // Same reports whether the pool was built from a configuration equal to u.
