@@ -91,4 +91,18 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 			}
 		})
 	}
+
+	// The README's tour asks for the headers only (HEAD) on a GET route.
+	t.Run("HEAD on a GET route", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "curl", "-skI", "https://"+g.Addr("https").String()+"/v1/models").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		got := strings.ToLower(string(out))
+		if !strings.HasPrefix(got, "http/2 200") || !strings.Contains(got, "alt-svc: h3=") {
+			t.Errorf("curl -skI: want HTTP/2 200 with Alt-Svc, got:\n%s", out)
+		}
+	})
 }
