@@ -15,7 +15,7 @@ import (
 // and waits to report the outcome.
 func runUpgrade(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("upgrade", "upgrade -pid-file FILE [-timeout 90s]", stderr)
-	pidFile := fs.String("pid-file", "", "pid file written by `penstock serve -pid-file` (required)")
+	pidFile := fs.String("pid-file", "", "the pid `file` written by penstock serve -pid-file (required)")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the new process to take over")
 	if err := parseFlags(fs, args); err != nil {
 		return err
