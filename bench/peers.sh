@@ -29,6 +29,9 @@
 #
 # Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
 #   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
+#   BASELINE=REV (a git revision) also builds penstock at REV and measures it
+#   as the proxy "baseline", interleaved with the others in every round, with
+#   the same config: before/after figures for a change from one run.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -38,9 +41,11 @@ WARMUP=${WARMUP:-2}
 MAX_SECONDS=${MAX_SECONDS:-5}
 MAX_CONC=${MAX_CONC:-50}
 PROXIES=${PROXIES:-nginx haproxy caddy penstock}
+BASELINE=${BASELINE:-}
+[[ -z $BASELINE || " $PROXIES " == *" baseline "* ]] || PROXIES="$PROXIES baseline"
 KEEP=${KEEP:-0}
 UPSTREAM_PORT=18281
-declare -A PORT=([nginx]=18282 [haproxy]=18283 [caddy]=18284 [penstock]=18285)
+declare -A PORT=([nginx]=18282 [haproxy]=18283 [caddy]=18284 [penstock]=18285 [baseline]=18286)
 PROXY_CORE=0
 LOAD_CORE=1
 
@@ -52,8 +57,12 @@ die() {
 }
 (($(nproc) >= 2)) || die "needs at least 2 cores (found $(nproc))"
 for name in $PROXIES; do
-	[[ -n ${PORT[$name]:-} ]] || die "unknown proxy '$name' (nginx haproxy caddy penstock)"
+	[[ -n ${PORT[$name]:-} ]] || die "unknown proxy '$name' (nginx haproxy caddy penstock baseline)"
 done
+[[ " $PROXIES " != *" baseline "* || -n $BASELINE ]] || die "proxy 'baseline' needs BASELINE=REV"
+if [[ -n $BASELINE ]]; then
+	git -C "$(dirname "$0")/.." rev-parse --verify -q "$BASELINE^{commit}" >/dev/null || die "BASELINE=$BASELINE is not a commit"
+fi
 
 # Idle connections: 10,000 unless the open-file limit is too low for
 # HAProxy, which reserves two descriptors per connection (maxconn).
@@ -161,6 +170,11 @@ log "building into $work"
 	go build -o "$work/penstock" ./cmd/penstock
 	go build -o "$work/upstream" ./bench/upstream
 	go build -o "$work/holdconns" ./bench/holdconns
+	if [[ -n $BASELINE ]]; then
+		mkdir "$work/baseline-src"
+		git archive "$BASELINE" | tar -x -C "$work/baseline-src"
+		(cd "$work/baseline-src" && go build -o "$work/penstock-baseline" ./cmd/penstock)
+	fi
 )
 GOMAXPROCS=1 "${on_load_core[@]}" "$work/upstream" -addr "127.0.0.1:$UPSTREAM_PORT" 2>"$work/upstream.log" &
 upstream_pid=$!
@@ -263,12 +277,17 @@ EOF
 	version=$( (caddy version 2>&1 || true) | awk 'NR == 1 {print $1}')
 }
 
-start_penstock() {
-	local cfg="$work/penstock.yaml"
+start_penstock() { start_penstock_binary penstock "$work/penstock"; }
+
+# The same config, served by penstock built at BASELINE.
+start_baseline() { start_penstock_binary baseline "$work/penstock-baseline"; }
+
+start_penstock_binary() { # NAME BINARY
+	local name=$1 bin=$2 cfg="$work/$1.yaml"
 	cat >"$cfg" <<EOF
 listeners:
   - name: bench
-    address: 127.0.0.1:${PORT[penstock]}
+    address: 127.0.0.1:${PORT[$name]}
     limits: {idle_timeout: 120s}
 upstreams:
   - name: up
@@ -281,12 +300,16 @@ routes:
 logging: {level: warn}
 access_log: {enabled: false}
 EOF
-	GOMAXPROCS=1 "${on_proxy_core[@]}" "$work/penstock" serve -c "$cfg" >"$work/penstock.out" 2>"$work/penstock.log" &
+	GOMAXPROCS=1 "${on_proxy_core[@]}" "$bin" serve -c "$cfg" >"$work/$name.out" 2>"$work/$name.log" &
 	proxy_pid=$!
 	pids+=("$proxy_pid")
-	wait_http "http://127.0.0.1:${PORT[penstock]}/" "$proxy_pid" || die "penstock did not start: $(cat "$work/penstock.log")"
+	wait_http "http://127.0.0.1:${PORT[$name]}/" "$proxy_pid" || die "$name did not start: $(cat "$work/$name.log")"
 	proxy_pids=("$proxy_pid")
-	version="devel @ $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	if [[ $name == baseline ]]; then
+		version="$(git -C "$repo" rev-parse --short "$BASELINE")"
+	else
+		version="devel @ $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	fi
 }
 
 stop_proxy() {
@@ -373,7 +396,7 @@ done
 
 # --- report ------------------------------------------------------------------
 
-median() { grep -v NA | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+median() { { grep -v NA || true; } | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 col() { awk -F '\t' -v n="$1" -v c="$2" '$1 == n {print $c}' "$results"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) print "–"; else printf "%.2f", a / b}'; }
 

@@ -123,6 +123,9 @@ func TestConfigDemoIsAValidConfig(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	cfg, err := config.Check([]byte(out), "demo.yaml")
+	if err == nil {
+		err = cfg.Validate()
+	}
 	if err != nil {
 		t.Fatalf("printed demo config is invalid: %v", err)
 	}

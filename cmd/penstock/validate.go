@@ -6,7 +6,7 @@ import (
 	"io"
 
 	"github.com/penstock-dev/penstock/internal/config"
-	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
 // errInvalid reports that validation printed errors; the exit code is 1 and
@@ -26,11 +26,11 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 	}
 	// The router's checks (patterns, conflicts) run even when decoding
 	// failed, so one run lists every problem.
-	cfg, err := config.Load(*file, gateway.CheckRoutes)
+	cfg, err := config.Load(*file, snapshot.CheckRoutes)
 	if err == nil {
-		// Compiling builds the pools as serve would.
-		var s *gateway.Snapshot
-		if s, err = gateway.Compile(cfg, nil); err == nil {
+		// Compiling validates, and builds the pools as serve would.
+		var s *snapshot.Snapshot
+		if s, err = snapshot.Compile(cfg, snapshot.Env{}); err == nil {
 			s.Close()
 		}
 	}

@@ -34,10 +34,16 @@ import (
 // and all of them accept a nil *Logger (what New returns when the access
 // log is off), doing nothing.
 type Logger struct {
-	// cur holds what a reload may change (SetRules), read once per Log.
-	cur atomic.Pointer[settings]
+	// s is what a reload may change; a reload makes a new Logger
+	// (WithRules) rather than changing s, so a request reads the rules of
+	// the configuration snapshot it runs on.
+	s *settings
+	*outlet
+}
 
-	// Fixed at New: changing them needs a restart.
+// outlet is the part of a Logger fixed at New and shared by the Loggers
+// WithRules makes from it: the output, the queue and the writer goroutine.
+type outlet struct {
 	format format
 	queue  chan *[]byte
 	out    *output
@@ -69,7 +75,7 @@ type settings struct {
 // nil.
 //
 // Format, output and buffer size are fixed here for the Logger's life; a
-// reload (SetRules) changes the rest.
+// reload makes a Logger with the rest changed (WithRules).
 func New(cfg *config.Config, reg prometheus.Registerer) (*Logger, error) {
 	if cfg == nil || !cfg.AccessLog.On() {
 		return nil, nil
@@ -96,14 +102,14 @@ func newLogger(cfg *config.Config, out *output, now func() time.Time, reg promet
 	if err != nil {
 		return nil, fmt.Errorf("access_log: metrics: %w", err)
 	}
-	l := &Logger{
+	l := &Logger{outlet: &outlet{
 		format:  f,
 		queue:   make(chan *[]byte, size),
 		now:     now,
 		m:       m,
 		ctl:     make(chan control),
 		stopped: make(chan struct{}),
-	}
+	}}
 	l.pool.New = func() any {
 		b := make([]byte, 0, 1024)
 		return &b
@@ -112,7 +118,7 @@ func newLogger(cfg *config.Config, out *output, now func() time.Time, reg promet
 	if err != nil {
 		return nil, err
 	}
-	l.cur.Store(s)
+	l.s = s
 	// Opened last, so that a configuration error leaves no file behind.
 	if out == nil {
 		if out, err = openOutput(al.Output); err != nil {
@@ -125,7 +131,7 @@ func newLogger(cfg *config.Config, out *output, now func() time.Time, reg promet
 }
 
 // compile builds the reloadable settings of cfg.
-func (l *Logger) compile(cfg *config.Config) (*settings, error) {
+func (l *outlet) compile(cfg *config.Config) (*settings, error) {
 	al := &cfg.AccessLog
 	s := &settings{on: al.On(), maxPerSec: al.MaxLinesPerSecond}
 	switch al.Path {
@@ -166,22 +172,31 @@ func (l *Logger) compile(cfg *config.Config) (*settings, error) {
 	return s, nil
 }
 
-// SetRules applies a reloaded configuration: sampling rules (global and per
-// route), path mode, max_lines_per_second and enabled. The switch is atomic:
-// each Log call sees either the old settings or the new ones. Format,
-// output and buffer keep the values given to New until a restart, and a
-// Logger that New returned as nil (access log off) stays off. On error the
-// current settings stay.
-func (l *Logger) SetRules(cfg *config.Config) error {
+// WithRules returns a Logger with the sampling rules (global and per
+// route), path mode, max_lines_per_second and enabled switch of cfg, writing
+// to l's output: what a reload compiles into its configuration snapshot.
+// l is unchanged, so requests still running on the previous snapshot log
+// with the previous rules. Format, output and buffer are l's: a change to
+// them needs a new Logger (New). Closing either Logger closes the output
+// of both. On a nil Logger (access log off) it returns nil.
+func (l *Logger) WithRules(cfg *config.Config) (*Logger, error) {
 	if l == nil {
-		return nil
+		return nil, nil
 	}
 	s, err := l.compile(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	l.cur.Store(s)
-	return nil
+	return &Logger{s: s, outlet: l.outlet}, nil
+}
+
+// SameOutput reports whether l and o write to the same output: one was
+// made from the other by WithRules, or both are nil.
+func (l *Logger) SameOutput(o *Logger) bool {
+	if l == nil || o == nil {
+		return l == o
+	}
+	return l.outlet == o.outlet
 }
 
 // Log writes r's line, unless a sampling rule drops it, the lines-per-second
@@ -192,7 +207,7 @@ func (l *Logger) Log(r *Record) {
 	if l == nil || r == nil {
 		return
 	}
-	s := l.cur.Load()
+	s := l.s
 	if !s.on || l.closed.Load() {
 		return
 	}
@@ -226,7 +241,7 @@ func (l *Logger) Log(r *Record) {
 	}
 }
 
-func (l *Logger) putBuf(b *[]byte) {
+func (l *outlet) putBuf(b *[]byte) {
 	if cap(*b) <= maxPooledLine {
 		l.pool.Put(b)
 	}

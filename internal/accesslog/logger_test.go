@@ -354,7 +354,7 @@ func TestWriteErrorsAreCountedAndRecovered(t *testing.T) {
 	}
 }
 
-func TestSetRules(t *testing.T) {
+func TestWithRules(t *testing.T) {
 	var out sink
 	cfgText := func(access string) string {
 		return "routes: [{name: users}]\naccess_log: " + access
@@ -389,9 +389,15 @@ func TestSetRules(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			if st.access != "" {
-				err := l.SetRules(parseConfig(t, cfgText(st.access)))
+				next, err := l.WithRules(parseConfig(t, cfgText(st.access)))
 				if (err != nil) != st.wantErr {
-					t.Fatalf("SetRules: %v", err)
+					t.Fatalf("WithRules: %v", err)
+				}
+				if err == nil {
+					if !next.SameOutput(l) {
+						t.Fatal("WithRules made a Logger with an output of its own")
+					}
+					l = next
 				}
 			}
 			path, kept := logPath()
@@ -402,7 +408,9 @@ func TestSetRules(t *testing.T) {
 	}
 }
 
-func TestSetRulesConcurrentWithLog(t *testing.T) {
+// Loggers made by WithRules share one output and may log concurrently: a
+// reload's requests and those still running on the previous snapshot.
+func TestWithRulesConcurrentWithLog(t *testing.T) {
 	l, _ := newTestLogger(t, "access_log: {}", io.Discard, nil)
 	cfgs := []*config.Config{
 		parseConfig(t, "access_log: {sampling: [{drop: true}]}"),
@@ -410,17 +418,18 @@ func TestSetRulesConcurrentWithLog(t *testing.T) {
 		parseConfig(t, "routes: [{name: users, access_log: {sampling: [{keep: true}]}}]\naccess_log: {}"),
 	}
 	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			r := withRoute(&Record{Method: "GET", Path: "/v1/users/u"})
-			for range 2000 {
-				l.Log(r)
-			}
-		})
-	}
 	for i := range 300 {
-		if err := l.SetRules(cfgs[i%len(cfgs)]); err != nil {
+		next, err := l.WithRules(cfgs[i%len(cfgs)])
+		if err != nil {
 			t.Fatal(err)
+		}
+		if i%75 == 0 {
+			wg.Go(func() {
+				r := withRoute(&Record{Method: "GET", Path: "/v1/users/u"})
+				for range 2000 {
+					next.Log(r)
+				}
+			})
 		}
 	}
 	wg.Wait()
@@ -434,8 +443,8 @@ func TestDisabled(t *testing.T) {
 	}
 	// Every method is safe on the nil Logger.
 	l.Log(&Record{})
-	if err := l.SetRules(cfg); err != nil {
-		t.Error(err)
+	if next, err := l.WithRules(cfg); next != nil || err != nil {
+		t.Errorf("WithRules = %v, %v; want nil, nil", next, err)
 	}
 	if err := l.Reopen(); err != nil {
 		t.Error(err)

@@ -388,7 +388,7 @@ routes:
 
 // ruleNames lists the rules of l's current settings.
 func ruleNames(l *Logger) []string {
-	s := l.cur.Load()
+	s := l.s
 	var names []string
 	for _, r := range s.global {
 		names = append(names, r.name)

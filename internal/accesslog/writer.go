@@ -95,7 +95,7 @@ var errClosed = errors.New("access log closed")
 // before it reaches the output.
 const flushInterval = 100 * time.Millisecond
 
-func (l *Logger) run() {
+func (l *outlet) run() {
 	defer close(l.stopped)
 	bw := bufio.NewWriterSize(l.out.w, writeBufferSize)
 	pending := 0 // lines in bw not yet flushed

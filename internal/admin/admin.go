@@ -28,14 +28,25 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/penstock-dev/penstock/internal/config"
-	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/snapshot"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
+
+// Gateway is what the admin API reads of the running gateway
+// (*server.Server).
+type Gateway interface {
+	// Ready reports whether it serves: started and not draining.
+	Ready() bool
+	// Snapshot is the configuration requests are served from.
+	Snapshot() *snapshot.Snapshot
+	// Generation counts the configurations loaded.
+	Generation() uint64
+}
 
 // Options wire the admin API to the rest of the process.
 type Options struct {
 	// Gateway is the running gateway. Required.
-	Gateway *gateway.Gateway
+	Gateway Gateway
 	// Token is the bearer token for mutating and debug endpoints; empty
 	// means those endpoints answer 401.
 	Token string

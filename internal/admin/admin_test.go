@@ -16,7 +16,8 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/admin"
 	"github.com/penstock-dev/penstock/internal/config"
-	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/server"
+	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
 const (
@@ -49,7 +50,7 @@ admin: {token: ` + secret + `}
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg})
+	g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ admin: {token: ` + secret + `}
 	t.Cleanup(func() { g.Shutdown(context.Background()) })
 	reload := func() error {
 		return g.ReloadFrom(func() (*config.Config, error) {
-			return config.Check([]byte(*next), "next.yaml", gateway.CheckRoutes)
+			return config.Check([]byte(*next), "next.yaml", snapshot.CheckRoutes)
 		})
 	}
 	return admin.Options{Gateway: g, Token: token, Reload: reload, Gatherer: reg,
@@ -91,6 +92,7 @@ func TestAdminAuthorization(t *testing.T) {
 	valid := `listeners: [{name: main, address: "127.0.0.1:0"}]
 upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
 routes: [{name: r2, match: {path: /v2}, upstream: up}]
+admin: {token: ` + secret + `}
 `
 	srv := newAdmin(t, secret, &valid)
 	tests := []struct {
@@ -253,6 +255,7 @@ upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}]}]
 routes:
   - {name: a, match: {path: "/x/:id"}, upstream: up}
   - {name: b, match: {path: "/x/:name"}, upstream: nope}
+admin: {token: ` + secret + `}
 `
 	srv := newAdmin(t, secret, &next)
 	status, body := call(t, "POST", srv.URL+"/config/reload", secret)
@@ -337,7 +340,10 @@ routes: [{name: r, match: {path: /}, upstream: up}]
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Check([]byte(base+tc.admin+"\n"), "c.yaml")
+			cfg, err := config.Check([]byte(base+tc.admin+"\n"), "c.yaml")
+			if err == nil {
+				err = cfg.Validate()
+			}
 			if tc.want == "" {
 				if err != nil {
 					t.Errorf("unexpected error: %v", err)

@@ -14,10 +14,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads, decodes and validates the configuration file at path. Unlike
-// Parse it reports every problem of the file in one pass: when decoding fails,
-// Validate and the extra checks still run on what did decode, and their
-// errors are reported with the decoding errors (see Merge).
+// Load reads and decodes the configuration file at path, strictly, with
+// defaults applied. It does not validate a file that decodes cleanly:
+// penstock's compiler (snapshot.Compile) does, once, when it builds the
+// snapshot; call Validate for a check without compiling. When decoding
+// fails, Validate and the extra checks run on what did decode and their
+// errors are reported with the decoding errors (see Merge), so one pass
+// shows every problem of the file.
 func Load(path string, extra ...Checker) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -37,14 +40,14 @@ func Check(data []byte, filename string, extra ...Checker) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(decodeErrs) == 0 {
+		return cfg, nil
+	}
 	errs := Merge(decodeErrs, cfg.Validate())
 	for _, check := range extra {
 		errs = Merge(errs, check(cfg))
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return cfg, nil
+	return nil, errs
 }
 
 // Merge adds the errors of more to errs, leaving out those on or under a

@@ -93,7 +93,7 @@ listeners:
     limits:
       read_timeout: 5s
 `,
-			want: []string{`listeners[0].limits.read_timeout (line 5): unknown field`},
+			want: []string{`listeners[0].limits.read_timeout (line 5): unknown field; did you mean "send_timeout"?`},
 		},
 		{
 			name: "unknown fields in several list items are all reported",

@@ -87,6 +87,9 @@ const (
 const (
 	// DefaultReadHeaderTimeout is ListenerLimits.ReadHeaderTimeout's default.
 	DefaultReadHeaderTimeout = Duration(10 * time.Second)
+	// DefaultSendTimeout is ListenerLimits.SendTimeout's default, NGINX's
+	// send_timeout.
+	DefaultSendTimeout = Duration(60 * time.Second)
 	// DefaultListenerIdleTimeout is ListenerLimits.IdleTimeout's default.
 	DefaultListenerIdleTimeout = Duration(60 * time.Second)
 	// DefaultMaxHeaderBytes is ListenerLimits.MaxHeaderBytes's default.
@@ -200,6 +203,7 @@ func (c *Config) SetDefaults() {
 		}
 		setDefault(&l.Limits.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 		setDefault(&l.Limits.IdleTimeout, DefaultListenerIdleTimeout)
+		setDefault(&l.Limits.SendTimeout, DefaultSendTimeout)
 		setDefault(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
 		setDefault(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
 		if l.HTTP3.AltSvc == nil {

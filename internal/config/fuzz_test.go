@@ -24,8 +24,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Check validates even a partly decoded Config: it must not panic
-		// on one either.
-		if _, err := Check(data, "fuzz.yaml"); err != nil {
+		// on one either; a Config that decoded is validated here.
+		if cfg, err := Check(data, "fuzz.yaml"); err != nil {
+			checkErrors(t, err)
+		} else if err := cfg.Validate(); err != nil {
 			checkErrors(t, err)
 		}
 		cfg, err := Parse(data, "fuzz.yaml")

@@ -9,8 +9,9 @@
 //
 //	cfg, err := config.Load("penstock.yaml") // strict decoding, then SetDefaults
 //	err = cfg.Validate()                     // every cross-field problem at once
-//	// compile: packages that check further report through cfg.Errorf or a
-//	// Collector, so their errors cite the same file and line.
+//	// compile (snapshot.Compile, which runs Validate): packages that check
+//	// further report through cfg.Errorf or a Collector, so their errors
+//	// cite the same file and line.
 //
 // Every error is an Errors value listing FieldErrors such as
 //
@@ -143,6 +144,12 @@ type ListenerLimits struct {
 	// MaxConcurrentStreams bounds concurrent HTTP/2 streams per connection.
 	// Default 250.
 	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+	// SendTimeout bounds how long an HTTP/2 or HTTP/3 response may make no
+	// progress towards the client, for instance because the client's flow
+	// control window stays closed: past it the stream is reset and its
+	// resources are freed (NGINX's send_timeout). Each write that goes
+	// through extends it. Default 60s.
+	SendTimeout Duration `yaml:"send_timeout"`
 }
 
 // ListenerHTTP3 configures a listener's HTTP/3 (QUIC) side. HTTP/3 is served

@@ -13,7 +13,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/demo"
-	"github.com/penstock-dev/penstock/internal/gateway"
+	"github.com/penstock-dev/penstock/internal/server"
 )
 
 // TestDemoBannerCommandsWork starts the embedded demo config (on free ports)
@@ -37,7 +37,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
 	cfg.Upstreams[0].Endpoints[0].Address = addr.String()
-	g, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -37,7 +38,34 @@ func (d *h2Dialer) dial(ctx context.Context, o *origin, ct *connTimes) (session,
 		c.Close()
 		return nil, &kindError{errProtocol, err}
 	}
+	if err := awaitSettings(ctx, cc); err != nil {
+		cc.Close()
+		return nil, err
+	}
 	return &h2Conn{cc: cc, c: c}, nil
+}
+
+// awaitSettings waits for the server's first SETTINGS frame, which every
+// server sends at once (RFC 9113 §3.4). Until it arrives the client assumes
+// 100 concurrent streams; a server that allows fewer refuses the extra
+// streams of the first burst (RST_STREAM REFUSED_STREAM), errors that come
+// from this race and not from the server under test. golang.org/x/net/http2
+// reports the frame's arrival only through State, hence the short poll; it
+// ends with the dial's own deadline.
+func awaitSettings(ctx context.Context, cc *http2.ClientConn) error {
+	for wait := 50 * time.Microsecond; cc.State().MaxConcurrentStreams == 0; wait = min(2*wait, 5*time.Millisecond) {
+		if cc.State().Closed {
+			return &kindError{errProtocol, errors.New("connection closed before the server's SETTINGS")}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 type h2Conn struct {

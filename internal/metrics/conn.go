@@ -18,6 +18,12 @@ func (m *Metrics) ConnClosed(listener, proto string) {
 	m.connsOpen.WithLabelValues(listener, proto).Dec()
 }
 
+// SendTimeout counts a response reset on listener because it made no
+// progress for the listener's send timeout.
+func (m *Metrics) SendTimeout(listener string) {
+	m.sendTimeouts.WithLabelValues(listener).Inc()
+}
+
 // TLSHandshake counts a completed TLS handshake on listener, by protocol
 // version (tls.VersionTLS13...) and whether the session was resumed.
 func (m *Metrics) TLSHandshake(listener string, version uint16, resumed bool) {

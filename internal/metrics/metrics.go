@@ -80,6 +80,7 @@ type Metrics struct {
 	upAttempts *prometheus.CounterVec
 
 	connsOpen     *prometheus.GaugeVec
+	sendTimeouts  *prometheus.CounterVec
 	tlsHandshakes *prometheus.CounterVec
 	tlsReloads    *prometheus.CounterVec
 	tlsNotAfter   *prometheus.GaugeVec
@@ -154,6 +155,10 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Name: "penstock_connections_open",
 			Help: "Client connections open, by listener and protocol.",
 		}, []string{"listener", "protocol"}),
+		sendTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_send_timeouts_total",
+			Help: "HTTP/2 and HTTP/3 responses reset because they made no progress for limits.send_timeout (a client that keeps its flow-control window closed), by listener.",
+		}, []string{"listener"}),
 		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "penstock_tls_handshakes_total",
 			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
@@ -174,7 +179,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
-			m.upDuration, m.upAttempts, m.connsOpen, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
+			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
 	}

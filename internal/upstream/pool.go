@@ -80,22 +80,20 @@ func (p *Pool) Close() {
 	}
 }
 
-// Retire is called when a reload removes or replaces the pool: idle
-// connections close now; connections still carrying requests (long-lived
-// streams such as server-sent events or WebSockets) are closed after grace,
-// which ends those streams. It returns at once.
-func (p *Pool) Retire(grace time.Duration) {
+// End closes every connection of the pool, idle or carrying a request
+// (long-lived streams such as server-sent events or WebSockets end). A
+// reload that removes or replaces the pool calls Close at once and End
+// when reload.stream_grace is over; the caller owns that wait, so shutting
+// down does not leave a timer behind.
+func (p *Pool) End() {
 	p.Close()
-	time.AfterFunc(grace, func() {
-		p.Close()
-		for _, e := range p.Endpoints {
-			e.closeConns()
-			if t, ok := e.transport.(io.Closer); ok {
-				// HTTP/3: the QUIC connections are the transport's own.
-				t.Close()
-			}
+	for _, e := range p.Endpoints {
+		e.closeConns()
+		if t, ok := e.transport.(io.Closer); ok {
+			// HTTP/3: the QUIC connections are the transport's own.
+			t.Close()
 		}
-	})
+	}
 }
 
 // Same reports whether the pool was built from a configuration equal to u.

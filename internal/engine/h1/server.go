@@ -298,7 +298,7 @@ func (s *Server) h2() *chanListener {
 		p.SetHTTP2(s.o.HTTP2 && s.o.TLS != nil)
 		p.SetUnencryptedHTTP2(s.o.H2C && s.o.TLS == nil)
 		srv := &http.Server{
-			Handler:           &stdhttp.Adapter{Handler: s.h},
+			Handler:           &stdhttp.Adapter{Handler: s.h, SendTimeout: s.o.SendTimeout, SendTimedOut: s.o.SendTimedOut},
 			Protocols:         &p,
 			ReadHeaderTimeout: s.o.ReadHeaderTimeout,
 			IdleTimeout:       s.o.IdleTimeout,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -44,6 +45,11 @@ type Options struct {
 	HandshakeRateLimit int
 	// QlogDir, when set, receives one qlog file per connection.
 	QlogDir string
+	// SendTimeout resets a stream whose response made no progress for this
+	// long (a client that keeps its flow-control window closed); 0 means
+	// never. SendTimedOut, when set, counts such resets.
+	SendTimeout  time.Duration
+	SendTimedOut func()
 	// Logger receives quic-go's debug messages.
 	Logger *slog.Logger
 }
@@ -57,19 +63,22 @@ type Server struct {
 	conns chan *quic.Conn
 	done  chan struct{}
 	once  sync.Once
+	// live holds the connections this server serves, for Shutdown to close
+	// the idle ones.
+	live liveConns
 }
 
-// connKey is the request context key of the request's *quic.Conn.
+// connKey is the request context key of the request's *liveConn.
 type connKey struct{}
 
-// Serve starts a Server on sock with handler h and makes it the one new
+// NewServer builds a Server on sock with handler h and makes it the one new
 // connections go to; the previous Server keeps its connections (drain it
-// with Shutdown).
-func Serve(sock *Socket, o Options, h exchange.Handler) *Server {
+// with Shutdown). Call Serve to serve them.
+func NewServer(sock *Socket, o Options, h exchange.Handler) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	adapter := &stdhttp.Adapter{Handler: h}
+	adapter := &stdhttp.Adapter{Handler: h, SendTimeout: o.SendTimeout, SendTimedOut: o.SendTimedOut}
 	s := &Server{
 		sock:  sock,
 		conns: make(chan *quic.Conn),
@@ -81,54 +90,173 @@ func Serve(sock *Socket, o Options, h exchange.Handler) *Server {
 			Allow0RTT:          o.ZeroRTT,
 		},
 		srv: &http3.Server{
-			Handler:        adapter,
 			MaxHeaderBytes: o.MaxHeaderBytes,
 			IdleTimeout:    o.IdleTimeout,
 			Logger:         o.Logger,
 		},
 	}
+	s.srv.Handler = &requests{next: adapter}
+	s.srv.ConnContext = s.connContext
 	if o.ZeroRTT {
 		// Requests need their connection to tell whether they are early.
 		adapter.EarlyData = earlyData
-		s.srv.ConnContext = func(ctx context.Context, c *quic.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		}
 	}
 	if o.QlogDir != "" {
 		s.quic.Tracer = qlogTracer(o.QlogDir, o.Logger)
 	}
 	sock.limit.Store(int64(o.HandshakeRateLimit))
 	sock.current.Store(s)
-	go func() {
-		if err := s.srv.ServeListener(view{s}); !errors.Is(err, http.ErrServerClosed) {
-			o.Logger.Error("http3 server stopped", "address", sock.Addr().String(), "error", err)
-		}
-	}()
 	return s
+}
+
+// Serve serves the connections sock hands to s until Shutdown, and returns
+// nil then (it is an engine.Server).
+func (s *Server) Serve() error {
+	err := s.srv.ServeListener(view{s})
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, quic.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // Shutdown stops taking new connections and tells the existing ones to
 // finish (a GOAWAY frame, RFC 9114 §5.2), waits until their requests have
 // completed or ctx is done, then closes what is left. If no newer Server
 // replaced this one, the socket is closed too.
+//
+// quic-go leaves it to each client to close its connection once it has seen
+// the GOAWAY, and a client that keeps an idle connection open (most do, for
+// reuse) would hold Shutdown until ctx ends. So, as net/http does for idle
+// HTTP/2 connections, Shutdown closes the idle connections itself
+// (H3_NO_ERROR): at once those idle for idleSettle already, the others once
+// they have been.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() { close(s.done) })
 	last := s.sock.current.CompareAndSwap(s, nil)
-	err := s.srv.Shutdown(ctx)
-	if last {
-		s.sock.Close()
+	var (
+		err  error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		err = s.srv.Shutdown(ctx)
+	}()
+	// http3.Server.Shutdown sends the GOAWAY frames first; closing an idle
+	// connection before its GOAWAY is out would leave the client guessing
+	// whether to retry (RFC 9114 §5.2), so give it a moment.
+	wait := time.NewTimer(goawayLead)
+	defer wait.Stop()
+	for {
+		select {
+		case <-done:
+			if last {
+				s.sock.Close()
+			}
+			return err
+		case <-wait.C:
+			s.live.closeIdle(time.Now().Add(-idleSettle).UnixNano())
+			wait.Reset(goawayLead)
+		}
 	}
-	return err
+}
+
+// goawayLead is how long Shutdown lets the GOAWAY frames go out before it
+// closes idle connections, and how often it looks again: far more than
+// writing a frame to a socket takes, far less than any drain timeout.
+const goawayLead = 50 * time.Millisecond
+
+// idleSettle is how long a connection must have had no request in flight
+// before a draining server closes it. A handler's return does not mean the
+// client has its response: the last stream frames may still be unsent or
+// lost and due for retransmission, and a CONNECTION_CLOSE discards them. A
+// second covers several round trips and loss recoveries on real paths.
+const idleSettle = time.Second
+
+// connContext registers each new connection (once per connection, not per
+// request) and hands its entry to the connection's requests.
+func (s *Server) connContext(ctx context.Context, c *quic.Conn) context.Context {
+	lc := &liveConn{conn: c}
+	lc.lastEnd.Store(time.Now().UnixNano())
+	s.live.add(lc)
+	context.AfterFunc(c.Context(), func() { s.live.remove(lc) })
+	return context.WithValue(ctx, connKey{}, lc)
+}
+
+// requests counts the requests in flight per connection, so that a draining
+// server can tell the idle connections.
+type requests struct {
+	next http.Handler
+}
+
+func (h *requests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	lc, _ := r.Context().Value(connKey{}).(*liveConn)
+	if lc == nil {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	lc.active.Add(1)
+	defer func() {
+		lc.lastEnd.Store(time.Now().UnixNano())
+		lc.active.Add(-1)
+	}()
+	h.next.ServeHTTP(w, r)
+}
+
+// liveConn is one served connection, its requests in flight and when the
+// last one ended (Unix nanoseconds).
+type liveConn struct {
+	conn    *quic.Conn
+	active  atomic.Int64
+	lastEnd atomic.Int64
+}
+
+// liveConns is the set of a server's connections, changed once per
+// connection opened or closed.
+type liveConns struct {
+	mu sync.Mutex
+	m  map[*liveConn]struct{}
+}
+
+func (l *liveConns) add(lc *liveConn) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = make(map[*liveConn]struct{})
+	}
+	l.m[lc] = struct{}{}
+	l.mu.Unlock()
+}
+
+func (l *liveConns) remove(lc *liveConn) {
+	l.mu.Lock()
+	delete(l.m, lc)
+	l.mu.Unlock()
+}
+
+// closeIdle closes the connections with no request in flight since before
+// idleBefore (Unix nanoseconds).
+func (l *liveConns) closeIdle(idleBefore int64) {
+	l.mu.Lock()
+	var idle []*liveConn
+	for lc := range l.m {
+		if lc.active.Load() == 0 && lc.lastEnd.Load() <= idleBefore {
+			idle = append(idle, lc)
+		}
+	}
+	l.mu.Unlock()
+	for _, lc := range idle {
+		lc.conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+	}
 }
 
 // earlyData reports a request still inside 0-RTT: its connection has not
 // completed the handshake. Once the client's Finished has arrived, a request
 // can no longer be a replay (RFC 8470 §2), whatever packets carried it.
 func earlyData(r *http.Request) <-chan struct{} {
-	c, _ := r.Context().Value(connKey{}).(*quic.Conn)
-	if c == nil {
+	lc, _ := r.Context().Value(connKey{}).(*liveConn)
+	if lc == nil {
 		return nil
 	}
+	c := lc.conn
 	done := c.HandshakeComplete()
 	select {
 	case <-done:

@@ -12,6 +12,7 @@ package stdhttp
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -33,6 +34,19 @@ type Adapter struct {
 	// it; TCP engines never receive early data (crypto/tls does not accept
 	// it), so they leave it nil.
 	EarlyData func(r *http.Request) <-chan struct{}
+	// SendTimeout bounds how long an HTTP/2 or HTTP/3 response may make no
+	// progress: a stream whose client never opens its flow-control window
+	// would otherwise hold its handler, its upstream connection and its
+	// buffers for as long as the connection lives (RFC 9113 §5.2 leaves the
+	// window to the receiver; NGINX resets such streams after send_timeout).
+	// The stream's write deadline is set when the response starts and moved
+	// on as writes go through, at most every SendTimeout/4, so a healthy
+	// stream costs one deadline update per quarter of it. 0 means none.
+	// HTTP/1.1 connections have their own write timeouts.
+	SendTimeout time.Duration
+	// SendTimedOut, when set, is called for each response whose write
+	// failed on SendTimeout.
+	SendTimedOut func()
 }
 
 // pushHeader carries push.max_bytes on a promised request, so the bound
@@ -83,7 +97,16 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.W = rw
 	x.Ctx = r.Context()
 	x.Start = time.Now()
+	if a.SendTimeout > 0 && rw.http2 {
+		if d, ok := w.(writeDeadliner); ok {
+			rw.deadline, rw.sendTimeout, rw.sendTimedOut = d, a.SendTimeout, a.SendTimedOut
+			rw.extendSend(x.Start)
+		}
+	}
 	fill(&x.Req, r)
+	if x.Req.ContentLength < 0 && r.ProtoMajor >= 2 && bodyUnexpected(r.Method) {
+		rw.body.peek(&x.Req)
+	}
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
 			x.State.EarlyData, x.State.HandshakeDone = true, done
@@ -146,12 +169,117 @@ func fill(req *exchange.Request, r *http.Request) {
 	req.TLS = r.TLS
 }
 
+// bodyUnexpected reports the methods whose requests have no body in
+// practice (RFC 9110 §9.3 gives a body no meaning for them).
+func bodyUnexpected(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// streamBody is the body of an HTTP/2 or HTTP/3 GET (or another method that
+// has no body in practice) that declared no Content-Length. Such a request
+// almost always has no body: HTTP/3 (quic-go) cannot tell before the
+// stream's end arrives, and an HTTP/2 client may end the stream with an
+// empty DATA frame. Forwarded as it is, it would reach the upstream as
+// "Transfer-Encoding: chunked" with an empty body, which strict HTTP/1.1
+// servers refuse for a GET. So its first byte is read before the request is
+// routed: at the end of the stream the request has no body (Content-Length
+// 0); otherwise the byte is handed back before the rest. Other methods
+// (POST, PUT, gRPC's streams) are left alone: their clients may wait for
+// the response before they send, and must not wait on penstock.
+type streamBody struct {
+	first   [1]byte
+	pending bool
+	err     error
+	r       io.ReadCloser
+}
+
+// peek reads the first byte of req's body and sets req to read from b.
+func (b *streamBody) peek(req *exchange.Request) {
+	if req.Body == nil || req.Body == http.NoBody {
+		req.Body, req.ContentLength = http.NoBody, 0
+		return
+	}
+	n, err := io.ReadFull(req.Body, b.first[:])
+	switch {
+	case n == 1:
+		b.pending, b.r = true, req.Body
+		req.Body = b
+	case err == io.EOF:
+		req.Body, req.ContentLength = http.NoBody, 0
+	default:
+		// The client reset the stream or broke the framing: the first read
+		// of the body reports it, where the proxy's error handling is.
+		b.err, b.r = err, req.Body
+		req.Body = b
+	}
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.pending {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		p[0] = b.first[0]
+		b.pending = false
+		return 1, nil
+	}
+	return b.r.Read(p)
+}
+
+func (b *streamBody) Close() error { return b.r.Close() }
+
+func (b *streamBody) reset() { *b = streamBody{} }
+
+// writeDeadliner is the per-stream write deadline of net/http's HTTP/2 and
+// quic-go's HTTP/3 response writers (what http.ResponseController uses,
+// without allocating one per request).
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// extendSend moves the stream's write deadline to now + SendTimeout if it
+// was last moved more than a quarter of SendTimeout ago.
+func (rw *responseWriter) extendSend(now time.Time) {
+	if now.Sub(rw.sendSet) < rw.sendTimeout/4 {
+		return
+	}
+	rw.sendSet = now
+	rw.deadline.SetWriteDeadline(now.Add(rw.sendTimeout))
+}
+
+// sendFailed reports a failed write to SendTimedOut when the write deadline
+// had passed: the servers do not say why a stream ended (net/http's HTTP/2
+// returns "stream closed" for a reset by deadline too).
+func (rw *responseWriter) sendFailed(err error) {
+	if err != nil && rw.sendTimedOut != nil && !rw.timedOut && !time.Now().Before(rw.sendSet.Add(rw.sendTimeout)) {
+		rw.timedOut = true
+		rw.sendTimedOut()
+	}
+}
+
 // responseWriter implements exchange.ResponseWriter over http.ResponseWriter.
 type responseWriter struct {
-	w           http.ResponseWriter
-	hdr         exchange.Header
-	http2       bool
-	wroteHeader bool
+	w http.ResponseWriter
+	// body holds the request body of a stream without Content-Length; see
+	// streamBody.
+	body streamBody
+	// deadline, when set, is the stream's write deadline, moved on by
+	// extendSend; sendSet is when it was last moved.
+	deadline     writeDeadliner
+	sendTimeout  time.Duration
+	sendSet      time.Time
+	sendTimedOut func()
+	timedOut     bool
+	hdr          exchange.Header
+	http2        bool
+	wroteHeader  bool
 	// pushLimit bounds the body of a pushed response (0: not pushed);
 	// written counts it, and overLimit makes ServeHTTP reset the stream.
 	pushLimit int64
@@ -161,6 +289,8 @@ type responseWriter struct {
 
 func (rw *responseWriter) reset() {
 	rw.w = nil
+	rw.body.reset()
+	rw.deadline, rw.sendTimeout, rw.sendSet, rw.sendTimedOut, rw.timedOut = nil, 0, time.Time{}, nil, false
 	rw.hdr.Reset()
 	rw.wroteHeader = false
 	rw.pushLimit, rw.written, rw.overLimit = 0, 0, false
@@ -216,14 +346,26 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 		}
 		rw.written += int64(len(p))
 	}
-	return rw.w.Write(p)
+	if rw.deadline == nil {
+		return rw.w.Write(p)
+	}
+	rw.extendSend(time.Now())
+	n, err := rw.w.Write(p)
+	rw.sendFailed(err)
+	return n, err
 }
 
 func (rw *responseWriter) Flush() error {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
 	}
-	return http.NewResponseController(rw.w).Flush()
+	if rw.deadline == nil {
+		return http.NewResponseController(rw.w).Flush()
+	}
+	rw.extendSend(time.Now())
+	err := http.NewResponseController(rw.w).Flush()
+	rw.sendFailed(err)
+	return err
 }
 
 func (rw *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {

@@ -32,6 +32,12 @@ type Options struct {
 	MaxHeaderBytes int
 	// MaxConcurrentStreams bounds HTTP/2 streams per connection.
 	MaxConcurrentStreams int
+	// SendTimeout resets an HTTP/2 stream whose response made no progress
+	// for this long (see Adapter.SendTimeout); 0 means never.
+	SendTimeout time.Duration
+	// SendTimedOut, when set, is called for each response cut by
+	// SendTimeout while the handler was writing it.
+	SendTimedOut func()
 	// Logger receives the server's internal errors (TLS handshakes, bad
 	// requests) at debug level.
 	Logger *slog.Logger
@@ -54,7 +60,7 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	p.SetHTTP2(o.HTTP2 && o.TLS != nil)
 	p.SetUnencryptedHTTP2(o.H2C && o.TLS == nil)
 	srv := &http.Server{
-		Handler:           &Adapter{Handler: h},
+		Handler:           &Adapter{Handler: h, SendTimeout: o.SendTimeout, SendTimedOut: o.SendTimedOut},
 		Protocols:         &p,
 		TLSConfig:         o.TLS,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,

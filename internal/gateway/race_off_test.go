@@ -1,7 +1,0 @@
-//go:build !race
-
-package gateway_test
-
-// slowdown is how much slower code runs in this build: 1 without the race
-// detector.
-const slowdown = 1

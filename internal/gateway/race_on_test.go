@@ -1,7 +1,0 @@
-//go:build race
-
-package gateway_test
-
-// slowdown is how much slower code runs in this build: the race detector
-// multiplies CPU time several fold, which loose latency bounds allow for.
-const slowdown = 5

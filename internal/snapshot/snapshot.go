@@ -1,0 +1,233 @@
+// Package snapshot compiles a configuration into an immutable snapshot:
+// the router with one compiled handler chain per route, the upstream pools,
+// and everything else a request reads (route metrics, access log rules, the
+// tracer, trace context settings). Compile is the one place a configuration
+// is validated. The request path reaches the current snapshot through one
+// atomic.Pointer (internal/front) and takes no lock; a reload compiles a new
+// snapshot, swaps it in and retires the old one (internal/server).
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/accesslog"
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/metrics"
+	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/proxy"
+	"github.com/penstock-dev/penstock/internal/router"
+	"github.com/penstock-dev/penstock/internal/tracing"
+	"github.com/penstock-dev/penstock/internal/upstream"
+)
+
+// Route is a compiled route: what the router returns for a match. Its
+// fields are read by every request and never written after Compile.
+type Route struct {
+	// Name is the route's config name.
+	Name string
+	// Pattern is the path pattern as configured.
+	Pattern string
+	// Handler is the route's pipeline, ending in the forwarder.
+	Handler exchange.Handler
+	// Metrics are the route's pre-resolved request metrics.
+	Metrics *metrics.Route
+	// ParamAttributes records path parameters on the route's spans.
+	ParamAttributes bool
+}
+
+// Snapshot is one compiled configuration. It is never modified after
+// Compile returns; a reload builds a new one and swaps it in.
+type Snapshot struct {
+	// Config is the configuration the snapshot was compiled from.
+	Config *config.Config
+	// Router maps requests to routes.
+	Router *router.Router[*Route]
+	// Pools are the upstream pools by name.
+	Pools map[string]*upstream.Pool
+
+	// W3C and B3 are the trace context formats read from requests;
+	// SampleRatio samples new traces.
+	W3C, B3     bool
+	SampleRatio float64
+	// NoRoute records requests that matched no route.
+	NoRoute *metrics.Route
+	// Tracer records spans; nil records none.
+	Tracer *tracing.Tracer
+	// AccessLog writes one line per request with this configuration's
+	// rules (global and per route); nil when the access log is off.
+	AccessLog *accesslog.Logger
+}
+
+// Env is what a snapshot is compiled against besides its configuration.
+type Env struct {
+	// Prev is the snapshot being replaced (a reload), or nil. Its pools,
+	// tracer and access log output are taken over where their
+	// configuration did not change, so a reload keeps upstream connections,
+	// health and balancing state, the span exporter and the log file.
+	Prev *Snapshot
+	// Logger receives the forwarders' logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Telemetry is the process's metrics and where spans and access log
+	// lines go. Nil compiles only to check a configuration (penstock
+	// validate): metrics that are never exported, no access log output and
+	// no span exporter are opened.
+	Telemetry *Telemetry
+}
+
+// Compile validates cfg (which must have defaults applied) and builds its
+// snapshot. It is the only place a configuration is validated: every
+// problem is reported at once, each with its field path and line. On error
+// nothing env.Prev holds is changed and nothing Compile opened is left
+// open.
+func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
+	if verr := cfg.Validate(); verr != nil {
+		// Report the router's findings too, so one pass shows everything;
+		// on a valid config buildRouter below finds them anyway.
+		return nil, config.Merge(config.Merge(nil, verr), CheckRoutes(cfg))
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	prev := env.Prev
+	s := &Snapshot{
+		Config:      cfg,
+		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
+		W3C:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
+		B3:          slices.Contains(cfg.Tracing.Propagation, "b3"),
+		SampleRatio: *cfg.Tracing.SampleRatio,
+	}
+	m := metrics.New(cfg.Metrics, nil)
+	if env.Telemetry != nil {
+		m = env.Telemetry.Metrics
+	}
+	s.NoRoute = m.Route("", "")
+	if err := s.buildPools(cfg, prev); err != nil {
+		return nil, err
+	}
+	if env.Telemetry != nil {
+		if err := s.observe(cfg, prev, env.Telemetry); err != nil {
+			s.Discard(prev)
+			return nil, err
+		}
+	}
+	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
+		pool := s.Pools[rc.Upstream]
+		epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(pool.Endpoints))
+		for _, e := range pool.Endpoints {
+			epMetrics[e] = m.Upstream(pool.Name, e.Address)
+		}
+		fwd := &proxy.Forwarder{
+			Pool:                  pool,
+			Tracer:                s.Tracer,
+			EndpointMetrics:       epMetrics,
+			ConnectTimeout:        rc.Timeouts.Connect.D(),
+			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
+			RequestTimeout:        rc.Timeouts.Request.D(),
+			Logger:                log,
+		}
+		h, err := pipeline.BuildWith(rc, fwd, pipeline.Env{Metrics: m})
+		if err != nil {
+			return nil, err
+		}
+		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h,
+			Metrics:         m.Route(rc.Name, routeHost(rc.Match.Hosts)),
+			ParamAttributes: rc.Tracing.ParamAttributes}, nil
+	})
+	if err != nil {
+		s.Discard(prev)
+		return nil, err
+	}
+	s.Router = r
+	return s, nil
+}
+
+// buildPools builds cfg's upstream pools, taking over those of prev whose
+// configuration did not change. On error it closes the pools it built.
+func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot) error {
+	col := config.NewCollector(cfg)
+	for i := range cfg.Upstreams {
+		u := &cfg.Upstreams[i]
+		if prev != nil {
+			if p := prev.Pools[u.Name]; p != nil && p.Same(u) {
+				s.Pools[u.Name] = p
+				continue
+			}
+		}
+		p, err := upstream.NewPool(u)
+		if err != nil {
+			col.Addf(fmt.Sprintf("upstreams[%d]", i), "%v", err)
+			continue
+		}
+		s.Pools[u.Name] = p
+	}
+	if col.Len() > 0 {
+		s.Discard(prev)
+		return col.Err()
+	}
+	return nil
+}
+
+// routeHost is the host label of a route's metrics when metrics.per_host is
+// on: the configured host patterns, never the request's Host.
+func routeHost(hosts []string) string { return strings.Join(hosts, ",") }
+
+// flushTimeout bounds how long retiring a tracer waits for its exporter.
+const flushTimeout = 5 * time.Second
+
+// Retire releases what s holds that next does not share, in two steps:
+// idle upstream connections close at once; the returned end closes the
+// rest (connections still carrying requests, the tracer after exporting
+// its queued spans, the access log output after writing its queued lines).
+// The caller runs end once the requests still running on s have had their
+// time (reload.stream_grace), or at shutdown; end is nil when next took
+// over everything. With next nil everything goes.
+func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
+	var pools []*upstream.Pool
+	for name, p := range s.Pools {
+		if next == nil || next.Pools[name] != p {
+			p.Close()
+			pools = append(pools, p)
+		}
+	}
+	var tracer *tracing.Tracer
+	if next == nil || next.Tracer != s.Tracer {
+		tracer = s.Tracer
+	}
+	var log *accesslog.Logger
+	if next == nil || !next.AccessLog.SameOutput(s.AccessLog) {
+		log = s.AccessLog
+	}
+	if len(pools) == 0 && tracer == nil && log == nil {
+		return nil
+	}
+	return func() error {
+		for _, p := range pools {
+			p.End()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		return errors.Join(log.Close(), tracer.Shutdown(ctx))
+	}
+}
+
+// Close releases everything the snapshot holds: its upstream connections,
+// its tracer and its access log output (penstock validate, shutdown).
+func (s *Snapshot) Close() error { return s.Discard(nil) }
+
+// Discard releases at once what s holds that prev does not: a snapshot
+// that was compiled but will not serve (a reload that failed after
+// compiling).
+func (s *Snapshot) Discard(prev *Snapshot) error {
+	if end := s.Retire(prev); end != nil {
+		return end()
+	}
+	return nil
+}
