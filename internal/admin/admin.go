@@ -65,7 +65,8 @@ type Options struct {
 
 // Server is the running admin API.
 type Server struct {
-	srv *http.Server
+	srv           *http.Server
+	tokenForReads bool
 }
 
 // Handler returns the admin API's routes.
@@ -109,7 +110,16 @@ func Serve(ln net.Listener, o Options) *Server {
 		IdleTimeout: 60 * time.Second,
 	}
 	go srv.Serve(ln)
-	return &Server{srv: srv}
+	return &Server{srv: srv, tokenForReads: o.TokenForReads}
+}
+
+// TokenRequiredFor says which endpoints need the token, for the log line
+// that announces the admin API.
+func (s *Server) TokenRequiredFor() string {
+	if s.tokenForReads {
+		return "every endpoint but /healthz and /readyz"
+	}
+	return "POST /config/reload, /debug/pprof/"
 }
 
 // Loopback reports whether addr is a TCP address on a loopback interface
