@@ -41,8 +41,14 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
 	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
+	if self == GoRunCommand {
+		// A backgrounded go run cannot be stopped by its job: the
+		// signal stops go, not penstock. Build the binary once instead.
+		fmt.Fprintf(&b, "  go build -o penstock ./cmd/penstock   # or go install ./cmd/penstock\n")
+		self = "./penstock"
+	}
 	fmt.Fprintf(&b, "  %s config demo > penstock.yaml\n", self)
-	fmt.Fprintf(&b, "  %s demo-backend &   # the model backend alone, on %s\n", self, BackendAddress)
+	fmt.Fprintf(&b, "  %s demo-backend &   # the model backend alone, on %s (stop: kill %%1)\n", self, BackendAddress)
 	fmt.Fprintf(&b, "  %s serve -c penstock.yaml\n\n", self)
 	return b.String()
 }
