@@ -176,7 +176,7 @@ func (a *api) readyz(w http.ResponseWriter, _ *http.Request) {
 // config shows the effective configuration (defaults filled in) as YAML,
 // with secrets redacted.
 func (a *api) config(w http.ResponseWriter, _ *http.Request) {
-	cfg := a.o.Gateway.Snapshot().Config.Redact()
+	cfg := a.o.Gateway.Snapshot().EffectiveConfig().Redact()
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})

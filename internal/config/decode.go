@@ -411,6 +411,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	fields := yamlFields(v.Type())
+	stages, hasStages := stageFieldsOf(v)
 	for _, p := range d.mappingPairs(n, path, n.Line) {
 		fp := fieldPath(path, p.key)
 		if path == "" && strings.HasPrefix(p.key, extensionPrefix) {
@@ -419,6 +420,18 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		idx, ok := fields[p.key]
+		if !ok && hasStages {
+			// A stage's field: kept as written for its stage to decode,
+			// with the lines of everything in it, so the stage's errors
+			// cite them (see DecodeStageFields).
+			if stages.IsNil() {
+				stages.Set(reflect.MakeMap(stages.Type()))
+			}
+			stages.SetMapIndex(reflect.ValueOf(p.key), reflect.ValueOf(p.value))
+			d.lines[fp] = p.keyNode.Line
+			d.recordLines(p.value, fp)
+			continue
+		}
 		if !ok {
 			names := make([]string, 0, len(fields))
 			for name := range fields {
@@ -432,7 +445,54 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
+var stageFieldsType = reflect.TypeFor[StageFields]()
+
+// stageFieldsOf returns the StageFields field of the struct v, which takes
+// the keys v's own fields do not name.
+func stageFieldsOf(v reflect.Value) (reflect.Value, bool) {
+	for i := range v.NumField() {
+		if v.Type().Field(i).Type == stageFieldsType {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// recordLines records the line of every field and list item under n, a
+// value kept undecoded, the way decode records them for decoded values.
+// Problems inside n (a duplicate key, an alias to its own ancestor, too many
+// nodes) are reported here too: they are errors of the file, whoever reads
+// the value.
+func (d *decoder) recordLines(n *yaml.Node, path string) {
+	if !d.spend(path, n.Line) {
+		return
+	}
+	switch n.Kind {
+	case yaml.AliasNode:
+		if n.Alias == nil || d.expanding[n.Alias] {
+			d.errorf(path, d.lineOf(path, n), "alias *%s refers to a value that contains it", n.Value)
+			return
+		}
+		d.expanding[n.Alias] = true
+		defer delete(d.expanding, n.Alias)
+		d.recordLines(n.Alias, path)
+	case yaml.MappingNode:
+		for _, p := range d.mappingPairs(n, path, n.Line) {
+			kp := keyPath(path, p.key)
+			d.lines[kp] = p.keyNode.Line
+			d.recordLines(p.value, kp)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := indexPath(path, i)
+			d.lines[p] = item.Line
+			d.recordLines(item, p)
+		}
+	}
+}
+
 // yamlFields maps the yaml names of t's exported fields to their indexes.
+// Inline fields (the StageFields of a route) have no name of their own.
 func yamlFields(t reflect.Type) map[string]int {
 	fields := make(map[string]int, t.NumField())
 	for i := range t.NumField() {
@@ -440,8 +500,8 @@ func yamlFields(t reflect.Type) map[string]int {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || opts == "inline" {
 			continue
 		}
 		if name == "" {

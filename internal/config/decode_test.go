@@ -194,17 +194,17 @@ routes:
 		{
 			name: "bad sizes",
 			yaml: `
-routes:
-  - max_request_body: 10 megabytes
-  - max_request_body: -1
-  - max_request_body: 1.5MiB
-  - max_request_body: [1]
+listeners:
+  - limits: {max_header_bytes: 10 megabytes}
+  - limits: {max_header_bytes: -1}
+  - limits: {max_header_bytes: 1.5MiB}
+  - limits: {max_header_bytes: [1]}
 `,
 			want: []string{
-				`routes[0].max_request_body (line 2): invalid size "10 megabytes": use bytes or a whole number with a unit such as "64KiB", "10MiB" or "10MB"`,
-				`routes[1].max_request_body (line 3): invalid size -1: must not be negative`,
-				`routes[2].max_request_body (line 4): invalid size "1.5MiB": use bytes or a whole number with a unit such as "64KiB", "10MiB" or "10MB"`,
-				`routes[3].max_request_body (line 5): must be a size such as 65536 or "64KiB", got a list`,
+				`listeners[0].limits.max_header_bytes (line 2): invalid size "10 megabytes": use bytes or a whole number with a unit such as "64KiB", "10MiB" or "10MB"`,
+				`listeners[1].limits.max_header_bytes (line 3): invalid size -1: must not be negative`,
+				`listeners[2].limits.max_header_bytes (line 4): invalid size "1.5MiB": use bytes or a whole number with a unit such as "64KiB", "10MiB" or "10MB"`,
+				`listeners[3].limits.max_header_bytes (line 5): must be a size such as 65536 or "64KiB", got a list`,
 			},
 		},
 		{
@@ -423,6 +423,21 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Parse of marshalled config: %v\n%s", err, out)
 	}
 	cfg.src, again.src = nil, nil
+	// Stage fields are YAML as written: compare their text, not the nodes'
+	// positions.
+	for i := range cfg.Routes {
+		for name, n := range cfg.Routes[i].Stages {
+			a, _ := yaml.Marshal(n)
+			b, _ := yaml.Marshal(again.Routes[i].Stages[name])
+			if string(a) != string(b) {
+				t.Errorf("routes[%d].%s = %s after the round trip, want %s", i, name, b, a)
+			}
+		}
+		if len(cfg.Routes[i].Stages) != len(again.Routes[i].Stages) {
+			t.Errorf("routes[%d] has stage fields %v after the round trip, want %v", i, again.Routes[i].Stages, cfg.Routes[i].Stages)
+		}
+		cfg.Routes[i].Stages, again.Routes[i].Stages = nil, nil
+	}
 	if !reflect.DeepEqual(cfg, again) {
 		t.Errorf("round trip changed the config:\nbefore %+v\nafter  %+v\nyaml:\n%s", cfg, again, out)
 	}
@@ -444,17 +459,29 @@ func TestFullExampleValues(t *testing.T) {
 		t.Errorf("listener tls = %+v", l.TLS)
 	}
 	r := cfg.Routes[0]
-	if r.Timeouts.Request.D() != 10*time.Minute || r.MaxRequestBody.Int64() != 1<<20 {
+	if r.Timeouts.Request.D() != 10*time.Minute {
 		t.Errorf("route = %+v", r)
 	}
 	if got := r.Match.Headers["X-Tenant"]; got != "acme" {
 		t.Errorf("header matcher = %q", got)
 	}
-	if len(r.EarlyHints) != 1 || !r.Push.Enabled || r.Push.MaxResources != 2 || r.Push.MaxBytes.Int64() != 128<<10 {
-		t.Errorf("early hints %q, push %+v", r.EarlyHints, r.Push)
+	// The stage fields are kept for their stages (internal/pipeline's tests
+	// decode them), with their lines.
+	for _, tt := range []struct {
+		route int
+		field string
+		line  int
+	}{
+		{0, "max_request_body", 56}, {0, "early_hints", 57}, {0, "push", 59},
+		{1, "max_request_body", 65}, {1, "cache", 66},
+	} {
+		path := fmt.Sprintf("routes[%d].%s", tt.route, tt.field)
+		if cfg.Routes[tt.route].Stages[tt.field] == nil || cfg.Line(path) != tt.line {
+			t.Errorf("%s kept = %v at line %d, want it at line %d", path, cfg.Routes[tt.route].Stages[tt.field] != nil, cfg.Line(path), tt.line)
+		}
 	}
-	if c := cfg.Routes[1].Cache; !c.Enabled || c.MaxBytes.Int64() != 32<<20 || c.MaxObjectBytes.Int64() != 512<<10 || c.DefaultTTL.D() != time.Minute {
-		t.Errorf("cache = %+v", c)
+	if got := cfg.Line("routes[1].cache.default_ttl"); got != 70 {
+		t.Errorf("line of routes[1].cache.default_ttl = %d, want 70", got)
 	}
 	if cfg.Shutdown.DrainTimeout.D() != time.Minute {
 		t.Errorf("drain timeout = %v", cfg.Shutdown.DrainTimeout)

@@ -131,6 +131,8 @@ const (
 	DefaultMaxFails = 1
 	// DefaultFailTimeout is PassiveHealth.FailTimeout's default.
 	DefaultFailTimeout = Duration(10 * time.Second)
+	// DefaultTrialInterval is PassiveHealth.TrialInterval's default.
+	DefaultTrialInterval = Duration(time.Second)
 	// DefaultMaxIdlePerEndpoint is Pool.MaxIdlePerEndpoint's default.
 	DefaultMaxIdlePerEndpoint = 64
 	// DefaultPoolIdleTimeout is Pool.IdleTimeout's default.
@@ -142,16 +144,6 @@ const (
 	DefaultResponseHeaderTimeout = Duration(60 * time.Second)
 	// DefaultRequestTimeout is RouteTimeouts.Request's default: none.
 	DefaultRequestTimeout = Duration(0)
-	// DefaultMaxRequestBody is Route.MaxRequestBody's default.
-	DefaultMaxRequestBody = ByteSize(10 << 20)
-	// DefaultPushMaxResources is RoutePush.MaxResources's default.
-	DefaultPushMaxResources = 4
-	// DefaultPushMaxBytes is RoutePush.MaxBytes's default.
-	DefaultPushMaxBytes = ByteSize(256 << 10)
-	// DefaultCacheMaxBytes is RouteCache.MaxBytes's default.
-	DefaultCacheMaxBytes = ByteSize(64 << 20)
-	// DefaultCacheMaxObjectBytes is RouteCache.MaxObjectBytes's default.
-	DefaultCacheMaxObjectBytes = ByteSize(1 << 20)
 
 	// DefaultReloadDebounce is Reload.Debounce's default.
 	DefaultReloadDebounce = Duration(250 * time.Millisecond)
@@ -178,7 +170,8 @@ func DefaultPlainProtocols() []string { return []string{ProtocolH1} }
 func DefaultTLSProtocols() []string { return []string{ProtocolH1, ProtocolH2} }
 
 // SetDefaults fills every empty or zero field that has a default with it (the
-// Default* constants). Parse and Load call it; call it yourself on a Config
+// Default* constants); a route's stage fields get theirs from their stage
+// (internal/pipeline). Parse and Load call it; call it yourself on a Config
 // built in Go. Values already set, including invalid ones, are left for
 // Validate to judge. Calling it again changes nothing.
 //
@@ -227,17 +220,13 @@ func (c *Config) SetDefaults() {
 		setDefault(&u.Pool.IdleTimeout, DefaultPoolIdleTimeout)
 		setDefault(&u.PassiveHealth.MaxFails, DefaultMaxFails)
 		setDefault(&u.PassiveHealth.FailTimeout, DefaultFailTimeout)
+		setDefault(&u.PassiveHealth.TrialInterval, DefaultTrialInterval)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		setDefault(&r.Timeouts.Connect, DefaultConnectTimeout)
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
-		setDefault(&r.MaxRequestBody, DefaultMaxRequestBody)
-		setDefault(&r.Push.MaxResources, DefaultPushMaxResources)
-		setDefault(&r.Push.MaxBytes, DefaultPushMaxBytes)
-		setDefault(&r.Cache.MaxBytes, DefaultCacheMaxBytes)
-		setDefault(&r.Cache.MaxObjectBytes, DefaultCacheMaxObjectBytes)
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

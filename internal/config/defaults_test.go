@@ -60,7 +60,6 @@ admin: {}
 	check("connect", r.Timeouts.Connect.D(), 5*time.Second)
 	check("response_header", r.Timeouts.ResponseHeader.D(), 60*time.Second)
 	check("request", r.Timeouts.Request.D(), time.Duration(0))
-	check("max_request_body", r.MaxRequestBody.Int64(), int64(10<<20))
 
 	check("admin address", cfg.Admin.Address, "127.0.0.1:9901")
 	check("log level", cfg.Logging.Level, "info")

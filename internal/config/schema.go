@@ -13,10 +13,18 @@
 //	// further report through cfg.Errorf or a Collector, so their errors
 //	// cite the same file and line.
 //
+// A route's fields that belong to its pipeline stages (max_request_body,
+// cache, ...) are not part of this schema: they are kept as written
+// (Route.Stages) and each stage of internal/pipeline decodes, defaults and
+// checks its own, through DecodeStageFields and CheckStageFields, when the
+// config is compiled or checked (gateway.CheckRoutes is such a Checker).
+//
 // Every error is an Errors value listing FieldErrors such as
 //
 //	penstock.yaml: routes[2].match.path (line 41): must start with "/"
 package config
+
+import "go.yaml.in/yaml/v3"
 
 // Config is one penstock configuration file.
 type Config struct {
@@ -221,13 +229,20 @@ type Upstream struct {
 // PassiveHealth judges endpoints by the requests penstock already sends:
 // after MaxFails consecutive connection failures an endpoint leaves rotation
 // for FailTimeout, then gets traffic again (NGINX's max_fails/fail_timeout).
-// When every endpoint of a pool is out, requests get 503.
+// When every endpoint of a pool is out, one request per endpoint and
+// TrialInterval goes through as a trial (a success puts the endpoint back at
+// once) and the others get 503.
 type PassiveHealth struct {
 	// MaxFails is the number of consecutive connection failures that take an
 	// endpoint out. Default 1; must be at least 1.
 	MaxFails int `yaml:"max_fails"`
 	// FailTimeout is how long an endpoint stays out. Default 10s.
 	FailTimeout Duration `yaml:"fail_timeout"`
+	// TrialInterval is how often an endpoint that is out gets one trial
+	// request while no endpoint of its pool is in rotation, so that a pool is
+	// never empty much longer than its endpoints are really down. Default
+	// 1s; values at or above fail_timeout mean no trials.
+	TrialInterval Duration `yaml:"trial_interval"`
 }
 
 // Endpoint is one server of an upstream pool.
@@ -278,70 +293,18 @@ type Route struct {
 	AccessLog *RouteAccessLog `yaml:"access_log"`
 	// Tracing sets per-route tracing options.
 	Tracing RouteTracing `yaml:"tracing"`
-	// MaxRequestBody bounds the request body; larger bodies get 413.
-	// Default 10MiB. Accepts bytes or a size such as "512KiB".
-	MaxRequestBody ByteSize `yaml:"max_request_body"`
-	// EarlyData lets the route serve GET, HEAD and OPTIONS requests received
-	// in TLS 1.3 early data (HTTP/3 0-RTT on a listener with
-	// http3.zero_rtt: true); they reach the upstream with "Early-Data: 1"
-	// (RFC 8470), and an upstream 425 Too Early makes penstock wait for the
-	// handshake and send the request once more. Only for requests that are
-	// safe to replay. Otherwise early requests wait for the handshake (safe
-	// methods) or get 425 Too Early. Default false.
-	EarlyData bool `yaml:"early_data"`
-	// EarlyHints are Link field values sent to the client in a 103 Early
-	// Hints response (RFC 8297) before the request is forwarded, so it can
-	// fetch the resources a response will need while the upstream works,
-	// e.g. "</v1/models/:model/assets/tokenizer.bin>; rel=preload; as=fetch".
-	// A path segment of the link target starting with ":" is replaced by the
-	// route parameter of that name (it must exist in the route's path
-	// pattern). Not sent to HTTP/1.0 clients (RFC 8297 §3). Default: none.
-	EarlyHints []string `yaml:"early_hints"`
-	// Push pushes the EarlyHints targets over HTTP/2 server push. Off by
-	// default.
-	Push RoutePush `yaml:"push"`
-	// Cache keeps small upstream responses of GET and HEAD requests in
-	// memory. Off by default.
-	Cache RouteCache `yaml:"cache"`
+	// Stages holds the route's fields that belong to its pipeline stages
+	// (max_request_body, early_data, early_hints, push, cache, ...), as
+	// written. Each stage of internal/pipeline declares, defaults and
+	// validates its own fields and decodes them from here as strictly as the
+	// rest of the file (DecodeStageFields); a field no stage owns is an
+	// unknown field (CheckStageFields).
+	Stages StageFields `yaml:",inline"`
 }
 
-// RoutePush configures HTTP/2 server push (RFC 9113 §8.4) of a route's
-// EarlyHints targets that are paths on the same host. Off by default:
-// browsers no longer accept push (Chrome removed it in 2022 and Firefox in
-// 2024) and 103 Early Hints does the same job without sending bytes the
-// client may already have; some native HTTP/2 clients still accept it.
-// Clients that disable push (SETTINGS_ENABLE_PUSH=0) are never pushed to.
-type RoutePush struct {
-	// Enabled turns push on for the route. Default false.
-	Enabled bool `yaml:"enabled"`
-	// MaxResources bounds the promises made for one response (the first
-	// ones of EarlyHints are pushed). Default 4.
-	MaxResources int `yaml:"max_resources"`
-	// MaxBytes bounds the body of each pushed response; a pushed response
-	// that grows beyond it is reset (RST_STREAM) so push cannot flood a
-	// connection. Default 256KiB.
-	MaxBytes ByteSize `yaml:"max_bytes"`
-}
-
-// RouteCache configures the route's in-memory response cache: GET and HEAD
-// responses with status 200 that are small and cacheable by a shared cache
-// (RFC 9111) are kept, keyed by host, path and query, and served without
-// asking the upstream while fresh. Responses carrying Vary are not stored.
-type RouteCache struct {
-	// Enabled turns the cache on for the route. Default false.
-	Enabled bool `yaml:"enabled"`
-	// MaxBytes bounds the memory the route's cache holds: the sum of the
-	// stored bodies and headers never exceeds it; the least recently used
-	// entries are evicted first. Default 64MiB.
-	MaxBytes ByteSize `yaml:"max_bytes"`
-	// MaxObjectBytes is the largest response body stored; larger responses
-	// are passed through uncached. Default 1MiB.
-	MaxObjectBytes ByteSize `yaml:"max_object_bytes"`
-	// DefaultTTL is how long a response without explicit freshness
-	// (Cache-Control max-age or s-maxage, or Expires) stays fresh. Default
-	// 0: such responses are not stored.
-	DefaultTTL Duration `yaml:"default_ttl"`
-}
+// StageFields are a route's stage fields by name, each the YAML value as
+// written (anchors and merge keys resolved when decoded).
+type StageFields map[string]*yaml.Node
 
 // Match is a route's request matcher. All given conditions must hold.
 type Match struct {

@@ -28,7 +28,8 @@ import (
 //
 // Path pattern syntax and conflicts between routes are not checked here: the
 // router owns that grammar and reports it when routes are compiled, through
-// Errorf or a Collector so the errors look the same.
+// Errorf or a Collector so the errors look the same. Neither are a route's
+// stage fields (Route.Stages): their stages check them.
 func (c *Config) Validate() error {
 	col := NewCollector(c)
 	binds := c.validateListeners(col)
@@ -277,6 +278,7 @@ func (c *Config) validateUpstreams(col *Collector) map[string]string {
 			col.Addf(p+".passive_health.max_fails", "must be at least 1, got %d", u.PassiveHealth.MaxFails)
 		}
 		checkDuration(col, p+".passive_health.fail_timeout", u.PassiveHealth.FailTimeout)
+		checkDuration(col, p+".passive_health.trial_interval", u.PassiveHealth.TrialInterval)
 	}
 	return names
 }
@@ -333,9 +335,6 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		checkDuration(col, p+".timeouts.connect", r.Timeouts.Connect)
 		checkDuration(col, p+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		checkDuration(col, p+".timeouts.request", r.Timeouts.Request)
-		checkSize(col, p+".max_request_body", r.MaxRequestBody)
-		validateEarlyHints(col, p, r)
-		validateRouteCache(col, p, r.Cache)
 	}
 }
 

@@ -1,17 +1,25 @@
-// Package epoll is the thin layer over Linux epoll that penstock's pollers
-// share: the engine's poller of idle client connections
-// (internal/engine/h1), the hang-up watch of idle upstream connections
-// (internal/hangup) and the accept loop that hands out bare descriptors
-// (internal/listener).
+// Package epoll is penstock's Linux I/O layer: everything that reaches
+// past Go's net package to the kernel for speed lives here.
 //
-// An Instance's own descriptor waits in the Go runtime's poller, so a
-// goroutine waiting for its events is parked like one blocked on a socket
-// instead of holding a thread in epoll_wait. epoll_ctl and the zero-timeout
-// epoll_pwait go through syscall.RawSyscall: neither blocks, and
-// syscall.Syscall would wake the runtime's sysmon thread whenever the
-// process had been idle (docs/architecture.md). A Table maps descriptor
-// numbers to what is registered for them, without a lock per lookup.
+//   - Instance is one epoll instance whose own descriptor waits in the Go
+//     runtime's poller, so a goroutine waiting for its events is parked
+//     like one blocked on a socket instead of holding a thread in
+//     epoll_wait. The listener's accept loop (internal/listener) uses one
+//     directly.
+//   - IO is the object a server owns (NewIO, Close): a few instances for
+//     the engine's polled client connections (internal/engine/h1), one
+//     hang-up watcher for sockets that are not otherwise polled (the
+//     engine's TLS connections, the upstream client's idle connections,
+//     internal/upstream), and the descriptor table that maps their events
+//     to Registrations. Its goroutines end when it is closed.
+//   - Recv and Send are the raw recvfrom and sendto that the engine and the
+//     upstream client read and write plain sockets with.
 //
-// The package is for Linux; elsewhere its users fall back to goroutines
-// and net.Conn.
+// epoll_ctl, the zero-timeout epoll_pwait, recvfrom and sendto go through
+// syscall.RawSyscall: none of them blocks (Go's sockets are non-blocking),
+// and syscall.Syscall would wake the runtime's sysmon thread whenever the
+// process had been idle (docs/architecture.md).
+//
+// The package is for Linux; elsewhere NewIO fails, Shared returns nil, and
+// the users fall back to goroutines and net.Conn.
 package epoll

@@ -108,18 +108,18 @@ func (e *Instance) WaitReady(deadline time.Time) error {
 // Close closes the instance; a Run or WaitReady in progress returns.
 func (e *Instance) Close() error { return e.file.Close() }
 
-// Table maps descriptor numbers to the objects registered for them, in
+// table maps descriptor numbers to the objects registered for them, in
 // pages of 1024 allocated on first use (numbers up to about a million).
-// Lookups and stores are atomic; a zero Table is ready.
-type Table[T any] struct {
+// Lookups and stores are atomic; a zero table is ready.
+type table[T any] struct {
 	pages [1 << 10]atomic.Pointer[[pageSize]atomic.Pointer[T]]
 	mu    sync.Mutex // allocating a page
 }
 
 const pageSize = 1 << 10
 
-// Slot returns fd's slot, or nil when fd is out of range.
-func (t *Table[T]) Slot(fd int) *atomic.Pointer[T] {
+// slot returns fd's slot, or nil when fd is out of range.
+func (t *table[T]) slot(fd int) *atomic.Pointer[T] {
 	if fd < 0 {
 		return nil
 	}

@@ -76,6 +76,15 @@ type Request struct {
 	RemoteAddr netip.AddrPort
 	// TLS is the connection's TLS state, nil on plain connections.
 	TLS *tls.ConnectionState
+	// EarlyData is set by the engine when the request arrived in TLS 1.3
+	// early data (HTTP/3 0-RTT) before the handshake completed: it may be a
+	// replay (RFC 8470). The early_data stage clears it once the handshake
+	// has completed.
+	EarlyData bool
+	// HandshakeDone, with EarlyData, is closed when the connection's
+	// handshake completes, after which the request can no longer be a
+	// replay.
+	HandshakeDone <-chan struct{}
 }
 
 // ResponseWriter is how the pipeline answers. An engine implements it.
@@ -131,7 +140,8 @@ type Exchange struct {
 	Start time.Time
 
 	// State is per-request scratch space owned by the pipeline (route, params,
-	// request id, accounting). Engines leave it alone; Release resets it.
+	// request id, accounting). Engines write none of it and read only
+	// State.Aborted; Release resets it.
 	State State
 }
 

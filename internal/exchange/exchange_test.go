@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
 
@@ -47,6 +46,16 @@ func (w *nopWriter) Write(p []byte) (int, error)                  { return len(p
 func (w *nopWriter) Flush() error                                 { return nil }
 func (w *nopWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return nil, nil, ErrNotHijackable }
 
+// testRoute and testSpan stand for the gateway's route and the tracer's
+// span.
+type testRoute struct{}
+
+func (testRoute) RouteName() string { return "predict" }
+
+type testSpan struct{}
+
+func (testSpan) IsRecording() bool { return true }
+
 // fillEverything sets every field of x to a non-zero value, the way an engine
 // and the pipeline would over one request.
 func fillEverything(t *testing.T, x *Exchange) {
@@ -63,24 +72,17 @@ func fillEverything(t *testing.T, x *Exchange) {
 		ContentLength: 2,
 		RemoteAddr:    netip.MustParseAddrPort("192.0.2.1:5000"),
 		TLS:           &tls.ConnectionState{Version: tls.VersionTLS13},
+		EarlyData:     true,
+		HandshakeDone: make(chan struct{}),
 	}
 	x.Req.Header.Add("Content-Type", "application/json")
 	x.W = &nopWriter{}
 	x.Ctx = context.Background()
 	x.Start = time.Now()
 
-	var b router.Builder[string]
-	if err := b.Add(router.Spec[string]{Name: "predict", Path: "/v1/models/:model/predict"}); err != nil {
-		t.Fatalf("router: %v", err)
-	}
-	rt, err := b.Build()
-	if err != nil {
-		t.Fatalf("router: %v", err)
-	}
-	if res := rt.Lookup("api.example.com", "POST", "/v1/models/llama/predict", nil, &x.State.Params); !res.Found {
-		t.Fatal("router: no match")
-	}
-	x.State.Route = struct{}{}
+	x.State.Params.Match([]string{"model"})
+	x.State.Params.Add("llama")
+	x.State.Route = testRoute{}
 	x.State.RouteName = "predict"
 	x.State.Pattern = "/v1/models/:model/predict"
 	x.State.RequestID = "7d9c1f0e2b3a4c5d"
@@ -96,10 +98,8 @@ func fillEverything(t *testing.T, x *Exchange) {
 	x.State.BytesIn = 2
 	x.State.ErrorKind = "upstream_timeout"
 	x.State.Error = "timeout"
-	x.State.Span = struct{}{}
+	x.State.Span = testSpan{}
 	x.State.Aborted = true
-	x.State.EarlyData = true
-	x.State.HandshakeDone = make(chan struct{})
 	copy(x.State.IDBuffer(), "0123456789abcdef0123456789abcdef")
 	copy(x.State.scratch[:], `{"error":"no_route"}`)
 

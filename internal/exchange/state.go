@@ -3,20 +3,37 @@ package exchange
 import (
 	"time"
 
-	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
+
+// Route is the handle an exchange keeps on the compiled route it matched:
+// the gateway's route implements it. The exchange package knows routes only
+// through it, so that it imports nothing above it.
+type Route interface {
+	// RouteName returns the route's configured name (also in
+	// State.RouteName).
+	RouteName() string
+}
+
+// Span is the handle an exchange keeps on the server span the tracer
+// (internal/tracing) records for it; only the tracer looks inside.
+type Span interface {
+	// IsRecording reports whether the span still records, as
+	// OpenTelemetry's trace.Span.IsRecording does.
+	IsRecording() bool
+}
 
 // State is the pipeline's per-request scratch space, kept inside the pooled
 // Exchange so that routing and accounting allocate nothing.
 type State struct {
-	// Route is the compiled route that matched (set by the router stage).
-	Route any
+	// Route is the compiled route that matched (set by the router stage),
+	// or nil.
+	Route Route
 	// RouteName and Pattern identify the matched route ("predict",
 	// "/v1/models/:model/predict") for logs and metrics.
 	RouteName, Pattern string
 	// Params are the path parameters of the match.
-	Params router.Params
+	Params Params
 	// RequestID is the X-Request-Id of the exchange (taken from the client or
 	// generated).
 	RequestID string
@@ -47,19 +64,11 @@ type State struct {
 	// Error is a failure's message, for the access log, or "".
 	Error string
 	// Span is the tracer's server span while one is recorded, else nil.
-	Span any
+	Span Span
 	// Aborted asks the engine to cut the response (HTTP/1.1: close the
 	// connection; HTTP/2 and HTTP/3: reset the stream) because its body could
 	// not be completed after the status was sent.
 	Aborted bool
-	// EarlyData is set by the engine when the request arrived in TLS 1.3
-	// early data (HTTP/3 0-RTT) before the handshake completed: it may be a
-	// replay (RFC 8470).
-	EarlyData bool
-	// HandshakeDone, with EarlyData, is closed when the connection's
-	// handshake completes, after which the request can no longer be a
-	// replay.
-	HandshakeDone <-chan struct{}
 
 	// idBuf backs RequestID when penstock generates it.
 	idBuf [32]byte
@@ -93,6 +102,4 @@ func (s *State) reset() {
 	s.Error = ""
 	s.Span = nil
 	s.Aborted = false
-	s.EarlyData = false
-	s.HandshakeDone = nil
 }

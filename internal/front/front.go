@@ -14,8 +14,9 @@ import (
 	"unsafe"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/listener"
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/requestid"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
@@ -38,7 +39,7 @@ type Handler struct {
 // ServeExchange serves one request (it is an exchange.Handler).
 func (f *Handler) ServeExchange(x *exchange.Exchange) {
 	s := f.Snapshot.Load()
-	pipeline.AssignRequestID(x)
+	requestid.Assign(x)
 	x.State.TraceFound = tracecontext.Extract(&x.Req.Header, s.W3C, s.B3, &x.State.Trace)
 	x.State.Trace.Decide(s.SampleRatio)
 	if len(f.Trusted) > 0 {
@@ -51,17 +52,17 @@ func (f *Handler) ServeExchange(x *exchange.Exchange) {
 		f.AltSvc.add(x)
 	}
 	if !routablePath(x.Req.Path) {
-		f.unrouted(x, s, pipeline.BadRequest)
+		f.unrouted(x, s, failure.BadRequest)
 		return
 	}
 	res := s.Router.Lookup(x.Req.Host, x.Req.Method, x.Req.Path, &x.Req.Header, &x.State.Params)
 	if !res.Found {
 		if res.MethodNotAllowed {
 			x.W.Header().Set("Allow", res.Allow)
-			f.unrouted(x, s, pipeline.MethodNotAllowed)
+			f.unrouted(x, s, failure.MethodNotAllowed)
 			return
 		}
-		f.unrouted(x, s, pipeline.NoRoute)
+		f.unrouted(x, s, failure.NoRoute)
 		return
 	}
 	r := res.Value
@@ -78,13 +79,13 @@ func (f *Handler) ServeExchange(x *exchange.Exchange) {
 
 // unrouted answers a request no route takes, and records it under the
 // "none" route.
-func (f *Handler) unrouted(x *exchange.Exchange, s *snapshot.Snapshot, code pipeline.Code) {
+func (f *Handler) unrouted(x *exchange.Exchange, s *snapshot.Snapshot, code failure.Code) {
 	if !x.State.TraceFound {
 		s.NoRoute.TraceContextMissing()
 	}
 	s.NoRoute.Start()
 	s.Tracer.StartServer(x, false)
-	pipeline.Fail(x, code)
+	failure.Fail(x, code)
 	finish(x, s, s.NoRoute)
 }
 

@@ -58,9 +58,10 @@ routes:
 	// internal/tracing.
 	m := metrics.New(cfg.Metrics, prometheus.NewRegistry())
 	var rb router.Builder[*snapshot.Route]
+	stages := pipeline.Standard()
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		h, err := pipeline.Build(rc, terminal)
+		h, err := stages.Build(cfg, i, terminal, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -36,7 +36,7 @@
 //     any other method (as OpenTelemetry does).
 //   - status_class: 1xx to 5xx; a status outside 100–599 counts as 5xx.
 //   - outcome: ok (a response arrived, whatever its status), connect_error,
-//     timeout or error.
+//     timeout, truncated (the response body ended early) or error.
 //   - version: TLS version "1.0" to "1.3"; resumed: "true" or "false".
 //   - kind: certificates, client_cas or session_ticket_keys; result of
 //     penstock_tls_reloads_total: success or failure.

@@ -306,13 +306,14 @@ func TestUpstreamAttempts(t *testing.T) {
 	u.Attempt(20*time.Millisecond, "ok")
 	u.Attempt(time.Second, "timeout")
 	u.Attempt(time.Millisecond, "connect_error")
+	u.Attempt(time.Millisecond, "truncated")
 	u.Attempt(time.Millisecond, "reset by peer") // recorded as error
 
 	tests := []struct {
 		outcome string
 		want    float64
 	}{
-		{"ok", 2}, {"timeout", 1}, {"connect_error", 1}, {"error", 1},
+		{"ok", 2}, {"timeout", 1}, {"connect_error", 1}, {"truncated", 1}, {"error", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.outcome, func(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 )
 
 // outcomes are the outcome label values of upstream attempts.
-var outcomes = [...]string{"ok", "connect_error", "timeout", "error"}
+var outcomes = [...]string{"ok", "connect_error", "timeout", "truncated", "error"}
 
 type upstreamKey struct{ pool, endpoint string }
 
@@ -42,8 +42,9 @@ func (m *Metrics) Upstream(pool, endpoint string) *Upstream {
 
 // Attempt records one upstream attempt: its duration until response
 // headers (or failure) and its outcome, one of "ok" (a response arrived,
-// whatever its status), "connect_error", "timeout" and "error"; any other
-// outcome is recorded as "error".
+// whatever its status, and its body was read to the end), "connect_error",
+// "timeout", "truncated" (the response body ended early) and "error"; any
+// other outcome is recorded as "error".
 func (u *Upstream) Attempt(d time.Duration, outcome string) {
 	i := len(outcomes) - 1
 	switch outcome {
@@ -53,6 +54,8 @@ func (u *Upstream) Attempt(d time.Duration, outcome string) {
 		i = 1
 	case "timeout":
 		i = 2
+	case "truncated":
+		i = 3
 	}
 	o := &u.byOutcome[i]
 	o.duration.Observe(d.Seconds())

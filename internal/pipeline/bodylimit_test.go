@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/penstock-dev/penstock/internal/failure"
 )
 
 // readAll reads r with a buffer of size bufSize until an error and returns
@@ -100,8 +102,8 @@ func TestLimitedBodyUnknownLength(t *testing.T) {
 		{name: "empty", bodyLen: 0, wantErr: io.EOF, wantRead: 0},
 		{name: "one under the limit", bodyLen: limit - 1, wantErr: io.EOF, wantRead: limit - 1},
 		{name: "exactly the limit", bodyLen: limit, wantErr: io.EOF, wantRead: limit},
-		{name: "one over the limit", bodyLen: limit + 1, wantErr: ErrBodyTooLarge, wantRead: limit},
-		{name: "far over the limit", bodyLen: 10 * limit, wantErr: ErrBodyTooLarge, wantRead: limit},
+		{name: "one over the limit", bodyLen: limit + 1, wantErr: failure.ErrBodyTooLarge, wantRead: limit},
+		{name: "far over the limit", bodyLen: 10 * limit, wantErr: failure.ErrBodyTooLarge, wantRead: limit},
 	}
 	for _, tt := range tests {
 		// The caller's buffer size must not change the outcome.
@@ -122,10 +124,10 @@ func TestLimitedBodyUnknownLength(t *testing.T) {
 				if len(got) != tt.wantRead {
 					t.Errorf("read %d bytes, want %d", len(got), tt.wantRead)
 				}
-				if tt.wantErr == ErrBodyTooLarge {
+				if tt.wantErr == failure.ErrBodyTooLarge {
 					// Once over, it stays over.
-					if n, err := x.Req.Body.Read(make([]byte, 8)); n != 0 || !errors.Is(err, ErrBodyTooLarge) {
-						t.Errorf("Read after the overrun = %d, %v; want 0, ErrBodyTooLarge", n, err)
+					if n, err := x.Req.Body.Read(make([]byte, 8)); n != 0 || !errors.Is(err, failure.ErrBodyTooLarge) {
+						t.Errorf("Read after the overrun = %d, %v; want 0, failure.ErrBodyTooLarge", n, err)
 					}
 				}
 			})

@@ -12,7 +12,72 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/metrics"
+	"github.com/penstock-dev/penstock/internal/requestid"
 )
+
+// CacheSettings are the cache stage's route fields.
+type CacheSettings struct {
+	// Cache keeps small upstream responses of GET and HEAD requests in
+	// memory. Off by default.
+	Cache RouteCache `yaml:"cache"`
+}
+
+// RouteCache configures the route's in-memory response cache: GET and HEAD
+// responses with status 200 that are small and cacheable by a shared cache
+// (RFC 9111) are kept, keyed by host, path and query, and served without
+// asking the upstream while fresh. Responses carrying Vary are not stored.
+type RouteCache struct {
+	// Enabled keeps small 200 responses to GET and HEAD in memory and serves
+	// them while fresh (RFC 9111, as a shared cache), keyed by host, path and
+	// query (bool). Responses with Vary are not stored. Default false.
+	Enabled bool `yaml:"enabled"`
+	// MaxBytes bounds the memory the route's cache holds (size): the sum of
+	// the stored bodies and headers never exceeds it; the least recently
+	// used entries are evicted first. Default 64MiB.
+	MaxBytes config.ByteSize `yaml:"max_bytes"`
+	// MaxObjectBytes bounds the body of a stored response (size); larger
+	// responses pass through uncached. At most max_bytes. Default 1MiB.
+	MaxObjectBytes config.ByteSize `yaml:"max_object_bytes"`
+	// DefaultTTL sets how long a response without explicit freshness
+	// (Cache-Control max-age or s-maxage, or Expires) stays fresh
+	// (duration). Default 0 (such responses are not stored).
+	DefaultTTL config.Duration `yaml:"default_ttl"`
+}
+
+// Defaults of RouteCache.
+const (
+	// DefaultCacheMaxBytes is RouteCache.MaxBytes's default.
+	DefaultCacheMaxBytes = config.ByteSize(64 << 20)
+	// DefaultCacheMaxObjectBytes is RouteCache.MaxObjectBytes's default.
+	DefaultCacheMaxObjectBytes = config.ByteSize(1 << 20)
+)
+
+// SetDefaults implements Settings.
+func (s *CacheSettings) SetDefaults() {
+	if s.Cache.MaxBytes == 0 {
+		s.Cache.MaxBytes = DefaultCacheMaxBytes
+	}
+	if s.Cache.MaxObjectBytes == 0 {
+		s.Cache.MaxObjectBytes = DefaultCacheMaxObjectBytes
+	}
+}
+
+// Check implements Settings.
+func (s *CacheSettings) Check(r *Route) {
+	c := s.Cache
+	if c.MaxBytes < 0 {
+		r.Errorf("cache.max_bytes", "must not be negative, got %d", c.MaxBytes)
+	}
+	if c.MaxObjectBytes < 0 {
+		r.Errorf("cache.max_object_bytes", "must not be negative, got %d", c.MaxObjectBytes)
+	}
+	if c.DefaultTTL < 0 {
+		r.Errorf("cache.default_ttl", "must not be negative, got %s", c.DefaultTTL)
+	}
+	if c.Enabled && c.MaxObjectBytes > c.MaxBytes {
+		r.Errorf("cache.max_object_bytes", "must not exceed cache.max_bytes (%s), got %s", c.MaxBytes, c.MaxObjectBytes)
+	}
+}
 
 // cache is the route's in-memory asset cache (RFC 9111, as a shared cache).
 //
@@ -49,32 +114,31 @@ const (
 	cacheStatusBypass      = "penstock; fwd=bypass"
 )
 
-func newCache(r *config.Route, next exchange.Handler) (exchange.Handler, error) {
-	if !r.Cache.Enabled {
+func newCache(s *CacheSettings, r *Route, next exchange.Handler) (exchange.Handler, error) {
+	rc := s.Cache
+	if !rc.Enabled {
 		return next, nil
 	}
-	maxBytes, maxObject := r.Cache.MaxBytes.Int64(), r.Cache.MaxObjectBytes.Int64()
+	maxBytes, maxObject := rc.MaxBytes.Int64(), rc.MaxObjectBytes.Int64()
 	if maxBytes <= 0 {
-		maxBytes = config.DefaultCacheMaxBytes.Int64()
+		maxBytes = DefaultCacheMaxBytes.Int64()
 	}
 	if maxObject <= 0 || maxObject > maxBytes {
-		maxObject = min(config.DefaultCacheMaxObjectBytes.Int64(), maxBytes)
+		maxObject = min(DefaultCacheMaxObjectBytes.Int64(), maxBytes)
 	}
-	return &cache{
+	c := &cache{
 		store:      newCacheStore(maxBytes, maxObject),
 		maxObject:  maxObject,
-		defaultTTL: r.Cache.DefaultTTL.D(),
-		route:      r.Name,
+		defaultTTL: rc.DefaultTTL.D(),
+		route:      r.Config.Name,
 		next:       next,
 		now:        time.Now,
-	}, nil
-}
-
-func (c *cache) useEnv(env Env) {
-	if env.Metrics != nil {
-		c.metrics = env.Metrics.Cache(c.route)
+	}
+	if r.Metrics != nil {
+		c.metrics = r.Metrics.Cache(c.route)
 		c.store.metrics = c.metrics
 	}
+	return c, nil
 }
 
 // maxKeyStack is the key length built on the stack; longer keys (long
@@ -276,7 +340,7 @@ func hasField(fs []storedField, name string) bool {
 // notStored lists response fields that describe one exchange, not the
 // stored response: they are never replayed from the cache.
 func notStored(name string) bool {
-	for _, k := range [...]string{"Age", "Cache-Status", RequestIDHeader, "Connection", "Keep-Alive",
+	for _, k := range [...]string{"Age", "Cache-Status", requestid.Header, "Connection", "Keep-Alive",
 		"Transfer-Encoding", "Trailer", "Proxy-Connection", "Upgrade"} {
 		if exchange.EqualFold(name, k) {
 			return true

@@ -56,7 +56,7 @@ func (o *origin) ServeExchange(x *exchange.Exchange) {
 }
 
 // testCache builds the cache stage in front of o with a settable clock.
-func testCache(t testing.TB, rc config.RouteCache, o exchange.Handler) (*cache, *time.Time) {
+func testCache(t testing.TB, rc RouteCache, o exchange.Handler) (*cache, *time.Time) {
 	t.Helper()
 	rc.Enabled = true
 	if rc.MaxBytes == 0 {
@@ -65,7 +65,7 @@ func testCache(t testing.TB, rc config.RouteCache, o exchange.Handler) (*cache, 
 	if rc.MaxObjectBytes == 0 {
 		rc.MaxObjectBytes = 64 << 10
 	}
-	h, err := newCache(&config.Route{Name: "assets", Cache: rc}, o)
+	h, err := newCache(&CacheSettings{Cache: rc}, &Route{Config: &config.Route{Name: "assets"}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestCache(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		cfg    config.RouteCache
+		cfg    RouteCache
 		origin *origin
 		steps  []step
 	}{
@@ -180,7 +180,7 @@ func TestCache(t *testing.T) {
 		},
 		{
 			name:   "default_ttl makes unmarked responses fresh",
-			cfg:    config.RouteCache{DefaultTTL: config.Duration(30 * time.Second)},
+			cfg:    RouteCache{DefaultTTL: config.Duration(30 * time.Second)},
 			origin: &origin{body: "x"},
 			steps: []step{
 				{path: "/a", want: result{200, "x", cacheStatusMiss, "", ""}, upstream: 1},
@@ -215,7 +215,7 @@ func TestCache(t *testing.T) {
 		},
 		{
 			name:   "a body over max_object_bytes passes through uncached",
-			cfg:    config.RouteCache{MaxObjectBytes: 4},
+			cfg:    RouteCache{MaxObjectBytes: 4},
 			origin: &origin{header: map[string]string{"Cache-Control": "max-age=60"}, body: "12345"},
 			steps: []step{
 				{path: "/a", want: result{200, "12345", cacheStatusMiss, "", ""}, upstream: 1},
@@ -284,7 +284,7 @@ func TestCacheRevalidatesWithTheStoredETag(t *testing.T) {
 		seen = append(seen, v)
 		o.ServeExchange(x)
 	})
-	c, now := testCache(t, config.RouteCache{}, spy)
+	c, now := testCache(t, RouteCache{}, spy)
 	get(t, c, "GET", "/a")
 	*now = now.Add(2 * time.Second)
 	got := get(t, c, "GET", "/a", "If-None-Match", `"client"`)
@@ -312,7 +312,7 @@ func TestCacheEvictionKeepsWithinMaxBytes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := &origin{header: map[string]string{"Cache-Control": "max-age=60"}, body: strings.Repeat("b", tt.bodySize)}
-			c, _ := testCache(t, config.RouteCache{MaxBytes: tt.maxBytes, MaxObjectBytes: tt.maxObject}, o)
+			c, _ := testCache(t, RouteCache{MaxBytes: tt.maxBytes, MaxObjectBytes: tt.maxObject}, o)
 			for i := range 2000 {
 				get(t, c, "GET", fmt.Sprintf("/asset/%d", i))
 				if b, _ := c.store.size(); b > tt.maxBytes.Int64() {
@@ -344,7 +344,7 @@ func TestCacheEvictionKeepsWithinMaxBytes(t *testing.T) {
 // goroutines (run with -race) and checks every response is whole.
 func TestCacheConcurrentHits(t *testing.T) {
 	o := &origin{header: map[string]string{"Cache-Control": "max-age=1"}, body: strings.Repeat("z", 4096), etag: `"c"`}
-	h, err := newCache(&config.Route{Name: "r", Cache: config.RouteCache{Enabled: true, MaxBytes: 64 << 10, MaxObjectBytes: 8 << 10}}, o)
+	h, err := newCache(&CacheSettings{Cache: RouteCache{Enabled: true, MaxBytes: 64 << 10, MaxObjectBytes: 8 << 10}}, &Route{Config: &config.Route{Name: "r"}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestCacheConcurrentHits(t *testing.T) {
 
 func TestCacheHitAllocatesNothing(t *testing.T) {
 	o := &origin{header: map[string]string{"Cache-Control": "max-age=300", "Content-Type": "application/octet-stream"}, body: strings.Repeat("t", 8<<10), etag: `"v"`}
-	c, _ := testCache(t, config.RouteCache{}, o)
+	c, _ := testCache(t, RouteCache{}, o)
 	x, rec := newExchange(t, "GET")
 	x.Ctx = context.Background()
 	x.Req.Host, x.Req.Path = "models.example", "/v1/models/resnet50/assets/tokenizer.bin"
@@ -399,7 +399,7 @@ func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 // model assets, in parallel across keys.
 func BenchmarkCacheHit(b *testing.B) {
 	o := &origin{header: map[string]string{"Cache-Control": "max-age=300", "Content-Type": "application/octet-stream"}, body: strings.Repeat("t", 8<<10), etag: `"v"`}
-	c, _ := testCache(b, config.RouteCache{}, o)
+	c, _ := testCache(b, RouteCache{}, o)
 	c.now = time.Now
 	paths := make([]string, 64)
 	for i := range paths {

@@ -1,16 +1,36 @@
 package pipeline
 
 import (
-	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
 )
+
+// EarlyDataSettings are the early_data stage's route fields.
+type EarlyDataSettings struct {
+	// EarlyData lets the route serve GET, HEAD and OPTIONS requests received
+	// in TLS 1.3 early data (HTTP/3 0-RTT on a listener with
+	// http3.zero_rtt: true) at once (bool); they reach the upstream with
+	// "Early-Data: 1" (RFC 8470), and if the upstream answers 425 Too Early,
+	// penstock waits for the client's handshake and sends the request once
+	// more without the header. Only for requests that are safe to replay.
+	// Without it, early requests wait for the handshake (safe methods) or get
+	// 425 (others). An Early-Data header from a client is removed unless it
+	// comes from a trusted_proxies peer. Default false.
+	EarlyData bool `yaml:"early_data"`
+}
+
+// SetDefaults implements Settings: false is the default.
+func (s *EarlyDataSettings) SetDefaults() {}
+
+// Check implements Settings: any value is valid.
+func (s *EarlyDataSettings) Check(*Route) {}
 
 // EarlyDataHeader marks a request forwarded from TLS early data (RFC 8470
 // §5.1); its only value is "1".
 const EarlyDataHeader = "Early-Data"
 
 // earlyData decides what happens to requests that may be replays: those the
-// engine received in TLS 1.3 early data (HTTP/3 0-RTT, exchange.State
+// engine received in TLS 1.3 early data (HTTP/3 0-RTT, exchange.Request
 // EarlyData), and those a trusted proxy marked "Early-Data: 1".
 //
 //   - Unsafe methods (anything but GET, HEAD, OPTIONS) get 425 Too Early
@@ -33,8 +53,8 @@ type earlyData struct {
 	next   exchange.Handler
 }
 
-func newEarlyData(r *config.Route, next exchange.Handler) (exchange.Handler, error) {
-	return &earlyData{accept: r.EarlyData, next: next}, nil
+func newEarlyData(s *EarlyDataSettings, _ *Route, next exchange.Handler) (exchange.Handler, error) {
+	return &earlyData{accept: s.EarlyData, next: next}, nil
 }
 
 func (e *earlyData) ServeExchange(x *exchange.Exchange) {
@@ -46,13 +66,13 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 	} else {
 		h.Del(EarlyDataHeader)
 	}
-	if !x.State.EarlyData && !marked {
+	if !x.Req.EarlyData && !marked {
 		e.next.ServeExchange(x)
 		return
 	}
 	switch {
 	case !safeMethod(x.Req.Method):
-		Fail(x, TooEarly)
+		failure.Fail(x, failure.TooEarly)
 		return
 	case e.accept && marked:
 	case e.accept:
@@ -60,16 +80,16 @@ func (e *earlyData) ServeExchange(x *exchange.Exchange) {
 		e.serveEarly(x)
 		return
 	case marked:
-		Fail(x, TooEarly)
+		failure.Fail(x, failure.TooEarly)
 		return
 	default:
 		select {
-		case <-x.State.HandshakeDone:
-			x.State.EarlyData = false
+		case <-x.Req.HandshakeDone:
+			x.Req.EarlyData = false
 		case <-x.Ctx.Done():
 			// The client gave up (or the connection died) before its
 			// handshake completed.
-			Fail(x, TooEarly)
+			failure.Fail(x, failure.TooEarly)
 			return
 		}
 	}
@@ -93,12 +113,12 @@ func (e *earlyData) serveEarly(x *exchange.Exchange) {
 		return
 	}
 	select {
-	case <-x.State.HandshakeDone:
+	case <-x.Req.HandshakeDone:
 	case <-x.Ctx.Done():
 		return
 	}
 	x.Req.Header.Del(EarlyDataHeader)
-	x.State.EarlyData = false
+	x.Req.EarlyData = false
 	x.State.Status, x.State.BytesOut = 0, 0
 	x.State.ErrorKind, x.State.Error = "", ""
 	e.next.ServeExchange(x)

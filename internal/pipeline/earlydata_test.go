@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -50,7 +49,7 @@ func TestEarlyData(t *testing.T) {
 				cancel()
 			}
 			x.Ctx = ctx
-			x.State.EarlyData, x.State.HandshakeDone = tt.early, tt.handshake
+			x.Req.EarlyData, x.Req.HandshakeDone = tt.early, tt.handshake
 			x.State.TrustedPeer = tt.trusted
 			if tt.header != "" {
 				x.Req.Header.Add("Early-Data", tt.header)
@@ -58,10 +57,10 @@ func TestEarlyData(t *testing.T) {
 			var reached bool
 			var seen []string
 			var stillEarly bool
-			h, err := newEarlyData(&config.Route{EarlyData: tt.route}, exchange.HandlerFunc(func(x *exchange.Exchange) {
+			h, err := newEarlyData(&EarlyDataSettings{EarlyData: tt.route}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {
 				reached = true
 				seen = headerValues(&x.Req.Header, "Early-Data")
-				stillEarly = x.State.EarlyData
+				stillEarly = x.Req.EarlyData
 			}))
 			if err != nil {
 				t.Fatal(err)
@@ -80,15 +79,9 @@ func TestEarlyData(t *testing.T) {
 				t.Errorf("upstream sees Early-Data %q, want %q", seen, tt.forwarded)
 			}
 			if stillEarly != tt.stillEarl {
-				t.Errorf("State.EarlyData = %v downstream, want %v", stillEarly, tt.stillEarl)
+				t.Errorf("Req.EarlyData = %v downstream, want %v", stillEarly, tt.stillEarl)
 			}
 		})
-	}
-}
-
-func TestTooEarlyStatus(t *testing.T) {
-	if got := TooEarly.Status(); got != 425 {
-		t.Fatalf("TooEarly.Status() = %d, want 425", got)
 	}
 }
 
@@ -123,10 +116,10 @@ func TestEarlyDataRetriesUpstream425(t *testing.T) {
 				close(handshake)
 			}
 			x.Ctx = ctx
-			x.State.EarlyData, x.State.HandshakeDone = true, handshake
+			x.Req.EarlyData, x.Req.HandshakeDone = true, handshake
 			rec.hdr.Add("X-Request-Id", "rid")
 			var seen []string
-			h, _ := newEarlyData(&config.Route{EarlyData: true}, exchange.HandlerFunc(func(x *exchange.Exchange) {
+			h, _ := newEarlyData(&EarlyDataSettings{EarlyData: true}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {
 				v, _ := x.Req.Header.Get("Early-Data")
 				seen = append(seen, v)
 				status := tt.upstream[len(seen)-1]

@@ -3,12 +3,103 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/router"
 )
+
+// EarlyHintsSettings are the early_hints stage's route fields.
+type EarlyHintsSettings struct {
+	// EarlyHints lists Link field values sent to the client in a 103
+	// Early Hints response (RFC 8297) before the request is forwarded, so
+	// it can fetch the resources a response will need while the upstream works,
+	// e.g. "</v1/models/:model/assets/tokenizer.bin>; rel=preload; as=fetch".
+	// A path segment of the link target starting with ":" is replaced by the
+	// route parameter of that name, which must exist in the route's path
+	// pattern. Never sent to HTTP/1.0 clients (RFC 8297 §3); the Link fields
+	// are not repeated on the final response. Default: none.
+	EarlyHints []string `yaml:"early_hints"`
+	// Push pushes the early_hints targets over HTTP/2 server push.
+	Push RoutePush `yaml:"push"`
+}
+
+// RoutePush configures HTTP/2 server push (RFC 9113 §8.4) of a route's
+// early_hints targets that are paths on the same host. Off by default:
+// browsers no longer accept push (Chrome removed it in 2022 and Firefox in
+// 2024) and 103 Early Hints does the same job without sending bytes the
+// client may already have; some native HTTP/2 clients still accept it.
+// Clients that disable push (SETTINGS_ENABLE_PUSH=0) are never pushed to.
+type RoutePush struct {
+	// Enabled pushes the early_hints targets that are paths on the same
+	// host with HTTP/2 server push (bool). Browsers no longer accept push and
+	// 103 Early Hints does the same job without sending bytes the client may
+	// already have; some native HTTP/2 clients still use it. Clients that
+	// disable push are never pushed to; a push never delays the main
+	// response. Default false.
+	Enabled bool `yaml:"enabled"`
+	// MaxResources bounds the promises made for one response, the first
+	// early_hints targets (count). Default 4.
+	MaxResources int `yaml:"max_resources"`
+	// MaxBytes bounds the body of each pushed response (size); a pushed
+	// response that grows beyond it is reset (RST_STREAM), so push cannot
+	// flood a connection. Default 256KiB.
+	MaxBytes config.ByteSize `yaml:"max_bytes"`
+}
+
+// Defaults of RoutePush.
+const (
+	// DefaultPushMaxResources is RoutePush.MaxResources's default.
+	DefaultPushMaxResources = 4
+	// DefaultPushMaxBytes is RoutePush.MaxBytes's default.
+	DefaultPushMaxBytes = config.ByteSize(256 << 10)
+)
+
+// SetDefaults implements Settings.
+func (s *EarlyHintsSettings) SetDefaults() {
+	if s.Push.MaxResources == 0 {
+		s.Push.MaxResources = DefaultPushMaxResources
+	}
+	if s.Push.MaxBytes == 0 {
+		s.Push.MaxBytes = DefaultPushMaxBytes
+	}
+}
+
+// Check implements Settings: every value parses and names only parameters
+// of the route's own path pattern, and push has targets to push.
+func (s *EarlyHintsSettings) Check(r *Route) {
+	pattern := r.Pattern()
+	params := patternParams(pattern)
+	for j, v := range s.EarlyHints {
+		field := "early_hints[" + strconv.Itoa(j) + "]"
+		parts, err := parseLinkTemplate(v)
+		if err != nil {
+			r.Errorf(field, "%v", err)
+			continue
+		}
+		for _, part := range parts {
+			if part.Param != "" && !slices.Contains(params, part.Param) {
+				have := "it has none"
+				if len(params) > 0 {
+					have = "it has :" + strings.Join(params, ", :")
+				}
+				r.Errorf(field, "parameter %q is not in the route's path pattern %q (%s)", ":"+part.Param, pattern, have)
+			}
+		}
+	}
+	if s.Push.MaxResources < 0 {
+		r.Errorf("push.max_resources", "must not be negative, got %d", s.Push.MaxResources)
+	}
+	if s.Push.MaxBytes < 0 {
+		r.Errorf("push.max_bytes", "must not be negative, got %d", s.Push.MaxBytes)
+	}
+	if s.Push.Enabled && len(s.EarlyHints) == 0 {
+		r.Errorf("push.enabled", "push sends the route's early_hints targets, and it has none")
+	}
+}
 
 // earlyHints answers a route's requests with 103 Early Hints (RFC 8297)
 // carrying the route's Link values before the request is forwarded, and,
@@ -27,7 +118,7 @@ type earlyHints struct {
 
 // linkTemplate is one parsed early_hints value.
 type linkTemplate struct {
-	parts []config.LinkPart
+	parts []linkPart
 	// static is the whole value when it names no parameter.
 	static string
 	// pushable is set when the target is a path on the request's own host,
@@ -39,20 +130,20 @@ type linkTemplate struct {
 // (rare: a long parameter) grows it on the heap.
 const linkBufSize = 512
 
-func newEarlyHints(r *config.Route, next exchange.Handler) (exchange.Handler, error) {
-	if len(r.EarlyHints) == 0 {
+func newEarlyHints(s *EarlyHintsSettings, _ *Route, next exchange.Handler) (exchange.Handler, error) {
+	if len(s.EarlyHints) == 0 {
 		return next, nil
 	}
 	e := &earlyHints{
 		next:         next,
-		push:         r.Push.Enabled && r.Push.MaxResources > 0,
-		pushMax:      r.Push.MaxResources,
-		pushMaxBytes: r.Push.MaxBytes.Int64(),
+		push:         s.Push.Enabled && s.Push.MaxResources > 0,
+		pushMax:      s.Push.MaxResources,
+		pushMaxBytes: s.Push.MaxBytes.Int64(),
 	}
-	for i, v := range r.EarlyHints {
-		parts, err := config.ParseLinkTemplate(v)
+	for i, v := range s.EarlyHints {
+		parts, err := parseLinkTemplate(v)
 		if err != nil {
-			// Validate reports it with the file's line; this guards configs
+			// Check reports it with the file's line; this guards settings
 			// built in Go.
 			return nil, fmt.Errorf("early_hints[%d]: %w", i, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/router"
 )
@@ -67,7 +66,7 @@ func TestEarlyHints(t *testing.T) {
 		name       string
 		proto      exchange.Proto
 		path       string
-		push       config.RoutePush
+		push       RoutePush
 		refusePush bool
 		wantStatus []int
 		wantLinks  []string // at the 103
@@ -105,7 +104,7 @@ func TestEarlyHints(t *testing.T) {
 			name:       "HTTP/2 push sends same-host targets up to max_resources",
 			proto:      exchange.HTTP2,
 			path:       "/v1/models/llama/predict",
-			push:       config.RoutePush{Enabled: true, MaxResources: 1, MaxBytes: 1 << 10},
+			push:       RoutePush{Enabled: true, MaxResources: 1, MaxBytes: 1 << 10},
 			wantStatus: []int{103, 200},
 			wantPushed: []string{"/v1/models/llama/assets/model_config.json"},
 		},
@@ -113,7 +112,7 @@ func TestEarlyHints(t *testing.T) {
 			name:       "push stops at the first refusal",
 			proto:      exchange.HTTP2,
 			path:       "/v1/models/llama/predict",
-			push:       config.RoutePush{Enabled: true, MaxResources: 4, MaxBytes: 1 << 10},
+			push:       RoutePush{Enabled: true, MaxResources: 4, MaxBytes: 1 << 10},
 			refusePush: true,
 			wantStatus: []int{103, 200},
 		},
@@ -121,7 +120,7 @@ func TestEarlyHints(t *testing.T) {
 			name:       "push is HTTP/2 only",
 			proto:      exchange.HTTP11,
 			path:       "/v1/models/llama/predict",
-			push:       config.RoutePush{Enabled: true, MaxResources: 4, MaxBytes: 1 << 10},
+			push:       RoutePush{Enabled: true, MaxResources: 4, MaxBytes: 1 << 10},
 			wantStatus: []int{103, 200},
 		},
 	}
@@ -132,7 +131,7 @@ func TestEarlyHints(t *testing.T) {
 				finalLinks = headerValues(x.W.Header(), "Link")
 				x.W.WriteHeader(200)
 			})
-			h, err := newEarlyHints(&config.Route{EarlyHints: links, Push: tt.push}, terminal)
+			h, err := newEarlyHints(&EarlyHintsSettings{EarlyHints: links, Push: tt.push}, nil, terminal)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +161,7 @@ func TestEarlyHints(t *testing.T) {
 
 func TestEarlyHintsOffWithoutLinks(t *testing.T) {
 	next := exchange.HandlerFunc(func(*exchange.Exchange) {})
-	h, err := newEarlyHints(&config.Route{}, next)
+	h, err := newEarlyHints(&EarlyHintsSettings{}, nil, next)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +171,10 @@ func TestEarlyHintsOffWithoutLinks(t *testing.T) {
 }
 
 func TestEarlyHintsAllocateNothing(t *testing.T) {
-	h, err := newEarlyHints(&config.Route{EarlyHints: []string{
+	h, err := newEarlyHints(&EarlyHintsSettings{EarlyHints: []string{
 		"</v1/models/:model/assets/model_config.json>; rel=preload; as=fetch",
 		"</static/app.css>; rel=preload; as=style",
-	}}, exchange.HandlerFunc(func(x *exchange.Exchange) { x.W.WriteHeader(200) }))
+	}}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) { x.W.WriteHeader(200) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,10 +191,10 @@ func TestEarlyHintsAllocateNothing(t *testing.T) {
 }
 
 func BenchmarkEarlyHints(b *testing.B) {
-	h, err := newEarlyHints(&config.Route{EarlyHints: []string{
+	h, err := newEarlyHints(&EarlyHintsSettings{EarlyHints: []string{
 		"</v1/models/:model/assets/model_config.json>; rel=preload; as=fetch",
 		"</v1/models/:model/assets/tokenizer.bin>; rel=preload; as=fetch",
-	}}, exchange.HandlerFunc(func(x *exchange.Exchange) { x.W.WriteHeader(200) }))
+	}}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) { x.W.WriteHeader(200) }))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,7 +6,8 @@ import (
 	"net/http"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
-	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/requestid"
 )
 
 // switchProtocols completes an HTTP/1.1 upgrade (WebSocket and others) that
@@ -16,7 +17,7 @@ func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, ba
 	defer backend.Close()
 	conn, brw, err := x.W.Hijack()
 	if err != nil {
-		f.fail(x, pipeline.UpstreamProtocol, err)
+		f.fail(x, failure.UpstreamProtocol, err)
 		return
 	}
 	defer conn.Close()
@@ -58,8 +59,8 @@ func writeSwitchingProtocols(w *bufio.Writer, header http.Header, requestID stri
 		}
 	}
 	w.WriteString("Connection: Upgrade\r\nUpgrade: " + header.Get("Upgrade") + "\r\n")
-	if requestID != "" && header.Get(pipeline.RequestIDHeader) == "" {
-		w.WriteString(pipeline.RequestIDHeader + ": " + requestID + "\r\n")
+	if requestID != "" && header.Get(requestid.Header) == "" {
+		w.WriteString(requestid.Header + ": " + requestID + "\r\n")
 	}
 	w.WriteString("\r\n")
 	return w.Flush()

@@ -1,44 +1,10 @@
 package router
 
+import "github.com/penstock-dev/penstock/internal/exchange"
+
 // Params holds the path parameters of a matched route: the ":name" segments
 // and the "*name" catch-all, in path order. Values are substrings of the
 // path given to [Router.Lookup], so they stay valid as long as that string
-// does. A Params is owned by the caller and reused across lookups; the zero
-// value is empty and ready to use. It holds at most [MaxParams] entries.
-type Params struct {
-	n int
-	// keys is the matched route's own list of parameter names, shared
-	// rather than copied: assigning a slice costs less than copying
-	// strings, and the router never changes it.
-	keys []string
-	vals [MaxParams]string
-}
-
-// Get returns the value of the parameter called name (without ":" or "*")
-// and whether the matched route has such a parameter. A catch-all's value
-// has no leading slash and may be empty.
-func (p *Params) Get(name string) (string, bool) {
-	for i := 0; i < p.n; i++ {
-		if p.keys[i] == name {
-			return p.vals[i], true
-		}
-	}
-	return "", false
-}
-
-// Len returns the number of parameters.
-func (p *Params) Len() int { return p.n }
-
-// Key returns the name of parameter i, 0 <= i < Len().
-func (p *Params) Key(i int) string { return p.keys[:p.n][i] }
-
-// Value returns the value of parameter i, 0 <= i < Len().
-func (p *Params) Value(i int) string { return p.vals[:p.n][i] }
-
-// Reset empties p. [Router.Lookup] calls it itself.
-func (p *Params) Reset() {
-	// Only the count: clearing all 32 strings would cost every lookup, and
-	// stale entries are unreachable through the methods and overwritten by
-	// the next match.
-	p.n = 0
-}
+// does. The type is the exchange's, so that an exchange carries the
+// parameters of its route without the exchange package knowing the router.
+type Params = exchange.Params

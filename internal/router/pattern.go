@@ -3,6 +3,8 @@ package router
 import (
 	"fmt"
 	"strings"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
 // MaxPatternLen is the longest path pattern accepted, in bytes.
@@ -10,7 +12,7 @@ const MaxPatternLen = 1024
 
 // MaxParams is the most parameters (":name" and "*name" segments together)
 // one path pattern may declare; it is also the capacity of [Params].
-const MaxParams = 16
+const MaxParams = exchange.MaxParams
 
 // PatternError reports an invalid path pattern. Offset is the byte offset in
 // Pattern where the problem was found.

@@ -106,10 +106,9 @@ func (r *Router[T]) Lookup(host, method, path string, h HeaderSource, ps *Params
 	if ps != nil && m.n > 0 {
 		// The values were captured in path order, which is the order of
 		// the route's own parameter names.
-		ps.n = m.n
-		ps.keys = r.routes[id].params
-		for i, o := range m.off[:m.n] {
-			ps.vals[i] = path[o[0]:o[1]]
+		ps.Match(r.routes[id].params)
+		for _, o := range m.off[:m.n] {
+			ps.Add(path[o[0]:o[1]])
 		}
 	}
 	return r.results[id]

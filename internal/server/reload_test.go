@@ -150,8 +150,10 @@ routes:
 // TestStreamsSurviveReload opens a server-sent event stream and a WebSocket,
 // reloads (with a config whose routes and pools for them are unchanged, and
 // then with one that changes an unrelated route), and checks both keep
-// delivering. Then a reload that removes their upstream ends them after
-// reload.stream_grace.
+// delivering. A reload that changes their upstream blocks in settings that
+// do not touch established connections (balancing, passive health, pool
+// sizes) leaves them running past reload.stream_grace. Then a reload that
+// removes their upstream ends them after reload.stream_grace.
 func TestStreamsSurviveReload(t *testing.T) {
 	tick := make(chan struct{})
 	sse := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -170,19 +172,20 @@ func TestStreamsSurviveReload(t *testing.T) {
 	}))
 	ws := newUpstream(t, wsEcho(""))
 	other := newRecorder(t, "other")
-	cfg := func(extra string) string {
+	cfgTuned := func(extra, tune string) string {
 		return fmt.Sprintf(`listeners: [{name: main, address: "127.0.0.1:0"}]
 upstreams:
-  - {name: sse, endpoints: [{address: %s}]}
-  - {name: ws, endpoints: [{address: %s}]}
+  - {name: sse, endpoints: [{address: %s}]%s}
+  - {name: ws, endpoints: [{address: %s}]%s}
   - {name: other, endpoints: [{address: %s}]}
 routes:
   - {name: sse, match: {path: /events}, upstream: sse}
   - {name: ws, match: {path: /ws}, upstream: ws}
 %s
 reload: {stream_grace: 300ms}
-`, sse, ws, other.addr(), extra)
+`, sse, tune, ws, tune, other.addr(), extra)
 	}
+	cfg := func(extra string) string { return cfgTuned(extra, "") }
 	g := startGateway(t, cfg("  - {name: o1, match: {path: /o1}, upstream: other}"))
 
 	resp, err := client.Get(baseURL(g, "main") + "/events")
@@ -233,6 +236,20 @@ reload: {stream_grace: 300ms}
 	}
 	if ev, err := nextEvent(); err != nil || ev != "data: 2" {
 		t.Fatalf("SSE after reloads: %q, %v", ev, err)
+	}
+
+	// Tune the streams' own upstream blocks: new pools, same connections.
+	tuned := cfgTuned("  - {name: o1, match: {path: /o1}, upstream: other}",
+		", balancing: least_request, passive_health: {max_fails: 3}, pool: {max_idle_per_endpoint: 8}")
+	if err := g.Reload(mustConfig(t, tuned)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(900 * time.Millisecond) // three times stream_grace
+	if err := echo("after tuning the upstream"); err != nil {
+		t.Fatalf("WebSocket cut by a reload that only tuned its upstream: %v", err)
+	}
+	if ev, err := nextEvent(); err != nil || ev != "data: 3" {
+		t.Fatalf("SSE after a reload that only tuned its upstream: %q, %v", ev, err)
 	}
 
 	// Remove the streams' upstreams: after stream_grace their connections

@@ -74,6 +74,12 @@ func Run(o RunOptions) error {
 		return err
 	}
 	p := &process{o: o, log: NewLogger(cfg.Logging, o.Log)}
+	// Signals are caught before anything serves: a SIGUSR2 or SIGHUP sent
+	// as soon as the port answers must find its handler, not the default
+	// action (which for both is to terminate the process).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	inherited, reportReady, err := upgrade.Inherited()
 	if err != nil {
 		return err
@@ -103,7 +109,7 @@ func Run(o RunOptions) error {
 	if o.Serving != nil {
 		o.Serving(p.srv, p.adminAddr(), p.log)
 	}
-	upgraded := p.wait()
+	upgraded := p.wait(sigs)
 	cancel()
 	p.shutdown(upgraded)
 	return nil
@@ -192,10 +198,7 @@ func (p *process) writePID() {
 
 // wait handles signals until it is time to stop. It reports whether a
 // binary upgrade handed the sockets over.
-func (p *process) wait() (upgraded bool) {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
+func (p *process) wait(sigs <-chan os.Signal) (upgraded bool) {
 	for {
 		select {
 		case sig := <-sigs:

@@ -20,6 +20,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/metrics"
+	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	// binary upgrade), by bound address. A listener whose address is here
 	// uses the socket instead of binding; the rest are closed after Start.
 	Inherited map[string]net.Listener
+	// Stages is the route pipeline's stage table, used for every compile
+	// (reloads too). Nil means pipeline.Standard().
+	Stages *pipeline.Registry
 }
 
 // Server is a running penstock: its listeners and the snapshot they serve.
@@ -46,6 +50,7 @@ type Server struct {
 	tel      *snapshot.Telemetry
 	static   config.Static
 	inherit  map[string]net.Listener
+	stages   *pipeline.Registry
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
 	mu         sync.Mutex
@@ -78,7 +83,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Registerer: opts.Registerer,
 		Version:    opts.Version,
 	}
-	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel})
+	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages})
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +93,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		static:    cfg.Static(),
 		metrics:   newConfigMetrics(opts.Registerer),
 		inherit:   opts.Inherited,
+		stages:    opts.Stages,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
 	}

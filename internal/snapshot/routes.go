@@ -7,16 +7,24 @@ import (
 	"strings"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/router"
 )
 
-// CheckRoutes reports what only the router can tell about cfg's routes: bad
-// path patterns, hosts or methods, and routes that conflict. It tolerates a
-// partly decoded config, so `penstock validate` can show these errors along
-// with decoding errors (it is a config.Checker).
+// CheckRoutes reports what only the compiler can tell about cfg's routes:
+// bad path patterns, hosts or methods, routes that conflict, and problems
+// with the stage fields of a route (max_request_body, cache, ...) that the
+// standard stages find. It tolerates a partly decoded config, so `penstock
+// validate` can show these errors along with decoding errors (it is a
+// config.Checker).
 func CheckRoutes(cfg *config.Config) error {
+	return checkRoutes(cfg, pipeline.Standard())
+}
+
+// checkRoutes is CheckRoutes with the given stages.
+func checkRoutes(cfg *config.Config, stages *pipeline.Registry) error {
 	_, err := buildRouter(cfg, func(int, *config.Route) (*Route, error) { return nil, nil })
-	return err
+	return config.Merge(config.Merge(nil, err), stages.Check(cfg))
 }
 
 // buildRouter adds every route of cfg to a router, with the value made by
@@ -24,6 +32,7 @@ func CheckRoutes(cfg *config.Config) error {
 func buildRouter(cfg *config.Config, value func(i int, rc *config.Route) (*Route, error)) (*router.Router[*Route], error) {
 	col := config.NewCollector(cfg)
 	var b router.Builder[*Route]
+	var stageErrs config.Errors
 	index := make(map[string]int, len(cfg.Routes))
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
@@ -40,7 +49,14 @@ func buildRouter(cfg *config.Config, value func(i int, rc *config.Route) (*Route
 		}
 		index[rc.Name] = i
 		v, err := value(i, rc)
-		if err != nil {
+		var fieldErrs config.Errors
+		switch {
+		case errors.As(err, &fieldErrs):
+			// Already at their fields (a stage's settings). The route's
+			// match is still checked against the others, conflicts
+			// included.
+			stageErrs = append(stageErrs, fieldErrs...)
+		case err != nil:
 			col.Addf(fmt.Sprintf("routes[%d]", i), "%v", err)
 			continue
 		}
@@ -63,8 +79,10 @@ func buildRouter(cfg *config.Config, value func(i int, rc *config.Route) (*Route
 		}
 	}
 	if col.Len() > 0 {
+		col.Add(stageErrs)
 		return nil, col.Err()
 	}
+	col.Add(stageErrs)
 	r, err := b.Build()
 	if err != nil {
 		for _, e := range unwrapAll(err) {
@@ -75,6 +93,9 @@ func buildRouter(cfg *config.Config, value func(i int, rc *config.Route) (*Route
 				col.Add(e)
 			}
 		}
+		return nil, col.Err()
+	}
+	if col.Len() > 0 {
 		return nil, col.Err()
 	}
 	return r, nil

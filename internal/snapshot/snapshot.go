@@ -42,6 +42,10 @@ type Route struct {
 	ParamAttributes bool
 }
 
+// RouteName returns the route's name: a Route is the exchange's handle on
+// the route it matched (exchange.Route).
+func (r *Route) RouteName() string { return r.Name }
+
 // Snapshot is one compiled configuration. It is never modified after
 // Compile returns; a reload builds a new one and swaps it in.
 type Snapshot struct {
@@ -63,6 +67,21 @@ type Snapshot struct {
 	// AccessLog writes one line per request with this configuration's
 	// rules (global and per route); nil when the access log is off.
 	AccessLog *accesslog.Logger
+
+	// stages built the routes' pipelines.
+	stages *pipeline.Registry
+}
+
+// EffectiveConfig returns Config with the defaults of the routes' stage
+// fields filled in too (config.SetDefaults fills the rest): what GET
+// /config shows. It is made on each call, so the snapshot does not hold a
+// second copy of every route's settings.
+func (s *Snapshot) EffectiveConfig() *config.Config {
+	stages := s.stages
+	if stages == nil {
+		stages = pipeline.Standard()
+	}
+	return stages.WithDefaults(s.Config)
 }
 
 // Env is what a snapshot is compiled against besides its configuration.
@@ -79,6 +98,9 @@ type Env struct {
 	// validate): metrics that are never exported, no access log output and
 	// no span exporter are opened.
 	Telemetry *Telemetry
+	// Stages is the route pipeline's stage table. Nil means
+	// pipeline.Standard().
+	Stages *pipeline.Registry
 }
 
 // Compile validates cfg (which must have defaults applied) and builds its
@@ -87,10 +109,15 @@ type Env struct {
 // nothing env.Prev holds is changed and nothing Compile opened is left
 // open.
 func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
+	stages := env.Stages
+	if stages == nil {
+		stages = pipeline.Standard()
+	}
 	if verr := cfg.Validate(); verr != nil {
-		// Report the router's findings too, so one pass shows everything;
-		// on a valid config buildRouter below finds them anyway.
-		return nil, config.Merge(config.Merge(nil, verr), CheckRoutes(cfg))
+		// Report the router's and the stages' findings too, so one pass
+		// shows everything; on a valid config buildRouter below finds them
+		// anyway.
+		return nil, config.Merge(config.Merge(nil, verr), checkRoutes(cfg, stages))
 	}
 	log := env.Logger
 	if log == nil {
@@ -99,6 +126,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	prev := env.Prev
 	s := &Snapshot{
 		Config:      cfg,
+		stages:      stages,
 		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
 		W3C:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
 		B3:          slices.Contains(cfg.Tracing.Propagation, "b3"),
@@ -133,7 +161,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
 		}
-		h, err := pipeline.BuildWith(rc, fwd, pipeline.Env{Metrics: m})
+		h, err := stages.Build(cfg, i, fwd, m)
 		if err != nil {
 			return nil, err
 		}
@@ -190,11 +218,16 @@ const flushTimeout = 5 * time.Second
 // time (reload.stream_grace), or at shutdown; end is nil when next took
 // over everything. With next nil everything goes.
 func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
-	var pools []*upstream.Pool
+	type retired struct{ pool, successor *upstream.Pool }
+	var pools []retired
 	for name, p := range s.Pools {
 		if next == nil || next.Pools[name] != p {
 			p.Close()
-			pools = append(pools, p)
+			r := retired{pool: p}
+			if next != nil {
+				r.successor = next.Pools[name]
+			}
+			pools = append(pools, r)
 		}
 	}
 	var tracer *tracing.Tracer
@@ -209,8 +242,8 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 		return nil
 	}
 	return func() error {
-		for _, p := range pools {
-			p.End()
+		for _, r := range pools {
+			r.pool.EndFor(r.successor)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()

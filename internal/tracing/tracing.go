@@ -182,6 +182,10 @@ type serverSpan struct {
 	opts  [2]trace.SpanStartOption
 }
 
+// IsRecording reports whether the span still records: a serverSpan is the
+// exchange's handle on its span (exchange.Span).
+func (ss *serverSpan) IsRecording() bool { return ss.span.IsRecording() }
+
 var (
 	serverKind = trace.WithSpanKind(trace.SpanKindServer)
 	// clientOpts is a package-level slice so that passing it allocates
@@ -398,17 +402,23 @@ func (cs *clientSpan) end(status int, err error) {
 	cs.span.End()
 }
 
-// errorType names an attempt's failure with a low-cardinality value: a
-// timeout, a cancellation, or the error's Go type (semconv error.type).
+// errorType names an attempt's failure with a low-cardinality, stable value
+// (semconv error.type): the kind an error states itself (upstream.Error's
+// "connect", "reset", "protocol"…), else a timeout or a cancellation, else
+// "_OTHER" as the semantic conventions ask. A Go type name would change
+// with the code and mean nothing to an operator.
 func errorType(err error) string {
+	var kinded interface{ ErrorType() string }
 	var te interface{ Timeout() bool }
 	switch {
+	case errors.As(err, &kinded):
+		return kinded.ErrorType()
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &te) && te.Timeout():
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	}
-	return fmt.Sprintf("%T", err)
+	return "_OTHER"
 }
 
 // spanName is "{method} {route}", or "{method}" without a route.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"sync"
@@ -452,14 +453,23 @@ func TestErrorType(t *testing.T) {
 	for err, want := range map[error]string{
 		context.DeadlineExceeded: "timeout",
 		context.Canceled:         "canceled",
-		errors.New("x"):          "*errors.errorString",
+		errors.New("x"):          "_OTHER",
 		timeoutErr{}:             "timeout",
+		// A kinded error names its kind, wrapped or not, timeout or not.
+		kindedErr{"reset"}: "reset",
+		fmt.Errorf("attempt: %w", kindedErr{"connect"}): "connect",
 	} {
 		if got := errorType(err); got != want {
 			t.Errorf("errorType(%v) = %q, want %q", err, got, want)
 		}
 	}
 }
+
+type kindedErr struct{ kind string }
+
+func (e kindedErr) Error() string     { return "failed: " + e.kind }
+func (e kindedErr) ErrorType() string { return e.kind }
+func (kindedErr) Timeout() bool       { return true }
 
 type timeoutErr struct{}
 

@@ -11,19 +11,39 @@ type Balancer interface {
 	Pick(now int64) *Endpoint
 }
 
-// Policies is the table of balancing policies by their config name. A new
-// policy is one file and one line here.
-var Policies = map[string]func(eps []*Endpoint) Balancer{
-	"round_robin":          newRoundRobin,
-	"weighted_round_robin": newWeightedRoundRobin,
-	"least_request":        newLeastRequest,
+// policies is the table of balancing policies by their config name, in the
+// order the docs list them. A new policy is one file and one line here. It
+// is a function, not a variable, so that nothing can change the table.
+func policies() []policyEntry {
+	return []policyEntry{
+		{"round_robin", newRoundRobin},
+		{"weighted_round_robin", newWeightedRoundRobin},
+		{"least_request", newLeastRequest},
+	}
+}
+
+// policyEntry is one row of the policy table.
+type policyEntry struct {
+	name string
+	new  func(eps []*Endpoint) Balancer
+}
+
+// PolicyNames lists the balancing policies NewBalancer knows, in table
+// order.
+func PolicyNames() []string {
+	var names []string
+	for _, p := range policies() {
+		names = append(names, p.name)
+	}
+	return names
 }
 
 // NewBalancer builds the named policy over eps.
 func NewBalancer(policy string, eps []*Endpoint) (Balancer, error) {
-	f, ok := Policies[policy]
-	if !ok {
-		return nil, fmt.Errorf("unknown balancing policy %q", policy)
+	for _, p := range policies() {
+		if p.name == policy {
+			return p.new(eps), nil
+		}
 	}
-	return f(eps), nil
+	return nil, fmt.Errorf("unknown balancing policy %q", policy)
 }

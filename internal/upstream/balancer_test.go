@@ -1,11 +1,13 @@
 package upstream_test
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
 
@@ -63,8 +65,22 @@ func TestNewBalancerUnknownPolicy(t *testing.T) {
 	}
 }
 
+func TestPolicyTableMatchesTheConfig(t *testing.T) {
+	// The config accepts these names; each must build a balancer, and the
+	// table must hold nothing the config would refuse.
+	want := []string{config.BalancingRoundRobin, config.BalancingWeightedRoundRobin, config.BalancingLeastRequest}
+	if got := upstream.PolicyNames(); !slices.Equal(got, want) {
+		t.Errorf("PolicyNames() = %q, want %q", got, want)
+	}
+	for _, name := range want {
+		if b, err := upstream.NewBalancer(name, endpoints("a")); err != nil || b == nil {
+			t.Errorf("NewBalancer(%q) = %v, %v; want a balancer", name, b, err)
+		}
+	}
+}
+
 func TestEveryPolicyReturnsNilWhenAllAreDown(t *testing.T) {
-	for policy := range upstream.Policies {
+	for _, policy := range upstream.PolicyNames() {
 		t.Run(policy, func(t *testing.T) {
 			eps := endpoints("a", "b", "c", "d")
 			for _, e := range eps {
@@ -81,7 +97,7 @@ func TestEveryPolicyReturnsNilWhenAllAreDown(t *testing.T) {
 }
 
 func TestEveryPolicyFindsTheOnlyHealthyEndpoint(t *testing.T) {
-	for policy := range upstream.Policies {
+	for _, policy := range upstream.PolicyNames() {
 		t.Run(policy, func(t *testing.T) {
 			eps := endpoints("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 			for _, e := range eps {
@@ -100,7 +116,7 @@ func TestEveryPolicyFindsTheOnlyHealthyEndpoint(t *testing.T) {
 }
 
 func TestEveryPolicyWithASingleEndpoint(t *testing.T) {
-	for policy := range upstream.Policies {
+	for _, policy := range upstream.PolicyNames() {
 		t.Run(policy, func(t *testing.T) {
 			eps := endpoints("only")
 			b := newBalancer(t, policy, eps)
@@ -118,7 +134,7 @@ func TestEveryPolicyWithASingleEndpoint(t *testing.T) {
 func TestEveryPolicyWithNoEndpoints(t *testing.T) {
 	// Validation requires at least one endpoint, but a Balancer's contract is
 	// "nil when none is healthy", and an empty pool has none.
-	for policy := range upstream.Policies {
+	for _, policy := range upstream.PolicyNames() {
 		t.Run(policy, func(t *testing.T) {
 			b := newBalancer(t, policy, nil)
 			if e := b.Pick(time.Now().UnixNano()); e != nil {

@@ -1,12 +1,11 @@
 // Package upstream holds penstock's upstream pools: their endpoints, the
 // balancing policies that pick one per request, passive health, and the
-// keep-alive transports that carry requests to them.
+// clients that carry requests to them over keep-alive connections.
 package upstream
 
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,15 +24,19 @@ type Endpoint struct {
 	// is a placeholder, since the dialer ignores it.
 	urlHost string
 
-	transport http.RoundTripper
-	// h1 is penstock's own HTTP/1.1 client, set when the pool speaks h1 with
-	// client "native"; nil means transport carries the requests.
-	h1       *H1Client
+	// client carries the endpoint's requests: H1Client for h1 pools with
+	// client native, StdClient otherwise.
+	client   Client
 	inflight atomic.Int64
 	// downUntil is a Unix nanosecond time before which passive health keeps
 	// the endpoint out of rotation; 0 when healthy.
 	downUntil atomic.Int64
 	fails     atomic.Int32
+	// trialAt is a Unix nanosecond time before which no trial request may
+	// go to the endpoint while it is out of rotation; trialInterval is the
+	// pool's passive_health.trial_interval (see Trial).
+	trialAt       atomic.Int64
+	trialInterval time.Duration
 
 	// conns tracks the endpoint's open connections (registered at dial, not
 	// per request) so that a retired pool can close long-lived streams.
@@ -41,24 +44,33 @@ type Endpoint struct {
 	conns   map[*trackedConn]struct{}
 }
 
-// trackedConn removes itself from its endpoint's set when closed.
+// trackedConn removes itself from its endpoint's set when closed. Its
+// endpoint changes when a reload hands the connection over (handOver).
 type trackedConn struct {
 	net.Conn
-	e    *Endpoint
+	e    atomic.Pointer[Endpoint]
 	once sync.Once
 }
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
-		c.e.connsMu.Lock()
-		delete(c.e.conns, c)
-		c.e.connsMu.Unlock()
+		for {
+			e := c.e.Load()
+			e.connsMu.Lock()
+			if c.e.Load() == e {
+				delete(e.conns, c)
+				e.connsMu.Unlock()
+				return
+			}
+			e.connsMu.Unlock() // handed over meanwhile
+		}
 	})
 	return c.Conn.Close()
 }
 
 func (e *Endpoint) track(c net.Conn) net.Conn {
-	tc := &trackedConn{Conn: c, e: e}
+	tc := &trackedConn{Conn: c}
+	tc.e.Store(e)
 	e.connsMu.Lock()
 	if e.conns == nil {
 		e.conns = make(map[*trackedConn]struct{})
@@ -73,6 +85,25 @@ func (e *Endpoint) OpenConns() int {
 	e.connsMu.Lock()
 	defer e.connsMu.Unlock()
 	return len(e.conns)
+}
+
+// handOver makes to track e's open connections, so that whatever ends to's
+// connections (a later reload, shutdown) ends them too. Only a retiring
+// pool hands over, always to its successor, so two endpoints never hand
+// over to each other at once.
+func (e *Endpoint) handOver(to *Endpoint) {
+	e.connsMu.Lock()
+	defer e.connsMu.Unlock()
+	to.connsMu.Lock()
+	defer to.connsMu.Unlock()
+	if to.conns == nil {
+		to.conns = make(map[*trackedConn]struct{})
+	}
+	for c := range e.conns {
+		to.conns[c] = struct{}{}
+		c.e.Store(to)
+		delete(e.conns, c)
+	}
 }
 
 func (e *Endpoint) closeConns() {
@@ -132,12 +163,8 @@ func (e *Endpoint) Begin() { e.inflight.Add(1) }
 // Done marks a request to e as finished.
 func (e *Endpoint) Done() { e.inflight.Add(-1) }
 
-// Transport is the keep-alive transport to this endpoint.
-func (e *Endpoint) Transport() http.RoundTripper { return e.transport }
-
-// H1 is the endpoint's native HTTP/1.1 client, or nil when requests go
-// through Transport (HTTP/2 pools, or client: stdhttp).
-func (e *Endpoint) H1() *H1Client { return e.h1 }
+// Client carries requests to this endpoint.
+func (e *Endpoint) Client() Client { return e.client }
 
 // URLHost is the host to put in an upstream request URL for this endpoint.
 func (e *Endpoint) URLHost() string { return e.urlHost }
@@ -152,10 +179,33 @@ func (e *Endpoint) Healthy(now int64) bool {
 // failures the endpoint leaves rotation for failTimeout, like NGINX's
 // max_fails/fail_timeout: cheap, needs no probe traffic, and stops every
 // request from paying a dial timeout against a dead server.
+//
+// The first trial request (see Trial) may come one trial interval after the
+// endpoint left rotation.
 func (e *Endpoint) ReportFailure(maxFails int, failTimeout time.Duration) {
 	if int(e.fails.Add(1)) >= maxFails {
-		e.downUntil.Store(time.Now().Add(failTimeout).UnixNano())
+		now := time.Now()
+		e.downUntil.Store(now.Add(failTimeout).UnixNano())
+		e.trialAt.Store(now.Add(e.trialInterval).UnixNano())
 	}
+}
+
+// Trial reports whether a request may go to e: always while passive health
+// admits it; while it is out, once per interval, so that an endpoint that
+// comes back (a restarted model server) is in rotation again within about
+// an interval instead of after the whole fail_timeout. Only the pool asks,
+// and only when no endpoint is healthy: a pool is then never left empty
+// much longer than its endpoints are really down, and a dead endpoint costs
+// one failed request per interval.
+func (e *Endpoint) Trial(now int64) bool {
+	if e.Healthy(now) {
+		return true
+	}
+	next := e.trialAt.Load()
+	if now < next {
+		return false
+	}
+	return e.trialAt.CompareAndSwap(next, now+int64(e.trialInterval))
 }
 
 // ReportSuccess clears the failure count.

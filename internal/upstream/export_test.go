@@ -2,6 +2,9 @@ package upstream
 
 // Views of the pool's idle connections, for the tests.
 
+// WithConnectTimeout is withConnectTimeout.
+var WithConnectTimeout = withConnectTimeout
+
 // ProbeReads reports the reads c made to check idle connections before
 // reusing them.
 func ProbeReads(c *H1Client) int64 { return c.probes.Load() }
@@ -13,7 +16,7 @@ func IdleWatch(c *H1Client) (watched, hungUp int, raw bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, hc := range c.idle {
-		if hc.hup.Watching() {
+		if hc.hup.Registered() {
 			watched++
 		}
 		if hc.hup.HungUp() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -33,6 +34,8 @@ type H1Client struct {
 	maxIdle     int
 	maxConns    int
 	idleTimeout time.Duration
+	// io watches plain connections for hang-ups; nil means epoll.Shared().
+	io *epoll.IO
 
 	mu   sync.Mutex
 	idle []*h1Conn // a stack: the most recently used connection is reused first
@@ -51,41 +54,10 @@ type H1Client struct {
 	probes atomic.Int64
 }
 
-// H1Request is one request for H1Client.RoundTrip. It is plain data so that
-// a caller can keep it in pooled memory.
-type H1Request struct {
-	// Method, Path (escaped, as on the wire) and Query (without '?') form
-	// the request line.
-	Method, Path, Query string
-	// Host is the Host field; empty means the endpoint's address.
-	Host string
-	// Header holds the fields to send. Host, Content-Length and
-	// Transfer-Encoding in it are ignored: the client writes those itself.
-	Header *exchange.Header
-	// Body is the request content, nil when there is none.
-	Body io.Reader
-	// ContentLength is Body's length, or -1 when unknown (sent chunked).
-	ContentLength int64
-	// ConnectTimeout bounds dialing (and the TLS handshake); 0 means none.
-	ConnectTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for the response head after the
-	// request was written; 0 means none.
-	ResponseHeaderTimeout time.Duration
-	// Deadline bounds all I/O of the exchange on the upstream connection;
-	// zero means none.
-	Deadline time.Time
-
-	// BodyRead counts the bytes read from Body so far. RoundTrip updates it.
-	BodyRead int64
-}
-
-// ErrResponseHeaderTimeout reports that the response head did not arrive
-// within H1Request.ResponseHeaderTimeout.
-var ErrResponseHeaderTimeout = errors.New("upstream response header timeout")
-
-func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *H1Client {
+func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config, io *epoll.IO) *H1Client {
 	c := &H1Client{
 		e:           e,
+		io:          io,
 		maxIdle:     u.Pool.MaxIdlePerEndpoint,
 		maxConns:    u.Pool.MaxPerEndpoint,
 		idleTimeout: u.Pool.IdleTimeout.D(),
@@ -107,32 +79,43 @@ func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *H1Client
 	return c
 }
 
-// RoundTrip sends req on a pooled or new connection and reads the response
-// head into resp. It returns at the first final response, at a 101, or at
-// an interim response other than 100 (which is skipped); the caller then
-// reads the body with resp.Read and must call resp.Close.
+// RoundTrip implements Client. It sends req on a pooled or new connection
+// and reads the response head into resp.
 //
-// A failure to connect is a *DialError. A connection taken from the pool
-// may have been closed by the upstream while idle (the race RFC 9112 §9.3.1
-// asks clients to expect); when such a reused connection fails before any
-// byte of a response arrived, the request is sent once more on a new
-// connection if that is safe: the method is idempotent (RFC 9110 §9.2.2)
-// and no byte of the request body was consumed, or the upstream accepted no
-// byte of the request at all. A proxy must not retry a non-idempotent
-// request that may have been applied (RFC 9112 §9.3.1). A 408 read on a
-// reused connection counts as such a failure: the upstream timed the
-// connection out; when the retry is not safe, the 408 is returned.
-func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Response) error {
-	for attempt := 0; ; attempt++ {
+// A connection taken from the pool may have been closed by the upstream
+// while idle (the race RFC 9112 §9.3.1 asks clients to expect); when such a
+// reused connection fails before any byte of a response arrived, the
+// request is sent again on another connection if that is safe: the request
+// is idempotent (RFC 9110 §9.2.2) and no byte of its body was consumed, or
+// the upstream accepted no byte of the request at all. A proxy must not
+// retry a non-idempotent request that may have been applied (RFC 9112
+// §9.3.1). Like net/http's Transport, it goes on while the connection that
+// failed was a reused one: every pooled connection may have been closed at
+// once (an upstream restart), and a new connection failing ends it. A 408
+// read on a reused connection counts as such a failure: the upstream timed
+// the connection out; when sending again is not safe, the 408 is returned.
+func (c *H1Client) RoundTrip(ctx context.Context, req *Request, resp *Response) error {
+	for {
+		// A request cancelled before it was sent (an HTTP/2 client's
+		// rapid reset) takes no connection from the pool: closing one for
+		// it would make every reset cost the upstream a new connection.
+		if err := ctx.Err(); err != nil {
+			return c.e.errorf(ctxKind(ctx), context.Cause(ctx))
+		}
 		conn, reused, err := c.get(ctx, req)
 		if err != nil {
 			return err
 		}
 		err = c.send(ctx, conn, req, resp)
-		written := conn.cw.n
+		if err == errNotSent {
+			return c.e.errorf(ctxKind(ctx), context.Cause(ctx))
+		}
+		if err == nil && resp.Status != 408 {
+			return nil
+		}
 		// The upstream may not have acted on the request, and sending it
 		// again is harmless.
-		safe := attempt == 0 && reused && req.BodyRead == 0 && (idempotent(req.Method) || written == 0)
+		safe := reused && req.BodyRead == 0 && (conn.cw.n == 0 || req.idempotent())
 		if err == nil {
 			// A 408 on a reused connection, before any of the response
 			// went to the client, says the upstream timed the connection
@@ -141,44 +124,65 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *H1Request, resp *H1Respon
 			// Transport does the same). RFC 9110 §15.5.9 lets a client
 			// repeat the request on a new connection. When that is not
 			// safe, the 408 is relayed and the client decides.
-			if resp.Status != 408 || !safe {
+			if !safe {
 				return nil
 			}
 			resp.Discard()
 			continue
 		}
+		gotByte := resp.gotByte
 		resp.Discard()
 		var bre *bodyReadError
-		if errors.As(err, &bre) {
-			return bre.err
+		switch {
+		case ctx.Err() != nil:
+			return c.e.errorf(ctxKind(ctx), context.Cause(ctx))
+		case errors.As(err, &bre):
+			return c.e.errorf(KindClientBody, bre.err)
+		case safe && !gotByte:
+			continue
 		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		if !safe || resp.gotByte {
-			return err
-		}
+		return c.e.errorf(exchangeKind(err, gotByte), err)
 	}
 }
 
-// idempotent reports the methods of RFC 9110 §9.2.2.
-func idempotent(method string) bool {
-	switch method {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
-		return true
+// errNotSent is send's report of a context that ended before the request
+// was written: the connection went back to the pool unused.
+var errNotSent = errors.New("request not sent")
+
+// ctxKind is the kind of a failure caused by the request's context ending.
+func ctxKind(ctx context.Context) ErrorKind {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return KindTimeout
 	}
-	return false
+	return KindCanceled
+}
+
+// exchangeKind classifies a failure on a connection that was made.
+func exchangeKind(err error, gotByte bool) ErrorKind {
+	var pe *ProtocolError
+	switch {
+	case errors.Is(err, ErrResponseHeaderTimeout), isTimeout(err):
+		return KindTimeout
+	case errors.As(err, &pe):
+		return KindProtocol
+	case !gotByte:
+		return KindReset
+	}
+	return KindProtocol
 }
 
 // send writes req on conn and reads the first response head that is not a
 // 100 (Continue).
-func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp *H1Response) error {
-	resp.c, resp.req, resp.conn = c, req, conn
+func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *Request, resp *Response) error {
+	resp.c, resp.req, resp.conn, resp.std = c, req, conn, nil
 	resp.gotByte, resp.bodySent, resp.keepAlive = false, false, false
 	resp.watch = ctxWatch{}
 	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			// Nothing was written: the connection is as good as it was.
+			resp.conn = nil
+			c.put(conn)
+			return errNotSent
 		}
 		// The request is served on this goroutine, so nothing else would
 		// notice the context ending: let it expire the connection's
@@ -219,7 +223,7 @@ func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *H1Request, resp 
 
 // headDeadline is when the response head must have arrived: the response
 // header timeout from now, or the request's deadline if sooner.
-func headDeadline(req *H1Request) time.Time {
+func headDeadline(req *Request) time.Time {
 	hd := req.Deadline
 	if req.ResponseHeaderTimeout > 0 {
 		t := time.Now().Add(req.ResponseHeaderTimeout)
@@ -232,12 +236,12 @@ func headDeadline(req *H1Request) time.Time {
 
 // readFinalHead reads response heads until one that is not 100 Continue,
 // under the response header timeout.
-func (c *H1Client) readFinalHead(resp *H1Response) error {
+func (c *H1Client) readFinalHead(resp *Response) error {
 	return c.readHeadBy(resp, headDeadline(resp.req))
 }
 
 // readHeadBy is readFinalHead with the head's deadline hd.
-func (c *H1Client) readHeadBy(resp *H1Response, hd time.Time) error {
+func (c *H1Client) readHeadBy(resp *Response, hd time.Time) error {
 	conn, req := resp.conn, resp.req
 	if conn == nil {
 		return errors.New("upstream response: connection already released")
@@ -266,7 +270,11 @@ func (c *H1Client) readHeadBy(resp *H1Response, hd time.Time) error {
 
 // Discard ends a failed or abandoned exchange: the connection is closed,
 // never pooled.
-func (r *H1Response) Discard() {
+func (r *Response) Discard() {
+	if r.std != nil {
+		r.std.close(r)
+		return
+	}
 	r.watch.end()
 	if r.conn != nil {
 		r.conn.close()
@@ -276,7 +284,7 @@ func (r *H1Response) Discard() {
 
 // get returns an idle connection (reused = true) or dials a new one,
 // waiting for a free slot when the endpoint is at max_per_endpoint.
-func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reused bool, err error) {
+func (c *H1Client) get(ctx context.Context, req *Request) (conn *h1Conn, reused bool, err error) {
 	for {
 		c.mu.Lock()
 		if n := len(c.idle); n > 0 {
@@ -322,10 +330,14 @@ func (c *H1Client) get(ctx context.Context, req *H1Request) (conn *h1Conn, reuse
 			waitErr = context.DeadlineExceeded
 		}
 		c.giveUp(ch)
-		// Not a DialError: the endpoint is busy, not failing, and another
-		// endpoint would not be tried any sooner.
-		return nil, false, fmt.Errorf("upstream endpoint %s: waiting for a connection (max_per_endpoint %d): %w",
-			c.e.Address, c.maxConns, waitErr)
+		// Not a connect failure: the endpoint is busy, not failing, and
+		// another endpoint would not be tried any sooner.
+		kind := KindTimeout
+		if ctx.Err() != nil {
+			kind = ctxKind(ctx)
+		}
+		return nil, false, c.e.errorf(kind, fmt.Errorf("waiting for a connection (max_per_endpoint %d): %w",
+			c.maxConns, waitErr))
 	}
 }
 
@@ -352,12 +364,12 @@ func (c *H1Client) giveUp(ch chan *h1Conn) {
 }
 
 // dial opens a connection in a slot already counted in open.
-func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
+func (c *H1Client) dial(ctx context.Context, req *Request) (*h1Conn, error) {
 	d := net.Dialer{KeepAlive: 30 * time.Second, Timeout: req.ConnectTimeout, Deadline: req.Deadline}
 	nc, err := d.DialContext(ctx, c.e.network, c.e.dialAddr)
 	if err != nil {
 		c.release()
-		return nil, &DialError{Endpoint: c.e.Address, Err: err}
+		return nil, c.e.errorf(dialKind(err), fmt.Errorf("dial: %w", err))
 	}
 	socket := nc
 	nc = c.e.track(nc)
@@ -372,7 +384,9 @@ func (c *H1Client) dial(ctx context.Context, req *H1Request) (*h1Conn, error) {
 		if err := tc.HandshakeContext(hctx); err != nil {
 			nc.Close()
 			c.release()
-			return nil, err
+			// A handshake that fails is a failure to connect: nothing was
+			// sent, and the next endpoint may do better.
+			return nil, c.e.errorf(dialKind(err), fmt.Errorf("tls handshake: %w", err))
 		}
 		nc = tc
 	}
@@ -463,6 +477,10 @@ func (c *H1Client) CloseIdle() {
 		conn.close()
 	}
 }
+
+// Close implements Client: a native client owns nothing beyond its
+// connections, so it closes the idle ones.
+func (c *H1Client) Close() { c.CloseIdle() }
 
 // IdleConns reports the connections waiting in the pool.
 func (c *H1Client) IdleConns() int {

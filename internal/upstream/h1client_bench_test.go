@@ -88,12 +88,12 @@ func BenchmarkH1Client(b *testing.B) {
 }
 
 func benchNative(b *testing.B, addr, path string, ctx context.Context) {
-	c := h1Pool(b, addr, nil).Endpoints[0].H1()
+	c := h1Pool(b, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 	var h exchange.Header
 	h.Add("Accept", "application/json")
 	h.Add("X-Request-Id", "0b410d6da1b7b084d5d32e3de1d4a5af")
-	req := &upstream.H1Request{Method: "GET", Path: path, Host: "example.test", Header: &h}
-	var resp upstream.H1Response
+	req := &upstream.Request{Method: "GET", Path: path, Host: "example.test", Header: &h}
+	var resp upstream.Response
 	buf := make([]byte, 4096)
 	b.ReportAllocs()
 	for b.Loop() {

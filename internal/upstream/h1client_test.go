@@ -34,7 +34,7 @@ func h1Pool(t testing.TB, addr string, adjust func(u *config.Upstream)) *upstrea
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	if p.Endpoints[0].H1() == nil {
+	if p.Endpoints[0].Client().(*upstream.H1Client) == nil {
 		t.Fatal("pool has no native HTTP/1.1 client")
 	}
 	return p
@@ -53,8 +53,8 @@ type result struct {
 func roundTrip(ctx context.Context, c *upstream.H1Client, method, path string, body io.Reader, length int64) (result, error) {
 	var h exchange.Header
 	h.Add("User-Agent", "penstock-test")
-	req := &upstream.H1Request{Method: method, Path: path, Host: "example.test", Header: &h, Body: body, ContentLength: length}
-	var resp upstream.H1Response
+	req := &upstream.Request{Method: method, Path: path, Host: "example.test", Header: &h, Body: body, ContentLength: length}
+	var resp upstream.Response
 	if err := c.RoundTrip(ctx, req, &resp); err != nil {
 		return result{}, err
 	}
@@ -124,7 +124,7 @@ func TestH1ClientReusesKeepAliveConnections(t *testing.T) {
 	conns := countConns(srv)
 	srv.Start()
 	defer srv.Close()
-	c := h1Pool(t, srv.Listener.Addr().String(), nil).Endpoints[0].H1()
+	c := h1Pool(t, srv.Listener.Addr().String(), nil).Endpoints[0].Client().(*upstream.H1Client)
 	for i := range 5 {
 		r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0)
 		if err != nil || r.status != 200 || r.body != "a example.test" {
@@ -167,7 +167,7 @@ func TestH1ClientPoolLimits(t *testing.T) {
 			defer srv.Close()
 			c := h1Pool(t, srv.Listener.Addr().String(), func(u *config.Upstream) {
 				u.Pool.MaxPerEndpoint, u.Pool.MaxIdlePerEndpoint = tt.maxConns, tt.maxIdle
-			}).Endpoints[0].H1()
+			}).Endpoints[0].Client().(*upstream.H1Client)
 			var wg sync.WaitGroup
 			errs := make(chan error, 6)
 			for range 6 {
@@ -207,19 +207,18 @@ func TestH1ClientWaiterGivesUpWithItsContext(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	c := h1Pool(t, srv.Listener.Addr().String(), func(u *config.Upstream) { u.Pool.MaxPerEndpoint = 1 }).Endpoints[0].H1()
+	c := h1Pool(t, srv.Listener.Addr().String(), func(u *config.Upstream) { u.Pool.MaxPerEndpoint = 1 }).Endpoints[0].Client().(*upstream.H1Client)
 	go roundTrip(context.Background(), c, "GET", "/", nil, 0)
 	time.Sleep(20 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := roundTrip(ctx, c, "GET", "/", nil, 0)
-	var de *upstream.DialError
-	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) {
-		t.Errorf("error = %v, want the context's deadline and no DialError", err)
+	if !errors.Is(err, context.DeadlineExceeded) || upstream.KindOf(err) != upstream.KindTimeout {
+		t.Errorf("error = %v, want the context's deadline as a timeout, not a connect failure", err)
 	}
 	// The request's own deadline bounds the wait as well.
-	var resp upstream.H1Response
-	err = c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/", Deadline: time.Now().Add(50 * time.Millisecond)}, &resp)
+	var resp upstream.Response
+	err = c.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/", Deadline: time.Now().Add(50 * time.Millisecond)}, &resp)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error = %v, want the deadline", err)
 	}
@@ -257,7 +256,7 @@ func TestH1ClientStaleConnection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, accepted := rawUpstream(t, tt.serve)
-			c := h1Pool(t, addr, nil).Endpoints[0].H1()
+			c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 			if r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil || r.body != "ok" {
 				t.Fatalf("first request: %+v, %v", r, err)
 			}
@@ -300,7 +299,7 @@ func TestH1ClientResponseFraming(t *testing.T) {
 				}
 			})
 			p := h1Pool(t, addr, nil)
-			c := p.Endpoints[0].H1()
+			c := p.Endpoints[0].Client().(*upstream.H1Client)
 			r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -327,7 +326,7 @@ func TestH1ClientRejectsMalformedResponses(t *testing.T) {
 		}
 	})
 	p := h1Pool(t, addr, nil)
-	_, err := roundTrip(context.Background(), p.Endpoints[0].H1(), "GET", "/", nil, 0)
+	_, err := roundTrip(context.Background(), p.Endpoints[0].Client().(*upstream.H1Client), "GET", "/", nil, 0)
 	var pe *upstream.ProtocolError
 	if !errors.As(err, &pe) {
 		t.Fatalf("error = %v, want a protocol error", err)
@@ -344,9 +343,9 @@ func TestH1ClientEarlyHints(t *testing.T) {
 				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	c := h1Pool(t, addr, nil).Endpoints[0].H1()
-	var resp upstream.H1Response
-	req := &upstream.H1Request{Method: "GET", Path: "/"}
+	c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
+	var resp upstream.Response
+	req := &upstream.Request{Method: "GET", Path: "/"}
 	if err := c.RoundTrip(context.Background(), req, &resp); err != nil {
 		t.Fatal(err)
 	}
@@ -377,8 +376,8 @@ func TestH1ClientUpgrade(t *testing.T) {
 	var h exchange.Header
 	h.Add("Connection", "Upgrade")
 	h.Add("Upgrade", "echo")
-	var resp upstream.H1Response
-	if err := p.Endpoints[0].H1().RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/", Header: &h}, &resp); err != nil {
+	var resp upstream.Response
+	if err := p.Endpoints[0].Client().(*upstream.H1Client).RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/", Header: &h}, &resp); err != nil {
 		t.Fatal(err)
 	}
 	if resp.Status != 101 {
@@ -414,9 +413,9 @@ func TestH1ClientStreamsServerSentEvents(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c := h1Pool(t, srv.Listener.Addr().String(), nil).Endpoints[0].H1()
-	var resp upstream.H1Response
-	if err := c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/events"}, &resp); err != nil {
+	c := h1Pool(t, srv.Listener.Addr().String(), nil).Endpoints[0].Client().(*upstream.H1Client)
+	var resp upstream.Response
+	if err := c.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/events"}, &resp); err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Close()
@@ -443,7 +442,7 @@ func TestH1ClientRequestBodies(t *testing.T) {
 		fmt.Fprintf(w, "%s %d %v %s", r.Method, r.ContentLength, r.TransferEncoding, b)
 	}))
 	defer srv.Close()
-	c := h1Pool(t, srv.Listener.Addr().String(), nil).Endpoints[0].H1()
+	c := h1Pool(t, srv.Listener.Addr().String(), nil).Endpoints[0].Client().(*upstream.H1Client)
 	big := strings.Repeat("x", 100<<10)
 	tests := []struct {
 		name   string
@@ -475,9 +474,9 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 	}
 	t.Run("response header timeout", func(t *testing.T) {
 		addr, _ := rawUpstream(t, silent)
-		c := h1Pool(t, addr, nil).Endpoints[0].H1()
-		var resp upstream.H1Response
-		err := c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/", ResponseHeaderTimeout: 50 * time.Millisecond}, &resp)
+		c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
+		var resp upstream.Response
+		err := c.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/", ResponseHeaderTimeout: 50 * time.Millisecond}, &resp)
 		if !errors.Is(err, upstream.ErrResponseHeaderTimeout) {
 			t.Errorf("error = %v, want ErrResponseHeaderTimeout", err)
 		}
@@ -487,8 +486,8 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 		p := h1Pool(t, addr, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(50*time.Millisecond, cancel)
-		var resp upstream.H1Response
-		err := p.Endpoints[0].H1().RoundTrip(ctx, &upstream.H1Request{Method: "GET", Path: "/"}, &resp)
+		var resp upstream.Response
+		err := p.Endpoints[0].Client().(*upstream.H1Client).RoundTrip(ctx, &upstream.Request{Method: "GET", Path: "/"}, &resp)
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("error = %v, want context.Canceled", err)
 		}
@@ -496,15 +495,14 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 			t.Errorf("%d connections open, want 0", n)
 		}
 	})
-	t.Run("connect failure is a DialError", func(t *testing.T) {
+	t.Run("connect failure is a connect Error", func(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		addr := ln.Addr().String()
 		ln.Close()
-		var resp upstream.H1Response
-		err := h1Pool(t, addr, nil).Endpoints[0].H1().RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/"}, &resp)
-		var de *upstream.DialError
-		if !errors.As(err, &de) {
-			t.Errorf("error = %v, want a DialError", err)
+		var resp upstream.Response
+		err := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client).RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/"}, &resp)
+		if upstream.KindOf(err) != upstream.KindConnect {
+			t.Errorf("error = %v, want a KindConnect Error", err)
 		}
 	})
 }
@@ -513,7 +511,7 @@ func TestH1ClientIdleTimeoutAndRetire(t *testing.T) {
 	srv := httptest.NewServer(hello("a"))
 	defer srv.Close()
 	p := h1Pool(t, srv.Listener.Addr().String(), func(u *config.Upstream) { u.Pool.IdleTimeout = config.Duration(50 * time.Millisecond) })
-	c := p.Endpoints[0].H1()
+	c := p.Endpoints[0].Client().(*upstream.H1Client)
 	if _, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -537,8 +535,8 @@ func TestH1ClientRetireEndsStreams(t *testing.T) {
 	}))
 	defer srv.Close()
 	p := h1Pool(t, srv.Listener.Addr().String(), nil)
-	var resp upstream.H1Response
-	if err := p.Endpoints[0].H1().RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/"}, &resp); err != nil {
+	var resp upstream.Response
+	if err := p.Endpoints[0].Client().(*upstream.H1Client).RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/"}, &resp); err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Close()
@@ -558,7 +556,7 @@ func TestH1ClientRetireEndsStreams(t *testing.T) {
 func TestH1ClientUnixSocketAndTLS(t *testing.T) {
 	t.Run("unix socket", func(t *testing.T) {
 		path := unixServer(t, hello("u"))
-		r, err := roundTrip(context.Background(), h1Pool(t, "unix:"+path, nil).Endpoints[0].H1(), "GET", "/", nil, 0)
+		r, err := roundTrip(context.Background(), h1Pool(t, "unix:"+path, nil).Endpoints[0].Client().(*upstream.H1Client), "GET", "/", nil, 0)
 		if err != nil || r.body != "u example.test" {
 			t.Errorf("got %+v, %v", r, err)
 		}
@@ -570,7 +568,7 @@ func TestH1ClientUnixSocketAndTLS(t *testing.T) {
 			u.TLS = &config.UpstreamTLS{InsecureSkipVerify: true}
 		})
 		for range 2 {
-			r, err := roundTrip(context.Background(), p.Endpoints[0].H1(), "GET", "/", nil, 0)
+			r, err := roundTrip(context.Background(), p.Endpoints[0].Client().(*upstream.H1Client), "GET", "/", nil, 0)
 			if err != nil || r.body != "t example.test" {
 				t.Fatalf("got %+v, %v", r, err)
 			}
@@ -589,9 +587,9 @@ func TestH1ClientMalformedHeadAfterInterimIsNotPooled(t *testing.T) {
 		}
 	})
 	p := h1Pool(t, addr, nil)
-	c := p.Endpoints[0].H1()
-	var resp upstream.H1Response
-	if err := c.RoundTrip(context.Background(), &upstream.H1Request{Method: "GET", Path: "/"}, &resp); err != nil || resp.Status != 103 {
+	c := p.Endpoints[0].Client().(*upstream.H1Client)
+	var resp upstream.Response
+	if err := c.RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/"}, &resp); err != nil || resp.Status != 103 {
 		t.Fatalf("first head: %d, %v; want 103", resp.Status, err)
 	}
 	var pe *upstream.ProtocolError

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
-	"github.com/penstock-dev/penstock/internal/hangup"
 )
 
 // Buffer sizes per upstream connection, allocated once when it is dialed.
@@ -68,9 +68,11 @@ type h1Conn struct {
 	// rs carries a plain connection's reads and writes without the
 	// runtime's entersyscall (Linux); nil means through nc.
 	rs *rawSocket
-	// hup is the hang-up watch of a plain connection's socket: when it
-	// watches, reuse checks its flag instead of reading the socket.
-	hup hangup.Watch
+	// hup is the registration of a plain connection's socket with io's
+	// hang-up watcher: while registered, reuse checks its flag instead of
+	// reading the socket.
+	hup epoll.Registration
+	io  *epoll.IO
 }
 
 // countingWriter counts the bytes the socket accepted for the current
@@ -106,7 +108,11 @@ func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 			src, hc.cw.w = rs, rs
 		}
 		if hc.raw != nil {
-			hc.hup.Start(socketFD(hc.raw))
+			hc.io = c.io
+			if hc.io == nil {
+				hc.io = epoll.Shared()
+			}
+			hc.io.Watch(&hc.hup, socketFD(hc.raw), nil)
 		}
 	}
 	hc.br = bufio.NewReaderSize(src, connReadBuffer)
@@ -123,7 +129,7 @@ func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 // net/http's Transport learns that an idle connection was closed from the
 // reader goroutine it keeps on every connection, NGINX from its event loop.
 // Here a plain connection's socket is watched for hang-ups from its dial
-// on (package hangup), and reuse reads the watch's flag: no system call.
+// on (epoll.IO.Watch), and reuse reads the registration's flag: no system call.
 // Otherwise (TLS, whose close_notify the watch would not see; no epoll; a
 // connection idle for over probeAfterIdle) the socket is asked directly:
 // one non-blocking read, about a microsecond.
@@ -131,7 +137,7 @@ func (hc *h1Conn) idleAlive(now int64) bool {
 	if hc.br.Buffered() > 0 || hc.hup.HungUp() {
 		return false
 	}
-	if hc.hup.Watching() && now-hc.idleSince < probeAfterIdle {
+	if hc.hup.Registered() && now-hc.idleSince < probeAfterIdle {
 		return true
 	}
 	if hc.raw == nil {
@@ -169,7 +175,7 @@ func (hc *h1Conn) close() {
 		return
 	}
 	// Before the descriptor's number can be reused.
-	hc.hup.Stop()
+	hc.io.Release(&hc.hup)
 	hc.nc.Close()
 	hc.c.release()
 }
@@ -186,7 +192,7 @@ func (e *bodyReadError) Unwrap() error { return e.err }
 // (RFC 9112 §6). A bodiless request's last write waits for the response's
 // first bytes (rawSocket.writeAwait), so for one the caller has set the read
 // deadline for the response head already.
-func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
+func (hc *h1Conn) writeRequest(req *Request, resp *Response) error {
 	hc.cw.n = 0
 	w := hc.bw
 	w.WriteString(req.Method)
@@ -270,7 +276,7 @@ func (hc *h1Conn) writeRequest(req *H1Request, resp *H1Response) error {
 	return nil
 }
 
-func (hc *h1Conn) writeSized(req *H1Request, buf []byte) error {
+func (hc *h1Conn) writeSized(req *Request, buf []byte) error {
 	left := req.ContentLength
 	for left > 0 {
 		p := buf
@@ -301,7 +307,7 @@ func (hc *h1Conn) writeSized(req *H1Request, buf []byte) error {
 // writeChunked sends a body of unknown length in chunked coding, one chunk
 // per read and flushed at once: such a body is often a stream whose reader
 // upstream waits for each piece.
-func (hc *h1Conn) writeChunked(req *H1Request, buf []byte) error {
+func (hc *h1Conn) writeChunked(req *Request, buf []byte) error {
 	w := hc.bw
 	for {
 		n, rerr := req.Body.Read(buf)

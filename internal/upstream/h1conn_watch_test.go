@@ -81,7 +81,7 @@ func TestH1ClientIdleHangUpWatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, accepted := rawUpstream(t, tt.serve)
-			c := h1Pool(t, addr, nil).Endpoints[0].H1()
+			c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 			if r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil || r.body != "ok" {
 				t.Fatalf("first request: %+v, %v", r, err)
 			}
@@ -121,7 +121,7 @@ func TestH1ClientReusedDescriptorNumberIsNotHungUp(t *testing.T) {
 		}
 		keepAlive(c, br)
 	})
-	c := h1Pool(t, addr, nil).Endpoints[0].H1()
+	c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 	get := func(what string) {
 		t.Helper()
 		if r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil || r.body != "ok" {
@@ -136,7 +136,7 @@ func TestH1ClientReusedDescriptorNumberIsNotHungUp(t *testing.T) {
 	get("request after the hang-up")
 	newFDs := upstream.IdleFDs(c)
 	if len(oldFDs) != 1 || len(newFDs) != 1 || oldFDs[0] != newFDs[0] {
-		t.Skipf("descriptor numbers %v then %v: the kernel did not reuse the number (internal/hangup tests the reuse with dup2)", oldFDs, newFDs)
+		t.Skipf("descriptor numbers %v then %v: the kernel did not reuse the number (internal/epoll tests the reuse with dup3)", oldFDs, newFDs)
 	}
 	time.Sleep(20 * time.Millisecond)
 	if _, h, _ := upstream.IdleWatch(c); h != 0 {
@@ -157,7 +157,7 @@ func TestH1ClientReusedDescriptorNumberIsNotHungUp(t *testing.T) {
 // (EAGAIN), and the reuse check reads nothing.
 func TestH1ClientReadsPerRequest(t *testing.T) {
 	addr, accepted := rawUpstream(t, keepAlive)
-	c := h1Pool(t, addr, nil).Endpoints[0].H1()
+	c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 	const n = 200
 	var before int
 	for i := range n + 1 {
@@ -222,7 +222,7 @@ func TestH1ClientRetries408OnReusedConnection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr, accepted := rawUpstream(t, tt.serve)
-			c := h1Pool(t, addr, nil).Endpoints[0].H1()
+			c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 			if r, err := roundTrip(context.Background(), c, "GET", "/", nil, 0); err != nil {
 				t.Fatalf("first request: %+v, %v", r, err)
 			}

@@ -58,11 +58,12 @@ const (
 	bodyClose                   // neither: the body ends when the connection closes
 )
 
-// H1Response is a response read by H1Client. It is reused across requests:
+// Response is a response read by a Client. It is reused across requests:
 // RoundTrip fills it, the caller reads the body through Read and ends the
 // exchange with Close, which gives the connection back to the pool when
-// that is safe.
-type H1Response struct {
+// that is safe. H1Client parses into it directly; StdClient adapts net/http's
+// response into it.
+type Response struct {
 	// Status is the status code of the response head last read. A 1xx other
 	// than 100 and 101 (103 Early Hints) is returned to the caller, which
 	// relays it and calls Next for the following head.
@@ -92,14 +93,17 @@ type H1Response struct {
 	// Set by H1Client.
 	c        *H1Client
 	conn     *h1Conn
-	req      *H1Request
+	req      *Request
 	watch    ctxWatch
 	bodySent bool // the request body was sent in full
+
+	// std is set by StdClient: the response comes from net/http.
+	std *stdExchange
 }
 
 // readHead reads one response head (status line and header fields) and
 // works out how the body is delimited for a request with the given method.
-func (r *H1Response) readHead(br *bufio.Reader, method string) error {
+func (r *Response) readHead(br *bufio.Reader, method string) error {
 	r.br = br
 	r.Header.Reset()
 	r.Trailer.Reset()
@@ -277,7 +281,7 @@ func isTokenChar(c byte) bool {
 // connection may carry another request. Ambiguous framing is an error, not a
 // guess: a proxy that guesses differently from the next hop can be made to
 // split one response into two (response smuggling).
-func (r *H1Response) frame(method string) error {
+func (r *Response) frame(method string) error {
 	cl, hasCL, err := contentLength(&r.Header)
 	if err != nil {
 		return err
@@ -429,18 +433,43 @@ func connectionHas(h *exchange.Header, option string) bool {
 // Read reads the response body. It returns io.EOF at the end of the body;
 // any other error means the body was cut or malformed and the connection is
 // closed by Close.
-func (r *H1Response) Read(p []byte) (int, error) {
+//
+// A failure is an *Error: KindTruncated when the body ended early (the
+// connection closed or reset inside it), KindTimeout when the request
+// deadline passed, KindProtocol when its framing is malformed.
+func (r *Response) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
+	if r.std != nil {
+		return r.std.read(r, p)
+	}
 	n, err := r.read(p)
 	if err != nil && err != io.EOF {
-		r.err = err
+		r.err = r.bodyError(err)
+		return n, r.err
 	}
 	return n, err
 }
 
-func (r *H1Response) read(p []byte) (int, error) {
+// bodyError classifies a failure to read the body of a response.
+func (r *Response) bodyError(err error) error {
+	kind := KindTruncated
+	var pe *ProtocolError
+	switch {
+	case isTimeout(err):
+		kind = KindTimeout
+	case errors.As(err, &pe) && pe != errTruncatedBody:
+		kind = KindProtocol
+	}
+	addr := ""
+	if r.c != nil {
+		addr = r.c.e.Address
+	}
+	return &Error{Kind: kind, Endpoint: addr, Err: err}
+}
+
+func (r *Response) read(p []byte) (int, error) {
 	switch r.kind {
 	case bodyNone:
 		return 0, io.EOF
@@ -470,7 +499,7 @@ func (r *H1Response) read(p []byte) (int, error) {
 }
 
 // readChunked decodes the chunked transfer coding (RFC 9112 §7.1).
-func (r *H1Response) readChunked(p []byte) (int, error) {
+func (r *Response) readChunked(p []byte) (int, error) {
 	for r.remaining == 0 {
 		if r.chunkEnd {
 			if err := r.readCRLF(); err != nil {
@@ -512,7 +541,7 @@ func (r *H1Response) readChunked(p []byte) (int, error) {
 // readCRLF reads the CRLF after chunk data. Chunk framing is held to the
 // letter (no bare LF): lenient chunk parsing is where most published
 // request and response smuggling lives.
-func (r *H1Response) readCRLF() error {
+func (r *Response) readCRLF() error {
 	b, err := r.br.Peek(2)
 	if err != nil {
 		if err == io.EOF {
@@ -596,8 +625,17 @@ rest:
 }
 
 // Next reads the response head that follows an interim (1xx) response.
-func (r *H1Response) Next() error {
-	return r.c.readFinalHead(r)
+// Its errors are *Errors, as RoundTrip's.
+func (r *Response) Next() error {
+	if r.std != nil || r.c == nil {
+		// net/http reports interim responses only through its trace
+		// hooks and returns the final one.
+		return &Error{Kind: KindProtocol, Err: errors.New("no response follows")}
+	}
+	if err := r.c.readFinalHead(r); err != nil {
+		return r.c.e.errorf(exchangeKind(err, true), err)
+	}
+	return nil
 }
 
 // upgradedConn is the connection after a 101 response: reads drain what the
@@ -618,7 +656,10 @@ func (u *upgradedConn) Close() error {
 // Upgrade hands over the connection after a 101 (Switching Protocols)
 // response. The caller owns it and must close it; Close on the response
 // then does nothing more.
-func (r *H1Response) Upgrade() (io.ReadWriteCloser, error) {
+func (r *Response) Upgrade() (io.ReadWriteCloser, error) {
+	if r.std != nil {
+		return r.std.upgrade(r)
+	}
 	if r.Status != 101 || r.conn == nil {
 		return nil, errors.New("upstream response: not a protocol switch")
 	}
@@ -632,7 +673,11 @@ func (r *H1Response) Upgrade() (io.ReadWriteCloser, error) {
 // Close ends the exchange. The connection goes back to the pool only when
 // the body was read to its end, the request body was sent in full, and
 // neither side asked to close; otherwise it is closed.
-func (r *H1Response) Close() {
+func (r *Response) Close() {
+	if r.std != nil {
+		r.std.close(r)
+		return
+	}
 	c := r.conn
 	if c == nil {
 		return

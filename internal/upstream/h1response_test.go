@@ -12,8 +12,8 @@ import (
 
 // parseAll reads one response for method from raw, body included, the way
 // the proxy would: head, then Read to io.EOF.
-func parseAll(raw, method string) (*H1Response, string, error) {
-	var r H1Response
+func parseAll(raw, method string) (*Response, string, error) {
+	var r Response
 	br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
 	if err := r.readHead(br, method); err != nil {
 		return &r, "", err
@@ -148,7 +148,7 @@ func TestParseResponseRejects(t *testing.T) {
 // checkResponse parses data as one response and its body; it must never
 // panic, and whatever it accepts must be self-consistent.
 func checkResponse(t *testing.T, data []byte, method string) {
-	var r H1Response
+	var r Response
 	br := bufio.NewReaderSize(bytes.NewReader(data), 4096)
 	if err := r.readHead(br, method); err != nil {
 		return
@@ -234,7 +234,7 @@ func FuzzChunkedResponse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		raw := append([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), body...)
-		var r H1Response
+		var r Response
 		br := bufio.NewReaderSize(bytes.NewReader(raw), 4096)
 		if err := r.readHead(br, "GET"); err != nil {
 			t.Fatalf("fixed head rejected: %v", err)
@@ -253,7 +253,7 @@ func FuzzChunkedResponse(f *testing.F) {
 			enc.WriteString("\r\n")
 		}
 		enc.WriteString("0\r\n\r\n")
-		var r2 H1Response
+		var r2 Response
 		br2 := bufio.NewReader(io.MultiReader(strings.NewReader("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), &enc))
 		if err := r2.readHead(br2, "GET"); err != nil {
 			t.Fatal(err)

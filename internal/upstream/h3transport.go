@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -15,8 +16,8 @@ import (
 // h3). One QUIC connection carries every request to the endpoint, so
 // pool.max_per_endpoint and max_idle_per_endpoint do not apply; the
 // connection closes after pool.idle_timeout without traffic. A failed QUIC
-// handshake is a DialError, like a refused TCP connection: passive health
-// counts it and the forwarder tries another endpoint.
+// handshake is a KindConnect Error, like a refused TCP connection: passive
+// health counts it and the forwarder tries another endpoint.
 func newH3Transport(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *http3.Transport {
 	return &http3.Transport{
 		TLSClientConfig: tlsConf,
@@ -37,7 +38,7 @@ func newH3Transport(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *http3
 			}
 			c, err := quic.DialAddrEarly(ctx, e.dialAddr, tc, qc)
 			if err != nil {
-				return nil, &DialError{Endpoint: e.Address, Err: err}
+				return nil, e.errorf(dialKind(err), fmt.Errorf("quic handshake: %w", err))
 			}
 			return c, nil
 		},

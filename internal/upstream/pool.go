@@ -2,15 +2,15 @@ package upstream
 
 import (
 	"fmt"
-	"io"
 	"reflect"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // Pool is a compiled upstream: its endpoints, balancing policy and
-// transports. It is immutable once built, apart from per-endpoint counters.
+// clients. It is immutable once built, apart from per-endpoint counters.
 type Pool struct {
 	// Name is the pool's config name.
 	Name string
@@ -18,9 +18,10 @@ type Pool struct {
 	Scheme string
 	// Endpoints in config order.
 	Endpoints []*Endpoint
-	// MaxFails and FailTimeout drive passive health.
-	MaxFails    int
-	FailTimeout time.Duration
+	// MaxFails, FailTimeout and TrialInterval drive passive health.
+	MaxFails      int
+	FailTimeout   time.Duration
+	TrialInterval time.Duration
 	// Config is the upstream's configuration, kept so that a reload can tell
 	// an unchanged pool (which it keeps, with its connections and state) from
 	// a changed one.
@@ -29,9 +30,23 @@ type Pool struct {
 	balancer Balancer
 }
 
-// NewPool compiles an upstream from its (validated, defaulted) config.
-func NewPool(u *config.Upstream) (*Pool, error) {
-	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(), Config: *u}
+// Options are what a pool is given by the process that runs it, rather
+// than by its configuration.
+type Options struct {
+	// IO is the Linux I/O layer whose hang-up watcher watches the pool's
+	// plain HTTP/1.1 connections while they are idle. Its owner closes it,
+	// after the pool. Nil means epoll.Shared(), the process's.
+	IO *epoll.IO
+}
+
+// NewPool compiles an upstream from its (validated, defaulted) config, with
+// zero Options.
+func NewPool(u *config.Upstream) (*Pool, error) { return NewPoolWith(u, Options{}) }
+
+// NewPoolWith compiles an upstream from its (validated, defaulted) config.
+func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
+	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(),
+		TrialInterval: u.PassiveHealth.TrialInterval.D(), Config: *u}
 	if u.TLS != nil {
 		p.Scheme = "https"
 	}
@@ -44,17 +59,19 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: endpoints[%d]: %w", u.Name, i, err)
 		}
-		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr}
+		e := &Endpoint{Address: ec.Address, Weight: max(ec.Weight, 1), network: network, dialAddr: addr, urlHost: addr,
+			trialInterval: p.TrialInterval}
 		if network == "unix" {
 			e.urlHost = "localhost"
 		}
-		if u.Protocol == config.ProtocolH3 {
-			e.transport = newH3Transport(e, u, tlsConf)
-		} else {
-			e.transport = newTransport(e, u, tlsConf)
-		}
-		if u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP {
-			e.h1 = newH1Client(e, u, tlsConf)
+		switch {
+		case u.Protocol == config.ProtocolH3:
+			// QUIC is always encrypted.
+			e.client = &StdClient{e: e, scheme: "https", rt: newH3Transport(e, u, tlsConf)}
+		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
+			e.client = newH1Client(e, u, tlsConf, o.IO)
+		default:
+			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
 		}
 		p.Endpoints = append(p.Endpoints, e)
 	}
@@ -66,17 +83,24 @@ func NewPool(u *config.Upstream) (*Pool, error) {
 }
 
 // Pick returns an endpoint for one request, or nil when none is healthy.
-func (p *Pool) Pick(now int64) *Endpoint { return p.balancer.Pick(now) }
+// When every endpoint is out of rotation, one request per endpoint and
+// trial interval goes through as a trial (see Endpoint.Trial).
+func (p *Pool) Pick(now int64) *Endpoint {
+	if e := p.balancer.Pick(now); e != nil {
+		return e
+	}
+	for _, e := range p.Endpoints {
+		if e.Trial(now) {
+			return e
+		}
+	}
+	return nil
+}
 
 // Close closes the pool's idle connections.
 func (p *Pool) Close() {
 	for _, e := range p.Endpoints {
-		if t, ok := e.transport.(interface{ CloseIdleConnections() }); ok {
-			t.CloseIdleConnections()
-		}
-		if e.h1 != nil {
-			e.h1.CloseIdle()
-		}
+		e.client.CloseIdle()
 	}
 }
 
@@ -85,15 +109,44 @@ func (p *Pool) Close() {
 // reload that removes or replaces the pool calls Close at once and End
 // when reload.stream_grace is over; the caller owns that wait, so shutting
 // down does not leave a timer behind.
-func (p *Pool) End() {
+func (p *Pool) End() { p.EndFor(nil) }
+
+// EndFor is End for a pool that next replaces: the streams still running to
+// an endpoint that next also has, reached the same way (protocol, client and
+// TLS settings unchanged), are left to finish, since nothing they depend on
+// changed (a reload that only tunes balancing, timeouts or pool sizes, or
+// adds an endpoint, cuts no WebSocket or event stream). next's endpoint
+// takes over their connections, so a later reload that removes it, or
+// shutdown, ends them. Streams to other endpoints end now. next may be nil.
+func (p *Pool) EndFor(next *Pool) {
 	p.Close()
 	for _, e := range p.Endpoints {
+		if next != nil && sameConnections(&p.Config, &next.Config) {
+			if to := next.endpoint(e.Address); to != nil {
+				e.handOver(to)
+				continue
+			}
+		}
 		e.closeConns()
-		if t, ok := e.transport.(io.Closer); ok {
-			// HTTP/3: the QUIC connections are the transport's own.
-			t.Close()
+		// HTTP/3: the QUIC connections are the client's own.
+		e.client.Close()
+	}
+}
+
+// endpoint returns p's endpoint with address addr, or nil.
+func (p *Pool) endpoint(addr string) *Endpoint {
+	for _, e := range p.Endpoints {
+		if e.Address == addr {
+			return e
 		}
 	}
+	return nil
+}
+
+// sameConnections reports whether connections made under a are what b
+// would make: the same protocol, client and TLS settings.
+func sameConnections(a, b *config.Upstream) bool {
+	return a.Protocol == b.Protocol && a.Client == b.Client && reflect.DeepEqual(a.TLS, b.TLS)
 }
 
 // Same reports whether the pool was built from a configuration equal to u.

@@ -48,20 +48,16 @@ func unixServer(t *testing.T, h http.Handler) string {
 	return path
 }
 
-// get sends one request through e's transport the way the forwarder does.
+// get sends one request through e's client the way the forwarder does.
 func get(t *testing.T, p *upstream.Pool, e *upstream.Endpoint, host string) (string, error) {
 	t.Helper()
-	req, err := http.NewRequest("GET", p.Scheme+"://"+e.URLHost()+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Host = host
-	resp, err := e.Transport().RoundTrip(req)
+	var resp upstream.Response
+	err := e.Client().RoundTrip(context.Background(), &upstream.Request{Method: "GET", Path: "/", Host: host}, &resp)
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	defer resp.Close()
+	b, err := io.ReadAll(&resp)
 	return string(b), err
 }
 
@@ -239,7 +235,7 @@ func TestNewPoolTLSWithCAFile(t *testing.T) {
 	}
 }
 
-func TestDialFailureIsADialError(t *testing.T) {
+func TestDialFailureIsAConnectError(t *testing.T) {
 	// A port that was just free: nothing listens there.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -254,18 +250,18 @@ func TestDialFailureIsADialError(t *testing.T) {
 	}
 	t.Cleanup(p.Close)
 	_, err = get(t, p, p.Endpoints[0], "example.com")
-	var dialErr *upstream.DialError
-	if !errors.As(err, &dialErr) {
-		t.Fatalf("round trip error = %v (%T), want a *upstream.DialError", err, err)
+	var ue *upstream.Error
+	if !errors.As(err, &ue) || ue.Kind != upstream.KindConnect {
+		t.Fatalf("round trip error = %v (%T), want a KindConnect *upstream.Error", err, err)
 	}
-	if dialErr.Endpoint != addr || !strings.Contains(dialErr.Error(), addr) {
-		t.Errorf("DialError names %q (%q), want %q", dialErr.Endpoint, dialErr.Error(), addr)
+	if ue.Endpoint != addr || !strings.Contains(ue.Error(), addr) {
+		t.Errorf("Error names %q (%q), want %q", ue.Endpoint, ue.Error(), addr)
 	}
 }
 
 func TestWithConnectTimeoutZeroKeepsTheContext(t *testing.T) {
 	ctx := context.Background()
 	if got := upstream.WithConnectTimeout(ctx, 0); got != ctx {
-		t.Error("WithConnectTimeout(ctx, 0) returned a new context, want ctx itself")
+		t.Error("withConnectTimeout(ctx, 0) returned a new context, want ctx itself")
 	}
 }

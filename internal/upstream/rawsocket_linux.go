@@ -5,23 +5,18 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
+
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // rawSocket reads and writes a plain (non-TLS) upstream socket with raw
-// system calls. Go keeps its sockets non-blocking, so read and write
-// return at once; issued through syscall.RawSyscall they skip the
-// runtime's entersyscall, which wakes the sysmon thread whenever every P
-// had gone idle: on one core, about a tenth of the proxy's CPU time went to
-// that thread. The waiting still goes through the runtime's poller: the
-// calls run inside the socket's RawConn.Read and Write, whose callback
-// returns false on EAGAIN so that the goroutine parks until the socket is
-// ready. Deadlines, SetDeadline(aLongTimeAgo) aborts and a concurrent Close
-// keep working as with net.Conn, since RawConn holds the descriptor's
-// reference while the callback runs.
-//
-// The calls are recvfrom and sendto (MSG_NOSIGNAL), which on a socket skip
-// the file layer that read and write go through.
+// system calls (epoll.Recv and epoll.Send, whose package comment says why).
+// The waiting still goes through the runtime's poller: the calls run inside
+// the socket's RawConn.Read and Write, whose callback returns false on
+// EAGAIN so that the goroutine parks until the socket is ready. Deadlines,
+// SetDeadline(aLongTimeAgo) aborts and a concurrent Close keep working as
+// with net.Conn, since RawConn holds the descriptor's reference while the
+// callback runs.
 //
 // It is used by one goroutine at a time, like its h1Conn. The callbacks are
 // bound once, so a read or write allocates nothing.
@@ -81,21 +76,17 @@ func (s *rawSocket) Read(p []byte) (int, error) {
 // read is the RawConn.Read callback: it returns false only when the socket
 // has nothing to read yet.
 func (s *rawSocket) read(fd uintptr) bool {
-	for {
-		s.reads++
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.rp[0])), uintptr(len(s.rp)), 0, 0, 0)
-		switch e {
-		case 0:
-			s.rn = int(n)
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		s.rerr = e
+	s.reads++
+	n, e := epoll.Recv(int(fd), s.rp)
+	switch e {
+	case 0:
+		s.rn = n
 		return true
+	case syscall.EAGAIN:
+		return false
 	}
+	s.rerr = e
+	return true
 }
 
 // Write writes all of p, waiting in the runtime's poller while the socket's
@@ -134,21 +125,16 @@ func (s *rawSocket) Write(p []byte) (int, error) {
 // write is the RawConn.Write callback: it writes until all is accepted or
 // the socket's buffer is full (false: wait, then come back).
 func (s *rawSocket) write(fd uintptr) bool {
-	for len(s.wp) > 0 {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.wp[0])), uintptr(len(s.wp)), syscall.MSG_NOSIGNAL, 0, 0)
-		switch e {
-		case 0:
-			s.wn += int(n)
-			s.wp = s.wp[n:]
-			continue
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		s.werr = e
+	n, e := epoll.Send(int(fd), s.wp)
+	s.wn += n
+	s.wp = s.wp[n:]
+	switch e {
+	case 0:
 		return true
+	case syscall.EAGAIN:
+		return false
 	}
+	s.werr = e
 	return true
 }
 

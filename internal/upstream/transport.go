@@ -15,32 +15,20 @@ import (
 
 type connectTimeoutKey struct{}
 
-// WithConnectTimeout returns a context under which dials to an endpoint give
-// up after d (a route's timeouts.connect). Transports are per endpoint and
-// shared by routes, so the timeout travels with the request.
-func WithConnectTimeout(ctx context.Context, d time.Duration) context.Context {
+// withConnectTimeout returns a context under which net/http's dials to an
+// endpoint give up after d (a route's timeouts.connect). Transports are per
+// endpoint and shared by routes, so the timeout travels with the request.
+func withConnectTimeout(ctx context.Context, d time.Duration) context.Context {
 	if d <= 0 {
 		return ctx
 	}
 	return context.WithValue(ctx, connectTimeoutKey{}, d)
 }
 
-// DialError marks a failure to connect to an endpoint, as opposed to a
-// failure after the connection was made. The forwarder maps it to 502 and
-// passive health counts it.
-type DialError struct {
-	Endpoint string
-	Err      error
-}
-
-func (e *DialError) Error() string {
-	return fmt.Sprintf("upstream endpoint %s: dial: %v", e.Endpoint, e.Err)
-}
-func (e *DialError) Unwrap() error { return e.Err }
-
-// newTransport builds the keep-alive transport for one endpoint. One
-// transport per endpoint makes the pool limits per endpoint and lets a unix
-// socket endpoint dial its path whatever the URL says.
+// newTransport builds the net/http keep-alive transport for one endpoint
+// (StdClient). One transport per endpoint makes the pool limits per
+// endpoint and lets a unix socket endpoint dial its path whatever the URL
+// says. A failure to connect is a KindConnect or KindConnectTimeout Error.
 func newTransport(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *http.Transport {
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	var protocols http.Protocols
@@ -61,7 +49,7 @@ func newTransport(e *Endpoint, u *config.Upstream, tlsConf *tls.Config) *http.Tr
 			}
 			c, err := dialer.DialContext(ctx, e.network, e.dialAddr)
 			if err != nil {
-				return nil, &DialError{Endpoint: e.Address, Err: err}
+				return nil, e.errorf(dialKind(err), fmt.Errorf("dial: %w", err))
 			}
 			return e.track(c), nil
 		},

@@ -24,7 +24,7 @@ var engines = []struct {
 	new  func(h1.Options, exchange.Handler) engine
 }{
 	{"native", func(o h1.Options, h exchange.Handler) engine { return h1.NewServer(o, h) }},
-	{"stdhttp", func(o h1.Options, h exchange.Handler) engine { return stdhttp.NewServer(o, h) }},
+	{"stdhttp", func(o h1.Options, h exchange.Handler) engine { return stdhttp.NewServer(o.Options, h) }},
 }
 
 // okHandler is the trivial handler of the benchmarks: a 2-byte body with
@@ -58,7 +58,7 @@ func serveEngine(b *testing.B, newEngine func(h1.Options, exchange.Handler) engi
 
 // benchOptions are penstock's listener defaults.
 func benchOptions() h1.Options {
-	return h1.Options{HTTP1: true, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
+	return h1.Options{Options: stdhttp.Options{HTTP1: true, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}}
 }
 
 var benchRequest = []byte("GET /v1/models/m/predict?x=1 HTTP/1.1\r\nHost: api.example\r\nUser-Agent: bench/1.0\r\n" +

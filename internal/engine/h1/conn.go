@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -55,31 +56,29 @@ type conn struct {
 	// idle connection holds none.
 	act *active
 
-	poll *poller // nil when the connection has its own goroutine
+	// reg is the descriptor's registration with the server's IO: a
+	// plain connection waiting in a polling instance (poll_linux.go), or a
+	// TLS connection watched for the client hanging up. It records the
+	// hang-up (reg.HungUp, reg.Reset); bodyDone records whether the
+	// current request has been read in full: only then does a hang-up
+	// cancel the exchange, as with net/http.
+	reg epoll.Registration
 	// waiter is set while the goroutine of an fd-only connection (nc
 	// nil, see fdconn_linux.go) waits for its descriptor.
 	waiter atomic.Pointer[waiter]
+	// fd is the descriptor of a polled or fd-only connection.
+	fd int
 	// ready records a poller event that came while the connection was
 	// active (its registration is edge-triggered: the event is not
 	// repeated); see goIdle and waitFD.
 	ready atomic.Bool
 	// raw: reads and writes try the descriptor fd directly first (see
-	// rawio_linux.go); set while a plain connection is in a poller.
+	// rawio_linux.go); set while a plain connection is polled.
 	raw bool
 	// headDeadline: the header timeout is set on nc for the head being
 	// read.
 	headDeadline bool
-	// hupPoll watches the descriptor for the client hanging up (see
-	// poller.hup); peerGone records it, bodyDone whether the current
-	// request has been read in full: only then does a hang-up cancel the
-	// exchange, as with net/http.
-	hupPoll  *poller
-	peerGone atomic.Bool
-	// peerReset: the hang-up was a reset or an error, not a half-close.
-	peerReset atomic.Bool
-	bodyDone  atomic.Bool
-	fd        int
-	gen       uint32
+	bodyDone     atomic.Bool
 	// idleTick is the sweeper's tick when the connection last went idle
 	// in the poller (see idle.go); 0 before that.
 	idleTick atomic.Uint32
@@ -209,7 +208,7 @@ func (c *conn) releaseActive() {
 // keepAlive reports whether the current exchange leaves the connection open
 // for another request.
 func (c *conn) keepAlive() bool {
-	return c.act.head.keepAlive && !c.act.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load() && !c.peerGone.Load()
+	return c.act.head.keepAlive && !c.act.head.connect && !c.srv.shuttingDown.Load() && !c.killed.Load() && !c.reg.HungUp()
 }
 
 // outcome of serving the requests a connection has ready.
@@ -596,13 +595,10 @@ func (c *conn) close() {
 	c.srv.forget(c)
 }
 
-// peerClosed is called by the hang-up watch: the client closed its side of
-// the connection, or (reset) the connection was reset or failed.
-func (c *conn) peerClosed(reset bool) {
-	if reset {
-		c.peerReset.Store(true)
-	}
-	c.peerGone.Store(true)
+// peerClosed is called from the IO once c.reg reports the client hanging
+// up: it closed its side of the connection, or (reg.Reset) the connection
+// was reset or failed.
+func (c *conn) peerClosed() {
 	if c.bodyDone.Load() && c.state.Load() == connActive {
 		c.hangUp()
 	}
@@ -612,7 +608,7 @@ func (c *conn) peerClosed(reset bool) {
 // hung up before is gone for good.
 func (c *conn) bodyCompleted() {
 	c.bodyDone.Store(true)
-	if c.peerGone.Load() {
+	if c.reg.HungUp() {
 		c.hangUp()
 	}
 }
@@ -624,7 +620,7 @@ func (c *conn) bodyCompleted() {
 // writes is sent, then the connection closes (keepAlive). A reset
 // connection can take nothing more, and its I/O fails at once.
 func (c *conn) hangUp() {
-	if c.peerReset.Load() {
+	if c.reg.Reset() {
 		c.killed.Store(true)
 	}
 	c.cancelExchange()

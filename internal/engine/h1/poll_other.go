@@ -12,15 +12,17 @@ import (
 // Without epoll every connection keeps its own goroutine, and hang-ups are
 // noticed only when a read or write fails.
 
-type poller struct{}
+type handoff struct{}
+
+func newHandoffs(int) []handoff { return nil }
+
+func (s *Server) polling() bool { return false }
 
 func startPolling(*conn) bool { return false }
 
 func (c *conn) unregister() {}
 
 func (c *conn) watchTLS(*tls.Conn) {}
-
-func pollersReady() bool { return false }
 
 func (s *Server) acceptFD(fd int, remote netip.AddrPort) {}
 

@@ -6,30 +6,16 @@ import (
 	"os"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // Reads and writes on a polled plain connection go straight to its
-// descriptor with syscall.RawSyscall. Only when the socket would block does
-// the connection wait: in the runtime's poller through its net.Conn, or, for
-// a connection the engine accepted itself (fdconn_linux.go, no net.Conn),
-// in penstock's own poller (waitFD).
-//
-// Why not the net.Conn every time: it enters the system call through
-// syscall.Syscall, which tells the scheduler a goroutine may block. When
-// the process had gone idle, that notice wakes the runtime's monitor
-// thread (sysmon), which then polls every 20 µs for a while; at the rate of
-// a busy proxy that goes idle between bursts, the monitor never settles, and
-// on one core its wake-ups took about a tenth of the CPU time (perf,
-// bench/peers.sh). Go's sockets are non-blocking, so a read or write
-// returns at once and needs none of that bookkeeping; cloudwego/netpoll
-// makes the same choice for the same reason.
-//
-// The calls are recvfrom and sendto rather than read and write: on a
-// socket they skip the file layer (vfs_read, the file position lock) and go
-// straight to the socket, as NGINX's recv and send do, and sendto's
-// MSG_NOSIGNAL turns a write to a closed connection into EPIPE without a
-// SIGPIPE.
+// descriptor (epoll.Recv and epoll.Send: recvfrom and sendto through
+// syscall.RawSyscall, whose package comment says why). Only when the socket
+// would block does the connection wait: in the runtime's poller through its
+// net.Conn, or, for a connection the engine accepted itself
+// (fdconn_linux.go, no net.Conn), in the server's IO (waitFD).
 //
 // Safety: only the goroutine that owns the connection (an active one) reads
 // and writes it, and only that goroutine closes an active connection
@@ -42,37 +28,24 @@ func (c *conn) rawRead(p []byte) (n int, again bool, err error) {
 	if len(p) == 0 {
 		return 0, false, nil
 	}
-	for {
-		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
-		switch e {
-		case 0:
-			if r == 0 {
-				return 0, false, io.EOF
-			}
-			return int(r), false, nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return 0, true, nil
+	n, errno := epoll.Recv(c.fd, p)
+	switch errno {
+	case 0:
+		if n == 0 {
+			return 0, false, io.EOF
 		}
-		return 0, false, os.NewSyscallError("recvfrom", e)
+		return n, false, nil
+	case syscall.EAGAIN:
+		return 0, true, nil
 	}
+	return 0, false, os.NewSyscallError("recvfrom", errno)
 }
 
 // rawWrite writes as much of p as the socket takes without blocking.
-func (c *conn) rawWrite(p []byte) (n int, err error) {
-	for n < len(p) {
-		r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c.fd), uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n), syscall.MSG_NOSIGNAL, 0, 0)
-		switch e {
-		case 0:
-			n += int(r)
-			continue
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return n, nil
-		}
-		return n, os.NewSyscallError("sendto", e)
+func (c *conn) rawWrite(p []byte) (int, error) {
+	n, errno := epoll.Send(c.fd, p)
+	if errno != 0 && errno != syscall.EAGAIN {
+		return n, os.NewSyscallError("sendto", errno)
 	}
 	return n, nil
 }
@@ -135,7 +108,7 @@ func (c *conn) readHeadBytes(p []byte, hw *headWait) (int, error) {
 		if !again {
 			return n, err
 		}
-		if !hw.waited && c.r == c.w && c.poll != nil {
+		if !hw.waited && c.r == c.w {
 			// Woken for nothing (an edge for bytes already read, or
 			// room to write): back to the poller.
 			return 0, errNoRequest

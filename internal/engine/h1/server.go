@@ -16,8 +16,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -25,14 +23,27 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/listener"
 )
 
-// Options are the stdhttp engine's options, so that a listener's settings
-// mean the same on either engine. TLS, when set, is the listener's TLS
-// configuration; the listener passed to Serve is plain TCP in both cases.
-type Options = stdhttp.Options
+// Options configure the native engine.
+type Options struct {
+	// Options are the settings both TCP engines take, so that a
+	// listener's settings mean the same on either. TLS, when set, is the
+	// listener's TLS configuration; the listener passed to Serve is plain
+	// TCP in both cases. HTTP/2 connections are served with them by
+	// stdhttp.HTTP2Server.
+	stdhttp.Options
+	// IO is the Linux I/O layer whose polling instances hold the server's
+	// idle plain connections and whose hang-up watcher watches its TLS
+	// connections. Its owner closes it, after the server has shut down.
+	// Nil means epoll.Shared(), the process's. Without epoll (other
+	// platforms, or no IO could be made) every connection has its own
+	// goroutine.
+	IO *epoll.IO
+}
 
 // Server serves HTTP/1.x itself and HTTP/2 through net/http on the same
 // listener.
@@ -40,8 +51,12 @@ type Server struct {
 	o         Options
 	h         exchange.Handler
 	maxHeader int
-	// noPoller keeps every connection on its own goroutine (tests, and
-	// platforms without epoll).
+	// io polls plain connections and watches TLS ones (nil: neither);
+	// handoffs[i] passes the connections of its polling instance i to
+	// worker goroutines (poll_linux.go).
+	io       *epoll.IO
+	handoffs []handoff
+	// noPoller keeps every connection on its own goroutine (tests).
 	noPoller bool
 
 	shuttingDown atomic.Bool
@@ -76,13 +91,18 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	if s.maxHeader <= 0 {
 		s.maxHeader = defaultMaxHeaderBytes
 	}
+	s.io = o.IO
+	if s.io == nil {
+		s.io = epoll.Shared()
+	}
+	s.handoffs = newHandoffs(s.io.Pollers())
 	return s
 }
 
 // Serve accepts connections on ln until Shutdown. With TLS options the
 // handshake happens here, so ln is a plain TCP listener in both cases.
 func (s *Server) Serve(ln net.Listener) error {
-	if tl, ok := ln.(*net.TCPListener); ok && s.o.TLS == nil && !s.noPoller && pollersReady() {
+	if tl, ok := ln.(*net.TCPListener); ok && s.o.TLS == nil && s.polling() {
 		if fl, err := listener.FDs(tl); err == nil {
 			ln = fl
 		}
@@ -99,7 +119,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	if fl, ok := ln.(fdListener); ok && s.o.TLS == nil && !s.noPoller && pollersReady() {
+	if fl, ok := ln.(fdListener); ok && s.o.TLS == nil && s.polling() {
 		return s.serveFDs(fl)
 	}
 	return s.serveConns(ln)
@@ -169,7 +189,7 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	s.opened(c)
-	if !s.noPoller && startPolling(c) {
+	if startPolling(c) {
 		return
 	}
 	go c.serveGoroutine()
@@ -294,45 +314,10 @@ func (s *Server) h2() *chanListener {
 		return nil
 	}
 	if s.h2srv == nil {
-		var p http.Protocols
-		p.SetHTTP2(s.o.HTTP2 && s.o.TLS != nil)
-		p.SetUnencryptedHTTP2(s.o.H2C && s.o.TLS == nil)
-		srv := &http.Server{
-			Handler:           &stdhttp.Adapter{Handler: s.h, SendTimeout: s.o.SendTimeout, SendTimedOut: s.o.SendTimedOut},
-			Protocols:         &p,
-			ReadHeaderTimeout: s.o.ReadHeaderTimeout,
-			IdleTimeout:       s.o.IdleTimeout,
-			MaxHeaderBytes:    s.o.MaxHeaderBytes,
-			HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: s.o.MaxConcurrentStreams},
-			ConnState: func(nc net.Conn, st http.ConnState) {
-				if st == http.StateClosed || st == http.StateHijacked {
-					if s.o.ConnOpened != nil && s.o.ConnClosed != nil {
-						label := "tcp"
-						if _, ok := nc.(*tls.Conn); ok {
-							label = "h2"
-						}
-						s.o.ConnClosed(label)
-					}
-				}
-			},
-		}
-		if s.o.Logger != nil {
-			srv.ErrorLog = log.New(slogWriter{s.o.Logger}, "", 0)
-		}
+		srv := stdhttp.HTTP2Server(s.o.Options, s.h)
 		ln := newChanListener()
 		s.h2srv, s.h2ln = srv, ln
 		go srv.Serve(ln)
 	}
 	return s.h2ln
-}
-
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	msg := string(p)
-	if n := len(msg); n > 0 && msg[n-1] == '\n' {
-		msg = msg[:n-1]
-	}
-	w.l.Debug(msg, "component", "http")
-	return len(p), nil
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine/h1"
+	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/listener"
 )
@@ -155,7 +157,13 @@ type serverOpts func(*h1.Options)
 // startServer serves testHandler on a loopback listener until the test ends.
 func startServer(t testing.TB, opts ...serverOpts) (addr string, srv *h1.Server) {
 	t.Helper()
-	o := h1.Options{HTTP1: true, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10}
+	o := h1.Options{Options: stdhttp.Options{HTTP1: true, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10}}
+	// An IO of the test's own (where there is epoll), closed once the
+	// server has shut down.
+	if eio, err := epoll.NewIO(2); err == nil {
+		o.IO = eio
+		t.Cleanup(func() { eio.Close() })
+	}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -591,6 +599,10 @@ func TestSlowReaderGetsWholeResponse(t *testing.T) {
 	// client to read (in the poller, for a connection without net.Conn).
 	addr, _ := startServer(t)
 	c := dial(t, addr)
+	// 32 MiB under the race detector on a loaded machine can take longer
+	// than dial's 10 s: the test is about the response arriving whole, not
+	// about its speed.
+	c.nc.SetDeadline(time.Now().Add(2 * time.Minute))
 	c.send("GET /huge HTTP/1.1\r\nHost: h\r\n\r\n")
 	time.Sleep(300 * time.Millisecond) // let the buffers fill
 	resp, body := c.response("GET")
@@ -735,5 +747,23 @@ func TestH2COnly(t *testing.T) {
 	resp.Body.Close()
 	if resp.ProtoMajor != 2 {
 		t.Errorf("proto %s, want HTTP/2", resp.Proto)
+	}
+}
+
+// A server whose IO cannot take its connections (here: closed before the
+// first one) serves each on a goroutine of its own instead.
+func TestServerWhoseIORefusesConnectionsStillServes(t *testing.T) {
+	eio, err := epoll.NewIO(1)
+	if err != nil {
+		t.Skip("no epoll:", err)
+	}
+	addr, _ := startServer(t, func(o *h1.Options) { o.IO = eio })
+	eio.Close()
+	c := dial(t, addr)
+	for i := range 2 {
+		c.send("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, _ := c.response("GET"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
 	}
 }

@@ -38,7 +38,7 @@ type Options struct {
 	// MaxHeaderBytes bounds a request's header section.
 	MaxHeaderBytes int
 	// ZeroRTT accepts 0-RTT (TLS 1.3 early data) on resumed connections and
-	// marks requests received in it (exchange.State.EarlyData).
+	// marks requests received in it (exchange.Request.EarlyData).
 	ZeroRTT bool
 	// HandshakeRateLimit is the rate of new connections per second above
 	// which clients must validate their address with a Retry; 0 never asks.

@@ -109,7 +109,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
-			x.State.EarlyData, x.State.HandshakeDone = true, done
+			x.Req.EarlyData, x.Req.HandshakeDone = true, done
 		}
 	}
 

@@ -55,21 +55,9 @@ type Server struct {
 
 // NewServer builds a server that hands requests to h.
 func NewServer(o Options, h exchange.Handler) *Server {
-	var p http.Protocols
-	p.SetHTTP1(o.HTTP1)
-	p.SetHTTP2(o.HTTP2 && o.TLS != nil)
-	p.SetUnencryptedHTTP2(o.H2C && o.TLS == nil)
-	srv := &http.Server{
-		Handler:           &Adapter{Handler: h, SendTimeout: o.SendTimeout, SendTimedOut: o.SendTimedOut},
-		Protocols:         &p,
-		TLSConfig:         o.TLS,
-		ReadHeaderTimeout: o.ReadHeaderTimeout,
-		IdleTimeout:       o.IdleTimeout,
-		MaxHeaderBytes:    o.MaxHeaderBytes,
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: o.MaxConcurrentStreams,
-		},
-	}
+	srv := newHTTPServer(o, h)
+	srv.Protocols.SetHTTP1(o.HTTP1)
+	srv.TLSConfig = o.TLS
 	if o.ConnOpened != nil && o.ConnClosed != nil {
 		var conns sync.Map // net.Conn → protocol label, per connection (not per request)
 		srv.ConnState = func(c net.Conn, st http.ConnState) {
@@ -94,12 +82,54 @@ func NewServer(o Options, h exchange.Handler) *Server {
 			}
 		}
 	}
+	return &Server{srv: srv}
+}
+
+// HTTP2Server builds the net/http server that the native engine
+// (internal/engine/h1) hands its HTTP/2 connections to: HTTP/2 over TLS
+// when o.TLS is set and o.HTTP2 asks for it, h2c on plain connections when
+// o.H2C does, never HTTP/1.x. The engine has negotiated TLS and reported
+// each connection's opening itself (o.ConnOpened), so the server is given
+// connections that are already TLS and reports only their close: "h2" for
+// TLS, "tcp" for h2c.
+func HTTP2Server(o Options, h exchange.Handler) *http.Server {
+	srv := newHTTPServer(o, h)
+	if o.ConnOpened != nil && o.ConnClosed != nil {
+		srv.ConnState = func(nc net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				label := "tcp"
+				if _, ok := nc.(*tls.Conn); ok {
+					label = "h2"
+				}
+				o.ConnClosed(label)
+			}
+		}
+	}
+	return srv
+}
+
+// newHTTPServer builds what both kinds of server share: the adapter,
+// HTTP/2 as o asks (HTTP/1.x left off), the limits and the error log.
+func newHTTPServer(o Options, h exchange.Handler) *http.Server {
+	p := new(http.Protocols)
+	p.SetHTTP2(o.HTTP2 && o.TLS != nil)
+	p.SetUnencryptedHTTP2(o.H2C && o.TLS == nil)
+	srv := &http.Server{
+		Handler:           &Adapter{Handler: h, SendTimeout: o.SendTimeout, SendTimedOut: o.SendTimedOut},
+		Protocols:         p,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: o.MaxConcurrentStreams,
+		},
+	}
 	if o.Logger != nil {
 		// Handshake failures and malformed requests from the internet are
 		// routine; keep them out of the default log level.
 		srv.ErrorLog = log.New(slogWriter{o.Logger}, "", 0)
 	}
-	return &Server{srv: srv}
+	return srv
 }
 
 // Serve accepts connections on ln until Shutdown. With TLS options the

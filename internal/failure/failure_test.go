@@ -1,4 +1,4 @@
-package pipeline
+package failure
 
 import (
 	"encoding/json"
@@ -22,6 +22,7 @@ func TestCodeStatus(t *testing.T) {
 		{UpstreamTimeout, 504},
 		{BadRequest, 400},
 		{ShuttingDown, 503},
+		{TooEarly, 425},
 		{Code("something_new"), 502},
 		{Code(""), 502},
 	}

@@ -1,4 +1,8 @@
-package pipeline
+// Package requestid gives every request an id: the client's X-Request-Id
+// when it is safe to pass on, otherwise a new random one. The id is logged,
+// forwarded to the upstream, returned to the client and carried in error
+// bodies.
+package requestid
 
 import (
 	"math/rand/v2"
@@ -7,18 +11,18 @@ import (
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
-// RequestIDHeader carries the request id to the upstream and back to the
+// Header carries the request id to the upstream and back to the
 // client.
-const RequestIDHeader = "X-Request-Id"
+const Header = "X-Request-Id"
 
 // maxRequestIDLen bounds a client-supplied id; longer ones are replaced.
 const maxRequestIDLen = 64
 
-// AssignRequestID sets x.State.RequestID: the client's X-Request-Id when it is
+// Assign sets x.State.RequestID: the client's X-Request-Id when it is
 // 1–64 characters of [A-Za-z0-9._-], otherwise a new 128-bit random id in
 // hex. The id is set on the request (for the upstream) and on the response.
-func AssignRequestID(x *exchange.Exchange) {
-	if id, ok := x.Req.Header.Get(RequestIDHeader); ok && validRequestID(id) {
+func Assign(x *exchange.Exchange) {
+	if id, ok := x.Req.Header.Get(Header); ok && validRequestID(id) {
 		x.State.RequestID = id
 	} else {
 		buf := x.State.IDBuffer()
@@ -28,9 +32,9 @@ func AssignRequestID(x *exchange.Exchange) {
 		putHex(buf[:16], rand.Uint64())
 		putHex(buf[16:], rand.Uint64())
 		x.State.RequestID = unsafe.String(&buf[0], 32)
-		x.Req.Header.Set(RequestIDHeader, x.State.RequestID)
+		x.Req.Header.Set(Header, x.State.RequestID)
 	}
-	x.W.Header().Set(RequestIDHeader, x.State.RequestID)
+	x.W.Header().Set(Header, x.State.RequestID)
 }
 
 const hexDigits = "0123456789abcdef"
@@ -47,13 +51,15 @@ func validRequestID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !validIDByte(s[i]) {
+		if !ValidByte(s[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-func validIDByte(c byte) bool {
+// ValidByte reports whether c may appear in a request id: [A-Za-z0-9._-].
+// None of them needs escaping in JSON, a header or a log line.
+func ValidByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }

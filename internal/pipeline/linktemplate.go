@@ -1,4 +1,4 @@
-package config
+package pipeline
 
 import (
 	"errors"
@@ -6,21 +6,21 @@ import (
 	"strings"
 )
 
-// LinkPart is one piece of a parsed early hint (Route.EarlyHints): literal
+// linkPart is one piece of a parsed early hint (EarlyHintsSettings.EarlyHints): literal
 // text, or, when Param is set, the value of the route parameter Param.
-type LinkPart struct {
+type linkPart struct {
 	// Literal is copied as is.
 	Literal string
 	// Param names a route parameter (without ":") whose value replaces it.
 	Param string
 }
 
-// ParseLinkTemplate parses an early_hints value: a Link field value (RFC
+// parseLinkTemplate parses an early_hints value: a Link field value (RFC
 // 8288 §3) such as "</v1/models/:model/config.json>; rel=preload", whose
 // target is enclosed in "<" and ">". A path segment of the target that
 // starts with ":" (the route pattern syntax) is a parameter running to the
 // next "/", "?", "#" or ">". Adjacent literal text is merged into one part.
-func ParseLinkTemplate(v string) ([]LinkPart, error) {
+func parseLinkTemplate(v string) ([]linkPart, error) {
 	if v == "" {
 		return nil, errors.New("is empty")
 	}
@@ -42,7 +42,7 @@ func ParseLinkTemplate(v string) ([]LinkPart, error) {
 	if target == "" {
 		return nil, errors.New("has an empty link target")
 	}
-	var parts []LinkPart
+	var parts []linkPart
 	lit := func(s string) {
 		if s == "" {
 			return
@@ -51,7 +51,7 @@ func ParseLinkTemplate(v string) ([]LinkPart, error) {
 			parts[n-1].Literal += s
 			return
 		}
-		parts = append(parts, LinkPart{Literal: s})
+		parts = append(parts, linkPart{Literal: s})
 	}
 	lit("<")
 	start := 0
@@ -67,7 +67,7 @@ func ParseLinkTemplate(v string) ([]LinkPart, error) {
 			return nil, fmt.Errorf("has an unnamed parameter at byte %d of the target", i)
 		}
 		lit(target[start:i])
-		parts = append(parts, LinkPart{Param: target[i+1 : j]})
+		parts = append(parts, linkPart{Param: target[i+1 : j]})
 		start, i = j, j-1
 	}
 	lit(target[start:])

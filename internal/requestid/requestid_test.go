@@ -1,4 +1,4 @@
-package pipeline
+package requestid
 
 import (
 	"regexp"
@@ -25,15 +25,15 @@ func TestAssignRequestIDKeepsValidClientIDs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			x, rec := newExchange(t, "GET")
 			x.Req.Header.Add("x-request-id", tt.id)
-			AssignRequestID(x)
+			Assign(x)
 
 			if x.State.RequestID != tt.id {
 				t.Errorf("State.RequestID = %q, want the client's %q", x.State.RequestID, tt.id)
 			}
-			if got := headerValues(&x.Req.Header, RequestIDHeader); !slices.Equal(got, []string{tt.id}) {
+			if got := headerValues(&x.Req.Header, Header); !slices.Equal(got, []string{tt.id}) {
 				t.Errorf("request X-Request-Id = %q, want [%q] untouched", got, tt.id)
 			}
-			if got := headerValues(&rec.hdr, RequestIDHeader); !slices.Equal(got, []string{tt.id}) {
+			if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{tt.id}) {
 				t.Errorf("response X-Request-Id = %q, want [%q]", got, tt.id)
 			}
 		})
@@ -62,18 +62,18 @@ func TestAssignRequestIDReplacesInvalidClientIDs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			x, rec := newExchange(t, "GET")
 			if tt.present {
-				x.Req.Header.Add(RequestIDHeader, tt.id)
+				x.Req.Header.Add(Header, tt.id)
 			}
-			AssignRequestID(x)
+			Assign(x)
 
 			id := x.State.RequestID
 			if !generatedID.MatchString(id) {
 				t.Fatalf("State.RequestID = %q, want 32 lowercase hex digits", id)
 			}
-			if got := headerValues(&x.Req.Header, RequestIDHeader); !slices.Equal(got, []string{id}) {
+			if got := headerValues(&x.Req.Header, Header); !slices.Equal(got, []string{id}) {
 				t.Errorf("request X-Request-Id = %q, want only the generated [%q]", got, id)
 			}
-			if got := headerValues(&rec.hdr, RequestIDHeader); !slices.Equal(got, []string{id}) {
+			if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{id}) {
 				t.Errorf("response X-Request-Id = %q, want [%q]", got, id)
 			}
 		})
@@ -84,7 +84,7 @@ func TestAssignRequestIDGeneratesDistinctIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
 		x, _ := newExchange(t, "GET")
-		AssignRequestID(x)
+		Assign(x)
 		id := strings.Clone(x.State.RequestID)
 		if seen[id] {
 			t.Fatalf("id %q generated twice", id)
@@ -97,10 +97,10 @@ func TestAssignRequestIDReplacesExistingResponseID(t *testing.T) {
 	// A response header left over from earlier in the pipeline must not
 	// produce two ids.
 	x, rec := newExchange(t, "GET")
-	rec.hdr.Add(RequestIDHeader, "stale")
-	x.Req.Header.Add(RequestIDHeader, "fresh")
-	AssignRequestID(x)
-	if got := headerValues(&rec.hdr, RequestIDHeader); !slices.Equal(got, []string{"fresh"}) {
+	rec.hdr.Add(Header, "stale")
+	x.Req.Header.Add(Header, "fresh")
+	Assign(x)
+	if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{"fresh"}) {
 		t.Errorf("response X-Request-Id = %q, want [\"fresh\"]", got)
 	}
 }
@@ -108,12 +108,12 @@ func TestAssignRequestIDReplacesExistingResponseID(t *testing.T) {
 func TestAssignRequestIDGeneratedAllocatesNothing(t *testing.T) {
 	x, rec := newExchange(t, "GET")
 	x.Req.Header.Add("Host", "example.com")
-	AssignRequestID(x) // warm up the header buffers
+	Assign(x) // warm up the header buffers
 	allocs := testing.AllocsPerRun(100, func() {
 		x.Req.Header.Reset()
 		x.Req.Header.Add("Host", "example.com")
 		rec.reset()
-		AssignRequestID(x)
+		Assign(x)
 	})
 	if allocs != 0 {
 		t.Errorf("AssignRequestID with a generated id allocated %v times per run, want 0", allocs)
@@ -125,11 +125,11 @@ func TestAssignRequestIDGeneratedAllocatesNothing(t *testing.T) {
 
 func TestAssignRequestIDClientAllocatesNothing(t *testing.T) {
 	x, rec := newExchange(t, "GET")
-	x.Req.Header.Add(RequestIDHeader, "client-id-1")
-	AssignRequestID(x)
+	x.Req.Header.Add(Header, "client-id-1")
+	Assign(x)
 	allocs := testing.AllocsPerRun(100, func() {
 		rec.reset()
-		AssignRequestID(x)
+		Assign(x)
 	})
 	if allocs != 0 {
 		t.Errorf("AssignRequestID with a client id allocated %v times per run, want 0", allocs)

@@ -1,12 +1,16 @@
-// Package pipeline holds the parts of the route pipeline that every route
-// shares: the ordered stage table, the request-id and body-limit stages, and
-// the one error funnel through which every failure reaches the client.
-package pipeline
+// Package failure is the one error funnel through which every failure
+// reaches the client: the front handler (no route, bad target), the route
+// stages (body too large, too early) and the forwarder (upstream failures)
+// all answer with Fail, so every failure gets the same status mapping, the
+// same small JSON body and the same error kind in the logs and metrics.
+package failure
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/requestid"
 )
 
 // Code names a failure kind. It is the "error" field of the JSON body and the
@@ -26,6 +30,11 @@ const (
 	ShuttingDown      Code = "shutting_down"           // 503
 	TooEarly          Code = "too_early"               // 425
 )
+
+// ErrBodyTooLarge is returned by a limited request body once the client has
+// sent more than the route allows (the body_limit stage). The forwarder maps
+// it to BodyTooLarge.
+var ErrBodyTooLarge = errors.New("request body exceeds the route's max_request_body")
 
 // Status returns the HTTP status a failure kind maps to.
 func (c Code) Status() int {
@@ -64,7 +73,7 @@ func Fail(x *exchange.Exchange, code Code) {
 	h.Set("Cache-Control", "no-store")
 	// The exchange's scratch space keeps the funnel allocation-free: the
 	// request id is at most 64 bytes of [0-9a-zA-Z._-] (see
-	// AssignRequestID) and the rest is short and constant, so it fits.
+	// requestid.Assign) and the rest is short and constant, so it fits.
 	b := append(x.State.Scratch(), `{"error":"`...)
 	b = append(b, code...)
 	b = append(b, `","status":`...)
@@ -87,7 +96,7 @@ func Fail(x *exchange.Exchange, code Code) {
 // the body.
 func appendJSONSafe(b []byte, s string) []byte {
 	for i := 0; i < len(s) && i < 64; i++ {
-		if c := s[i]; validIDByte(c) {
+		if c := s[i]; requestid.ValidByte(c) {
 			b = append(b, c)
 		}
 	}

@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/requestid"
+	"github.com/penstock-dev/penstock/internal/upstream"
+)
+
+// forwardState is the per-request memory of a forwarded exchange, pooled so
+// that a request through the native client allocates nothing once warm.
+type forwardState struct {
+	header exchange.Header
+	req    upstream.Request
+	resp   upstream.Response
+}
+
+var forwardStatePool = sync.Pool{New: func() any { return new(forwardState) }}
+
+// copyBufPool holds the buffers bodies are copied through (32 KiB, the size
+// io.Copy would allocate per call).
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// maxInterimResponses bounds the 1xx responses relayed before the final
+// one: each restarts the response header timeout, so an upstream sending
+// them without end would otherwise hold the request forever.
+const maxInterimResponses = 16
+
+var errTooManyInterim = errors.New("upstream sent too many interim (1xx) responses")
+
+// ServeExchange implements exchange.Handler. It is the attempt loop: pick
+// an endpoint, run one attempt through its client, classify the result,
+// and either relay the response, try another endpoint, or answer through
+// the error funnel.
+func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
+	if x.Ctx.Err() != nil {
+		// The client left before anything was sent (an HTTP/2 rapid
+		// reset): no endpoint is picked and no connection touched. 499 is
+		// the established log convention for this (NGINX).
+		x.State.Status = 499
+		return
+	}
+	st := forwardStatePool.Get().(*forwardState)
+	defer func() {
+		st.req = upstream.Request{}
+		forwardStatePool.Put(st)
+	}()
+	outgoingHeader(x, &st.header, x.State.TrustedPeer, upgradeToken(x))
+	req := &st.req
+	*req = upstream.Request{
+		Method:                x.Req.Method,
+		Path:                  x.Req.Path,
+		Query:                 x.Req.Query,
+		Host:                  x.Req.Host,
+		Header:                &st.header,
+		ConnectTimeout:        f.ConnectTimeout,
+		ResponseHeaderTimeout: f.ResponseHeaderTimeout,
+	}
+	if f.RequestTimeout > 0 {
+		req.Deadline = time.Now().Add(f.RequestTimeout)
+	}
+	if x.Req.ContentLength != 0 {
+		req.Body, req.ContentLength = x.Req.Body, x.Req.ContentLength
+		defer func() { x.State.BytesIn = req.BodyRead }()
+	}
+
+	var tried [maxConnectAttempts]*upstream.Endpoint
+	for n := 0; ; n++ {
+		ep := f.nextAttempt(x, &tried, n)
+		if ep == nil {
+			return
+		}
+		o, err := f.attempt(x, ep, n, st)
+		if o.answered() {
+			return
+		}
+		if f.another(x, o, n, req) {
+			f.log().Debug("connect failed; trying another endpoint", "request_id", x.State.RequestID,
+				"endpoint", ep.Address, "error", err)
+			continue
+		}
+		f.failed(x, o, err)
+		return
+	}
+}
+
+// attempt is one try at one endpoint: the client span, the round trip,
+// interim responses, then the response relayed to the client. It records
+// the attempt's outcome in passive health and the endpoint's metrics and
+// returns it with the client's error.
+func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, st *forwardState) (outcome, error) {
+	// Each attempt is a child span: the upstream sees its id as parent.
+	spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
+	setTraceHeaders(&st.header, &x.State.Trace, spanID)
+	resp := &st.resp
+
+	ep.Begin()
+	defer ep.Done()
+	sent := time.Now()
+	err := ep.Client().RoundTrip(x.Ctx, &st.req, resp)
+	for interim := 0; err == nil && resp.Status > 101 && resp.Status < 200; interim++ {
+		if interim == maxInterimResponses {
+			resp.Discard()
+			err = &upstream.Error{Kind: upstream.KindProtocol, Endpoint: ep.Address, Err: errTooManyInterim}
+			break
+		}
+		if resp.Status == http.StatusEarlyHints {
+			relayEarlyHints(x, resp)
+		}
+		if err = resp.Next(); err != nil {
+			resp.Discard()
+		}
+	}
+	wait := time.Since(sent)
+	x.State.UpstreamWait += wait
+	if err != nil {
+		o := classify(err, x.Ctx.Err() != nil)
+		f.record(ep, o, wait)
+		endSpan(0, err)
+		return o, err
+	}
+
+	status := resp.Status
+	// A response arrived: whatever follows, the endpoint is up.
+	ep.ReportSuccess()
+	if status == http.StatusSwitchingProtocols {
+		f.record(ep, outcomeOK, wait)
+		endSpan(status, nil)
+		f.switchUpstream(x, resp)
+		return outcomeOK, nil
+	}
+	err = f.respond(x, resp)
+	o := outcomeOK
+	if err != nil && x.Ctx.Err() == nil {
+		o = outcomeTruncated
+		f.truncated(x, err)
+	} else {
+		err = nil
+	}
+	f.record(ep, o, wait)
+	endSpan(status, err)
+	return o, err
+}
+
+// record counts an attempt in the endpoint's metrics and passive health.
+func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, wait time.Duration) {
+	r := o.rule()
+	if r.down {
+		ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)
+	}
+	if r.metric != "" {
+		if m := f.EndpointMetrics[ep]; m != nil {
+			m.Attempt(wait, r.metric)
+		}
+	}
+}
+
+// another reports whether a failed attempt n may be followed by one at
+// another endpoint: its outcome allows it, nothing of the request body was
+// consumed, and the client and the request deadline are still there.
+func (f *Forwarder) another(x *exchange.Exchange, o outcome, n int, req *upstream.Request) bool {
+	return o.rule().another && n+1 < maxConnectAttempts && req.BodyRead == 0 && x.Ctx.Err() == nil &&
+		(req.Deadline.IsZero() || time.Now().Before(req.Deadline))
+}
+
+// failed answers a request whose last attempt failed, through the error
+// funnel.
+func (f *Forwarder) failed(x *exchange.Exchange, o outcome, err error) {
+	switch o {
+	case outcomeCanceled:
+		// The client went away; nobody is left to answer. 499 is the
+		// established log convention for this (NGINX).
+		if x.State.Status == 0 {
+			x.State.Status = 499
+		}
+	case outcomeClientBody:
+		f.refuse(x, clientBodyCode(err), err)
+	default:
+		f.fail(x, o.rule().code, err)
+	}
+}
+
+// truncated records a response whose body ended early after its status was
+// sent: the exchange failed though the client saw a success status.
+func (f *Forwarder) truncated(x *exchange.Exchange, err error) {
+	x.State.ErrorKind = errorKindTruncated
+	x.State.Error = err.Error()
+	// The engine must cut the stream (HTTP/2 RST_STREAM, HTTP/1.1 closed
+	// connection) so the client cannot mistake a truncated body for a
+	// complete one.
+	x.State.Aborted = true
+	f.warn(x, "upstream response truncated", errorKindTruncated, x.State.Status, err)
+}
+
+// relayEarlyHints passes a 103 (Early Hints, RFC 8297) on to the client.
+// Its fields belong to that interim response only, so they are taken out
+// of the client response header again once it is written.
+func relayEarlyHints(x *exchange.Exchange, resp *upstream.Response) {
+	h := x.W.Header()
+	copyResponseFields(h, &resp.Header)
+	x.W.WriteHeader(http.StatusEarlyHints)
+	resp.Header.Range(func(name, _ string) bool {
+		if !exchange.EqualFold(name, requestid.Header) {
+			h.Del(name)
+		}
+		return true
+	})
+}
+
+// switchUpstream completes a 101 (Switching Protocols): the upstream
+// connection and the client's are joined until either side closes.
+func (f *Forwarder) switchUpstream(x *exchange.Exchange, resp *upstream.Response) {
+	defer resp.Close()
+	backend, err := resp.Upgrade()
+	if err != nil {
+		f.fail(x, failure.UpstreamProtocol, err)
+		return
+	}
+	f.switchProtocols(x, stdHeader(&resp.Header), backend)
+}
+
+// respond relays a final response to the client. It returns the error that
+// cut the upstream's body short, if any; a client that stopped reading
+// ends the exchange without one.
+func (f *Forwarder) respond(x *exchange.Exchange, resp *upstream.Response) error {
+	defer resp.Close()
+	copyResponseFields(x.W.Header(), &resp.Header)
+	x.State.Status = resp.Status
+	x.W.WriteHeader(resp.Status)
+	stream := resp.ContentLength < 0
+	if stream {
+		// A stream (server-sent events, chunked) may not send its first
+		// bytes for a while; the client should see the status and headers
+		// now, not with the first event.
+		x.W.Flush()
+	}
+	rerr, werr := streamBody(x, resp, stream)
+	if werr != nil {
+		// The client stopped reading: cut the stream rather than let it
+		// wait for the rest.
+		x.State.Aborted = true
+	}
+	return rerr
+}
+
+// streamBody copies the response body to the client and reports a failure
+// to read it (rerr, the upstream's) apart from a failure to write it (werr,
+// the client's). Bodies of unknown length (chunked, server-sent events) are
+// flushed after every read so each event reaches the client when the
+// upstream sends it; bodies of known length are flushed once at the end by
+// the engine.
+func streamBody(x *exchange.Exchange, body io.Reader, flushEach bool) (rerr, werr error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			w, err := x.W.Write(buf[:n])
+			x.State.BytesOut += int64(w)
+			if err != nil {
+				return nil, err
+			}
+			if flushEach {
+				if err := x.W.Flush(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return err, nil
+		}
+	}
+}

@@ -1,0 +1,276 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// StdClient is the Client of endpoints that net/http (or quic-go's http3)
+// speaks to: HTTP/2 over TLS, h2c, HTTP/3, and HTTP/1.1 pools configured
+// with client: stdhttp. It adapts a Request to an *http.Request and the
+// *http.Response back into a Response, so the proxy sees one client
+// whatever carries the request. Unlike H1Client it allocates per request
+// (net/http's request, header map and goroutines).
+type StdClient struct {
+	e *Endpoint
+	// scheme is "http" or "https" for the request URL; the transport's own
+	// dialer decides where the connection goes.
+	scheme string
+	rt     http.RoundTripper
+}
+
+// errNotReplayable is the request body's answer when net/http asks for it
+// again after part of it was read: the request cannot be sent twice.
+var errNotReplayable = errors.New("request body already partly sent")
+
+// RoundTrip implements Client.
+func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Response) error {
+	if parent.Err() != nil {
+		return c.e.errorf(ctxKind(parent), context.Cause(parent))
+	}
+	ctx := parent
+	var cancelDeadline context.CancelFunc = func() {}
+	if !req.Deadline.IsZero() {
+		ctx, cancelDeadline = context.WithDeadline(ctx, req.Deadline)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	end := func() { cancel(nil); cancelDeadline() }
+	ctx = withConnectTimeout(ctx, req.ConnectTimeout)
+
+	out := &http.Request{
+		Method:     req.Method,
+		URL:        c.url(req),
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     stdRequestHeader(req.Header),
+		Host:       req.Host,
+	}
+	if out.Host == "" {
+		out.Host = c.e.urlHost
+	}
+	var body *stdBody
+	if req.Body != nil && req.ContentLength != 0 {
+		body = &stdBody{r: req.Body}
+		out.Body, out.ContentLength = body, req.ContentLength
+		// net/http sends a request again on a new connection when a reused
+		// one failed before the response (RFC 9112 §9.3.1), if it can have
+		// the body again: it can while none of it was read.
+		out.GetBody = body.again
+	}
+	out = out.WithContext(ctx)
+
+	var timer *time.Timer
+	if req.ResponseHeaderTimeout > 0 {
+		timer = time.AfterFunc(req.ResponseHeaderTimeout, func() { cancel(ErrResponseHeaderTimeout) })
+	}
+	hr, err := c.rt.RoundTrip(out)
+	if timer != nil {
+		timer.Stop()
+	}
+	if body != nil {
+		req.BodyRead = body.n.Load()
+	}
+	if err != nil {
+		end()
+		return c.failed(parent, ctx, body, err)
+	}
+	resp.fromStd(&stdExchange{e: c.e, resp: hr, parent: parent, ctx: ctx, end: end, body: body, req: req})
+	return nil
+}
+
+// failed classifies a failed round trip.
+func (c *StdClient) failed(parent, ctx context.Context, body *stdBody, err error) error {
+	var ue *Error
+	switch {
+	case parent.Err() != nil:
+		return c.e.errorf(ctxKind(parent), context.Cause(parent))
+	case body != nil && body.failed() != nil:
+		return c.e.errorf(KindClientBody, body.failed())
+	case errors.As(err, &ue):
+		// The dialer's.
+		return err
+	case errors.Is(context.Cause(ctx), ErrResponseHeaderTimeout):
+		return c.e.errorf(KindTimeout, ErrResponseHeaderTimeout)
+	case isTimeout(err):
+		return c.e.errorf(KindTimeout, err)
+	case errors.Is(err, errNotReplayable), isReset(err):
+		return c.e.errorf(KindReset, err)
+	}
+	return c.e.errorf(KindProtocol, err)
+}
+
+// isReset reports a connection that ended under a request.
+func isReset(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(err.Error(), "server closed idle connection")
+}
+
+// url addresses the endpoint with the request's path and query, byte for
+// byte.
+func (c *StdClient) url(req *Request) *url.URL {
+	u := &url.URL{Scheme: c.scheme, Host: c.e.urlHost, RawQuery: req.Query}
+	path := req.Path
+	if path == "" {
+		path = "/"
+	}
+	if p, err := url.PathUnescape(path); err == nil {
+		u.Path, u.RawPath = p, path
+	} else {
+		// Not a valid escape sequence: pass the path through untouched.
+		u.Opaque = path
+	}
+	return u
+}
+
+// CloseIdle implements Client.
+func (c *StdClient) CloseIdle() {
+	if t, ok := c.rt.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// Close implements Client. An HTTP/3 transport owns its QUIC connections;
+// closing it ends them.
+func (c *StdClient) Close() {
+	c.CloseIdle()
+	if t, ok := c.rt.(io.Closer); ok {
+		t.Close()
+	}
+}
+
+// stdBody is the request body as net/http sees it. It counts what was read,
+// keeps the first read error (the client's body failed, not the upstream),
+// and ignores Close: net/http closes a request body when a round trip
+// fails, but the body must survive for an attempt at another endpoint (the
+// engine closes the real body when the exchange ends). net/http may read it
+// from its own goroutine, even after the round trip returned; the caller's
+// goroutine copies the count into Request.BodyRead.
+type stdBody struct {
+	r   io.Reader
+	n   atomic.Int64
+	mu  sync.Mutex
+	err error
+}
+
+func (b *stdBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *stdBody) Close() error { return nil }
+
+// failed returns the first error reading the body, if any.
+func (b *stdBody) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// again is the request's GetBody.
+func (b *stdBody) again() (io.ReadCloser, error) {
+	if b.n.Load() != 0 || b.failed() != nil {
+		return nil, errNotReplayable
+	}
+	return b, nil
+}
+
+// stdExchange is what a Response filled by StdClient holds.
+type stdExchange struct {
+	e      *Endpoint
+	resp   *http.Response
+	parent context.Context // the caller's
+	ctx    context.Context // the request's, under Request.Deadline
+	end    func()
+	body   *stdBody
+	req    *Request
+}
+
+// fromStd fills r from net/http's response.
+func (r *Response) fromStd(x *stdExchange) {
+	hr := x.resp
+	r.std = x
+	r.c, r.conn, r.req = nil, nil, nil
+	r.Status, r.ProtoMinor, r.ContentLength = hr.StatusCode, hr.ProtoMinor, hr.ContentLength
+	r.kind, r.err, r.keepAlive = bodyNone, nil, false
+	r.Header.Reset()
+	r.Trailer.Reset()
+	for name, values := range hr.Header {
+		for _, v := range values {
+			r.Header.Add(name, v)
+		}
+	}
+}
+
+func (x *stdExchange) read(r *Response, p []byte) (int, error) {
+	n, err := x.resp.Body.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	kind := KindTruncated
+	switch {
+	case x.parent.Err() != nil:
+		kind = ctxKind(x.parent)
+	case errors.Is(x.ctx.Err(), context.DeadlineExceeded), isTimeout(err):
+		kind = KindTimeout
+	}
+	r.err = x.e.errorf(kind, err)
+	return n, r.err
+}
+
+func (x *stdExchange) upgrade(r *Response) (io.ReadWriteCloser, error) {
+	rwc, ok := x.resp.Body.(io.ReadWriteCloser)
+	if r.Status != 101 || !ok {
+		return nil, x.e.errorf(KindProtocol, errors.New("not a protocol switch"))
+	}
+	return rwc, nil
+}
+
+func (x *stdExchange) close(r *Response) {
+	x.resp.Body.Close()
+	x.end()
+	if x.body != nil {
+		x.req.BodyRead = x.body.n.Load()
+	}
+	r.std = nil
+}
+
+// stdRequestHeader converts h for net/http, canonicalizing the names. The
+// strings are copied: h's buffer is reused, and net/http may hold the map
+// longer than the exchange.
+func stdRequestHeader(h *exchange.Header) http.Header {
+	if h == nil {
+		return make(http.Header)
+	}
+	out := make(http.Header, h.Len())
+	h.Range(func(name, value string) bool {
+		if exchange.EqualFold(name, "Host") || exchange.EqualFold(name, "Content-Length") ||
+			exchange.EqualFold(name, "Transfer-Encoding") {
+			return true
+		}
+		k := http.CanonicalHeaderKey(strings.Clone(name))
+		out[k] = append(out[k], strings.Clone(value))
+		return true
+	})
+	return out
+}
