@@ -56,5 +56,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.background.Wait()
 	// Lines and spans of the last requests are flushed after they finished.
 	errs = append(errs, s.snap.Load().Close())
+	// Engines and pools are closed: their registrations are gone.
+	errs = append(errs, s.io.Close())
 	return errors.Join(errs...)
 }

@@ -153,7 +153,7 @@ func (s *Server) serve(lc *config.Listener, sock *listener.Socket) (*runningList
 	if lc.Engine == config.EngineStdHTTP {
 		tcp = stdhttp.NewServer(opts, h)
 	} else {
-		tcp = h1.NewServer(h1.Options{Options: opts}, h)
+		tcp = h1.NewServer(h1.Options{Options: opts, IO: s.io}, h)
 	}
 	rl.engines = append(rl.engines, engine.On(tcp, sock.NewView()))
 	if rl.h3 != nil {

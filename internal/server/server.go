@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
@@ -51,6 +52,10 @@ type Server struct {
 	static   config.Static
 	inherit  map[string]net.Listener
 	stages   *pipeline.Registry
+	// io is the Linux I/O layer of this server's engines and upstream
+	// clients, closed by Shutdown once nothing uses it (nil where there is
+	// none: other systems, or epoll refused).
+	io *epoll.IO
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
 	mu         sync.Mutex
@@ -83,8 +88,16 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Registerer: opts.Registerer,
 		Version:    opts.Version,
 	}
-	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages})
+	io, err := epoll.NewIO(0)
 	if err != nil {
+		// Engines and clients then fall back to goroutine-per-connection
+		// reads and probing idle connections; nothing is lost but speed.
+		log.Debug("no Linux I/O layer; serving without it", "error", err)
+		io = nil
+	}
+	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages, IO: io})
+	if err != nil {
+		io.Close()
 		return nil, err
 	}
 	s := &Server{
@@ -94,6 +107,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		metrics:   newConfigMetrics(opts.Registerer),
 		inherit:   opts.Inherited,
 		stages:    opts.Stages,
+		io:        io,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
 	}

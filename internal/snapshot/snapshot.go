@@ -18,6 +18,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/accesslog"
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
@@ -101,6 +102,9 @@ type Env struct {
 	// Stages is the route pipeline's stage table. Nil means
 	// pipeline.Standard().
 	Stages *pipeline.Registry
+	// IO is the Linux I/O layer the upstream pools' clients use. Nil means
+	// epoll.Shared().
+	IO *epoll.IO
 }
 
 // Compile validates cfg (which must have defaults applied) and builds its
@@ -137,7 +141,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		m = env.Telemetry.Metrics
 	}
 	s.NoRoute = m.Route("", "")
-	if err := s.buildPools(cfg, prev); err != nil {
+	if err := s.buildPools(cfg, prev, env.IO); err != nil {
 		return nil, err
 	}
 	if env.Telemetry != nil {
@@ -179,7 +183,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 
 // buildPools builds cfg's upstream pools, taking over those of prev whose
 // configuration did not change. On error it closes the pools it built.
-func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot) error {
+func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot, io *epoll.IO) error {
 	col := config.NewCollector(cfg)
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
@@ -189,7 +193,7 @@ func (s *Snapshot) buildPools(cfg *config.Config, prev *Snapshot) error {
 				continue
 			}
 		}
-		p, err := upstream.NewPool(u)
+		p, err := upstream.NewPoolWith(u, upstream.Options{IO: io})
 		if err != nil {
 			col.Addf(fmt.Sprintf("upstreams[%d]", i), "%v", err)
 			continue
