@@ -24,7 +24,7 @@ import (
 
 // BenchmarkIdleConnections measures what an idle keep-alive connection
 // costs the server: N clients (IDLE_CONNS, default 1000; use 10000 for the
-// figures in docs/architecture.md) each send one request, read the answer
+// figures in bench/README.md) each send one request, read the answer
 // and stay connected. The clients run in a child process so that only the
 // server's memory is counted: the Go heap and goroutine stacks in use
 // (HeapInuse+StackInuse) before and after, divided by N, reported as
