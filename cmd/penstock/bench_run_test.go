@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/penstock-dev/penstock/internal/loadtest/runlog"
@@ -16,10 +17,20 @@ import (
 // `penstock bench run` end to end: flags, the text summary, the run log and
 // the JSON summary.
 func TestBenchRun(t *testing.T) {
-	var gotBody, gotHeader string
+	// The handler runs on one goroutine per connection: what it saw is
+	// counted under a lock.
+	var (
+		mu                 sync.Mutex
+		requests, wellMade int
+	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		gotBody, gotHeader = string(b), r.Header.Get("X-Test")
+		mu.Lock()
+		requests++
+		if string(b) == "hello" && r.Header.Get("X-Test") == "yes" {
+			wellMade++
+		}
+		mu.Unlock()
 		w.Write([]byte("ok"))
 	}))
 	defer srv.Close()
@@ -36,9 +47,11 @@ func TestBenchRun(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout)
 		}
 	}
-	if gotBody != "hello" || gotHeader != "yes" {
-		t.Errorf("server got body %q, X-Test %q", gotBody, gotHeader)
+	mu.Lock()
+	if requests != 30 || wellMade != requests {
+		t.Errorf("server got %d requests (want 30), %d of them with body \"hello\" and X-Test: yes", requests, wellMade)
 	}
+	mu.Unlock()
 	f, err := os.Open(hlog)
 	if err != nil {
 		t.Fatal(err)

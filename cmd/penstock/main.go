@@ -8,7 +8,7 @@
 //	penstock demo-backend         run the demo model backend alone
 //	penstock bench run|compare|report   load testing and A/B comparison
 //	penstock upgrade -pid-file F  replace a running penstock (binary upgrade)
-//	penstock version              print the version
+//	penstock version              print the version (also: penstock --version)
 package main
 
 import (
@@ -46,6 +46,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		// The spelling most tools accept, beside the version command.
+		args = append([]string{"version"}, args[1:]...)
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -78,7 +82,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nRun 'penstock <command> --help' for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun 'penstock <command> --help' for a command's flags; 'penstock --version' prints the version.\n")
 }
 
 // newFlagSet returns a flag set whose --help prints the command's synopsis.

@@ -44,6 +44,8 @@ routes:
 		{name: "help", args: []string{"--help"}, code: 0, stderr: []string{"serve", "validate", "version"}},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: []string{`unknown command "frobnicate"`}},
 		{name: "version", args: []string{"version"}, code: 0, stdout: "penstock "},
+		{name: "--version", args: []string{"--version"}, code: 0, stdout: "penstock "},
+		{name: "-version", args: []string{"-version"}, code: 0, stdout: "penstock "},
 		{name: "validate ok", args: []string{"validate", "-c", valid}, code: 0, stdout: "ok (1 listeners, 1 upstreams, 1 routes)"},
 		{name: "validate lists every error with lines", args: []string{"validate", "-c", invalid}, code: 1, stderr: []string{
 			"routes[1].retries (line 5): unknown field",
@@ -79,6 +81,34 @@ routes:
 			for _, s := range tc.stderr {
 				if !strings.Contains(errOut, s) {
 					t.Errorf("stderr lacks %q:\n%s", s, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestHelpNamesEachFlagsArgument checks every command's --help: the flag
+// package takes a back-quoted word in a usage string as the flag's argument
+// name, so a quoted command line there printed "-pid-file penstock serve
+// -pid-file". Each flag line must be the flag and at most one word.
+func TestHelpNamesEachFlagsArgument(t *testing.T) {
+	cmds := [][]string{{"bench", "run"}, {"bench", "compare"}, {"bench", "report"}}
+	for _, c := range commands() {
+		if c.name != "bench" {
+			cmds = append(cmds, []string{c.name})
+		}
+	}
+	for _, cmd := range cmds {
+		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
+			code, _, help := runCLI(append(cmd, "--help")...)
+			if code != 0 {
+				t.Fatalf("exit code %d:\n%s", code, help)
+			}
+			for _, line := range strings.Split(help, "\n") {
+				// flag.PrintDefaults writes "  -name arg" alone on its line
+				// (bench run lays out its own table, in columns).
+				if strings.HasPrefix(line, "  -") && !strings.Contains(line, "   ") && len(strings.Fields(line)) > 2 {
+					t.Errorf("flag line names more than one argument word: %q", line)
 				}
 			}
 		})

@@ -247,8 +247,9 @@ logging: {format: text}
 }
 
 // TestBinaryUpgradeFailureKeepsServing replaces the binary with one that
-// cannot start, sends SIGUSR2, and checks that the old process keeps
-// serving.
+// cannot start, runs penstock upgrade, and checks that the command reports
+// the failure the old process saw (not its own timeout, which is far away)
+// and that the old process keeps serving.
 func TestBinaryUpgradeFailureKeepsServing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -267,7 +268,8 @@ logging: {format: text}
 `), 0o600)
 	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
 	defer logFile.Close()
-	cmd := exec.Command(bin, "serve", "-c", cfgFile)
+	pidFile := filepath.Join(dir, "penstock.pid")
+	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -292,14 +294,17 @@ logging: {format: text}
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if !waitFor(10*time.Second, func() bool { return get() == 404 }) {
+	if !waitFor(10*time.Second, func() bool { return get() == 404 && readPid(t, pidFile) == cmd.Process.Pid }) {
 		t.Fatalf("not serving:\n%s", logs())
 	}
 
 	// A "new binary" that fails at once.
 	os.Rename(bin, bin+".old")
 	os.WriteFile(bin, []byte("#!/bin/sh\necho broken build >&2\nexit 3\n"), 0o755)
-	cmd.Process.Signal(syscall.SIGUSR2)
+	code, stdout, stderr := runCLI("upgrade", "-pid-file", pidFile, "-timeout", "10m")
+	if code != 1 || !strings.Contains(stderr, "keeps serving; the upgrade failed") || !strings.Contains(stderr, "exit status 3") {
+		t.Errorf("penstock upgrade: exit code %d, want 1 with the new process's failure\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(logs(), "binary upgrade failed; this process keeps serving") }) {
 		t.Fatalf("no failure logged:\n%s", logs())
 	}

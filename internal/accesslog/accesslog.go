@@ -20,9 +20,7 @@
 package accesslog
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -83,23 +81,6 @@ func New(cfg *config.Config, reg prometheus.Registerer) (*Logger, error) {
 		return nil, nil
 	}
 	return newLogger(cfg, nil, time.Now, reg)
-}
-
-// NewWithWriter is New writing to w instead of cfg.AccessLog.Output, and
-// reading the time (for the lines-per-second cap) from now, time.Now when
-// nil. It is meant for tests and for embedding penstock; Reopen does
-// nothing on such a Logger, and Close does not close w.
-func NewWithWriter(cfg *config.Config, w io.Writer, now func() time.Time, reg prometheus.Registerer) (*Logger, error) {
-	if cfg == nil || !cfg.AccessLog.On() {
-		return nil, nil
-	}
-	if w == nil {
-		return nil, errors.New("accesslog: nil writer")
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return newLogger(cfg, &output{w: w}, now, reg)
 }
 
 func newLogger(cfg *config.Config, out *output, now func() time.Time, reg prometheus.Registerer) (*Logger, error) {
@@ -269,7 +250,7 @@ func (l *outlet) putBuf(b *[]byte) {
 // Reopen closes and reopens a file output, for log rotation (the gateway
 // calls it on SIGUSR1): lines logged before the call are written to the old
 // file, later ones to a file created at the configured path. It does
-// nothing for stdout, stderr or a writer given to NewWithWriter. It is safe
+// nothing for stdout, stderr or a writer given by a test. It is safe
 // to call concurrently with Log. If the file cannot be opened, the old one
 // stays in use and the error is returned.
 func (l *Logger) Reopen() error {

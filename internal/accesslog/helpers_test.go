@@ -3,6 +3,7 @@ package accesslog
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -55,9 +56,8 @@ func newFakeClock(t time.Time) *fakeClock {
 	return c
 }
 
-func (c *fakeClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *fakeClock) now() time.Time  { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
 // parseConfig decodes a configuration from YAML text, as the gateway does.
 // Unless the text sets global sampling rules itself, the access log keeps
@@ -312,3 +312,19 @@ func requestID(t testing.TB, line string) string {
 }
 
 func reqID(i int) string { return fmt.Sprintf("req-%d", i) }
+
+// NewWithWriter is New writing to w instead of cfg.AccessLog.Output, and
+// reading the time (for the lines-per-second cap) from now, time.Now when
+// nil. Reopen does nothing on such a Logger, and Close does not close w.
+func NewWithWriter(cfg *config.Config, w io.Writer, now func() time.Time, reg prometheus.Registerer) (*Logger, error) {
+	if cfg == nil || !cfg.AccessLog.On() {
+		return nil, nil
+	}
+	if w == nil {
+		return nil, errors.New("accesslog: nil writer")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return newLogger(cfg, &output{w: w}, now, reg)
+}

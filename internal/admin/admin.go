@@ -3,9 +3,11 @@
 // configuration with secrets redacted, reloads, upstream state, Prometheus
 // metrics and live profiling.
 //
-// Read-only endpoints are open; mutating and debug endpoints require the
-// bearer token from the config's admin block. The config refuses a
-// non-loopback admin address without a token.
+// On a loopback address read-only endpoints are open and mutating and debug
+// endpoints require the bearer token from the config's admin block. Off
+// loopback (which the config allows only with a token) every endpoint but
+// /healthz and /readyz requires it: the configuration and the metrics are
+// not for anyone on the network.
 package admin
 
 import (
@@ -48,6 +50,10 @@ type Options struct {
 	// Token is the bearer token for mutating and debug endpoints; empty
 	// means those endpoints answer 401.
 	Token string
+	// TokenForReads makes the read-only endpoints (/config, /upstreams,
+	// /metrics) require the token too; /healthz and /readyz stay open.
+	// Serve sets it when its listener is not on a loopback address.
+	TokenForReads bool
 	// Reload re-reads the configuration source and applies it; nil disables
 	// POST /config/reload (501).
 	Reload func() error
@@ -59,8 +65,8 @@ type Options struct {
 
 // Server is the running admin API.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
+	srv           *http.Server
+	tokenForReads bool
 }
 
 // Handler returns the admin API's routes.
@@ -70,14 +76,18 @@ func Handler(o Options) http.Handler {
 		log = slog.Default()
 	}
 	a := &api{o: o, log: log}
+	read := func(h http.Handler) http.Handler { return h }
+	if o.TokenForReads {
+		read = a.auth
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.HandleFunc("GET /config", a.config)
-	mux.HandleFunc("GET /upstreams", a.upstreams)
+	mux.Handle("GET /config", read(http.HandlerFunc(a.config)))
+	mux.Handle("GET /upstreams", read(http.HandlerFunc(a.upstreams)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
 	if o.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	}
 	mux.Handle("/debug/pprof/", a.auth(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/cmdline", a.auth(http.HandlerFunc(pprof.Cmdline)))
@@ -87,8 +97,12 @@ func Handler(o Options) http.Handler {
 	return mux
 }
 
-// Serve starts the admin API on ln.
+// Serve starts the admin API on ln. Off a loopback address it requires the
+// token on the read-only endpoints too (Options.TokenForReads).
 func Serve(ln net.Listener, o Options) *Server {
+	if !Loopback(ln.Addr()) {
+		o.TokenForReads = true
+	}
 	srv := &http.Server{
 		Handler:           Handler(o),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -96,11 +110,24 @@ func Serve(ln net.Listener, o Options) *Server {
 		IdleTimeout: 60 * time.Second,
 	}
 	go srv.Serve(ln)
-	return &Server{srv: srv, ln: ln}
+	return &Server{srv: srv, tokenForReads: o.TokenForReads}
 }
 
-// Addr is the admin listener's address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+// TokenRequiredFor says which endpoints need the token, for the log line
+// that announces the admin API.
+func (s *Server) TokenRequiredFor() string {
+	if s.tokenForReads {
+		return "every endpoint but /healthz and /readyz"
+	}
+	return "POST /config/reload, /debug/pprof/"
+}
+
+// Loopback reports whether addr is a TCP address on a loopback interface
+// (127.0.0.0/8, ::1); an unspecified address (0.0.0.0, ::) is not.
+func Loopback(addr net.Addr) bool {
+	a, ok := addr.(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
+}
 
 // Shutdown stops the admin API, waiting for calls in progress until ctx.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
@@ -110,7 +137,8 @@ type api struct {
 	log *slog.Logger
 }
 
-// auth admits requests carrying "Authorization: Bearer <token>" (RFC 6750).
+// auth admits requests carrying "Authorization: Bearer <token>" (RFC 6750
+// section 2.1; the scheme is case-insensitive, RFC 9110 section 11.1).
 func (a *api) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.o.Token == "" {
@@ -120,8 +148,8 @@ func (a *api) auth(next http.Handler) http.Handler {
 			})
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.o.Token)) != 1 {
+		scheme, got, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.o.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="penstock-admin", error="invalid_token"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,15 +20,29 @@ import (
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
-const secret = "s3cr3t-token-value"
+const (
+	secret       = "s3cr3t-token-value"
+	headerSecret = "k3y-in-a-header-matcher"
+)
 
 // newAdmin serves the admin API of a started gateway whose config holds an
 // inline token, with reload wired to next (the config text a reload reads).
 func newAdmin(t *testing.T, token string, next *string) *httptest.Server {
 	t.Helper()
+	srv := httptest.NewServer(admin.Handler(adminOptions(t, token, next)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// adminOptions wires the admin API to a started gateway, as newAdmin
+// describes.
+func adminOptions(t *testing.T, token string, next *string) admin.Options {
+	t.Helper()
 	text := `listeners: [{name: main, address: "127.0.0.1:0"}]
 upstreams: [{name: up, endpoints: [{address: "127.0.0.1:9"}, {address: "unix:/run/x.sock"}]}]
-routes: [{name: r, match: {path: /}, upstream: up}]
+routes:
+  - {name: r, match: {path: /}, upstream: up}
+  - {name: internal, match: {path: /internal, headers: {X-Internal-Key: ` + headerSecret + `}}, upstream: up}
 admin: {token: ` + secret + `}
 `
 	cfg, err := config.Parse([]byte(text), "admin.yaml")
@@ -48,16 +63,19 @@ admin: {token: ` + secret + `}
 			return config.Check([]byte(*next), "next.yaml", snapshot.CheckRoutes)
 		})
 	}
-	srv := httptest.NewServer(admin.Handler(admin.Options{Gateway: g, Token: token, Reload: reload, Gatherer: reg,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	t.Cleanup(srv.Close)
-	return srv
+	return admin.Options{Gateway: g, Token: token, Reload: reload, Gatherer: reg,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
+// call sends a request with "Authorization: Bearer token" unless token is
+// empty; a token with a space in it is sent as the whole header value.
 func call(t *testing.T, method, url, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
-	if token != "" {
+	switch {
+	case strings.Contains(token, " "):
+		req.Header.Set("Authorization", token)
+	case token != "":
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -97,12 +115,96 @@ admin: {token: ` + secret + `}
 		{"pprof heap without token", "GET", "/debug/pprof/heap", "", 401},
 		{"pprof with token", "GET", "/debug/pprof/", secret, 200},
 		{"cmdline with token", "GET", "/debug/pprof/cmdline", secret, 200},
+		{"scheme in lowercase", "GET", "/debug/pprof/", "bearer " + secret, 200},
+		{"scheme in uppercase", "GET", "/debug/pprof/", "BEARER " + secret, 200},
+		{"spaces around the token", "GET", "/debug/pprof/", "Bearer   " + secret + " ", 200},
+		{"another scheme", "GET", "/debug/pprof/", "Basic " + secret, 401},
+		{"scheme without token", "GET", "/debug/pprof/", "Bearer ", 401},
+		{"token as a prefix of the right one", "GET", "/debug/pprof/", "Bearer " + secret[:5] + " x", 401},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := call(t, tc.method, srv.URL+tc.path, tc.token)
 			if status != tc.status {
 				t.Errorf("status %d, want %d: %s", status, tc.status, body)
+			}
+		})
+	}
+}
+
+// TestAdminOffLoopbackNeedsTokenForReads serves the admin API on a real
+// loopback socket that reports a non-loopback address, as a listener on a
+// public interface would: everything but health and readiness then needs
+// the token.
+func TestAdminOffLoopbackNeedsTokenForReads(t *testing.T) {
+	next := ""
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := &addrListener{Listener: ln, addr: &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 9901}}
+	srv := admin.Serve(public, adminOptions(t, secret, &next))
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	if got := srv.TokenRequiredFor(); got != "every endpoint but /healthz and /readyz" {
+		t.Errorf("TokenRequiredFor = %q", got)
+	}
+	base := "http://" + ln.Addr().String()
+	tests := []struct {
+		name   string
+		path   string
+		token  string
+		status int
+	}{
+		{"healthz is open", "/healthz", "", 200},
+		{"readyz is open", "/readyz", "", 200},
+		{"config needs the token", "/config", "", 401},
+		{"upstreams needs the token", "/upstreams", "", 401},
+		{"metrics needs the token", "/metrics", "", 401},
+		{"config with a wrong token", "/config", "nope", 401},
+		{"config with the token", "/config", secret, 200},
+		{"upstreams with the token", "/upstreams", secret, 200},
+		{"metrics with the token", "/metrics", secret, 200},
+		{"pprof still needs it", "/debug/pprof/", "", 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := call(t, "GET", base+tc.path, tc.token)
+			if status != tc.status {
+				t.Errorf("status %d, want %d: %s", status, tc.status, body)
+			}
+		})
+	}
+}
+
+// addrListener is a listener that reports addr as its address.
+type addrListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l *addrListener) Addr() net.Addr { return l.addr }
+
+func TestLoopback(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:9901", true},
+		{"127.0.0.2:9901", true},
+		{"[::1]:9901", true},
+		{"0.0.0.0:9901", false},
+		{"[::]:9901", false},
+		{"192.0.2.10:9901", false},
+		{"[2001:db8::1]:9901", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.addr, func(t *testing.T) {
+			a, err := net.ResolveTCPAddr("tcp", tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := admin.Loopback(a); got != tc.want {
+				t.Errorf("Loopback(%s) = %v, want %v", tc.addr, got, tc.want)
 			}
 		})
 	}
@@ -125,7 +227,8 @@ func TestAdminWithoutTokenRefusesMutations(t *testing.T) {
 	}
 }
 
-// TestAdminConfigNeverShowsSecrets checks GET /config redacts the token.
+// TestAdminConfigNeverShowsSecrets checks GET /config redacts the token and
+// the values of header matchers.
 func TestAdminConfigNeverShowsSecrets(t *testing.T) {
 	next := ""
 	srv := newAdmin(t, secret, &next)
@@ -135,6 +238,9 @@ func TestAdminConfigNeverShowsSecrets(t *testing.T) {
 	}
 	if strings.Contains(body, secret) {
 		t.Fatalf("/config shows the token:\n%s", body)
+	}
+	if strings.Contains(body, headerSecret) || !strings.Contains(body, "X-Internal-Key: "+config.Redacted) {
+		t.Fatalf("/config does not redact the header matcher's value:\n%s", body)
 	}
 	if !strings.Contains(body, config.Redacted) || !strings.Contains(body, "name: main") {
 		t.Errorf("/config is not the effective config with the token redacted:\n%s", body)

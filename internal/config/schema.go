@@ -324,8 +324,9 @@ type Match struct {
 	// whose path matches only routes with other methods gets 405.
 	Methods []string `yaml:"methods"`
 	// Headers that must be present with exactly these values (names are
-	// case-insensitive).
-	Headers map[string]string `yaml:"headers"`
+	// case-insensitive). Values often are shared secrets (an internal key),
+	// so GET /config shows them as <redacted>.
+	Headers map[string]string `yaml:"headers" secret:"values"`
 }
 
 // RouteTimeouts bound the phases of a forwarded request. Zero means default.

@@ -41,9 +41,11 @@ func (a *Admin) ResolveToken() (string, error) {
 // Redacted is the value that replaces secrets in Redact's output.
 const Redacted = "<redacted>"
 
-// Redact returns a deep copy of c in which every non-empty field tagged
-// `secret:"true"` reads Redacted, for showing the effective configuration
-// (GET /config) without leaking credentials.
+// Redact returns a deep copy of c in which every non-empty string field
+// tagged `secret:"true"`, and every non-empty value of a map field tagged
+// `secret:"values"` (keys stay: they say what is matched), reads Redacted,
+// for showing the effective configuration (GET /config) without leaking
+// credentials.
 func (c *Config) Redact() *Config {
 	out := reflect.New(reflect.TypeOf(*c)).Elem()
 	redactValue(out, reflect.ValueOf(*c))
@@ -66,9 +68,25 @@ func redactValue(dst, src reflect.Value) {
 			if !t.Field(i).IsExported() {
 				continue
 			}
-			if t.Field(i).Tag.Get("secret") == "true" && src.Field(i).Kind() == reflect.String && src.Field(i).Len() > 0 {
-				dst.Field(i).SetString(Redacted)
-				continue
+			switch f := src.Field(i); t.Field(i).Tag.Get("secret") {
+			case "true":
+				if f.Kind() == reflect.String && f.Len() > 0 {
+					dst.Field(i).SetString(Redacted)
+					continue
+				}
+			case "values":
+				if f.Kind() == reflect.Map && f.Type().Elem().Kind() == reflect.String && !f.IsNil() {
+					m := reflect.MakeMapWithSize(f.Type(), f.Len())
+					for it := f.MapRange(); it.Next(); {
+						v := it.Value()
+						if v.Len() > 0 {
+							v = reflect.ValueOf(Redacted).Convert(f.Type().Elem())
+						}
+						m.SetMapIndex(it.Key(), v)
+					}
+					dst.Field(i).Set(m)
+					continue
+				}
 			}
 			redactValue(dst.Field(i), src.Field(i))
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -91,4 +92,38 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 			}
 		})
 	}
+
+	// The README's tour asks for the headers only (HEAD) on a GET route.
+	t.Run("HEAD on a GET route", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "curl", "-skI", "https://"+g.Addr("https").String()+"/v1/models").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		got := strings.ToLower(string(out))
+		if !strings.HasPrefix(got, "http/2 200") || !strings.Contains(got, "alt-svc: h3=") {
+			t.Errorf("curl -skI: want HTTP/2 200 with Alt-Svc, got:\n%s", out)
+		}
+	})
+	// On the native HTTP/1.1 engine: a HEAD answered without a body, so
+	// the response to a GET sent behind it on the same connection follows
+	// its head at once.
+	t.Run("HEAD then GET on one HTTP/1.1 connection", func(t *testing.T) {
+		c, err := net.Dial("tcp", g.Addr("http").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "HEAD /v1/models HTTP/1.1\r\nHost: demo\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+		all, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, rest, ok := strings.Cut(string(all), "\r\n\r\n")
+		if !ok || !strings.HasPrefix(head, "HTTP/1.1 200") || !strings.HasPrefix(rest, "HTTP/1.1 200") || !strings.HasSuffix(strings.TrimSpace(rest), `"llama-tiny"]}`) {
+			t.Errorf("want a 200 head with no body, then the GET's 200 with the model list; got:\n%s", all)
+		}
+	})
 }

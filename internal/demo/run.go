@@ -20,8 +20,10 @@ func StartBackend(address string) (*http.Server, net.Addr, error) {
 }
 
 // Banner is what `penstock serve` prints when it runs the demo: where it
-// listens and commands that exercise it.
+// listens and commands that exercise it. Commands that run penstock itself
+// are spelled as [Command] finds this process was started.
 func Banner(httpAddr, httpsAddr, adminAddr string) string {
+	self := Command()
 	var b strings.Builder
 	fmt.Fprintf(&b, "\npenstock demo is running\n")
 	fmt.Fprintf(&b, "  http   http://%s   (HTTP/1.1, h2c)\n", httpAddr)
@@ -37,6 +39,16 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
-	fmt.Fprintf(&b, "  penstock bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n\n", httpsAddr)
+	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
+	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
+	if self == GoRunCommand {
+		// A backgrounded go run cannot be stopped by its job: the
+		// signal stops go, not penstock. Build the binary once instead.
+		fmt.Fprintf(&b, "  go build -o penstock ./cmd/penstock   # or go install ./cmd/penstock\n")
+		self = "./penstock"
+	}
+	fmt.Fprintf(&b, "  %s config demo > penstock.yaml\n", self)
+	fmt.Fprintf(&b, "  %s demo-backend &   # the model backend alone, on %s (stop: kill %%1)\n", self, BackendAddress)
+	fmt.Fprintf(&b, "  %s serve -c penstock.yaml\n\n", self)
 	return b.String()
 }

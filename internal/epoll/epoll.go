@@ -18,7 +18,7 @@
 // epoll_ctl, the zero-timeout epoll_pwait, recvfrom and sendto go through
 // syscall.RawSyscall: none of them blocks (Go's sockets are non-blocking),
 // and syscall.Syscall would wake the runtime's sysmon thread whenever the
-// process had been idle (docs/architecture.md).
+// process had been idle (docs/http1.md).
 //
 // The package is for Linux; elsewhere NewIO fails, Shared returns nil, and
 // the users fall back to goroutines and net.Conn.

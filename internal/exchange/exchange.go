@@ -150,7 +150,10 @@ type Handler interface {
 	ServeExchange(x *Exchange)
 }
 
-// HandlerFunc adapts a function to Handler.
+// HandlerFunc adapts a function to Handler. penstock's own handlers are
+// types; the tests and benchmarks of the engines and the gateway use this
+// adapter, which is why it stays in a production file (a _test.go file is
+// not visible to other packages).
 type HandlerFunc func(x *Exchange)
 
 // ServeExchange calls f(x).

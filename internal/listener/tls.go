@@ -43,18 +43,6 @@ const SelfSignedFile = "self_signed"
 
 var errNoCertificates = errors.New("tls: no certificate configured")
 
-// TLSConfig builds the server TLS configuration of listener l, reading its
-// files once: certificates are chosen by SNI (see TLS), nothing is
-// reloaded. fingerprint is the SHA-256 of a generated self-signed
-// certificate, or "". A listener that should follow its files uses NewTLS.
-func TLSConfig(l *config.Listener) (conf *tls.Config, fingerprint string, err error) {
-	t, err := NewTLS(l, TLSOptions{})
-	if err != nil {
-		return nil, "", err
-	}
-	return t.Config(), t.Fingerprint(), nil
-}
-
 // TLSOptions configure NewTLS beyond the listener's configuration. The zero
 // value reads the files once and reports nothing.
 type TLSOptions struct {
@@ -236,11 +224,6 @@ func (t *TLS) Config() *tls.Config { return t.conf }
 // Fingerprint is the SHA-256 of a generated self-signed certificate in hex,
 // or "".
 func (t *TLS) Fingerprint() string { return t.fingerprint }
-
-// Certificates returns the certificates served now, in configuration order.
-func (t *TLS) Certificates() []*tls.Certificate {
-	return slices.Clone(t.cur.Load().certs.certs)
-}
 
 // Close stops following the files and waits for a reload in progress. The
 // configuration keeps working with what it has. Safe to call more than once.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
@@ -49,7 +48,7 @@ func abRun(url string, rate float64, d time.Duration) (*runlog.Log, error) {
 // them different). Interleaved slices turn that effect into slice-to-slice
 // variation that both arms share, and each slice is one block of the test
 // (blockLen intervals), so the blocks are exchangeable under "A = B".
-func abPair(t *testing.T, urlA, urlB string, rate float64, slices int, d time.Duration) (a, b *runlog.Log, blockLen int) {
+func abPair(t testing.TB, urlA, urlB string, rate float64, slices int, d time.Duration) (a, b *runlog.Log, blockLen int) {
 	t.Helper()
 	var as, bs []*runlog.Log
 	for i := range 2 * slices {
@@ -67,7 +66,7 @@ func abPair(t *testing.T, urlA, urlB string, rate float64, slices int, d time.Du
 }
 
 // delayServer answers every request after delay.
-func delayServer(t *testing.T, delay time.Duration) string {
+func delayServer(t testing.TB, delay time.Duration) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if delay > 0 {
@@ -107,35 +106,31 @@ func TestABInjectedDelayIsJudgedDifferent(t *testing.T) {
 	t.Logf("A/B +%v: D=%.3f p=%.4f, P50 %.0f → %.0f µs", delay, r.KS.D, r.KS.P, p50.A, p50.B)
 }
 
-// TestAARepeated runs twenty A/A pairs (two arms against the same server,
-// interleaved in one-second slices) and counts how many the comparison calls different at p < 0.05: with a
-// test that holds its level, about one in twenty, and at most one is the
-// acceptance bar. It takes about five minutes, so it runs only with
-// PENSTOCK_AA=1:
+// BenchmarkAAFalsePositives runs A/A pairs (two arms against the same
+// server, interleaved in one-second slices, six per arm) and reports the
+// share the comparison calls different at p < 0.05: a test that holds its
+// level reports about 0.05. It is a measurement, not an assertion: even a
+// test exactly at its level calls 2 or more of 20 pairs different about a
+// quarter of the time. The test command runs one pair (12 s) so the
+// procedure cannot rot; for the figure, twenty (about four minutes):
 //
-//	PENSTOCK_AA=1 go test -run TestAARepeated -v -timeout 20m ./internal/loadtest/
-func TestAARepeated(t *testing.T) {
-	if os.Getenv("PENSTOCK_AA") == "" {
-		t.Skip("set PENSTOCK_AA=1 to run twenty A/A pairs (about five minutes)")
-	}
-	url := delayServer(t, 0)
-	const pairs = 20
-	flagged := 0
-	for i := range pairs {
-		a, b, blockLen := abPair(t, url, url, 300, 6, time.Second)
-		r, err := compare.Compare(a, b, compare.Options{BlockLen: blockLen, Seed: uint64(i)})
+//	go test -run '^$' -bench AAFalsePositives -benchtime 20x -timeout 20m ./internal/loadtest/
+func BenchmarkAAFalsePositives(b *testing.B) {
+	url := delayServer(b, 0)
+	flagged, pairs := 0, 0
+	for i := 0; b.Loop(); i++ {
+		a, bl, blockLen := abPair(b, url, url, 300, 6, time.Second)
+		r, err := compare.Compare(a, bl, compare.Options{BlockLen: blockLen, Seed: uint64(i)})
 		if err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
+		pairs++
 		verdict := "same"
 		if r.KS.Different {
 			flagged++
 			verdict = "DIFFERENT"
 		}
-		t.Logf("pair %2d: D=%.3f p=%.3f P99 %.0f vs %.0f µs: %s", i+1, r.KS.D, r.KS.P, r.Stats[2].A, r.Stats[2].B, verdict)
+		b.Logf("pair %2d: D=%.3f p=%.3f P99 %.0f vs %.0f µs: %s", pairs, r.KS.D, r.KS.P, r.Stats[2].A, r.Stats[2].B, verdict)
 	}
-	t.Logf("A/A: %d of %d pairs judged different at p<0.05", flagged, pairs)
-	if flagged > 1 {
-		t.Errorf("%d of %d A/A pairs judged different, want at most 1", flagged, pairs)
-	}
+	b.ReportMetric(float64(flagged)/float64(pairs), "flagged/pair")
 }

@@ -32,10 +32,10 @@ func (r *runner) handshake(w *worker, j job) {
 	if !r.o.HandshakeRequest {
 		if !measured {
 			w.shard.warmupDone()
-		} else if late {
-			w.shard.mu.Lock()
-			w.shard.c.late++
-			w.shard.mu.Unlock()
+		} else {
+			// Its end counts like a request's: a storm the server cannot
+			// keep up with is measured until its last handshake finished.
+			w.shard.handshakeDone(late, time.Now())
 		}
 		return
 	}

@@ -134,6 +134,17 @@ func (s *shard) failure(kind errKind, late bool, done time.Time) {
 	s.mu.Unlock()
 }
 
+// handshakeDone records the end of a measured handshake of a storm without
+// requests (conn has recorded its phases).
+func (s *shard) handshakeDone(late bool, done time.Time) {
+	s.mu.Lock()
+	if late {
+		s.c.late++
+	}
+	s.c.lastDone = done
+	s.mu.Unlock()
+}
+
 // warmupDone counts a request of the warm-up.
 func (s *shard) warmupDone() {
 	s.mu.Lock()

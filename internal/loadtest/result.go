@@ -25,9 +25,15 @@ type Result struct {
 	Streams     int       `json:"streams"`
 	Start       time.Time `json:"start"` // wall-clock start of the measured part
 	// Seconds is the measured window: from the end of the warm-up until
-	// the last measured request finished (or the end of the run).
+	// the last measured request (or handshake) finished, or the end of the
+	// schedule if that is later. Rates are over this window.
 	Seconds       float64 `json:"seconds"`
 	WarmupSeconds float64 `json:"warmup_seconds"`
+	// OverrunSeconds is how long after the end of the schedule the last
+	// measured request or handshake finished: a server that cannot keep up
+	// with the asked rate finishes its work late, and the rates above are
+	// then below the asked one.
+	OverrunSeconds float64 `json:"overrun_seconds"`
 
 	// Requests is every measured request that finished, with a response
 	// or an error; Unfinished those still in flight when the run gave up.
@@ -139,6 +145,7 @@ func (r *runner) result(c *collector) *Result {
 	last := r.stopAt
 	if tot.lastDone.After(last) {
 		last = tot.lastDone
+		res.OverrunSeconds = tot.lastDone.Sub(r.stopAt).Seconds()
 	}
 	window := last.Sub(r.measure)
 	if window <= 0 {
@@ -241,6 +248,9 @@ func (res *Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, " × %d streams", res.Streams)
 	}
 	fmt.Fprintf(&b, "\n  measured   %.2fs after %.fs warm-up (%d warm-up requests)\n", res.Seconds, res.WarmupSeconds, res.Warmup)
+	if res.OverrunSeconds*1000 > res.LateThreshold {
+		fmt.Fprintf(&b, "  overrun    the last finished %.2fs after the schedule ended: the rates below are what completed\n", res.OverrunSeconds)
+	}
 	if res.Mode == ModeHandshakes {
 		fmt.Fprintf(&b, "  handshakes %d (%.1f/s)\n", res.Handshakes, float64(res.Handshakes)/res.Seconds)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -246,6 +247,43 @@ func TestErrorKinds(t *testing.T) {
 			t.Errorf("err = %v, want no connection could be opened", err)
 		}
 	})
+}
+
+// A storm faster than the server can take is reported as what completed:
+// the handshakes over the time they took, and how long after the schedule
+// they finished. The server here takes handshakes one at a time, each at
+// least 40 ms, so 20 of them cannot finish in less than 0.8 s, twice the
+// 0.4 s schedule.
+func TestHandshakeStormOverrun(t *testing.T) {
+	const n, each, schedule = 20, 40 * time.Millisecond, 400 * time.Millisecond
+	srv := httptest.NewUnstartedServer(&counting{})
+	var serial sync.Mutex
+	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		serial.Lock()
+		defer serial.Unlock()
+		time.Sleep(each)
+		return nil, nil
+	}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	res := run(t, Options{URLs: []string{srv.URL + "/"}, Proto: ProtoH1, Insecure: true,
+		Handshakes: n / schedule.Seconds(), Duration: schedule, Timeout: 10 * time.Second})
+	if res.Handshakes != n || res.ErrorsAll != 0 {
+		t.Fatalf("%d handshakes, errors %v; want %d, none", res.Handshakes, res.Errors, n)
+	}
+	if min := (n * each).Seconds(); res.Seconds < min {
+		t.Errorf("measured %.3fs; the handshakes cannot have finished before %.3fs", res.Seconds, min)
+	}
+	if want := res.Seconds - schedule.Seconds(); res.OverrunSeconds < want-0.05 || res.OverrunSeconds > want+0.05 {
+		t.Errorf("overrun %.3fs, want the measured time past the %s schedule, %.3fs", res.OverrunSeconds, schedule, want)
+	}
+	if want := float64(n) / res.Seconds; res.Throughput != want || res.Throughput >= res.Rate {
+		t.Errorf("throughput %.1f/s, want what completed, %.1f/s, below the asked %.0f/s", res.Throughput, want, res.Rate)
+	}
+	var sum strings.Builder
+	if err := res.WriteText(&sum); err != nil || !strings.Contains(sum.String(), "overrun ") {
+		t.Errorf("summary does not mention the overrun (%v):\n%s", err, sum.String())
+	}
 }
 
 // A handshake storm runs full handshakes with the chosen key exchange group.

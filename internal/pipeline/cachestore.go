@@ -192,20 +192,6 @@ func (s *cacheStore) account(dBytes int64, dEntries, evicted int) {
 	}
 }
 
-// size returns the bytes and entries held, summed over shards.
-func (s *cacheStore) size() (bytes int64, entries int) {
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		for e := sh.head; e != nil; e = e.next {
-			bytes += e.size
-			entries++
-		}
-		sh.mu.Unlock()
-	}
-	return bytes, entries
-}
-
 func (sh *cacheShard) pushFront(e *cacheEntry) {
 	e.prev, e.next = nil, sh.head
 	if sh.head != nil {

@@ -32,8 +32,10 @@ type Spec[T any] struct {
 	// "/apix". A prefix pattern may have ":name" segments but no catch-all.
 	Prefix bool
 	// Methods lists the request methods the route serves, as uppercase RFC
-	// 9110 tokens ("GET", "POST"). Empty means any method. HEAD is not
-	// implied by GET.
+	// 9110 tokens ("GET", "POST"). Empty means any method. A route that
+	// serves GET also serves HEAD (RFC 9110 section 9.3.2: HEAD is GET
+	// without the response content, and the engines send none), unless
+	// another route for the same host, path and headers names HEAD itself.
 	Methods []string
 	// Headers must all match for the route to match; see [HeaderMatch].
 	Headers []HeaderMatch
@@ -140,10 +142,14 @@ func (b *Builder[T]) Build() (*Router[T], error) {
 	for _, e := range b.entries {
 		used = append(used, e.methods...)
 	}
+	if slices.Contains(used, "GET") {
+		used = append(used, "HEAD")
+	}
 	ms, err := newMethodSet(used)
 	if err != nil {
 		return nil, err
 	}
+	impliedHead := b.impliedHead(ms)
 	r := &Router[T]{
 		routes:  make([]route, len(b.entries)),
 		results: make([]Result[T], len(b.entries)),
@@ -153,7 +159,7 @@ func (b *Builder[T]) Build() (*Router[T], error) {
 		r.routes[i] = route{
 			name:    e.spec.Name,
 			pattern: e.spec.Path,
-			methods: ms.mask(e.methods),
+			methods: ms.mask(e.methods) | impliedHead[i],
 			headers: e.headers,
 			params:  e.pat.params,
 		}
@@ -229,6 +235,40 @@ func (b *Builder[T]) conflicts() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// impliedHead returns, per route, the HEAD bit to add to its method mask:
+// set for routes that name GET but not HEAD, unless a route with the same
+// host entry, path shape, prefix flag and header matchers names HEAD (then
+// that route answers HEAD requests).
+func (b *Builder[T]) impliedHead(ms *methodSet) []uint64 {
+	type key struct {
+		host, shape, headers string
+		prefix               bool
+	}
+	explicit := map[key]bool{}
+	for i := range b.entries {
+		e := &b.entries[i]
+		if slices.Contains(e.methods, "HEAD") {
+			for _, h := range e.hosts {
+				explicit[key{host: h, shape: e.pat.shape, headers: e.headerKey, prefix: e.spec.Prefix}] = true
+			}
+		}
+	}
+	out := make([]uint64, len(b.entries))
+	for i := range b.entries {
+		e := &b.entries[i]
+		if !slices.Contains(e.methods, "GET") || slices.Contains(e.methods, "HEAD") {
+			continue
+		}
+		out[i] = ms.bit("HEAD")
+		for _, h := range e.hosts {
+			if explicit[key{host: h, shape: e.pat.shape, headers: e.headerKey, prefix: e.spec.Prefix}] {
+				out[i] = 0
+			}
+		}
+	}
+	return out
 }
 
 func conflictReason[T any](host string, a, b *entry[T], methods string) string {

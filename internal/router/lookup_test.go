@@ -221,8 +221,8 @@ func TestLookupTierFallThrough(t *testing.T) {
 		{name: "exact tier falls to wildcard tier", host: "api.example.com", path: "/items/7", want: "wild-items", params: []string{"id", "7"}},
 		{name: "method mismatch in exact tier falls through", host: "api.example.com", path: "/items", want: "any-items"},
 		{name: "method match in exact tier", host: "api.example.com", method: "POST", path: "/items", want: "exact-post"},
-		{name: "405 lists methods of every tier", host: "api.example.com", method: "DELETE", path: "/items", allow: "GET, POST"},
-		{name: "405 from any tier only", host: "other.org", method: "DELETE", path: "/items", allow: "GET"},
+		{name: "405 lists methods of every tier", host: "api.example.com", method: "DELETE", path: "/items", allow: "GET, HEAD, POST"},
+		{name: "405 from any tier only", host: "other.org", method: "DELETE", path: "/items", allow: "GET, HEAD"},
 		{name: "other host does not see exact tier", host: "other.org", path: "/only-exact"},
 	})
 }
@@ -237,9 +237,9 @@ func TestLookupMethods(t *testing.T) {
 	}, []lookupCase{
 		{name: "GET", path: "/items", want: "list"},
 		{name: "POST", method: "POST", path: "/items", want: "create"},
-		{name: "405 with Allow in canonical order", method: "PUT", path: "/items", allow: "GET, POST"},
-		{name: "HEAD is not implied by GET", method: "HEAD", path: "/items", allow: "GET, POST"},
-		{name: "method unknown to the router", method: "BREW", path: "/items", allow: "GET, POST"},
+		{name: "405 with Allow in canonical order", method: "PUT", path: "/items", allow: "GET, HEAD, POST"},
+		{name: "HEAD is served by the GET route", method: "HEAD", path: "/items", want: "list"},
+		{name: "method unknown to the router", method: "BREW", path: "/items", allow: "GET, HEAD, POST"},
 		{name: "405 on a param route", path: "/items/42", allow: "DELETE, PURGE"},
 		{name: "extension method", method: "PURGE", path: "/items/42", want: "delete", params: []string{"id", "42"}},
 		{name: "methods are case-sensitive", method: "purge", path: "/items/42", allow: "DELETE, PURGE"},
@@ -247,6 +247,31 @@ func TestLookupMethods(t *testing.T) {
 		{name: "no methods matches unknown methods", method: "BREW", path: "/any", want: "any"},
 		{name: "standard methods before extensions", method: "GET", path: "/dav", allow: "OPTIONS, PROPFIND"},
 		{name: "no path match is 404 not 405", method: "PUT", path: "/nothing"},
+	})
+}
+
+// A GET route serves HEAD (RFC 9110 section 9.3.2) unless a route of the
+// same host, path and headers names HEAD itself.
+func TestLookupHeadFollowsGet(t *testing.T) {
+	runLookups(t, []Spec[string]{
+		{Name: "models", Path: "/v1/models", Methods: []string{"GET"}},
+		{Name: "model", Path: "/v1/models/:id", Methods: []string{"GET", "DELETE"}},
+		{Name: "probe-get", Path: "/probe", Methods: []string{"GET"}},
+		{Name: "probe-head", Path: "/probe", Methods: []string{"HEAD"}},
+		{Name: "post-only", Path: "/submit", Methods: []string{"POST"}},
+		{Name: "get-head", Path: "/both", Methods: []string{"HEAD", "GET"}},
+		{Name: "tenant-get", Path: "/t", Methods: []string{"GET"}, Headers: []HeaderMatch{{Name: "X-Tenant", Value: "a"}}},
+		{Name: "plain-head", Path: "/t", Methods: []string{"HEAD"}},
+	}, []lookupCase{
+		{name: "HEAD on a GET route", method: "HEAD", path: "/v1/models", want: "models"},
+		{name: "HEAD on a GET route with params", method: "HEAD", path: "/v1/models/m1", want: "model", params: []string{"id", "m1"}},
+		{name: "Allow names the implied HEAD", method: "PUT", path: "/v1/models/m1", allow: "GET, HEAD, DELETE"},
+		{name: "an explicit HEAD route wins", method: "HEAD", path: "/probe", want: "probe-head"},
+		{name: "GET still reaches the GET route", path: "/probe", want: "probe-get"},
+		{name: "no HEAD without GET", method: "HEAD", path: "/submit", allow: "POST"},
+		{name: "HEAD and GET named together", method: "HEAD", path: "/both", want: "get-head"},
+		{name: "HEAD with the headers of the GET route", method: "HEAD", path: "/t", headers: headers{"x-tenant": "a"}, want: "tenant-get"},
+		{name: "HEAD without them", method: "HEAD", path: "/t", headers: headers{}, want: "plain-head"},
 	})
 }
 
@@ -265,7 +290,7 @@ func TestLookupHeaders(t *testing.T) {
 		{name: "partial match falls back", path: "/h", headers: headers{"x-tenant": "a", "x-env": "dev"}, want: "tenant"},
 		{name: "http.Header adapter", path: "/h", headers: Header(http.Header{"X-Tenant": {"a"}, "X-Env": {"prod"}}), want: "tenant-prod"},
 		{name: "http.Header first value counts", path: "/h", headers: Header(http.Header{"X-Tenant": {"b", "a"}}), want: "plain"},
-		{name: "headers match, method does not: 405", method: "POST", path: "/c", headers: headers{"x-canary": "1"}, allow: "GET"},
+		{name: "headers match, method does not: 405", method: "POST", path: "/c", headers: headers{"x-canary": "1"}, allow: "GET, HEAD"},
 		{name: "headers do not match: 404", method: "POST", path: "/c", headers: headers{"x-canary": "0"}},
 		{name: "headers missing: 404", path: "/c"},
 	})

@@ -176,7 +176,7 @@ func (p *process) startAdmin(ctx context.Context, ac *config.Admin) error {
 	}
 	p.admin = listener.NewSocket(p.adminLn)
 	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload, Gatherer: p.reg, Logger: p.log})
-	p.log.Info("admin listening", "address", p.admin.Addr().String(), "token_required_for", "POST /config/reload, /debug/pprof/")
+	p.log.Info("admin listening", "address", p.admin.Addr().String(), "token_required_for", p.adminSrv.TokenRequiredFor())
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Package testpki issues certificates for tests: a certificate authority,
 // server and client certificates signed by it, written as PEM files the way
-// an operator would deploy them.
+// an operator would deploy them. Only tests import it: it is a package, not a
+// _test.go file, so that the tests of several packages share it.
 package testpki
 
 import (

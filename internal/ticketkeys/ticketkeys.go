@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -59,19 +58,6 @@ func Parse(b []byte) ([][Size]byte, error) {
 		return nil, errors.New("no keys")
 	case len(keys) > maxKeys:
 		return nil, fmt.Errorf("%d keys, at most %d", len(keys), maxKeys)
-	}
-	return keys, nil
-}
-
-// Load reads and parses the session ticket key file at path.
-func Load(path string) ([][Size]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return keys, nil
 }

@@ -50,7 +50,20 @@ type Socket interface {
 // blocking mode, and O_NONBLOCK is shared by every duplicate of a socket, so
 // this process's own accept loop would then block in a system call that
 // closing the listener cannot interrupt.
+//
+// The outcome is also reported to a `penstock upgrade` command waiting on
+// this process ([WatchOutcome]), so that it learns of a failure at once.
 func Start(exe string, args []string, sockets map[string]Socket, timeout time.Duration) (*os.Process, error) {
+	proc, err := start(exe, args, sockets, timeout)
+	if err != nil {
+		reportOutcome("failed " + err.Error())
+	} else {
+		reportOutcome("ready " + strconv.Itoa(proc.Pid))
+	}
+	return proc, err
+}
+
+func start(exe string, args []string, sockets map[string]Socket, timeout time.Duration) (*os.Process, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -120,8 +133,7 @@ func Start(exe string, args []string, sockets map[string]Socket, timeout time.Du
 			return proc, nil
 		}
 		proc.Kill()
-		<-exited
-		return nil, err
+		return nil, fmt.Errorf("%w (%v)", err, <-exited)
 	case err := <-exited:
 		return nil, fmt.Errorf("new process exited before it was ready: %v", err)
 	case <-time.After(timeout):

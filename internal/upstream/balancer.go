@@ -28,16 +28,6 @@ type policyEntry struct {
 	new  func(eps []*Endpoint) Balancer
 }
 
-// PolicyNames lists the balancing policies NewBalancer knows, in table
-// order.
-func PolicyNames() []string {
-	var names []string
-	for _, p := range policies() {
-		names = append(names, p.name)
-	}
-	return names
-}
-
 // NewBalancer builds the named policy over eps.
 func NewBalancer(policy string, eps []*Endpoint) (Balancer, error) {
 	for _, p := range policies() {

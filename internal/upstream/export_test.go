@@ -1,5 +1,22 @@
 package upstream
 
+import "github.com/penstock-dev/penstock/internal/config"
+
+// NewPool compiles an upstream with zero Options: the tests' pools use the
+// process-wide I/O layer (epoll.Shared), as a pool built without a server
+// does.
+func NewPool(u *config.Upstream) (*Pool, error) { return NewPoolWith(u, Options{}) }
+
+// PolicyNames lists the balancing policies NewBalancer knows, in table
+// order.
+func PolicyNames() []string {
+	var names []string
+	for _, p := range policies() {
+		names = append(names, p.name)
+	}
+	return names
+}
+
 // Views of the pool's idle connections, for the tests.
 
 // WithConnectTimeout is withConnectTimeout.

@@ -39,10 +39,6 @@ type Options struct {
 	IO *epoll.IO
 }
 
-// NewPool compiles an upstream from its (validated, defaulted) config, with
-// zero Options.
-func NewPool(u *config.Upstream) (*Pool, error) { return NewPoolWith(u, Options{}) }
-
 // NewPoolWith compiles an upstream from its (validated, defaulted) config.
 func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 	p := &Pool{Name: u.Name, Scheme: "http", MaxFails: max(u.PassiveHealth.MaxFails, 1), FailTimeout: u.PassiveHealth.FailTimeout.D(),

@@ -24,7 +24,7 @@ import (
 
 // BenchmarkIdleConnections measures what an idle keep-alive connection
 // costs the server: N clients (IDLE_CONNS, default 1000; use 10000 for the
-// figures in docs/architecture.md) each send one request, read the answer
+// figures in bench/README.md) each send one request, read the answer
 // and stay connected. The clients run in a child process so that only the
 // server's memory is counted: the Go heap and goroutine stacks in use
 // (HeapInuse+StackInuse) before and after, divided by N, reported as
@@ -74,7 +74,7 @@ func measureIdle(b *testing.B, newEngine func(h1.Options, exchange.Handler) engi
 	warm(b, ln.Addr().String(), useTLS)
 
 	before, rssBefore := memInUse()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientProcess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), fmt.Sprintf("H1_IDLE_CLIENT=%s,%d,%v", ln.Addr(), n, useTLS))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -126,27 +126,47 @@ func memInUse() (inUse, rss uint64) {
 	return ms.HeapInuse + ms.StackInuse, rss
 }
 
-// TestIdleClientProcess is the client side of BenchmarkIdleConnections,
-// run in a child process: it opens the connections, sends one request on
-// each, prints "ready" and holds them until its stdin closes.
-func TestIdleClientProcess(t *testing.T) {
-	spec := os.Getenv("H1_IDLE_CLIENT")
-	if spec == "" {
-		t.Skip("client process of BenchmarkIdleConnections")
+// TestMain runs this test binary as the client side of
+// BenchmarkIdleConnections when the benchmark starts it with H1_IDLE_CLIENT
+// set, and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("H1_IDLE_CLIENT"); spec != "" {
+		if err := idleClient(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "idle client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// idleClient opens the connections spec asks for ("address,count,tls"),
+// sends one request on each, prints "ready" and holds them until its stdin
+// closes.
+func idleClient(spec string) error {
 	parts := strings.Split(spec, ",")
-	n, _ := strconv.Atoi(parts[1])
+	if len(parts) != 3 {
+		return fmt.Errorf("H1_IDLE_CLIENT=%q: want address,count,tls", spec)
+	}
+	n, err := strconv.Atoi(parts[1])
+	if err != nil {
+		return err
+	}
 	useTLS := parts[2] == "true"
-	raiseFileLimit(t, n+100)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(n+100) {
+		lim.Cur = min(lim.Max, uint64(n+100))
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 	conns := make([]net.Conn, 0, n)
 	buf := make([]byte, 4096)
 	for range n {
 		c, err := dialClient(parts[0], useTLS)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if err := clientRoundTrip(c, buf); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		conns = append(conns, c)
 	}
@@ -155,6 +175,7 @@ func TestIdleClientProcess(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
+	return nil
 }
 
 func dialClient(addr string, useTLS bool) (net.Conn, error) {

@@ -8,8 +8,8 @@
 // connections keep a goroutine, as crypto/tls needs one, and share the same
 // parser and writer. HTTP/2 on the same listener (ALPN "h2", or the h2c
 // preface) is handed to net/http's HTTP/2 server with stdhttp.Adapter, so
-// both protocols run the same route pipeline. docs/architecture.md has the
-// design and its figures.
+// both protocols run the same route pipeline. docs/http1.md has the
+// design, bench/README.md its figures.
 package h1
 
 import (

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/penstock-dev/penstock/internal/loadtest/runlog"
 )
 
@@ -459,16 +457,6 @@ func binomial(n, k int) float64 {
 		r *= float64(n-k+i) / float64(i)
 	}
 	return r
-}
-
-// KSStatistic is the two-sample Kolmogorov–Smirnov statistic D of two
-// histograms, computed from their buckets.
-func KSStatistic(a, b *hdrhistogram.Histogram) float64 {
-	g, cs := newGrid([][]bar{bars(a), bars(b)})
-	da, db := make([]int64, len(g.upper)), make([]int64, len(g.upper))
-	cs[0].addTo(da)
-	cs[1].addTo(db)
-	return ksDense(da, cs[0].total, db, cs[1].total)
 }
 
 // sliceBlocks returns the slice length, in intervals, of two logs joined

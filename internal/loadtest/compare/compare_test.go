@@ -393,3 +393,13 @@ func BenchmarkCompare(b *testing.B) {
 		}
 	}
 }
+
+// KSStatistic is the two-sample Kolmogorov–Smirnov statistic D of two
+// histograms, computed from their buckets.
+func KSStatistic(a, b *hdrhistogram.Histogram) float64 {
+	g, cs := newGrid([][]bar{bars(a), bars(b)})
+	da, db := make([]int64, len(g.upper)), make([]int64, len(g.upper))
+	cs[0].addTo(da)
+	cs[1].addTo(db)
+	return ksDense(da, cs[0].total, db, cs[1].total)
+}

@@ -2,7 +2,9 @@
 // server on 127.0.0.1 that accepts POST /v1/traces with a protobuf
 // ExportTraceServiceRequest body (gzip or not), as a collector would, and
 // keeps the spans it decoded for the test to inspect. NewGRPCReceiver does
-// the same for OTLP/gRPC (TraceService/Export).
+// the same for OTLP/gRPC (TraceService/Export). Only tests import it: it is a
+// package, not a _test.go file, so that the tests of several packages share
+// it.
 package otlptest
 
 import (

@@ -1,7 +1,9 @@
 // Package synthetic writes run logs drawn from known latency distributions,
 // so the analysis tools (compare, report) can be tested against numbers that
 // are known in advance, including the slow drift between seconds that real
-// runs show.
+// runs show. Only tests import it: it is a package, not a _test.go file, so
+// that the tests of several packages (compare, report, cmd/penstock) share
+// it.
 package synthetic
 
 import (
