@@ -194,11 +194,6 @@ func containsFold(s, sub string) bool {
 	return false
 }
 
-// forwardedElement renders one RFC 7239 forwarded-element.
-func forwardedElement(client netip.Addr, proto, host string) string {
-	return string(appendForwardedElement(nil, client, proto, host))
-}
-
 // appendForwardedElement appends one RFC 7239 forwarded-element. IPv6
 // addresses are bracketed and quoted (§6).
 func appendForwardedElement(b []byte, client netip.Addr, proto, host string) []byte {
@@ -220,10 +215,6 @@ func appendForwardedElement(b []byte, client netip.Addr, proto, host string) []b
 	b = append(b, ";proto="...)
 	return append(b, proto...)
 }
-
-// quoteIfNeeded quotes a Forwarded value that is not a token (a host with a
-// port contains ':', which is not a token character).
-func quoteIfNeeded(v string) string { return string(appendQuotedIfNeeded(nil, v)) }
 
 func appendQuotedIfNeeded(b []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
@@ -255,28 +246,10 @@ func stdHeader(h *exchange.Header) http.Header {
 	return out
 }
 
-// copyResponseHeader copies the upstream response's end-to-end fields to the
+// copyResponseFields copies the upstream response's end-to-end fields to the
 // client response. An Alt-Svc already set (the listener advertising its own
 // HTTP/3 endpoint) wins over the upstream's, which names the upstream's
 // ports, not ones the client can reach.
-func copyResponseHeader(dst *exchange.Header, src http.Header) {
-	conn := src.Values("Connection")
-	for name, values := range src {
-		if isHopByHop(name) || inTokens(conn, name) {
-			continue
-		}
-		if name == "Alt-Svc" && dst.Has(name) {
-			continue
-		}
-		for _, v := range values {
-			dst.Add(name, v)
-		}
-	}
-}
-
-// copyResponseFields copies the end-to-end fields of an upstream response
-// read by the native client to the client response, with the same Alt-Svc
-// rule as copyResponseHeader.
 func copyResponseFields(dst, src *exchange.Header) {
 	ownAltSvc := dst.Has("Alt-Svc")
 	src.Range(func(name, value string) bool {
@@ -289,17 +262,4 @@ func copyResponseFields(dst, src *exchange.Header) {
 		dst.Add(name, value)
 		return true
 	})
-}
-
-func inTokens(lists []string, name string) bool {
-	for _, v := range lists {
-		for v != "" {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if exchange.EqualFold(strings.TrimSpace(tok), name) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -521,3 +521,23 @@ func TestCopyResponseHeaderAppendsToExisting(t *testing.T) {
 		t.Errorf("X-Request-Id = %q, %d fields; want \"abc\" and 2 fields", v, dst.Len())
 	}
 }
+
+// forwardedElement renders one RFC 7239 forwarded-element.
+func forwardedElement(client netip.Addr, proto, host string) string {
+	return string(appendForwardedElement(nil, client, proto, host))
+}
+
+// quoteIfNeeded quotes a Forwarded value that is not a token.
+func quoteIfNeeded(v string) string { return string(appendQuotedIfNeeded(nil, v)) }
+
+// copyResponseHeader runs copyResponseFields on an upstream header written
+// as an http.Header.
+func copyResponseHeader(dst *exchange.Header, src http.Header) {
+	var h exchange.Header
+	for name, values := range src {
+		for _, v := range values {
+			h.Add(name, v)
+		}
+	}
+	copyResponseFields(dst, &h)
+}
