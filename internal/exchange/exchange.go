@@ -151,7 +151,7 @@ type Handler interface {
 }
 
 // HandlerFunc adapts a function to Handler. penstock's own handlers are
-// types; the tests and benchmarks of the engines and the gateway use this
+// types; the tests and benchmarks of the engines and the server use this
 // adapter, which is why it stays in a production file (a _test.go file is
 // not visible to other packages).
 type HandlerFunc func(x *Exchange)
