@@ -144,6 +144,13 @@ func earlyClient(t *testing.T, addr string, cache tls.ClientSessionCache, tokens
 // "Early-Data: 1"; an early GET elsewhere waits for the handshake; an early
 // POST is never forwarded and gets 425.
 func TestZeroRTT(t *testing.T) {
+	if raceDetector {
+		// quic-go's client writes the server's transport parameters while
+		// a 0-RTT connection already opens streams with them, a data race
+		// in the client library (quic-go/quic-go#4303, open), not in
+		// penstock. scripts/test runs this test again without -race.
+		t.Skip("quic-go's 0-RTT client races (quic-go#4303); runs without -race")
+	}
 	var arrived atomic.Int64 // when the upstream last saw a request, UnixNano
 	var count atomic.Int64
 	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
