@@ -302,13 +302,17 @@ func ioGoroutines() int {
 }
 
 func TestCloseEndsTheGoroutines(t *testing.T) {
-	before := ioGoroutines()
+	// The other tests' IOs are closed, but a goroutine outlives its
+	// WaitGroup.Done by a moment: wait for them to be gone.
+	if !eventually(func() bool { return ioGoroutines() == 0 }) {
+		t.Fatalf("%d goroutines of earlier IOs still running", ioGoroutines())
+	}
 	io, err := epoll.NewIO(3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Three polling instances and the hang-up watcher.
-	if n := ioGoroutines() - before; n != 4 {
+	if n := ioGoroutines(); n != 4 {
 		t.Errorf("%d goroutines while open, want 4", n)
 	}
 	c, _ := tcpPair(t)
@@ -319,9 +323,10 @@ func TestCloseEndsTheGoroutines(t *testing.T) {
 	if err := io.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Close waits for them.
-	if n := ioGoroutines() - before; n != 0 {
-		t.Errorf("%d goroutines left after Close", n)
+	// Close waits for them to finish their work; they are gone a moment
+	// later.
+	if !eventually(func() bool { return ioGoroutines() == 0 }) {
+		t.Errorf("%d goroutines left after Close", ioGoroutines())
 	}
 	io.Remove(&r) // after Close: no system call on a closed instance
 	if err := io.Close(); err != nil {
