@@ -96,13 +96,13 @@ func TestFail(t *testing.T) {
 			Fail(x, tt.code)
 
 			status := tt.code.Status()
-			if !slices.Equal(rec.statuses, []int{status}) {
-				t.Errorf("WriteHeader calls = %v, want [%d]", rec.statuses, status)
+			if !slices.Equal(rec.Statuses, []int{status}) {
+				t.Errorf("WriteHeader calls = %v, want [%d]", rec.Statuses, status)
 			}
 			if x.State.Status != status {
 				t.Errorf("State.Status = %d, want %d", x.State.Status, status)
 			}
-			if got := string(rec.body); got != tt.wantBody {
+			if got := string(rec.Body); got != tt.wantBody {
 				t.Errorf("body = %q, want %q", got, tt.wantBody)
 			}
 			if x.State.BytesOut != int64(len(tt.wantBody)) {
@@ -112,13 +112,13 @@ func TestFail(t *testing.T) {
 			if tt.method == "HEAD" {
 				wantLen = tt.wantLen
 			}
-			if got := headerValues(&rec.hdr, "Content-Length"); !slices.Equal(got, []string{strconv.Itoa(wantLen)}) {
+			if got := headerValues(&rec.Hdr, "Content-Length"); !slices.Equal(got, []string{strconv.Itoa(wantLen)}) {
 				t.Errorf("Content-Length = %q, want [%d]", got, wantLen)
 			}
-			if got := headerValues(&rec.hdr, "Content-Type"); !slices.Equal(got, []string{"application/json"}) {
+			if got := headerValues(&rec.Hdr, "Content-Type"); !slices.Equal(got, []string{"application/json"}) {
 				t.Errorf("Content-Type = %q, want [application/json]", got)
 			}
-			if got := headerValues(&rec.hdr, "Cache-Control"); !slices.Equal(got, []string{"no-store"}) {
+			if got := headerValues(&rec.Hdr, "Cache-Control"); !slices.Equal(got, []string{"no-store"}) {
 				t.Errorf("Cache-Control = %q, want [no-store]", got)
 			}
 			if tt.wantBody != "" {
@@ -127,7 +127,7 @@ func TestFail(t *testing.T) {
 					Status    int    `json:"status"`
 					RequestID string `json:"request_id"`
 				}
-				if err := json.Unmarshal(rec.body, &v); err != nil {
+				if err := json.Unmarshal(rec.Body, &v); err != nil {
 					t.Fatalf("body is not JSON: %v", err)
 				}
 				if v.Error != string(tt.code) || v.Status != status {
@@ -142,20 +142,20 @@ func TestFailReplacesHeadersSetEarlier(t *testing.T) {
 	// A stage may have set a Content-Type or Content-Length before failing;
 	// the error body's own must win, once.
 	x, rec := newExchange(t, "GET")
-	rec.hdr.Add("Content-Length", "99999")
-	rec.hdr.Add("content-type", "text/html")
-	rec.hdr.Add("X-Kept", "yes")
+	rec.Hdr.Add("Content-Length", "99999")
+	rec.Hdr.Add("content-type", "text/html")
+	rec.Hdr.Add("X-Kept", "yes")
 	x.State.RequestID = "id"
 	Fail(x, NoRoute)
 
-	want := strconv.Itoa(len(rec.body))
-	if got := headerValues(&rec.hdr, "Content-Length"); !slices.Equal(got, []string{want}) {
+	want := strconv.Itoa(len(rec.Body))
+	if got := headerValues(&rec.Hdr, "Content-Length"); !slices.Equal(got, []string{want}) {
 		t.Errorf("Content-Length = %q, want [%s]", got, want)
 	}
-	if got := headerValues(&rec.hdr, "Content-Type"); !slices.Equal(got, []string{"application/json"}) {
+	if got := headerValues(&rec.Hdr, "Content-Type"); !slices.Equal(got, []string{"application/json"}) {
 		t.Errorf("Content-Type = %q, want [application/json]", got)
 	}
-	if got := headerValues(&rec.hdr, "X-Kept"); !slices.Equal(got, []string{"yes"}) {
+	if got := headerValues(&rec.Hdr, "X-Kept"); !slices.Equal(got, []string{"yes"}) {
 		t.Errorf("X-Kept = %q, want [yes]", got)
 	}
 }
@@ -166,8 +166,8 @@ func TestFailIsNoOpOnceAStatusWasWritten(t *testing.T) {
 	x.State.BytesOut = 10
 	Fail(x, UpstreamProtocol)
 
-	if len(rec.statuses) != 0 || len(rec.body) != 0 || rec.hdr.Len() != 0 {
-		t.Errorf("Fail wrote statuses %v, body %q, %d header fields; want nothing", rec.statuses, rec.body, rec.hdr.Len())
+	if len(rec.Statuses) != 0 || len(rec.Body) != 0 || rec.Hdr.Len() != 0 {
+		t.Errorf("Fail wrote statuses %v, body %q, %d header fields; want nothing", rec.Statuses, rec.Body, rec.Hdr.Len())
 	}
 	if x.State.Status != 200 || x.State.BytesOut != 10 {
 		t.Errorf("State = status %d, bytes %d; want 200 and 10 unchanged", x.State.Status, x.State.BytesOut)
@@ -179,7 +179,7 @@ func TestFailAllocatesNothing(t *testing.T) {
 	x.State.RequestID = strings.Repeat("r", 64)
 	Fail(x, NoHealthyEndpoint) // warm up the recorder's buffers
 	allocs := testing.AllocsPerRun(100, func() {
-		rec.reset()
+		rec.Reset()
 		x.State.Status = 0
 		Fail(x, NoHealthyEndpoint)
 	})

@@ -70,22 +70,22 @@ func TestLimitBodyDeclaredLength(t *testing.T) {
 				t.Errorf("body replaced by %T, want the original", x.Req.Body)
 			}
 			if ok {
-				if len(rec.statuses) != 0 || x.State.Status != 0 {
-					t.Errorf("LimitBody answered %v (State.Status %d) on a body it let through", rec.statuses, x.State.Status)
+				if len(rec.Statuses) != 0 || x.State.Status != 0 {
+					t.Errorf("LimitBody answered %v (State.Status %d) on a body it let through", rec.Statuses, x.State.Status)
 				}
 				return
 			}
-			if !slices.Equal(rec.statuses, []int{413}) || x.State.Status != 413 {
-				t.Errorf("statuses = %v, State.Status = %d; want [413] and 413", rec.statuses, x.State.Status)
+			if !slices.Equal(rec.Statuses, []int{413}) || x.State.Status != 413 {
+				t.Errorf("statuses = %v, State.Status = %d; want [413] and 413", rec.Statuses, x.State.Status)
 			}
 			// The client is still sending a body nobody will read: the
 			// connection cannot be reused.
-			if got := headerValues(&rec.hdr, "Connection"); !slices.Equal(got, []string{"close"}) {
+			if got := headerValues(&rec.Hdr, "Connection"); !slices.Equal(got, []string{"close"}) {
 				t.Errorf("Connection = %q, want [close]", got)
 			}
 			want := `{"error":"request_body_too_large","status":413,"request_id":"rid"}` + "\n"
-			if string(rec.body) != want {
-				t.Errorf("body = %q, want %q", rec.body, want)
+			if string(rec.Body) != want {
+				t.Errorf("body = %q, want %q", rec.Body, want)
 			}
 		})
 	}

@@ -99,13 +99,13 @@ func get(t testing.TB, h exchange.Handler, method, path string, reqHeader ...str
 		x.Req.Header.Add(reqHeader[i], reqHeader[i+1])
 	}
 	h.ServeExchange(x)
-	r := result{body: string(rec.body)}
-	if n := len(rec.statuses); n > 0 {
-		r.status = rec.statuses[n-1]
+	r := result{body: string(rec.Body)}
+	if n := len(rec.Statuses); n > 0 {
+		r.status = rec.Statuses[n-1]
 	}
-	r.cacheStatus, _ = rec.hdr.Get("Cache-Status")
-	r.etag, _ = rec.hdr.Get("ETag")
-	r.age, _ = rec.hdr.Get("Age")
+	r.cacheStatus, _ = rec.Hdr.Get("Cache-Status")
+	r.etag, _ = rec.Hdr.Get("ETag")
+	r.age, _ = rec.Hdr.Get("Age")
 	return r
 }
 
@@ -375,13 +375,13 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	x.Ctx = context.Background()
 	x.Req.Host, x.Req.Path = "models.example", "/v1/models/resnet50/assets/tokenizer.bin"
 	c.ServeExchange(x) // miss, stores
-	rec.reset()
+	rec.Reset()
 	c.ServeExchange(x) // warm the header's buffers
 	allocs := testing.AllocsPerRun(100, func() {
-		rec.reset()
+		rec.Reset()
 		c.ServeExchange(x)
 	})
-	if s, _ := rec.hdr.Get("Cache-Status"); s != cacheStatusHit {
+	if s, _ := rec.Hdr.Get("Cache-Status"); s != cacheStatusHit {
 		t.Fatalf("Cache-Status %q, want a hit", s)
 	}
 	if allocs != 0 {
@@ -416,7 +416,7 @@ func BenchmarkCacheHit(b *testing.B) {
 		x.Req.Method, x.Req.Host = "GET", "models.example"
 		i := 0
 		for pb.Next() {
-			rec.reset()
+			rec.Reset()
 			x.Req.Path = paths[i%len(paths)]
 			i++
 			c.ServeExchange(x)

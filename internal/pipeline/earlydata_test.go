@@ -67,13 +67,13 @@ func TestEarlyData(t *testing.T) {
 			}
 			h.ServeExchange(x)
 			if tt.status != 0 {
-				if reached || !slices.Equal(rec.statuses, []int{tt.status}) {
-					t.Fatalf("forwarded=%v statuses=%v, want only %d", reached, rec.statuses, tt.status)
+				if reached || !slices.Equal(rec.Statuses, []int{tt.status}) {
+					t.Fatalf("forwarded=%v statuses=%v, want only %d", reached, rec.Statuses, tt.status)
 				}
 				return
 			}
 			if !reached {
-				t.Fatalf("not forwarded; statuses %v", rec.statuses)
+				t.Fatalf("not forwarded; statuses %v", rec.Statuses)
 			}
 			if !slices.Equal(seen, tt.forwarded) {
 				t.Errorf("upstream sees Early-Data %q, want %q", seen, tt.forwarded)
@@ -117,7 +117,7 @@ func TestEarlyDataRetriesUpstream425(t *testing.T) {
 			}
 			x.Ctx = ctx
 			x.Req.EarlyData, x.Req.HandshakeDone = true, handshake
-			rec.hdr.Add("X-Request-Id", "rid")
+			rec.Hdr.Add("X-Request-Id", "rid")
 			var seen []string
 			h, _ := newEarlyData(&EarlyDataSettings{EarlyData: true}, nil, exchange.HandlerFunc(func(x *exchange.Exchange) {
 				v, _ := x.Req.Header.Get("Early-Data")
@@ -132,16 +132,16 @@ func TestEarlyDataRetriesUpstream425(t *testing.T) {
 			if len(seen) != tt.wantCalls || !slices.Equal(seen, tt.wantSeen) {
 				t.Fatalf("upstream saw Early-Data %q, want %q", seen, tt.wantSeen)
 			}
-			if !slices.Equal(rec.statuses, tt.wantStatus) || string(rec.body) != tt.wantBody {
-				t.Fatalf("client got %v %q, want %v %q", rec.statuses, rec.body, tt.wantStatus, tt.wantBody)
+			if !slices.Equal(rec.Statuses, tt.wantStatus) || string(rec.Body) != tt.wantBody {
+				t.Fatalf("client got %v %q, want %v %q", rec.Statuses, rec.Body, tt.wantStatus, tt.wantBody)
 			}
 			if tt.wantStatus == nil {
 				return
 			}
-			if got := headerValues(&rec.hdr, "X-Call"); !slices.Equal(got, []string{fmt.Sprint(tt.wantCalls)}) {
+			if got := headerValues(&rec.Hdr, "X-Call"); !slices.Equal(got, []string{fmt.Sprint(tt.wantCalls)}) {
 				t.Errorf("client header X-Call = %q: the held-back response leaked", got)
 			}
-			if got := headerValues(&rec.hdr, "X-Request-Id"); !slices.Equal(got, []string{"rid"}) {
+			if got := headerValues(&rec.Hdr, "X-Request-Id"); !slices.Equal(got, []string{"rid"}) {
 				t.Errorf("client header X-Request-Id = %q, want the one set before", got)
 			}
 		})

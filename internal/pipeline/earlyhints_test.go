@@ -18,12 +18,12 @@ type hintRecorder struct {
 }
 
 func (r *hintRecorder) WriteHeader(status int) {
-	r.linksAt = append(r.linksAt, headerValues(&r.hdr, "Link"))
+	r.linksAt = append(r.linksAt, headerValues(&r.Hdr, "Link"))
 	r.recorder.WriteHeader(status)
 }
 
 func (r *hintRecorder) Write(p []byte) (int, error) {
-	if len(r.statuses) == 0 {
+	if len(r.Statuses) == 0 {
 		r.WriteHeader(200)
 	}
 	return r.recorder.Write(p)
@@ -143,8 +143,8 @@ func TestEarlyHints(t *testing.T) {
 			x.State.Params = routeParams(t, pattern, tt.path)
 			h.ServeExchange(x)
 
-			if !slices.Equal(rec.statuses, tt.wantStatus) {
-				t.Fatalf("statuses %v, want %v", rec.statuses, tt.wantStatus)
+			if !slices.Equal(rec.Statuses, tt.wantStatus) {
+				t.Fatalf("statuses %v, want %v", rec.Statuses, tt.wantStatus)
 			}
 			if tt.wantLinks != nil && !slices.Equal(rec.linksAt[0], tt.wantLinks) {
 				t.Errorf("103 links:\n%q\nwant:\n%q", rec.linksAt[0], tt.wantLinks)
@@ -182,7 +182,7 @@ func TestEarlyHintsAllocateNothing(t *testing.T) {
 	x.State.Params = routeParams(t, "/v1/models/:model/predict", "/v1/models/resnet50/predict")
 	h.ServeExchange(x) // warm the header's buffers
 	allocs := testing.AllocsPerRun(100, func() {
-		rec.reset()
+		rec.Reset()
 		h.ServeExchange(x)
 	})
 	if allocs != 0 {
@@ -206,7 +206,7 @@ func BenchmarkEarlyHints(b *testing.B) {
 	x.State.Params = routeParams(b, "/v1/models/:model/predict", "/v1/models/resnet50/predict")
 	b.ReportAllocs()
 	for b.Loop() {
-		rec.reset()
+		rec.Reset()
 		h.ServeExchange(x)
 	}
 }

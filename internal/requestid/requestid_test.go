@@ -36,7 +36,7 @@ func TestAssignRequestIDKeepsValidClientIDs(t *testing.T) {
 			if got := headerValues(&x.Req.Header, Header); !slices.Equal(got, []string{tt.id}) {
 				t.Errorf("request X-Request-Id = %q, want [%q] untouched", got, tt.id)
 			}
-			if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{tt.id}) {
+			if got := headerValues(&rec.Hdr, Header); !slices.Equal(got, []string{tt.id}) {
 				t.Errorf("response X-Request-Id = %q, want [%q]", got, tt.id)
 			}
 		})
@@ -76,7 +76,7 @@ func TestAssignRequestIDReplacesInvalidClientIDs(t *testing.T) {
 			if got := headerValues(&x.Req.Header, Header); !slices.Equal(got, []string{id}) {
 				t.Errorf("request X-Request-Id = %q, want only the generated [%q]", got, id)
 			}
-			if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{id}) {
+			if got := headerValues(&rec.Hdr, Header); !slices.Equal(got, []string{id}) {
 				t.Errorf("response X-Request-Id = %q, want [%q]", got, id)
 			}
 		})
@@ -97,7 +97,7 @@ func TestAssignRequestIDReplacesUntrustedClientIDs(t *testing.T) {
 	if got := headerValues(&x.Req.Header, Header); !slices.Equal(got, []string{id}) {
 		t.Errorf("request X-Request-Id = %q, want only the generated [%q]", got, id)
 	}
-	if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{id}) {
+	if got := headerValues(&rec.Hdr, Header); !slices.Equal(got, []string{id}) {
 		t.Errorf("response X-Request-Id = %q, want [%q]", got, id)
 	}
 }
@@ -119,11 +119,11 @@ func TestAssignRequestIDReplacesExistingResponseID(t *testing.T) {
 	// A response header left over from earlier in the pipeline must not
 	// produce two ids.
 	x, rec := newExchange(t, "GET")
-	rec.hdr.Add(Header, "stale")
+	rec.Hdr.Add(Header, "stale")
 	x.State.TrustedPeer = true
 	x.Req.Header.Add(Header, "fresh")
 	Assign(x)
-	if got := headerValues(&rec.hdr, Header); !slices.Equal(got, []string{"fresh"}) {
+	if got := headerValues(&rec.Hdr, Header); !slices.Equal(got, []string{"fresh"}) {
 		t.Errorf("response X-Request-Id = %q, want [\"fresh\"]", got)
 	}
 }
@@ -135,7 +135,7 @@ func TestAssignRequestIDGeneratedAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		x.Req.Header.Reset()
 		x.Req.Header.Add("Host", "example.com")
-		rec.reset()
+		rec.Reset()
 		Assign(x)
 	})
 	if allocs != 0 {
@@ -151,7 +151,7 @@ func TestAssignRequestIDClientAllocatesNothing(t *testing.T) {
 	x.Req.Header.Add(Header, "client-id-1")
 	Assign(x)
 	allocs := testing.AllocsPerRun(100, func() {
-		rec.reset()
+		rec.Reset()
 		Assign(x)
 	})
 	if allocs != 0 {
