@@ -8,6 +8,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strconv"
@@ -174,11 +175,11 @@ func (reg *Registry) Check(cfg *config.Config) error {
 // of terminal: the route's settings are decoded, defaulted and checked,
 // then each stage is built, back to front so that each wraps the one after
 // it. Problems with the settings are config.Errors at their fields; a
-// constructor's error names its stage. m receives the stages' metrics; nil
-// records none.
-func (reg *Registry) Build(cfg *config.Config, i int, terminal exchange.Handler, m *metrics.Metrics) (exchange.Handler, error) {
+// constructor's error names its stage. env gives the stages the process's
+// metrics, logger and kept state; nil gives none (tests, checks).
+func (reg *Registry) Build(cfg *config.Config, i int, terminal exchange.Handler, env *Env) (exchange.Handler, error) {
 	col := config.NewCollector(cfg)
-	r := reg.route(cfg, i, m, col)
+	r := reg.route(cfg, i, env, col)
 	settings := reg.settings(r)
 	if err := col.Err(); err != nil {
 		return nil, err
@@ -301,15 +302,37 @@ func (reg *Registry) settings(r *Route) []Settings {
 	return out
 }
 
-func (reg *Registry) route(cfg *config.Config, i int, m *metrics.Metrics, col *config.Collector) *Route {
-	return &Route{
-		Config:  &cfg.Routes[i],
-		Path:    fmt.Sprintf("routes[%d]", i),
-		Metrics: m,
-		cfg:     cfg,
-		index:   i,
-		col:     col,
+func (reg *Registry) route(cfg *config.Config, i int, env *Env, col *config.Collector) *Route {
+	r := &Route{
+		Config: &cfg.Routes[i],
+		Root:   cfg,
+		Path:   fmt.Sprintf("routes[%d]", i),
+		Logger: slog.Default(),
+		cfg:    cfg,
+		index:  i,
+		col:    col,
 	}
+	if env != nil {
+		r.Metrics, r.State = env.Metrics, env.State
+		if env.Logger != nil {
+			r.Logger = env.Logger
+		}
+	}
+	if r.State == nil {
+		r.State = NewState(nil)
+	}
+	return r
+}
+
+// Env is what a configuration's stages are built with besides their
+// settings.
+type Env struct {
+	// Metrics receives the stages' metrics; nil records none.
+	Metrics *metrics.Metrics
+	// Logger receives the stages' log lines; nil means slog.Default().
+	Logger *slog.Logger
+	// State holds what stages keep across reloads; nil keeps nothing.
+	State *State
 }
 
 // Route is the route a stage's settings are checked and its handler built
@@ -317,11 +340,19 @@ func (reg *Registry) route(cfg *config.Config, i int, m *metrics.Metrics, col *c
 type Route struct {
 	// Config is the route's own block (name, match, upstream, ...).
 	Config *config.Route
+	// Root is the whole configuration (defaults applied), for stages whose
+	// route fields refer to a top-level section by name.
+	Root *config.Config
 	// Path is the route's field path in the configuration, "routes[2]".
 	Path string
 	// Metrics receives the stage's metrics (the cache's); nil records none.
 	// Unset while settings are only being checked.
 	Metrics *metrics.Metrics
+	// Logger receives the stage's log lines. Never nil.
+	Logger *slog.Logger
+	// State holds what the stage keeps across reloads (see State). Never
+	// nil; while settings are only being checked it keeps nothing.
+	State *State
 
 	cfg   *config.Config
 	index int

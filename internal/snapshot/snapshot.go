@@ -69,8 +69,10 @@ type Snapshot struct {
 	// rules (global and per route); nil when the access log is off.
 	AccessLog *accesslog.Logger
 
-	// stages built the routes' pipelines.
+	// stages built the routes' pipelines; state is what they keep across
+	// reloads (rate limit counters, concurrency limits).
 	stages *pipeline.Registry
+	state  *pipeline.State
 }
 
 // EffectiveConfig returns Config with the defaults of the routes' stage
@@ -128,7 +130,12 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		log = slog.Default()
 	}
 	prev := env.Prev
+	var prevState *pipeline.State
+	if prev != nil {
+		prevState = prev.state
+	}
 	s := &Snapshot{
+		state:       pipeline.NewState(prevState),
 		Config:      cfg,
 		stages:      stages,
 		Pools:       make(map[string]*upstream.Pool, len(cfg.Upstreams)),
@@ -150,6 +157,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			return nil, err
 		}
 	}
+	defer s.state.Forget()
 	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
 		pool := s.Pools[rc.Upstream]
 		epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(pool.Endpoints))
@@ -165,7 +173,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
 		}
-		h, err := stages.Build(cfg, i, fwd, m)
+		h, err := stages.Build(cfg, i, fwd, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +250,12 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 	if next == nil || !next.AccessLog.SameOutput(s.AccessLog) {
 		log = s.AccessLog
 	}
-	if len(pools) == 0 && tracer == nil && log == nil {
+	var nextState *pipeline.State
+	if next != nil {
+		nextState = next.state
+	}
+	leaving := s.state.Leaving(nextState)
+	if len(pools) == 0 && tracer == nil && log == nil && len(leaving) == 0 {
 		return nil
 	}
 	return func() error {
@@ -251,7 +264,7 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()
-		return errors.Join(log.Close(), tracer.Shutdown(ctx))
+		return errors.Join(log.Close(), tracer.Shutdown(ctx), pipeline.Close(leaving))
 	}
 }
 
