@@ -229,6 +229,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.Connect, DefaultConnectTimeout)
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
+		r.Retry.setDefaults()
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

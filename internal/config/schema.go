@@ -293,6 +293,8 @@ type Route struct {
 	AccessLog *RouteAccessLog `yaml:"access_log"`
 	// Tracing sets per-route tracing options.
 	Tracing RouteTracing `yaml:"tracing"`
+	// Retry says which failed attempts are sent to another endpoint.
+	Retry RouteRetry `yaml:"retry"`
 	// Stages holds the route's fields that belong to its pipeline stages
 	// (max_request_body, early_data, early_hints, push, cache, ...), as
 	// written. Each stage of internal/pipeline declares, defaults and

@@ -336,6 +336,7 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		checkDuration(col, p+".timeouts.connect", r.Timeouts.Connect)
 		checkDuration(col, p+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		checkDuration(col, p+".timeouts.request", r.Timeouts.Request)
+		r.Retry.validate(col, p+".retry")
 	}
 }
 

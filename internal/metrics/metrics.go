@@ -14,6 +14,7 @@
 //	penstock_trace_context_missing_total            counter    route
 //	penstock_upstream_request_duration_seconds      histogram  upstream, endpoint, outcome
 //	penstock_upstream_attempts_total                counter    upstream, endpoint, outcome
+//	penstock_retries_total                          counter    route, reason, result
 //	penstock_connections_open                       gauge      listener, protocol
 //	penstock_tls_handshakes_total                   counter    listener, version, resumed
 //	penstock_tls_reloads_total                      counter    listener, kind, result
@@ -45,6 +46,8 @@
 //   - protocol: "http/1.1" or "h2" (ALPN), "tcp" (plain), "h3" (QUIC).
 //   - result of penstock_quic_handshakes_total: "ok" (handshake completed)
 //     or "failed" (the connection ended first).
+//   - reason of penstock_retries_total: connect_failure, reset, timeout,
+//     502, 503 or 504; result: sent or budget_exhausted.
 //
 // QUIC connections (HTTP/3) count in penstock_connections_open with
 // protocol="h3"; their RTT and packet counts are recorded when they close.
@@ -88,6 +91,7 @@ type Metrics struct {
 	quic quicMetrics
 
 	cache *cacheVecs
+	retry *retryVecs
 
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
@@ -173,6 +177,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		}, []string{"listener", "cert_file"}),
 		quic:      newQUICMetrics(),
 		cache:     newCacheVecs(),
+		retry:     newRetryVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -182,6 +187,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
+		reg.MustRegister(m.retry.retries)
 	}
 	return m
 }

@@ -19,6 +19,16 @@ type forwardState struct {
 	header exchange.Header
 	req    upstream.Request
 	resp   upstream.Response
+	// held is the attempt whose response is held unsent (outcomeHeld).
+	held heldAttempt
+}
+
+// heldAttempt is what relaying or discarding a held response still needs
+// of its attempt.
+type heldAttempt struct {
+	ep      *upstream.Endpoint
+	wait    time.Duration
+	endSpan func(status int, err error)
 }
 
 var forwardStatePool = sync.Pool{New: func() any { return new(forwardState) }}
@@ -36,8 +46,8 @@ var errTooManyInterim = errors.New("upstream sent too many interim (1xx) respons
 
 // ServeExchange implements exchange.Handler. It is the attempt loop: pick
 // an endpoint, run one attempt through its client, classify the result,
-// and either relay the response, try another endpoint, or answer through
-// the error funnel.
+// and either relay the response, try another endpoint as the route's retry
+// policy allows, or answer through the error funnel.
 func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	if x.Ctx.Err() != nil {
 		// The client left before anything was sent (an HTTP/2 rapid
@@ -49,6 +59,7 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	st := forwardStatePool.Get().(*forwardState)
 	defer func() {
 		st.req = upstream.Request{}
+		st.held = heldAttempt{}
 		forwardStatePool.Put(st)
 	}()
 	outgoingHeader(x, &st.header, x.State.TrustedPeer, upgradeToken(x))
@@ -69,32 +80,50 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		req.Body, req.ContentLength = x.Req.Body, x.Req.ContentLength
 		defer func() { x.State.BytesIn = req.BodyRead }()
 	}
+	p := f.retryPolicy()
+	if t := p.PerTryTimeout; t > 0 && (req.ResponseHeaderTimeout == 0 || t < req.ResponseHeaderTimeout) {
+		req.ResponseHeaderTimeout = t
+	}
+	if p.Budget != nil {
+		p.Budget.Request(monotime())
+	}
 
-	var tried [maxConnectAttempts]*upstream.Endpoint
+	var tried [maxAttempts]*upstream.Endpoint
+	ep := f.nextAttempt(x, &tried, 0)
+	if ep == nil {
+		return
+	}
 	for n := 0; ; n++ {
-		ep := f.nextAttempt(x, &tried, n)
-		if ep == nil {
-			return
-		}
-		o, err := f.attempt(x, ep, n, st)
+		o, err := f.attempt(x, ep, n, st, p)
 		if o.answered() {
 			return
 		}
-		if f.another(x, o, n, req) {
-			f.log().Debug("connect failed; trying another endpoint", "request_id", x.State.RequestID,
-				"endpoint", ep.Address, "error", err)
-			continue
+		next := f.retry(x, p, o, n, &tried, st)
+		if next == nil {
+			if o == outcomeHeld {
+				f.deliver(x, st)
+			} else {
+				f.failed(x, o, err)
+			}
+			return
 		}
-		f.failed(x, o, err)
-		return
+		if o == outcomeHeld {
+			f.discard(st)
+		}
+		f.log().Debug("attempt failed; trying another endpoint", "request_id", x.State.RequestID,
+			"endpoint", ep.Address, "outcome", o.String(&st.resp), "error", err)
+		ep = next
 	}
 }
 
 // attempt is one try at one endpoint: the client span, the round trip,
 // interim responses, then the response relayed to the client. It records
 // the attempt's outcome in passive health and the endpoint's metrics and
-// returns it with the client's error.
-func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, st *forwardState) (outcome, error) {
+// returns it with the client's error. A response whose status p retries,
+// when another attempt may follow, is not relayed but held in st
+// (outcomeHeld): the loop then relays it (deliver) or discards it
+// (discard).
+func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, st *forwardState, p *RetryPolicy) (outcome, error) {
 	// Each attempt is a child span: the upstream sees its id as parent.
 	spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
 	setTraceHeaders(&st.header, &x.State.Trace, spanID)
@@ -135,7 +164,20 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 		f.switchUpstream(x, resp)
 		return outcomeOK, nil
 	}
-	err = f.respond(x, resp)
+	st.held = heldAttempt{ep: ep, wait: wait, endSpan: endSpan}
+	if r := statusReason(status); r != reasonNone && f.mayRetry(x, p, r, n, &st.req) {
+		return outcomeHeld, nil
+	}
+	return f.deliver(x, st)
+}
+
+// deliver relays the response of the attempt in st.held to the client and
+// records the attempt.
+func (f *Forwarder) deliver(x *exchange.Exchange, st *forwardState) (outcome, error) {
+	h := st.held
+	st.held = heldAttempt{}
+	status := st.resp.Status
+	err := f.respond(x, &st.resp)
 	o := outcomeOK
 	if err != nil && x.Ctx.Err() == nil {
 		o = outcomeTruncated
@@ -143,9 +185,37 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	} else {
 		err = nil
 	}
-	f.record(ep, o, wait)
-	endSpan(status, err)
+	f.record(h.ep, o, h.wait)
+	h.endSpan(status, err)
 	return o, err
+}
+
+// maxDiscard bounds the body of a discarded response read so that its
+// connection can be used again; a longer one closes the connection.
+const maxDiscard = 16 << 10
+
+// discard drops the held response of st, unsent, and records its attempt.
+func (f *Forwarder) discard(st *forwardState) {
+	h := st.held
+	st.held = heldAttempt{}
+	resp := &st.resp
+	status := resp.Status
+	if resp.ContentLength >= 0 && resp.ContentLength <= maxDiscard {
+		// A short error body is read to its end, so that the connection
+		// goes back to the pool.
+		bp := copyBufPool.Get().(*[]byte)
+		for read := 0; read <= maxDiscard; {
+			n, err := resp.Read(*bp)
+			read += n
+			if err != nil {
+				break
+			}
+		}
+		copyBufPool.Put(bp)
+	}
+	resp.Close()
+	f.record(h.ep, outcomeOK, h.wait)
+	h.endSpan(status, nil)
 }
 
 // record counts an attempt in the endpoint's metrics and passive health.
@@ -161,12 +231,48 @@ func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, wait time.Duration)
 	}
 }
 
-// another reports whether a failed attempt n may be followed by one at
-// another endpoint: its outcome allows it, nothing of the request body was
-// consumed, and the client and the request deadline are still there.
-func (f *Forwarder) another(x *exchange.Exchange, o outcome, n int, req *upstream.Request) bool {
-	return o.rule().another && n+1 < maxConnectAttempts && req.BodyRead == 0 && x.Ctx.Err() == nil &&
+// mayRetry reports whether attempt n (0-based), which failed for reason
+// r, may be followed by another under p: p retries r for the request's
+// method, attempts are left, nothing of the request body was consumed (it
+// could not be sent again), and the client and the request deadline are
+// still there. The budget and a free endpoint are asked only once all of
+// this holds (retry).
+func (f *Forwarder) mayRetry(x *exchange.Exchange, p *RetryPolicy, r retryReason, n int, req *upstream.Request) bool {
+	return n+1 < p.Attempts && p.retryable(r, x.Req.Method) && req.BodyRead == 0 && x.Ctx.Err() == nil &&
 		(req.Deadline.IsZero() || time.Now().Before(req.Deadline))
+}
+
+// retry decides whether attempt n, whose outcome was o, is followed by
+// another, and returns that attempt's endpoint, or nil. The retry takes an
+// endpoint not tried yet, is counted against the route's budget (a refused
+// retry leaves the client the failure at hand), and waits its backoff.
+func (f *Forwarder) retry(x *exchange.Exchange, p *RetryPolicy, o outcome, n int, tried *[maxAttempts]*upstream.Endpoint, st *forwardState) *upstream.Endpoint {
+	r := o.rule().retry
+	if o == outcomeHeld {
+		r = statusReason(st.resp.Status)
+	}
+	if r == reasonNone || !f.mayRetry(x, p, r, n, &st.req) {
+		return nil
+	}
+	ep := f.pick(time.Now().UnixNano(), tried[:n+1])
+	if ep == nil || !p.withdraw(r) {
+		return nil
+	}
+	if !p.sleepBackoff(n+1, x.Ctx.Done(), st.req.Deadline) {
+		return nil
+	}
+	tried[n+1] = ep
+	x.State.Endpoint = ep.Address
+	x.State.Attempts++
+	return ep
+}
+
+// retryPolicy returns f's retry policy, or the default one.
+func (f *Forwarder) retryPolicy() *RetryPolicy {
+	if f.Retry != nil {
+		return f.Retry
+	}
+	return &defaultRetry
 }
 
 // failed answers a request whose last attempt failed, through the error

@@ -9,7 +9,6 @@
 package proxy
 
 import (
-	"errors"
 	"log/slog"
 	"slices"
 	"time"
@@ -45,30 +44,23 @@ type Forwarder struct {
 	// EndpointMetrics are the pre-resolved metrics of each endpoint of Pool.
 	// Missing entries record nothing.
 	EndpointMetrics map[*upstream.Endpoint]*metrics.Upstream
+	// Retry says which failed attempts go to another endpoint (retry.go).
+	// Nil retries failures to connect on up to three endpoints, without
+	// backoff or budget.
+	Retry *RetryPolicy
 
 	// warnings limits the failure lines. Only failures take its lock.
 	warnings logLimiter
 }
 
-// maxConnectAttempts bounds the endpoints one request may try when
-// connecting fails. A failed connect sent nothing, so trying another endpoint
-// is safe for every method (NGINX's proxy_next_upstream error, on by
-// default); the bound keeps a dead pool from multiplying each request's
-// latency.
-const maxConnectAttempts = 3
-
-// nextAttempt picks the endpoint of attempt n (0-based) and records it in
+// nextAttempt picks the endpoint of the first attempt and records it in
 // tried and x's state. When there is none it answers x through the error
-// funnel (503 before any attempt, 502 once every endpoint tried failed to
-// connect) and returns nil.
-func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxConnectAttempts]*upstream.Endpoint, n int) *upstream.Endpoint {
+// funnel (503) and returns nil. The endpoints of later attempts are picked
+// by retry.
+func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxAttempts]*upstream.Endpoint, n int) *upstream.Endpoint {
 	ep := f.pick(time.Now().UnixNano(), tried[:n])
 	if ep == nil {
-		if n == 0 {
-			f.fail(x, failure.NoHealthyEndpoint, nil)
-		} else {
-			f.fail(x, failure.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
-		}
+		f.fail(x, failure.NoHealthyEndpoint, nil)
 		return nil
 	}
 	tried[n] = ep

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/upstream"
@@ -10,8 +11,9 @@ import (
 // outcome is what one attempt came to. classify decides it from the
 // client's error alone, and the table below says, per outcome, what the
 // attempt loop does: the metric recorded, passive health, whether another
-// endpoint may be tried, and the failure the client is answered with. This
-// is where retry budgets, breakers and hedging read an attempt's result.
+// endpoint may be tried (the retry condition it meets), and the failure the
+// client is answered with. This is where retry policies, breakers and
+// hedging read an attempt's result.
 type outcome uint8
 
 const (
@@ -25,8 +27,10 @@ const (
 	// outcomeTimeout: no response head in time (response header timeout,
 	// request deadline, no free connection slot).
 	outcomeTimeout
-	// outcomeFailed: the connection broke before a response, or the
-	// response was malformed.
+	// outcomeReset: the connection broke before any byte of a response
+	// arrived (and the client could not safely send it again itself).
+	outcomeReset
+	// outcomeFailed: the response was malformed.
 	outcomeFailed
 	// outcomeTruncated: the response started but its body ended early.
 	outcomeTruncated
@@ -35,6 +39,11 @@ const (
 	outcomeClientBody
 	// outcomeCanceled: the client went away (or the server is stopping).
 	outcomeCanceled
+	// outcomeHeld: a response head arrived with a status the route
+	// retries (502, 503, 504); it is held unsent until the loop knows
+	// whether another attempt follows (then it is discarded) or not (then
+	// it is relayed).
+	outcomeHeld
 )
 
 // outcomeRule is what an outcome means for the attempt loop.
@@ -45,25 +54,38 @@ type outcomeRule struct {
 	// down: passive health counts a failure of the endpoint. (A success
 	// is counted when a response head arrives.)
 	down bool
-	// another: the request may go to another endpoint, if none of its body
-	// was consumed.
-	another bool
+	// retry is the retry condition the outcome meets (zero: none):
+	// the route's retry policy says whether the request goes to another
+	// endpoint (retry.go).
+	retry retryReason
 	// code answers the client when no other attempt follows.
 	code failure.Code
 }
 
 var outcomeRules = [...]outcomeRule{
 	outcomeOK:             {metric: "ok"},
-	outcomeConnect:        {metric: "connect_error", down: true, another: true, code: failure.UpstreamConnect},
-	outcomeConnectTimeout: {metric: "timeout", down: true, another: true, code: failure.UpstreamTimeout},
-	outcomeTimeout:        {metric: "timeout", code: failure.UpstreamTimeout},
+	outcomeConnect:        {metric: "connect_error", down: true, retry: reasonConnect, code: failure.UpstreamConnect},
+	outcomeConnectTimeout: {metric: "timeout", down: true, retry: reasonConnect, code: failure.UpstreamTimeout},
+	outcomeTimeout:        {metric: "timeout", retry: reasonTimeout, code: failure.UpstreamTimeout},
+	outcomeReset:          {metric: "error", retry: reasonReset, code: failure.UpstreamProtocol},
 	outcomeFailed:         {metric: "error", code: failure.UpstreamProtocol},
 	outcomeTruncated:      {metric: "truncated"},
 	outcomeClientBody:     {code: failure.BadRequest},
 	outcomeCanceled:       {},
+	// The held response's status decides the reason (statusReason).
+	outcomeHeld: {metric: "ok"},
 }
 
 func (o outcome) rule() *outcomeRule { return &outcomeRules[o] }
+
+// String names o for the debug log: its metric label, or the status of a
+// held response (resp).
+func (o outcome) String(resp *upstream.Response) string {
+	if o == outcomeHeld {
+		return strconv.Itoa(resp.Status)
+	}
+	return o.rule().metric
+}
 
 // answered reports an attempt after which the client has its answer: a
 // response was relayed, in full or cut short.
@@ -97,6 +119,8 @@ func classify(err error, clientGone bool) outcome {
 		return outcomeClientBody
 	case upstream.KindCanceled:
 		return outcomeCanceled
+	case upstream.KindReset:
+		return outcomeReset
 	}
 	return outcomeFailed
 }

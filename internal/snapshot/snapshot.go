@@ -164,6 +164,10 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		for _, e := range pool.Endpoints {
 			epMetrics[e] = m.Upstream(pool.Name, e.Address)
 		}
+		retry, err := retryPolicy(s.state, rc, m)
+		if err != nil {
+			return nil, err
+		}
 		fwd := &proxy.Forwarder{
 			Pool:                  pool,
 			Tracer:                s.Tracer,
@@ -172,6 +176,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
 			RequestTimeout:        rc.Timeouts.Request.D(),
 			Logger:                log,
+			Retry:                 retry,
 		}
 		h, err := stages.Build(cfg, i, fwd, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {
