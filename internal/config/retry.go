@@ -39,7 +39,29 @@ type RouteRetry struct {
 	// Budget bounds the retries the route sends, so an outage cannot
 	// multiply the load on the pool.
 	Budget RetryBudget `yaml:"budget"`
+	// Hedge, when present, sends a second attempt to another endpoint when
+	// the first has no response head after a delay; the first head wins.
+	// Only for requests without a body whose method is in Methods.
+	Hedge *RetryHedge `yaml:"hedge"`
 }
+
+// RetryHedge is a route's hedging: a request still waiting for its
+// response head after a delay is sent to another endpoint as well, the
+// first response head is relayed and the other attempts are canceled.
+// Hedges count as attempts and draw on the retry budget.
+type RetryHedge struct {
+	// After is the delay: "p95", the 95th percentile of the route's recent
+	// response head latencies (no hedge until 100 responses were seen), or
+	// a fixed duration. Default p95.
+	After string `yaml:"after"`
+	// Max bounds the hedges of one request (count), at most attempts − 1;
+	// each after another delay. Default 1.
+	Max int `yaml:"max"`
+}
+
+// HedgeAfterP95 is RetryHedge.After's default: the route's measured 95th
+// percentile.
+const HedgeAfterP95 = "p95"
 
 // RetryBackoff is the wait before each retry: a random duration between 0
 // and min(max, base × 2^(retry-1)) ("full jitter"), so the retries of many
@@ -128,6 +150,19 @@ func (r *RouteRetry) setDefaults() {
 		r.Budget.MinPerSecond = &m
 	}
 	setDefault(&r.Budget.Window, DefaultRetryBudgetWindow)
+	if h := r.Hedge; h != nil {
+		setDefault(&h.After, HedgeAfterP95)
+		setDefault(&h.Max, 1)
+	}
+}
+
+// HedgeDelay returns the fixed delay of h.After, or 0 for "p95".
+func (h *RetryHedge) HedgeDelay() time.Duration {
+	if h.After == HedgeAfterP95 {
+		return 0
+	}
+	d, _ := ParseDuration(h.After)
+	return d.D()
 }
 
 // validate checks r, a route's retry block at path p.
@@ -174,5 +209,15 @@ func (r *RouteRetry) validate(col *Collector, p string) {
 	}
 	if w := r.Budget.Window; w < Duration(time.Second) || w > Duration(10*time.Minute) {
 		col.Addf(p+".budget.window", "must be between 1s and 10m, got %s", w)
+	}
+	if h := r.Hedge; h != nil {
+		if h.After != HedgeAfterP95 {
+			if d, err := ParseDuration(h.After); err != nil || d <= 0 {
+				col.Addf(p+".hedge.after", "must be %q or a positive duration such as \"50ms\", got %q", HedgeAfterP95, h.After)
+			}
+		}
+		if h.Max < 1 || h.Max >= r.Attempts {
+			col.Addf(p+".hedge.max", "must be between 1 and attempts − 1 (%d), got %d", r.Attempts-1, h.Max)
+		}
 	}
 }

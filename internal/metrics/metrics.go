@@ -15,6 +15,7 @@
 //	penstock_upstream_request_duration_seconds      histogram  upstream, endpoint, outcome
 //	penstock_upstream_attempts_total                counter    upstream, endpoint, outcome
 //	penstock_retries_total                          counter    route, reason, result
+//	penstock_hedge_attempts_canceled_total          counter    route
 //	penstock_connections_open                       gauge      listener, protocol
 //	penstock_tls_handshakes_total                   counter    listener, version, resumed
 //	penstock_tls_reloads_total                      counter    listener, kind, result
@@ -47,7 +48,7 @@
 //   - result of penstock_quic_handshakes_total: "ok" (handshake completed)
 //     or "failed" (the connection ended first).
 //   - reason of penstock_retries_total: connect_failure, reset, timeout,
-//     502, 503 or 504; result: sent or budget_exhausted.
+//     502, 503, 504 or hedge; result: sent or budget_exhausted.
 //
 // QUIC connections (HTTP/3) count in penstock_connections_open with
 // protocol="h3"; their RTT and packet counts are recorded when they close.
@@ -187,7 +188,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
-		reg.MustRegister(m.retry.retries)
+		reg.MustRegister(m.retry.retries, m.retry.hedgesCanceled)
 	}
 	return m
 }

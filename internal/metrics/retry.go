@@ -7,8 +7,8 @@ import (
 )
 
 // RetryReasons are the reason label values of penstock_retries_total: the
-// retry conditions of a route's retry policy.
-var RetryReasons = [...]string{"connect_failure", "reset", "timeout", "502", "503", "504"}
+// retry conditions of a route's retry policy, and hedge (a hedged attempt).
+var RetryReasons = [...]string{"connect_failure", "reset", "timeout", "502", "503", "504", "hedge"}
 
 // Retry reasons, indexes into RetryReasons, for Retries.Retry.
 const (
@@ -18,11 +18,13 @@ const (
 	Retry502
 	Retry503
 	Retry504
+	RetryHedge
 )
 
 // retryVecs holds penstock_retries_total and the handles resolved from it.
 type retryVecs struct {
-	retries *prometheus.CounterVec
+	retries        *prometheus.CounterVec
+	hedgesCanceled *prometheus.CounterVec
 
 	mu     sync.Mutex
 	routes map[string]*Retries
@@ -34,6 +36,10 @@ func newRetryVecs() *retryVecs {
 			Name: "penstock_retries_total",
 			Help: "Retries of failed upstream attempts, by route, reason and result (sent, or budget_exhausted: refused by the route's retry budget).",
 		}, []string{"route", "reason", "result"}),
+		hedgesCanceled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_hedge_attempts_canceled_total",
+			Help: "Attempts of hedged requests canceled because another attempt's response head came first, by route.",
+		}, []string{"route"}),
 		routes: make(map[string]*Retries),
 	}
 }
@@ -42,6 +48,7 @@ func newRetryVecs() *retryVecs {
 // safe for concurrent use and allocate nothing.
 type Retries struct {
 	sent, exhausted [len(RetryReasons)]prometheus.Counter
+	hedgesCanceled  prometheus.Counter
 }
 
 // Retries returns the retry metrics of the route named route. Handles are
@@ -54,7 +61,7 @@ func (m *Metrics) Retries(route string) *Retries {
 	if r := v.routes[route]; r != nil {
 		return r
 	}
-	r := &Retries{}
+	r := &Retries{hedgesCanceled: v.hedgesCanceled.WithLabelValues(route)}
 	for i, reason := range RetryReasons {
 		r.sent[i] = v.retries.WithLabelValues(route, reason, "sent")
 		r.exhausted[i] = v.retries.WithLabelValues(route, reason, "budget_exhausted")
@@ -72,3 +79,7 @@ func (r *Retries) Retry(reason int, sent bool) {
 		r.exhausted[reason].Inc()
 	}
 }
+
+// HedgesCanceled counts n attempts of a hedged request canceled because
+// another attempt answered first.
+func (r *Retries) HedgesCanceled(n int) { r.hedgesCanceled.Add(float64(n)) }

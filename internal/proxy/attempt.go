@@ -93,22 +93,30 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	if ep == nil {
 		return
 	}
+	if delay := f.hedgeDelay(x, p); delay > 0 {
+		f.serveHedged(x, st, p, &tried, delay)
+		return
+	}
 	for n := 0; ; n++ {
 		o, err := f.attempt(x, ep, n, st, p)
 		if o.answered() {
 			return
 		}
-		next := f.retry(x, p, o, n, &tried, st)
+		r := o.rule().retry
+		if o == outcomeHeld {
+			r = statusReason(st.resp.Status)
+		}
+		next := f.retry(x, p, r, n+1, &tried, req)
 		if next == nil {
 			if o == outcomeHeld {
-				f.deliver(x, st)
+				f.deliver(x, st.take(), &st.resp)
 			} else {
 				f.failed(x, o, err)
 			}
 			return
 		}
 		if o == outcomeHeld {
-			f.discard(st)
+			f.discard(st.take(), &st.resp)
 		}
 		f.log().Debug("attempt failed; trying another endpoint", "request_id", x.State.RequestID,
 			"endpoint", ep.Address, "outcome", o.String(&st.resp), "error", err)
@@ -158,6 +166,9 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	status := resp.Status
 	// A response arrived: whatever follows, the endpoint is up.
 	ep.ReportSuccess()
+	if p.Latency != nil {
+		p.Latency.Observe(wait)
+	}
 	if status == http.StatusSwitchingProtocols {
 		f.record(ep, outcomeOK, wait)
 		endSpan(status, nil)
@@ -168,16 +179,21 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	if r := statusReason(status); r != reasonNone && f.mayRetry(x, p, r, n, &st.req) {
 		return outcomeHeld, nil
 	}
-	return f.deliver(x, st)
+	return f.deliver(x, st.take(), resp)
 }
 
-// deliver relays the response of the attempt in st.held to the client and
-// records the attempt.
-func (f *Forwarder) deliver(x *exchange.Exchange, st *forwardState) (outcome, error) {
+// take returns the attempt held in st and forgets it.
+func (st *forwardState) take() heldAttempt {
 	h := st.held
 	st.held = heldAttempt{}
-	status := st.resp.Status
-	err := f.respond(x, &st.resp)
+	return h
+}
+
+// deliver relays resp, the response of attempt h, to the client and
+// records the attempt.
+func (f *Forwarder) deliver(x *exchange.Exchange, h heldAttempt, resp *upstream.Response) (outcome, error) {
+	status := resp.Status
+	err := f.respond(x, resp)
 	o := outcomeOK
 	if err != nil && x.Ctx.Err() == nil {
 		o = outcomeTruncated
@@ -194,11 +210,9 @@ func (f *Forwarder) deliver(x *exchange.Exchange, st *forwardState) (outcome, er
 // connection can be used again; a longer one closes the connection.
 const maxDiscard = 16 << 10
 
-// discard drops the held response of st, unsent, and records its attempt.
-func (f *Forwarder) discard(st *forwardState) {
-	h := st.held
-	st.held = heldAttempt{}
-	resp := &st.resp
+// discard drops resp, the response of attempt h, unsent, and records the
+// attempt.
+func (f *Forwarder) discard(h heldAttempt, resp *upstream.Response) {
 	status := resp.Status
 	if resp.ContentLength >= 0 && resp.ContentLength <= maxDiscard {
 		// A short error body is read to its end, so that the connection
@@ -242,26 +256,23 @@ func (f *Forwarder) mayRetry(x *exchange.Exchange, p *RetryPolicy, r retryReason
 		(req.Deadline.IsZero() || time.Now().Before(req.Deadline))
 }
 
-// retry decides whether attempt n, whose outcome was o, is followed by
-// another, and returns that attempt's endpoint, or nil. The retry takes an
-// endpoint not tried yet, is counted against the route's budget (a refused
-// retry leaves the client the failure at hand), and waits its backoff.
-func (f *Forwarder) retry(x *exchange.Exchange, p *RetryPolicy, o outcome, n int, tried *[maxAttempts]*upstream.Endpoint, st *forwardState) *upstream.Endpoint {
-	r := o.rule().retry
-	if o == outcomeHeld {
-		r = statusReason(st.resp.Status)
-	}
-	if r == reasonNone || !f.mayRetry(x, p, r, n, &st.req) {
+// retry decides whether attempts 0 to n-1 are followed by attempt n, the
+// last having failed for reason r, and returns its endpoint, or nil. The
+// retry takes an endpoint not tried yet, is counted against the route's
+// budget (a refused retry leaves the client the failure at hand), and
+// waits its backoff.
+func (f *Forwarder) retry(x *exchange.Exchange, p *RetryPolicy, r retryReason, n int, tried *[maxAttempts]*upstream.Endpoint, req *upstream.Request) *upstream.Endpoint {
+	if r == reasonNone || !f.mayRetry(x, p, r, n-1, req) {
 		return nil
 	}
-	ep := f.pick(time.Now().UnixNano(), tried[:n+1])
+	ep := f.pick(time.Now().UnixNano(), tried[:n])
 	if ep == nil || !p.withdraw(r) {
 		return nil
 	}
-	if !p.sleepBackoff(n+1, x.Ctx.Done(), st.req.Deadline) {
+	if !p.sleepBackoff(n, x.Ctx.Done(), req.Deadline) {
 		return nil
 	}
-	tried[n+1] = ep
+	tried[n] = ep
 	x.State.Endpoint = ep.Address
 	x.State.Attempts++
 	return ep

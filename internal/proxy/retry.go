@@ -36,6 +36,17 @@ type RetryPolicy struct {
 	Budget *Budget
 	// Metrics counts the retries; nil counts nothing.
 	Metrics *metrics.Retries
+
+	// HedgeMax bounds the hedged attempts of one request (hedge.go); 0
+	// hedges none.
+	HedgeMax int
+	// HedgeAfter is the fixed delay before a hedge; 0 takes the estimate
+	// of Latency.
+	HedgeAfter time.Duration
+	// Latency estimates the route's P95 response head latency, the delay
+	// before a hedge when HedgeAfter is 0; nil when the route does not
+	// hedge by it.
+	Latency *LatencyEstimator
 }
 
 // defaultRetry is the policy of a Forwarder without one: a failure to
@@ -58,6 +69,13 @@ func NewRetryPolicy(rc *config.RouteRetry, m *metrics.Retries, budget func() *Bu
 	for _, on := range rc.On {
 		if r, ok := reasonOf(on); ok {
 			p.On |= 1 << r
+		}
+	}
+	if h := rc.Hedge; h != nil {
+		p.HedgeMax = min(h.Max, p.Attempts-1)
+		p.HedgeAfter = h.HedgeDelay()
+		if p.HedgeAfter == 0 {
+			p.Latency = NewLatencyEstimator(0.95)
 		}
 	}
 	if budget != nil {
@@ -86,6 +104,9 @@ const (
 	reason502
 	reason503
 	reason504
+	// reasonHedge: a hedged attempt (hedge.go), not a condition of
+	// config.RouteRetry.On.
+	reasonHedge
 )
 
 // metric is r's index in metrics.RetryReasons (the same order, from 0).

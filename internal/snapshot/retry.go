@@ -21,5 +21,15 @@ func retryPolicy(state *pipeline.State, rc *config.Route, m *metrics.Metrics) (*
 		return nil, err
 	}
 	budget := v.(*proxy.Budget)
-	return proxy.NewRetryPolicy(&rc.Retry, m.Retries(rc.Name), func() *proxy.Budget { return budget }), nil
+	p := proxy.NewRetryPolicy(&rc.Retry, m.Retries(rc.Name), func() *proxy.Budget { return budget })
+	if p.Latency != nil {
+		// The latency estimate hedges wait for is kept the same way: a
+		// reload does not stop hedging until 100 responses are seen again.
+		v, err := state.Keep("proxy.hedge_latency\x00"+rc.Name, func() (any, error) { return p.Latency, nil })
+		if err != nil {
+			return nil, err
+		}
+		p.Latency = v.(*proxy.LatencyEstimator)
+	}
+	return p, nil
 }
