@@ -53,7 +53,7 @@ func (e *LatencyEstimator) Observe(d time.Duration) {
 		}
 		e.n.Add(^uint32(latencyDecayAt/2 - 1)) // n -= latencyDecayAt/2
 	}
-	if n%latencyRefresh == 0 && n >= latencyMinSamples {
+	if n == latencyMinSamples || n > latencyMinSamples && n%latencyRefresh == 0 {
 		e.estimate.Store(int64(e.compute()))
 	}
 }

@@ -22,6 +22,8 @@ func TestLatencyEstimator(t *testing.T) {
 		lo, hi time.Duration // the estimate's bounds
 	}{
 		{name: "too few samples", feed: func(e *LatencyEstimator) { uniform(e, ms, 100*ms, latencyMinSamples-1) }},
+		{name: "exactly the minimum", feed: func(e *LatencyEstimator) { uniform(e, 20*ms, 20*ms, latencyMinSamples) },
+			lo: 20 * ms, hi: 24 * ms},
 		{name: "uniform 1ms to 100ms", feed: func(e *LatencyEstimator) { uniform(e, ms, 100*ms, 1000) },
 			lo: 95 * ms, hi: 95 * ms * 120 / 100},
 		{name: "constant", feed: func(e *LatencyEstimator) { uniform(e, 20*ms, 20*ms, 500) }, lo: 20 * ms, hi: 24 * ms},
