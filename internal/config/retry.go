@@ -34,6 +34,13 @@ type RouteRetry struct {
 	// timeouts.response_header for this route's attempts. Default 0 (only
 	// timeouts.response_header).
 	PerTryTimeout Duration `yaml:"per_try_timeout"`
+	// ReplayBody is the largest request body (with a Content-Length) kept
+	// in memory so that a request of a method in Methods can be sent again
+	// after a reset, timeout or 5xx (size, at most 16MiB). Such a body is
+	// read in full before the first attempt; larger and chunked bodies are
+	// streamed and never retried once sent. Only routes retrying more than
+	// connect failures keep bodies. Default 64KiB; 0 keeps none.
+	ReplayBody *ByteSize `yaml:"replay_body"`
 	// Backoff spaces the retries of one request.
 	Backoff RetryBackoff `yaml:"backoff"`
 	// Budget bounds the retries the route sends, so an outage cannot
@@ -96,6 +103,10 @@ const (
 	DefaultRetryAttempts = 3
 	// MaxRetryAttempts bounds RouteRetry.Attempts.
 	MaxRetryAttempts = 10
+	// DefaultRetryReplayBody is RouteRetry.ReplayBody's default.
+	DefaultRetryReplayBody = ByteSize(64 << 10)
+	// MaxRetryReplayBody bounds RouteRetry.ReplayBody.
+	MaxRetryReplayBody = ByteSize(16 << 20)
 	// DefaultRetryBackoffBase is RetryBackoff.Base's default.
 	DefaultRetryBackoffBase = Duration(25 * time.Millisecond)
 	// DefaultRetryBackoffMax is RetryBackoff.Max's default.
@@ -138,6 +149,10 @@ func (r *RouteRetry) setDefaults() {
 	}
 	if r.Methods == nil {
 		r.Methods = DefaultRetryMethods()
+	}
+	if r.ReplayBody == nil {
+		b := DefaultRetryReplayBody
+		r.ReplayBody = &b
 	}
 	setDefault(&r.Backoff.Base, DefaultRetryBackoffBase)
 	setDefault(&r.Backoff.Max, max(DefaultRetryBackoffMax, r.Backoff.Base))
@@ -196,6 +211,9 @@ func (r *RouteRetry) validate(col *Collector, p string) {
 		methods[m] = true
 	}
 	checkDuration(col, p+".per_try_timeout", r.PerTryTimeout)
+	if b := r.ReplayBody; b != nil && (*b < 0 || *b > MaxRetryReplayBody) {
+		col.Addf(p+".replay_body", "must be between 0 and %s, got %s", MaxRetryReplayBody, *b)
+	}
 	checkDuration(col, p+".backoff.base", r.Backoff.Base)
 	checkDuration(col, p+".backoff.max", r.Backoff.Max)
 	if r.Backoff.Max < r.Backoff.Base {

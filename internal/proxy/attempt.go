@@ -21,6 +21,8 @@ type forwardState struct {
 	resp   upstream.Response
 	// held is the attempt whose response is held unsent (outcomeHeld).
 	held heldAttempt
+	// replay is the request body when it is kept to be sent again.
+	replay replayBody
 }
 
 // heldAttempt is what relaying or discarding a held response still needs
@@ -76,11 +78,20 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	if f.RequestTimeout > 0 {
 		req.Deadline = time.Now().Add(f.RequestTimeout)
 	}
+	p := f.retryPolicy()
 	if x.Req.ContentLength != 0 {
 		req.Body, req.ContentLength = x.Req.Body, x.Req.ContentLength
 		defer func() { x.State.BytesIn = req.BodyRead }()
+		if p.keepsBody(&x.Req) {
+			defer st.replay.release()
+			if err := st.replay.fill(x.Req.Body, x.Req.ContentLength); err != nil {
+				req.BodyRead = int64(st.replay.off)
+				f.refuse(x, clientBodyCode(err), err)
+				return
+			}
+			req.Body = &st.replay
+		}
 	}
-	p := f.retryPolicy()
 	if t := p.PerTryTimeout; t > 0 && (req.ResponseHeaderTimeout == 0 || t < req.ResponseHeaderTimeout) {
 		req.ResponseHeaderTimeout = t
 	}
@@ -136,6 +147,10 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	spanID, endSpan := f.Tracer.StartClient(x, f.Pool.Name, ep.Address, n+1)
 	setTraceHeaders(&st.header, &x.State.Trace, spanID)
 	resp := &st.resp
+	if st.replay.buf != nil {
+		st.replay.rewind()
+		st.req.BodyRead = 0
+	}
 
 	ep.Begin()
 	defer ep.Done()
@@ -247,12 +262,12 @@ func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, wait time.Duration)
 
 // mayRetry reports whether attempt n (0-based), which failed for reason
 // r, may be followed by another under p: p retries r for the request's
-// method, attempts are left, nothing of the request body was consumed (it
-// could not be sent again), and the client and the request deadline are
-// still there. The budget and a free endpoint are asked only once all of
-// this holds (retry).
+// method, attempts are left, nothing of the request body was consumed or
+// the body was kept to be sent again (replay.go), and the client and the
+// request deadline are still there. The budget and a free endpoint are
+// asked only once all of this holds (retry).
 func (f *Forwarder) mayRetry(x *exchange.Exchange, p *RetryPolicy, r retryReason, n int, req *upstream.Request) bool {
-	return n+1 < p.Attempts && p.retryable(r, x.Req.Method) && req.BodyRead == 0 && x.Ctx.Err() == nil &&
+	return n+1 < p.Attempts && p.retryable(r, x.Req.Method) && (req.BodyRead == 0 || replayable(req)) && x.Ctx.Err() == nil &&
 		(req.Deadline.IsZero() || time.Now().Before(req.Deadline))
 }
 

@@ -29,6 +29,9 @@ type RetryPolicy struct {
 	// PerTryTimeout lowers the response header timeout of each attempt;
 	// 0 leaves it.
 	PerTryTimeout time.Duration
+	// ReplayBody is the largest request body kept so that it can be sent
+	// again (replay.go); 0 keeps none.
+	ReplayBody int64
 	// BackoffBase and BackoffMax shape the wait before each retry
 	// (Backoff); a zero BackoffBase waits not at all.
 	BackoffBase, BackoffMax time.Duration
@@ -62,6 +65,7 @@ func NewRetryPolicy(rc *config.RouteRetry, m *metrics.Retries, budget func() *Bu
 		Attempts:      min(rc.Attempts, maxAttempts),
 		Methods:       slices.Clone(rc.Methods),
 		PerTryTimeout: rc.PerTryTimeout.D(),
+		ReplayBody:    replayBodyOf(rc),
 		BackoffBase:   rc.Backoff.Base.D(),
 		BackoffMax:    rc.Backoff.Max.D(),
 		Metrics:       m,
@@ -211,3 +215,10 @@ var monoStart = time.Now()
 // process started: the budgets' clock, which a change of the wall clock
 // does not move.
 func monotime() int64 { return int64(time.Since(monoStart)) }
+
+func replayBodyOf(rc *config.RouteRetry) int64 {
+	if rc.ReplayBody == nil {
+		return 0
+	}
+	return rc.ReplayBody.Int64()
+}

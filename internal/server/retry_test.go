@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -17,6 +18,8 @@ func statusUpstream(t *testing.T, status int, hits *atomic.Int64) string {
 	t.Helper()
 	return newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Body", string(body))
 		w.Header().Set("X-Status", fmt.Sprint(status))
 		w.WriteHeader(status)
 		fmt.Fprintf(w, "status %d\n", status)
@@ -72,7 +75,8 @@ upstreams:
   - {name: pslow, endpoints: [{address: %s}, {address: %s}]}
 routes:
   - {name: s503, match: {path: /503}, upstream: p503, retry: {on: [503], backoff: *fast}}
-  - {name: s503post, match: {path: /503post}, upstream: p503, retry: {on: [503], methods: [GET, POST], backoff: *fast}}
+  - {name: s503post, match: {path: /503post}, upstream: p503, retry: {on: [503], methods: [GET, POST], replay_body: 0, backoff: *fast}}
+  - {name: s503replay, match: {path: /503replay}, upstream: p503, retry: {on: [503], methods: [POST], replay_body: 16B, backoff: *fast}}
   - {name: s503off, match: {path: /503off}, upstream: p503, retry: {on: [502, 504], backoff: *fast}}
   - {name: s503once, match: {path: /503once}, upstream: p503, retry: {attempts: 1, on: [503]}}
   - {name: reset, match: {path: /reset}, upstream: preset, retry: {on: [reset], backoff: *fast}}
@@ -96,6 +100,8 @@ routes:
 		{name: "503 relayed for POST", method: "POST", path: "/503", bad: &bad503, wantFailed: 503},
 		{name: "503 retried for POST when listed", method: "POST", path: "/503post", bad: &bad503, want: 200},
 		{name: "503 relayed for a POST whose body was sent", method: "POST", path: "/503post", body: "payload", bad: &bad503, wantFailed: 503},
+		{name: "503 retried for a POST whose body was kept", method: "POST", path: "/503replay", body: "payload", bad: &bad503, want: 200},
+		{name: "503 relayed for a POST whose body was too large to keep", method: "POST", path: "/503replay", body: strings.Repeat("x", 17), bad: &bad503, wantFailed: 503},
 		{name: "503 relayed when not listed", method: "GET", path: "/503off", bad: &bad503, wantFailed: 503},
 		{name: "503 relayed with one attempt", method: "GET", path: "/503once", bad: &bad503, wantFailed: 503},
 		{name: "reset retried for GET", method: "GET", path: "/reset", bad: &badReset, want: 200},
@@ -124,6 +130,9 @@ routes:
 				}
 				resp.Body.Close()
 				statuses[resp.StatusCode]++
+				if got := resp.Header.Get("X-Body"); got != tc.body {
+					t.Errorf("the upstream that answered got the body %q, want %q", got, tc.body)
+				}
 				if resp.StatusCode == 503 && resp.Header.Get("X-Status") != "503" {
 					t.Errorf("503 from the gateway, not the upstream's: %v", resp.Header)
 				}
