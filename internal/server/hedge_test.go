@@ -14,7 +14,7 @@ import (
 // go) and counted; a POST is never hedged.
 func TestHedgedRequests(t *testing.T) {
 	const stall = 2 * time.Second
-	var canceled, stalled atomic.Int64
+	var canceled, stalled, hits503 atomic.Int64
 	// The stalling endpoint stalls only requests marked X-Stall, so the
 	// P95 route can first learn the normal latency.
 	slow := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -36,10 +36,13 @@ func TestHedgedRequests(t *testing.T) {
 upstreams:
   - {name: fixed, endpoints: [{address: %s}, {address: %s}]}
   - {name: p95, endpoints: [{address: %s}, {address: %s}]}
+  - {name: unavailable, endpoints: [{address: %s}, {address: %s}]}
 routes:
   - {name: fixed, match: {path: /fixed}, upstream: fixed, retry: {hedge: {after: 100ms}}}
   - {name: p95, match: {path: /p95}, upstream: p95, retry: {hedge: {after: p95}}}
-`, slow, fast, slow, fast))
+  - {name: unavailable, match: {path: /unavailable}, upstream: unavailable,
+     retry: {on: [503], backoff: {base: 1ms, max: 1ms}, hedge: {after: 1s}}}
+`, slow, fast, slow, fast, statusUpstream(t, 503, &hits503), fast))
 	base := baseURL(o.g, "main")
 	get := func(t *testing.T, method, path string) (string, time.Duration) {
 		t.Helper()
@@ -88,6 +91,17 @@ routes:
 		}
 		if !slowSeen {
 			t.Error("no POST went to the stalling endpoint")
+		}
+	})
+	t.Run("a 503 before the hedge is retried at once", func(t *testing.T) {
+		before := hits503.Load()
+		for range 4 {
+			if up, d := get(t, "GET", "/unavailable"); up != "fast" || d >= time.Second {
+				t.Errorf("answered by %q after %v, want fast, without waiting for the hedge delay", up, d)
+			}
+		}
+		if hits503.Load() == before {
+			t.Error("no request started at the 503 endpoint")
 		}
 	})
 	t.Run("after the measured P95", func(t *testing.T) {
