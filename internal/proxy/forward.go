@@ -3,9 +3,11 @@
 //
 // One attempt loop (attempt.go) serves every pool whatever its protocol: it
 // talks to each endpoint through the endpoint's upstream.Client and decides
-// from the client's typed errors (upstream.Error) alone what to retry, what
-// passive health and the metrics record, and what the client is told
-// (outcome.go).
+// from the client's typed errors (upstream.Error) and the response status
+// alone what passive health and the metrics record, what the client is
+// told (outcome.go), and what the route's retry policy sends again, to
+// another endpoint, within the route's retry budget (retry.go, budget.go,
+// replay.go). Hedged requests race two attempts (hedge.go).
 package proxy
 
 import (
