@@ -17,7 +17,7 @@ func TestHedgedRequests(t *testing.T) {
 	var canceled, stalled, hits503 atomic.Int64
 	// The stalling endpoint stalls only requests marked X-Stall, so the
 	// P95 route can first learn the normal latency.
-	slow := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	stalling := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Stall") != "" {
 			stalled.Add(1)
 			select {
@@ -28,7 +28,8 @@ func TestHedgedRequests(t *testing.T) {
 			}
 		}
 		w.Header().Set("X-Upstream", "slow")
-	}))
+	})
+	slow, slow2 := newUpstream(t, stalling), newUpstream(t, stalling)
 	fast := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream", "fast")
 	}))
@@ -37,12 +38,14 @@ upstreams:
   - {name: fixed, endpoints: [{address: %s}, {address: %s}]}
   - {name: p95, endpoints: [{address: %s}, {address: %s}]}
   - {name: unavailable, endpoints: [{address: %s}, {address: %s}]}
+  - {name: stalled, endpoints: [{address: %s}, {address: %s}]}
 routes:
   - {name: fixed, match: {path: /fixed}, upstream: fixed, retry: {hedge: {after: 100ms}}}
   - {name: p95, match: {path: /p95}, upstream: p95, retry: {hedge: {after: p95}}}
   - {name: unavailable, match: {path: /unavailable}, upstream: unavailable,
      retry: {on: [503], backoff: {base: 1ms, max: 1ms}, hedge: {after: 1s}}}
-`, slow, fast, slow, fast, statusUpstream(t, 503, &hits503), fast))
+  - {name: stalled, match: {path: /stalled}, upstream: stalled, retry: {hedge: {after: 50ms}}}
+`, slow, fast, slow, fast, statusUpstream(t, 503, &hits503), fast, slow, slow2))
 	base := baseURL(o.g, "main")
 	get := func(t *testing.T, method, path string) (string, time.Duration) {
 		t.Helper()
@@ -103,6 +106,17 @@ routes:
 		if hits503.Load() == before {
 			t.Error("no request started at the 503 endpoint")
 		}
+	})
+	t.Run("a client that leaves cancels both attempts", func(t *testing.T) {
+		before := canceled.Load()
+		c := &http.Client{Timeout: 500 * time.Millisecond}
+		req, _ := http.NewRequest("GET", base+"/stalled", nil)
+		req.Header.Set("X-Stall", "1")
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("status %d, want the client to time out", resp.StatusCode)
+		}
+		waitFor(t, "both attempts to be canceled", func() bool { return canceled.Load()-before == 2 })
 	})
 	t.Run("after the measured P95", func(t *testing.T) {
 		// Learn the normal latency first: no request is stalled.
