@@ -89,6 +89,8 @@ type Metrics struct {
 
 	cache *cacheVecs
 
+	protection *protectionVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -177,11 +179,13 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
 	}
+	m.protection = newProtectionVecs()
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
 			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
+		reg.MustRegister(m.protection.collectors()...)
 	}
 	return m
 }

@@ -121,7 +121,7 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	x.State.UpstreamWait += wait
 	if err != nil {
 		o := classify(err, x.Ctx.Err() != nil)
-		f.record(ep, o, wait)
+		f.record(ep, o, 0, wait)
 		endSpan(0, err)
 		return o, err
 	}
@@ -130,7 +130,7 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	// A response arrived: whatever follows, the endpoint is up.
 	ep.ReportSuccess()
 	if status == http.StatusSwitchingProtocols {
-		f.record(ep, outcomeOK, wait)
+		f.record(ep, outcomeOK, status, wait)
 		endSpan(status, nil)
 		f.switchUpstream(x, resp)
 		return outcomeOK, nil
@@ -143,13 +143,16 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	} else {
 		err = nil
 	}
-	f.record(ep, o, wait)
+	f.record(ep, o, status, wait)
 	endSpan(status, err)
 	return o, err
 }
 
-// record counts an attempt in the endpoint's metrics and passive health.
-func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, wait time.Duration) {
+// record counts an attempt in the endpoint's metrics and passive health,
+// and in the pool's breakers and outlier detection (which, unlike passive
+// health, count a 5xx status as a failure).
+func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, status int, wait time.Duration) {
+	f.Pool.Record(ep, protectResult(o, status), wait)
 	r := o.rule()
 	if r.down {
 		ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)

@@ -62,10 +62,15 @@ const maxConnectAttempts = 3
 // funnel (503 before any attempt, 502 once every endpoint tried failed to
 // connect) and returns nil.
 func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxConnectAttempts]*upstream.Endpoint, n int) *upstream.Endpoint {
-	ep := f.pick(time.Now().UnixNano(), tried[:n])
+	now := time.Now().UnixNano()
+	if n == 0 && !f.Pool.Admit(now) {
+		f.fail(x, failure.CircuitOpen, f.Pool.BreakerError(now))
+		return nil
+	}
+	ep := f.pick(now, tried[:n])
 	if ep == nil {
 		if n == 0 {
-			f.fail(x, failure.NoHealthyEndpoint, nil)
+			f.noEndpoint(x, now)
 		} else {
 			f.fail(x, failure.UpstreamConnect, errors.New("every endpoint tried failed to connect"))
 		}
