@@ -29,8 +29,9 @@ type HealthCheck struct {
 	// Jitter adds a random delay of up to this much to each interval, so
 	// the checks of many gateways do not arrive together. Default 0.
 	Jitter Duration `yaml:"jitter"`
-	// Timeout bounds one check; a check that takes longer fails. Default 2s;
-	// at most Interval.
+	// Timeout bounds one check; a check that takes longer fails. Default 2s,
+	// or Interval if shorter. One endpoint's checks never overlap: the next
+	// starts an interval after the last ended.
 	Timeout Duration `yaml:"timeout"`
 	// Rise is the number of consecutive passed checks that put an endpoint
 	// back. Default 2.
@@ -213,8 +214,8 @@ func (u *Upstream) validateProtection(col *Collector, p string) {
 		}
 		checkDuration(col, hp+".jitter", h.Jitter)
 		checkDuration(col, hp+".slow_start", h.SlowStart)
-		if h.Timeout <= 0 || h.Timeout > h.Interval {
-			col.Addf(hp+".timeout", "must be positive and at most interval (%s), got %s", h.Interval, h.Timeout)
+		if h.Timeout <= 0 {
+			col.Addf(hp+".timeout", "must be positive, got %s", h.Timeout)
 		}
 		if h.Rise < 1 {
 			col.Addf(hp+".rise", "must be at least 1, got %d", h.Rise)
