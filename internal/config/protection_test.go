@@ -1,9 +1,12 @@
 package config_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/penstock-dev/penstock/internal/config"
 )
@@ -106,5 +109,30 @@ func TestProtectionValidation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The protection blocks marshal back to YAML that decodes to the same
+// values (the effective config shown by GET /config).
+func TestProtectionRoundTrip(t *testing.T) {
+	cfg, err := config.Parse([]byte(protectionYAML(`    health_check: {path: "/ready?deep=1", expected_statuses: [200], body_regex: "ok", jitter: 250ms, slow_start: 30s}
+    outlier_detection: {consecutive_5xx: -1, latency_stdev_factor: 2.5, max_ejection_percent: 34}
+    circuit_breaker: {window: 30s, error_ratio: 0.25, slow_threshold: 1500ms}`)), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	out, err := yaml.Marshal(cfg.Upstreams[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again config.Upstream
+	if err := yaml.Unmarshal(out, &again); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	u := cfg.Upstreams[0]
+	if !reflect.DeepEqual(u.HealthCheck, again.HealthCheck) || !reflect.DeepEqual(u.OutlierDetection, again.OutlierDetection) ||
+		!reflect.DeepEqual(u.CircuitBreaker, again.CircuitBreaker) {
+		t.Errorf("round trip changed the protection blocks:\n%s", out)
 	}
 }

@@ -128,6 +128,11 @@ func (p *Pool) Start(obs Observer) {
 		pr.cancel = cancel
 		if pr.health != nil {
 			for _, e := range p.Endpoints {
+				if obs != nil {
+					// Endpoints start in rotation; the gauge says so from
+					// the start.
+					obs.HealthChanged(p.Name, e.Address, !e.guard.down.Load())
+				}
 				pr.wg.Go(func() { p.checkLoop(ctx, e) })
 			}
 		}
