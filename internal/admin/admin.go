@@ -219,13 +219,16 @@ type upstreamState struct {
 	Balancing string           `json:"balancing"`
 	Protocol  string           `json:"protocol"`
 	Endpoints []upstream.State `json:"endpoints"`
+	// Breaker is the pool's own circuit breaker, when it has one.
+	Breaker *upstream.BreakerView `json:"circuit_breaker,omitempty"`
 }
 
 func (a *api) upstreams(w http.ResponseWriter, _ *http.Request) {
 	s := a.o.Gateway.Snapshot()
 	out := make([]upstreamState, 0, len(s.Pools))
 	for _, p := range s.Pools {
-		us := upstreamState{Name: p.Name, Balancing: p.Config.Balancing, Protocol: p.Config.Protocol}
+		us := upstreamState{Name: p.Name, Balancing: p.Config.Balancing, Protocol: p.Config.Protocol,
+			Breaker: p.Protection(time.Now().UnixNano())}
 		for _, e := range p.Endpoints {
 			us.Endpoints = append(us.Endpoints, e.State())
 		}

@@ -223,6 +223,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&u.PassiveHealth.MaxFails, DefaultMaxFails)
 		setDefault(&u.PassiveHealth.FailTimeout, DefaultFailTimeout)
 		setDefault(&u.PassiveHealth.TrialInterval, DefaultTrialInterval)
+		u.setProtectionDefaults()
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -224,6 +224,14 @@ type Upstream struct {
 	Pool Pool `yaml:"pool"`
 	// PassiveHealth takes endpoints that fail to connect out of rotation.
 	PassiveHealth PassiveHealth `yaml:"passive_health"`
+	// HealthCheck, when present, probes the endpoints actively.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// OutlierDetection, when present, ejects endpoints that answer worse
+	// than their peers.
+	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
+	// CircuitBreaker, when present, refuses at once for a pool or endpoint
+	// whose recent requests mostly failed.
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
 }
 
 // PassiveHealth judges endpoints by the requests penstock already sends:

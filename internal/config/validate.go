@@ -280,6 +280,7 @@ func (c *Config) validateUpstreams(col *Collector) map[string]string {
 		}
 		checkDuration(col, p+".passive_health.fail_timeout", u.PassiveHealth.FailTimeout)
 		checkDuration(col, p+".passive_health.trial_interval", u.PassiveHealth.TrialInterval)
+		u.validateProtection(col, p)
 	}
 	return names
 }

@@ -39,6 +39,9 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
+	if adminAddr != "" {
+		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, circuit breakers, ejections\n", adminAddr)
+	}
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
 	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
 	if self == GoRunCommand {

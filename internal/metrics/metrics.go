@@ -94,6 +94,8 @@ type Metrics struct {
 	cache *cacheVecs
 	retry *retryVecs
 
+	protection *protectionVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -183,12 +185,14 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
 	}
+	m.protection = newProtectionVecs()
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
 			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
 		reg.MustRegister(m.retry.retries, m.retry.hedgesCanceled)
+		reg.MustRegister(m.protection.collectors()...)
 	}
 	return m
 }

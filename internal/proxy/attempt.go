@@ -173,7 +173,7 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 	x.State.UpstreamWait += wait
 	if err != nil {
 		o := classify(err, x.Ctx.Err() != nil)
-		f.record(ep, o, wait)
+		f.record(ep, o, 0, wait)
 		endSpan(0, err)
 		return o, err
 	}
@@ -185,7 +185,7 @@ func (f *Forwarder) attempt(x *exchange.Exchange, ep *upstream.Endpoint, n int, 
 		p.Latency.Observe(wait)
 	}
 	if status == http.StatusSwitchingProtocols {
-		f.record(ep, outcomeOK, wait)
+		f.record(ep, outcomeOK, status, wait)
 		endSpan(status, nil)
 		f.switchUpstream(x, resp)
 		return outcomeOK, nil
@@ -216,7 +216,7 @@ func (f *Forwarder) deliver(x *exchange.Exchange, h heldAttempt, resp *upstream.
 	} else {
 		err = nil
 	}
-	f.record(h.ep, o, h.wait)
+	f.record(h.ep, o, status, h.wait)
 	h.endSpan(status, err)
 	return o, err
 }
@@ -243,12 +243,15 @@ func (f *Forwarder) discard(h heldAttempt, resp *upstream.Response) {
 		copyBufPool.Put(bp)
 	}
 	resp.Close()
-	f.record(h.ep, outcomeOK, h.wait)
+	f.record(h.ep, outcomeOK, status, h.wait)
 	h.endSpan(status, nil)
 }
 
-// record counts an attempt in the endpoint's metrics and passive health.
-func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, wait time.Duration) {
+// record counts an attempt in the endpoint's metrics and passive health,
+// and in the pool's breakers and outlier detection (which, unlike passive
+// health, count a 5xx status as a failure).
+func (f *Forwarder) record(ep *upstream.Endpoint, o outcome, status int, wait time.Duration) {
+	f.Pool.Record(ep, protectResult(o, status), wait)
 	r := o.rule()
 	if r.down {
 		ep.ReportFailure(f.Pool.MaxFails, f.Pool.FailTimeout)

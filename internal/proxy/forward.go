@@ -60,9 +60,14 @@ type Forwarder struct {
 // funnel (503) and returns nil. The endpoints of later attempts are picked
 // by retry.
 func (f *Forwarder) nextAttempt(x *exchange.Exchange, tried *[maxAttempts]*upstream.Endpoint, n int) *upstream.Endpoint {
-	ep := f.pick(time.Now().UnixNano(), tried[:n])
+	now := time.Now().UnixNano()
+	if n == 0 && !f.Pool.Admit(now) {
+		f.fail(x, failure.CircuitOpen, f.Pool.BreakerError(now))
+		return nil
+	}
+	ep := f.pick(now, tried[:n])
 	if ep == nil {
-		f.fail(x, failure.NoHealthyEndpoint, nil)
+		f.noEndpoint(x, now)
 		return nil
 	}
 	tried[n] = ep

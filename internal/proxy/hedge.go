@@ -218,7 +218,7 @@ func (f *Forwarder) runHedged(a *hedgeAttempt, p *RetryPolicy, results chan<- *h
 	if err != nil {
 		a.err = err
 		a.o = classify(err, a.ctx.Err() != nil)
-		f.record(a.ep, a.o, a.wait)
+		f.record(a.ep, a.o, 0, a.wait)
 		a.endSpan(0, err)
 	} else {
 		a.ep.ReportSuccess()
@@ -236,7 +236,7 @@ func (f *Forwarder) deliverHedged(x *exchange.Exchange, a *hedgeAttempt) {
 	if a.resp.Status == 101 {
 		// Not asked for (upgrades are not hedged): relayed as the
 		// unhedged loop would.
-		f.record(a.ep, outcomeOK, a.wait)
+		f.record(a.ep, outcomeOK, 101, a.wait)
 		a.endSpan(101, nil)
 		f.switchUpstream(x, &a.resp)
 		return

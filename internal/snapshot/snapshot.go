@@ -191,6 +191,14 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		return nil, err
 	}
 	s.Router = r
+	if env.Telemetry != nil {
+		// Only a serving snapshot runs health checkers (a kept pool's run
+		// on); Retire's Close stops them.
+		obs := env.Telemetry.Metrics.Protection()
+		for _, p := range s.Pools {
+			p.Start(obs)
+		}
+	}
 	return s, nil
 }
 

@@ -37,6 +37,9 @@ type Endpoint struct {
 	// pool's passive_health.trial_interval (see Trial).
 	trialAt       atomic.Int64
 	trialInterval time.Duration
+	// guard is the endpoint's active health, outlier and breaker state
+	// (protect.go); nil when its pool configures none.
+	guard *guard
 
 	// conns tracks the endpoint's open connections (registered at dial, not
 	// per request) so that a retired pool can close long-lived streams.
@@ -127,13 +130,17 @@ type State struct {
 	Fails     int       `json:"consecutive_failures"`
 	Inflight  int64     `json:"inflight"`
 	OpenConns int       `json:"open_connections"`
+	// Protection is the endpoint's active health, outlier ejection, breaker
+	// and slow-start state; absent when the pool configures none.
+	Protection *ProtectionState `json:"protection,omitempty"`
 }
 
 // State reports the endpoint's current state.
 func (e *Endpoint) State() State {
 	now := time.Now()
 	s := State{Address: e.Address, Weight: e.Weight, Healthy: e.Healthy(now.UnixNano()),
-		Fails: int(e.fails.Load()), Inflight: e.inflight.Load(), OpenConns: e.OpenConns()}
+		Fails: int(e.fails.Load()), Inflight: e.inflight.Load(), OpenConns: e.OpenConns(),
+		Protection: e.protectionState(now.UnixNano())}
 	if d := e.downUntil.Load(); d != 0 && now.UnixNano() < d {
 		s.DownUntil = time.Unix(0, d)
 	}

@@ -19,7 +19,7 @@ func (l *leastRequest) Pick(now int64) *Endpoint {
 		return nil
 	}
 	if n == 1 {
-		if l.eps[0].Healthy(now) {
+		if l.eps[0].Available(now) {
 			return l.eps[0]
 		}
 		return nil
@@ -29,10 +29,10 @@ func (l *leastRequest) Pick(now int64) *Endpoint {
 	i := rand.IntN(n)
 	j := (i + 1 + rand.IntN(n-1)) % n
 	a, b := l.eps[i], l.eps[j]
-	if !a.Healthy(now) {
+	if !a.Available(now) {
 		a = nil
 	}
-	if !b.Healthy(now) {
+	if !b.Available(now) {
 		b = nil
 	}
 	switch {
@@ -41,7 +41,7 @@ func (l *leastRequest) Pick(now int64) *Endpoint {
 		// endpoint among many is still found.
 		var best *Endpoint
 		for _, e := range l.eps {
-			if e.Healthy(now) && (best == nil || e.Inflight() < best.Inflight()) {
+			if e.Available(now) && (best == nil || e.Inflight() < best.Inflight()) {
 				best = e
 			}
 		}

@@ -28,6 +28,9 @@ type Pool struct {
 	Config config.Upstream
 
 	balancer Balancer
+	// prot is the pool's active health, outlier and breaker state
+	// (protect.go); nil when it configures none.
+	prot *protection
 }
 
 // Options are what a pool is given by the process that runs it, rather
@@ -71,6 +74,7 @@ func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 		}
 		p.Endpoints = append(p.Endpoints, e)
 	}
+	p.setupProtection(u)
 	p.balancer, err = NewBalancer(u.Balancing, p.Endpoints)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
@@ -78,23 +82,35 @@ func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 	return p, nil
 }
 
-// Pick returns an endpoint for one request, or nil when none is healthy.
-// When every endpoint is out of rotation, one request per endpoint and
-// trial interval goes through as a trial (see Endpoint.Trial).
+// Pick returns an endpoint for one request, or nil when none is available
+// (see Endpoint.Available). When every endpoint is out of rotation, one
+// request per endpoint and trial interval goes through as a passive health
+// trial (see Endpoint.Trial) to the endpoints that only passive health
+// keeps out.
 func (p *Pool) Pick(now int64) *Endpoint {
-	if e := p.balancer.Pick(now); e != nil {
-		return e
+	for range len(p.Endpoints) {
+		e := p.balancer.Pick(now)
+		if e == nil {
+			break
+		}
+		// A half-open endpoint breaker lets its trials through and no
+		// more; past them, pick again.
+		if e.claim(now) {
+			return e
+		}
 	}
 	for _, e := range p.Endpoints {
-		if e.Trial(now) {
+		if e.pickable(now) && e.Trial(now) {
 			return e
 		}
 	}
 	return nil
 }
 
-// Close closes the pool's idle connections.
+// Close closes the pool's idle connections and stops its health checkers
+// and outlier statistics (see Start).
 func (p *Pool) Close() {
+	p.stop()
 	for _, e := range p.Endpoints {
 		e.client.CloseIdle()
 	}

@@ -16,7 +16,7 @@ func (r *roundRobin) Pick(now int64) *Endpoint {
 	// Advance the counter on every try, not once per pick: otherwise the
 	// endpoint after a down one would take the down one's whole share.
 	for range n {
-		if e := r.eps[(r.next.Add(1)-1)%n]; e.Healthy(now) {
+		if e := r.eps[(r.next.Add(1)-1)%n]; e.Available(now) {
 			return e
 		}
 	}

@@ -39,7 +39,7 @@ func (w *weightedRoundRobin) Pick(now int64) *Endpoint {
 	// Advance on every try so a down endpoint's share spreads over the rest
 	// by weight instead of falling on its neighbour in the schedule.
 	for range n {
-		if e := w.schedule[(w.next.Add(1)-1)%n]; e.Healthy(now) {
+		if e := w.schedule[(w.next.Add(1)-1)%n]; e.Available(now) {
 			return e
 		}
 	}
