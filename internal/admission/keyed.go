@@ -42,7 +42,7 @@ type keyShard struct {
 // KeyEntry is a key's limiter while the key has requests, as Acquire
 // returns it; pass it to Release.
 type KeyEntry struct {
-	lim   *Limiter
+	lim   Limiter
 	key   Key
 	refs  int // requests holding or waiting for a slot; under the shard lock
 	shard *keyShard
@@ -82,7 +82,10 @@ func (k *Keyed) Acquire(ctx context.Context, key Key) (*KeyEntry, Result) {
 		}
 		// The key's strings alias the request's memory: keep a copy.
 		key.Name = strings.Clone(key.Name)
-		e = &KeyEntry{lim: NewLimiter(k.limit, k.maxQueue, k.timeout), key: key, shard: s}
+		e = entries.Get().(*KeyEntry)
+		e.lim.limit.Store(int64(max(k.limit, 1)))
+		e.lim.maxQueue, e.lim.timeout = int64(max(k.maxQueue, 0)), k.timeout
+		e.key, e.shard = key, s
 		s.m[key] = e
 		k.keys.Add(1)
 	}
@@ -91,6 +94,7 @@ func (k *Keyed) Acquire(ctx context.Context, key Key) (*KeyEntry, Result) {
 	res := e.lim.Acquire(ctx)
 	if res != Admitted {
 		k.drop(e)
+		return nil, res
 	}
 	return e, res
 }
@@ -105,12 +109,23 @@ func (k *Keyed) drop(e *KeyEntry) {
 	s := e.shard
 	s.mu.Lock()
 	e.refs--
-	if e.refs == 0 {
+	idle := e.refs == 0
+	if idle {
 		delete(s.m, e.key)
 		k.keys.Add(-1)
 	}
 	s.mu.Unlock()
+	if idle {
+		// Nothing refers to an idle entry any more: its limiter is empty
+		// (no slot held, no waiter), ready for another key.
+		e.key, e.shard = Key{}, nil
+		entries.Put(e)
+	}
 }
+
+// entries recycles the entries of idle keys, so that a request of a key
+// with nothing in flight allocates nothing (beyond a growing map).
+var entries = sync.Pool{New: func() any { return new(KeyEntry) }}
 
 // Limit returns the limit of each key.
 func (k *Keyed) Limit() int { return k.limit }

@@ -150,9 +150,6 @@ func (s *ConcurrencySettings) Check(r *Route) {
 	}
 	nonNegative("max_in_flight", c.MaxInFlight)
 	nonNegative("max_queue", c.MaxQueue)
-	if c.QueueTimeout < 0 {
-		r.Errorf("concurrency.queue_timeout", "must not be negative, got %s", c.QueueTimeout)
-	}
 	if c.MaxKeys < 0 {
 		r.Errorf("concurrency.max_keys", "must not be negative, got %d", c.MaxKeys)
 	}

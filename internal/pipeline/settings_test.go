@@ -14,7 +14,7 @@ import (
 
 // parseRoute parses a config whose one route ends with the route fields in
 // fields (indented 4), as the file would be written from line 7 on.
-func parseRoute(t *testing.T, fields string) *config.Config {
+func parseRoute(t testing.TB, fields string) *config.Config {
 	t.Helper()
 	const head = `listeners: [{name: web, address: "127.0.0.1:8080"}]
 upstreams: [{name: app, endpoints: [{address: "127.0.0.1:9000"}]}]
