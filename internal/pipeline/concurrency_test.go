@@ -110,7 +110,9 @@ type gate struct {
 	wait    time.Duration // reported as the upstream's time to headers
 }
 
-func newGate() *gate { return &gate{entered: make(chan struct{}, 64), release: make(chan struct{}, 64)} }
+func newGate() *gate {
+	return &gate{entered: make(chan struct{}, 64), release: make(chan struct{}, 64)}
+}
 
 func (g *gate) ServeExchange(x *exchange.Exchange) {
 	g.entered <- struct{}{}
