@@ -113,7 +113,7 @@ const (
 	DefaultMaxLimit       = 1000
 	DefaultInitialLimit   = 20
 	DefaultWindow         = 100 * time.Millisecond
-	DefaultTolerance      = 1.5
+	DefaultTolerance      = 1.25
 	DefaultPercentile     = 0.9
 	DefaultMinRTTInterval = 60 * time.Second
 	DefaultMinRTTSamples  = 25
