@@ -91,7 +91,8 @@ type GradientConfig struct {
 	// the requests that completed since. Default 100ms.
 	Window time.Duration
 	// Tolerance is how many times the no-load latency a window's latency
-	// may reach before the limit shrinks. Default 1.5.
+	// may reach before the limit shrinks. Default 1.25 (Envoy's default
+	// minRTT buffer of 25 %).
 	Tolerance float64
 	// Percentile (0 < p ≤ 1) of a window's latencies taken as its latency,
 	// and of a probe's as minRTT. Default 0.9.

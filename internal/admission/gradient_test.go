@@ -30,6 +30,9 @@ func newTestGradient(t *testing.T, cfg GradientConfig) (*Gradient, *fakeClock) {
 	if cfg.MinRTTSamples == 0 {
 		cfg.MinRTTSamples = 5
 	}
+	if cfg.Tolerance == 0 {
+		cfg.Tolerance = 1.5
+	}
 	g := NewGradient(NewLimiter(1, 0, time.Second), cfg)
 	for range cfg.MinRTTSamples {
 		g.Sample(g.Epoch(), testMinRTT)

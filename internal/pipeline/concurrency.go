@@ -81,7 +81,7 @@ type AdaptiveConcurrency struct {
 	// latencies of the requests completed since (duration). Default 100ms.
 	SampleWindow config.Duration `yaml:"sample_window"`
 	// Tolerance sets how many times minRTT a window's latency may reach
-	// before the limit shrinks (factor, at least 1). Default 1.5.
+	// before the limit shrinks (factor, at least 1). Default 1.25.
 	Tolerance float64 `yaml:"tolerance"`
 	// Percentile chooses the percentile of the latencies taken as a window's latency and as
 	// minRTT (0 < p ≤ 100); the latency is the upstream's time to response
