@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	capacity -addr 127.0.0.1:18082 -workers 8 -service 20ms
+//	capacity -addr 127.0.0.1:18082 -workers 16 -service 40ms
 package main
 
 import (

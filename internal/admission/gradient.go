@@ -95,11 +95,14 @@ type GradientConfig struct {
 	// minRTT buffer of 25 %).
 	Tolerance float64
 	// Percentile (0 < p ≤ 1) of a window's latencies taken as its latency,
-	// and of a probe's as minRTT. Default 0.9.
+	// and of a probe's as minRTT. Default 0.5, as Envoy: the median of a
+	// probe is not thrown off by a few outliers of a noisy host, which
+	// would otherwise inflate minRTT, and the limit with it, until the
+	// next probe.
 	Percentile float64
 	// MinRTTInterval is the time between probes. Default 60s.
 	MinRTTInterval time.Duration
-	// MinRTTSamples is how many requests a probe measures. Default 25.
+	// MinRTTSamples is how many requests a probe measures. Default 50, as Envoy.
 	MinRTTSamples int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -115,9 +118,9 @@ const (
 	DefaultInitialLimit   = 20
 	DefaultWindow         = 100 * time.Millisecond
 	DefaultTolerance      = 1.25
-	DefaultPercentile     = 0.9
+	DefaultPercentile     = 0.5
 	DefaultMinRTTInterval = 60 * time.Second
-	DefaultMinRTTSamples  = 25
+	DefaultMinRTTSamples  = 50
 )
 
 const (

@@ -85,13 +85,13 @@ type AdaptiveConcurrency struct {
 	Tolerance float64 `yaml:"tolerance"`
 	// Percentile chooses the percentile of the latencies taken as a window's latency and as
 	// minRTT (0 < p ≤ 100); the latency is the upstream's time to response
-	// headers. Default 90.
+	// headers. Default 50.
 	Percentile float64 `yaml:"percentile"`
 	// MinRTTInterval sets the time between measurements of minRTT
 	// (duration), plus up to 15 % at random. Default 60s.
 	MinRTTInterval config.Duration `yaml:"min_rtt_interval"`
 	// MinRTTSamples sets how many requests a measurement of minRTT takes
-	// (count). Default 25.
+	// (count). Default 50.
 	MinRTTSamples int `yaml:"min_rtt_samples"`
 }
 

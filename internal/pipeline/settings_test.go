@@ -275,7 +275,7 @@ func TestWithDefaultsShowsEveryStageField(t *testing.T) {
 		"cache:\n    enabled: true\n    max_bytes: 64MiB\n    max_object_bytes: 1MiB\n    default_ttl: 0s",
 		"concurrency:\n    max_in_flight: 0\n    max_queue: 0\n    queue_timeout: 1s\n    key: \"\"\n    max_keys: 10000\n    scope: route\n" +
 			"    adaptive:\n        enabled: false\n        min_limit: 3\n        max_limit: 1000\n        initial_limit: 20\n        sample_window: 100ms\n" +
-			"        tolerance: 1.25\n        percentile: !!float 90\n        min_rtt_interval: 1m0s\n        min_rtt_samples: 25",
+			"        tolerance: 1.25\n        percentile: !!float 50\n        min_rtt_interval: 1m0s\n        min_rtt_samples: 50",
 		"early_data: false",
 		"early_hints: []",
 		"max_request_body: 1KiB",
