@@ -27,7 +27,9 @@ func TestConcurrencyMetrics(t *testing.T) {
 	pool.Count(2)
 	pool.Observe(func() ConcurrencyState { return ConcurrencyState{Limit: 40} }, true)
 	// A reload hands the handle a new limit.
-	pool.Observe(func() ConcurrencyState { return ConcurrencyState{Limit: 24, InFlight: 20, MinRTT: 45 * time.Millisecond} }, true)
+	pool.Observe(func() ConcurrencyState {
+		return ConcurrencyState{Limit: 24, InFlight: 20, MinRTT: 45 * time.Millisecond}
+	}, true)
 
 	want := `
 # HELP penstock_concurrency_in_flight Requests holding a slot of the concurrency limit.
