@@ -192,12 +192,15 @@ func (g *Gradient) Admitted() {
 }
 
 // Sample records the latency of a request admitted at epoch that
-// completed, and recomputes the limit when a window or a probe is over.
+// completed, and recomputes the limit when a window or a probe is over. A
+// request admitted before the latest probe began is not counted: during
+// the probe it saw the loaded upstream, and after it, its latency belongs
+// to a window already gone.
 func (g *Gradient) Sample(epoch uint32, rtt time.Duration) {
+	if epoch != g.epoch.Load() {
+		return
+	}
 	if g.probing.Load() {
-		if epoch != g.epoch.Load() {
-			return
-		}
 		g.hist.add(rtt)
 		if g.samples.Add(1) >= int64(g.cfg.MinRTTSamples) && g.mu.TryLock() {
 			if g.probing.Load() && g.samples.Load() >= int64(g.cfg.MinRTTSamples) {

@@ -393,3 +393,57 @@ func BenchmarkConcurrencyStage(b *testing.B) {
 		})
 	}
 }
+
+// FuzzConcurrencySettings: any concurrency block either is refused with a
+// config error (never a panic), or builds a stage that admits a request
+// and gives its slot back.
+func FuzzConcurrencySettings(f *testing.F) {
+	for _, s := range []string{
+		"{max_in_flight: 8}",
+		"{max_in_flight: 1, max_queue: 4, queue_timeout: 10ms}",
+		"{max_in_flight: 2, key: client_ip, max_keys: 3}",
+		`{max_in_flight: 2, key: "header:X-Tenant"}`,
+		"{max_in_flight: 4, scope: upstream}",
+		"{adaptive: {enabled: true}}",
+		"{adaptive: {enabled: true, min_limit: 1, max_limit: 2, initial_limit: 2, sample_window: 1ms, tolerance: 1, percentile: 100, min_rtt_interval: 1ms, min_rtt_samples: 1}}",
+		"{max_in_flight: -1}",
+		"{adaptive: {enabled: true, percentile: 0.0001, tolerance: 1e308}}",
+		"[1, 2]",
+	} {
+		f.Add(s)
+	}
+	const head = `listeners: [{name: web, address: "127.0.0.1:8080"}]
+upstreams: [{name: app, endpoints: [{address: "127.0.0.1:9000"}]}]
+routes:
+  - name: r
+    match: {path: /}
+    upstream: app
+    concurrency: `
+	f.Fuzz(func(t *testing.T, block string) {
+		if strings.ContainsAny(block, "\n\r") {
+			return // one flow value on the route's line
+		}
+		cfg, err := config.Parse([]byte(head+block+"\n"), "fuzz.yaml")
+		if err != nil {
+			return
+		}
+		cfg.SetDefaults()
+		if Standard().Check(cfg) != nil {
+			return
+		}
+		h, err := Standard().Build(cfg, 0, nopHandler{}, &Env{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("checked settings %s do not build: %v", block, err)
+		}
+		x, _ := newExchange(t, "GET")
+		x.Ctx = context.Background()
+		x.Req.RemoteAddr = netip.MustParseAddrPort("192.0.2.1:4000")
+		for range 3 {
+			x.State.Status, x.State.ErrorKind = 0, ""
+			h.ServeExchange(x)
+			if x.State.Status == 503 {
+				t.Fatalf("settings %s: a lone request was refused (%s)", block, x.State.Error)
+			}
+		}
+	})
+}
