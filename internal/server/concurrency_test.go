@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/penstock-dev/penstock/internal/config"
 )
 
 // heldUpstream is an upstream that keeps every request until the test
@@ -127,5 +129,60 @@ routes:
 	up.letGo()
 	if s := <-done; s != 200 {
 		t.Errorf("route a: %d, want 200", s)
+	}
+}
+
+// TestConcurrencyLimitSurvivesReload: a reload that keeps a route's
+// concurrency settings keeps its limit (the requests in flight still
+// count); one that changes them starts a new limit.
+func TestConcurrencyLimitSurvivesReload(t *testing.T) {
+	up, addr := newHeldUpstream(t)
+	text := func(limit int, extra string) *config.Config {
+		cfg := mustConfig(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+reload: {stream_grace: 100ms}
+routes:
+  - {name: slow, match: {path: /slow}, upstream: up, concurrency: {max_in_flight: %d}}
+%s`, addr, limit, extra))
+		cfg.Shutdown.IdleGrace = config.Duration(100 * time.Millisecond)
+		cfg.SetDefaults()
+		return cfg
+	}
+	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: up, endpoints: [{address: %s}]}]
+reload: {stream_grace: 100ms}
+routes:
+  - {name: slow, match: {path: /slow}, upstream: up, concurrency: {max_in_flight: 1}}
+`, addr))
+	url := baseURL(g, "main") + "/slow"
+	done := make(chan int, 2)
+	get := func() {
+		go func() {
+			resp, _ := do(t, client, "GET", url, nil, nil)
+			done <- resp.StatusCode
+		}()
+	}
+	get()
+	<-up.arrived
+
+	// Another route added: the slow route's limit is the same one.
+	if err := g.Reload(text(1, "  - {name: other, match: {path: /other}, upstream: up}\n")); err != nil {
+		t.Fatal(err)
+	}
+	url = baseURL(g, "main") + "/slow"
+	if resp, _ := do(t, client, "GET", url, nil, nil); resp.StatusCode != 503 {
+		t.Errorf("after a reload that kept the limit: %d, want 503 (its one slot is held)", resp.StatusCode)
+	}
+	// A new max_in_flight is a new limit, which has room.
+	if err := g.Reload(text(2, "")); err != nil {
+		t.Fatal(err)
+	}
+	get()
+	<-up.arrived
+	up.letGo()
+	for range 2 {
+		if s := <-done; s != 200 {
+			t.Errorf("a held request got %d, want 200", s)
+		}
 	}
 }
