@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/admission"
@@ -433,39 +433,40 @@ func (c *concurrency) refuse(x *exchange.Exchange, res admission.Result) {
 	}
 }
 
-// Warnings about refused requests per limit: warnBurst at once, then
-// warnPerSecond. Under overload every refused request would otherwise
-// write a line; the access log and the metrics have each of them.
+// Warnings about refused requests per limit: warnBurst lines first, then
+// at most one a second. Under overload every refused request would
+// otherwise write a line; the access log and the metrics have each of
+// them.
 const (
-	warnBurst     = 10
-	warnPerSecond = 1
+	warnBurst    = 10
+	warnInterval = time.Second
 )
 
-// logLimiter is a token bucket for log lines. Only refusals consult it.
-// The zero value is ready, with a full bucket.
+// logLimiter decides which refusals get a log line. Refusals are the busy
+// path of an overloaded route, so it takes no lock: a few atomic
+// operations, and a compare-and-swap once a second. The zero value is
+// ready.
 type logLimiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	tokens     float64
-	suppressed int
+	burst      atomic.Int64 // lines written in the initial burst
+	next       atomic.Int64 // Unix nanoseconds before which lines are suppressed
+	suppressed atomic.Int64 // since the last line written
 }
 
 // allow reports whether a line may be written at now, and how many were
 // suppressed since the last one written (to be reported with it).
 func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last.IsZero() {
-		l.tokens = warnBurst
-	} else if d := now.Sub(l.last); d > 0 {
-		l.tokens = min(warnBurst, l.tokens+d.Seconds()*warnPerSecond)
+	if l.burst.Load() < warnBurst {
+		if b := l.burst.Add(1); b <= warnBurst {
+			if b == warnBurst {
+				l.next.Store(now.UnixNano() + int64(warnInterval))
+			}
+			return true, int(l.suppressed.Swap(0))
+		}
 	}
-	l.last = now
-	if l.tokens < 1 {
-		l.suppressed++
+	n, next := now.UnixNano(), l.next.Load()
+	if n < next || !l.next.CompareAndSwap(next, n+int64(warnInterval)) {
+		l.suppressed.Add(1)
 		return false, 0
 	}
-	l.tokens--
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
+	return true, int(l.suppressed.Swap(0))
 }

@@ -447,3 +447,27 @@ routes:
 		}
 	})
 }
+
+func TestConcurrencyWarningsAreLimited(t *testing.T) {
+	var l logLimiter
+	now := time.Unix(1_000_000, 0)
+	written := 0
+	for range 100 {
+		if ok, _ := l.allow(now); ok {
+			written++
+		}
+	}
+	if written != warnBurst {
+		t.Errorf("%d lines at once, want the burst of %d", written, warnBurst)
+	}
+	if ok, _ := l.allow(now.Add(warnInterval / 2)); ok {
+		t.Error("a line half an interval later")
+	}
+	ok, suppressed := l.allow(now.Add(warnInterval))
+	if !ok || suppressed != 91 {
+		t.Errorf("one interval later: written %v, suppressed %d; want true, 91", ok, suppressed)
+	}
+	if ok, _ := l.allow(now.Add(warnInterval + 1)); ok {
+		t.Error("a second line in the same interval")
+	}
+}
