@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -470,4 +472,51 @@ func TestConcurrencyWarningsAreLimited(t *testing.T) {
 	if ok, _ := l.allow(now.Add(warnInterval + 1)); ok {
 		t.Error("a second line in the same interval")
 	}
+}
+
+// nopWriter is a ResponseWriter that keeps nothing but the header.
+type nopWriter struct{ hdr exchange.Header }
+
+func (w *nopWriter) Header() *exchange.Header { return &w.hdr }
+func (w *nopWriter) WriteHeader(int)          {}
+func (w *nopWriter) Write(p []byte) (int, error) {
+	return len(p), nil
+}
+func (w *nopWriter) Flush() error { return nil }
+func (w *nopWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, exchange.ErrNotHijackable
+}
+
+// BenchmarkConcurrencyRefused is the cost of a refusal: the decision, the
+// error funnel's 503 and the (suppressed) warning.
+func BenchmarkConcurrencyRefused(b *testing.B) {
+	g := newGate()
+	h := buildConcurrency(b, "    concurrency: {max_in_flight: 1}\n", g, metrics.New(config.Metrics{}, nil), nil)
+	held := make(chan struct{})
+	go func() {
+		x := exchange.Acquire()
+		x.W, x.Ctx = &nopWriter{}, context.Background()
+		h.ServeExchange(x)
+		exchange.Release(x)
+		close(held)
+	}()
+	<-g.entered
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		x := exchange.Acquire()
+		defer exchange.Release(x)
+		w := &nopWriter{}
+		x.W, x.Ctx = w, context.Background()
+		for pb.Next() {
+			w.hdr.Reset()
+			x.State.Status = 0
+			h.ServeExchange(x)
+			if x.State.Status != 503 {
+				b.Fatal("admitted")
+			}
+		}
+	})
+	b.StopTimer()
+	g.release <- struct{}{}
+	<-held
 }
