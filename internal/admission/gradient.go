@@ -26,7 +26,11 @@ import (
 //     after MinRTTInterval plus up to 15 % jitter (so that several gateways
 //     do not all probe at once), or sooner when the limit has stayed at
 //     MinLimit for 5 windows (the upstream may simply be slower now). At the
-//     end of a probe the limit returns to its value before the probe.
+//     end of a probe the limit returns to its value before the probe. A
+//     probe lasts at most 20 windows (2 s by default): requests that hold
+//     their slots for long (streams admitted before it) must not pin the
+//     limit at MinLimit for their whole length, so it then ends with the
+//     samples it has, or none (minRTT stays as it was).
 //
 //  2. Outside probes, every Window the Percentile of that window's latencies
 //     is sampleRTT, and
@@ -68,6 +72,8 @@ type Gradient struct {
 	epoch   atomic.Uint32 // bumped when a probe starts
 	minRTT  atomic.Int64  // nanoseconds; 0 until the first probe ends
 	due     atomic.Int64  // when the window ends (ns since base)
+	// probeEnd is the running probe's deadline (ns since base).
+	probeEnd atomic.Int64
 
 	mu        sync.Mutex // guards what follows, and every limit change
 	limit     float64
@@ -164,7 +170,7 @@ func NewGradient(l *Limiter, cfg GradientConfig) *Gradient {
 	}
 	g := &Gradient{cfg: cfg, lim: l, base: cfg.Now(), rand: cfg.Rand, limit: float64(cfg.InitialLimit)}
 	g.mu.Lock()
-	g.startProbe()
+	g.startProbe(0)
 	g.mu.Unlock()
 	return g
 }
@@ -202,11 +208,10 @@ func (g *Gradient) Sample(epoch uint32, rtt time.Duration) {
 	}
 	if g.probing.Load() {
 		g.hist.add(rtt)
-		if g.samples.Add(1) >= int64(g.cfg.MinRTTSamples) && g.mu.TryLock() {
-			if g.probing.Load() && g.samples.Load() >= int64(g.cfg.MinRTTSamples) {
-				g.endProbe(g.now())
-			}
-			g.mu.Unlock()
+		if g.samples.Add(1) >= int64(g.cfg.MinRTTSamples) {
+			g.tryEndProbe(g.now(), true)
+		} else {
+			g.Refused()
 		}
 		return
 	}
@@ -220,9 +225,39 @@ func (g *Gradient) Sample(epoch uint32, rtt time.Duration) {
 	}
 }
 
+// Refused is called when a request was refused: while a probe runs, most
+// requests are, and a probe whose requests do not complete in time (long
+// streams still holding the slots it needs) is ended here, so that it
+// cannot pin the limit for longer than its deadline. Outside probes it
+// costs one atomic load.
+func (g *Gradient) Refused() {
+	if g.probing.Load() {
+		if now := g.now(); now >= g.probeEnd.Load() {
+			g.tryEndProbe(now, false)
+		}
+	}
+}
+
+// tryEndProbe ends the probe if it is still running and has its samples
+// (full) or is past its deadline, unless another request is already at it.
+func (g *Gradient) tryEndProbe(now int64, full bool) {
+	if !g.mu.TryLock() {
+		return
+	}
+	if g.probing.Load() && (full && g.samples.Load() >= int64(g.cfg.MinRTTSamples) || now >= g.probeEnd.Load()) {
+		g.endProbe(now)
+	}
+	g.mu.Unlock()
+}
+
+// probeWindows bounds a probe: it ends after this many sample windows
+// (2 s by default) with the samples it has.
+const probeWindows = 20
+
 // startProbe pins the limit to MinLimit and starts counting the latencies
 // of the requests admitted from now on. g.mu is held.
-func (g *Gradient) startProbe() {
+func (g *Gradient) startProbe(now int64) {
+	g.probeEnd.Store(now + probeWindows*int64(g.cfg.Window))
 	g.saved = g.limit
 	g.epoch.Add(1)
 	g.hist.reset()
@@ -234,12 +269,19 @@ func (g *Gradient) startProbe() {
 // endProbe takes minRTT from the probe's samples and restores the limit.
 // g.mu is held.
 func (g *Gradient) endProbe(now int64) {
-	rtt, _ := g.hist.drain(g.cfg.Percentile)
+	rtt, n := g.hist.drain(g.cfg.Percentile)
 	g.samples.Store(0)
-	g.minRTT.Store(int64(max(rtt, 1)))
+	if n > 0 {
+		g.minRTT.Store(int64(max(rtt, 1)))
+	}
 	g.atMinimum = 0
 	interval := float64(g.cfg.MinRTTInterval)
 	g.nextProbe = now + int64(interval+interval*probeJitter*g.rand())
+	if g.minRTT.Load() == 0 {
+		// Nothing measured yet: the limit stays as it was, and the next
+		// probe comes after as long as this one lasted.
+		g.nextProbe = now + probeWindows*int64(g.cfg.Window)
+	}
 	g.due.Store(now + int64(g.cfg.Window))
 	g.peak.Store(int64(g.lim.InFlight()))
 	g.setLimit(g.saved)
@@ -250,14 +292,14 @@ func (g *Gradient) endProbe(now int64) {
 // or starts a probe when one is due. g.mu is held.
 func (g *Gradient) update(now int64) {
 	if now >= g.nextProbe || g.atMinimum >= minWindowsStop {
-		g.startProbe()
+		g.startProbe(now)
 		return
 	}
 	g.due.Store(now + int64(g.cfg.Window))
 	sampleRTT, n := g.hist.drain(g.cfg.Percentile)
 	g.samples.Store(0)
 	peak := g.peak.Swap(int64(g.lim.InFlight()))
-	if n == 0 {
+	if n == 0 || g.minRTT.Load() == 0 {
 		return
 	}
 	gradient := g.cfg.Tolerance * float64(g.minRTT.Load()) / float64(max(sampleRTT, 1))

@@ -118,6 +118,41 @@ func TestGradientProbe(t *testing.T) {
 				t.Errorf("limit %d after the probe, want 40 as before it", g.Limiter().Limit())
 			}
 		}},
+		{"a probe that cannot finish ends at its deadline with the samples it has", func(t *testing.T) {
+			clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+			g := NewGradient(NewLimiter(1, 0, time.Second), GradientConfig{InitialLimit: 30, Window: testWindow, Now: clock.Now})
+			for range 3 {
+				g.Sample(g.Epoch(), testMinRTT)
+			}
+			clock.advance(probeWindows*testWindow - 1)
+			g.Refused()
+			if !g.Probing() {
+				t.Fatal("the probe ended before its deadline")
+			}
+			clock.advance(1)
+			g.Refused()
+			if g.Probing() || !near(g.MinRTT(), testMinRTT) || g.Limiter().Limit() != 30 {
+				t.Errorf("probing %v, minRTT %s, limit %d; want an ended probe, about %s, 30", g.Probing(), g.MinRTT(), g.Limiter().Limit(), testMinRTT)
+			}
+		}},
+		{"a probe without samples keeps the limit and probes again", func(t *testing.T) {
+			clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+			g := NewGradient(NewLimiter(1, 0, time.Second), GradientConfig{InitialLimit: 30, Window: testWindow, Now: clock.Now})
+			clock.advance(probeWindows * testWindow)
+			g.Refused()
+			if g.Probing() || g.MinRTT() != 0 || g.Limiter().Limit() != 30 {
+				t.Fatalf("probing %v, minRTT %s, limit %d; want no probe, 0, 30", g.Probing(), g.MinRTT(), g.Limiter().Limit())
+			}
+			window(g, clock, 10*testMinRTT, 30)
+			if g.Limiter().Limit() != 30 {
+				t.Errorf("limit %d without a minRTT, want 30 unchanged", g.Limiter().Limit())
+			}
+			clock.advance(probeWindows * testWindow)
+			g.Sample(g.Epoch(), testMinRTT)
+			if !g.Probing() {
+				t.Error("no second probe")
+			}
+		}},
 		{"five windows at min_limit start a probe", func(t *testing.T) {
 			g, clock := newTestGradient(t, GradientConfig{InitialLimit: 3, MinLimit: 3})
 			for range minWindowsStop {

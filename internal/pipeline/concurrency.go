@@ -91,7 +91,8 @@ type AdaptiveConcurrency struct {
 	// (duration), plus up to 15 % at random. Default 60s.
 	MinRTTInterval config.Duration `yaml:"min_rtt_interval"`
 	// MinRTTSamples sets how many requests a measurement of minRTT takes
-	// (count). Default 50.
+	// (count); a measurement ends anyway after 20 sample windows, with the
+	// requests measured by then. Default 50.
 	MinRTTSamples int `yaml:"min_rtt_samples"`
 }
 
@@ -423,6 +424,9 @@ func (c *concurrency) count(res admission.Result) {
 // funnel, the reason in the access log, and a warning at a bounded rate.
 func (c *concurrency) refuse(x *exchange.Exchange, res admission.Result) {
 	c.count(res)
+	if c.limit.grad != nil {
+		c.limit.grad.Refused()
+	}
 	failure.Fail(x, failure.ConcurrencyLimited)
 	x.State.Error = c.errors[res]
 	if ok, suppressed := c.limit.warn.allow(time.Now()); ok {
