@@ -196,9 +196,10 @@ func (s *ConcurrencySettings) Check(r *Route) {
 	}
 	if c.Scope == "upstream" && c.enabled() {
 		// Routes sharing an upstream's limit must agree on it: the first
-		// route's settings would otherwise silently win.
+		// route's settings would otherwise silently win. Each is compared
+		// with the first route that shares the limit, which is enough.
 		for j := range r.index {
-			if r.cfg.Routes[j].Upstream != r.Config.Upstream {
+			if rj := &r.cfg.Routes[j]; rj.Upstream != r.Config.Upstream || rj.Stages["concurrency"] == nil {
 				continue
 			}
 			var other ConcurrencySettings
@@ -206,8 +207,10 @@ func (s *ConcurrencySettings) Check(r *Route) {
 				continue
 			}
 			other.SetDefaults()
-			if o := other.Concurrency; o.Scope == "upstream" && o.enabled() && o != c {
-				r.Errorf("concurrency", "differs from routes[%d].concurrency, which shares upstream %q's limit (scope upstream): make them identical", j, r.Config.Upstream)
+			if o := other.Concurrency; o.Scope == "upstream" && o.enabled() {
+				if o != c {
+					r.Errorf("concurrency", "differs from routes[%d].concurrency, which shares upstream %q's limit (scope upstream): make them identical", j, r.Config.Upstream)
+				}
 				break
 			}
 		}
