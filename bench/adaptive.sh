@@ -13,6 +13,9 @@
 #   adaptive  LOAD × capacity, concurrency.adaptive on (the defaults, with
 #             min_limit 3 and initial_limit WORKERS)
 #   fixed     LOAD × capacity, concurrency.max_in_flight = WORKERS
+#   slowdown  as adaptive, but the upstream's service time doubles halfway
+#             through the measured part (its capacity halves); the admitted
+#             latency is reported for each half (not in the default CASES)
 #
 # For each it prints the client's view (all responses: P50, P99, max, %
 # 503) and, from penstock's access log, the latency of the admitted (200)
@@ -98,7 +101,7 @@ wait_http() {
 }
 
 run_case() {
-	local name=$1 rate limit=""
+	local name=$1 rate limit="" slow=()
 	case $name in
 	unloaded) rate=$rate_unloaded ;;
 	none) rate=$rate_loaded ;;
@@ -109,6 +112,11 @@ run_case() {
 	fixed)
 		rate=$rate_loaded
 		limit="    concurrency: {max_in_flight: $WORKERS}"
+		;;
+	slowdown)
+		rate=$rate_loaded
+		limit="    concurrency: {adaptive: {enabled: true, min_limit: 3, initial_limit: $WORKERS}}"
+		slow=(-slow-after "$((WARMUP + DURATION / 2))s" -slow-factor 2)
 		;;
 	*) die "unknown case $name" ;;
 	esac
@@ -128,7 +136,7 @@ admin: {address: "127.0.0.1:$ADMIN_PORT"}
 access_log: {output: "$tmp/$name.access.log", buffer: 65536}
 logging: {level: error}
 EOF
-	"$tmp/capacity" -addr "127.0.0.1:$UPSTREAM_PORT" -workers "$WORKERS" -service "${SERVICE_MS}ms" 2>"$tmp/capacity.log" &
+	"$tmp/capacity" -addr "127.0.0.1:$UPSTREAM_PORT" -workers "$WORKERS" -service "${SERVICE_MS}ms" "${slow[@]}" 2>"$tmp/capacity.log" &
 	local up=$!
 	pids+=("$up")
 	"$tmp/penstock" serve -c "$tmp/$name.yaml" >"$tmp/$name.penstock.log" 2>&1 &
@@ -193,6 +201,21 @@ for c in cases:
     tot = r["phases"]["total"]
     status = r.get("status", {})
     n = sum(status.values()) or 1
+    if c == "slowdown":
+        # Each half of the measured part on its own: before and after the
+        # upstream slowed down.
+        mid = start.timestamp() + r["seconds"] / 2
+        halves = ([], [])
+        for line in open(f"{tmp}/{c}.access.log"):
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            t = when(e["time"]).timestamp()
+            if t >= start.timestamp() and e["status"] == 200:
+                halves[t >= mid].append(e["duration_s"] * 1000)
+        for i, h in enumerate(halves):
+            print(f"slowdown, {'first' if i == 0 else 'second'} half: {len(h)} admitted, P50 {pct(h, 0.5):.1f} ms, P99 {pct(h, 0.99):.1f} ms", file=sys.stderr)
     rows.append((c, r.get("rate", 0), r["requests"], 100 * status.get("503", 0) / n,
                  tot["p50_ms"], tot["p99_ms"], tot["max_ms"],
                  pct(ok, 0.5), pct(ok, 0.99), pct(shed, 0.99), r["errors_total"] - status.get("503", 0),

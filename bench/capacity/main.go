@@ -4,6 +4,8 @@
 // beyond the workers wait for one in arrival order, so the latency grows
 // with the requests in flight once they exceed the workers, and grows
 // without bound when requests arrive faster than the workers finish them.
+// With -slow-after, the service time grows by -slow-factor after that long:
+// an upstream that slows down under way.
 //
 // Usage:
 //
@@ -25,6 +27,8 @@ func main() {
 	workers := flag.Int("workers", 8, "requests served at once; the rest wait for a worker")
 	service := flag.Duration("service", 20*time.Millisecond, "time a request holds a worker")
 	jitter := flag.Float64("jitter", 0.1, "service time varies uniformly by ± this fraction")
+	slowAfter := flag.Duration("slow-after", 0, "after this long, the service time becomes -slow-factor times longer (0: never)")
+	slowFactor := flag.Float64("slow-factor", 2, "the service time's factor after -slow-after")
 	flag.Parse()
 	if *workers < 1 || *service <= 0 || *jitter < 0 || *jitter >= 1 {
 		log.Fatal("capacity: -workers must be ≥ 1, -service > 0, 0 ≤ -jitter < 1")
@@ -34,6 +38,7 @@ func main() {
 	// one and receives to give it back. Blocked senders are woken in the
 	// order they blocked, so waiting requests are served first come first
 	// served.
+	start := time.Now()
 	pool := make(chan struct{}, *workers)
 	body := []byte(`{"ok":true}` + "\n")
 	clen := strconv.Itoa(len(body))
@@ -43,7 +48,12 @@ func main() {
 		case <-r.Context().Done():
 			return
 		}
-		d := time.Duration(float64(*service) * (1 + *jitter*(2*rand.Float64()-1)))
+		base := float64(*service)
+		if *slowAfter > 0 && time.Since(start) >= *slowAfter {
+			// The model got slower (a larger batch, a throttled GPU).
+			base *= *slowFactor
+		}
+		d := time.Duration(base * (1 + *jitter*(2*rand.Float64()-1)))
 		time.Sleep(d)
 		<-pool
 		w.Header().Set("Content-Type", "application/json")

@@ -24,8 +24,13 @@ import (
 //     latencies. Requests admitted before the probe began are not counted
 //     (they saw the loaded upstream). The first probe runs at start; the next
 //     after MinRTTInterval plus up to 15 % jitter (so that several gateways
-//     do not all probe at once), or sooner when the limit has stayed at
-//     MinLimit for 5 windows (the upstream may simply be slower now). At the
+//     do not all probe at once), or sooner when the limit has stayed at its
+//     floor for 5 windows with the latency still above tolerance: within
+//     twice MinLimit, since the square-root headroom keeps the limit's
+//     lowest fixed point above MinLimit itself (with MinLimit 3 and an
+//     upstream twice as slow as minRTT, 4 × 0.625 + √2.5 ≈ 4). The upstream
+//     is then simply slower than when minRTT was measured, and without a
+//     new measurement the limit would stay at its floor. At the
 //     end of a probe the limit returns to its value before the probe. A
 //     probe lasts at most 20 windows (2 s by default): requests that hold
 //     their slots for long (streams admitted before it) must not pin the
@@ -79,7 +84,7 @@ type Gradient struct {
 	limit     float64
 	saved     float64 // the limit before the probe
 	nextProbe int64   // ns since base
-	atMinimum int     // consecutive windows that ended at MinLimit
+	atMinimum int     // consecutive windows that ended at the floor, still slow
 	rand      func() float64
 }
 
@@ -131,7 +136,7 @@ const (
 
 const (
 	probeJitter    = 0.15 // of MinRTTInterval, added at random
-	minWindowsStop = 5    // windows at MinLimit that trigger a probe
+	minWindowsStop = 5    // windows at the floor that trigger a probe
 	minGradient    = 0.5
 	maxGradient    = 2.0
 )
@@ -311,7 +316,7 @@ func (g *Gradient) update(now int64) {
 	limit := g.limit * gradient
 	limit += math.Sqrt(limit)
 	g.setLimit(limit)
-	if int(g.limit) <= g.cfg.MinLimit {
+	if int(g.limit) <= 2*g.cfg.MinLimit && gradient < 1 {
 		g.atMinimum++
 	} else {
 		g.atMinimum = 0

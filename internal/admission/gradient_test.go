@@ -3,6 +3,7 @@ package admission
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -153,6 +154,33 @@ func TestGradientProbe(t *testing.T) {
 				t.Error("no second probe")
 			}
 		}},
+		{"an upstream that got slower is measured again and the limit grows back", func(t *testing.T) {
+			g, clock := newTestGradient(t, GradientConfig{InitialLimit: 30, MinLimit: 3, Tolerance: 1.25})
+			// Twice as slow: the limit falls to its floor (4 here, above
+			// min_limit), stays there, and a probe follows.
+			probed := false
+			for range 20 {
+				window(g, clock, 2*testMinRTT, 30)
+				if probed = g.Probing(); probed {
+					break
+				}
+			}
+			if !probed {
+				t.Fatalf("no probe after 20 slow windows; limit %d", g.Limiter().Limit())
+			}
+			for range 5 {
+				g.Sample(g.Epoch(), 2*testMinRTT)
+			}
+			if !near(g.MinRTT(), 2*testMinRTT) {
+				t.Errorf("minRTT %s, want about %s", g.MinRTT(), 2*testMinRTT)
+			}
+			for range 10 {
+				window(g, clock, 2*testMinRTT, 100)
+			}
+			if g.Limiter().Limit() < 20 {
+				t.Errorf("limit %d after the new measurement, want it grown back", g.Limiter().Limit())
+			}
+		}},
 		{"five windows at min_limit start a probe", func(t *testing.T) {
 			g, clock := newTestGradient(t, GradientConfig{InitialLimit: 3, MinLimit: 3})
 			for range minWindowsStop {
@@ -210,9 +238,9 @@ func TestGradientLimit(t *testing.T) {
 		{
 			name:  "rising latency shrinks the limit to min_limit and no lower",
 			cfg:   GradientConfig{InitialLimit: 200, MinLimit: 4},
-			steps: repeat(14, step{20 * testMinRTT, 200}),
+			steps: repeat(12, step{20 * testMinRTT, 200}),
 			check: func(l []int) string {
-				return expect(l[0] < 200 && l[1] < l[0] && l[13] == 4, "limits %v, want falling to 4", l)
+				return expect(l[0] < 200 && l[1] < l[0] && l[8] == 4 && slices.Min(l) == 4, "limits %v, want falling to 4 and no lower", l)
 			},
 		},
 		{
