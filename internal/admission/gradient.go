@@ -37,8 +37,8 @@ import (
 //     limit at MinLimit for their whole length, so it then ends with the
 //     samples it has, or none (minRTT stays as it was).
 //
-//  2. Outside probes, every Window the Percentile of that window's latencies
-//     is sampleRTT, and
+//  2. Outside probes, every Window (or 4 × minRTT if longer) the Percentile
+//     of that window's latencies is sampleRTT, and
 //
 //     gradient = clamp(minRTT × Tolerance / sampleRTT, 0.5, 2)
 //     limit    = clamp(limit × gradient + √(limit × gradient), MinLimit, MaxLimit)
@@ -256,13 +256,14 @@ func (g *Gradient) tryEndProbe(now int64, full bool) {
 }
 
 // probeWindows bounds a probe: it ends after this many sample windows
-// (2 s by default) with the samples it has.
+// (2 s by default; 80 × the previous minRTT if longer) with the samples it
+// has.
 const probeWindows = 20
 
 // startProbe pins the limit to MinLimit and starts counting the latencies
 // of the requests admitted from now on. g.mu is held.
 func (g *Gradient) startProbe(now int64) {
-	g.probeEnd.Store(now + probeWindows*int64(g.cfg.Window))
+	g.probeEnd.Store(now + probeWindows*g.window())
 	g.saved = g.limit
 	g.epoch.Add(1)
 	g.hist.reset()
@@ -287,7 +288,7 @@ func (g *Gradient) endProbe(now int64) {
 		// probe comes after as long as this one lasted.
 		g.nextProbe = now + probeWindows*int64(g.cfg.Window)
 	}
-	g.due.Store(now + int64(g.cfg.Window))
+	g.due.Store(now + g.window())
 	g.peak.Store(int64(g.lim.InFlight()))
 	g.setLimit(g.saved)
 	g.probing.Store(false)
@@ -300,7 +301,7 @@ func (g *Gradient) update(now int64) {
 		g.startProbe(now)
 		return
 	}
-	g.due.Store(now + int64(g.cfg.Window))
+	g.due.Store(now + g.window())
 	sampleRTT, n := g.hist.drain(g.cfg.Percentile)
 	g.samples.Store(0)
 	peak := g.peak.Swap(int64(g.lim.InFlight()))
@@ -327,6 +328,17 @@ func (g *Gradient) update(now int64) {
 func (g *Gradient) setLimit(limit float64) {
 	g.limit = min(max(limit, float64(g.cfg.MinLimit)), float64(g.cfg.MaxLimit))
 	g.lim.SetLimit(int(g.limit))
+}
+
+// windowsPerRTT is how many minRTTs a window lasts at least.
+const windowsPerRTT = 4
+
+// window returns the length of the next window: Window, or 4 × minRTT if
+// that is longer, so that a window sees several round trips. A limit
+// changed once per round trip or faster would react to latencies its
+// previous change has not shaped yet, and oscillate.
+func (g *Gradient) window() int64 {
+	return max(int64(g.cfg.Window), windowsPerRTT*g.minRTT.Load())
 }
 
 // MinRTT returns the no-load latency of the last probe, 0 before the first

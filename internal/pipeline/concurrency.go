@@ -78,7 +78,9 @@ type AdaptiveConcurrency struct {
 	// (count). Default 20.
 	InitialLimit int `yaml:"initial_limit"`
 	// SampleWindow sets how often the limit is recomputed from the
-	// latencies of the requests completed since (duration). Default 100ms.
+	// latencies of the requests completed since (duration); 4 × minRTT
+	// when that is longer, so that a window sees several round trips.
+	// Default 100ms.
 	SampleWindow config.Duration `yaml:"sample_window"`
 	// Tolerance sets how many times minRTT a window's latency may reach
 	// before the limit shrinks (factor, at least 1). Default 1.25.
