@@ -30,9 +30,8 @@ import (
 //     lowest fixed point above MinLimit itself (with MinLimit 3 and an
 //     upstream twice as slow as minRTT, 4 × 0.625 + √2.5 ≈ 4). The upstream
 //     is then simply slower than when minRTT was measured, and without a
-//     new measurement the limit would stay at its floor. At the
-//     end of a probe the limit returns to its value before the probe. A
-//     probe lasts at most 20 windows (2 s by default): requests that hold
+//     new measurement the limit would stay at its floor. At the end of a
+//     probe the limit returns to its value before the probe. A probe lasts at most 20 windows (2 s by default): requests that hold
 //     their slots for long (streams admitted before it) must not pin the
 //     limit at MinLimit for their whole length, so it then ends with the
 //     samples it has, or none (minRTT stays as it was).
@@ -62,7 +61,7 @@ import (
 // short period at MinLimit (more 503s while a probe runs), and so does
 // penstock.
 //
-// A Gradient reads the time only through Config.Now, so tests drive it with
+// A Gradient reads the time only through GradientConfig.Now, so tests drive it with
 // a fake clock. Sample is safe for concurrent use and takes no lock except
 // once per window (or per probe) to recompute the limit.
 type Gradient struct {
