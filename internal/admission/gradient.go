@@ -31,10 +31,11 @@ import (
 //     upstream twice as slow as minRTT, 4 × 0.625 + √2.5 ≈ 4). The upstream
 //     is then simply slower than when minRTT was measured, and without a
 //     new measurement the limit would stay at its floor. At the end of a
-//     probe the limit returns to its value before the probe. A probe lasts at most 20 windows (2 s by default): requests that hold
-//     their slots for long (streams admitted before it) must not pin the
-//     limit at MinLimit for their whole length, so it then ends with the
-//     samples it has, or none (minRTT stays as it was).
+//     probe the limit returns to its value before the probe. A probe lasts
+//     at most 20 windows (2 s by default): requests that hold their slots
+//     for long (streams admitted before it) must not pin the limit at
+//     MinLimit for their whole length, so it then ends with the samples it
+//     has, or none (minRTT stays as it was).
 //
 //  2. Outside probes, every Window (or 4 × minRTT if longer) the Percentile
 //     of that window's latencies is sampleRTT, and
