@@ -59,10 +59,11 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 	wants := map[string]string{
 		"/predict":           `"model":"resnet50"`,
 		`{"inputs":[4]}`:     "HTTP/1.1 103 Early Hints",
-		"/generate":          "data: [DONE]",
+		"/generate -d":       "data: [DONE]",
 		"tokenizer.bin":      "200 8192 bytes",
 		"/v1/models\n":       `"llama-tiny"`,
 		"/no/such/route":     `"error":"no_route"`,
+		"?n=[1-24]":          "concurrency_limited",
 		"--http2 https://":   `"model":"resnet50"`,
 		"http2-prior-knowle": `"models"`,
 	}

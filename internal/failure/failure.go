@@ -30,6 +30,10 @@ const (
 	ShuttingDown      Code = "shutting_down"           // 503
 	TooEarly          Code = "too_early"               // 425
 	CircuitOpen       Code = "circuit_open"            // 503
+	// ConcurrencyLimited: the route's concurrency limit (fixed or adaptive)
+	// was reached and its queue was full or timed out (the concurrency
+	// stage).
+	ConcurrencyLimited Code = "concurrency_limited" // 503
 )
 
 // ErrBodyTooLarge is returned by a limited request body once the client has
@@ -47,6 +51,8 @@ func (c Code) Status() int {
 	case BodyTooLarge:
 		return 413
 	case NoHealthyEndpoint, ShuttingDown:
+		return 503
+	case ConcurrencyLimited:
 		return 503
 	case UpstreamTimeout:
 		return 504

@@ -29,6 +29,11 @@
 //	penstock_cache_evictions_total                  counter    route
 //	penstock_cache_size_bytes                       gauge      route
 //	penstock_cache_entries                          gauge      route
+//	penstock_concurrency_requests_total             counter    scope, name, result
+//	penstock_concurrency_limit                      gauge      scope, name
+//	penstock_concurrency_in_flight                  gauge      scope, name
+//	penstock_concurrency_queued                     gauge      scope, name
+//	penstock_concurrency_min_rtt_seconds            gauge      scope, name
 //
 // Label values, all from bounded sets:
 //   - route: the route's name; "none" for requests that matched no route.
@@ -54,6 +59,10 @@
 // protocol="h3"; their RTT and packet counts are recorded when they close.
 //   - result of penstock_cache_lookups_total: hit, miss or revalidated (a stale entry the upstream
 //     confirmed with 304).
+//   - scope, name of the concurrency metrics: "route" and the route's name,
+//     or "upstream" and the pool's name (a limit shared by its routes);
+//     result: admitted, rejected (limit and queue full), queue_timeout or
+//     canceled (the client left while queued).
 //
 // Request durations carry an exemplar {trace_id="<32 hex>"} when the trace
 // was sampled; exemplars are exposed in the OpenMetrics format only.
@@ -95,6 +104,8 @@ type Metrics struct {
 	retry *retryVecs
 
 	protection *protectionVecs
+
+	concurrency *concurrencyCollector
 
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
@@ -186,6 +197,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		caches:    make(map[string]*Cache),
 	}
 	m.protection = newProtectionVecs()
+	m.concurrency = newConcurrencyCollector()
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
 			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
@@ -193,6 +205,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.cache.collectors()...)
 		reg.MustRegister(m.retry.retries, m.retry.hedgesCanceled)
 		reg.MustRegister(m.protection.collectors()...)
+		reg.MustRegister(m.concurrency)
 	}
 	return m
 }

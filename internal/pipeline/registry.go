@@ -32,6 +32,7 @@ func Standard() *Registry {
 		Define("body_limit", newBodyLimit),
 		Define("early_hints", newEarlyHints),
 		Define("cache", newCache),
+		Define("concurrency", newConcurrency),
 	)
 	if err != nil {
 		panic(err) // the table above is wrong: no config can cause this

@@ -14,7 +14,7 @@ import (
 
 // parseRoute parses a config whose one route ends with the route fields in
 // fields (indented 4), as the file would be written from line 7 on.
-func parseRoute(t *testing.T, fields string) *config.Config {
+func parseRoute(t testing.TB, fields string) *config.Config {
 	t.Helper()
 	const head = `listeners: [{name: web, address: "127.0.0.1:8080"}]
 upstreams: [{name: app, endpoints: [{address: "127.0.0.1:9000"}]}]
@@ -273,6 +273,9 @@ func TestWithDefaultsShowsEveryStageField(t *testing.T) {
 	}
 	want := []string{
 		"cache:\n    enabled: true\n    max_bytes: 64MiB\n    max_object_bytes: 1MiB\n    default_ttl: 0s",
+		"concurrency:\n    max_in_flight: 0\n    max_queue: 0\n    queue_timeout: 1s\n    key: \"\"\n    max_keys: 10000\n    scope: route\n" +
+			"    adaptive:\n        enabled: false\n        min_limit: 3\n        max_limit: 1000\n        initial_limit: 20\n        sample_window: 100ms\n" +
+			"        tolerance: 1.25\n        percentile: !!float 50\n        min_rtt_interval: 1m0s\n        min_rtt_samples: 50",
 		"early_data: false",
 		"early_hints: []",
 		"max_request_body: 1KiB",
