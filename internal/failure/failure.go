@@ -29,6 +29,7 @@ const (
 	BadRequest        Code = "bad_request"             // 400
 	ShuttingDown      Code = "shutting_down"           // 503
 	TooEarly          Code = "too_early"               // 425
+	RateLimited       Code = "rate_limited"            // 429
 )
 
 // ErrBodyTooLarge is returned by a limited request body once the client has
@@ -53,6 +54,8 @@ func (c Code) Status() int {
 		return 400
 	case TooEarly:
 		return 425
+	case RateLimited:
+		return 429
 	}
 	return 502
 }

@@ -89,6 +89,8 @@ type Metrics struct {
 
 	cache *cacheVecs
 
+	rateLimit *rateLimitVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -173,6 +175,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		}, []string{"listener", "cert_file"}),
 		quic:      newQUICMetrics(),
 		cache:     newCacheVecs(),
+		rateLimit: newRateLimitVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -182,6 +185,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
+		reg.MustRegister(m.rateLimit.collectors()...)
 	}
 	return m
 }

@@ -275,6 +275,7 @@ func TestWithDefaultsShowsEveryStageField(t *testing.T) {
 		"cache:\n    enabled: true\n    max_bytes: 64MiB\n    max_object_bytes: 1MiB\n    default_ttl: 0s",
 		"early_data: false",
 		"early_hints: []",
+		"limits: []",
 		"max_request_body: 1KiB",
 		"push:\n    enabled: false\n    max_resources: 4\n    max_bytes: 256KiB",
 	}

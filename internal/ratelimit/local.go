@@ -12,7 +12,6 @@ type Local struct {
 	burstT  int64 // TokenBucket: Burst×t
 	w       int64 // SlidingWindow: window in nanoseconds
 	store   *store
-	onEvict func()
 }
 
 // NewLocal makes a local limit with p's numbers that tracks at most maxKeys
@@ -39,6 +38,11 @@ func NewLocal(p Params, maxKeys int) (*Local, error) {
 	}
 	return l, nil
 }
+
+// OnEvict sets a function called (with a shard locked: it must be quick)
+// each time a key is forgotten to stay within the key bound, such as a
+// metric's Inc. Call it before the first Take.
+func (l *Local) OnEvict(f func()) { l.store.onEvict = f }
 
 // Params returns the limit's numbers.
 func (l *Local) Params() Params { return l.p }

@@ -48,6 +48,7 @@ type store struct {
 	seed    maphash.Seed
 	shards  [shards]shard
 	evicted atomic.Int64
+	onEvict func()
 }
 
 func newStore(maxKeys int) *store {
@@ -78,6 +79,9 @@ func (s *store) lock(key string) (*shard, *entry) {
 			sh.unlink(old)
 			delete(sh.keys, old.key)
 			s.evicted.Add(1)
+			if s.onEvict != nil {
+				s.onEvict()
+			}
 		}
 		e = &entry{key: strings.Clone(key), a: unset}
 		sh.keys[e.key] = e
