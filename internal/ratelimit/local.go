@@ -7,11 +7,11 @@ import "errors"
 // concurrent use; a decision on a known key allocates nothing and takes
 // one shard's lock.
 type Local struct {
-	p       Params
-	t       int64 // TokenBucket: nanoseconds per token
-	burstT  int64 // TokenBucket: Burst×t
-	w       int64 // SlidingWindow: window in nanoseconds
-	store   *store
+	p      Params
+	t      int64 // TokenBucket: nanoseconds per token
+	burstT int64 // TokenBucket: Burst×t
+	w      int64 // SlidingWindow: window in nanoseconds
+	store  *store
 }
 
 // NewLocal makes a local limit with p's numbers that tracks at most maxKeys
