@@ -112,7 +112,8 @@ func NewGlobal(p Params, o GlobalOptions) (*Global, error) {
 // Params returns the limit's numbers.
 func (g *Global) Params() Params { return g.p }
 
-// Fallback is the local limit used when Redis fails (FallbackLocal).
+// Fallback is the local limit used when Redis fails (FallbackLocal). It
+// also counts what Redis admitted through this gateway.
 func (g *Global) Fallback() *Local { return g.local }
 
 // gcraScript is the token bucket: KEYS[1] holds the theoretical arrival
@@ -166,6 +167,13 @@ func (g *Global) Take(ctx context.Context, key string, cost, now int64) (Decisio
 	if now >= g.skipTill.Load() {
 		d, err := g.ask(ctx, key, cost)
 		if err == nil {
+			if d.Allowed && g.o.OnFailure == FallbackLocal {
+				// The fallback's share counts what this gateway admitted
+				// through Redis: when Redis goes away mid-window, each
+				// gateway goes on with what is left of its share, not a
+				// fresh one on top of what the budget already spent.
+				g.local.Add(key, cost, now)
+			}
 			return d, FromRedis
 		}
 		g.skipTill.Store(now + int64(g.o.Backoff))

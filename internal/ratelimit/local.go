@@ -99,6 +99,30 @@ func (l *Local) Take(key string, cost, now int64) Decision {
 	return d
 }
 
+// Add counts cost units for key at now whatever the limit has left: what
+// another decider (Redis) admitted through this gateway. A token bucket's
+// debt is capped at a full burst.
+func (l *Local) Add(key string, cost, now int64) {
+	if cost <= 0 {
+		return
+	}
+	sh, e := l.store.lock(key)
+	if l.p.Algorithm == TokenBucket {
+		e.a = min(max(e.a, now)+min(cost, l.p.Burst)*l.t, now+l.burstT)
+	} else {
+		idx := floorDiv(now, l.w)
+		switch {
+		case e.a == unset || idx > e.a+1:
+			e.count, e.cur, e.a = 0, 0, idx
+		case idx == e.a+1:
+			e.count, e.cur, e.a = e.cur, 0, idx
+		}
+		e.cur += cost
+	}
+	e.used += cost
+	sh.mu.Unlock()
+}
+
 // Refund gives back what an allowed decision d took, when a later limit
 // refused the request. It does nothing for a refused decision.
 func (l *Local) Refund(d Decision) {
