@@ -63,6 +63,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"tokenizer.bin":      "200 8192 bytes",
 		"/v1/models\n":       `"llama-tiny"`,
 		"/no/such/route":     `"error":"no_route"`,
+		"?[1-8]":             "HTTP/1.1 429 Too Many Requests",
 		"--http2 https://":   `"model":"resnet50"`,
 		"http2-prior-knowle": `"models"`,
 	}

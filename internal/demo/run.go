@@ -37,6 +37,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -si http://%s/v1/models/resnet50/predict -d '{\"inputs\":[4]}'   # 103 Early Hints first\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sN http://%s/v1/models/llama-tiny/generate -d '{\"prompt\":\"hi\",\"max_tokens\":8}'\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -sI 'http://%s/v1/models/resnet50/assets/model_config.json?[1-8]' | grep -E '^HTTP|^RateLimit|^Retry'   # 429 past the limit\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)

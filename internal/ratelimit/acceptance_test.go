@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,12 +30,16 @@ const (
 	// redisTimeout is the limit's redis.timeout. It is above the 2ms
 	// default because this test runs under the race detector on a busy
 	// machine, where a healthy Redis can take longer than 2ms to answer.
-	redisTimeout = 20 * time.Millisecond
+	// slack is what a request may take beyond it there (the proxying, a
+	// starved scheduler).
+	redisTimeout = 50 * time.Millisecond
+	slack        = time.Second
 )
 
 // sample is one request of the load.
 type sample struct {
 	start, end time.Time
+	seen       time.Time // when the upstream got it (admitted requests)
 	status     int
 }
 
@@ -57,6 +62,7 @@ func TestThreeGatewaysShareOneRedisBudget(t *testing.T) {
 	}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Seen", strconv.FormatInt(time.Now().UnixNano(), 10))
 		w.Write([]byte("ok\n"))
 	}))
 	defer upstream.Close()
@@ -132,6 +138,9 @@ limits:
 						io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
 						s.status = resp.StatusCode
+						if n, err := strconv.ParseInt(resp.Header.Get("X-Seen"), 10, 64); err == nil {
+							s.seen = time.Unix(0, n)
+						}
 					}
 					s.end = time.Now()
 					mu.Lock()
@@ -153,8 +162,10 @@ limits:
 	}
 	wg.Wait()
 
-	// Count per phase, placing each request at the middle of its
-	// exchange (the decision happens in between).
+	// Count per phase. An admitted request is placed when the upstream
+	// got it, just after its decision; a refused one at the middle of its
+	// exchange. (On a loaded machine an exchange can take a second: its
+	// start or end could be in another window than its decision.)
 	type phase struct {
 		name     string
 		from, to time.Time
@@ -171,6 +182,9 @@ limits:
 	}
 	for _, s := range samples {
 		mid := s.start.Add(s.end.Sub(s.start) / 2)
+		if !s.seen.IsZero() {
+			mid = s.seen
+		}
 		for _, p := range phases {
 			if !mid.Before(p.from) && mid.Before(p.to) {
 				p.sent++
@@ -198,7 +212,7 @@ limits:
 		fmt.Fprintf(&table, "%-34s %6d %9d %7d %9s %9s %9s\n", p.name, p.sent, p.admitted, p.other,
 			pct(50).Round(10*time.Microsecond), pct(99).Round(10*time.Microsecond), pct(100).Round(10*time.Microsecond))
 	}
-	t.Logf("budget %d per %s shared by %d gateways, Redis timeout %s:%s", budget, window, gateways, redisTimeout, table.String())
+	t.Logf("budget %d per %s shared by %d gateways, Redis timeout %s; latencies are the clients' (whole exchange):%s", budget, window, gateways, redisTimeout, table.String())
 
 	within := func(name string, got, lo, hi int) {
 		if got < lo || got > hi {
@@ -218,7 +232,7 @@ limits:
 	}
 	// No request waited on the stopped Redis beyond the decision budget;
 	// the slack covers the proxying itself on a loaded machine.
-	if worst := phases[1].lat[len(phases[1].lat)-1]; worst > redisTimeout+500*time.Millisecond {
-		t.Errorf("a request waited %s while Redis was stopped; the budget is %s", worst, redisTimeout)
+	if worst := phases[1].lat[len(phases[1].lat)-1]; worst > redisTimeout+slack {
+		t.Errorf("a request waited %s while Redis was stopped; the budget is %s (+%s slack)", worst, redisTimeout, slack)
 	}
 }
