@@ -23,6 +23,7 @@ func TestCodeStatus(t *testing.T) {
 		{BadRequest, 400},
 		{ShuttingDown, 503},
 		{TooEarly, 425},
+		{RateLimited, 429},
 		{Code("something_new"), 502},
 		{Code(""), 502},
 	}

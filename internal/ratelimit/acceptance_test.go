@@ -32,7 +32,7 @@ const (
 	// machine, where a healthy Redis can take longer than 2ms to answer.
 	// slack is what a request may take beyond it there (the proxying, a
 	// starved scheduler).
-	redisTimeout = 50 * time.Millisecond
+	redisTimeout = 100 * time.Millisecond
 	slack        = time.Second
 )
 
@@ -72,6 +72,7 @@ func TestThreeGatewaysShareOneRedisBudget(t *testing.T) {
 upstreams: [{name: app, endpoints: [{address: %q}]}]
 routes:
   - {name: predict, match: {path_prefix: /}, upstream: app, limits: [shared]}
+  - {name: warm, match: {path_prefix: /warm}, upstream: app, limits: [warm]}
 access_log: {enabled: false}
 limits:
   - name: shared
@@ -79,7 +80,13 @@ limits:
     count: %d
     window: %s
     key: {from: constant}
-    redis: {address: %q, prefix: %q, timeout: %s, replicas: %d, on_failure: local}
+    redis: {address: %[4]q, prefix: %[5]q, timeout: %[6]s, replicas: %[7]d, on_failure: local}
+  - name: warm
+    algorithm: sliding_window
+    count: 1000000
+    window: 1s
+    key: {from: constant}
+    redis: {address: %[4]q, prefix: "%[5]swarm:", timeout: 1s}
 `, upstream.Listener.Addr(), budget, window, rp.Addr, prefix, redisTimeout, gateways)
 	var urls []string
 	for range gateways {
@@ -103,6 +110,28 @@ limits:
 		urls = append(urls, "http://"+g.Addr("main").String()+"/v1/predict")
 	}
 
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	// Warm up every connection the load will use (client to gateway,
+	// gateway to upstream and to Redis) through a route with a limit of its
+	// own, so that the measured windows see a running system.
+	var warm sync.WaitGroup
+	for _, url := range urls {
+		for range 32 {
+			warm.Add(1)
+			go func() {
+				defer warm.Done()
+				for range 10 {
+					if resp, err := client.Get(strings.Replace(url, "/v1/predict", "/warm", 1)); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+			}()
+		}
+	}
+	warm.Wait()
+
 	// Start on a window boundary (Redis's clock is this machine's), with
 	// a margin so the first requests are inside the first window.
 	t0 := time.Now().Truncate(window).Add(window)
@@ -115,8 +144,6 @@ limits:
 		samples []sample
 		wg      sync.WaitGroup
 	)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
 	// Each gateway gets a third of 3× the budget, paced evenly: one
 	// request every 10 ms, at most 32 in flight.
 	interval := window / (3 * budget / gateways)

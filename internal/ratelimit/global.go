@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +107,14 @@ func NewGlobal(p Params, o GlobalOptions) (*Global, error) {
 		g.script = windowScript
 		g.args = func(cost int64) []any { return []any{w, p.Count, cost} }
 	}
+	// Load the script now, so that the first decisions are one EVALSHA
+	// each rather than a NOSCRIPT answer and an EVAL (which together can
+	// exceed the budget). A Redis that is down now only delays this.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.script.Load(ctx, o.Client)
+	}()
 	return g, nil
 }
 
@@ -226,11 +235,17 @@ func (g *Global) ask(ctx context.Context, key string, cost int64) (Decision, err
 	}
 }
 
-// NewRedisClient connects to the Redis at address for global limits: no
+// NewRedisClient connects to the Redis at address (host:port or
+// unix:/path) for global limits: no
 // retries (a retry would exceed the decision's budget), timeouts taken from
 // each call's context, and dial and pool waits bounded by timeout.
 func NewRedisClient(address string, timeout time.Duration) *redis.Client {
+	network := "tcp"
+	if sock, ok := strings.CutPrefix(address, "unix:"); ok {
+		network, address = "unix", sock
+	}
 	return redis.NewClient(&redis.Options{
+		Network:               network,
 		Addr:                  address,
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
