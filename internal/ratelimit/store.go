@@ -40,7 +40,7 @@ type shard struct {
 	keys       map[string]*entry
 	head, tail *entry // most and least recently used
 	max        int
-	_          [40]byte // keep shards' locks on separate cache lines
+	_          [88]byte // 128 bytes a shard: locks on separate cache lines
 }
 
 // store is a limit's bounded map from key to entry.
