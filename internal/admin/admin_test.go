@@ -106,6 +106,7 @@ admin: {token: ` + secret + `}
 		{"readyz is open", "GET", "/readyz", "", 200},
 		{"config is open (redacted)", "GET", "/config", "", 200},
 		{"upstreams is open", "GET", "/upstreams", "", 200},
+		{"limits is open", "GET", "/limits", "", 200},
 		{"metrics is open", "GET", "/metrics", "", 200},
 		{"reload without token", "POST", "/config/reload", "", 401},
 		{"reload with wrong token", "POST", "/config/reload", "nope", 401},
@@ -163,6 +164,8 @@ func TestAdminOffLoopbackNeedsTokenForReads(t *testing.T) {
 		{"config with a wrong token", "/config", "nope", 401},
 		{"config with the token", "/config", secret, 200},
 		{"upstreams with the token", "/upstreams", secret, 200},
+		{"limits needs the token", "/limits", "", 401},
+		{"limits with the token", "/limits", secret, 200},
 		{"metrics with the token", "/metrics", secret, 200},
 		{"pprof still needs it", "/debug/pprof/", "", 401},
 	}

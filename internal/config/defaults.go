@@ -276,6 +276,7 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Tracing.ServiceName, "penstock")
 	setDefault(&c.Reload.Debounce, DefaultReloadDebounce)
 	setDefault(&c.Reload.StreamGrace, DefaultStreamGrace)
+	c.setLimitDefaults()
 }
 
 // setDefault stores def in *p if *p is the zero value.

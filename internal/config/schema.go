@@ -52,6 +52,8 @@ type Config struct {
 	Metrics Metrics `yaml:"metrics"`
 	// Tracing configures trace context propagation and OpenTelemetry spans.
 	Tracing Tracing `yaml:"tracing"`
+	// Limits are the named rate limits routes apply (see Limit).
+	Limits []Limit `yaml:"limits"`
 
 	// src records the file name and field lines when the Config was decoded
 	// by Parse or Load; nil for a Config built in Go.

@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	c.validateRoutes(col, upstreams)
 	c.validateAdmin(col, binds)
 	c.validateTelemetry(col)
+	c.validateLimits(col)
 	checkDuration(col, "reload.debounce", c.Reload.Debounce)
 	checkDuration(col, "reload.stream_grace", c.Reload.StreamGrace)
 

@@ -64,6 +64,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"/v1/models\n":       `"llama-tiny"`,
 		"/no/such/route":     `"error":"no_route"`,
 		"?n=[1-24]":          "concurrency_limited",
+		"?[1-8]":             "HTTP/1.1 429 Too Many Requests",
 		"--http2 https://":   `"model":"resnet50"`,
 		"http2-prior-knowle": `"models"`,
 	}

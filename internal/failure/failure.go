@@ -34,6 +34,7 @@ const (
 	// was reached and its queue was full or timed out (the concurrency
 	// stage).
 	ConcurrencyLimited Code = "concurrency_limited" // 503
+	RateLimited        Code = "rate_limited"        // 429
 )
 
 // ErrBodyTooLarge is returned by a limited request body once the client has
@@ -62,6 +63,8 @@ func (c Code) Status() int {
 		return 425
 	case CircuitOpen:
 		return 503
+	case RateLimited:
+		return 429
 	}
 	return 502
 }

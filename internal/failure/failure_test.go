@@ -24,6 +24,7 @@ func TestCodeStatus(t *testing.T) {
 		{ShuttingDown, 503},
 		{TooEarly, 425},
 		{CircuitOpen, 503},
+		{RateLimited, 429},
 		{Code("something_new"), 502},
 		{Code(""), 502},
 	}

@@ -107,6 +107,8 @@ type Metrics struct {
 
 	concurrency *concurrencyCollector
 
+	rateLimit *rateLimitVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -192,6 +194,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		quic:      newQUICMetrics(),
 		cache:     newCacheVecs(),
 		retry:     newRetryVecs(),
+		rateLimit: newRateLimitVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -206,6 +209,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.retry.retries, m.retry.hedgesCanceled)
 		reg.MustRegister(m.protection.collectors()...)
 		reg.MustRegister(m.concurrency)
+		reg.MustRegister(m.rateLimit.collectors()...)
 	}
 	return m
 }

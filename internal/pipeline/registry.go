@@ -29,6 +29,7 @@ import (
 func Standard() *Registry {
 	reg, err := NewRegistry(
 		Define("early_data", newEarlyData),
+		Define("rate_limit", newRateLimit),
 		Define("body_limit", newBodyLimit),
 		Define("early_hints", newEarlyHints),
 		Define("cache", newCache),

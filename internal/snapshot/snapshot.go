@@ -75,6 +75,10 @@ type Snapshot struct {
 	state  *pipeline.State
 }
 
+// Limiters returns the state of the rate limits the routes apply (for the
+// admin API's GET /limits).
+func (s *Snapshot) Limiters() []*pipeline.Limiter { return pipeline.Limiters(s.state) }
+
 // EffectiveConfig returns Config with the defaults of the routes' stage
 // fields filled in too (config.SetDefaults fills the rest): what GET
 // /config shows. It is made on each call, so the snapshot does not hold a

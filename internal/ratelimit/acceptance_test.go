@@ -1,0 +1,265 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/ratelimit"
+	"github.com/penstock-dev/penstock/internal/server"
+)
+
+// The shared budget of the acceptance test: 1,000 requests per 10 s for
+// one key, across three gateways.
+const (
+	budget   = 1000
+	window   = 10 * time.Second
+	gateways = 3
+	// redisTimeout is the limit's redis.timeout. It is above the 2ms
+	// default because this test runs under the race detector on a busy
+	// machine, where a healthy Redis can take longer than 2ms to answer.
+	// slack is what a request may take beyond it there (the proxying, a
+	// starved scheduler).
+	redisTimeout = 100 * time.Millisecond
+	slack        = time.Second
+)
+
+// sample is one request of the load.
+type sample struct {
+	start, end time.Time
+	seen       time.Time // when the upstream got it (admitted requests)
+	status     int
+}
+
+// TestThreeGatewaysShareOneRedisBudget is the acceptance test of global
+// limits: three penstock gateways on loopback share one Redis budget of
+// 1,000 requests per 10 s for one key, under 3× that load over 30 s (three
+// windows, aligned to the Redis clock's 10 s windows). Redis is stopped
+// (SIGSTOP) for the middle window, from its start until a second before
+// its end: no request may wait for it longer than the decision budget (plus
+// slack for a loaded machine), the local fallback (a third of the budget on
+// each gateway) applies, and in the last window, with Redis back, the
+// limit is exact again. Admitted requests are counted per window.
+func TestThreeGatewaysShareOneRedisBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 30-40 s")
+	}
+	rp := ratelimit.SharedRedis()
+	if rp == nil {
+		t.Skip("redis-server is not installed (scripts/test installs it)")
+	}
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Seen", strconv.FormatInt(time.Now().UnixNano(), 10))
+		w.Write([]byte("ok\n"))
+	}))
+	defer upstream.Close()
+
+	prefix := fmt.Sprintf("accept:%d:%d:", os.Getpid(), time.Now().UnixNano())
+	yaml := fmt.Sprintf(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: app, endpoints: [{address: %q}]}]
+routes:
+  - {name: predict, match: {path_prefix: /}, upstream: app, limits: [shared]}
+  - {name: warm, match: {path_prefix: /warm}, upstream: app, limits: [warm]}
+access_log: {enabled: false}
+limits:
+  - name: shared
+    algorithm: sliding_window
+    count: %d
+    window: %s
+    key: {from: constant}
+    redis: {address: %[4]q, prefix: %[5]q, timeout: %[6]s, replicas: %[7]d, on_failure: local}
+  - name: warm
+    algorithm: sliding_window
+    count: 1000000
+    window: 1s
+    key: {from: constant}
+    redis: {address: %[4]q, prefix: "%[5]swarm:", timeout: 1s}
+`, upstream.Listener.Addr(), budget, window, rp.Addr, prefix, redisTimeout, gateways)
+	var urls []string
+	for range gateways {
+		cfg, err := config.Parse([]byte(yaml), "accept.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Shutdown.IdleGrace = config.Duration(100 * time.Millisecond)
+		g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			g.Shutdown(ctx)
+		}()
+		urls = append(urls, "http://"+g.Addr("main").String()+"/v1/predict")
+	}
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	// Warm up every connection the load will use (client to gateway,
+	// gateway to upstream and to Redis) through a route with a limit of its
+	// own, so that the measured windows see a running system.
+	var warm sync.WaitGroup
+	for _, url := range urls {
+		for range 32 {
+			warm.Add(1)
+			go func() {
+				defer warm.Done()
+				for range 10 {
+					if resp, err := client.Get(strings.Replace(url, "/v1/predict", "/warm", 1)); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+			}()
+		}
+	}
+	warm.Wait()
+
+	// Start on a window boundary (Redis's clock is this machine's), with
+	// a margin so the first requests are inside the first window.
+	t0 := time.Now().Truncate(window).Add(window)
+	time.Sleep(time.Until(t0))
+	stop, resume := t0.Add(window), t0.Add(2*window-time.Second)
+	end := t0.Add(3 * window)
+
+	var (
+		mu      sync.Mutex
+		samples []sample
+		wg      sync.WaitGroup
+	)
+	// Each gateway gets a third of 3× the budget, paced evenly: one
+	// request every 10 ms, at most 32 in flight.
+	interval := window / (3 * budget / gateways)
+	for _, url := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem := make(chan struct{}, 32)
+			var inner sync.WaitGroup
+			for next := t0; next.Before(end); next = next.Add(interval) {
+				time.Sleep(time.Until(next))
+				sem <- struct{}{}
+				inner.Add(1)
+				go func() {
+					defer func() { <-sem; inner.Done() }()
+					s := sample{start: time.Now()}
+					resp, err := client.Get(url)
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						s.status = resp.StatusCode
+						if n, err := strconv.ParseInt(resp.Header.Get("X-Seen"), 10, 64); err == nil {
+							s.seen = time.Unix(0, n)
+						}
+					}
+					s.end = time.Now()
+					mu.Lock()
+					samples = append(samples, s)
+					mu.Unlock()
+				}()
+			}
+			inner.Wait()
+		}()
+	}
+	// Stop Redis for the middle window.
+	time.Sleep(time.Until(stop))
+	if err := rp.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(resume))
+	if err := rp.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	// Count per phase. An admitted request is placed when the upstream
+	// got it, just after its decision; a refused one at the middle of its
+	// exchange. (On a loaded machine an exchange can take a second: its
+	// start or end could be in another window than its decision.)
+	type phase struct {
+		name     string
+		from, to time.Time
+		sent     int
+		admitted int
+		other    int // neither 200 nor 429
+		lat      []time.Duration
+	}
+	phases := []*phase{
+		{name: "window 1, Redis up", from: t0, to: stop},
+		{name: "window 2, Redis stopped", from: stop, to: resume},
+		{name: "window 2, Redis back (last 1 s)", from: resume, to: t0.Add(2 * window)},
+		{name: "window 3, Redis up", from: t0.Add(2 * window), to: end.Add(time.Minute)},
+	}
+	for _, s := range samples {
+		mid := s.start.Add(s.end.Sub(s.start) / 2)
+		if !s.seen.IsZero() {
+			mid = s.seen
+		}
+		for _, p := range phases {
+			if !mid.Before(p.from) && mid.Before(p.to) {
+				p.sent++
+				switch s.status {
+				case 200:
+					p.admitted++
+				case 429:
+				default:
+					p.other++
+				}
+				p.lat = append(p.lat, s.end.Sub(s.start))
+			}
+		}
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%-34s %6s %9s %7s %9s %9s %9s\n", "phase", "sent", "admitted", "other", "p50", "p99", "max")
+	for _, p := range phases {
+		slices.Sort(p.lat)
+		pct := func(q int) time.Duration {
+			if len(p.lat) == 0 {
+				return 0
+			}
+			return p.lat[min(len(p.lat)-1, len(p.lat)*q/100)]
+		}
+		fmt.Fprintf(&table, "%-34s %6d %9d %7d %9s %9s %9s\n", p.name, p.sent, p.admitted, p.other,
+			pct(50).Round(10*time.Microsecond), pct(99).Round(10*time.Microsecond), pct(100).Round(10*time.Microsecond))
+	}
+	t.Logf("budget %d per %s shared by %d gateways, Redis timeout %s; latencies are the clients' (whole exchange):%s", budget, window, gateways, redisTimeout, table.String())
+
+	within := func(name string, got, lo, hi int) {
+		if got < lo || got > hi {
+			t.Errorf("%s: admitted %d, want %d..%d", name, got, lo, hi)
+		}
+	}
+	// With Redis, each window admits the budget within 1 %.
+	within(phases[0].name, phases[0].admitted, budget*99/100, budget*101/100)
+	within(phases[3].name, phases[3].admitted, budget*99/100, budget*101/100)
+	// Without it, each gateway admits its third: about the budget in
+	// all, never more than 1 % over it.
+	within(phases[1].name, phases[1].admitted, budget/2, budget*101/100)
+	for _, p := range phases {
+		if p.other > 0 {
+			t.Errorf("%s: %d requests failed otherwise than 200 or 429", p.name, p.other)
+		}
+	}
+	// No request waited on the stopped Redis beyond the decision budget;
+	// the slack covers the proxying itself on a loaded machine.
+	if worst := phases[1].lat[len(phases[1].lat)-1]; worst > redisTimeout+slack {
+		t.Errorf("a request waited %s while Redis was stopped; the budget is %s (+%s slack)", worst, redisTimeout, slack)
+	}
+}
