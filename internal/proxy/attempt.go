@@ -104,6 +104,7 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	if ep == nil {
 		return
 	}
+	defer f.recordRequest(x)
 	if delay := f.hedgeDelay(x, p); delay > 0 {
 		f.serveHedged(x, st, p, &tried, delay)
 		return
@@ -276,14 +277,24 @@ func (f *Forwarder) mayRetry(x *exchange.Exchange, p *RetryPolicy, r retryReason
 
 // retry decides whether attempts 0 to n-1 are followed by attempt n, the
 // last having failed for reason r, and returns its endpoint, or nil. The
-// retry takes an endpoint not tried yet, is counted against the route's
+// retry takes an endpoint not tried yet (after a 502, a 503 or a reset,
+// one tried before when every endpoint in rotation was), is counted against the route's
 // budget (a refused retry leaves the client the failure at hand), and
 // waits its backoff.
 func (f *Forwarder) retry(x *exchange.Exchange, p *RetryPolicy, r retryReason, n int, tried *[maxAttempts]*upstream.Endpoint, req *upstream.Request) *upstream.Endpoint {
 	if r == reasonNone || !f.mayRetry(x, p, r, n-1, req) {
 		return nil
 	}
-	ep := f.pick(time.Now().UnixNano(), tried[:n])
+	now := time.Now().UnixNano()
+	ep := f.pick(now, tried[:n])
+	if ep == nil && (r == reasonReset || r == reason502 || r == reason503) {
+		// Every endpoint in rotation was tried. An endpoint that answered
+		// 502 or 503 or dropped a connection is often fine a moment later
+		// (a full queue, a worker restarting), so after its backoff the
+		// retry may go to one tried before rather than give up; a timeout
+		// or a failed connect would most likely happen again.
+		ep = f.Pool.Pick(now)
+	}
 	if ep == nil || !p.withdraw(r) {
 		return nil
 	}

@@ -24,6 +24,21 @@ func protectResult(o outcome, status int) upstream.Result {
 	return upstream.ResultNone
 }
 
+// recordRequest counts the request's final result, after every attempt,
+// in the pool's breaker: what the client got, not what each attempt did.
+func (f *Forwarder) recordRequest(x *exchange.Exchange) {
+	r := upstream.ResultOK
+	switch {
+	case x.State.Status == 499:
+		r = upstream.ResultNone
+	case x.State.ErrorKind == errorKindTruncated || (x.State.ErrorKind != "" && x.State.Status >= 500):
+		r = upstream.ResultGatewayFailure
+	case x.State.Status >= 500:
+		r = upstream.Result5xx
+	}
+	f.Pool.RecordRequest(r, x.State.UpstreamWait)
+}
+
 // noEndpoint answers a request for which no endpoint could be picked: 503
 // circuit_open when the endpoints' breakers are what left none, 503
 // no_healthy_endpoint otherwise.

@@ -161,9 +161,6 @@ func p99(r *loadtest.Result) float64 { return r.Phases[runlog.Total].P99 }
 // the same faults at the same moments. The protected one must fail fewer
 // requests and have the lower P99; the figures are logged.
 func TestFaultyPoolWithAndWithoutProtection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs for about 20 s")
-	}
 	slow := startUpstreamProcess(t, "slow")
 	flaky := startUpstreamProcess(t, "flaky")
 	crashy := startUpstreamProcess(t, "ok")
@@ -175,15 +172,16 @@ upstreams:
 %s
 routes:
   - {name: predict, match: {path: /predict}, upstream: models}
+access_log: {enabled: false}
 `, pool))
 	protected := startGateway(t, lines(`
 listeners: [{name: main, address: "127.0.0.1:0"}]
 upstreams:
   - name: models
 %s
-    health_check: {type: http, path: /, interval: 500ms, timeout: 300ms, rise: 2, fall: 2}
+    health_check: {type: http, path: /, interval: 500ms, timeout: 300ms, rise: 2, fall: 3}
     outlier_detection: {interval: 1s, consecutive_5xx: 5, consecutive_gateway_failure: 3, base_ejection_time: 5s, max_ejection_percent: 66}
-    circuit_breaker: {window: 5s, min_requests: 10, error_ratio: 0.6, slow_threshold: 500ms, slow_ratio: 0.5, open_duration: 3s}
+    circuit_breaker: {window: 5s, min_requests: 10, error_ratio: 0.9, slow_threshold: 500ms, slow_ratio: 0.5, open_duration: 3s}
 routes:
   - name: predict
     match: {path: /predict}
@@ -191,8 +189,10 @@ routes:
     retry:
       attempts: 3
       on: [connect_failure, reset, timeout, 502, 503, 504]
+      methods: [GET, POST]
       per_try_timeout: 400ms
       backoff: {base: 5ms, max: 50ms}
+access_log: {enabled: false}
 `, pool))
 
 	const (

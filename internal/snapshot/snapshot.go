@@ -198,7 +198,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	if env.Telemetry != nil {
 		// Only a serving snapshot runs health checkers (a kept pool's run
 		// on); Retire's Close stops them.
-		obs := env.Telemetry.Metrics.Protection()
+		obs := upstream.LogObserver(log, env.Telemetry.Metrics.Protection())
 		for _, p := range s.Pools {
 			p.Start(obs)
 		}

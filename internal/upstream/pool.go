@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
@@ -28,6 +29,8 @@ type Pool struct {
 	Config config.Upstream
 
 	balancer Balancer
+	// fallbackNext spreads panicFallback's picks over the endpoints.
+	fallbackNext atomic.Uint32
 	// prot is the pool's active health, outlier and breaker state
 	// (protect.go); nil when it configures none.
 	prot *protection
@@ -104,7 +107,7 @@ func (p *Pool) Pick(now int64) *Endpoint {
 			return e
 		}
 	}
-	return nil
+	return p.panicFallback(now)
 }
 
 // Close closes the pool's idle connections and stops its health checkers

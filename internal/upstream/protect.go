@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -211,6 +212,43 @@ func (e *Endpoint) pickable(now int64) bool {
 	return g == nil || !g.down.Load() && now >= g.ejectedUntil.Load() && (g.breaker == nil || !g.breaker.Open(now))
 }
 
+// panicFallback picks, when no endpoint is left in rotation, one that
+// outlier ejection or active health checks took out but that may still
+// answer: passive health has it in (it accepts connections) and its
+// breaker is closed. Ejection judges an endpoint against peers that are
+// gone now, and a check can fail on an endpoint that still serves most
+// requests; a pool answering some requests beats one refusing all (Envoy's
+// panic routing, which it enters below 50 % healthy endpoints; penstock
+// only when none is). Ejected endpoints whose checks pass are preferred.
+// Successive calls start at successive endpoints, so a retry gets another
+// endpoint. Nil when none is fit.
+func (p *Pool) panicFallback(now int64) *Endpoint {
+	if p.prot == nil {
+		return nil
+	}
+	n := len(p.Endpoints)
+	start := int(p.fallbackNext.Add(1))
+	for _, checksPass := range [...]bool{true, false} {
+		for i := range n {
+			e := p.Endpoints[(start+i)%n]
+			g := e.guard
+			if g == nil || g.down.Load() != !checksPass || !e.Healthy(now) {
+				continue
+			}
+			if checksPass && now >= g.ejectedUntil.Load() {
+				continue // in rotation, yet not picked: its breaker's trials are taken
+			}
+			if g.breaker != nil && g.breaker.Open(now) {
+				continue
+			}
+			if e.claim(now) {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
 // claim takes a half-open trial slot of e's breaker for a picked request.
 // A closed breaker costs one atomic load.
 func (e *Endpoint) claim(now int64) bool {
@@ -283,9 +321,6 @@ func (p *Pool) RecordAt(e *Endpoint, now int64, r Result, latency time.Duration)
 	if pr == nil || r == ResultNone {
 		return
 	}
-	if pr.breaker != nil {
-		pr.breaker.Record(now, r, latency)
-	}
 	g := e.guard
 	if g.breaker != nil {
 		g.breaker.Record(now, r, latency)
@@ -293,6 +328,22 @@ func (p *Pool) RecordAt(e *Endpoint, now int64, r Result, latency time.Duration)
 	if pr.outlier != nil {
 		p.recordOutlier(e, g, now, r, latency)
 	}
+}
+
+// RecordRequest counts a request's final result in the pool's breaker: a
+// request that a retry saved is a success there, so the pool's breaker
+// opens only when clients see the pool fail, while the endpoints' breakers
+// and outlier detection (Record) judge every attempt.
+func (p *Pool) RecordRequest(r Result, latency time.Duration) {
+	p.RecordRequestAt(time.Now().UnixNano(), r, latency)
+}
+
+// RecordRequestAt is RecordRequest at a given Unix nanosecond time.
+func (p *Pool) RecordRequestAt(now int64, r Result, latency time.Duration) {
+	if p.prot == nil || p.prot.breaker == nil || r == ResultNone {
+		return
+	}
+	p.prot.breaker.Record(now, r, latency)
 }
 
 // Protection reports the pool's own protection state at now (its
@@ -349,4 +400,50 @@ func (e *Endpoint) protectionState(now int64) *ProtectionState {
 		s.Breaker = &v
 	}
 	return s
+}
+
+// LogObserver returns an Observer that writes a log line for every change
+// an operator must be able to find afterwards (an endpoint taken out or
+// put back by its checks, a breaker that opens or closes, an ejection)
+// and passes every event on to next (the metrics). Checks themselves are
+// not logged: they are counted. Transitions are few (each is bounded by an
+// interval or an open duration), so the lines need no rate limit.
+func LogObserver(log *slog.Logger, next Observer) Observer {
+	return &logObserver{log: log, next: next}
+}
+
+type logObserver struct {
+	log  *slog.Logger
+	next Observer
+}
+
+func (o *logObserver) HealthCheck(pool, endpoint string, passed bool) {
+	o.next.HealthCheck(pool, endpoint, passed)
+}
+
+func (o *logObserver) HealthChanged(pool, endpoint string, up bool) {
+	if up {
+		o.log.Info("endpoint passes its health checks again", "upstream", pool, "endpoint", endpoint)
+	} else {
+		o.log.Warn("endpoint fails its health checks; out of rotation", "upstream", pool, "endpoint", endpoint)
+	}
+	o.next.HealthChanged(pool, endpoint, up)
+}
+
+func (o *logObserver) BreakerChanged(pool, endpoint, state string) {
+	level := slog.LevelInfo
+	if state == "open" {
+		level = slog.LevelWarn
+	}
+	if endpoint == "" {
+		o.log.Log(context.Background(), level, "upstream circuit breaker "+state, "upstream", pool)
+	} else {
+		o.log.Log(context.Background(), level, "endpoint circuit breaker "+state, "upstream", pool, "endpoint", endpoint)
+	}
+	o.next.BreakerChanged(pool, endpoint, state)
+}
+
+func (o *logObserver) Ejected(pool, endpoint, reason string) {
+	o.log.Warn("endpoint ejected as an outlier", "upstream", pool, "endpoint", endpoint, "reason", reason)
+	o.next.Ejected(pool, endpoint, reason)
 }

@@ -111,7 +111,6 @@ func TestPoolBreakerTransitions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := protectedPool(t, 2, nil, nil, cb)
-			e := p.Endpoints[0]
 			for i, s := range tt.steps {
 				now := at(s.at)
 				for range max(s.n, 1) {
@@ -121,7 +120,7 @@ func TestPoolBreakerTransitions(t *testing.T) {
 						}
 						continue
 					}
-					p.RecordAt(e, now, s.result, s.latency)
+					p.RecordRequestAt(now, s.result, s.latency)
 				}
 				if s.want != "" {
 					if got := p.Protection(now).State.String(); got != s.want {
