@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +39,90 @@ const (
 	slack        = time.Second
 )
 
+// gatewayEnv makes the test binary a penstock gateway process instead of a
+// test run: the value is its configuration file. The process prints its
+// listener's address, serves until its standard input closes, then shuts
+// down.
+const gatewayEnv = "PENSTOCK_TEST_GATEWAY"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(gatewayEnv); path != "" {
+		os.Exit(runGateway(path))
+	}
+	if err := ratelimit.StartSharedRedis(); err != nil {
+		fmt.Fprintln(os.Stderr, "ratelimit tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	ratelimit.StopSharedRedis()
+	os.Exit(code)
+}
+
+// runGateway serves the configuration file at path as a gateway process
+// (see gatewayEnv).
+func runGateway(path string) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg.Shutdown.IdleGrace = config.Duration(100 * time.Millisecond)
+	g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err == nil {
+		err = g.Start(context.Background())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(g.Addr("main"))
+	io.Copy(io.Discard, os.Stdin)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g.Shutdown(ctx)
+	return 0
+}
+
+// startGatewayProcess runs a gateway process serving the configuration in
+// yamlText and returns its listener's address; it ends with the test.
+func startGatewayProcess(t *testing.T, yamlText string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "penstock.yaml")
+	if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), gatewayEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close() // asks for a graceful shutdown
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("gateway process did not start: %v", err)
+	}
+	return strings.TrimSpace(addr)
+}
+
 // sample is one request of the load.
 type sample struct {
 	start, end time.Time
@@ -44,7 +131,7 @@ type sample struct {
 }
 
 // TestThreeGatewaysShareOneRedisBudget is the acceptance test of global
-// limits: three penstock gateways on loopback share one Redis budget of
+// limits: three penstock gateway processes on loopback share one Redis budget of
 // 1,000 requests per 10 s for one key, under 3× that load over 30 s (three
 // windows, aligned to the Redis clock's 10 s windows). Redis is stopped
 // (SIGSTOP) for the middle window, from its start until a second before
@@ -90,24 +177,7 @@ limits:
 `, upstream.Listener.Addr(), budget, window, rp.Addr, prefix, redisTimeout, gateways)
 	var urls []string
 	for range gateways {
-		cfg, err := config.Parse([]byte(yaml), "accept.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Shutdown.IdleGrace = config.Duration(100 * time.Millisecond)
-		g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := g.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			g.Shutdown(ctx)
-		}()
-		urls = append(urls, "http://"+g.Addr("main").String()+"/v1/predict")
+		urls = append(urls, "http://"+startGatewayProcess(t, yaml)+"/v1/predict")
 	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}

@@ -26,21 +26,27 @@ type RedisProcess struct {
 	Cmd  *exec.Cmd
 }
 
-func TestMain(m *testing.M) {
-	if path, err := exec.LookPath("redis-server"); err == nil {
-		r, err := startRedis(path)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ratelimit tests:", err)
-			os.Exit(1)
-		}
-		testRedis = r
+// StartSharedRedis starts the package's redis-server when the machine has
+// one (TestMain, in the external test package, calls it).
+func StartSharedRedis() error {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil
 	}
-	code := m.Run()
+	r, err := startRedis(path)
+	if err != nil {
+		return err
+	}
+	testRedis = r
+	return nil
+}
+
+// StopSharedRedis ends the package's redis-server, if it runs.
+func StopSharedRedis() {
 	if testRedis != nil {
 		testRedis.Cmd.Process.Signal(os.Kill)
 		testRedis.Cmd.Wait()
 	}
-	os.Exit(code)
 }
 
 func startRedis(path string) (*RedisProcess, error) {
