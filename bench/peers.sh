@@ -29,6 +29,9 @@
 #
 # Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
 #   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
+#   PROXIES may name "guarded": penstock with traffic control on the route
+#   (one local rate limit per client IP, never reached, and circuit breakers
+#   with outlier detection on the pool), to measure what they cost.
 #   BASELINE=REV (a git revision) also builds penstock at REV and measures it
 #   as the proxy "baseline", interleaved with the others in every round, with
 #   the same config: before/after figures for a change from one run.
@@ -45,7 +48,7 @@ BASELINE=${BASELINE:-}
 [[ -z $BASELINE || " $PROXIES " == *" baseline "* ]] || PROXIES="$PROXIES baseline"
 KEEP=${KEEP:-0}
 UPSTREAM_PORT=18281
-declare -A PORT=([nginx]=18282 [haproxy]=18283 [caddy]=18284 [penstock]=18285 [baseline]=18286)
+declare -A PORT=([nginx]=18282 [haproxy]=18283 [caddy]=18284 [penstock]=18285 [baseline]=18286 [guarded]=18287)
 PROXY_CORE=0
 LOAD_CORE=1
 
@@ -57,7 +60,7 @@ die() {
 }
 (($(nproc) >= 2)) || die "needs at least 2 cores (found $(nproc))"
 for name in $PROXIES; do
-	[[ -n ${PORT[$name]:-} ]] || die "unknown proxy '$name' (nginx haproxy caddy penstock baseline)"
+	[[ -n ${PORT[$name]:-} ]] || die "unknown proxy '$name' (nginx haproxy caddy penstock guarded baseline)"
 done
 [[ " $PROXIES " != *" baseline "* || -n $BASELINE ]] || die "proxy 'baseline' needs BASELINE=REV"
 if [[ -n $BASELINE ]]; then
@@ -279,6 +282,18 @@ EOF
 
 start_penstock() { start_penstock_binary penstock "$work/penstock"; }
 
+# The same binary with traffic control on: one local rate limit (per client
+# IP, far above any rate here) and the pool's breakers and outlier
+# detection.
+start_guarded() {
+	extra_upstream="    circuit_breaker: {}
+    outlier_detection: {}"
+	extra_route="    limits: [per-client]
+limits: [{name: per-client, algorithm: token_bucket, rate: 100000000, burst: 100000000, key: {from: client_ip}}]"
+	start_penstock_binary guarded "$work/penstock"
+	extra_upstream="" extra_route=""
+}
+
 # The same config, served by penstock built at BASELINE.
 start_baseline() { start_penstock_binary baseline "$work/penstock-baseline"; }
 
@@ -293,10 +308,12 @@ upstreams:
   - name: up
     endpoints: [{address: 127.0.0.1:$UPSTREAM_PORT}]
     pool: {max_idle_per_endpoint: 128}
+${extra_upstream:-}
 routes:
   - name: all
     match: {path_prefix: /}
     upstream: up
+${extra_route:-}
 logging: {level: warn}
 access_log: {enabled: false}
 EOF
