@@ -34,6 +34,14 @@
 //	penstock_concurrency_in_flight                  gauge      scope, name
 //	penstock_concurrency_queued                     gauge      scope, name
 //	penstock_concurrency_min_rtt_seconds            gauge      scope, name
+//	penstock_rate_limit_decisions_total             counter    limit, key_class, result
+//	penstock_rate_limit_fallbacks_total             counter    limit
+//	penstock_rate_limit_evictions_total             counter    limit
+//	penstock_upstream_health_checks_total           counter    upstream, endpoint, result
+//	penstock_upstream_endpoint_up                   gauge      upstream, endpoint
+//	penstock_upstream_breaker_state                 gauge      upstream, endpoint
+//	penstock_upstream_breaker_transitions_total     counter    upstream, endpoint, state
+//	penstock_upstream_ejections_total               counter    upstream, endpoint, reason
 //
 // Label values, all from bounded sets:
 //   - route: the route's name; "none" for requests that matched no route.
@@ -63,6 +71,14 @@
 //     or "upstream" and the pool's name (a limit shared by its routes);
 //     result: admitted, rejected (limit and queue full), queue_timeout or
 //     canceled (the client left while queued).
+//   - limit: a rate limit's name; key_class: what its key is made from
+//     (client_ip, header, param, jwt_claim, constant); result of
+//     penstock_rate_limit_decisions_total: admitted, limited or
+//     shadow_limited.
+//   - endpoint of the breaker metrics: "" for the pool's own breaker;
+//     state: closed, open or half_open; reason of ejections:
+//     consecutive_5xx, consecutive_gateway_failure, success_rate or latency;
+//     result of health checks: passed or failed.
 //
 // Request durations carry an exemplar {trace_id="<32 hex>"} when the trace
 // was sampled; exemplars are exposed in the OpenMetrics format only.
