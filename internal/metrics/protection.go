@@ -97,6 +97,11 @@ func (p *Protection) BreakerChanged(pool, endpoint, state string) {
 	p.v.transitions.WithLabelValues(pool, endpoint, state).Inc()
 }
 
+// BreakerStarted shows a new breaker as closed.
+func (p *Protection) BreakerStarted(pool, endpoint string) {
+	p.v.state.WithLabelValues(pool, endpoint).Set(0)
+}
+
 // Ejected counts an outlier ejection.
 func (p *Protection) Ejected(pool, endpoint, reason string) {
 	p.v.ejections.WithLabelValues(pool, endpoint, reason).Inc()

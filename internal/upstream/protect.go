@@ -30,6 +30,9 @@ type Observer interface {
 	// BreakerChanged reports a breaker's new state ("closed", "open",
 	// "half_open"); endpoint is "" for the pool's own breaker.
 	BreakerChanged(pool, endpoint, state string)
+	// BreakerStarted reports a breaker that starts serving, closed (not a
+	// transition), so its state shows before its first change.
+	BreakerStarted(pool, endpoint string)
 	// Ejected reports an outlier ejection and its reason
 	// ("consecutive_5xx", "consecutive_gateway_failure", "success_rate",
 	// "latency").
@@ -139,6 +142,12 @@ func (p *Pool) Start(obs Observer) {
 		}
 		if pr.outlier != nil {
 			pr.wg.Go(func() { p.outlierLoop(ctx) })
+		}
+		if pr.breaker != nil && obs != nil {
+			obs.BreakerStarted(p.Name, "")
+			for _, e := range p.Endpoints {
+				obs.BreakerStarted(p.Name, e.Address)
+			}
 		}
 	})
 }
@@ -442,6 +451,8 @@ func (o *logObserver) BreakerChanged(pool, endpoint, state string) {
 	}
 	o.next.BreakerChanged(pool, endpoint, state)
 }
+
+func (o *logObserver) BreakerStarted(pool, endpoint string) { o.next.BreakerStarted(pool, endpoint) }
 
 func (o *logObserver) Ejected(pool, endpoint, reason string) {
 	o.log.Warn("endpoint ejected as an outlier", "upstream", pool, "endpoint", endpoint, "reason", reason)
