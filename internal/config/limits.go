@@ -54,8 +54,9 @@ type Limit struct {
 
 // LimitKey is where a limit's key comes from.
 type LimitKey struct {
-	// From is "client_ip" (the client's address; behind a trusted proxy,
-	// the last X-Forwarded-For address), "header" (the value of header
+	// From is "client_ip" (the client's address; behind trusted proxies,
+	// the rightmost X-Forwarded-For address that is not itself a trusted
+	// proxy), "header" (the value of header
 	// Name), "param" (the route's path parameter Name), "jwt_claim" (claim
 	// Name of the bearer token's payload, read without verifying the
 	// token: put the limit behind authentication) or "constant" (one key

@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/tracecontext"
@@ -48,6 +49,11 @@ type State struct {
 	// TrustedPeer is set when the client address is one of the listener's
 	// trusted_proxies, so its forwarding headers are kept.
 	TrustedPeer bool
+	// ClientAddr is the client's address: the socket peer's, or, from a
+	// trusted proxy, the one X-Forwarded-For names (its rightmost address
+	// that is not itself a trusted proxy). Rate and concurrency limits key
+	// on it. Set by the front handler before routing.
+	ClientAddr netip.Addr
 	// Trace is the request's trace context: from the client, or new.
 	Trace tracecontext.Context
 	// TraceFound is set when the client sent a valid trace context.
@@ -94,6 +100,7 @@ func (s *State) reset() {
 	s.Endpoint = ""
 	s.Attempts = 0
 	s.TrustedPeer = false
+	s.ClientAddr = netip.Addr{}
 	s.Trace.Reset()
 	s.TraceFound = false
 	s.UpstreamWait = 0

@@ -9,6 +9,7 @@
 package front
 
 import (
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -39,8 +40,12 @@ type Handler struct {
 // ServeExchange serves one request (it is an exchange.Handler).
 func (f *Handler) ServeExchange(x *exchange.Exchange) {
 	s := f.Snapshot.Load()
+	x.State.ClientAddr = x.Req.RemoteAddr.Addr().Unmap()
 	if len(f.Trusted) > 0 {
 		x.State.TrustedPeer = f.Trusted.Contains(x.Req.RemoteAddr.Addr())
+		if x.State.TrustedPeer {
+			x.State.ClientAddr = forwardedClient(f.Trusted, &x.Req.Header, x.State.ClientAddr)
+		}
 	}
 	requestid.Assign(x)
 	x.State.TraceFound = tracecontext.Extract(&x.Req.Header, s.W3C, s.B3, &x.State.Trace)
@@ -134,4 +139,39 @@ func isDotSegment(seg string) bool {
 	}
 	s := unsafe.String(&buf[0], n)
 	return s == "." || s == ".."
+}
+
+// forwardedClient is the client a trusted proxy forwarded for: the
+// rightmost X-Forwarded-For address that is not itself a trusted proxy
+// (each proxy appends the peer it saw, so everything right of the first
+// untrusted address was written by proxies we trust; NGINX's
+// real_ip_recursive). When every address is trusted, the leftmost; when
+// the header has no address, peer.
+func forwardedClient(trusted listener.TrustedSet, h *exchange.Header, peer netip.Addr) netip.Addr {
+	var first, last netip.Addr
+	h.Values("X-Forwarded-For", func(v string) bool {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			a, err := netip.ParseAddr(strings.TrimSpace(item))
+			if err != nil {
+				continue
+			}
+			a = a.Unmap()
+			if !first.IsValid() {
+				first = a
+			}
+			if !trusted.Contains(a) {
+				last = a
+			}
+		}
+		return true
+	})
+	switch {
+	case last.IsValid():
+		return last
+	case first.IsValid():
+		return first
+	}
+	return peer
 }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,8 +40,9 @@ type RouteConcurrency struct {
 	// gets 503. Default 1s.
 	QueueTimeout config.Duration `yaml:"queue_timeout"`
 	// Key gives each client its own limit instead of one for the route:
-	// "client_ip" (the address the connection came from, or the last
-	// X-Forwarded-For address when it came from a trusted_proxies peer) or
+	// "client_ip" (the address the connection came from, or, from a
+	// trusted_proxies peer, the rightmost X-Forwarded-For address that is
+	// not itself a trusted proxy) or
 	// "header:<name>" (the header's value; requests without it share one
 	// limit). Not with adaptive. Default "" (one limit).
 	Key string `yaml:"key"`
@@ -245,22 +245,7 @@ func (k concurrencyKey) of(x *exchange.Exchange) admission.Key {
 		v, _ := x.Req.Header.Get(k.header)
 		return admission.Key{Name: v}
 	}
-	addr := x.Req.RemoteAddr.Addr()
-	if x.State.TrustedPeer {
-		// The last address a trusted proxy appended is the one it saw.
-		var last string
-		x.Req.Header.Values("X-Forwarded-For", func(v string) bool {
-			last = v
-			return true
-		})
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
-		}
-		if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-			addr = a
-		}
-	}
-	return admission.Key{Addr: addr.Unmap()}
+	return admission.Key{Addr: clientAddr(x)}
 }
 
 // concurrencyLimit is the state a limit keeps across reloads: the limiter

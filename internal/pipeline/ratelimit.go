@@ -1,13 +1,13 @@
 package pipeline
 
 import (
+	"net/netip"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -373,21 +373,19 @@ func requestKey(x *exchange.Exchange, k *config.LimitKey, buf *keyBuf) string {
 	return key
 }
 
-// clientIP is the client's address: the socket peer's, or, when the peer is
-// a trusted proxy, the last address of X-Forwarded-For (the client the
-// proxy saw), as the forwarder trusts it (internal/proxy/headers.go).
+// clientIP is the client's address (exchange.State.ClientAddr: the peer's,
+// or the one a trusted proxy forwarded for).
 func clientIP(x *exchange.Exchange, buf *keyBuf) string {
-	if x.State.TrustedPeer {
-		if xff, ok := x.Req.Header.Get("X-Forwarded-For"); ok {
-			if i := strings.LastIndexByte(xff, ','); i >= 0 {
-				xff = xff[i+1:]
-			}
-			if a, err := netip.ParseAddr(strings.TrimSpace(xff)); err == nil {
-				return bytesKey(a.Unmap().AppendTo(buf[:0]))
-			}
-		}
+	return bytesKey(clientAddr(x).AppendTo(buf[:0]))
+}
+
+// clientAddr is x.State.ClientAddr, or the socket peer's address for an
+// exchange that did not come through the front handler (which sets it).
+func clientAddr(x *exchange.Exchange) netip.Addr {
+	if a := x.State.ClientAddr; a.IsValid() {
+		return a
 	}
-	return bytesKey(x.Req.RemoteAddr.Addr().Unmap().AppendTo(buf[:0]))
+	return x.Req.RemoteAddr.Addr().Unmap()
 }
 
 func bytesKey(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

@@ -150,6 +150,12 @@ func TestRateLimitStage(t *testing.T) {
 				x.State.TrustedPeer = rq.trusted
 				for _, f := range rq.header {
 					x.Req.Header.Add(f[0], f[1])
+					if rq.trusted && f[0] == "X-Forwarded-For" {
+						// What the front handler resolves from a trusted
+						// peer: the last address (front.forwardedClient).
+						xff := f[1][strings.LastIndexByte(f[1], ',')+1:]
+						x.State.ClientAddr = netip.MustParseAddr(strings.TrimSpace(xff))
+					}
 				}
 				x.State.Params.Match([]string{"model"})
 				x.State.Params.Add(rq.param)
