@@ -218,17 +218,25 @@ limits:
 		wg      sync.WaitGroup
 	)
 	// Each gateway gets a third of 3× the budget, paced evenly: one
-	// request every 10 ms, at most 32 in flight.
+	// request every 10 ms, at most 128 in flight. A request whose slot comes
+	// while 128 are in flight (Redis stopped, every decision waiting its
+	// budget) is not sent, rather than sent late: a burst of late requests
+	// at the next window's start would be decided in one window and seen
+	// in the next.
 	interval := window / (3 * budget / gateways)
 	for _, url := range urls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem := make(chan struct{}, 32)
+			sem := make(chan struct{}, 128)
 			var inner sync.WaitGroup
 			for next := t0; next.Before(end); next = next.Add(interval) {
 				time.Sleep(time.Until(next))
-				sem <- struct{}{}
+				select {
+				case sem <- struct{}{}:
+				default:
+					continue
+				}
 				inner.Add(1)
 				go func() {
 					defer func() { <-sem; inner.Done() }()

@@ -57,7 +57,9 @@ type GlobalOptions struct {
 // reads, decides and counts atomically, with the Redis server's clock, so
 // gateways whose clocks differ still share one window). When Redis does not
 // answer within Timeout, the decision falls back (OnFailure) and Redis is
-// skipped for Backoff, so that no request waits on a Redis that is down.
+// skipped for Backoff; after that one request at a time asks it again
+// while the others fall back at once, so that while Redis is down only
+// that probe waits for it.
 type Global struct {
 	o        GlobalOptions
 	p        Params
@@ -65,6 +67,8 @@ type Global struct {
 	script   *redis.Script
 	args     func(cost int64) []any
 	skipTill atomic.Int64 // unix nanos before which Redis is not asked
+	failing  atomic.Bool  // the last answer from Redis was a failure
+	probing  atomic.Bool  // a probe is asking Redis whether it is back
 }
 
 // Source says who decided a global limit's request.
@@ -173,8 +177,16 @@ return {ok, p, c, elapsed}
 // Redis is being skipped and feeds the local fallback.
 func (g *Global) Take(ctx context.Context, key string, cost, now int64) (Decision, Source) {
 	cost = max(0, cost)
-	if now >= g.skipTill.Load() {
+	// Once Redis has failed, one request at a time (a probe) asks it again
+	// after the backoff, while the others decide locally at once: while
+	// Redis is down only the probe pays the timeout.
+	probe := g.failing.Load()
+	if now >= g.skipTill.Load() && (!probe || g.probing.CompareAndSwap(false, true)) {
 		d, err := g.ask(ctx, key, cost)
+		if probe {
+			g.probing.Store(false)
+		}
+		g.failing.Store(err != nil)
 		if err == nil {
 			if d.Allowed && g.o.OnFailure == FallbackLocal {
 				// The fallback's share counts what this gateway admitted
