@@ -19,9 +19,10 @@ import (
 // sub-window. Observe does not read the clock: a request is counted in the
 // sub-window current when it finished, as last set by Advance.
 //
-// Memory is fixed at construction: per arm, Slots sub-windows of 10 KiB (the
-// latency histogram) plus 10 KiB more once the arm has reported a TTFT, so
-// 300 KiB per arm with the default 30 sub-windows (600 KiB with TTFT).
+// Memory is fixed at construction: per arm, Slots sub-windows of 10 280
+// bytes (the latency histogram's 2 560 counters and five words) plus
+// 10 240 bytes more once the arm has reported a TTFT: 602 KiB per arm with a
+// Rollout's 60 sub-windows, 1.2 MiB with TTFT.
 type Monitor struct {
 	slot  time.Duration
 	epoch time.Time
