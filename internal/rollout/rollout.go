@@ -378,6 +378,18 @@ func (r *Rollout) Restore(s State) (bool, string) {
 	default:
 		return false, fmt.Sprintf("unknown phase %q: starting anew", s.Phase)
 	}
+	// The weight follows from the phase and the step, not from the file.
+	switch s.Phase {
+	case RolledBack, Aborted:
+		s.Weight = 0
+	case Promoted:
+		s.Weight = 100
+	default:
+		s.Weight = r.def.Steps[s.Step].Weight
+	}
+	if len(s.History) > HistoryLen {
+		s.History = s.History[len(s.History)-HistoryLen:]
+	}
 	now := r.opt.Clock()
 	r.mu.Lock()
 	r.st = s

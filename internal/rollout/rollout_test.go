@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -289,4 +290,47 @@ func BenchmarkObserve(b *testing.B) {
 			r.Observe(Canary, time.Duration(i%5000)*time.Microsecond+10*time.Millisecond, i%1000 == 0, 0)
 		}
 	})
+}
+
+// TestConcurrentObserveAndTick records from several goroutines while the
+// windows rotate and analyses run (for the race detector), then checks that
+// no request was lost from the sub-windows that were not reused.
+func TestConcurrentObserveAndTick(t *testing.T) {
+	clk := newClock()
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clk.now() }
+	r, err := New(Definition{Window: 10 * time.Second, Analysis: Analysis{Resamples: 20}}, Options{Clock: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, each = 4, 2000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r.Observe(g%2, time.Duration(i)*time.Microsecond, i%100 == 0, time.Millisecond)
+			}
+		}()
+	}
+	for range 5 { // 5 of the 60 sub-windows: nothing is reused
+		mu.Lock()
+		clk.add(r.Definition().Slot)
+		mu.Unlock()
+		r.Tick()
+	}
+	wg.Wait()
+	cur := r.Monitor().Current()
+	var total int64
+	for arm := range 2 {
+		w := r.Monitor().Window(arm, 0, cur)
+		total += w.Requests
+		if w.TTFTCount != w.Requests {
+			t.Errorf("arm %d: %d TTFTs of %d requests", arm, w.TTFTCount, w.Requests)
+		}
+	}
+	if total != goroutines*each {
+		t.Errorf("counted %d requests, want %d", total, goroutines*each)
+	}
 }
