@@ -69,6 +69,8 @@ func (d Definition) withDefaults() (Definition, error) {
 		return d, fmt.Errorf("analysis.alpha %v: want a value between 0 and 0.5", d.Analysis.Alpha)
 	case !(d.Analysis.KSAlpha > 0 && d.Analysis.KSAlpha < 0.5):
 		return d, fmt.Errorf("analysis.ks_alpha %v: want a value between 0 and 0.5", d.Analysis.KSAlpha)
+	case d.Analysis.MinRequests < 1:
+		return d, fmt.Errorf("analysis.min_requests %d: want at least 1", d.Analysis.MinRequests)
 	case d.Analysis.Resamples < 10:
 		return d, fmt.Errorf("analysis.resamples %d: want at least 10", d.Analysis.Resamples)
 	}
@@ -79,6 +81,9 @@ func (d Definition) withDefaults() (Definition, error) {
 			return d, fmt.Errorf("steps[%d].weight %d: want ascending weights in 1..100", i, s.Weight)
 		}
 		prev = s.Weight
+		if s.Hold < 0 || s.MinRequests < 0 {
+			return d, fmt.Errorf("steps[%d]: hold %s, min_requests %d: want 0 or more", i, s.Hold, s.MinRequests)
+		}
 		if s.Hold == 0 {
 			s.Hold = d.Window
 		}

@@ -250,6 +250,8 @@ func TestDefinitionErrors(t *testing.T) {
 		{"weight above 100", Definition{Steps: []Step{{Weight: 150}}}, "steps[0].weight"},
 		{"slot longer than window", Definition{Window: time.Second, Slot: 2 * time.Second}, "slot"},
 		{"alpha", Definition{Analysis: Analysis{Alpha: 0.7}}, "analysis.alpha"},
+		{"negative hold", Definition{Steps: []Step{{Weight: 5, Hold: -time.Second}}}, "steps[0]"},
+		{"negative min requests", Definition{Analysis: Analysis{MinRequests: -1}}, "analysis.min_requests"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.def, Options{})

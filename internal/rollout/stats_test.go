@@ -158,3 +158,32 @@ func TestMinimumDetectableEffect(t *testing.T) {
 		t.Logf("%d req/s per arm: %s", rate, strings.Join(row, " "))
 	}
 }
+
+// TestEqualTTFTIsPromoted runs 50 whole rollouts of a streaming route whose
+// canary's time to first token equals the baseline's: at least 95 % are
+// promoted through every step.
+func TestEqualTTFTIsPromoted(t *testing.T) {
+	skipUnderRace(t)
+	const runs = 50
+	slo := simSLO
+	slo.MaxTTFTIncrease = 0.25
+	rng := rand.New(rand.NewPCG(11, 11))
+	promoted := 0
+	for range runs {
+		clk := newClock()
+		r, err := New(simDefinition(slo), Options{Clock: clk.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, c := healthy(50), healthy(50)
+		b.TTFT, c.TTFT = 200*time.Millisecond, 200*time.Millisecond
+		simulate(rng, clk, r, &b, &c, 10*60, nil)
+		if r.Snapshot().Phase == Promoted {
+			promoted++
+		}
+	}
+	t.Logf("equal TTFT: %d of %d rollouts promoted", promoted, runs)
+	if float64(promoted) < 0.95*runs {
+		t.Errorf("%d of %d promoted, want at least 95 %%", promoted, runs)
+	}
+}
