@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/penstock-dev/penstock/internal/loadtest/runlog"
 )
 
@@ -138,15 +140,44 @@ func Compare(a, b *runlog.Log, opt Options) (*Result, error) {
 	if len(ia) == 0 || len(ib) == 0 {
 		return nil, fmt.Errorf("phase %q: a run has no intervals of it", opt.Phase)
 	}
-	hists := make([][]bar, 0, len(ia)+len(ib))
-	for _, iv := range ia {
-		hists = append(hists, bars(iv.Hist))
+	ha, hb := make([]*hdrhistogram.Histogram, len(ia)), make([]*hdrhistogram.Histogram, len(ib))
+	for i, iv := range ia {
+		ha[i] = iv.Hist
 	}
-	for _, iv := range ib {
-		hists = append(hists, bars(iv.Hist))
+	for i, iv := range ib {
+		hb[i] = iv.Hist
+	}
+	return compareIntervals(ha, hb, opt)
+}
+
+// Intervals compares run b against run a given as their interval
+// histograms in time order (one per interval, nil or empty for an interval
+// without values), values in µs, all with the same bucket geometry. It is
+// Compare without a run log: opt.Phase only labels the Result, and with
+// opt.BlockLen 0 the block length is chosen from the data. The live
+// comparison of a rollout (package rollout) calls it with one histogram per
+// sub-window.
+func Intervals(a, b []*hdrhistogram.Histogram, opt Options) (*Result, error) {
+	opt, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(a) == 0 || len(b) == 0 {
+		return nil, errors.New("a run has no intervals")
+	}
+	return compareIntervals(a, b, opt)
+}
+
+func compareIntervals(a, b []*hdrhistogram.Histogram, opt Options) (*Result, error) {
+	hists := make([][]bar, 0, len(a)+len(b))
+	for _, h := range a {
+		hists = append(hists, bars(h))
+	}
+	for _, h := range b {
+		hists = append(hists, bars(h))
 	}
 	g, cs := newGrid(hists)
-	return compareCounts(g, cs[:len(ia)], cs[len(ia):], opt)
+	return compareCounts(g, cs[:len(a)], cs[len(a):], opt)
 }
 
 func compareCounts(g *grid, a, b []counts, opt Options) (*Result, error) {

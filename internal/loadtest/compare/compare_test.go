@@ -403,3 +403,35 @@ func KSStatistic(a, b *hdrhistogram.Histogram) float64 {
 	cs[1].addTo(db)
 	return ksDense(da, cs[0].total, db, cs[1].total)
 }
+
+// TestIntervalsEqualsCompare checks that comparing the interval histograms
+// directly gives what comparing their run logs gives.
+func TestIntervalsEqualsCompare(t *testing.T) {
+	s := drifting(3)
+	s.Seconds = 20
+	a := mustLog(t, s)
+	s.Seed = 4
+	b := mustLog(t, s)
+	opt := Options{Resamples: 200, BlockLen: 4}
+	want, err := Compare(a, b, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hists := func(l *runlog.Log) []*hdrhistogram.Histogram {
+		var hs []*hdrhistogram.Histogram
+		for _, iv := range l.Phase(runlog.Total) {
+			hs = append(hs, iv.Hist)
+		}
+		return hs
+	}
+	got, err := Intervals(hists(a), hists(b), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Intervals = %+v, Compare = %+v", got, want)
+	}
+	if _, err := Intervals(nil, hists(b), opt); err == nil {
+		t.Error("Intervals without intervals: no error")
+	}
+}
