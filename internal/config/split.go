@@ -21,8 +21,9 @@ type RouteSplit struct {
 	// client or tenant always gets the same arm while the weights hold), or
 	// trace_id (sticky per W3C trace id: the bits the trace sampler decides
 	// from, so a session that propagates its trace context stays on one
-	// arm). The sticky modes use weighted rendezvous hashing: changing a
-	// weight moves only the share of keys it must. Default weight.
+	// arm). The sticky modes use weighted rendezvous hashing: a weight
+	// change moves a key only off an arm whose weight fell or onto one
+	// whose weight rose. Default weight.
 	By string `yaml:"by"`
 	// Key is where by: key reads the key: a request header or a cookie;
 	// neither (or the request lacks it) hashes the client's IP address.

@@ -61,8 +61,8 @@ func (s *Selector) Random(u uint64) int {
 // each arm scores −ln(u)/w for a pseudo-random u drawn from (h, arm), the
 // lowest score wins. A key keeps its arm for as long as the weights hold,
 // arm i wins with probability weights[i] / Σ weights, and a change of
-// weights moves only the keys it must: raising one arm's weight moves keys
-// to that arm and nowhere else.
+// weights moves a key only off an arm whose weight fell or onto an arm
+// whose weight rose (with two arms, exactly the share that changed).
 func (s *Selector) Hash(h uint64) int {
 	best, bestScore := 0, math.Inf(1)
 	for i, w := range s.weights {
