@@ -116,7 +116,7 @@ func TestSplitTraceIDSticks(t *testing.T) {
 	const traces, perTrace = 200, 25
 	r := rand.New(rand.NewPCG(7, 7))
 	ids := make([][16]byte, traces)
-	sel := split.NewSelector([]float64{50, 50})
+	sel := split.NewSelector([]string{"stable", "canary"}, []float64{50, 50})
 	want := make([]string, traces)
 	for i := range ids {
 		for j := range ids[i] {

@@ -11,13 +11,17 @@ type Selector struct {
 	// bounds[i] is the upper end of arm i's share of the uint64 range, for
 	// Random; the last arm with a weight ends at the top.
 	bounds []uint64
-	// weights are the arms' weights, for Hash.
+	// weights are the arms' weights and seeds their hashed names, for
+	// Hash.
 	weights []float64
+	seeds   []uint64
 }
 
-// NewSelector returns a selector over arms with these weights (relative,
-// non-negative, at least one positive).
-func NewSelector(weights []float64) *Selector {
+// NewSelector returns a selector over the arms named names with these
+// weights (relative, non-negative, at least one positive). Hash seeds each
+// arm's draw with its name, not its place, so reordering the arms changes
+// no key's arm and adding one moves keys only to the new arm.
+func NewSelector(names []string, weights []float64) *Selector {
 	var total float64
 	last := 0
 	for i, w := range weights {
@@ -26,7 +30,11 @@ func NewSelector(weights []float64) *Selector {
 			last = i
 		}
 	}
-	s := &Selector{bounds: make([]uint64, len(weights)), weights: append([]float64(nil), weights...)}
+	s := &Selector{bounds: make([]uint64, len(weights)), weights: append([]float64(nil), weights...),
+		seeds: make([]uint64, len(names))}
+	for i, n := range names {
+		s.seeds[i] = mix(KeyHash(n))
+	}
 	var cum float64
 	for i, w := range weights {
 		cum += w
@@ -69,16 +77,13 @@ func (s *Selector) Hash(h uint64) int {
 		if w <= 0 {
 			continue
 		}
-		u := (float64(mix(h^armSeed(i))>>11) + 0.5) / (1 << 53) // in (0, 1)
+		u := (float64(mix(h^s.seeds[i])>>11) + 0.5) / (1 << 53) // in (0, 1)
 		if score := -math.Log(u) / w; score < bestScore {
 			best, bestScore = i, score
 		}
 	}
 	return best
 }
-
-// armSeed separates the arms' draws for one key.
-func armSeed(i int) uint64 { return uint64(i+1) * 0x9e3779b97f4a7c15 }
 
 // mix is SplitMix64's finalizer: every bit of x affects every bit of the
 // result, so similar keys (consecutive trace ids) land independently.

@@ -2,6 +2,7 @@ package split
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -49,7 +50,7 @@ func TestSelectorWeights(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewSelector(tc.weights)
+			s := newSelector(tc.weights)
 			df := -1
 			for _, w := range tc.weights {
 				if w > 0 {
@@ -97,7 +98,7 @@ func TestHashMovesOnlyWhatItMust(t *testing.T) {
 	const n = 50_000
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before, after := NewSelector(tc.before), NewSelector(tc.after)
+			before, after := newSelector(tc.before), newSelector(tc.after)
 			moved := 0
 			for k := range uint64(n) {
 				h := mix(k)
@@ -123,7 +124,7 @@ func TestHashMovesOnlyWhatItMust(t *testing.T) {
 // not depend on whether the sampler keeps it: among the traces a 10 %
 // sampler keeps, the arms still have their weights' shares.
 func TestTraceArmIndependentOfSampling(t *testing.T) {
-	s := NewSelector([]float64{50, 50})
+	s := newSelector([]float64{50, 50})
 	r := rand.New(rand.NewPCG(3, 4))
 	counts := make([]int, 2)
 	n := 0
@@ -162,5 +163,33 @@ func TestCookieValue(t *testing.T) {
 				t.Errorf("cookieValue(%q, %q) = %q, %v; want %q, %v", tc.field, tc.cookie, got, ok, tc.want, tc.found)
 			}
 		})
+	}
+}
+
+// newSelector is NewSelector over arms named a0, a1, ...
+func newSelector(weights []float64) *Selector {
+	names := make([]string, len(weights))
+	for i := range names {
+		names[i] = "a" + strconv.Itoa(i)
+	}
+	return NewSelector(names, weights)
+}
+
+// TestHashSeedsByName checks that a key's arm follows the arm's name, not
+// its place: reordering arms changes no key's arm, and adding an arm moves
+// keys only to it.
+func TestHashSeedsByName(t *testing.T) {
+	ab := NewSelector([]string{"stable", "canary"}, []float64{50, 50})
+	ba := NewSelector([]string{"canary", "stable"}, []float64{50, 50})
+	abc := NewSelector([]string{"stable", "canary", "shadow"}, []float64{50, 50, 20})
+	for k := range uint64(20_000) {
+		h := mix(k)
+		a := ab.Hash(h)
+		if b := ba.Hash(h); b != 1-a {
+			t.Fatalf("key %d: arm %d before reordering, %d after", k, a, b)
+		}
+		if c := abc.Hash(h); c != a && c != 2 {
+			t.Fatalf("key %d moved from arm %d to arm %d, not to the new arm", k, a, c)
+		}
 	}
 }

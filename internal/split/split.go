@@ -51,14 +51,15 @@ type Splitter struct {
 // the order of cfg.Arms. mirror may be nil.
 func New(cfg *config.RouteSplit, arms []Arm, mirror *Mirror) *Splitter {
 	weights := make([]float64, len(cfg.Arms))
+	names := make([]string, len(cfg.Arms))
 	index := make(map[string]int, len(cfg.Arms))
 	for i, a := range cfg.Arms {
-		weights[i] = a.Weight
+		weights[i], names[i] = a.Weight, a.Name
 		index[a.Name] = i
 	}
 	s := &Splitter{
 		arms:      arms,
-		sel:       NewSelector(weights),
+		sel:       NewSelector(names, weights),
 		by:        cfg.By,
 		keyHeader: cfg.Key.Header,
 		keyCookie: cfg.Key.Cookie,
