@@ -49,8 +49,8 @@ const (
 	RouteNameKey = attribute.Key("penstock.route.name")
 	// UpstreamKey is the upstream pool a client span was sent to.
 	UpstreamKey = attribute.Key("penstock.upstream")
-	// ArmKey is the split arm a client span's request was sent to
-	// (internal/split), on split routes only.
+	// ArmKey is the split arm that served the request (internal/split), on
+	// the server span and the client spans of split routes only.
 	ArmKey = attribute.Key("penstock.split.arm")
 	// PathParamPrefix prefixes path parameter attributes
 	// ("url.path_param.model"), recorded when a route opts in.
@@ -318,6 +318,9 @@ func (t *Tracer) EndServer(x *exchange.Exchange) {
 	}
 	if errType != "" {
 		a = append(a, semconv.ErrorTypeKey.String(errType))
+	}
+	if x.State.Arm != "" {
+		a = append(a, ArmKey.String(x.State.Arm))
 	}
 	span.SetAttributes(a...)
 	// Server spans report an error for 5xx only: a 4xx is the client's

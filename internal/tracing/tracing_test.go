@@ -202,6 +202,7 @@ func testExport(t *testing.T, rcv *otlptest.Receiver, exporter string) {
 		t.Errorf("A server span starts at %v, want the exchange's start %v", sa.Start, a.Start)
 	}
 	wantAttrs(t, sa, map[string]any{
+		"penstock.split.arm":        "canary",
 		"http.request.method":       "POST",
 		"http.route":                "/v1/models/:model/predict",
 		"http.response.status_code": int64(200),
