@@ -22,6 +22,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/tracing"
 	"github.com/penstock-dev/penstock/internal/upstream"
@@ -162,15 +163,30 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	}
 	defer s.state.Forget()
 	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
+		pool := s.Pools[rc.Upstream]
+		epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(pool.Endpoints))
+		for _, e := range pool.Endpoints {
+			epMetrics[e] = m.Upstream(pool.Name, e.Address)
+		}
 		retry, err := retryPolicy(s.state, rc, m)
 		if err != nil {
 			return nil, err
 		}
-		var fwd exchange.Handler = s.forwarder(rc, rc.Upstream, m, log, retry)
-		if rc.Split != nil {
-			fwd = s.splitter(rc, m, log, retry)
+		fwd := &proxy.Forwarder{
+			Pool:                  pool,
+			Tracer:                s.Tracer,
+			EndpointMetrics:       epMetrics,
+			ConnectTimeout:        rc.Timeouts.Connect.D(),
+			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
+			RequestTimeout:        rc.Timeouts.Request.D(),
+			Logger:                log,
+			Retry:                 retry,
 		}
-		h, err := stages.Build(cfg, i, fwd, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
+		var terminal exchange.Handler = fwd
+		if rc.Split != nil {
+			terminal = s.splitter(rc, m, log, retry)
+		}
+		h, err := stages.Build(cfg, i, terminal, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {
 			return nil, err
 		}

@@ -10,7 +10,8 @@ import (
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
 
-// forwarder builds route rc's forwarder to the pool named pool.
+// forwarder builds route rc's forwarder to the pool named pool, as Compile
+// builds a plain route's.
 func (s *Snapshot) forwarder(rc *config.Route, pool string, m *metrics.Metrics, log *slog.Logger, retry *proxy.RetryPolicy) *proxy.Forwarder {
 	p := s.Pools[pool]
 	epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(p.Endpoints))
