@@ -91,6 +91,9 @@ func appendRecord(b []byte, f format, pm pathMode, r *Record) []byte {
 	e.str("upstream", r.Endpoint)
 	e.key("attempts")
 	e.b = strconv.AppendInt(e.b, int64(r.Attempts), 10)
+	if r.Arm != "" {
+		e.str("arm", r.Arm)
+	}
 	e.key("bytes_in")
 	e.b = strconv.AppendInt(e.b, r.BytesIn, 10)
 	e.key("bytes_out")

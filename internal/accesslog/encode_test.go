@@ -10,12 +10,12 @@ import (
 	"unicode"
 )
 
-// The keys of a line, in order; tls, error_kind and error appear only when
-// set.
+// The keys of a line, in order; tls, arm, error_kind and error appear only
+// when set.
 var allKeys = []string{
 	"time", "trace_id", "span_id", "request_id", "protocol", "tls", "method", "host",
 	"route", "route_pattern", "path", "status", "duration_s", "upstream_wait_s",
-	"upstream", "attempts", "bytes_in", "bytes_out", "client", "error_kind", "error",
+	"upstream", "attempts", "arm", "bytes_in", "bytes_out", "client", "error_kind", "error",
 }
 
 func keysWithout(omit ...string) []string {
@@ -36,7 +36,7 @@ func TestLineGolden(t *testing.T) {
 			want: `{"time":"2026-03-01T11:30:05.120000000Z","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7",` +
 				`"request_id":"req-1","protocol":"HTTP/2.0","tls":"1.3","method":"POST","host":"api.example.com","route":"models",` +
 				`"route_pattern":"/v1/models/:model/predict","path":"/v1/models/llama-3/predict?stream=true&user=ann","status":502,` +
-				`"duration_s":1.234567,"upstream_wait_s":0.001500,"upstream":"10.0.0.5:8080","attempts":2,"bytes_in":512,"bytes_out":87,` +
+				`"duration_s":1.234567,"upstream_wait_s":0.001500,"upstream":"10.0.0.5:8080","attempts":2,"arm":"canary","bytes_in":512,"bytes_out":87,` +
 				`"client":"192.0.2.7:54321","error_kind":"upstream_reset","error":"read: connection reset by peer"}` + "\n",
 		},
 		{
@@ -46,7 +46,7 @@ func TestLineGolden(t *testing.T) {
 			want: `time=2026-03-01T11:30:05.120000000Z trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7 ` +
 				`request_id=req-1 protocol=HTTP/2.0 tls=1.3 method=POST host=api.example.com route=models ` +
 				`route_pattern=/v1/models/:model/predict path="/v1/models/llama-3/predict?stream=true&user=ann" status=502 ` +
-				`duration_s=1.234567 upstream_wait_s=0.001500 upstream=10.0.0.5:8080 attempts=2 bytes_in=512 bytes_out=87 ` +
+				`duration_s=1.234567 upstream_wait_s=0.001500 upstream=10.0.0.5:8080 attempts=2 arm=canary bytes_in=512 bytes_out=87 ` +
 				`client=192.0.2.7:54321 error_kind=upstream_reset error="read: connection reset by peer"` + "\n",
 		},
 		{
@@ -261,6 +261,9 @@ func TestOneLinePerRequest(t *testing.T) {
 				}
 				if r.ErrorKind == "" {
 					omit = append(omit, "error_kind", "error")
+				}
+				if r.Arm == "" {
+					omit = append(omit, "arm")
 				}
 				if want := keysWithout(omit...); !slices.Equal(keys, want) {
 					t.Fatalf("line %d keys\n%v\nwant\n%v", i, keys, want)

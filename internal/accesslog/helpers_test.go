@@ -190,6 +190,7 @@ func fullRecord() *Record {
 		UpstreamWait: 1500 * time.Microsecond,
 		Endpoint:     "10.0.0.5:8080",
 		Attempts:     2,
+		Arm:          "canary",
 		BytesIn:      512,
 		BytesOut:     87,
 		Client:       netip.MustParseAddrPort("[::ffff:192.0.2.7]:54321"),

@@ -51,6 +51,9 @@ type Record struct {
 	Endpoint string
 	// Attempts is how many times the request was sent upstream.
 	Attempts int
+	// Arm is the split arm that served the request, "" on a route without
+	// a split (the field is then left out).
+	Arm string
 	// BytesIn and BytesOut are the request and response body sizes.
 	BytesIn, BytesOut int64
 	// Client is the client's address.

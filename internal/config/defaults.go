@@ -231,6 +231,9 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
 		r.Retry.setDefaults()
+		if r.Split != nil {
+			r.Split.setDefaults()
+		}
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

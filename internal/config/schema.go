@@ -305,6 +305,9 @@ type Route struct {
 	Tracing RouteTracing `yaml:"tracing"`
 	// Retry says which failed attempts are sent to another endpoint.
 	Retry RouteRetry `yaml:"retry"`
+	// Split, when present, divides the route's requests between upstream
+	// pools (arms) and may mirror them to a shadow pool (split.go).
+	Split *RouteSplit `yaml:"split"`
 	// Stages holds the route's fields that belong to its pipeline stages
 	// (max_request_body, early_data, early_hints, push, cache, ...), as
 	// written. Each stage of internal/pipeline declares, defaults and

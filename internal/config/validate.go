@@ -339,6 +339,9 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		checkDuration(col, p+".timeouts.response_header", r.Timeouts.ResponseHeader)
 		checkDuration(col, p+".timeouts.request", r.Timeouts.Request)
 		r.Retry.validate(col, p+".retry")
+		if r.Split != nil {
+			r.Split.validate(col, p+".split", r.Upstream, upstreams)
+		}
 	}
 }
 

@@ -36,7 +36,13 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 	for i := range cfg.Listeners {
 		cfg.Listeners[i].Address = "127.0.0.1:0"
 	}
-	cfg.Upstreams[0].Endpoints[0].Address = addr.String()
+	for i := range cfg.Upstreams {
+		for j := range cfg.Upstreams[i].Endpoints {
+			if cfg.Upstreams[i].Endpoints[j].Address == demo.BackendAddress {
+				cfg.Upstreams[i].Endpoints[j].Address = addr.String()
+			}
+		}
+	}
 	g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -57,16 +63,17 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		t.Fatalf("banner has %d curl commands:\n%s", len(cmds), banner)
 	}
 	wants := map[string]string{
-		"/predict":           `"model":"resnet50"`,
-		`{"inputs":[4]}`:     "HTTP/1.1 103 Early Hints",
-		"/generate -d":       "data: [DONE]",
-		"tokenizer.bin":      "200 8192 bytes",
-		"/v1/models\n":       `"llama-tiny"`,
-		"/no/such/route":     `"error":"no_route"`,
-		"?n=[1-24]":          "concurrency_limited",
-		"?[1-8]":             "HTTP/1.1 429 Too Many Requests",
-		"--http2 https://":   `"model":"resnet50"`,
-		"http2-prior-knowle": `"models"`,
+		"/predict":            `"model":"resnet50"`,
+		`{"inputs":[4]}`:      "HTTP/1.1 103 Early Hints",
+		"/generate -d":        "data: [DONE]",
+		"x-model-version: v2": "X-Penstock-Arm: models-v2",
+		"tokenizer.bin":       "200 8192 bytes",
+		"/v1/models\n":        `"llama-tiny"`,
+		"/no/such/route":      `"error":"no_route"`,
+		"?n=[1-24]":           "concurrency_limited",
+		"?[1-8]":              "HTTP/1.1 429 Too Many Requests",
+		"--http2 https://":    `"model":"resnet50"`,
+		"http2-prior-knowle":  `"models"`,
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {

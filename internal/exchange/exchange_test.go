@@ -90,6 +90,7 @@ func fillEverything(t *testing.T, x *Exchange) {
 	x.State.BytesOut = 512
 	x.State.Endpoint = "10.0.0.1:8080"
 	x.State.Attempts = 2
+	x.State.Arm = "canary"
 	x.State.TrustedPeer = true
 	x.State.ClientAddr = netip.MustParseAddr("192.0.2.1")
 	x.State.Trace = tracecontext.Context{TraceID: tracecontext.NewTraceID(), SpanID: tracecontext.NewSpanID(),

@@ -46,6 +46,9 @@ type State struct {
 	Endpoint string
 	// Attempts counts upstream attempts.
 	Attempts int
+	// Arm is the split arm that served the request (internal/split), or ""
+	// on a route without a split.
+	Arm string
 	// TrustedPeer is set when the client address is one of the listener's
 	// trusted_proxies, so its forwarding headers are kept.
 	TrustedPeer bool
@@ -99,6 +102,7 @@ func (s *State) reset() {
 	s.BytesOut = 0
 	s.Endpoint = ""
 	s.Attempts = 0
+	s.Arm = ""
 	s.TrustedPeer = false
 	s.ClientAddr = netip.Addr{}
 	s.Trace.Reset()

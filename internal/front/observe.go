@@ -46,6 +46,7 @@ func finish(x *exchange.Exchange, s *snapshot.Snapshot, rm *metrics.Route) {
 		UpstreamWait: st.UpstreamWait,
 		Endpoint:     st.Endpoint,
 		Attempts:     st.Attempts,
+		Arm:          st.Arm,
 		BytesIn:      st.BytesIn,
 		BytesOut:     st.BytesOut,
 		Client:       x.Req.RemoteAddr,

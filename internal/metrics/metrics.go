@@ -125,6 +125,8 @@ type Metrics struct {
 
 	rateLimit *rateLimitVecs
 
+	split *splitVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -211,6 +213,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		cache:     newCacheVecs(),
 		retry:     newRetryVecs(),
 		rateLimit: newRateLimitVecs(),
+		split:     newSplitVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -226,6 +229,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.protection.collectors()...)
 		reg.MustRegister(m.concurrency)
 		reg.MustRegister(m.rateLimit.collectors()...)
+		reg.MustRegister(m.split.collectors()...)
 	}
 	return m
 }

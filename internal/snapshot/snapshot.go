@@ -182,7 +182,11 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			Logger:                log,
 			Retry:                 retry,
 		}
-		h, err := stages.Build(cfg, i, fwd, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
+		var terminal exchange.Handler = fwd
+		if rc.Split != nil {
+			terminal = s.splitter(rc, m, log, retry)
+		}
+		h, err := stages.Build(cfg, i, terminal, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {
 			return nil, err
 		}

@@ -49,6 +49,9 @@ const (
 	RouteNameKey = attribute.Key("penstock.route.name")
 	// UpstreamKey is the upstream pool a client span was sent to.
 	UpstreamKey = attribute.Key("penstock.upstream")
+	// ArmKey is the split arm that served the request (internal/split), on
+	// the server span and the client spans of split routes only.
+	ArmKey = attribute.Key("penstock.split.arm")
 	// PathParamPrefix prefixes path parameter attributes
 	// ("url.path_param.model"), recorded when a route opts in.
 	PathParamPrefix = "url.path_param."
@@ -316,6 +319,9 @@ func (t *Tracer) EndServer(x *exchange.Exchange) {
 	if errType != "" {
 		a = append(a, semconv.ErrorTypeKey.String(errType))
 	}
+	if x.State.Arm != "" {
+		a = append(a, ArmKey.String(x.State.Arm))
+	}
 	span.SetAttributes(a...)
 	// Server spans report an error for 5xx only: a 4xx is the client's
 	// failure, not the server's (HTTP semconv, span status). A response cut
@@ -334,7 +340,7 @@ func (t *Tracer) EndServer(x *exchange.Exchange) {
 type clientSpan struct {
 	span  trace.Span
 	attrs []attribute.KeyValue // set once, at the end; backed by buf
-	buf   [8]attribute.KeyValue
+	buf   [9]attribute.KeyValue
 }
 
 // noEnd is the end function of attempts without a span; a package-level
@@ -374,6 +380,9 @@ func (t *Tracer) StartClient(x *exchange.Exchange, upstream, endpoint string, at
 	}
 	if upstream != "" {
 		a = append(a, UpstreamKey.String(upstream))
+	}
+	if x.State.Arm != "" {
+		a = append(a, ArmKey.String(x.State.Arm))
 	}
 	cs.attrs = a
 	return [8]byte(span.SpanContext().SpanID()), cs.end

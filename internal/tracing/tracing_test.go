@@ -126,6 +126,7 @@ func testExport(t *testing.T, rcv *otlptest.Receiver, exporter string) {
 	id1, end1 := tr.StartClient(a, "models", "10.0.0.7:8000", 1)
 	tp1 := string(a.State.Trace.AppendTraceparent(nil, id1))
 	end1(0, context.DeadlineExceeded)
+	a.State.Arm = "canary" // a split route's arm, set before the attempt
 	id2, end2 := tr.StartClient(a, "models", "10.0.0.8:8000", 2)
 	end2(200, nil)
 	a.State.Status = 200
@@ -201,6 +202,7 @@ func testExport(t *testing.T, rcv *otlptest.Receiver, exporter string) {
 		t.Errorf("A server span starts at %v, want the exchange's start %v", sa.Start, a.Start)
 	}
 	wantAttrs(t, sa, map[string]any{
+		"penstock.split.arm":        "canary",
 		"http.request.method":       "POST",
 		"http.route":                "/v1/models/:model/predict",
 		"http.response.status_code": int64(200),
@@ -246,6 +248,7 @@ func testExport(t *testing.T, rcv *otlptest.Receiver, exporter string) {
 				"error.type":                "timeout",
 				"http.response.status_code": nil,
 				"http.request.resend_count": nil,
+				"penstock.split.arm":        nil,
 			})
 			if s.StatusCode != tracepb.Status_STATUS_CODE_ERROR {
 				t.Errorf("failed attempt status = %v", s.StatusCode)
@@ -256,6 +259,7 @@ func testExport(t *testing.T, rcv *otlptest.Receiver, exporter string) {
 				"http.response.status_code": int64(200),
 				"http.request.resend_count": int64(1),
 				"error.type":                nil,
+				"penstock.split.arm":        "canary",
 			})
 			if s.StatusCode != tracepb.Status_STATUS_CODE_UNSET {
 				t.Errorf("second attempt status = %v", s.StatusCode)
