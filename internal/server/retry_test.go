@@ -30,27 +30,11 @@ func statusUpstream(t *testing.T, status int, hits *atomic.Int64) string {
 // connection without a byte of response: a reset before the response.
 func resetUpstream(t *testing.T, hits *atomic.Int64) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					hits.Add(1)
-				}
-			})
+	return connUpstream(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			hits.Add(1)
 		}
 	})
-	return ln.Addr().String()
 }
 
 // TestRetryPolicy sends requests to pools where one endpoint fails and
@@ -214,5 +198,40 @@ routes:
 	}
 	if twice != int(retries) {
 		t.Errorf("access log: %d lines with attempts 2, want %d", twice, retries)
+	}
+}
+
+// TestRetryOnTheOnlyEndpoint: when every endpoint in rotation was tried, a
+// 503 is retried on one tried before (a full queue is often free a moment
+// later), while a timeout, which would most likely happen again, is not.
+func TestRetryOnTheOnlyEndpoint(t *testing.T) {
+	var hits atomic.Int64
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		switch {
+		case r.URL.Path == "/slow":
+			time.Sleep(300 * time.Millisecond)
+		case n%2 == 1:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: one, endpoints: [{address: %s}]}]
+routes:
+  - name: only
+    match: {path_prefix: /}
+    upstream: one
+    retry: {attempts: 3, on: [503, timeout], per_try_timeout: 100ms, backoff: {base: 1ms, max: 1ms}}
+`, up))
+	resp, body := do(t, client, "GET", baseURL(g, "main")+"/busy", nil, nil)
+	if resp.StatusCode != 200 || body != "ok" || hits.Load() != 2 {
+		t.Errorf("503 then 200 on the only endpoint: status %d %q after %d attempts, want 200 after 2", resp.StatusCode, body, hits.Load())
+	}
+	hits.Store(1) // the next request is answered, after 300 ms
+	resp, _ = do(t, client, "GET", baseURL(g, "main")+"/slow", nil, nil)
+	if resp.StatusCode != http.StatusGatewayTimeout || hits.Load() != 2 {
+		t.Errorf("a timeout on the only endpoint: status %d after %d attempts, want 504 after 1", resp.StatusCode, hits.Load()-1)
 	}
 }

@@ -19,6 +19,25 @@ import (
 // short keep-alive timeout does.
 func rawHTTPUpstream(t *testing.T, closeAfter bool, respond func(path string) string) string {
 	t.Helper()
+	return connUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if _, err := io.WriteString(c, respond(req.URL.Path)); err != nil || closeAfter {
+				return
+			}
+		}
+	})
+}
+
+// connUpstream listens on loopback and serves each connection with serve
+// (which need not close it) until the test ends.
+func connUpstream(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -33,17 +52,7 @@ func rawHTTPUpstream(t *testing.T, closeAfter bool, respond func(path string) st
 			}
 			wg.Go(func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if _, err := io.WriteString(c, respond(req.URL.Path)); err != nil || closeAfter {
-						return
-					}
-				}
+				serve(c)
 			})
 		}
 	})

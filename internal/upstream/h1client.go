@@ -91,7 +91,8 @@ func newH1Client(e *Endpoint, u *config.Upstream, tlsConf *tls.Config, io *epoll
 // retry a non-idempotent request that may have been applied (RFC 9112
 // §9.3.1). Like net/http's Transport, it goes on while the connection that
 // failed was a reused one: every pooled connection may have been closed at
-// once (an upstream restart), and a new connection failing ends it. A 408
+// once (an upstream restart), and a new connection failing ends it. A
+// timeout is not such a failure (the upstream is slow, not gone). A 408
 // read on a reused connection counts as such a failure: the upstream timed
 // the connection out; when sending again is not safe, the 408 is returned.
 func (c *H1Client) RoundTrip(ctx context.Context, req *Request, resp *Response) error {
@@ -138,10 +139,15 @@ func (c *H1Client) RoundTrip(ctx context.Context, req *Request, resp *Response) 
 			return c.e.errorf(ctxKind(ctx), context.Cause(ctx))
 		case errors.As(err, &bre):
 			return c.e.errorf(KindClientBody, bre.err)
-		case safe && !gotByte:
+		}
+		kind := exchangeKind(err, gotByte)
+		if safe && kind == KindReset {
+			// Only a connection that broke is the stale-connection race;
+			// a response header timeout means a slow upstream, and
+			// sending again would double its wait and its load.
 			continue
 		}
-		return c.e.errorf(exchangeKind(err, gotByte), err)
+		return c.e.errorf(kind, err)
 	}
 }
 
