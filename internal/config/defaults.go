@@ -232,7 +232,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
 		r.Retry.setDefaults()
 		if r.Split != nil {
-			r.Split.setDefaults()
+			r.Split.setDefaults(r.Upstream)
 		}
 	}
 	if c.Admin != nil {

@@ -37,6 +37,10 @@ type RouteSplit struct {
 	// ArmHeader, when set, names a response header that carries the name of
 	// the arm that served the request (e.g. X-Penstock-Arm). Default none.
 	ArmHeader string `yaml:"arm_header"`
+	// Rollout, when present, moves traffic from the baseline arm to a
+	// canary arm step by step, judging the canary on live traffic, and
+	// rolls it back by itself (see SplitRollout).
+	Rollout *SplitRollout `yaml:"rollout"`
 }
 
 // SplitArm is one arm of a split.
@@ -117,9 +121,12 @@ const (
 	MaxSplitArms = 16
 )
 
-// setDefaults fills s's unset fields.
-func (s *RouteSplit) setDefaults() {
+// setDefaults fills s's unset fields; baseline is the route's upstream.
+func (s *RouteSplit) setDefaults(baseline string) {
 	setDefault(&s.By, SplitByWeight)
+	if r := s.Rollout; r != nil {
+		r.setDefaults(s.Arms, baseline)
+	}
 	if m := s.Mirror; m != nil {
 		if m.Percent == nil {
 			p := DefaultMirrorPercent
@@ -206,6 +213,9 @@ func (s *RouteSplit) validate(col *Collector, p, baseline string, upstreams map[
 	}
 	if h := s.ArmHeader; h != "" && !isToken(h) {
 		col.Addf(p+".arm_header", "invalid header name %q", h)
+	}
+	if r := s.Rollout; r != nil {
+		r.validate(col, p+".rollout", s.Arms, baseline)
 	}
 }
 

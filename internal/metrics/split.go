@@ -23,6 +23,7 @@ const (
 type splitVecs struct {
 	requests *prometheus.CounterVec
 	mirror   *prometheus.CounterVec
+	rollout  rolloutVecs
 
 	mu      sync.Mutex
 	arms    map[[2]string]prometheus.Counter
@@ -41,11 +42,12 @@ func newSplitVecs() *splitVecs {
 		}, []string{"route", "result"}),
 		arms:    make(map[[2]string]prometheus.Counter),
 		mirrors: make(map[string]*[len(MirrorResults)]prometheus.Counter),
+		rollout: newRolloutVecs(),
 	}
 }
 
 func (v *splitVecs) collectors() []prometheus.Collector {
-	return []prometheus.Collector{v.requests, v.mirror}
+	return append([]prometheus.Collector{v.requests, v.mirror}, v.rollout.collectors()...)
 }
 
 // SplitArm returns the request counter of arm of the split route named

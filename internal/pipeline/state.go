@@ -100,3 +100,18 @@ func (s *State) Forget() {
 	s.prev = nil
 	s.mu.Unlock()
 }
+
+// Values returns the values s keeps, in no particular order (for the
+// admin API, which shows some kinds of them).
+func (s *State) Values() []any {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]any, 0, len(s.vals))
+	for _, v := range s.vals {
+		out = append(out, v)
+	}
+	return out
+}

@@ -179,3 +179,25 @@ func (m *Monitor) Window(arm int, from, to int64) ArmWindow {
 	}
 	return out
 }
+
+// LatencyQuantile returns the q-quantile (0–1) of the window's latencies,
+// false when it holds none.
+func (w *ArmWindow) LatencyQuantile(q float64) (time.Duration, bool) { return quantile(w.Latency, q) }
+
+// TTFTQuantile returns the q-quantile (0–1) of the window's times to first
+// token, false when it holds none.
+func (w *ArmWindow) TTFTQuantile(q float64) (time.Duration, bool) { return quantile(w.TTFT, q) }
+
+func quantile(hs []*hdrhistogram.Histogram, q float64) (time.Duration, bool) {
+	if len(hs) == 0 {
+		return 0, false
+	}
+	all := hdrhistogram.New(hs[0].LowestTrackableValue(), hs[0].HighestTrackableValue(), int(hs[0].SignificantFigures()))
+	for _, h := range hs {
+		all.Merge(h)
+	}
+	if all.TotalCount() == 0 {
+		return 0, false
+	}
+	return time.Duration(all.ValueAtQuantile(100*q)) * time.Microsecond, true
+}

@@ -184,7 +184,9 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		}
 		var terminal exchange.Handler = fwd
 		if rc.Split != nil {
-			terminal = s.splitter(rc, m, log, retry)
+			if terminal, err = s.splitter(cfg, rc, m, log, retry); err != nil {
+				return nil, err
+			}
 		}
 		h, err := stages.Build(cfg, i, terminal, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {

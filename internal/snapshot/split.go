@@ -35,7 +35,7 @@ func (s *Snapshot) forwarder(rc *config.Route, pool string, m *metrics.Metrics, 
 // policy (one retry budget for the route), and the mirror's forwarder to
 // the shadow pool, which records no spans (a copy is not part of the
 // client's trace) and retries as a route without a retry block does.
-func (s *Snapshot) splitter(rc *config.Route, m *metrics.Metrics, log *slog.Logger, retry *proxy.RetryPolicy) *split.Splitter {
+func (s *Snapshot) splitter(cfg *config.Config, rc *config.Route, m *metrics.Metrics, log *slog.Logger, retry *proxy.RetryPolicy) (*split.Splitter, error) {
 	sc := rc.Split
 	arms := make([]split.Arm, len(sc.Arms))
 	for i, a := range sc.Arms {
@@ -53,5 +53,25 @@ func (s *Snapshot) splitter(rc *config.Route, m *metrics.Metrics, log *slog.Logg
 		c := m.SplitMirror(rc.Name)
 		mirror.Copied, mirror.Dropped, mirror.Skipped = c[metrics.MirrorCopied], c[metrics.MirrorDropped], c[metrics.MirrorSkipped]
 	}
-	return split.New(sc, arms, mirror)
+	var canary *split.Canary
+	if sc.Rollout != nil {
+		c, err := s.rolloutControl(cfg, rc, m, log)
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(sc.Arms))
+		weights := make([]float64, len(sc.Arms))
+		var b, k int
+		for i, a := range sc.Arms {
+			names[i], weights[i] = a.Name, a.Weight
+			if a.Upstream == rc.Upstream {
+				b = i
+			}
+			if a.Name == sc.Rollout.Canary {
+				k = i
+			}
+		}
+		canary = split.NewCanary(c.Rollout(), names, weights, b, k)
+	}
+	return split.New(sc, arms, mirror, canary), nil
 }

@@ -45,11 +45,13 @@ type Splitter struct {
 	forceArm    map[string]int
 	armHeader   string
 	mirror      *Mirror
+	canary      *Canary
 }
 
 // New builds the splitter of cfg (defaults applied, valid) over arms, in
-// the order of cfg.Arms. mirror may be nil.
-func New(cfg *config.RouteSplit, arms []Arm, mirror *Mirror) *Splitter {
+// the order of cfg.Arms. mirror and canary (a rollout's data path) may be
+// nil.
+func New(cfg *config.RouteSplit, arms []Arm, mirror *Mirror, canary *Canary) *Splitter {
 	weights := make([]float64, len(cfg.Arms))
 	names := make([]string, len(cfg.Arms))
 	index := make(map[string]int, len(cfg.Arms))
@@ -65,6 +67,7 @@ func New(cfg *config.RouteSplit, arms []Arm, mirror *Mirror) *Splitter {
 		keyCookie: cfg.Key.Cookie,
 		armHeader: cfg.ArmHeader,
 		mirror:    mirror,
+		canary:    canary,
 	}
 	if f := cfg.Force; f != nil {
 		s.forceHeader, s.forceCookie = f.Header, f.Cookie
@@ -81,7 +84,8 @@ func New(cfg *config.RouteSplit, arms []Arm, mirror *Mirror) *Splitter {
 
 // ServeExchange chooses x's arm and forwards x to it.
 func (s *Splitter) ServeExchange(x *exchange.Exchange) {
-	a := &s.arms[s.Choose(x)]
+	i, forced := s.choose(x)
+	a := &s.arms[i]
 	x.State.Arm = a.Name
 	if a.Requests != nil {
 		a.Requests.Inc()
@@ -92,30 +96,46 @@ func (s *Splitter) ServeExchange(x *exchange.Exchange) {
 	if s.mirror != nil {
 		s.mirror.Offer(x)
 	}
+	if s.canary != nil && !forced {
+		// A forced request is served but not judged: it is not a random
+		// sample of the route's traffic.
+		s.canary.serve(x, a.Next, i)
+		return
+	}
 	a.Next.ServeExchange(x)
 }
 
 // Choose returns the index of x's arm: the one the force header or cookie
 // names, else the one the split's mode picks.
 func (s *Splitter) Choose(x *exchange.Exchange) int {
+	i, _ := s.choose(x)
+	return i
+}
+
+// choose is Choose, and reports whether a force header or cookie chose.
+func (s *Splitter) choose(x *exchange.Exchange) (int, bool) {
 	if s.forceArm != nil {
 		if v, ok := source(x, s.forceHeader, s.forceCookie); ok {
 			if i, ok := s.forceArm[v]; ok {
-				return i
+				return i, true
 			}
 		}
 	}
+	sel := s.sel
+	if s.canary != nil {
+		sel = s.canary.selector()
+	}
 	switch s.by {
 	case config.SplitByTraceID:
-		return s.sel.Hash(TraceHash(x.State.Trace.TraceID))
+		return sel.Hash(TraceHash(x.State.Trace.TraceID)), false
 	case config.SplitByKey:
 		if v, ok := source(x, s.keyHeader, s.keyCookie); ok {
-			return s.sel.Hash(KeyHash(v))
+			return sel.Hash(KeyHash(v)), false
 		}
 		ip := x.Req.RemoteAddr.Addr().As16()
-		return s.sel.Hash(bytesHash(ip[:]))
+		return sel.Hash(bytesHash(ip[:])), false
 	}
-	return s.sel.Random(rand.Uint64())
+	return sel.Random(rand.Uint64()), false
 }
 
 // source returns the value of header (if set) or cookie in x's request.

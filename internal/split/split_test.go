@@ -29,7 +29,7 @@ func newSplitter(cfg *config.RouteSplit, m *Mirror) (*Splitter, []*counter) {
 		counts[i] = &counter{}
 		arms[i] = Arm{Name: a.Name, Next: named(a.Name), Requests: counts[i]}
 	}
-	return New(cfg, arms, m), counts
+	return New(cfg, arms, m, nil), counts
 }
 
 // TestChoose checks which arm a request gets from its headers, cookies and
