@@ -236,3 +236,29 @@ func agrestiCaffoLow(x1, n1, x2, n2 int64, z float64) float64 {
 func normalQuantile(p float64) float64 {
 	return math.Sqrt2 * math.Erfinv(2*p-1)
 }
+
+// finite replaces the NaN and infinite figures of v's comparisons (a
+// relative difference against a zero baseline) by 0, so that the verdict
+// encodes as JSON: the state file and the admin API carry it.
+func (v *Verdict) finite() {
+	fix := func(f *float64) {
+		if math.IsNaN(*f) || math.IsInf(*f, 0) {
+			*f = 0
+		}
+	}
+	fix(&v.ErrorDiffLow)
+	for _, r := range []*compare.Result{v.Latency, v.TTFT} {
+		if r == nil {
+			continue
+		}
+		for i := range r.Stats {
+			st := &r.Stats[i]
+			for _, f := range []*float64{&st.A, &st.B, &st.Delta, &st.DeltaPct, &st.Low, &st.High} {
+				fix(f)
+			}
+		}
+		for _, f := range []*float64{&r.KS.D, &r.KS.P, &r.KS.ClassicalP, &r.KS.MinP} {
+			fix(f)
+		}
+	}
+}

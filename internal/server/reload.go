@@ -51,6 +51,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	s.snap.Store(next)
+	next.Activate()
 	s.generation++
 	if s.started {
 		s.replaceListeners(cfg, socks)

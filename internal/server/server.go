@@ -114,6 +114,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.stopped, s.stop = context.WithCancel(context.Background())
 	s.generation = 1
 	s.snap.Store(snap)
+	snap.Activate()
 	s.metrics.loaded(1)
 	return s, nil
 }

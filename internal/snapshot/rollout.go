@@ -54,7 +54,7 @@ func (s *Snapshot) rolloutControl(cfg *config.Config, rc *config.Route, m *metri
 	key := "rollout/" + rc.Name + "/" + hex.EncodeToString(sum[:8])
 	v, err := s.state.Keep(key, func() (any, error) {
 		o.Metrics = rolloutMetrics{m.Rollout(rc.Name, ro.Canary)}
-		c, err := split.StartControl(o)
+		c, err := split.NewControl(o)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: rollout: %w", rc.Name, err)
 		}
@@ -94,6 +94,16 @@ func (s *Snapshot) Rollouts() []*split.Control {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Options().Route < out[j].Options().Route })
 	return out
+}
+
+// Activate starts the rollouts of the configuration: called once it serves
+// (at start and after a reload's swap), never for a configuration only
+// checked or refused. Rollouts kept from the previous configuration run
+// on.
+func (s *Snapshot) Activate() {
+	for _, c := range s.Rollouts() {
+		c.Start()
+	}
 }
 
 // rolloutMetrics adapts a route's rollout metrics to split.RolloutMetrics.

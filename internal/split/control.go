@@ -76,6 +76,14 @@ type Control struct {
 	saved  bool
 	lost   bool
 
+	// mu guards started and pending: events before Start (a restore) wait
+	// in pending.
+	mu        sync.Mutex
+	started   bool
+	pending   []rollout.Event
+	notice    []any // a log line for Start: why the saved state was not restored
+	startOnce sync.Once
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -104,9 +112,12 @@ var ownerSeq struct {
 	n int
 }
 
-// StartControl starts the rollout of o.Definition, restored from the state
-// file when it holds a state of the same definition.
-func StartControl(o ControlOptions) (*Control, error) {
+// NewControl makes the rollout of o.Definition, restored from the state
+// file when it holds a state of the same definition. It only reads the
+// file: Start claims it and starts the rollout's goroutines, once the
+// configuration it belongs to serves (a configuration compiled only to be
+// checked, or refused, never starts its rollouts).
+func NewControl(o ControlOptions) (*Control, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -132,9 +143,17 @@ func StartControl(o ControlOptions) (*Control, error) {
 	// reported below.
 	var ready bool
 	r, err := rollout.New(o.Definition, rollout.Options{Clock: o.Clock, OnEvent: func(e rollout.Event) {
-		if ready {
-			c.event(e)
+		if !ready {
+			return
 		}
+		c.mu.Lock()
+		if !c.started {
+			c.pending = append(c.pending, e)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		c.event(e)
 	}})
 	if err != nil {
 		return nil, err
@@ -145,23 +164,43 @@ func StartControl(o ControlOptions) (*Control, error) {
 	restored := false
 	switch {
 	case err != nil:
-		c.log.Warn("rollout state file unreadable: starting anew", "file", o.StateFile, "error", err)
+		c.notice = []any{"rollout state file unreadable: starting anew", "file", o.StateFile, "error", err}
 	case ok:
 		// Restore reports its own event (restored) through OnEvent.
 		var why string
 		if restored, why = r.Restore(saved); !restored {
-			c.log.Warn("rollout state not restored: "+why, "file", o.StateFile)
+			c.notice = []any{"rollout state not restored: " + why, "file", o.StateFile}
 		}
 	}
 	if !restored {
+		// The started event is reported when the Control starts.
 		st := r.Snapshot()
-		c.event(st.History[len(st.History)-1])
+		c.pending = append(c.pending, st.History[len(st.History)-1])
 	}
-	if c.hook != nil {
-		go c.webhook()
-	}
-	go c.run()
 	return c, nil
+}
+
+// Start claims the state file, reports the events of the rollout's making
+// and starts ticking. It does nothing the second time.
+func (c *Control) Start() {
+	c.startOnce.Do(func() {
+		c.mu.Lock()
+		c.started = true
+		pending := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		if c.notice != nil {
+			c.log.Warn(c.notice[0].(string), c.notice[1:]...)
+		}
+		if c.hook != nil {
+			go c.webhook()
+		}
+		for _, e := range pending {
+			c.event(e)
+		}
+		c.save()
+		go c.run()
+	})
 }
 
 // Rollout returns the rollout.
@@ -274,9 +313,15 @@ var ErrAction = errors.New("unknown rollout action")
 // event's and analysis's state; Close does not write it (a newer owner may
 // have it by now).
 func (c *Control) Close() error {
+	c.startOnce.Do(func() {}) // a Control never started stays so
 	c.once.Do(func() {
 		close(c.stop)
-		<-c.done
+		c.mu.Lock()
+		started := c.started
+		c.mu.Unlock()
+		if started {
+			<-c.done
+		}
 	})
 	return nil
 }
