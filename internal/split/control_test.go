@@ -268,4 +268,3 @@ func sqrt(f float64) float64 {
 	}
 	return z
 }
-
