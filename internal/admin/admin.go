@@ -123,7 +123,7 @@ func (s *Server) TokenRequiredFor() string {
 	if s.tokenForReads {
 		return "every endpoint but /healthz and /readyz"
 	}
-	return "POST /config/reload, /debug/pprof/"
+	return "POST /config/reload, POST /rollouts/NAME/ACTION, /debug/pprof/"
 }
 
 // Loopback reports whether addr is a TCP address on a loopback interface

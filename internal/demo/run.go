@@ -45,6 +45,8 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, circuit breakers, ejections\n", adminAddr)
 		fmt.Fprintf(&b, "  curl -s http://%s/limits   # rate limits and their hottest keys\n", adminAddr)
+		fmt.Fprintf(&b, "  %s bench run --method POST --body '{\"prompt\":\"hi\",\"max_tokens\":4}' --rate 20 --duration 40s http://%s/v1/models/llama-tiny/generate &\n", self, httpAddr)
+		fmt.Fprintf(&b, "  %s rollout show generate   # models-v2 rolled out 20 %% → 50 %% → 100 %%, judged live (pause: PENSTOCK_ADMIN_TOKEN=demo-admin-token %s rollout pause generate)\n", self, self)
 	}
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
 	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
