@@ -336,3 +336,19 @@ func TestConcurrentObserveAndTick(t *testing.T) {
 		t.Errorf("counted %d requests, want %d", total, goroutines*each)
 	}
 }
+
+// TestTTFTCheckOnPlainRoute checks that a time-to-first-token SLO does not
+// hold a rollout on a route whose responses are not event streams (no arm
+// reports a first token), and that it does when one arm streams.
+func TestTTFTCheckOnPlainRoute(t *testing.T) {
+	slo := SLO{MaxTTFTIncrease: 0.5}
+	opt := Analysis{MinRequests: 10}
+	plain := ArmWindow{Requests: 100}
+	if v := Analyze(plain, plain, slo, opt, 1); v.Outcome != Pass {
+		t.Errorf("plain route: %s (%s), want pass", v.Outcome, v.Reason)
+	}
+	streamed := ArmWindow{Requests: 100, TTFTCount: 3}
+	if v := Analyze(plain, streamed, slo, opt, 1); v.Outcome != Inconclusive {
+		t.Errorf("one arm with 3 first tokens: %s, want inconclusive", v.Outcome)
+	}
+}

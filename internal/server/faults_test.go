@@ -21,7 +21,8 @@ import (
 )
 
 // faultUpstreamEnv makes the test binary an upstream process instead of a
-// test run: "MODE ADDRESS", where MODE is ok, slow or flaky.
+// test run: "MODE ADDRESS", where MODE is ok, slow, flaky or model (see
+// runModelUpstream).
 const faultUpstreamEnv = "PENSTOCK_TEST_FAULT_UPSTREAM"
 
 func TestMain(m *testing.M) {
@@ -36,6 +37,9 @@ func TestMain(m *testing.M) {
 // "ok" answers at once, "slow" after 2 s, "flaky" answers 503 to half the
 // requests at random. It prints "ready" once it listens.
 func runFaultUpstream(mode, addr string) int {
+	if mode == "model" {
+		return runModelUpstream(addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
