@@ -26,7 +26,11 @@ func Load(path string, extra ...Checker) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Check(data, path, extra...)
+	cfg, err := Check(data, path, extra...)
+	if cfg != nil && cfg.src != nil {
+		cfg.src.onDisk = true
+	}
+	return cfg, err
 }
 
 // Checker is a check beyond Validate that another package runs on a Config,

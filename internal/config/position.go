@@ -11,6 +11,9 @@ import (
 type source struct {
 	file  string
 	lines map[string]int
+	// onDisk is set when file is a file Load read (not a name given to
+	// Parse or Check for a configuration in memory, such as the demo's).
+	onDisk bool
 }
 
 // Line returns the line of the field at path in the file c was decoded from.

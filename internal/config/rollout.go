@@ -274,13 +274,14 @@ func checkWebhookURL(s string) error {
 
 // RolloutStateFile returns where the rollout of the route named route keeps
 // its state: r.StateFile, else next to the configuration file c was loaded
-// from, else "" (none).
+// from (by Load), else "" (none: a configuration in memory, such as the
+// built-in demo's).
 func (c *Config) RolloutStateFile(route string, r *SplitRollout) string {
 	if r.StateFile != "" {
 		return r.StateFile
 	}
-	if f := c.File(); f != "" {
-		return f + ".rollout." + route + ".json"
+	if c.src != nil && c.src.onDisk {
+		return c.src.file + ".rollout." + route + ".json"
 	}
 	return ""
 }
