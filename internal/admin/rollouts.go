@@ -154,3 +154,13 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// mirrors shows each split mirror: its counts and the comparison of the
+// shadow's answers with the arms' over the last minute.
+func (a *api) mirrors(w http.ResponseWriter, r *http.Request) {
+	out := []split.MirrorStats{}
+	for _, m := range a.o.Gateway.Snapshot().Mirrors() {
+		out = append(out, m.Stats())
+	}
+	writeJSON(w, http.StatusOK, out)
+}

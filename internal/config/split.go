@@ -79,11 +79,13 @@ type SplitForce struct {
 	Values map[string]string `yaml:"values"`
 }
 
-// SplitMirror copies requests to a shadow pool. Only requests without a
-// body are copied (GET, HEAD, a Content-Length of 0): a body is streamed
-// to the chosen arm as it arrives and cannot be sent twice without holding
-// it. The copy's response is read and discarded; the client's response and
-// latency never wait for it.
+// SplitMirror copies requests to a shadow pool. A request body is streamed
+// to the chosen arm as it arrives and kept, up to MaxBody, as it passes;
+// the copy is sent once the client's exchange is done, with that body. A
+// larger body is not copied (counted as skipped). The copy's response is
+// read and discarded (its status and latency are compared with the arm's:
+// GET /mirrors on the admin API); the client's response and latency never
+// wait for it.
 type SplitMirror struct {
 	// Upstream is the shadow pool. Required; must exist.
 	Upstream string `yaml:"upstream"`
@@ -95,6 +97,11 @@ type SplitMirror struct {
 	MaxQueue int `yaml:"max_queue"`
 	// Timeout bounds each copy's whole exchange (duration). Default 10s.
 	Timeout Duration `yaml:"timeout"`
+	// MaxBody bounds the request body a copy carries (size, 0–64MiB); a
+	// request whose body is larger is not copied. 0 copies only requests
+	// without a body. At most max_queue × max_body bytes are held at once.
+	// Default 256KiB.
+	MaxBody *ByteSize `yaml:"max_body"`
 }
 
 // Split modes, as written in RouteSplit.By.
@@ -117,6 +124,10 @@ const (
 	MaxMirrorQueue = 10000
 	// DefaultMirrorTimeout is SplitMirror.Timeout's default.
 	DefaultMirrorTimeout = Duration(10 * time.Second)
+	// DefaultMirrorMaxBody is SplitMirror.MaxBody's default.
+	DefaultMirrorMaxBody = ByteSize(256 << 10)
+	// MaxMirrorBody bounds SplitMirror.MaxBody.
+	MaxMirrorBody = ByteSize(64 << 20)
 	// MaxSplitArms bounds the arms of one split.
 	MaxSplitArms = 16
 )
@@ -134,6 +145,10 @@ func (s *RouteSplit) setDefaults(baseline string) {
 		}
 		setDefault(&m.MaxQueue, DefaultMirrorMaxQueue)
 		setDefault(&m.Timeout, DefaultMirrorTimeout)
+		if m.MaxBody == nil {
+			b := DefaultMirrorMaxBody
+			m.MaxBody = &b
+		}
 	}
 }
 
@@ -205,6 +220,9 @@ func (s *RouteSplit) validate(col *Collector, p, baseline string, upstreams map[
 		}
 		if m.MaxQueue < 1 || m.MaxQueue > MaxMirrorQueue {
 			col.Addf(p+".mirror.max_queue", "must be between 1 and %d, got %d", MaxMirrorQueue, m.MaxQueue)
+		}
+		if b := m.MaxBody; b != nil && (*b < 0 || *b > MaxMirrorBody) {
+			col.Addf(p+".mirror.max_body", "must be between 0 and 64MiB, got %d", int64(*b))
 		}
 		checkDuration(col, p+".mirror.timeout", m.Timeout)
 		if m.Timeout <= 0 {

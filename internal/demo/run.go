@@ -45,6 +45,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, circuit breakers, ejections\n", adminAddr)
 		fmt.Fprintf(&b, "  curl -s http://%s/limits   # rate limits and their hottest keys\n", adminAddr)
+		fmt.Fprintf(&b, "  curl -s http://%s/mirrors   # the shadow model's answers compared with the arms' (20 %% of predictions copied)\n", adminAddr)
 		fmt.Fprintf(&b, "  %s bench run --method POST --body '{\"prompt\":\"hi\",\"max_tokens\":4}' --rate 20 --duration 40s http://%s/v1/models/llama-tiny/generate &\n", self, httpAddr)
 		fmt.Fprintf(&b, "  %s rollout show generate   # models-v2 rolled out 20 %% → 50 %% → 100 %%, judged live (pause: PENSTOCK_ADMIN_TOKEN=demo-admin-token %s rollout pause generate)\n", self, self)
 	}

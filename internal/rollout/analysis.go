@@ -249,10 +249,10 @@ func normalQuantile(p float64) float64 {
 	return math.Sqrt2 * math.Erfinv(2*p-1)
 }
 
-// finite replaces the NaN and infinite figures of v's comparisons (a
+// Finite replaces the NaN and infinite figures of v's comparisons (a
 // relative difference against a zero baseline) by 0, so that the verdict
 // encodes as JSON: the state file and the admin API carry it.
-func (v *Verdict) finite() {
+func (v *Verdict) Finite() {
 	fix := func(f *float64) {
 		if math.IsNaN(*f) || math.IsInf(*f, 0) {
 			*f = 0

@@ -246,7 +246,7 @@ func (r *Rollout) Tick() *Verdict {
 	b, c := r.monitor.Window(Baseline, from, to), r.monitor.Window(Canary, from, to)
 	r.seed++
 	v := Analyze(b, c, r.def.SLO, r.def.Analysis, r.seed)
-	v.finite()
+	v.Finite()
 	r.st.Last = &v
 	var evs []Event
 	switch v.Outcome {

@@ -100,6 +100,9 @@ func (m *Monitor) Slots() int { return len(m.arms[0]) }
 // Advance makes the sub-window holding now current, emptying the
 // sub-windows it reuses. Time never goes back: an earlier now does nothing.
 func (m *Monitor) Advance(now time.Time) {
+	if m.SlotAt(now) <= m.cur.Load() {
+		return // the common case, without the lock: nothing to rotate
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, cur := m.SlotAt(now), m.cur.Load()

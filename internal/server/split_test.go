@@ -176,19 +176,25 @@ func TestSplitTraceIDSticks(t *testing.T) {
 // TestSplitMirrorNeverDelaysClient mirrors every request to a shadow that
 // takes 1 s to answer: each client request is answered by the primary
 // arm, in far less than the shadow's second; copies beyond the mirror's
-// queue are dropped and counted, and requests with a body are not copied.
+// queue are dropped and counted; a request body within max_body reaches
+// the shadow too, and a longer one is not copied.
 func TestSplitMirrorNeverDelaysClient(t *testing.T) {
 	stable, canary := newRecorder(t, "stable"), newRecorder(t, "canary")
 	var shadowMu sync.Mutex
 	shadowSeen := 0
+	var shadowBodies []string
 	shadow := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
 		shadowMu.Lock()
 		shadowSeen++
+		if len(b) > 0 {
+			shadowBodies = append(shadowBodies, r.Method+" "+string(b))
+		}
 		shadowMu.Unlock()
 		time.Sleep(time.Second)
 		w.Write([]byte("shadow"))
 	}))
-	text := strings.Replace(splitConfig(stable, canary, fmt.Sprintf(`      mirror: {upstream: shadow, percent: 100, max_queue: 4}
+	text := strings.Replace(splitConfig(stable, canary, fmt.Sprintf(`      mirror: {upstream: shadow, percent: 100, max_queue: 4, max_body: 16}
       arms:
         - {name: stable, upstream: stable, weight: 100}
         - {name: canary, upstream: canary, weight: 0}
@@ -211,36 +217,60 @@ func TestSplitMirrorNeverDelaysClient(t *testing.T) {
 	if slowest >= 500*time.Millisecond {
 		t.Errorf("slowest client request took %v; the mirror must not delay it", slowest)
 	}
-	_, body := do(t, client, "POST", url, nil, strings.NewReader("payload"))
-	if s := decodeSeen(t, body); s.Upstream != "stable" || s.Body != "payload" {
-		t.Errorf("POST: got %+v, want the body at the primary", s)
-	}
 	t.Logf("slowest of %d client requests: %v", n, slowest)
 	labels := func(result string) map[string]string { return map[string]string{"route": "m", "result": result} }
-	copied := seriesValue(t, o.reg, "penstock_split_mirror_requests_total", labels("copied"))
-	dropped := seriesValue(t, o.reg, "penstock_split_mirror_requests_total", labels("dropped"))
-	skipped := seriesValue(t, o.reg, "penstock_split_mirror_requests_total", labels("skipped"))
-	if copied+dropped != n || copied < 1 || copied > n || skipped != 1 {
-		t.Errorf("mirror: copied %v, dropped %v, skipped %v; want copied+dropped = %d, skipped 1", copied, dropped, skipped, n)
+	series := func() (copied, dropped, skipped float64) {
+		return seriesValue(t, o.reg, "penstock_split_mirror_requests_total", labels("copied")),
+			seriesValue(t, o.reg, "penstock_split_mirror_requests_total", labels("dropped")),
+			seriesValue(t, o.reg, "penstock_split_mirror_requests_total", labels("skipped"))
+	}
+	copied, dropped, _ := series()
+	if copied+dropped != n || copied < 1 || copied > n {
+		t.Errorf("mirror: copied %v, dropped %v; want copied+dropped = %d", copied, dropped, n)
 	}
 	if dropped == 0 {
 		// 20 requests in far less than a second against 4 slots held for
 		// a second each.
 		t.Errorf("no copy dropped; the queue of 4 should have been full")
 	}
-	// Every copied request reaches the shadow (within its timeout).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		shadowMu.Lock()
-		got := shadowSeen
-		shadowMu.Unlock()
-		if float64(got) == copied || time.Now().After(deadline) {
-			if float64(got) != copied {
-				t.Errorf("shadow saw %d copies, want %v", got, copied)
+	// Every copied request reaches the shadow (within its timeout), and
+	// the queue empties.
+	waitShadow := func(want float64) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			shadowMu.Lock()
+			got := shadowSeen
+			shadowMu.Unlock()
+			if float64(got) == want || time.Now().After(deadline) {
+				if float64(got) != want {
+					t.Errorf("shadow saw %d copies, want %v", got, want)
+				}
+				return
 			}
-			break
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("mirror: %v copied, %v dropped, %v skipped", copied, dropped, skipped)
+	waitShadow(copied)
+	time.Sleep(1200 * time.Millisecond) // the last copies' answers
+	for _, payload := range []string{"payload", "a payload longer than sixteen bytes"} {
+		start := time.Now()
+		_, body := do(t, client, "POST", url, nil, strings.NewReader(payload))
+		if s := decodeSeen(t, body); s.Upstream != "stable" || s.Body != payload {
+			t.Errorf("POST: got %+v, want the body at the primary", s)
+		}
+		if d := time.Since(start); d >= 500*time.Millisecond {
+			t.Errorf("POST with a mirrored body took %v; the mirror must not delay it", d)
+		}
+	}
+	waitShadow(copied + 1)
+	shadowMu.Lock()
+	if len(shadowBodies) != 1 || shadowBodies[0] != "POST payload" {
+		t.Errorf("shadow got bodies %q, want the one within max_body", shadowBodies)
+	}
+	shadowMu.Unlock()
+	copied2, dropped2, skipped := series()
+	if copied2 != copied+1 || dropped2 != dropped || skipped != 1 {
+		t.Errorf("mirror after the POSTs: copied %v, dropped %v, skipped %v; want %v, %v, 1", copied2, dropped2, skipped, copied+1, dropped)
+	}
+	t.Logf("mirror: %v copied, %v dropped, %v skipped", copied2, dropped2, skipped)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/router"
+	"github.com/penstock-dev/penstock/internal/split"
 	"github.com/penstock-dev/penstock/internal/tracing"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
@@ -73,7 +74,12 @@ type Snapshot struct {
 	// reloads (rate limit counters, concurrency limits).
 	stages *pipeline.Registry
 	state  *pipeline.State
+	// mirrors are the split routes' mirrors, for the admin API.
+	mirrors []*split.Mirror
 }
+
+// Mirrors returns the mirrors of the split routes.
+func (s *Snapshot) Mirrors() []*split.Mirror { return s.mirrors }
 
 // Limiters returns the state of the rate limits the routes apply (for the
 // admin API's GET /limits).

@@ -49,7 +49,9 @@ func (s *Snapshot) splitter(cfg *config.Config, rc *config.Route, m *metrics.Met
 	if mc := sc.Mirror; mc != nil {
 		shadow := s.forwarder(rc, mc.Upstream, m, log, nil)
 		shadow.Tracer = nil
-		mirror = split.NewMirror(shadow, *mc.Percent, mc.MaxQueue, mc.Timeout.D())
+		mirror = split.NewMirror(shadow, *mc.Percent, mc.MaxQueue, mc.Timeout.D(), mc.MaxBody.Int64())
+		mirror.Route, mirror.Upstream = rc.Name, mc.Upstream
+		s.mirrors = append(s.mirrors, mirror)
 		c := m.SplitMirror(rc.Name)
 		mirror.Copied, mirror.Dropped, mirror.Skipped = c[metrics.MirrorCopied], c[metrics.MirrorDropped], c[metrics.MirrorSkipped]
 	}

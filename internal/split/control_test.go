@@ -2,11 +2,14 @@ package split
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,4 +270,99 @@ func sqrt(f float64) float64 {
 		z -= (z*z - f) / (2 * z)
 	}
 	return z
+}
+
+// bodyArm reads n bytes of the request body (all of it when n < 0), then
+// answers.
+type bodyArm int
+
+func (n bodyArm) ServeExchange(x *exchange.Exchange) {
+	if n < 0 {
+		io.ReadAll(x.Req.Body)
+	} else {
+		io.ReadFull(x.Req.Body, make([]byte, n))
+	}
+	x.State.Status = 200
+	x.W.WriteHeader(200)
+}
+
+// shadowBodies records the bodies the shadow receives.
+type shadowBodies struct{ got chan string }
+
+func (s shadowBodies) ServeExchange(x *exchange.Exchange) {
+	b, _ := io.ReadAll(x.Req.Body)
+	x.State.Status = 200
+	s.got <- fmt.Sprintf("%s %d", b, x.Req.ContentLength)
+}
+
+// TestMirrorBody checks that a copy carries the request body the arm read,
+// and that a body over max_body (announced or not) or one the arm did not
+// read to its end is not copied, whatever its length.
+func TestMirrorBody(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		body   string
+		length int64 // Content-Length, -1 for chunked
+		arm    bodyArm
+		want   string // what the shadow got, "" for no copy
+	}{
+		{name: "within max_body", body: "payload", length: 7, arm: -1, want: "payload 7"},
+		{name: "chunked within max_body", body: "payload", length: -1, arm: -1, want: "payload 7"},
+		{name: "announced over max_body", body: "0123456789abcdef!", length: 17, arm: -1},
+		{name: "chunked over max_body", body: "0123456789abcdef!", length: -1, arm: -1},
+		{name: "not read to its end", body: "payload", length: 7, arm: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shadow := shadowBodies{got: make(chan string, 1)}
+			m := NewMirror(shadow, 100, 4, time.Second, 16)
+			var copied, skipped counter
+			m.Copied, m.Skipped = &copied, &skipped
+			x, _ := exchangetest.NewExchange(t, "POST")
+			x.Req.Body = io.NopCloser(strings.NewReader(tc.body))
+			x.Req.ContentLength = tc.length
+			cp, chosen := m.Offer(x)
+			tc.arm.ServeExchange(x)
+			m.Send(cp, x, chosen)
+			var got string
+			select {
+			case got = <-shadow.got:
+			case <-time.After(200 * time.Millisecond):
+			}
+			if got != tc.want {
+				t.Errorf("shadow got %q, want %q", got, tc.want)
+			}
+			if want := int64(0); tc.want == "" && (copied.n.Load() != 0 || skipped.n.Load() != 1) ||
+				tc.want != "" && (copied.n.Load() != 1 || skipped.n.Load() != want) {
+				t.Errorf("copied %d, skipped %d", copied.n.Load(), skipped.n.Load())
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for m.Pending() > 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if m.Pending() != 0 {
+				t.Errorf("%d copies still pending", m.Pending())
+			}
+		})
+	}
+}
+
+// TestMirrorComparison checks that the shadow is compared with the arm:
+// a shadow that fails is judged failing.
+func TestMirrorComparison(t *testing.T) {
+	m := NewMirror(stream{status: 503, ctype: "text/plain"}, 100, 1000, time.Second, 0)
+	for range 200 {
+		x, _ := exchangetest.NewExchange(t, "GET")
+		x.Start = time.Now()
+		cp, chosen := m.Offer(x)
+		ok("arm").ServeExchange(x)
+		m.Send(cp, x, chosen)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	st := m.Stats()
+	if st.Copied != 200 || st.Comparison.Outcome != rollout.Fail || st.Comparison.Canary.Errors != 200 || st.Comparison.Baseline.Errors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
 }

@@ -93,9 +93,18 @@ func (s *Splitter) ServeExchange(x *exchange.Exchange) {
 	if s.armHeader != "" {
 		x.W.Header().Set(s.armHeader, a.Name)
 	}
-	if s.mirror != nil {
-		s.mirror.Offer(x)
+	if s.mirror == nil {
+		s.serve(x, a, i, forced)
+		return
 	}
+	cp, chosen := s.mirror.Offer(x)
+	s.serve(x, a, i, forced)
+	s.mirror.Send(cp, x, chosen)
+}
+
+// serve hands x to arm a (index i), judged by the rollout unless a force
+// header or cookie chose the arm.
+func (s *Splitter) serve(x *exchange.Exchange, a *Arm, i int, forced bool) {
 	if s.canary != nil && !forced {
 		// A forced request is served but not judged: it is not a random
 		// sample of the route's traffic.
@@ -104,6 +113,9 @@ func (s *Splitter) ServeExchange(x *exchange.Exchange) {
 	}
 	a.Next.ServeExchange(x)
 }
+
+// Mirror returns the split's mirror, or nil.
+func (s *Splitter) Mirror() *Mirror { return s.mirror }
 
 // Choose returns the index of x's arm: the one the force header or cookie
 // names, else the one the split's mode picks.

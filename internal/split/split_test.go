@@ -111,7 +111,7 @@ func (h *held) ServeExchange(x *exchange.Exchange) {
 // the request after the client's exchange is reused.
 func TestMirror(t *testing.T) {
 	h := &held{arrived: make(chan string, 10), release: make(chan struct{})}
-	m := NewMirror(h, 100, 2, time.Second)
+	m := NewMirror(h, 100, 2, time.Second, 0)
 	var copied, dropped, skipped counter
 	m.Copied, m.Dropped, m.Skipped = &copied, &dropped, &skipped
 	for i := range 4 {
