@@ -120,6 +120,7 @@ type rolloutShow struct {
 		TTFTCount int64   `json:"ttft_count"`
 		TTFTP50ms float64 `json:"ttft_p50_ms"`
 		TTFTP99ms float64 `json:"ttft_p99_ms"`
+		TokensPS  float64 `json:"tokens_per_second"`
 	} `json:"live"`
 	Definition struct {
 		Window time.Duration `json:"window"`
@@ -153,10 +154,10 @@ func printRollout(w io.Writer, d rolloutShow) {
 	}
 	fmt.Fprintf(w, "\nlast %s:\n", d.Definition.Window)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ARM\tREQUESTS\tERRORS\tERROR RATE\tP50\tP99\tTTFT P50\tTTFT P99")
+	fmt.Fprintln(tw, "ARM\tREQUESTS\tERRORS\tERROR RATE\tP50\tP99\tTTFT P50\tTTFT P99\tTOKENS/S")
 	for _, arm := range []string{"baseline", "canary"} {
 		f := d.Live[arm]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f%%\t%.1fms\t%.1fms\t%.1fms\t%.1fms\n", arm, f.Requests, f.Errors, 100*f.ErrorRate, f.P50ms, f.P99ms, f.TTFTP50ms, f.TTFTP99ms)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f%%\t%.1fms\t%.1fms\t%.1fms\t%.1fms\t%.0f\n", arm, f.Requests, f.Errors, 100*f.ErrorRate, f.P50ms, f.P99ms, f.TTFTP50ms, f.TTFTP99ms, f.TokensPS)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nhistory:")

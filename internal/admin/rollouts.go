@@ -46,6 +46,8 @@ type armFigures struct {
 	TTFTCount int64   `json:"ttft_count,omitempty"`
 	TTFTP50ms float64 `json:"ttft_p50_ms,omitempty"`
 	TTFTP99ms float64 `json:"ttft_p99_ms,omitempty"`
+	// TokensPerSecond is the rate of streamed events after the first.
+	TokensPerSecond float64 `json:"tokens_per_second,omitempty"`
 }
 
 func summarize(c *split.Control, st rollout.State) rolloutSummary {
@@ -100,7 +102,8 @@ func detail(c *split.Control) rolloutDetail {
 	live := map[string]armFigures{}
 	for name, arm := range map[string]int{"baseline": rollout.Baseline, "canary": rollout.Canary} {
 		win := m.Window(arm, cur-int64(m.Slots())+1, cur)
-		f := armFigures{Requests: win.Requests, Errors: win.Errors, ErrorRate: win.ErrorRate(), TTFTCount: win.TTFTCount}
+		f := armFigures{Requests: win.Requests, Errors: win.Errors, ErrorRate: win.ErrorRate(), TTFTCount: win.TTFTCount,
+			TokensPerSecond: win.TokenRate()}
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 		if p, ok := win.LatencyQuantile(0.5); ok {
 			p99, _ := win.LatencyQuantile(0.99)

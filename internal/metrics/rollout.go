@@ -17,6 +17,7 @@ type rolloutVecs struct {
 	errors   *prometheus.GaugeVec
 	latency  *prometheus.GaugeVec
 	ttft     *prometheus.GaugeVec
+	tokens   *prometheus.GaugeVec
 }
 
 func newRolloutVecs() rolloutVecs {
@@ -43,11 +44,13 @@ func newRolloutVecs() rolloutVecs {
 			"Latency quantiles of each arm's successful requests in the last analysed window.", "route", "arm", "quantile"),
 		ttft: g("penstock_rollout_window_ttft_seconds",
 			"Time-to-first-token quantiles of each arm's streamed responses in the last analysed window.", "route", "arm", "quantile"),
+		tokens: g("penstock_rollout_window_tokens_per_second",
+			"Events streamed per second after the first (the output token rate) by each arm in the last analysed window.", "route", "arm"),
 	}
 }
 
 func (v *rolloutVecs) collectors() []prometheus.Collector {
-	return []prometheus.Collector{v.weight, v.phase, v.events, v.analyses, v.requests, v.errors, v.latency, v.ttft}
+	return []prometheus.Collector{v.weight, v.phase, v.events, v.analyses, v.requests, v.errors, v.latency, v.ttft, v.tokens}
 }
 
 // RolloutPhases are the phase label values of penstock_rollout_phase.
@@ -68,6 +71,7 @@ type RolloutArmFigures struct {
 	ErrorRatio           float64
 	P50, P99             float64 // seconds
 	TTFTP50, TTFTP99     float64 // seconds
+	TokensPerSecond      float64
 	HasLatency, HasTTFTs bool
 }
 
@@ -105,6 +109,9 @@ func (r *Rollout) Analysis(outcome string, arms map[string]RolloutArmFigures) {
 		if f.HasLatency {
 			r.v.latency.WithLabelValues(r.route, arm, "0.5").Set(f.P50)
 			r.v.latency.WithLabelValues(r.route, arm, "0.99").Set(f.P99)
+		}
+		if f.TokensPerSecond > 0 {
+			r.v.tokens.WithLabelValues(r.route, arm).Set(f.TokensPerSecond)
 		}
 		if f.HasTTFTs {
 			r.v.ttft.WithLabelValues(r.route, arm, "0.5").Set(f.TTFTP50)

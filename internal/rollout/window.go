@@ -39,6 +39,10 @@ type subWindow struct {
 	ttftN    atomic.Uint64
 	ttft     atomic.Pointer[atomicHist] // allocated at the first TTFT
 	lat      atomicHist
+	// tokens and streamNs add up the events streamed after the first
+	// and the time they took, for the token rate.
+	tokens   atomic.Uint64
+	streamNs atomic.Uint64
 }
 
 // NewMonitor returns a Monitor of arms arms whose windows span slots
@@ -53,6 +57,19 @@ func NewMonitor(arms, slots int, slot time.Duration, epoch time.Time) *Monitor {
 		m.arms[a][0].num.Store(0)
 	}
 	return m
+}
+
+// ObserveStream adds one streamed response of arm to its token rate:
+// tokens events after the first, sent over d. It takes no lock and does
+// not allocate.
+func (m *Monitor) ObserveStream(arm int, tokens int, d time.Duration) {
+	if uint(arm) >= uint(len(m.arms)) || tokens <= 0 || d <= 0 {
+		return
+	}
+	ring := m.arms[arm]
+	w := &ring[uint64(m.cur.Load())%uint64(len(ring))]
+	w.tokens.Add(uint64(tokens))
+	w.streamNs.Add(uint64(d))
 }
 
 // Observe counts one finished request of arm: its latency (recorded in the
@@ -116,6 +133,8 @@ func (m *Monitor) Advance(now time.Time) {
 			w.requests.Store(0)
 			w.errors.Store(0)
 			w.ttftN.Store(0)
+			w.tokens.Store(0)
+			w.streamNs.Store(0)
 			w.lat.reset()
 			if h := w.ttft.Load(); h != nil {
 				h.reset()
@@ -136,6 +155,10 @@ type ArmWindow struct {
 	Errors   int64 `json:"errors"`
 	// TTFTCount counts the requests that reported a time to first token.
 	TTFTCount int64 `json:"ttft_count"`
+	// Tokens counts the events streamed after the first, StreamTime the
+	// time they took, over the streamed responses (ObserveStream).
+	Tokens     int64         `json:"tokens"`
+	StreamTime time.Duration `json:"stream_time_ns"`
 	// Latency holds one histogram (µs) per sub-window, oldest first, of
 	// requests that did not fail; TTFT likewise for the time to first token
 	// (nil when no request reported one).
@@ -168,6 +191,8 @@ func (m *Monitor) Window(arm int, from, to int64) ArmWindow {
 		}
 		out.Requests += int64(w.requests.Load())
 		out.Errors += int64(w.errors.Load())
+		out.Tokens += int64(w.tokens.Load())
+		out.StreamTime += time.Duration(w.streamNs.Load())
 		clear(counts)
 		if w.lat.addTo(counts) > 0 {
 			out.Latency = append(out.Latency, export(counts))
@@ -181,6 +206,15 @@ func (m *Monitor) Window(arm int, from, to int64) ArmWindow {
 		}
 	}
 	return out
+}
+
+// TokenRate is the window's streamed events per second after the first
+// (the output token rate of LLM streams), 0 without streams.
+func (w *ArmWindow) TokenRate() float64 {
+	if w.StreamTime <= 0 {
+		return 0
+	}
+	return float64(w.Tokens) / w.StreamTime.Seconds()
 }
 
 // LatencyQuantile returns the q-quantile (0–1) of the window's latencies,

@@ -112,7 +112,7 @@ type rolloutMetrics struct{ *metrics.Rollout }
 func (r rolloutMetrics) Analysis(v *rollout.Verdict) {
 	figs := make(map[string]metrics.RolloutArmFigures, 2)
 	for name, w := range map[string]*rollout.ArmWindow{"baseline": &v.Baseline, "canary": &v.Canary} {
-		f := metrics.RolloutArmFigures{Requests: w.Requests, ErrorRatio: w.ErrorRate()}
+		f := metrics.RolloutArmFigures{Requests: w.Requests, ErrorRatio: w.ErrorRate(), TokensPerSecond: w.TokenRate()}
 		if p50, ok := w.LatencyQuantile(0.5); ok {
 			p99, _ := w.LatencyQuantile(0.99)
 			f.P50, f.P99, f.HasLatency = p50.Seconds(), p99.Seconds(), true

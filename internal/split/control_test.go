@@ -230,8 +230,9 @@ func TestCanaryFirstByte(t *testing.T) {
 	serve(stream{status: 200, ctype: "application/json"})
 	serve(stream{status: 503, ctype: "application/json"})
 	w := r.Monitor().Window(rollout.Canary, 0, r.Monitor().Current())
-	if w.Requests != 3 || w.Errors != 1 || w.TTFTCount != 1 {
-		t.Fatalf("window %d requests, %d errors, %d with a first token; want 3, 1, 1", w.Requests, w.Errors, w.TTFTCount)
+	if w.Requests != 3 || w.Errors != 1 || w.TTFTCount != 1 || w.Tokens != 2 || w.StreamTime <= 0 {
+		t.Fatalf("window %d requests, %d errors, %d with a first token, %d tokens after it in %v; want 3, 1, 1, 2",
+			w.Requests, w.Errors, w.TTFTCount, w.Tokens, w.StreamTime)
 	}
 }
 
@@ -252,7 +253,7 @@ func (s stream) ServeExchange(x *exchange.Exchange) {
 	x.State.Status = s.status
 	x.W.Header().Set("Content-Type", s.ctype)
 	x.W.WriteHeader(s.status)
-	for _, ev := range []string{"data: a\n\n", "data: b\n\n"} {
+	for _, ev := range []string{"data: a\n\n", "data: b\n", "\ndata: c\n\n"} {
 		x.W.Write([]byte(ev))
 	}
 }

@@ -1,6 +1,7 @@
 package split
 
 import (
+	"bytes"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,7 @@ func (c *Canary) serve(x *exchange.Exchange, next exchange.Handler, i int) {
 	var ttft time.Duration
 	if fw.stream && !fw.first.IsZero() {
 		ttft = fw.first.Sub(start)
+		c.r.Monitor().ObserveStream(int(arm), fw.events-1, end.Sub(fw.first))
 	}
 	*fw = firstByteWriter{}
 	c.writers.Put(fw)
@@ -109,13 +111,18 @@ func failed(x *exchange.Exchange) bool {
 }
 
 // firstByteWriter notes when the first body byte of a server-sent events
-// response is written: the time to first token of a streamed completion.
-// Pooled per Canary, so a judged request allocates nothing.
+// response is written (the time to first token of a streamed completion)
+// and counts the events that follow (the token rate): an event ends with a
+// blank line (WHATWG HTML, server-sent events §9.2.6), counted as "\n\n"
+// even when it spans two writes. Pooled per Canary, so a judged request
+// allocates nothing.
 type firstByteWriter struct {
 	exchange.ResponseWriter
 	first  time.Time
 	stream bool
 	seen   bool
+	events int
+	lastNL bool // the last byte written was '\n'
 }
 
 func (w *firstByteWriter) Write(p []byte) (int, error) {
@@ -125,5 +132,14 @@ func (w *firstByteWriter) Write(p []byte) (int, error) {
 			w.stream, w.first = true, time.Now()
 		}
 	}
+	if w.stream && len(p) > 0 {
+		if w.lastNL && p[0] == '\n' {
+			w.events++
+		}
+		w.events += bytes.Count(p, eventEnd)
+		w.lastNL = p[len(p)-1] == '\n'
+	}
 	return w.ResponseWriter.Write(p)
 }
+
+var eventEnd = []byte("\n\n")
