@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/rollout"
 	"github.com/penstock-dev/penstock/internal/server"
 	"github.com/penstock-dev/penstock/internal/split"
@@ -387,4 +389,106 @@ func TestRolloutAA(t *testing.T) {
 	if promoted+rolledBack < n-1 {
 		t.Errorf("only %d of %d rollouts ended", promoted+rolledBack, n)
 	}
+}
+
+// TestRolloutAcrossReloadsAndRestarts checks what becomes of a rollout's
+// state: a reload that keeps its definition keeps the rollout itself; a
+// restart from the same file restores it from the state file next to the
+// configuration; a reload that changes the definition starts it anew, and
+// the log says why.
+func TestRolloutAcrossReloadsAndRestarts(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	dir := t.TempDir()
+	file := filepath.Join(dir, "penstock.yaml")
+	write := func(window string) {
+		t.Helper()
+		text := lines(`listeners: [{name: main, address: "127.0.0.1:0"}]
+upstreams: [{name: v1, endpoints: [{address: %s}]}, {name: v2, endpoints: [{address: %s}]}]
+access_log: {enabled: false}
+routes:
+  - name: predict
+    match: {path: /}
+    upstream: v1
+    split:
+      arms: [{name: stable, upstream: v1, weight: 100}, {name: canary, upstream: v2}]
+      rollout: {steps: [{weight: 10}, {weight: 50}, {weight: 100}], window: %s, slot: 1s}
+`, up, up, window)
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() *config.Config {
+		t.Helper()
+		cfg, err := config.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.SetDefaults()
+		return cfg
+	}
+	var logs strings.Builder
+	var logMu sync.Mutex
+	start := func() *server.Server {
+		t.Helper()
+		log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+		g, err := server.New(load(), server.Options{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	stop := func(g *server.Server) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.Shutdown(ctx)
+	}
+
+	write("1h")
+	g := start()
+	first := rolloutOf(g, "predict")
+	if err := first.Act("pause", "before the reload"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(load()); err != nil {
+		t.Fatal(err)
+	}
+	if c := rolloutOf(g, "predict"); c != first {
+		t.Fatalf("a reload that kept the definition replaced the rollout")
+	}
+	stop(g)
+
+	g = start()
+	st := rolloutOf(g, "predict").Rollout().Snapshot()
+	if st.Phase != rollout.Paused || st.History[len(st.History)-1].Kind != rollout.EventRestored {
+		t.Fatalf("after a restart: %s, %s; want paused, restored from %s.rollout.predict.json", st.Phase, historyKinds(st), file)
+	}
+	write("30m")
+	if err := g.Reload(load()); err != nil {
+		t.Fatal(err)
+	}
+	st = rolloutOf(g, "predict").Rollout().Snapshot()
+	if st.Phase != rollout.Progressing || st.Weight != 10 || len(st.History) != 1 {
+		t.Errorf("after a reload that changed the definition: %s at %d %%, %s; want started anew", st.Phase, st.Weight, historyKinds(st))
+	}
+	stop(g)
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), "rollout state not restored: definition changed") {
+		t.Errorf("no log line says the rollout started anew:\n%s", logs.String())
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
