@@ -213,13 +213,18 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	_, ok := s.conns[c]
 	delete(s.conns, c)
+	var gone chan struct{}
 	if ok && len(s.conns) == 0 && s.allGone != nil {
-		close(s.allGone)
-		s.allGone = nil
+		gone, s.allGone = s.allGone, nil
 	}
 	s.mu.Unlock()
 	if ok && c.kind != kindH2 && c.counted {
 		s.closed(c)
+	}
+	// Shutdown returns once gone is closed: the close is counted first,
+	// so that no connection is still counted open after Shutdown.
+	if gone != nil {
+		close(gone)
 	}
 }
 
