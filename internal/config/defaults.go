@@ -231,6 +231,9 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
 		r.Retry.setDefaults()
+		if r.Upgrades == nil {
+			r.Upgrades = &[]string{UpgradeWebSocket}
+		}
 		if r.Split != nil {
 			r.Split.setDefaults(r.Upstream)
 		}

@@ -308,6 +308,13 @@ type Route struct {
 	// Split, when present, divides the route's requests between upstream
 	// pools (arms) and may mirror them to a shadow pool (split.go).
 	Split *RouteSplit `yaml:"split"`
+	// Upgrades lists the protocols a client may switch this route's
+	// HTTP/1.1 connections to with Upgrade (RFC 9110 §7.8), which penstock
+	// then tunnels to the upstream. Only "websocket" (RFC 6455) can be
+	// listed; an upgrade to anything else (h2c among them) is never
+	// tunnelled: the request goes upstream as a plain one, Upgrade removed.
+	// An empty list tunnels none. Default [websocket].
+	Upgrades *[]string `yaml:"upgrades"`
 	// Stages holds the route's fields that belong to its pipeline stages
 	// (max_request_body, early_data, early_hints, push, cache, ...), as
 	// written. Each stage of internal/pipeline declares, defaults and

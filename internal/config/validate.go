@@ -342,8 +342,29 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		if r.Split != nil {
 			r.Split.validate(col, p+".split", r.Upstream, upstreams)
 		}
+		for j, u := range r.TunnelledUpgrades() {
+			if !exchangeTokenIs(u, UpgradeWebSocket) {
+				col.Addf(indexPath(p+".upgrades", j), "cannot tunnel %q: only websocket is (an upgrade to anything else goes upstream as a plain request)", u)
+			}
+		}
 	}
 }
+
+// TunnelledUpgrades returns the protocols r tunnels (Upgrades, defaults
+// applied).
+func (r *Route) TunnelledUpgrades() []string {
+	if r.Upgrades == nil {
+		return []string{UpgradeWebSocket}
+	}
+	return *r.Upgrades
+}
+
+// UpgradeWebSocket is the one protocol Route.Upgrades can list.
+const UpgradeWebSocket = "websocket"
+
+// exchangeTokenIs compares protocol tokens case-insensitively (RFC 9110
+// §7.8).
+func exchangeTokenIs(a, b string) bool { return strings.EqualFold(a, b) }
 
 // validateAdmin checks the admin block; binds are the valid listener
 // addresses, which the admin listener must not collide with.

@@ -64,7 +64,7 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		st.held = heldAttempt{}
 		forwardStatePool.Put(st)
 	}()
-	outgoingHeader(x, &st.header, x.State.TrustedPeer, upgradeToken(x))
+	outgoingHeader(x, &st.header, x.State.TrustedPeer, f.upgradeToken(x))
 	req := &st.req
 	*req = upstream.Request{
 		Method:                x.Req.Method,

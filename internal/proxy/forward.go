@@ -28,6 +28,10 @@ import (
 type Forwarder struct {
 	// Pool is the route's upstream. Required.
 	Pool *upstream.Pool
+	// NoWebSocket refuses to tunnel WebSocket upgrades (the route's
+	// upgrades list is empty): such a request goes upstream as a plain
+	// one, Upgrade removed.
+	NoWebSocket bool
 	// ConnectTimeout bounds dialing an endpoint; 0 means no bound beyond the
 	// request's own.
 	ConnectTimeout time.Duration

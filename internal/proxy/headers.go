@@ -72,6 +72,14 @@ func isForwardingHeader(name string) bool {
 // (Upgrade is hop-by-hop and dropped): in particular h2c (RFC 7540 §3.2,
 // deprecated by RFC 9113), which would let a client speak HTTP/2 straight
 // to the upstream past the route's match, as any unvetted protocol would.
+func (f *Forwarder) upgradeToken(x *exchange.Exchange) string {
+	if f.NoWebSocket {
+		return ""
+	}
+	return upgradeToken(x)
+}
+
+// upgradeToken is Forwarder.upgradeToken on a route that allows WebSocket.
 func upgradeToken(x *exchange.Exchange) string {
 	if x.Req.Proto != exchange.HTTP11 {
 		return ""

@@ -48,7 +48,7 @@ func (a *hedgeAttempt) held() heldAttempt {
 // head before a hedge is sent, or 0 when x is not hedged.
 func (f *Forwarder) hedgeDelay(x *exchange.Exchange, p *RetryPolicy) time.Duration {
 	if p.HedgeMax == 0 || x.Req.ContentLength != 0 || len(f.Pool.Endpoints) < 2 ||
-		!slices.Contains(p.Methods, x.Req.Method) || upgradeToken(x) != "" {
+		!slices.Contains(p.Methods, x.Req.Method) || f.upgradeToken(x) != "" {
 		return 0
 	}
 	if p.HedgeAfter > 0 {

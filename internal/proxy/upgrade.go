@@ -18,7 +18,7 @@ import (
 // protocol) is the upstream's protocol error: nothing is tunnelled.
 func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, backend io.ReadWriteCloser) {
 	defer backend.Close()
-	if upgradeToken(x) == "" || !exchange.EqualFold(header.Get("Upgrade"), "websocket") {
+	if f.upgradeToken(x) == "" || !exchange.EqualFold(header.Get("Upgrade"), "websocket") {
 		f.fail(x, failure.UpstreamProtocol, errUnaskedUpgrade)
 		return
 	}

@@ -18,7 +18,8 @@ import (
 // The upstream here switches to whatever it is asked and records every
 // request it reads, tunnelled or not; /admin/secret must never reach it, on
 // either engine, whether the upgrade is asked for (h2c) or only answered
-// (a 101 to a plain request).
+// (a 101 to a plain request), nor through a WebSocket upgrade on a route
+// whose upgrades list is empty.
 func TestOnlyWebSocketIsTunnelled(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
@@ -62,11 +63,12 @@ func TestOnlyWebSocketIsTunnelled(t *testing.T) {
 		{"h2c upgrade asked", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"},
 		{"unknown upgrade asked", "Connection: Upgrade\r\nUpgrade: smuggle/1\r\n"},
 		{"101 to a plain request", "X-Switch-Anyway: 1\r\n"},
+		{"websocket asked on a route whose upgrades are []", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"},
 	}
 	for _, engine := range []string{"native", "stdhttp"} {
 		g := startGateway(t, lines(`listeners: [{name: main, address: "127.0.0.1:0", engine: %s}]
 upstreams: [{name: up, endpoints: [{address: %s}]}]
-routes: [{name: public, match: {path: /public, methods: [GET]}, upstream: up}]
+routes: [{name: public, match: {path: /public, methods: [GET]}, upstream: up, upgrades: []}]
 access_log: {enabled: false}
 `, engine, up))
 		for _, tc := range tests {

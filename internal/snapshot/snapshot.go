@@ -180,6 +180,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		}
 		fwd := &proxy.Forwarder{
 			Pool:                  pool,
+			NoWebSocket:           len(rc.TunnelledUpgrades()) == 0,
 			Tracer:                s.Tracer,
 			EndpointMetrics:       epMetrics,
 			ConnectTimeout:        rc.Timeouts.Connect.D(),

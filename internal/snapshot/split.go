@@ -20,6 +20,7 @@ func (s *Snapshot) forwarder(rc *config.Route, pool string, m *metrics.Metrics, 
 	}
 	return &proxy.Forwarder{
 		Pool:                  p,
+		NoWebSocket:           len(rc.TunnelledUpgrades()) == 0,
 		Tracer:                s.Tracer,
 		EndpointMetrics:       epMetrics,
 		ConnectTimeout:        rc.Timeouts.Connect.D(),
