@@ -50,8 +50,12 @@ func (p *Prober) probeGRPC(ctx context.Context, target string, m *Module, r *Res
 		r.Phases.Connect = Seconds(time.Since(connectStart))
 		return c, err
 	}
-	cc, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(ip.String(), port),
-		grpc.WithTransportCredentials(creds), grpc.WithContextDialer(dialer), grpc.WithAuthority(net.JoinHostPort(host, port)))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithContextDialer(dialer)}
+	if !gm.TLS {
+		// With TLS the credentials' server name is the authority.
+		opts = append(opts, grpc.WithAuthority(net.JoinHostPort(host, port)))
+	}
+	cc, err := grpc.NewClient("passthrough:///"+net.JoinHostPort(ip.String(), port), opts...)
 	if err != nil {
 		return r.failWith(ReasonOther, "grpc: %v", err)
 	}

@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -164,6 +163,11 @@ func (p *Prober) probeHTTP(ctx context.Context, target string, m *Module, r *Res
 		defer h3.Close()
 		rt = h3
 	} else {
+		if hm.EnableHTTP2 != nil && !*hm.EnableHTTP2 && len(tlsCfg.NextProtos) == 0 {
+			// Offer http/1.1 by name, so that the ALPN result says what was
+			// spoken.
+			tlsCfg.NextProtos = []string{"http/1.1"}
+		}
 		dialer := &net.Dialer{}
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -188,14 +192,15 @@ func (p *Prober) probeHTTP(ctx context.Context, target string, m *Module, r *Res
 		p.quicFacts(qc, r)
 	}
 	if err != nil {
-		if hm.EnableHTTP3 && r.Reason == ReasonNone {
-			var ie *quic.IdleTimeoutError
-			var he *quic.HandshakeTimeoutError
-			if errors.As(err, &ie) || errors.As(err, &he) {
+		if hm.EnableHTTP3 && qc == nil && r.Reason == ReasonNone {
+			// No QUIC connection came up: a certificate problem keeps its
+			// own reason, anything else (no answer, version negotiation,
+			// a transport error) is a failed QUIC handshake.
+			switch reason := classify(err, phaseTLS); reason {
+			case ReasonTimeout, ReasonConnectTimeout, ReasonTLSHandshake, ReasonOther, ReasonConnectionClosed:
 				r.Reason = ReasonQUICHandshake
-				if qc != nil {
-					r.Reason = ReasonTimeout
-				}
+			default:
+				r.Reason = reason
 			}
 		}
 		ph := phaseExchange

@@ -79,8 +79,15 @@ func (p *Prober) probeICMP(ctx context.Context, target string, m *Module, r *Res
 		return r.fail(err, phaseConnect)
 	}
 	buf := make([]byte, 1500+len(payload))
+	// The reply's TTL comes in a control message, where the socket gives
+	// one (blackbox's probe_icmp_reply_hop_limit).
+	if ip.Is4() {
+		conn.IPv4PacketConn().SetControlMessage(ipv4.FlagTTL, true)
+	} else {
+		conn.IPv6PacketConn().SetControlMessage(ipv6.FlagHopLimit, true)
+	}
 	for {
-		n, from, err := conn.ReadFrom(buf)
+		n, hop, from, err := readICMP(conn, ip, buf)
 		if err != nil {
 			if isTimeout(err) {
 				return r.failWith(ReasonICMPNoReply, "icmp: no echo reply from %s before the timeout", ip)
@@ -101,6 +108,7 @@ func (p *Prober) probeICMP(ctx context.Context, target string, m *Module, r *Res
 			continue
 		}
 		r.Phases.RTT = Seconds(time.Since(start))
+		facts.HopLimit = hop
 		return nil
 	}
 }
@@ -134,4 +142,20 @@ func sameIP(a net.Addr, ip netip.Addr) bool {
 		return x.Unmap() == ip.Unmap()
 	}
 	return false
+}
+
+// readICMP reads one packet and its hop limit (0 when not reported).
+func readICMP(conn *icmp.PacketConn, ip netip.Addr, buf []byte) (int, int, net.Addr, error) {
+	if ip.Is4() {
+		n, cm, from, err := conn.IPv4PacketConn().ReadFrom(buf)
+		if cm != nil {
+			return n, cm.TTL, from, err
+		}
+		return n, 0, from, err
+	}
+	n, cm, from, err := conn.IPv6PacketConn().ReadFrom(buf)
+	if cm != nil {
+		return n, cm.HopLimit, from, err
+	}
+	return n, 0, from, err
 }

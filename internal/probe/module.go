@@ -143,6 +143,10 @@ type TLSConfig struct {
 	// CurvePreferences names the key exchange groups to offer, in order
 	// (penstock's addition): X25519MLKEM768, X25519, P256, …
 	CurvePreferences []string `yaml:"curve_preferences"`
+	// ALPN lists the application protocols to offer (penstock's addition,
+	// for the tcp and tls probers; the http prober offers h2 and
+	// http/1.1, or h3, itself).
+	ALPN []string `yaml:"alpn"`
 }
 
 // TCPModule is a module's tcp settings.

@@ -32,16 +32,18 @@ func (p *Prober) probeTCP(ctx context.Context, target string, m *Module, r *Resu
 	rd := bufio.NewReader(conn)
 	for i, q := range tm.QueryResponse {
 		if q.Expect.Regexp != nil {
-			matched := false
-			for !matched {
+			read := false
+			for {
 				line, err := rd.ReadString('\n')
 				if line != "" && q.Expect.MatchString(trimEOL(line)) {
-					matched = true
 					break
 				}
+				read = read || line != ""
 				if err != nil {
+					// Lines came but none matched: the answer is wrong,
+					// whether the peer then closed or went quiet.
 					r.FailedDueToRegex = true
-					if r.Reason = classify(err, phaseExchange); r.Reason == ReasonConnectionClosed {
+					if r.Reason = classify(err, phaseExchange); read {
 						r.Reason = ReasonExpectMismatch
 					}
 					return fmt.Errorf("query_response[%d]: no line matched %q: %w", i, q.Expect, err)

@@ -62,6 +62,7 @@ func (c *TLSConfig) clientTLS(serverName string, cache tls.ClientSessionCache) (
 	if v, ok := tlsVersions[c.MaxVersion]; ok {
 		cfg.MaxVersion = v
 	}
+	cfg.NextProtos = c.ALPN
 	for _, name := range c.CurvePreferences {
 		g, _ := curveByName(name)
 		cfg.CurvePreferences = append(cfg.CurvePreferences, g)
