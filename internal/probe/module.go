@@ -48,7 +48,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := model.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("not a duration: %q (want e.g. 5s, 1m)", s)
+		return fmt.Errorf("line %d: not a duration: %q (want e.g. 5s, 1m)", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
@@ -66,7 +66,7 @@ func (r *Regexp) UnmarshalYAML(n *yaml.Node) error {
 	}
 	re, err := regexp.Compile(s)
 	if err != nil {
-		return fmt.Errorf("bad regular expression %q: %v", s, err)
+		return fmt.Errorf("line %d: bad regular expression %q: %v", n.Line, s, err)
 	}
 	r.Regexp = re
 	return nil
@@ -117,7 +117,7 @@ func (u *units) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := parseBytes(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("line %d: %v", n.Line, err)
 	}
 	*u = units(v)
 	return nil
@@ -264,7 +264,14 @@ func LoadModules(data []byte, filename string) (*Modules, error) {
 	}
 	var m Modules
 	if err := root.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%s: %s", filename, strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "))
+		// yaml's errors say "line N: …", one per line: make them
+		// "file:N: …" like the others.
+		msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
+		var out []string
+		for _, l := range strings.Split(msg, "\n") {
+			out = append(out, lineRe.ReplaceAllString(strings.TrimSpace(l), filename+":$1: "))
+		}
+		return nil, errors.New(strings.Join(out, "\n"))
 	}
 	if len(m.Modules) == 0 {
 		return nil, fmt.Errorf("%s: modules: none defined", filename)
@@ -442,6 +449,8 @@ func checkKeys(n *yaml.Node, t reflect.Type, path, filename string, errs *[]stri
 		checkKeys(n.Content[i+1], ft, join(path, k.Value), filename, errs)
 	}
 }
+
+var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 

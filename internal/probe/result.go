@@ -54,6 +54,16 @@ func (s Seconds) MarshalJSON() ([]byte, error) {
 	return []byte(strings.TrimRight(strings.TrimRight(formatFloat(time.Duration(s).Seconds()), "0"), ".")), nil
 }
 
+// UnmarshalJSON reads a number of seconds.
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return err
+	}
+	*s = Seconds(f * 1e9)
+	return nil
+}
+
 // Phases holds the timings of a probe's phases; a phase not reached is 0.
 type Phases struct {
 	Resolve   Seconds `json:"resolve"`

@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -97,6 +99,9 @@ func startHTTPS(t testing.TB, h http.Handler, cert tls.Certificate, cfg func(*tl
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.EnableHTTP2 = true
+	// The broken-certificate cases make the server log every refused
+	// handshake; the test checks the client's side.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	if cfg != nil {
 		cfg(srv.TLS)
