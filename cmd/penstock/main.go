@@ -7,6 +7,7 @@
 //	penstock config demo          print the demo configuration
 //	penstock demo-backend         run the demo model backend alone
 //	penstock bench run|compare|report   load testing and A/B comparison
+//	penstock probe once|serve|run  network prober (blackbox_exporter compatible)
 //	penstock upgrade -pid-file F  replace a running penstock (binary upgrade)
 //	penstock version              print the version (also: penstock --version)
 package main
@@ -36,6 +37,7 @@ func commands() []command {
 		{"config", "print configurations (penstock config demo)", runConfig},
 		{"demo-backend", "run the built-in demo model backend alone", runDemoBackend},
 		{"bench", "measure a server: open-loop load, run comparison, HTML report", runBench},
+		{"probe", "probe networks: once, as a blackbox_exporter (serve), or a target list (run)", runProbe},
 		{"upgrade", "replace a running penstock with a new process, without dropping a connection", runUpgrade},
 		{"version", "print the version", runVersion},
 	}

@@ -91,16 +91,16 @@ type HTTPModule struct {
 	FailIfSSL       bool  `yaml:"fail_if_ssl"`
 	FailIfNotSSL    bool  `yaml:"fail_if_not_ssl"`
 	// FailIfBodyMatchesRegexp and FailIfBodyNotMatchesRegexp test the body.
-	FailIfBodyMatchesRegexp    []Regexp        `yaml:"fail_if_body_matches_regexp"`
-	FailIfBodyNotMatchesRegexp []Regexp        `yaml:"fail_if_body_not_matches_regexp"`
-	FailIfHeaderMatches        []HeaderMatch   `yaml:"fail_if_header_matches"`
-	FailIfHeaderNotMatches     []HeaderMatch   `yaml:"fail_if_header_not_matches"`
-	TLSConfig                  TLSConfig       `yaml:"tls_config"`
-	PreferredIPProtocol        string          `yaml:"preferred_ip_protocol"`
-	IPProtocolFallback         *bool           `yaml:"ip_protocol_fallback"`
-	EnableHTTP2                *bool           `yaml:"enable_http2"`
-	Compression                string          `yaml:"compression"`
-	BodySizeLimit              units           `yaml:"body_size_limit"`
+	FailIfBodyMatchesRegexp    []Regexp      `yaml:"fail_if_body_matches_regexp"`
+	FailIfBodyNotMatchesRegexp []Regexp      `yaml:"fail_if_body_not_matches_regexp"`
+	FailIfHeaderMatches        []HeaderMatch `yaml:"fail_if_header_matches"`
+	FailIfHeaderNotMatches     []HeaderMatch `yaml:"fail_if_header_not_matches"`
+	TLSConfig                  TLSConfig     `yaml:"tls_config"`
+	PreferredIPProtocol        string        `yaml:"preferred_ip_protocol"`
+	IPProtocolFallback         *bool         `yaml:"ip_protocol_fallback"`
+	EnableHTTP2                *bool         `yaml:"enable_http2"`
+	Compression                string        `yaml:"compression"`
+	BodySizeLimit              units         `yaml:"body_size_limit"`
 	// EnableHTTP3 probes over QUIC (penstock's addition): the probe speaks
 	// HTTP/3 only, with ALPN h3.
 	EnableHTTP3 bool `yaml:"enable_http3"`
@@ -182,12 +182,12 @@ type DNSModule struct {
 	// RecursionDesired sets the RD bit. Default true.
 	RecursionDesired *bool `yaml:"recursion_desired"`
 	// ValidRcodes are the accepted response codes. Default NOERROR.
-	ValidRcodes           []string       `yaml:"valid_rcodes"`
-	ValidateAnswer        RRValidator    `yaml:"validate_answer_rrs"`
-	ValidateAuthority     RRValidator    `yaml:"validate_authority_rrs"`
-	ValidateAdditional    RRValidator    `yaml:"validate_additional_rrs"`
-	DNSOverTLS            bool           `yaml:"dns_over_tls"`
-	TLSConfig             TLSConfig      `yaml:"tls_config"`
+	ValidRcodes        []string    `yaml:"valid_rcodes"`
+	ValidateAnswer     RRValidator `yaml:"validate_answer_rrs"`
+	ValidateAuthority  RRValidator `yaml:"validate_authority_rrs"`
+	ValidateAdditional RRValidator `yaml:"validate_additional_rrs"`
+	DNSOverTLS         bool        `yaml:"dns_over_tls"`
+	TLSConfig          TLSConfig   `yaml:"tls_config"`
 }
 
 // RRValidator tests a section's records, each in its text form

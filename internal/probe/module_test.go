@@ -99,3 +99,15 @@ func FuzzLoadModules(f *testing.F) {
 		}
 	})
 }
+
+func TestDefaultModulesLoad(t *testing.T) {
+	m := DefaultModules()
+	for _, name := range []string{"http_2xx", "tcp_connect", "tls_connect", "icmp", "grpc_plain", "dns_udp", "http3_2xx"} {
+		if m.Modules[name] == nil {
+			t.Errorf("built-in module %s missing", name)
+		}
+	}
+	if GuessModule("https://x/") != "http_2xx" || GuessModule("x:22") != "tcp_connect" {
+		t.Error("GuessModule")
+	}
+}
