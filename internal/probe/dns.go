@@ -83,9 +83,7 @@ func (p *Prober) probeDNS(ctx context.Context, target string, m *Module, r *Resu
 		return r.fail(err, phaseConnect)
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	defer bindDeadline(ctx, conn)()
 	start = time.Now()
 	resp, _, err := client.ExchangeWithConnContext(ctx, msg, conn)
 	r.Phases.Request = Seconds(time.Since(start))

@@ -46,9 +46,7 @@ func (p *Prober) probeICMP(ctx context.Context, target string, m *Module, r *Res
 	defer conn.Close()
 	facts := &ICMPFacts{Socket: socket}
 	r.ICMP = facts
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	defer bindDeadline(ctx, conn)()
 	var typ icmp.Type = ipv4.ICMPTypeEcho
 	proto := 1
 	if ip.Is6() {

@@ -19,9 +19,7 @@ func (p *Prober) probeTCP(ctx context.Context, target string, m *Module, r *Resu
 		return err
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	defer bindDeadline(ctx, conn)()
 	if tm.TLS {
 		if conn, err = p.handshake(ctx, conn, host, &tm.TLSConfig, r); err != nil {
 			return err
@@ -29,7 +27,9 @@ func (p *Prober) probeTCP(ctx context.Context, target string, m *Module, r *Resu
 	}
 	start := time.Now()
 	defer func() { r.Phases.Request = Seconds(time.Since(start)) }()
-	rd := bufio.NewReader(conn)
+	// Expected lines are short (banners, status lines): a small buffer
+	// keeps an idle probe small; a longer line is still read whole.
+	rd := bufio.NewReaderSize(conn, 256)
 	for i, q := range tm.QueryResponse {
 		if q.Expect.Regexp != nil {
 			read := false
@@ -63,7 +63,7 @@ func (p *Prober) probeTCP(ctx context.Context, target string, m *Module, r *Resu
 			if err != nil {
 				return err
 			}
-			conn, rd = tc, bufio.NewReader(tc)
+			conn, rd = tc, bufio.NewReaderSize(tc, 256)
 		}
 	}
 	return nil
@@ -78,9 +78,7 @@ func (p *Prober) probeTLS(ctx context.Context, target string, m *Module, r *Resu
 		return err
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
+	defer bindDeadline(ctx, conn)()
 	tc, err := p.handshake(ctx, conn, host, &tm.TLSConfig, r)
 	if err != nil {
 		return err
@@ -137,4 +135,14 @@ func trimEOL(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// bindDeadline makes conn's reads and writes fail at ctx's deadline or as
+// soon as ctx is cancelled (a scanner stopping), whichever comes first.
+// Call the returned function when done with conn.
+func bindDeadline(ctx context.Context, conn interface{ SetDeadline(time.Time) error }) func() bool {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 }
