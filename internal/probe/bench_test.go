@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 func serveForBench(mode string, addrs []string) {
 	cert := selfSigned()
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
-	var handshakes atomic.Int64
+	var handshakes, open atomic.Int64
 	var bound []string
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a)
@@ -72,7 +72,9 @@ func serveForBench(mode string, addrs []string) {
 					if err != nil {
 						return
 					}
+					open.Add(1)
 					go func() {
+						defer open.Add(-1)
 						tc := tls.Server(c, cfg)
 						if tc.Handshake() == nil {
 							handshakes.Add(1)
@@ -89,6 +91,7 @@ func serveForBench(mode string, addrs []string) {
 		for {
 			time.Sleep(100 * time.Millisecond)
 			fmt.Println("handshakes", handshakes.Load())
+			fmt.Println("open", open.Load())
 		}
 	}()
 	io.Copy(io.Discard, os.Stdin)
@@ -108,6 +111,7 @@ type benchServer struct {
 	stdin      io.WriteCloser
 	addrs      []string
 	handshakes atomic.Int64
+	open       atomic.Int64
 }
 
 // startBenchServer starts the child serving mode on ports listeners spread
@@ -142,6 +146,9 @@ func startBenchServer(tb testing.TB, mode string, nAddr, portsPer int) *benchSer
 			case len(f) == 2 && f[0] == "handshakes":
 				n, _ := strconv.ParseInt(f[1], 10, 64)
 				s.handshakes.Store(n)
+			case len(f) == 2 && f[0] == "open":
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				s.open.Store(n)
 			case len(f) > 0 && f[0] == "error":
 				fmt.Fprintln(os.Stderr, sc.Text())
 			}
@@ -223,7 +230,9 @@ func BenchmarkInFlightTLS(b *testing.B) {
 		conns = nil
 		bareRSS := float64(rss1-rss0) / float64(n)
 		bareHeap := float64(heap1+stack1-heap0-stack0) / float64(n)
-		waitFor(b, "bare connections to close", time.Minute, func() bool { _, h, _ := memNow(); return h < heap1 })
+		// The server holds a descriptor per connection: let it close
+		// them all before the next n arrive.
+		waitFor(b, "bare connections to close", 2*time.Minute, func() bool { return srv.open.Load() == 0 })
 
 		// The same through the scanner.
 		var text strings.Builder
