@@ -68,6 +68,7 @@ func runProbeOnce(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("probe once", "probe once [-config FILE] [-module NAME] TARGET...", stderr)
 	config := fs.String("config", "", "modules file in blackbox_exporter's format (default: the built-in modules)")
 	module := fs.String("module", "", "module to probe with (default: http_2xx for a URL, tcp_connect otherwise)")
+	insecure := fs.Bool("insecure", false, "accept any certificate (the facts are still reported: issuer, expiry, …)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -96,6 +97,9 @@ func runProbeOnce(args []string, stdout, stderr io.Writer) error {
 		m, ok := mods.Modules[name]
 		if !ok {
 			return fmt.Errorf("unknown module %q", name)
+		}
+		if *insecure {
+			m = m.Insecure()
 		}
 		r := p.Probe(ctx, target, name, m)
 		enc.Encode(r)

@@ -21,7 +21,9 @@ func TestProbeOnce(t *testing.T) {
 	var r struct {
 		Success bool
 		Module  string
-		HTTP    struct{ StatusCode int `json:"status_code"` }
+		HTTP    struct {
+			StatusCode int `json:"status_code"`
+		}
 	}
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil || !r.Success || r.Module != "http_2xx" || r.HTTP.StatusCode != 200 {
 		t.Fatalf("result %s (%v)", out.String(), err)
@@ -49,5 +51,25 @@ func TestProbeRunBadTargets(t *testing.T) {
 	}
 	if want := path + `:2: unknown module "nosuchmodule"`; !strings.Contains(errOut.String(), want) {
 		t.Fatalf("stderr %q, want %q", errOut.String(), want)
+	}
+}
+
+// The demo banner's probe command works against the demo's TLS listener
+// (a self-signed certificate: -insecure), reporting the TLS facts.
+func TestProbeOnceInsecureTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	if code := run([]string{"probe", "once", "-insecure", "-module", "tls_connect", addr}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	for _, want := range []string{`"version":"TLS 1.3"`, `"group":"X25519MLKEM768"`, `"alpn":"http/1.1"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %s: %s", want, out.String())
+		}
+	}
+	if code := run([]string{"probe", "once", "-module", "tls_connect", addr}, &out, &errOut); code != 1 || !strings.Contains(out.String(), `"reason":"tls_unknown_authority"`) {
+		t.Errorf("without -insecure: exit %d, %s", code, out.String())
 	}
 }

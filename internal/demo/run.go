@@ -46,6 +46,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, circuit breakers, ejections\n", adminAddr)
 		fmt.Fprintf(&b, "  curl -s http://%s/limits   # rate limits and their hottest keys\n", adminAddr)
 	}
+	fmt.Fprintf(&b, "  %s probe once -insecure -module tls_connect %s   # TLS version, ALPN, key-exchange group, certificate, as JSON (docs/probe.md)\n", self, httpsAddr)
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
 	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
 	if self == GoRunCommand {

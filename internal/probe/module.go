@@ -293,6 +293,15 @@ func LoadModules(data []byte, filename string) (*Modules, error) {
 	return &m, nil
 }
 
+// Insecure returns a copy of m that accepts any certificate.
+func (m *Module) Insecure() *Module {
+	c := *m
+	for _, t := range []*TLSConfig{&c.HTTP.TLSConfig, &c.TCP.TLSConfig, &c.DNS.TLSConfig, &c.GRPC.TLSConfig} {
+		t.InsecureSkipVerify = true
+	}
+	return &c
+}
+
 // check validates a module and fills its defaults.
 func (m *Module) check() error {
 	if !contains(Kinds, m.Prober) {
