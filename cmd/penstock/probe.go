@@ -203,7 +203,7 @@ func runProbeRun(args []string, stdout, stderr io.Writer) error {
 	module := fs.String("module", "tcp_connect", "module for lines that name none")
 	out := fs.String("out", "-", "where the JSON lines go: a file, - for standard output, or empty for none")
 	rate := fs.Float64("rate", 0, "global pace, probe starts per second (0: as fast as -concurrency allows)")
-	burst := fs.Int64("burst", 0, "how far the pace may catch up after falling behind (default rate/10)")
+	burst := fs.Int64("burst", 0, "how far the pace may catch up after falling behind, in probes (default: one second's worth)")
 	concurrency := fs.Int("concurrency", 1000, "most probes in flight")
 	perDest := fs.Int("per-destination", 0, "most probes per destination in any -per-window (0: no limit)")
 	perWindow := fs.Duration("per-window", time.Second, "the per-destination window")

@@ -27,7 +27,9 @@ type ScanConfig struct {
 	// bucket); 0 is as fast as Concurrency allows.
 	Rate float64
 	// Burst is the bucket's size: how far the scanner may catch up after
-	// falling behind. Default Rate/10, at least 1.
+	// falling behind (a busy machine, a collection). Default one second's
+	// worth (Rate), at least 1. The bucket starts each pass empty, so the
+	// burst never adds to the pace.
 	Burst int64
 	// PerDestination, when positive, is the most probes started per
 	// destination (host, or /24 with PerPrefix) in any PerWindow.
@@ -92,7 +94,7 @@ func NewScanner(cfg ScanConfig, prober *Prober, out io.Writer, reg prometheus.Re
 	}
 	if cfg.Rate > 0 {
 		if cfg.Burst <= 0 {
-			cfg.Burst = max(1, int64(cfg.Rate/10))
+			cfg.Burst = max(1, int64(cfg.Rate))
 		}
 		l, err := ratelimit.NewLocal(ratelimit.Params{Algorithm: ratelimit.TokenBucket, Rate: cfg.Rate, Burst: cfg.Burst}, 1)
 		if err != nil {
@@ -227,6 +229,11 @@ func (s *Scanner) pass(ctx context.Context, set *scanSet) {
 	n := set.targets.Len()
 	s.passStart.Store(time.Now().UnixNano())
 	s.passTotal.Store(int64(n))
+	if s.global != nil {
+		// Start with an empty bucket: the burst is room to catch up, not
+		// a rush of probes at the start of every pass.
+		s.global.Add("", s.cfg.Burst, time.Now().UnixNano())
+	}
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	var held deferredHeap

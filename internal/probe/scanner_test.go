@@ -178,8 +178,8 @@ func TestGlobalRate(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	s.Run(ctx)
-	// The first second holds the burst; count the next secs.
-	from, to := start.Add(time.Second), start.Add(time.Duration(secs+1)*time.Second)
+	// The bucket starts empty: count from the start.
+	from, to := start, start.Add(time.Duration(secs)*time.Second)
 	n := 0
 	for _, at := range a.settled(t, int(rate)*(secs+1)) {
 		if !at.Before(from) && at.Before(to) {
