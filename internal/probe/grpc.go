@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,13 +44,16 @@ func (p *Prober) probeGRPC(ctx context.Context, target string, m *Module, r *Res
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	var connectStart time.Time
+	// The channel dials on its own goroutines, and may dial again while
+	// the probe returns: the connect time goes through an atomic.
+	var connect atomic.Int64
 	dialer := func(ctx context.Context, addr string) (net.Conn, error) {
-		connectStart = time.Now()
+		start := time.Now()
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-		r.Phases.Connect = Seconds(time.Since(connectStart))
+		connect.Store(int64(time.Since(start)))
 		return c, err
 	}
+	defer func() { r.Phases.Connect = Seconds(connect.Load()) }()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithContextDialer(dialer)}
 	if !gm.TLS {
 		// With TLS the credentials' server name is the authority.

@@ -183,8 +183,16 @@ func (p *Prober) probeHTTP(ctx context.Context, target string, m *Module, r *Res
 	}
 	client := &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 	resp, err := client.Do(req)
-	r.Phases.Connect = Seconds(timer.connect)
-	r.Phases.TLS = Seconds(timer.tls)
+	// The trace's callbacks may still run on the transport's goroutines
+	// (HTTP/2 writes the request on its own): read their sums locked.
+	timer.mu.Lock()
+	tm := struct {
+		connect, tls, write, wait time.Duration
+		handshaken                bool
+	}{timer.connect, timer.tls, timer.write, timer.wait, timer.state != nil}
+	timer.mu.Unlock()
+	r.Phases.Connect = Seconds(tm.connect)
+	r.Phases.TLS = Seconds(tm.tls)
 	quicMu.Lock()
 	qc := quicConn
 	quicMu.Unlock()
@@ -204,23 +212,23 @@ func (p *Prober) probeHTTP(ctx context.Context, target string, m *Module, r *Res
 			}
 		}
 		ph := phaseExchange
-		if timer.connect == 0 && !hm.EnableHTTP3 {
+		if tm.connect == 0 && !hm.EnableHTTP3 {
 			ph = phaseConnect
-		} else if (timer.state == nil && u.Scheme == "https") || (hm.EnableHTTP3 && qc == nil) {
+		} else if (!tm.handshaken && u.Scheme == "https") || (hm.EnableHTTP3 && qc == nil) {
 			ph = phaseTLS
 		}
 		return r.fail(err, ph)
 	}
 	defer resp.Body.Close()
 	gotHeaders := time.Now()
-	if timer.wait == 0 {
+	if tm.wait == 0 {
 		// The HTTP/3 client does not report the first byte: the headers'
 		// arrival stands for it.
-		r.Phases.FirstByte = Seconds(gotHeaders.Sub(r.Start) - time.Duration(r.Phases.Resolve) - timer.tls)
+		r.Phases.FirstByte = Seconds(gotHeaders.Sub(r.Start) - time.Duration(r.Phases.Resolve) - tm.tls)
 	} else {
-		r.Phases.FirstByte = Seconds(timer.wait)
+		r.Phases.FirstByte = Seconds(tm.wait)
 	}
-	r.Phases.Write = Seconds(timer.write)
+	r.Phases.Write = Seconds(tm.write)
 	facts.StatusCode = resp.StatusCode
 	facts.Version = resp.Proto
 	facts.ContentLength = resp.ContentLength
