@@ -284,3 +284,36 @@ func labelSets(f *dto.MetricFamily) string {
 	sort.Strings(sets)
 	return fmt.Sprint(sets)
 }
+
+// penstock's additions appear under their own names: the negotiated ALPN,
+// cipher and key-exchange group, resumption, and the QUIC facts of an
+// HTTP/3 probe.
+func TestExporterAdditions(t *testing.T) {
+	pk := newPKI(t)
+	h2 := startHTTPS(t, http.NotFoundHandler(), pk.good(t), nil)
+	h3 := startH3(t, http.NotFoundHandler(), pk.good(t))
+	mods := modules(t, fmt.Sprintf("modules:\n  h2:\n    prober: http\n    http: {valid_status_codes: [404], tls_config: {ca_file: %[1]s}}\n  h3:\n    prober: http\n    http: {enable_http3: true, valid_status_codes: [404], tls_config: {ca_file: %[1]s}}\n", pk.caFile))
+	srv := httptest.NewServer(NewExporter(mods, nil))
+	defer srv.Close()
+	for _, c := range []struct {
+		module, target string
+		want           []string
+	}{
+		{"h2", h2.URL + "/", []string{`penstock_probe_tls_info{alpn="h2",cipher="TLS_AES_128_GCM_SHA256",group="X25519MLKEM768"} 1`, "penstock_probe_tls_resumed 0", "probe_http_version 2", "probe_success 1"}},
+		{"h3", h3, []string{`penstock_probe_tls_info{alpn="h3",`, "penstock_probe_quic_handshake_rtt_seconds", "penstock_probe_quic_packets_lost ", "probe_http_version 3", "probe_success 1"}},
+	} {
+		t.Run(c.module, func(t *testing.T) {
+			resp, err := http.Get(srv.URL + "/probe?module=" + c.module + "&target=" + url.QueryEscape(c.target))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, w := range c.want {
+				if !strings.Contains(string(body), w) {
+					t.Errorf("scrape lacks %q:\n%s", w, body)
+				}
+			}
+		})
+	}
+}
