@@ -208,6 +208,7 @@ func runProbeRun(args []string, stdout, stderr io.Writer) error {
 	perDest := fs.Int("per-destination", 0, "most probes per destination in any -per-window (0: no limit)")
 	perWindow := fs.Duration("per-window", time.Second, "the per-destination window")
 	perPrefix := fs.Bool("per-prefix", false, "limit per IPv4 /24 (IPv6 /64) rather than per address")
+	backoff := fs.Duration("backoff", 0, "hold a destination back this long after a refused, reset or timed-out probe, doubling up to 64x until one succeeds (0: off)")
 	interval := fs.Duration("interval", 0, "start a pass every interval (0: one pass and exit)")
 	cycles := fs.Int("cycles", 0, "stop after this many passes (0: until interrupted)")
 	metrics := fs.String("metrics", "", "serve the aggregates as Prometheus metrics on this address (e.g. 127.0.0.1:9116)")
@@ -245,7 +246,7 @@ func runProbeRun(args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	s, err := probe.NewScanner(probe.ScanConfig{
 		Concurrency: *concurrency, Rate: *rate, Burst: *burst, PerDestination: *perDest, PerWindow: *perWindow,
-		PerPrefix: *perPrefix, Interval: *interval, Cycles: *cycles,
+		PerPrefix: *perPrefix, Backoff: *backoff, Interval: *interval, Cycles: *cycles,
 	}, &probe.Prober{Sessions: tls.NewLRUClientSessionCache(4096)}, w, reg)
 	if err != nil {
 		return err

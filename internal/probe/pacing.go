@@ -70,9 +70,66 @@ func (l *destLimit) take(dest string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// destOf is the key a target is limited under: its host, or the host's
-// /24 (IPv4) or /64 (IPv6) when byPrefix.
-func (l *destLimit) destOf(target string) string {
+// guard lengthens the window a little (5 %, at most 50 ms) so that the
+// jitter between a probe's start here and its connection's arrival at the
+// destination cannot put count+1 arrivals in one window there.
+func guard(window time.Duration) time.Duration {
+	return min(window/20, 50*time.Millisecond)
+}
+
+// backoff holds a destination back after failures that say it is down or
+// overloaded (refused, reset, timed out): base after the first, doubling
+// up to max, until a probe of it succeeds. Safe for concurrent use.
+type backoff struct {
+	base, max time.Duration
+
+	mu    sync.Mutex
+	dests map[string]*backoffState
+}
+
+type backoffState struct {
+	fails int
+	until time.Time
+}
+
+func newBackoff(base time.Duration) *backoff {
+	return &backoff{base: base, max: 64 * base, dests: map[string]*backoffState{}}
+}
+
+// wait is how long dest is still held back at now (0: not).
+func (b *backoff) wait(dest string, now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.dests[dest]; st != nil {
+		return max(0, st.until.Sub(now))
+	}
+	return 0
+}
+
+// record notes a probe of dest that finished at now with reason.
+func (b *backoff) record(dest string, reason Reason, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch reason {
+	case ReasonConnectRefused, ReasonConnectReset, ReasonConnectTimeout, ReasonConnectUnreachable, ReasonTimeout, ReasonQUICHandshake:
+	default:
+		// A success, or an answer (even a wrong one): the host is up.
+		delete(b.dests, dest)
+		return
+	}
+	st := b.dests[dest]
+	if st == nil {
+		st = &backoffState{}
+		b.dests[dest] = st
+	}
+	st.fails++
+	d := b.base << min(st.fails-1, 30)
+	st.until = now.Add(min(d, b.max))
+}
+
+// destOf is the key a target is paced under: its host, or with byPrefix
+// the host's /24 (IPv4) or /64 (IPv6).
+func destOf(target string, byPrefix bool) string {
 	host := target
 	if strings.Contains(target, "://") {
 		if u, err := url.Parse(target); err == nil {
@@ -81,7 +138,7 @@ func (l *destLimit) destOf(target string) string {
 	} else if h, _, err := net.SplitHostPort(target); err == nil {
 		host = h
 	}
-	if !l.byPrefix {
+	if !byPrefix {
 		return host
 	}
 	a, err := netip.ParseAddr(host)
@@ -94,11 +151,4 @@ func (l *destLimit) destOf(target string) string {
 	}
 	p, _ := a.Unmap().Prefix(bits)
 	return p.String()
-}
-
-// guard lengthens the window a little (5 %, at most 50 ms) so that the
-// jitter between a probe's start here and its connection's arrival at the
-// destination cannot put count+1 arrivals in one window there.
-func guard(window time.Duration) time.Duration {
-	return min(window/20, 50*time.Millisecond)
 }

@@ -38,6 +38,11 @@ type ScanConfig struct {
 	PerWindow time.Duration
 	// PerPrefix limits per IPv4 /24 (IPv6 /64) instead of per address.
 	PerPrefix bool
+	// Backoff, when positive, holds a destination back after a probe of
+	// it was refused, reset or timed out: Backoff after the first such
+	// failure, doubling up to 64×Backoff, until one succeeds. Default 0
+	// (off).
+	Backoff time.Duration
 	// Interval is how often a pass over the targets starts; 0 is one
 	// pass.
 	Interval time.Duration
@@ -58,8 +63,9 @@ type Scanner struct {
 	outMu sync.Mutex
 	out   *bufio.Writer
 
-	global *ratelimit.Local
-	dests  *destLimit
+	global  *ratelimit.Local
+	dests   *destLimit
+	backoff *backoff
 
 	started, done, failed, inFlight atomic.Int64
 	passStart                       atomic.Int64 // unix nanoseconds
@@ -104,6 +110,9 @@ func NewScanner(cfg ScanConfig, prober *Prober, out io.Writer, reg prometheus.Re
 	}
 	if cfg.PerDestination > 0 {
 		s.dests = newDestLimit(cfg.PerDestination, cfg.PerWindow, cfg.PerPrefix)
+	}
+	if cfg.Backoff > 0 {
+		s.backoff = newBackoff(cfg.Backoff)
 	}
 	s.cfg = cfg
 	s.results = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -282,8 +291,18 @@ func (s *Scanner) pass(ctx context.Context, set *scanSet) {
 				continue
 			}
 			t := set.targets.At(idx)
+			dest := destOf(t.Target, s.cfg.PerPrefix)
+			if s.backoff != nil {
+				if wait := s.backoff.wait(dest, now); wait > 0 {
+					if s.global != nil {
+						s.global.Refund(tok)
+					}
+					heap.Push(&held, deferred{at: now.Add(wait), idx: idx})
+					continue
+				}
+			}
 			if s.dests != nil {
-				if ok, wait := s.dests.take(s.dests.destOf(t.Target), now); !ok {
+				if ok, wait := s.dests.take(dest, now); !ok {
 					if s.global != nil {
 						s.global.Refund(tok)
 					}
@@ -297,7 +316,10 @@ func (s *Scanner) pass(ctx context.Context, set *scanSet) {
 			s.inFlight.Add(1)
 			go func() {
 				defer func() { s.inFlight.Add(-1); <-sem; wg.Done() }()
-				s.probe(ctx, t, set.mods)
+				r := s.probe(ctx, t, set.mods)
+				if s.backoff != nil {
+					s.backoff.record(dest, r.Reason, time.Now())
+				}
 			}()
 		}
 	}
@@ -305,7 +327,7 @@ func (s *Scanner) pass(ctx context.Context, set *scanSet) {
 }
 
 // probe runs one probe and records its result.
-func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) {
+func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) *Result {
 	m := mods.Modules[t.Module]
 	var r *Result
 	if m == nil {
@@ -323,15 +345,14 @@ func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) {
 	s.results.WithLabelValues(t.Module, string(r.Reason)).Inc()
 	s.duration.WithLabelValues(t.Module).Observe(time.Duration(r.Duration).Seconds())
 	if s.out != nil {
-		line, err := json.Marshal(r)
-		if err != nil {
-			return
+		if line, err := json.Marshal(r); err == nil {
+			s.outMu.Lock()
+			s.out.Write(line)
+			s.out.WriteByte('\n')
+			s.outMu.Unlock()
 		}
-		s.outMu.Lock()
-		s.out.Write(line)
-		s.out.WriteByte('\n')
-		s.outMu.Unlock()
 	}
+	return r
 }
 
 func (s *Scanner) flush() {

@@ -281,3 +281,42 @@ func TestProgressLine(t *testing.T) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
+
+// A destination that refuses is held back: base, then twice, four times…
+// while another destination is probed at once.
+func TestBackoff(t *testing.T) {
+	closed := closedPort(t)
+	up := startArrivals(t, "127.0.0.2")
+	mods := modules(t, "modules:\n  tcp: {prober: tcp}\n")
+	tg, err := LoadTargets([]byte(repeatTargets(closed, 4)+repeatTargets(up.addr, 4)), "t.txt", "tcp", mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	const base = 100 * time.Millisecond
+	s, _ := NewScanner(ScanConfig{Concurrency: 1, Backoff: base}, nil, &out, nil)
+	s.SetTargets(tg, mods)
+	s.Run(context.Background())
+	var refused, ok []time.Time
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r Result
+		json.Unmarshal([]byte(l), &r)
+		if r.Target == closed {
+			refused = append(refused, r.Start)
+		} else if r.Success {
+			ok = append(ok, r.Start)
+		}
+	}
+	if len(refused) != 4 || len(ok) != 4 {
+		t.Fatalf("%d refused, %d passed; want 4 and 4", len(refused), len(ok))
+	}
+	for i := 1; i < len(refused); i++ {
+		if gap, want := refused[i].Sub(refused[i-1]), base<<(i-1); gap < want {
+			t.Errorf("refused probe %d came %v after the one before, want at least %v", i, gap, want)
+		}
+	}
+	// The healthy destination did not wait for the backoff of the other.
+	if !ok[3].Before(refused[3]) {
+		t.Errorf("the healthy destination's probes ended at %v, after the held-back one's last at %v", ok[3], refused[3])
+	}
+}
