@@ -80,6 +80,9 @@ func TestHTTP(t *testing.T) {
 	tls12 := startHTTPS(t, mux, pk.good(t), func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 })
 	clientCert := startHTTPS(t, mux, pk.good(t), func(c *tls.Config) { c.ClientAuth = tls.RequireAnyClientCert })
 	h3 := startH3(t, mux, pk.good(t))
+	stapledCert := pk.good(t)
+	stapledCert.OCSPStaple = []byte{0x30, 0x03, 0x0a, 0x01, 0x00} // any bytes: the client only reports their presence
+	stapled := startHTTPS(t, mux, stapledCert, nil)
 	dnsAddr := startDNS(t)
 	ca := "tls_config: {ca_file: " + pk.caFile + "}"
 
@@ -113,6 +116,11 @@ func TestHTTP(t *testing.T) {
 		{name: "server insists on the hybrid post-quantum group", target: pq.URL + "/ok", module: "prober: http\nhttp: {" + ca + "}", check: func(t *testing.T, r *Result) {
 			if r.TLS.Group != "X25519MLKEM768" {
 				t.Errorf("group %q", r.TLS.Group)
+			}
+		}},
+		{name: "OCSP response stapled", target: stapled.URL + "/ok", module: "prober: http\nhttp: {" + ca + "}", check: func(t *testing.T, r *Result) {
+			if !r.TLS.OCSPStaple {
+				t.Error("ocsp_stapled not reported")
 			}
 		}},
 		{name: "server offers only X25519", target: classic.URL + "/ok", module: "prober: http\nhttp: {" + ca + "}", check: func(t *testing.T, r *Result) {
