@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -147,6 +148,10 @@ type TLSConfig struct {
 	// for the tcp and tls probers; the http prober offers h2 and
 	// http/1.1, or h3, itself).
 	ALPN []string `yaml:"alpn"`
+
+	// compiled is the configuration built at load: the CA and the client
+	// certificate are read then (and again at each reload), not per probe.
+	compiled *tls.Config
 }
 
 // TCPModule is a module's tcp settings.
@@ -298,6 +303,10 @@ func (m *Module) Insecure() *Module {
 	c := *m
 	for _, t := range []*TLSConfig{&c.HTTP.TLSConfig, &c.TCP.TLSConfig, &c.DNS.TLSConfig, &c.GRPC.TLSConfig} {
 		t.InsecureSkipVerify = true
+		if t.compiled != nil {
+			t.compiled = t.compiled.Clone()
+			t.compiled.InsecureSkipVerify = true
+		}
 	}
 	return &c
 }
@@ -406,6 +415,11 @@ func (c *TLSConfig) check() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return fmt.Errorf("cert_file and key_file: give both or neither")
 	}
+	cfg, err := c.compile()
+	if err != nil {
+		return err
+	}
+	c.compiled = cfg
 	return nil
 }
 

@@ -53,6 +53,7 @@ func TestLoadModulesErrors(t *testing.T) {
 		{"empty file", "", "no modules"},
 		{"not yaml", "modules: [\n", "test.yml:"},
 		{"unknown top level", "modulez: {}\n", "test.yml:1: modulez: unknown field"},
+		{"missing CA file", "modules:\n  web:\n    prober: http\n    http: {tls_config: {ca_file: /nonexistent/ca.pem}}\n", "test.yml:2: modules.web.http.tls_config.ca_file: open /nonexistent/ca.pem"},
 		{"bad body limit", "modules:\n  web:\n    prober: http\n    http: {body_size_limit: lots}\n", "not a size"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -26,33 +26,45 @@ func curveByName(name string) (tls.CurveID, bool) {
 	return 0, false
 }
 
-// clientTLS builds the client configuration of c for serverName (used
+// clientTLS returns the client configuration of c for serverName (used
 // when c names none). Session tickets are kept in cache (nil: none), so
-// that probes of one destination resume.
+// that probes of one destination resume. The files c names were read when
+// the modules loaded (compile); a probe only copies the result.
 func (c *TLSConfig) clientTLS(serverName string, cache tls.ClientSessionCache) (*tls.Config, error) {
-	cfg := &tls.Config{
-		InsecureSkipVerify: c.InsecureSkipVerify,
-		ServerName:         serverName,
-		ClientSessionCache: cache,
+	base := c.compiled
+	if base == nil {
+		var err error
+		if base, err = c.compile(); err != nil {
+			return nil, fmt.Errorf("tls_config.%w", err)
+		}
 	}
+	cfg := base.Clone()
+	cfg.ServerName = serverName
+	cfg.ClientSessionCache = cache
 	if c.ServerName != "" {
 		cfg.ServerName = c.ServerName
 	}
+	return cfg, nil
+}
+
+// compile builds the configuration's fixed part, reading its files.
+func (c *TLSConfig) compile() (*tls.Config, error) {
+	cfg := &tls.Config{InsecureSkipVerify: c.InsecureSkipVerify}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls_config.ca_file: %w", err)
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls_config.ca_file: %s holds no PEM certificate", c.CAFile)
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", c.CAFile)
 		}
 		cfg.RootCAs = pool
 	}
 	if c.CertFile != "" {
 		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls_config.cert_file: %w", err)
+			return nil, fmt.Errorf("cert_file: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
