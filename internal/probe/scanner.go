@@ -69,7 +69,7 @@ type Scanner struct {
 
 	started, done, failed, inFlight atomic.Int64
 	passStart                       atomic.Int64 // unix nanoseconds
-	passTotal                       atomic.Int64
+	passTotal, passDone             atomic.Int64
 	reasonsMu                       sync.Mutex
 	reasons                         map[Reason]int64
 
@@ -238,6 +238,7 @@ func (s *Scanner) pass(ctx context.Context, set *scanSet) {
 	n := set.targets.Len()
 	s.passStart.Store(time.Now().UnixNano())
 	s.passTotal.Store(int64(n))
+	s.passDone.Store(0)
 	if s.global != nil {
 		// Start with an empty bucket: the burst is room to catch up, not
 		// a rush of probes at the start of every pass.
@@ -336,6 +337,7 @@ func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) *Result {
 		r = s.prober.Probe(ctx, t.Target, t.Module, m)
 	}
 	s.done.Add(1)
+	s.passDone.Add(1)
 	if !r.Success {
 		s.failed.Add(1)
 		s.reasonsMu.Lock()
@@ -398,23 +400,22 @@ func (s *Scanner) Progress(ctx context.Context, w io.Writer, period time.Duratio
 			st := s.Stats()
 			rate := float64(st.Done-lastDone) / now.Sub(last).Seconds()
 			lastDone, last = st.Done, now
-			fmt.Fprintf(w, "\r%s", progressLine(st, rate, s.passTotal.Load(), time.Unix(0, s.passStart.Load()), now))
+			fmt.Fprintf(w, "\r%s", progressLine(st, rate, s.passTotal.Load()-s.passDone.Load()))
 		}
 	}
 }
 
-func progressLine(st Stats, rate float64, total int64, passStart, now time.Time) string {
+// progressLine spells the status; left is what the pass has still to
+// probe, for the ETA at the current rate.
+func progressLine(st Stats, rate float64, left int64) string {
 	var reasons []string
 	for k, v := range st.Reasons {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, v))
 	}
 	sort.Strings(reasons)
 	eta := "-"
-	if rate > 0 && total > 0 {
-		doneInPass := float64(now.Sub(passStart).Seconds()) * rate
-		if left := float64(total) - doneInPass; left > 0 {
-			eta = (time.Duration(left/rate) * time.Second).Round(time.Second).String()
-		}
+	if rate > 0 && left > 0 {
+		eta = time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	return fmt.Sprintf("%.0f probes/s  in flight %d  done %d  failed %d [%s]  eta %s   ",
 		rate, st.InFlight, st.Done, st.Failed, strings.Join(reasons, " "), eta)
