@@ -7,6 +7,7 @@
 //	penstock config demo          print the demo configuration
 //	penstock demo-backend         run the demo model backend alone
 //	penstock bench run|compare|report   load testing and A/B comparison
+//	penstock probe once|serve|run  network prober (blackbox_exporter compatible)
 //	penstock upgrade -pid-file F  replace a running penstock (binary upgrade)
 //	penstock rollout list|show|pause|resume|promote|abort   gray releases
 //	penstock version              print the version (also: penstock --version)
@@ -37,6 +38,7 @@ func commands() []command {
 		{"config", "print configurations (penstock config demo)", runConfig},
 		{"demo-backend", "run the built-in demo model backend alone", runDemoBackend},
 		{"bench", "measure a server: open-loop load, run comparison, HTML report", runBench},
+		{"probe", "probe networks: once, as a blackbox_exporter (serve), or a target list (run)", runProbe},
 		{"upgrade", "replace a running penstock with a new process, without dropping a connection", runUpgrade},
 		{"rollout", "list, show, pause, resume, promote or abort the rollouts of a running penstock", runRollout},
 		{"version", "print the version", runVersion},

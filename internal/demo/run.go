@@ -49,6 +49,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 		fmt.Fprintf(&b, "  %s bench run --method POST --body '{\"prompt\":\"hi\",\"max_tokens\":4}' --rate 20 --duration 40s http://%s/v1/models/llama-tiny/generate &\n", self, httpAddr)
 		fmt.Fprintf(&b, "  %s rollout show generate   # models-v2 rolled out 20 %% → 50 %% → 100 %%, judged live (pause: PENSTOCK_ADMIN_TOKEN=demo-admin-token %s rollout pause generate)\n", self, self)
 	}
+	fmt.Fprintf(&b, "  %s probe once -insecure -module tls_connect %s   # TLS version, ALPN, key-exchange group, certificate, as JSON (docs/probe.md)\n", self, httpsAddr)
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
 	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
 	if self == GoRunCommand {
