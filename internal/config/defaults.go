@@ -234,6 +234,9 @@ func (c *Config) SetDefaults() {
 		if r.Split != nil {
 			r.Split.setDefaults()
 		}
+		if r.Batch != nil {
+			r.Batch.setDefaults()
+		}
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

@@ -308,6 +308,9 @@ type Route struct {
 	// Split, when present, divides the route's requests between upstream
 	// pools (arms) and may mirror them to a shadow pool (split.go).
 	Split *RouteSplit `yaml:"split"`
+	// Batch, when present, holds single inference requests and sends them
+	// upstream as one batch request (batch.go).
+	Batch *RouteBatch `yaml:"batch"`
 	// Stages holds the route's fields that belong to its pipeline stages
 	// (max_request_body, early_data, early_hints, push, cache, ...), as
 	// written. Each stage of internal/pipeline declares, defaults and

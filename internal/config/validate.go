@@ -342,6 +342,9 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		if r.Split != nil {
 			r.Split.validate(col, p+".split", r.Upstream, upstreams)
 		}
+		if r.Batch != nil {
+			r.Batch.validate(col, p+".batch")
+		}
 	}
 }
 

@@ -127,6 +127,8 @@ type Metrics struct {
 
 	split *splitVecs
 
+	batch *batchVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -214,6 +216,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		retry:     newRetryVecs(),
 		rateLimit: newRateLimitVecs(),
 		split:     newSplitVecs(),
+		batch:     newBatchVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -230,6 +233,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.concurrency)
 		reg.MustRegister(m.rateLimit.collectors()...)
 		reg.MustRegister(m.split.collectors()...)
+		reg.MustRegister(m.batch.collectors()...)
 	}
 	return m
 }
