@@ -77,7 +77,9 @@ const (
 	MaxBatchSizeLimit = 4096
 )
 
-func (b *RouteBatch) setDefaults() {
+// SetDefaults fills every zero field that has a default (config.SetDefaults
+// calls it for each route).
+func (b *RouteBatch) SetDefaults() {
 	setDefault(&b.MaxBatchSize, DefaultBatchMaxSize)
 	setDefault(&b.MaxQueueDelay, DefaultBatchMaxQueueDelay)
 	setDefault(&b.MaxInFlightPerEndpoint, DefaultBatchInFlight)

@@ -235,7 +235,7 @@ func (c *Config) SetDefaults() {
 			r.Split.setDefaults()
 		}
 		if r.Batch != nil {
-			r.Batch.setDefaults()
+			r.Batch.SetDefaults()
 		}
 	}
 	if c.Admin != nil {
