@@ -72,6 +72,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"/no/such/route":      `"error":"no_route"`,
 		"?n=[1-24]":           "concurrency_limited",
 		"?[1-8]":              "HTTP/1.1 429 Too Many Requests",
+		"encoder/infer#":      "X-Batch-Size: ",
 		"--http2 https://":    `"model":"resnet50"`,
 		"http2-prior-knowle":  `"models"`,
 	}
