@@ -128,6 +128,7 @@ type Metrics struct {
 	split *splitVecs
 
 	batch *batchVecs
+	queue *queueVecs
 
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
@@ -217,6 +218,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		rateLimit: newRateLimitVecs(),
 		split:     newSplitVecs(),
 		batch:     newBatchVecs(),
+		queue:     newQueueVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -234,6 +236,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.rateLimit.collectors()...)
 		reg.MustRegister(m.split.collectors()...)
 		reg.MustRegister(m.batch.collectors()...)
+		reg.MustRegister(m.queue.collectors()...)
 	}
 	return m
 }

@@ -196,7 +196,7 @@ func TestStandardTable(t *testing.T) {
 	if want := []string{"early_data", "rate_limit", "body_limit", "early_hints", "cache", "concurrency"}; !slices.Equal(names, want) {
 		t.Errorf("stages in order %q, want %q", names, want)
 	}
-	if want := []string{"early_data", "limits", "max_request_body", "early_hints", "push", "cache", "concurrency"}; !slices.Equal(fields, want) {
+	if want := []string{"early_data", "limits", "max_request_body", "early_hints", "push", "cache", "concurrency", "queue"}; !slices.Equal(fields, want) {
 		t.Errorf("route fields owned %q, want %q", fields, want)
 	}
 	// The table is data: what Stages returns is a copy.
