@@ -271,7 +271,9 @@ func TestBatcherIsolatesFailures(t *testing.T) {
 	})
 	t.Run("a server error reaches every client", func(t *testing.T) {
 		m := newModel(t)
+		m.mu.Lock()
 		m.status = 503
+		m.mu.Unlock()
 		b := batcher(t, m.srv.Listener.Addr().String(), config.RouteBatch{MaxBatchSize: 2, MaxQueueDelay: config.Duration(time.Minute)})
 		for i, r := range postAll(t, b, []string{`{"instances":[1]}`, `{"instances":[2]}`}) {
 			if r.status != 503 || !strings.Contains(r.body, "overloaded") {
