@@ -371,3 +371,91 @@ func TestQueueInteractiveOvertakesABatchFlood(t *testing.T) {
 		t.Errorf("no batch request was refused at three times the capacity: %v", batch)
 	}
 }
+
+func TestQueueSettingsErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields string // appended to the route (indented 4); its first line is line 7
+		want   []string
+	}{
+		{name: "levels, tenants and headers", fields: `    concurrency: {max_in_flight: 4}
+    queue:
+      levels: [{name: interactive, max_queue: 10, max_wait: 100ms}, {name: batch}]
+      level_header: x-priority
+      tenant_header: x-tenant
+      tenant_levels: {acme: interactive}
+      tenant_weights: {acme: 2, beta: 0.5}
+`},
+		{
+			name: "no limit to feed",
+			fields: `    concurrency: {adaptive: {enabled: true}}
+    queue: {levels: [{name: all}]}
+`,
+			want: []string{`routes[0].queue (line 8): needs concurrency.max_in_flight (the capacity it feeds), without adaptive or key`},
+		},
+		{
+			name: "bad levels and tenants",
+			fields: `    concurrency: {max_in_flight: 4}
+    queue:
+      levels: [{name: a, max_queue: -1}, {name: a, max_wait: -1s}, {max_queue: 1}]
+      default_level: z
+      tenant_levels: {acme: y}
+      tenant_weights: {acme: 0}
+      level_header: "x priority"
+`,
+			want: []string{
+				`routes[0].queue.levels[1].max_wait (line 9): invalid duration "-1s": must not be negative`,
+				`routes[0].queue.levels[0].max_queue (line 9): must be at least 1, got -1`,
+				`routes[0].queue.levels[1].name (line 9): level "a" is listed twice`,
+				`routes[0].queue.levels[2].name (line 9): is required`,
+				`routes[0].queue.default_level (line 10): unknown level "z"`,
+				`routes[0].queue.tenant_levels.acme (line 11): unknown level "y"`,
+				`routes[0].queue.tenant_weights.acme (line 12): must be between 0 (excluded) and 1000000, got 0`,
+				`routes[0].queue.level_header (line 13): invalid header name "x priority"`,
+			},
+		},
+		{
+			name: "no levels",
+			fields: `    concurrency: {max_in_flight: 4}
+    queue: {tenant_header: x-tenant}
+`,
+			want: []string{`routes[0].queue.levels (line 8): needs at least one level`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := errorLines(Standard().Check(parseRoute(t, tt.fields)))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestParseGRPCTimeout(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"250m", 250 * time.Millisecond, true},
+		{"1S", time.Second, true},
+		{"2M", 2 * time.Minute, true},
+		{"1H", time.Hour, true},
+		{"10u", 10 * time.Microsecond, true},
+		{"99999999n", 99999999, true},
+		{"123456789m", 0, false}, // more than 8 digits
+		{"m", 0, false},
+		{"10x", 0, false},
+		{"-1S", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := parseGRPCTimeout(tt.in)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("parseGRPCTimeout(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
