@@ -42,6 +42,7 @@ func (b *Backend) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/models/{model}/generate", b.generate)
 	mux.HandleFunc("GET /v1/models/{model}/assets/{file}", b.asset)
 	mux.HandleFunc("POST /v1/batched/{model}/infer", b.infer)
+	mux.HandleFunc("POST /v1/queued/{model}/infer", b.infer)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return mux
 }

@@ -34,7 +34,7 @@ func (s *batchedSlot) get() chan struct{} {
 	return s.ch
 }
 
-// infer serves POST /v1/batched/{model}/infer: {"instances": [x, ...]}
+// infer serves POST /v1/batched/{model}/infer and /v1/queued/{model}/infer: {"instances": [x, ...]}
 // → {"predictions": [...]}, one prediction per instance (the sum of its
 // numbers).
 func (b *Backend) infer(w http.ResponseWriter, r *http.Request) {
