@@ -240,8 +240,9 @@ func TestQueueRefusesWhatCannotMeetItsDeadline(t *testing.T) {
 	}
 	waitUntil(t, "all queued or refused", func() bool { return q.q.Queued()+int(finished.Load()) == n })
 	// The request in flight takes longer than expected: the earliest
-	// deadlines in the queue pass before their turn.
-	time.Sleep(100 * time.Millisecond)
+	// deadline in the queue passes before its turn.
+	refusedAtOnce := finished.Load()
+	waitUntil(t, "a queued request expired", func() bool { return finished.Load() > refusedAtOnce })
 	close(u.hold)
 	wg.Wait()
 
