@@ -43,6 +43,7 @@ func (b *Backend) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/models/{model}/assets/{file}", b.asset)
 	mux.HandleFunc("POST /v1/batched/{model}/infer", b.infer)
 	mux.HandleFunc("POST /v1/queued/{model}/infer", b.infer)
+	mux.HandleFunc("POST /v1/chat/completions", b.chat)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return mux
 }

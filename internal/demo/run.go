@@ -41,6 +41,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -sZ -o /dev/null -D - -d '{\"instances\":[[1,2]]}' 'http://%s/v1/batched/encoder/infer#[1-16]' | grep -i '^x-batch-size' | sort | uniq -c   # 16 requests, a few batches upstream\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sZ -H 'x-priority: batch' -d '{\"instances\":[1]}' 'http://%s/v1/queued/encoder/infer#[1-16]' | grep -oE 'predictions|queue_full' | sort | uniq -c   # batch class past its queue: 503 at once\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si -H 'grpc-timeout: 0m' -d '{\"instances\":[1]}' http://%s/v1/queued/encoder/infer | grep -iE '^HTTP|^retry-after|error'   # a deadline that cannot be met\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -s -H 'x-tenant: demo' -d '{\"model\":\"llama-tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":200}' 'http://%s/v1/chat/completions#[1-4]' | grep -oE '\"total_tokens\":[0-9]+|rate_limited' | sort | uniq -c   # a tenant's tokens per minute\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sI 'http://%s/v1/models/resnet50/assets/model_config.json?[1-8]' | grep -E '^HTTP|^RateLimit|^Retry'   # 429 past the limit\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
