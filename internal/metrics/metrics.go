@@ -127,8 +127,9 @@ type Metrics struct {
 
 	split *splitVecs
 
-	batch *batchVecs
-	queue *queueVecs
+	batch  *batchVecs
+	queue  *queueVecs
+	tokens *tokenVecs
 
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
@@ -219,6 +220,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		split:     newSplitVecs(),
 		batch:     newBatchVecs(),
 		queue:     newQueueVecs(),
+		tokens:    newTokenVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -237,6 +239,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.split.collectors()...)
 		reg.MustRegister(m.batch.collectors()...)
 		reg.MustRegister(m.queue.collectors()...)
+		reg.MustRegister(m.tokens.collectors()...)
 	}
 	return m
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/tokens"
 )
 
@@ -135,6 +136,10 @@ type tokenStage struct {
 	route   string
 	next    exchange.Handler
 	maxBody int64
+	// metrics per tenant named in tenant_budgets, the rest as other; nil
+	// records nothing.
+	metrics map[string]*metrics.Tokens
+	other   *metrics.Tokens
 }
 
 func newTokens(s *TokensSettings, r *Route, next exchange.Handler) (exchange.Handler, error) {
@@ -148,7 +153,23 @@ func newTokens(s *TokensSettings, r *Route, next exchange.Handler) (exchange.Han
 	if err != nil {
 		return nil, err
 	}
-	return &tokenStage{budget: v.(*tokens.Budget), cfg: *t, route: r.Config.Name, next: next, maxBody: t.MaxRequestBytes.Int64()}, nil
+	h := &tokenStage{budget: v.(*tokens.Budget), cfg: *t, route: r.Config.Name, next: next, maxBody: t.MaxRequestBytes.Int64()}
+	if r.Metrics != nil {
+		h.metrics = map[string]*metrics.Tokens{}
+		for tenant := range t.TenantBudgets {
+			h.metrics[tenant] = r.Metrics.Tokens(r.Config.Name, tenant)
+		}
+		h.other = r.Metrics.Tokens(r.Config.Name, "other")
+	}
+	return h, nil
+}
+
+// tenantMetrics returns tenant's metrics, or nil.
+func (h *tokenStage) tenantMetrics(tenant string) *metrics.Tokens {
+	if m, ok := h.metrics[tenant]; ok {
+		return m
+	}
+	return h.other
 }
 
 func (h *tokenStage) ServeExchange(x *exchange.Exchange) {
@@ -198,7 +219,11 @@ func (h *tokenStage) ServeExchange(x *exchange.Exchange) {
 	}
 	estimate := prompt + float64(completion)
 	ok, wait := h.budget.Reserve(tenant, perMinute, estimate)
+	m := h.tenantMetrics(tenant)
 	if !ok {
+		if m != nil {
+			m.Refused.Inc()
+		}
 		secs := int64((wait + time.Second - 1) / time.Second)
 		x.W.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
 		x.State.Error = "token budget exhausted (tokens_per_minute)"
@@ -209,9 +234,23 @@ func (h *tokenStage) ServeExchange(x *exchange.Exchange) {
 	x.W = w
 	h.next.ServeExchange(x)
 	x.W = w.inner
-	h.budget.Settle(tenant, perMinute, w.reserved, w.used(x.State.Status))
+	in, out := w.used(x.State.Status)
+	h.budget.Settle(tenant, perMinute, w.reserved, in+out)
 	if w.cut {
 		x.State.Error = "stream cut: token budget exhausted"
+	}
+	if m != nil {
+		m.In.Add(in)
+		m.Out.Add(out)
+		if w.cut {
+			m.StreamCut.Inc()
+		}
+		if !w.first.IsZero() {
+			m.TTFT.Observe(w.first.Sub(x.Start).Seconds())
+			if w.sse && out > 1 {
+				m.TPOT.Observe(w.last.Sub(w.first).Seconds() / (out - 1))
+			}
+		}
 	}
 }
 
@@ -227,6 +266,7 @@ type tokenWriter struct {
 	reserved  float64 // taken from the budget so far
 
 	started, sse, cut bool
+	first, last       time.Time // the first and the last body write
 	body              []byte
 	over              bool // body beyond the kept size
 	stream            tokens.Stream
@@ -252,6 +292,12 @@ const streamError = "data: {\"error\":{\"message\":\"token budget exhausted\",\"
 func (w *tokenWriter) Write(p []byte) (int, error) {
 	if !w.started {
 		w.WriteHeader(200)
+	}
+	if len(p) > 0 {
+		w.last = time.Now()
+		if w.first.IsZero() {
+			w.first = w.last
+		}
 	}
 	if w.cut {
 		// The rest of the stream is read from the upstream and dropped:
@@ -282,23 +328,24 @@ func (w *tokenWriter) Write(p []byte) (int, error) {
 	return w.inner.Write(p)
 }
 
-// used is what the request cost: the usage the response reported, else
-// the streamed text counted, else (no usage: an error) the prompt for a
-// response the upstream produced and nothing for one it did not.
-func (w *tokenWriter) used(status int) float64 {
+// used is what the request cost, prompt and completion: the usage the
+// response reported, else the streamed text counted, else (no usage) the
+// reservation for a successful response and nothing for a failed one.
+func (w *tokenWriter) used(status int) (in, out float64) {
 	if w.sse {
 		if w.stream.Seen {
-			return float64(w.stream.Usage.Total)
+			u := w.stream.Usage
+			return float64(u.Prompt), float64(u.Total - u.Prompt)
 		}
-		return w.prompt + tokens.Tokens(w.stream.OutputChars, w.h.cfg.CharsPerToken)
+		return w.prompt, tokens.Tokens(w.stream.OutputChars, w.h.cfg.CharsPerToken)
 	}
 	if u, ok := tokens.ParseUsage(w.body); ok && !w.over {
-		return float64(u.Total)
+		return float64(u.Prompt), float64(u.Total - u.Prompt)
 	}
 	if status >= 200 && status < 300 {
-		return w.reserved
+		return w.prompt, w.reserved - w.prompt
 	}
-	return 0
+	return 0, 0
 }
 
 func (w *tokenWriter) Flush() error { return w.inner.Flush() }

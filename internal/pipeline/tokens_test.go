@@ -15,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
@@ -83,7 +87,7 @@ func newLLM(t *testing.T, ignoreMax bool) *llm {
 
 // buildTokens builds route 0 with the given fields in front of a real
 // forwarder to m, and returns the tokens stage with its clock at now.
-func buildTokens(t *testing.T, fields string, m *llm, now *time.Time) *tokenStage {
+func buildTokens(t *testing.T, fields string, m *llm, now *time.Time, met ...*metrics.Metrics) *tokenStage {
 	t.Helper()
 	cfg := parseRoute(t, fields)
 	cfg.SetDefaults()
@@ -99,7 +103,11 @@ func buildTokens(t *testing.T, fields string, m *llm, now *time.Time) *tokenStag
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := reg.Build(cfg, 0, fwd, &Env{Logger: slog.New(slog.DiscardHandler)})
+	env := &Env{Logger: slog.New(slog.DiscardHandler)}
+	if len(met) > 0 {
+		env.Metrics = met[0]
+	}
+	h, err := reg.Build(cfg, 0, fwd, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,5 +227,31 @@ func TestTokensSettingsErrors(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The tokens a tenant used, its refusals and its time to first token are
+// counted per tenant named in the configuration.
+func TestTokensMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	met := metrics.New(config.Metrics{}, reg)
+	m := newLLM(t, false)
+	now := time.Unix(1_700_000_000, 0)
+	h := buildTokens(t, `    tokens: {tokens_per_minute: 600, tenant_header: x-tenant, tenant_budgets: {acme: 600}}
+`, m, &now, met)
+	body := `{"model":"m","messages":[{"role":"user","content":"abcdefg"}],"max_tokens":60}`
+	if status, resp := complete(t, h, "1", "acme", body); status != 200 {
+		t.Fatalf("first: %d %s", status, resp)
+	}
+	if status, _ := complete(t, h, "2", "acme", body); status != 429 {
+		t.Fatalf("second: %d, want 429", status)
+	}
+	acme := met.Tokens("predict", "acme")
+	// The server counts a prompt token per 3.5 characters: 2 for 7.
+	if in, out, refused := testutil.ToFloat64(acme.In), testutil.ToFloat64(acme.Out), testutil.ToFloat64(acme.Refused); in != 2 || out != 60 || refused != 1 {
+		t.Errorf("in %v, out %v, refused %v; want 2, 60, 1", in, out, refused)
+	}
+	if n := testutil.CollectAndCount(reg, "penstock_llm_time_to_first_token_seconds"); n == 0 {
+		t.Error("no time to first token recorded")
 	}
 }
