@@ -24,7 +24,9 @@ import (
 // waits is refused then, never sent late. Refusals are 503 with
 // Retry-After and the reason as the error code (queue_full, queue_timeout,
 // deadline_unreachable, deadline_expired). Needs concurrency.max_in_flight
-// (the capacity the queue feeds); not with adaptive or key.
+// (the capacity the queue feeds); not with adaptive or key. With
+// concurrency.scope upstream, the routes to one upstream with the same
+// limit and levels share one queue, the pool's.
 type RouteQueue struct {
 	// Levels lists the priority levels, highest first (each: name,
 	// max_queue default 100, max_wait default 1s). At least one; names
@@ -181,7 +183,13 @@ var queueCodes = map[admission.Result]failure.Code{
 
 func newQueued(s *ConcurrencySettings, r *Route, next exchange.Handler) (exchange.Handler, error) {
 	c, qc := s.Concurrency, s.Queue
-	v, err := r.State.Keep(fmt.Sprintf("queue|%s|%d|%+v", r.Config.Name, c.MaxInFlight, qc.Levels), func() (any, error) {
+	// With scope upstream, the routes to one upstream with the same
+	// limit and levels share one queue: the pool's.
+	owner := "route:" + r.Config.Name
+	if c.Scope == "upstream" {
+		owner = "upstream:" + r.Config.Upstream
+	}
+	v, err := r.State.Keep(fmt.Sprintf("queue|%s|%d|%+v", owner, c.MaxInFlight, qc.Levels), func() (any, error) {
 		cfg := admission.QueueConfig{Limit: c.MaxInFlight, MaxTenants: qc.MaxTenants}
 		for _, l := range qc.Levels {
 			cfg.Levels = append(cfg.Levels, admission.QueueLevel{MaxQueue: l.MaxQueue, MaxWait: l.MaxWait.D()})
