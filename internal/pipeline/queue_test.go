@@ -460,3 +460,47 @@ func TestParseGRPCTimeout(t *testing.T) {
 		})
 	}
 }
+
+// With scope upstream, two routes to one upstream share one queue.
+func TestQueueSharedByUpstream(t *testing.T) {
+	const routes = `listeners: [{name: web, address: "127.0.0.1:8080"}]
+upstreams: [{name: app, endpoints: [{address: "127.0.0.1:9000"}]}]
+routes:
+  - name: a
+    match: {path: /a}
+    upstream: app
+    concurrency: {max_in_flight: 4, scope: upstream}
+    queue: {levels: [{name: all}]}
+  - name: b
+    match: {path: /b}
+    upstream: app
+    concurrency: {max_in_flight: 4, scope: upstream}
+    queue: {levels: [{name: all}]}
+  - name: c
+    match: {path: /c}
+    upstream: app
+    concurrency: {max_in_flight: 4}
+    queue: {levels: [{name: all}]}
+`
+	cfg, err := config.Parse([]byte(routes), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetDefaults()
+	state := NewState(nil)
+	reg, err := NewRegistry(Define("concurrency", newConcurrency))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []*queued
+	for i := range 3 {
+		h, err := reg.Build(cfg, i, nopHandler{}, &Env{Logger: slog.New(slog.DiscardHandler), State: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, h.(*queued))
+	}
+	if qs[0].q != qs[1].q || qs[0].q == qs[2].q {
+		t.Errorf("routes a and b share a queue: %v, route c has its own: %v", qs[0].q == qs[1].q, qs[0].q != qs[2].q)
+	}
+}
