@@ -63,21 +63,22 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		t.Fatalf("banner has %d curl commands:\n%s", len(cmds), banner)
 	}
 	wants := map[string]string{
-		"/predict":               `"model":"resnet50"`,
-		`{"inputs":[4]}`:         "HTTP/1.1 103 Early Hints",
-		"/generate -d":           "data: [DONE]",
-		"x-model-version: v2":    "X-Penstock-Arm: models-v2",
-		"tokenizer.bin":          "200 8192 bytes",
-		"/v1/models\n":           `"llama-tiny"`,
-		"/no/such/route":         `"error":"no_route"`,
-		"?n=[1-24]":              "concurrency_limited",
-		"?[1-8]":                 "HTTP/1.1 429 Too Many Requests",
+		"/predict":            `"model":"resnet50"`,
+		`{"inputs":[4]}`:      "HTTP/1.1 103 Early Hints",
+		"/generate -d":        "data: [DONE]",
+		"x-model-version: v2": "X-Penstock-Arm: models-v2",
+		"tokenizer.bin":       "200 8192 bytes",
+		"/v1/models\n":        `"llama-tiny"`,
+		"/no/such/route":      `"error":"no_route"`,
+		"?n=[1-24]":           "concurrency_limited",
+		"?[1-8]":              "HTTP/1.1 429 Too Many Requests",
+		"--http2 https://":    `"model":"resnet50"`,
+		"http2-prior-knowle":  `"models"`,
+
 		"batched/encoder/infer#": "X-Batch-Size: ",
 		"queued/encoder/infer#":  "queue_full",
 		"chat/completions#":      "rate_limited",
 		"grpc-timeout: 0m":       "deadline_unreachable",
-		"--http2 https://":       `"model":"resnet50"`,
-		"http2-prior-knowle":     `"models"`,
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {
