@@ -44,6 +44,10 @@ func (r Result) String() string {
 		return "queue_timeout"
 	case Canceled:
 		return "canceled"
+	case Unreachable:
+		return "deadline_unreachable"
+	case Expired:
+		return "deadline_expired"
 	}
 	return "unknown"
 }

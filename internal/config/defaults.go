@@ -237,6 +237,9 @@ func (c *Config) SetDefaults() {
 		if r.Split != nil {
 			r.Split.setDefaults(r.Upstream)
 		}
+		if r.Batch != nil {
+			r.Batch.SetDefaults()
+		}
 	}
 	if c.Admin != nil {
 		setDefault(&c.Admin.Address, DefaultAdminAddress)

@@ -315,6 +315,9 @@ type Route struct {
 	// tunnelled: the request goes upstream as a plain one, Upgrade removed.
 	// An empty list tunnels none. Default [websocket].
 	Upgrades *[]string `yaml:"upgrades"`
+	// Batch, when present, holds single inference requests and sends them
+	// upstream as one batch request (batch.go).
+	Batch *RouteBatch `yaml:"batch"`
 	// Stages holds the route's fields that belong to its pipeline stages
 	// (max_request_body, early_data, early_hints, push, cache, ...), as
 	// written. Each stage of internal/pipeline declares, defaults and

@@ -347,6 +347,9 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 				col.Addf(indexPath(p+".upgrades", j), "cannot tunnel %q: only websocket is (an upgrade to anything else goes upstream as a plain request)", u)
 			}
 		}
+		if r.Batch != nil {
+			r.Batch.validate(col, p+".batch")
+		}
 	}
 }
 

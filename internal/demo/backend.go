@@ -30,6 +30,8 @@ type Backend struct {
 	ComputeTime time.Duration
 	// TokenInterval is the pause between streamed tokens. Default 40ms.
 	TokenInterval time.Duration
+
+	slot batchedSlot // the batched model's one slot (batched.go)
 }
 
 // Handler returns the backend's routes.
@@ -39,6 +41,9 @@ func (b *Backend) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/models/{model}/predict", b.predict)
 	mux.HandleFunc("POST /v1/models/{model}/generate", b.generate)
 	mux.HandleFunc("GET /v1/models/{model}/assets/{file}", b.asset)
+	mux.HandleFunc("POST /v1/batched/{model}/infer", b.infer)
+	mux.HandleFunc("POST /v1/queued/{model}/infer", b.infer)
+	mux.HandleFunc("POST /v1/chat/completions", b.chat)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return mux
 }

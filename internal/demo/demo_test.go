@@ -74,6 +74,11 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"?[1-8]":              "HTTP/1.1 429 Too Many Requests",
 		"--http2 https://":    `"model":"resnet50"`,
 		"http2-prior-knowle":  `"models"`,
+
+		"batched/encoder/infer#": "X-Batch-Size: ",
+		"queued/encoder/infer#":  "queue_full",
+		"chat/completions#":      "rate_limited",
+		"grpc-timeout: 0m":       "deadline_unreachable",
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {

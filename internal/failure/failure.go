@@ -35,6 +35,14 @@ const (
 	// stage).
 	ConcurrencyLimited Code = "concurrency_limited" // 503
 	RateLimited        Code = "rate_limited"        // 429
+	// QueueFull, QueueTimeout, DeadlineUnreachable and DeadlineExpired:
+	// the route's priority queue refused the request (the concurrency
+	// stage's queue): its level was full, it waited max_wait, its deadline
+	// could not be met, or its deadline came while it waited.
+	QueueFull           Code = "queue_full"           // 503
+	QueueTimeout        Code = "queue_timeout"        // 503
+	DeadlineUnreachable Code = "deadline_unreachable" // 503
+	DeadlineExpired     Code = "deadline_expired"     // 503
 )
 
 // ErrBodyTooLarge is returned by a limited request body once the client has
@@ -53,7 +61,7 @@ func (c Code) Status() int {
 		return 413
 	case NoHealthyEndpoint, ShuttingDown:
 		return 503
-	case ConcurrencyLimited:
+	case ConcurrencyLimited, QueueFull, QueueTimeout, DeadlineUnreachable, DeadlineExpired:
 		return 503
 	case UpstreamTimeout:
 		return 504

@@ -127,6 +127,10 @@ type Metrics struct {
 
 	split *splitVecs
 
+	batch  *batchVecs
+	queue  *queueVecs
+	tokens *tokenVecs
+
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
 	upstreams map[upstreamKey]*Upstream
@@ -214,6 +218,9 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		retry:     newRetryVecs(),
 		rateLimit: newRateLimitVecs(),
 		split:     newSplitVecs(),
+		batch:     newBatchVecs(),
+		queue:     newQueueVecs(),
+		tokens:    newTokenVecs(),
 		routes:    make(map[routeKey]*Route),
 		upstreams: make(map[upstreamKey]*Upstream),
 		caches:    make(map[string]*Cache),
@@ -230,6 +237,9 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.concurrency)
 		reg.MustRegister(m.rateLimit.collectors()...)
 		reg.MustRegister(m.split.collectors()...)
+		reg.MustRegister(m.batch.collectors()...)
+		reg.MustRegister(m.queue.collectors()...)
+		reg.MustRegister(m.tokens.collectors()...)
 	}
 	return m
 }

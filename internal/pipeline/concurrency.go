@@ -19,6 +19,10 @@ type ConcurrencySettings struct {
 	// Concurrency bounds the route's requests in flight to the upstream.
 	// Off by default.
 	Concurrency RouteConcurrency `yaml:"concurrency"`
+	// Queue orders the requests waiting for the concurrency limit by
+	// priority level, tenant and deadline instead of arrival (queue.go).
+	// Off by default.
+	Queue *RouteQueue `yaml:"queue"`
 }
 
 // RouteConcurrency is a route's concurrency limit: at most max_in_flight
@@ -108,6 +112,9 @@ const (
 
 // SetDefaults implements Settings.
 func (s *ConcurrencySettings) SetDefaults() {
+	if s.Queue != nil {
+		s.Queue.setDefaults()
+	}
 	c := &s.Concurrency
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = DefaultQueueTimeout
@@ -145,6 +152,9 @@ func (s *ConcurrencySettings) SetDefaults() {
 // Check implements Settings.
 func (s *ConcurrencySettings) Check(r *Route) {
 	c := s.Concurrency
+	if s.Queue != nil {
+		s.Queue.check(r, c)
+	}
 	a := c.Adaptive
 	nonNegative := func(field string, v int) {
 		if v < 0 {
@@ -289,6 +299,9 @@ type concurrency struct {
 
 func newConcurrency(s *ConcurrencySettings, r *Route, next exchange.Handler) (exchange.Handler, error) {
 	c := s.Concurrency
+	if s.Queue != nil {
+		return newQueued(s, r, next)
+	}
 	if !c.enabled() {
 		return next, nil
 	}

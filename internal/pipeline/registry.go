@@ -31,6 +31,7 @@ func Standard() *Registry {
 		Define("early_data", newEarlyData),
 		Define("rate_limit", newRateLimit),
 		Define("body_limit", newBodyLimit),
+		Define("tokens", newTokens),
 		Define("early_hints", newEarlyHints),
 		Define("cache", newCache),
 		Define("concurrency", newConcurrency),

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/accesslog"
+	"github.com/penstock-dev/penstock/internal/batch"
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -194,6 +195,13 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 			if terminal, err = s.splitter(cfg, rc, m, log, retry); err != nil {
 				return nil, err
 			}
+		}
+		if rc.Batch != nil {
+			bt, err := batch.New(rc.Batch, terminal, len(pool.Endpoints), m.Batch(rc.Name), log)
+			if err != nil {
+				return nil, err
+			}
+			terminal = bt
 		}
 		h, err := stages.Build(cfg, i, terminal, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {
