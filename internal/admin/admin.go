@@ -86,6 +86,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /config", read(http.HandlerFunc(a.config)))
 	mux.Handle("GET /upstreams", read(http.HandlerFunc(a.upstreams)))
 	mux.Handle("GET /limits", read(http.HandlerFunc(a.limits)))
+	mux.Handle("GET /functions", read(http.HandlerFunc(a.functions)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))

@@ -20,9 +20,9 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/function"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
-	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/tracing"
 	"github.com/penstock-dev/penstock/internal/upstream"
@@ -56,6 +56,8 @@ type Snapshot struct {
 	Router *router.Router[*Route]
 	// Pools are the upstream pools by name.
 	Pools map[string]*upstream.Pool
+	// Functions are the functions by name (functions.go).
+	Functions map[string]*function.Function
 
 	// W3C and B3 are the trace context formats read from requests;
 	// SampleRatio samples new traces.
@@ -73,6 +75,9 @@ type Snapshot struct {
 	// reloads (rate limit counters, concurrency limits).
 	stages *pipeline.Registry
 	state  *pipeline.State
+	// functionMetrics are the function runtime's metric families, made
+	// by the first snapshot and handed on.
+	functionMetrics *function.Metrics
 }
 
 // Limiters returns the state of the rate limits the routes apply (for the
@@ -155,6 +160,10 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	if err := s.buildPools(cfg, prev, env.IO); err != nil {
 		return nil, err
 	}
+	if err := s.buildFunctions(cfg, prev, env, log); err != nil {
+		s.Discard(prev)
+		return nil, err
+	}
 	if env.Telemetry != nil {
 		if err := s.observe(cfg, prev, env.Telemetry); err != nil {
 			s.Discard(prev)
@@ -163,28 +172,18 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	}
 	defer s.state.Forget()
 	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
-		pool := s.Pools[rc.Upstream]
-		epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(pool.Endpoints))
-		for _, e := range pool.Endpoints {
-			epMetrics[e] = m.Upstream(pool.Name, e.Address)
-		}
 		retry, err := retryPolicy(s.state, rc, m)
 		if err != nil {
 			return nil, err
 		}
-		fwd := &proxy.Forwarder{
-			Pool:                  pool,
-			Tracer:                s.Tracer,
-			EndpointMetrics:       epMetrics,
-			ConnectTimeout:        rc.Timeouts.Connect.D(),
-			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
-			RequestTimeout:        rc.Timeouts.Request.D(),
-			Logger:                log,
-			Retry:                 retry,
-		}
-		var terminal exchange.Handler = fwd
-		if rc.Split != nil {
+		var terminal exchange.Handler
+		switch fn, isFn := s.function(rc); {
+		case isFn:
+			terminal = fn
+		case rc.Split != nil:
 			terminal = s.splitter(rc, m, log, retry)
+		default:
+			terminal = s.forwarder(rc, rc.Upstream, m, log, retry)
 		}
 		h, err := stages.Build(cfg, i, terminal, &pipeline.Env{Metrics: m, Logger: log, State: s.state})
 		if err != nil {
@@ -206,6 +205,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		for _, p := range s.Pools {
 			p.Start(obs)
 		}
+		s.startFunctions(prev)
 	}
 	return s, nil
 }
@@ -276,13 +276,15 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 		nextState = next.state
 	}
 	leaving := s.state.Leaving(nextState)
-	if len(pools) == 0 && tracer == nil && log == nil && len(leaving) == 0 {
+	functions := s.leavingFunctions(next)
+	if len(pools) == 0 && tracer == nil && log == nil && len(leaving) == 0 && len(functions) == 0 {
 		return nil
 	}
 	return func() error {
 		for _, r := range pools {
 			r.pool.EndFor(r.successor)
 		}
+		closeFunctions(functions)
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()
 		return errors.Join(log.Close(), tracer.Shutdown(ctx), pipeline.Close(leaving))
