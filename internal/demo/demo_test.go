@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,6 +16,16 @@ import (
 	"github.com/penstock-dev/penstock/internal/demo"
 	"github.com/penstock-dev/penstock/internal/server"
 )
+
+// TestMain lets this test binary be the demo function: the demo config's
+// function runs "{penstock} demo-function", and {penstock} is the running
+// executable, here the test binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "demo-function" {
+		demo.RunFunction()
+	}
+	os.Exit(m.Run())
+}
 
 // TestDemoBannerCommandsWork starts the embedded demo config (on free ports)
 // in front of the demo backend and runs every curl command the banner
@@ -74,6 +85,8 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"?[1-8]":              "HTTP/1.1 429 Too Many Requests",
 		"--http2 https://":    `"model":"resnet50"`,
 		"http2-prior-knowle":  `"models"`,
+		"/fn/tokenize -d":     `"count":4`,
+		"stream=1":            "one\ntoken\nat\na\ntime",
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {

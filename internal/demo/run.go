@@ -40,11 +40,14 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -sZ -d '{\"prompt\":\"hi\",\"max_tokens\":16}' 'http://%s/v1/models/llama-tiny/generate?n=[1-24]' | grep -o concurrency_limited | uniq -c   # 8 at once, the rest shed\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sI 'http://%s/v1/models/resnet50/assets/model_config.json?[1-8]' | grep -E '^HTTP|^RateLimit|^Retry'   # 429 past the limit\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -s http://%s/fn/tokenize -d '{\"text\":\"the quick brown fox\"}'   # a Lambda function (aws-lambda-go), cold then warm\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -sN 'http://%s/fn/tokenize?stream=1' -d '{\"text\":\"one token at a time\"}'   # Lambda response streaming\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, circuit breakers, ejections\n", adminAddr)
 		fmt.Fprintf(&b, "  curl -s http://%s/limits   # rate limits and their hottest keys\n", adminAddr)
+		fmt.Fprintf(&b, "  curl -s http://%s/functions   # function instances, their state and limits\n", adminAddr)
 	}
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)
 	fmt.Fprintf(&b, "\nTo start from this configuration, stop the demo (Ctrl-C: it holds the ports), then:\n")
