@@ -113,7 +113,13 @@ func serve(t *testing.T, fc config.Function) *fixture {
 		defer cancel()
 		fn.Close(ctx)
 		if t.Failed() {
-			t.Logf("log:\n%s", fx.log.String())
+			var keep []string
+			for line := range strings.SplitSeq(fx.log.String(), "\n") {
+				if !strings.Contains(line, `"msg":"function output"`) {
+					keep = append(keep, line)
+				}
+			}
+			t.Logf("log (without the function's output):\n%s", strings.Join(keep, "\n"))
 		}
 	})
 	return fx
