@@ -29,9 +29,11 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/tracing"
 )
 
 // Options are what a Function needs besides its configuration.
@@ -56,6 +58,9 @@ type Function struct {
 	log     *slog.Logger
 	m       *fnMetrics
 	limits  limiter
+	// tracer records a span per invocation; the serving snapshot's, set
+	// by SetTracer (a function outlives snapshots).
+	tracer atomic.Pointer[tracing.Tracer]
 
 	mu        sync.Mutex
 	instances []*instance
@@ -102,6 +107,9 @@ func New(cfg config.Function, opt Options) (*Function, error) {
 	f.limits = newLimiter(cfg, f.log)
 	return f, nil
 }
+
+// SetTracer makes t record the function's invocations from now on.
+func (f *Function) SetTracer(t *tracing.Tracer) { f.tracer.Store(t) }
 
 // Name returns the function's name.
 func (f *Function) Name() string { return f.name }

@@ -79,6 +79,7 @@ func (f *Function) ServeExchange(x *exchange.Exchange) {
 	x.State.Endpoint = "instance/" + strconv.Itoa(in.id)
 	x.State.Attempts++
 	started := time.Now()
+	end := f.tracer.Load().StartInvocation(x, f.name, id, in.id, cold)
 	var outcome string
 	var healthy bool
 	if f.cfg.Mode == "http" {
@@ -87,6 +88,11 @@ func (f *Function) ServeExchange(x *exchange.Exchange) {
 		outcome, healthy = f.invokeLambda(x, in, id, body)
 	}
 	d := time.Since(started)
+	failure := ""
+	if outcome != outcomeOK {
+		failure = outcome
+	}
+	end(x.State.Status, failure)
 	x.State.UpstreamWait += d
 	in.current.Store(nil)
 	f.mu.Lock()

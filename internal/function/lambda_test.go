@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -195,4 +196,35 @@ func burst(t *testing.T, fx *fixture, n int, path string) (map[int]int, map[stri
 	close(start)
 	wg.Wait()
 	return statuses, pids
+}
+
+// A function in a second language: a bash custom runtime that speaks the
+// Runtime API with curl (Node.js's aws-lambda-ric needs a native build,
+// see docs/functions.md).
+func TestCurlRuntimeInBash(t *testing.T) {
+	bootstrap, err := filepath.Abs("testdata/curlfn/bootstrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := serve(t, config.Function{Name: "bash", Command: []string{"bash", bootstrap}})
+	status, h, body := fx.get(t, "/greet")
+	if status != 200 || h.Get("X-Runtime") != "bash" {
+		t.Fatalf("status %d, header %v (%s)", status, h, body)
+	}
+	contains(t, "body", body, "bash saw /greet as ")
+	contains(t, "body", body, " deadline 1")
+	status, _, body = fx.get(t, "/error")
+	if status != 502 {
+		t.Fatalf("error: status %d (%s)", status, body)
+	}
+	contains(t, "error body", body, `"error":"function_error"`)
+	waitFor(t, "the function error's log line", func() bool {
+		return strings.Contains(fx.log.String(), "bash says no")
+	})
+	if status, _, body = fx.get(t, "/again"); status != 200 {
+		t.Fatalf("after the error: status %d (%s)", status, body)
+	}
+	if got := fx.coldStarts(); got != 1 {
+		t.Errorf("cold starts = %v, want 1 (a function error keeps the instance)", got)
+	}
 }

@@ -55,10 +55,11 @@ func (s *Snapshot) function(rc *config.Route) (*function.Function, bool) {
 	return s.Functions[name], true
 }
 
-// startFunctions starts the functions s does not share with prev (their
-// min_instances and idle reaping).
+// startFunctions gives s's functions its tracer and starts those it does
+// not share with prev (their min_instances and idle reaping).
 func (s *Snapshot) startFunctions(prev *Snapshot) {
 	for name, f := range s.Functions {
+		f.SetTracer(s.Tracer)
 		if prev == nil || prev.Functions[name] != f {
 			f.Start()
 		}
