@@ -185,8 +185,8 @@ func (in *instance) fail(reason string) {
 	in.reason = reason
 	close(in.procReady)
 	in.cleanup()
-	close(in.dead)
 	in.f.exited(in, reason)
+	close(in.dead)
 }
 
 // wait reaps the process, logs why it ended and tells the scheduler.
@@ -211,8 +211,9 @@ func (in *instance) wait(cmd *exec.Cmd, place placement) {
 	} else {
 		in.f.log.Info("function instance stopped", attrs...)
 	}
-	close(in.dead)
+	// Out of the schedule before anyone waiting on dead sees it go.
 	in.f.exited(in, reason)
+	close(in.dead)
 }
 
 func exitReason(err error) string {
@@ -247,6 +248,11 @@ func (in *instance) kill(reason string) {
 	in.killOnce.Do(func() {
 		in.killReason.Store(&reason)
 		<-in.procReady
+		select {
+		case <-in.dead:
+			return // gone: its pid may belong to another process now
+		default:
+		}
 		if in.proc != nil {
 			_ = syscall.Kill(-in.pid, syscall.SIGKILL)
 		}
@@ -260,6 +266,11 @@ func (in *instance) stop(reason string) {
 	if in.proc == nil {
 		<-in.dead
 		return
+	}
+	select {
+	case <-in.dead:
+		return
+	default:
 	}
 	in.killReason.CompareAndSwap(nil, &reason)
 	_ = syscall.Kill(-in.pid, syscall.SIGTERM)

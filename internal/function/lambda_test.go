@@ -146,7 +146,7 @@ func TestConcurrencyOverflowRefusedWhenQueueFull(t *testing.T) {
 	fc.MaxInstances, fc.MaxConcurrency, fc.MaxQueue = 4, 1, 10
 	fc.QueueTimeout = config.Duration(60 * time.Second)
 	fx := serve(t, fc)
-	statuses, pids := burst(t, fx, 50, "/sleep?ms=400")
+	statuses, pids := burst(t, fx, 50, "/sleep?ms=800")
 	if statuses[200]+statuses[429] != 50 || statuses[429] == 0 || statuses[200] < 10 {
 		t.Fatalf("statuses %v, want only 200 and 429, at least 10 served and some refused", statuses)
 	}

@@ -2,10 +2,12 @@ package function_test
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,7 +79,7 @@ func TestQueueTimeout(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := http.Get(fx.srv.URL + "/sleep?ms=1500")
+		resp, err := http.Get(fx.srv.URL + "/sleep?ms=3000")
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -159,7 +161,7 @@ func TestHTTPMode(t *testing.T) {
 	for _, listen := range []string{config.FunctionListenUnix, config.FunctionListenTCP} {
 		t.Run(listen, func(t *testing.T) {
 			fc := httpConfig("web-"+listen, listen)
-			fc.Timeout = config.Duration(time.Second)
+			fc.Timeout = config.Duration(2 * time.Second)
 			fx := serve(t, fc)
 			status, h, body := fx.get(t, "/hello")
 			if status != 200 || h.Get("X-Fn") != "http" {
@@ -205,5 +207,76 @@ func TestHTTPMode(t *testing.T) {
 				return strings.Contains(fx.log.String(), "http function crashing on purpose")
 			})
 		})
+	}
+}
+
+// With max_concurrency 2 one aws-lambda-go instance (told
+// AWS_LAMBDA_MAX_CONCURRENCY) serves two invocations at once.
+func TestLambdaConcurrencyPerInstance(t *testing.T) {
+	fc := lambdaConfig("pair")
+	fc.MaxInstances, fc.MaxConcurrency = 1, 2
+	fx := serve(t, fc)
+	if status, _, _ := fx.get(t, "/hello"); status != 200 {
+		t.Fatal("warm-up failed")
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			resp, err := http.Get(fx.srv.URL + "/sleep?ms=1000")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	waitFor(t, "two invocations in flight on one instance", func() bool {
+		st := fx.fn.Status()
+		return len(st.Instances) == 1 && st.Instances[0].InFlight == 2
+	})
+	wg.Wait()
+	if got := fx.coldStarts(); got != 1 {
+		t.Errorf("cold starts = %v, want 1", got)
+	}
+}
+
+// Close lets the invocation in flight finish, refuses new requests with
+// 503, and stops the instances.
+func TestCloseDrains(t *testing.T) {
+	fx := serve(t, lambdaConfig("drain"))
+	if status, _, _ := fx.get(t, "/hello"); status != 200 {
+		t.Fatal("warm-up failed")
+	}
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(fx.srv.URL + "/sleep?ms=500")
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	waitFor(t, "the invocation in flight", func() bool {
+		st := fx.fn.Status()
+		return len(st.Instances) == 1 && st.Instances[0].InFlight == 1
+	})
+	closed := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		fx.fn.Close(ctx)
+		close(closed)
+	}()
+	waitFor(t, "the function to refuse new requests", func() bool {
+		status, _, body := fx.get(t, "/hello")
+		return status == 503 && strings.Contains(body, `"error":"shutting_down"`)
+	})
+	if status := <-done; status != 200 {
+		t.Errorf("the invocation in flight got %d, want 200", status)
+	}
+	<-closed
+	if n := len(fx.fn.Status().Instances); n != 0 {
+		t.Errorf("%d instances after Close", n)
 	}
 }
