@@ -104,7 +104,7 @@ func New(cfg config.Function, opt Options) (*Function, error) {
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
-	f.limits = newLimiter(cfg, f.log)
+	f.limits = newLimiter(cfg)
 	return f, nil
 }
 
@@ -126,6 +126,7 @@ func (f *Function) Start() {
 		return
 	}
 	f.started = true
+	f.limits.report(f.log)
 	f.scaleLocked()
 	go f.reap()
 }

@@ -111,8 +111,10 @@ func (f *Function) invokeHTTP(x *exchange.Exchange, in *instance, id string) (st
 		target += "?" + x.Req.Query
 	}
 	var body io.Reader = http.NoBody
+	var counted *countingReader
 	if x.Req.ContentLength != 0 && x.Req.Body != nil {
-		body = &countingReader{r: io.LimitReader(x.Req.Body, int64(f.cfg.MaxEventBytes)), n: &x.State.BytesIn}
+		counted = &countingReader{r: x.Req.Body, n: &x.State.BytesIn, limit: int64(f.cfg.MaxEventBytes)}
+		body = counted
 	}
 	req, err := http.NewRequestWithContext(ctx, x.Req.Method, target, body)
 	if err != nil {
@@ -134,6 +136,12 @@ func (f *Function) invokeHTTP(x *exchange.Exchange, in *instance, id string) (st
 
 	resp, err := in.http.Do(req)
 	if err != nil {
+		if counted != nil && counted.over {
+			// The client's fault, not the instance's.
+			x.State.Error = errBodyTooLarge.Error()
+			failure.Fail(x, failure.BodyTooLarge)
+			return outcomeTooLarge, true
+		}
 		return f.httpFailed(x, in, id, ctx, err)
 	}
 	defer resp.Body.Close()
@@ -202,13 +210,25 @@ func (f *Function) httpFailed(x *exchange.Exchange, in *instance, id string, ctx
 	return outcomeCrashed, false
 }
 
+var errBodyTooLarge = errors.New("request body exceeds max_event_bytes")
+
+// countingReader counts a streamed request body into n and fails it past
+// limit bytes (a body of unknown length).
 type countingReader struct {
-	r io.Reader
-	n *int64
+	r     io.Reader
+	n     *int64
+	limit int64
+	read  int64
+	over  bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	*c.n += int64(n)
+	c.read += int64(n)
+	if c.read > c.limit {
+		c.over = true
+		return 0, errBodyTooLarge
+	}
 	return n, err
 }

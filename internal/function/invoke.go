@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
 )
@@ -44,7 +45,7 @@ const retryAfter = "1"
 func (f *Function) ServeExchange(x *exchange.Exchange) {
 	arrived := time.Now()
 	var body []byte
-	if f.cfg.Mode != "http" {
+	if f.cfg.Mode != config.FunctionModeHTTP {
 		var err error
 		if body, err = readBody(x, int64(f.cfg.MaxEventBytes)); err != nil {
 			x.State.Error = err.Error()
@@ -82,7 +83,7 @@ func (f *Function) ServeExchange(x *exchange.Exchange) {
 	end := f.tracer.Load().StartInvocation(x, f.name, id, in.id, cold)
 	var outcome string
 	var healthy bool
-	if f.cfg.Mode == "http" {
+	if f.cfg.Mode == config.FunctionModeHTTP {
 		outcome, healthy = f.invokeHTTP(x, in, id)
 	} else {
 		outcome, healthy = f.invokeLambda(x, in, id, body)

@@ -2,7 +2,9 @@ package function_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -278,5 +280,31 @@ func TestCloseDrains(t *testing.T) {
 	<-closed
 	if n := len(fx.fn.Status().Instances); n != 0 {
 		t.Errorf("%d instances after Close", n)
+	}
+}
+
+// In http mode a body of unknown length over max_event_bytes gets 413 and
+// the instance keeps serving.
+func TestHTTPModeBodyTooLarge(t *testing.T) {
+	fc := httpConfig("web-small", config.FunctionListenUnix)
+	fc.MaxEventBytes = 1024
+	fx := serve(t, fc)
+	_, _, body := fx.get(t, "/hello")
+	first := pid(t, body)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(bytes.Repeat([]byte("a"), 4096))
+		pw.Close()
+	}()
+	resp, err := http.Post(fx.srv.URL+"/hello", "text/plain", pr) // chunked: length unknown
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Fatalf("status %d, want 413", resp.StatusCode)
+	}
+	if _, _, body := fx.get(t, "/hello"); pid(t, body) != first {
+		t.Errorf("the instance was replaced after a client's oversized body")
 	}
 }

@@ -41,9 +41,11 @@ type limiter struct {
 	cpu       float64
 	mechanism string
 	dir       string // the function's cgroup, for cgroup_v2
+	// why says why cgroups did not apply, for the log.
+	why string
 }
 
-func newLimiter(cfg config.Function, log *slog.Logger) limiter {
+func newLimiter(cfg config.Function) limiter {
 	l := limiter{memory: int64(cfg.Memory), cpu: cfg.CPU, mechanism: limitsNone}
 	if l.memory == 0 && l.cpu == 0 {
 		return l
@@ -51,16 +53,24 @@ func newLimiter(cfg config.Function, log *slog.Logger) limiter {
 	dir, err := functionCgroup(cfg.Name)
 	if err == nil {
 		l.mechanism, l.dir = limitsCgroup, dir
-		log.Info("function limits", "mechanism", l.mechanism, "cgroup", dir, "memory", l.memory, "cpu", l.cpu)
 		return l
 	}
-	l.mechanism = limitsRlimit
-	attrs := []any{"mechanism", l.mechanism, "memory", l.memory, "cgroup_v2", err.Error()}
-	if l.cpu > 0 {
-		attrs = append(attrs, "cpu", "not applied: no rlimit caps a rate")
-	}
-	log.Warn("function limits", attrs...)
+	l.mechanism, l.why = limitsRlimit, err.Error()
 	return l
+}
+
+// report logs which mechanism applies (once, when the function starts).
+func (l *limiter) report(log *slog.Logger) {
+	switch l.mechanism {
+	case limitsCgroup:
+		log.Info("function limits", "mechanism", l.mechanism, "cgroup", l.dir, "memory", l.memory, "cpu", l.cpu)
+	case limitsRlimit:
+		attrs := []any{"mechanism", l.mechanism, "memory", l.memory, "cgroup_v2", l.why}
+		if l.cpu > 0 {
+			attrs = append(attrs, "cpu", "not applied: no rlimit caps a rate")
+		}
+		log.Warn("function limits", attrs...)
+	}
 }
 
 // functionCgroup creates the function's cgroup below penstock's own, with

@@ -15,13 +15,19 @@ import (
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 // limiter applies no memory or CPU caps outside Linux, and says so.
-type limiter struct{ mechanism string }
+type limiter struct {
+	mechanism string
+	asked     bool
+}
 
-func newLimiter(cfg config.Function, log *slog.Logger) limiter {
-	if cfg.Memory > 0 || cfg.CPU > 0 {
+func newLimiter(cfg config.Function) limiter {
+	return limiter{mechanism: "none", asked: cfg.Memory > 0 || cfg.CPU > 0}
+}
+
+func (l *limiter) report(log *slog.Logger) {
+	if l.asked {
 		log.Warn("function limits", "mechanism", "none", "reason", "memory and cpu caps need Linux")
 	}
-	return limiter{mechanism: "none"}
 }
 
 type placement struct{}
