@@ -143,3 +143,18 @@ func TestInitTimeout(t *testing.T) {
 		return strings.Contains(fx.log.String(), "did not become ready within init_timeout (300ms)")
 	})
 }
+
+// A function kept at min_instances that cannot start is restarted with a
+// growing delay, not in a loop.
+func TestInitFailureBackoff(t *testing.T) {
+	fc := lambdaConfig("crashloop")
+	fc.Env = map[string]string{"FAIL_INIT": "exit"}
+	fc.MinInstances = 1
+	fx := serve(t, fc)
+	time.Sleep(1500 * time.Millisecond)
+	// Without backoff this would be hundreds; with it, starts at about
+	// 0, 0.1, 0.3, 0.7 and 1.5 s.
+	if got := fx.coldStarts(); got < 2 || got > 8 {
+		t.Errorf("%v starts in 1.5 s, want a handful", got)
+	}
+}

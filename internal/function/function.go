@@ -67,6 +67,12 @@ type Function struct {
 	waiters   []*waiter
 	nextID    int
 	closed    bool
+	// initFailures counts starts that failed in a row; while it is not
+	// zero, instances kept for min_instances start no earlier than
+	// minStartAt (exponential backoff), so a function that cannot start
+	// is not restarted in a tight loop.
+	initFailures int
+	minStartAt   time.Time
 	started   bool
 	// idle is signalled when the last in-flight invocation of a closed
 	// function ends.
@@ -175,6 +181,13 @@ func (f *Function) Close(ctx context.Context) {
 	wg.Wait()
 	f.limits.close()
 }
+
+// The backoff of min_instances after failed starts: doubling from
+// initBackoff, at most maxInitBackoff.
+const (
+	initBackoff    = 100 * time.Millisecond
+	maxInitBackoff = 30 * time.Second
+)
 
 // errors a request can get before it reaches an instance.
 var (
@@ -355,7 +368,8 @@ func (f *Function) scaleLocked() {
 			}
 		}
 		n := len(f.instances)
-		need := n < f.cfg.MinInstances || len(f.waiters) > starting*f.cfg.MaxConcurrency
+		forMin := n < f.cfg.MinInstances && !time.Now().Before(f.minStartAt)
+		need := forMin || len(f.waiters) > starting*f.cfg.MaxConcurrency
 		if !need || n >= f.cfg.MaxInstances {
 			return
 		}
@@ -376,6 +390,7 @@ func (f *Function) ready(in *instance) {
 	}
 	in.state = stateReady
 	in.lastUsed = time.Now()
+	f.initFailures, f.minStartAt = 0, time.Time{}
 	f.m.instanceState(stateStarting, stateReady)
 	f.dispatchLocked()
 }
@@ -390,6 +405,16 @@ func (f *Function) exited(in *instance, reason string) {
 	wasStarting := in.state == stateStarting
 	f.retireLocked(in)
 	if wasStarting {
+		f.initFailures++
+		backoff := min(initBackoff<<min(f.initFailures-1, 16), maxInitBackoff)
+		f.minStartAt = time.Now().Add(backoff)
+		if len(f.instances) < f.cfg.MinInstances {
+			time.AfterFunc(backoff, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				f.scaleLocked()
+			})
+		}
 		err := &initError{reason: reason}
 		for i := 0; i < f.cfg.MaxConcurrency && len(f.waiters) > 0; i++ {
 			w := f.waiters[0]
