@@ -73,7 +73,7 @@ type Function struct {
 	// is not restarted in a tight loop.
 	initFailures int
 	minStartAt   time.Time
-	started   bool
+	started      bool
 	// idle is signalled when the last in-flight invocation of a closed
 	// function ends.
 	idle chan struct{}
