@@ -6,6 +6,7 @@
 //	penstock validate -c FILE     check a configuration file
 //	penstock config demo          print the demo configuration
 //	penstock demo-backend         run the demo model backend alone
+//	penstock demo-function        the demo function (started by penstock serve)
 //	penstock bench run|compare|report   load testing and A/B comparison
 //	penstock probe once|serve|run  network prober (blackbox_exporter compatible)
 //	penstock upgrade -pid-file F  replace a running penstock (binary upgrade)
@@ -37,6 +38,7 @@ func commands() []command {
 		{"validate", "check a configuration file and print every error", runValidate},
 		{"config", "print configurations (penstock config demo)", runConfig},
 		{"demo-backend", "run the built-in demo model backend alone", runDemoBackend},
+		{"demo-function", "run the demo function (penstock starts it; it speaks the Lambda Runtime API)", runDemoFunction},
 		{"bench", "measure a server: open-loop load, run comparison, HTML report", runBench},
 		{"probe", "probe networks: once, as a blackbox_exporter (serve), or a target list (run)", runProbe},
 		{"upgrade", "replace a running penstock with a new process, without dropping a connection", runUpgrade},

@@ -90,6 +90,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /rollouts/{name}", read(http.HandlerFunc(a.rollout)))
 	mux.Handle("POST /rollouts/{name}/{action}", a.auth(http.HandlerFunc(a.rolloutAction)))
 	mux.Handle("GET /mirrors", read(http.HandlerFunc(a.mirrors)))
+	mux.Handle("GET /functions", read(http.HandlerFunc(a.functions)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))

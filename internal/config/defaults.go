@@ -286,6 +286,7 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Reload.Debounce, DefaultReloadDebounce)
 	setDefault(&c.Reload.StreamGrace, DefaultStreamGrace)
 	c.setLimitDefaults()
+	c.setFunctionDefaults()
 }
 
 // setDefault stores def in *p if *p is the zero value.

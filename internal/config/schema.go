@@ -54,6 +54,9 @@ type Config struct {
 	Tracing Tracing `yaml:"tracing"`
 	// Limits are the named rate limits routes apply (see Limit).
 	Limits []Limit `yaml:"limits"`
+	// Functions are the executables penstock runs on demand and routes
+	// serve as upstreams (functions.go).
+	Functions []Function `yaml:"functions"`
 
 	// src records the file name and field lines when the Config was decoded
 	// by Parse or Load; nil for a Config built in Go.

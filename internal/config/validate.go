@@ -34,6 +34,7 @@ func (c *Config) Validate() error {
 	col := NewCollector(c)
 	binds := c.validateListeners(col)
 	upstreams := c.validateUpstreams(col)
+	c.validateFunctions(col, upstreams)
 	c.validateRoutes(col, upstreams)
 	c.validateAdmin(col, binds)
 	c.validateTelemetry(col)

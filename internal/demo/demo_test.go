@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,6 +16,16 @@ import (
 	"github.com/penstock-dev/penstock/internal/demo"
 	"github.com/penstock-dev/penstock/internal/server"
 )
+
+// TestMain lets this test binary be the demo function: the demo config's
+// function runs "{penstock} demo-function", and {penstock} is the running
+// executable, here the test binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "demo-function" {
+		demo.RunFunction()
+	}
+	os.Exit(m.Run())
+}
 
 // TestDemoBannerCommandsWork starts the embedded demo config (on free ports)
 // in front of the demo backend and runs every curl command the banner
@@ -42,6 +53,11 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 				cfg.Upstreams[i].Endpoints[j].Address = addr.String()
 			}
 		}
+	}
+	// The demo function is this test binary (TestMain): built with -race,
+	// its shadow memory alone is more than the demo's memory cap.
+	for i := range cfg.Functions {
+		cfg.Functions[i].Memory = 0
 	}
 	g, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -79,6 +95,8 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"queued/encoder/infer#":  "queue_full",
 		"chat/completions#":      "rate_limited",
 		"grpc-timeout: 0m":       "deadline_unreachable",
+		"/fn/tokenize -d":        `"count":4`,
+		"stream=1":               "one\ntoken\nat\na\ntime",
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {

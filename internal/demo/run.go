@@ -44,6 +44,8 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -s -H 'x-tenant: demo' -d '{\"model\":\"llama-tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":200}' 'http://%s/v1/chat/completions#[1-4]' | grep -oE '\"total_tokens\":[0-9]+|rate_limited' | sort | uniq -c   # a tenant's tokens per minute\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s -o /dev/null -w '%%{http_code} %%{size_download} bytes\\n' http://%s/v1/models/resnet50/assets/tokenizer.bin\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sI 'http://%s/v1/models/resnet50/assets/model_config.json?[1-8]' | grep -E '^HTTP|^RateLimit|^Retry'   # 429 past the limit\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -s http://%s/fn/tokenize -d '{\"text\":\"the quick brown fox\"}'   # a Lambda function (aws-lambda-go), cold then warm\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -sN 'http://%s/fn/tokenize?stream=1' -d '{\"text\":\"one token at a time\"}'   # Lambda response streaming\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
 	if adminAddr != "" {
@@ -52,6 +54,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 		fmt.Fprintf(&b, "  curl -s http://%s/mirrors   # the shadow model's answers compared with the arms' (20 %% of predictions copied)\n", adminAddr)
 		fmt.Fprintf(&b, "  %s bench run --method POST --body '{\"prompt\":\"hi\",\"max_tokens\":4}' --rate 20 --duration 40s http://%s/v1/models/llama-tiny/generate &\n", self, httpAddr)
 		fmt.Fprintf(&b, "  %s rollout show generate   # models-v2 rolled out 20 %% → 50 %% → 100 %%, judged live (pause: PENSTOCK_ADMIN_TOKEN=demo-admin-token %s rollout pause generate)\n", self, self)
+		fmt.Fprintf(&b, "  curl -s http://%s/functions   # function instances, their state and limits\n", adminAddr)
 	}
 	fmt.Fprintf(&b, "  %s probe once -insecure -module tls_connect %s   # TLS version, ALPN, key-exchange group, certificate, as JSON (docs/probe.md)\n", self, httpsAddr)
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)

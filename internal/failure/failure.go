@@ -43,6 +43,18 @@ const (
 	QueueTimeout        Code = "queue_timeout"        // 503
 	DeadlineUnreachable Code = "deadline_unreachable" // 503
 	DeadlineExpired     Code = "deadline_expired"     // 503
+
+	// Function invocations (internal/function): the function's queue was
+	// full or the wait in it too long; the invocation overran its timeout;
+	// the function reported an error, its instance exited or failed to
+	// start, or it returned what is not an HTTP response.
+	FunctionQueueFull    Code = "function_queue_full"    // 429
+	FunctionQueueTimeout Code = "function_queue_timeout" // 503
+	FunctionTimeout      Code = "function_timeout"       // 504
+	FunctionError        Code = "function_error"         // 502
+	FunctionCrashed      Code = "function_crashed"       // 502
+	FunctionInitFailed   Code = "function_init_failed"   // 502
+	FunctionBadResponse  Code = "function_bad_response"  // 502
 )
 
 // ErrBodyTooLarge is returned by a limited request body once the client has
@@ -73,6 +85,12 @@ func (c Code) Status() int {
 		return 503
 	case RateLimited:
 		return 429
+	case FunctionQueueFull:
+		return 429
+	case FunctionQueueTimeout:
+		return 503
+	case FunctionTimeout:
+		return 504
 	}
 	return 502
 }

@@ -21,9 +21,9 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/function"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
-	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/split"
 	"github.com/penstock-dev/penstock/internal/tracing"
@@ -58,6 +58,8 @@ type Snapshot struct {
 	Router *router.Router[*Route]
 	// Pools are the upstream pools by name.
 	Pools map[string]*upstream.Pool
+	// Functions are the functions by name (functions.go).
+	Functions map[string]*function.Function
 
 	// W3C and B3 are the trace context formats read from requests;
 	// SampleRatio samples new traces.
@@ -77,6 +79,9 @@ type Snapshot struct {
 	state  *pipeline.State
 	// mirrors are the split routes' mirrors, for the admin API.
 	mirrors []*split.Mirror
+	// functionMetrics are the function runtime's metric families, made
+	// by the first snapshot and handed on.
+	functionMetrics *function.Metrics
 }
 
 // Mirrors returns the mirrors of the split routes.
@@ -162,6 +167,10 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	if err := s.buildPools(cfg, prev, env.IO); err != nil {
 		return nil, err
 	}
+	if err := s.buildFunctions(cfg, prev, env, log); err != nil {
+		s.Discard(prev)
+		return nil, err
+	}
 	if env.Telemetry != nil {
 		if err := s.observe(cfg, prev, env.Telemetry); err != nil {
 			s.Discard(prev)
@@ -170,34 +179,27 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 	}
 	defer s.state.Forget()
 	r, err := buildRouter(cfg, func(i int, rc *config.Route) (*Route, error) {
-		pool := s.Pools[rc.Upstream]
-		epMetrics := make(map[*upstream.Endpoint]*metrics.Upstream, len(pool.Endpoints))
-		for _, e := range pool.Endpoints {
-			epMetrics[e] = m.Upstream(pool.Name, e.Address)
-		}
 		retry, err := retryPolicy(s.state, rc, m)
 		if err != nil {
 			return nil, err
 		}
-		fwd := &proxy.Forwarder{
-			Pool:                  pool,
-			NoWebSocket:           len(rc.TunnelledUpgrades()) == 0,
-			Tracer:                s.Tracer,
-			EndpointMetrics:       epMetrics,
-			ConnectTimeout:        rc.Timeouts.Connect.D(),
-			ResponseHeaderTimeout: rc.Timeouts.ResponseHeader.D(),
-			RequestTimeout:        rc.Timeouts.Request.D(),
-			Logger:                log,
-			Retry:                 retry,
-		}
-		var terminal exchange.Handler = fwd
-		if rc.Split != nil {
+		var terminal exchange.Handler
+		switch fn, isFn := s.function(rc); {
+		case isFn:
+			terminal = fn
+		case rc.Split != nil:
 			if terminal, err = s.splitter(cfg, rc, m, log, retry); err != nil {
 				return nil, err
 			}
+		default:
+			terminal = s.forwarder(rc, rc.Upstream, m, log, retry)
 		}
 		if rc.Batch != nil {
-			bt, err := batch.New(rc.Batch, terminal, len(pool.Endpoints), m.Batch(rc.Name), log)
+			endpoints := 1 // a function's instances come and go
+			if p := s.Pools[rc.Upstream]; p != nil {
+				endpoints = len(p.Endpoints)
+			}
+			bt, err := batch.New(rc.Batch, terminal, endpoints, m.Batch(rc.Name), log)
 			if err != nil {
 				return nil, err
 			}
@@ -223,6 +225,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		for _, p := range s.Pools {
 			p.Start(obs)
 		}
+		s.startFunctions(prev)
 	}
 	return s, nil
 }
@@ -293,13 +296,15 @@ func (s *Snapshot) Retire(next *Snapshot) (end func() error) {
 		nextState = next.state
 	}
 	leaving := s.state.Leaving(nextState)
-	if len(pools) == 0 && tracer == nil && log == nil && len(leaving) == 0 {
+	functions := s.leavingFunctions(next)
+	if len(pools) == 0 && tracer == nil && log == nil && len(leaving) == 0 && len(functions) == 0 {
 		return nil
 	}
 	return func() error {
 		for _, r := range pools {
 			r.pool.EndFor(r.successor)
 		}
+		closeFunctions(functions)
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()
 		return errors.Join(log.Close(), tracer.Shutdown(ctx), pipeline.Close(leaving))
