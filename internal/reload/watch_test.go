@@ -14,10 +14,16 @@ import (
 // watchCount watches path and counts reloads.
 func watchCount(t *testing.T, path string) *atomic.Int32 {
 	t.Helper()
+	return watchCountDebounced(t, path, 50*time.Millisecond)
+}
+
+// watchCountDebounced is watchCount with a debounce of d.
+func watchCountDebounced(t *testing.T, path string, d time.Duration) *atomic.Int32 {
+	t.Helper()
 	var n atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := Watch(ctx, path, 50*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), func() { n.Add(1) }); err != nil {
+	if err := Watch(ctx, path, d, slog.New(slog.NewTextHandler(io.Discard, nil)), func() { n.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
 	return &n
@@ -58,8 +64,12 @@ func TestWatch(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "penstock.yaml")
 			os.WriteFile(path, []byte("v: 1\n"), 0o644)
-			n := watchCount(t, path)
+			// A debounce far above the 5 ms between the burst's writes, so
+			// that a loaded machine descheduling the writer does not
+			// split the burst in two.
+			n := watchCountDebounced(t, path, 300*time.Millisecond)
 			tc.change(t, dir, path)
+			time.Sleep(300 * time.Millisecond)
 			settle()
 			if got := n.Load(); got != tc.want {
 				t.Errorf("%d reloads, want %d", got, tc.want)

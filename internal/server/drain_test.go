@@ -121,7 +121,10 @@ func (l *rawLoad) finish(t *testing.T, what string) {
 	if n := l.failed.Load(); n > 0 {
 		t.Errorf("%d of %d requests failed across %s; first: %v", n, n+l.ok.Load(), what, l.first)
 	}
-	if l.ok.Load() < 50 {
+	// A floor that shows the load ran across the changes (a few requests
+	// per worker): 41 in all were seen under the race detector with the
+	// load average at 16, hundreds on a quiet machine.
+	if l.ok.Load() < 20 {
 		t.Errorf("only %d requests answered", l.ok.Load())
 	}
 	t.Logf("%d requests across %s, %d failed", l.ok.Load()+l.failed.Load(), what, l.failed.Load())
