@@ -280,6 +280,9 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Reload.Debounce, DefaultReloadDebounce)
 	setDefault(&c.Reload.StreamGrace, DefaultStreamGrace)
 	c.setLimitDefaults()
+	if c.Postgres != nil {
+		c.Postgres.setDefaults()
+	}
 }
 
 // setDefault stores def in *p if *p is the zero value.

@@ -54,6 +54,9 @@ type Config struct {
 	Tracing Tracing `yaml:"tracing"`
 	// Limits are the named rate limits routes apply (see Limit).
 	Limits []Limit `yaml:"limits"`
+	// Postgres is the PostgreSQL-aware proxy (pooling, read/write
+	// splitting, breakers). Absent means none. See postgres.go.
+	Postgres *Postgres `yaml:"postgres"`
 
 	// src records the file name and field lines when the Config was decoded
 	// by Parse or Load; nil for a Config built in Go.
