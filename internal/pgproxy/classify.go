@@ -214,7 +214,7 @@ func lex(sql string, emit func(token)) {
 		case ch == '$':
 			// $1 is a parameter; $tag$ ... $tag$ a dollar-quoted literal.
 			j := i + 1
-			for j < n && (isIdent(sql[j]) && !(j == i+1 && sql[j] >= '0' && sql[j] <= '9')) {
+			for j < n && (isIdentStart(sql[j]) || j > i+1 && sql[j] >= '0' && sql[j] <= '9') {
 				j++
 			}
 			if j < n && sql[j] == '$' {
@@ -258,7 +258,7 @@ func lex(sql string, emit func(token)) {
 }
 
 // skipString returns the index after the string literal whose body starts
-// at i; backslash escapes count in E'' strings.
+// at i; backslash escapes count in E” strings.
 func skipString(sql string, i int, backslash bool) int {
 	n := len(sql)
 	for i < n {

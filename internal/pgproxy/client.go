@@ -45,11 +45,11 @@ type client struct {
 	// skipUntilSync drops extended-protocol messages after an error the
 	// proxy answered itself, as a server would (protocol section 55.2.3).
 	skipUntilSync bool
-	mu sync.Mutex
+	mu            sync.Mutex
 	// failNext is answered to the next request: the server connection of
 	// an open transaction was lost.
 	failNext error
-	sc *serverConn
+	sc       *serverConn
 	// onReplica: sc is a replica's.
 	onReplica bool
 	// pending counts Sync and Query messages sent and not yet answered by

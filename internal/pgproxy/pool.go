@@ -68,7 +68,7 @@ type serverConn struct {
 	key    []byte
 	params map[string]string
 	stmts  *stmtCache
-	inUse atomic.Bool
+	inUse  atomic.Bool
 	// sendMu is held while a client writes to the connection.
 	sendMu sync.Mutex
 	// lastUsed is when it went back to the pool.

@@ -427,8 +427,8 @@ func parseLSN(s string) (uint64, error) {
 }
 
 func (p *Proxy) connectTimeout() time.Duration { return p.rt.Load().cfg.Timeouts.Connect.D() }
-func (p *Proxy) breakerFailures() int         { return p.rt.Load().cfg.Breaker.Failures }
-func (p *Proxy) preparedCap() int             { return p.rt.Load().cfg.PreparedStatements }
+func (p *Proxy) breakerFailures() int          { return p.rt.Load().cfg.Breaker.Failures }
+func (p *Proxy) preparedCap() int              { return p.rt.Load().cfg.PreparedStatements }
 
 // register adds c to the clients a CancelRequest can reach and returns its
 // backend key data.
