@@ -450,6 +450,15 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 		c.mu.Unlock()
 		var err error
 		sc, err = c.attach(cls, known)
+		if err == nil {
+			c.mu.Lock()
+			if c.sc != sc {
+				// Lost between attaching and sending (a pooled
+				// connection whose server had gone).
+				err = errors.New("server connection lost before use")
+				c.mu.Unlock()
+			}
+		}
 		if err != nil {
 			c.p.metrics.acquireErrors.WithLabelValues(c.db.cfg.Name, errCode(err)).Inc()
 			_, isQuery := c.lastRequestIsQuery(build)
@@ -462,7 +471,6 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 			}
 			return nil
 		}
-		c.mu.Lock()
 	}
 	// From reading c.sc to counting what is sent, mu is held: the relay
 	// must not release the connection in between.
@@ -738,7 +746,11 @@ func (c *client) serverLost(sc *serverConn, err error) {
 	closed := c.closed
 	c.pending, c.unsynced, c.completions, c.txStatus = 0, false, nil, 'I'
 	c.mu.Unlock()
+	// A send in progress finishes (or fails) before the connection goes.
+	sc.conn.Close()
+	sc.sendMu.Lock()
 	sc.pool.discard(sc)
+	sc.sendMu.Unlock()
 	c.p.metrics.serverLost.WithLabelValues(sc.pool.srv.addr).Inc()
 	if closed {
 		return

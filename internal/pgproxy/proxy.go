@@ -336,7 +336,16 @@ func (p *Proxy) monitor(d *database) {
 			}
 		}
 		if len(pools) == 0 {
-			continue
+			// Nobody has logged in yet: lag and probes use the
+			// database's own user, else the first configured user.
+			user := d.cfg.User
+			if user == "" && len(rt.cfg.Users) > 0 {
+				user = rt.cfg.Users[0].Name
+			}
+			if user == "" || d.cfg.ReadWriteSplit == nil {
+				continue
+			}
+			pools = append(pools, p.poolsFor(rt, d, user))
 		}
 		// Probes and lag use the first user's pools' credentials.
 		up := pools[0]
