@@ -222,6 +222,9 @@ func (p *Proxy) Reload(cfg *config.Postgres) error {
 	return nil
 }
 
+// closeWait bounds how long Close waits for busy server connections.
+const closeWait = 10 * time.Second
+
 // Close stops accepting, disconnects every client and closes every server
 // connection.
 func (p *Proxy) Close() {
@@ -238,7 +241,15 @@ func (p *Proxy) Close() {
 	for _, c := range clients {
 		c.conn.Close()
 	}
-	p.wg.Wait()
+	// Relays end once their server answers the rollback; a server that
+	// does not answer is not waited for past closeWait.
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		p.log.Warn("postgres proxy closed with server connections still busy")
+	}
 	for _, d := range p.rt.Load().dbs {
 		d.close()
 	}
