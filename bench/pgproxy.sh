@@ -111,7 +111,7 @@ listeners: [{name: unused, address: "127.0.0.1:0"}]
 upstreams: [{name: unused, endpoints: [{address: "127.0.0.1:9"}]}]
 routes: [{name: unused, match: {path: /}, upstream: unused}]
 logging: {level: warn}
-access_log: {output: off}
+access_log: {enabled: false}
 reload: {watch: false}
 postgres:
   listen: "127.0.0.1:$port"
