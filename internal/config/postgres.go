@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"net"
 	"strconv"
 	"strings"
@@ -53,11 +54,31 @@ type Postgres struct {
 	// ResetQuery runs on a server connection that carries session state
 	// before another client gets it. Default "DISCARD ALL".
 	ResetQuery string `yaml:"reset_query"`
+	// TLS, when present, offers TLS to clients: an SSLRequest is answered
+	// "S" and the session continues encrypted. Absent means clients are
+	// answered "N" and go on in plain text (or give up, with
+	// sslmode=require).
+	TLS *PostgresTLS `yaml:"tls"`
+	// ServerSSLMode is how the proxy asks servers for TLS, as libpq's
+	// sslmode: "disable" (default), "prefer", "require", "verify-ca" or
+	// "verify-full".
+	ServerSSLMode string `yaml:"server_sslmode"`
+	// ServerCAFile is the CA bundle (PEM) that verifies servers'
+	// certificates with verify-ca and verify-full. Default: the system's.
+	ServerCAFile string `yaml:"server_ca_file"`
 	// Timeouts bound connecting, waiting and idling.
 	Timeouts PostgresTimeouts `yaml:"timeouts"`
 	// Breaker marks a server down after failed connects and probes it
 	// back.
 	Breaker PostgresBreaker `yaml:"breaker"`
+}
+
+// PostgresTLS is the proxy's certificate for clients.
+type PostgresTLS struct {
+	// CertFile is the certificate chain (PEM). Required.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is its private key (PEM). Required.
+	KeyFile string `yaml:"key_file"`
 }
 
 // PostgresUser is one client account.
@@ -199,6 +220,7 @@ func (p *Postgres) setDefaults() {
 	setDefault(&p.PreparedStatements, DefaultPostgresPreparedStatements)
 	setDefault(&p.SessionState, PostgresStatePin)
 	setDefault(&p.ResetQuery, DefaultPostgresResetQuery)
+	setDefault(&p.ServerSSLMode, "disable")
 	setDefault(&p.Timeouts.Connect, DefaultPostgresConnectTimeout)
 	setDefault(&p.Timeouts.QueryWait, DefaultPostgresQueryWait)
 	setDefault(&p.Timeouts.ServerIdle, DefaultPostgresServerIdle)
@@ -248,6 +270,26 @@ func (c *Config) validatePostgres(col *Collector) {
 	}
 	if p.PreparedStatements < 1 {
 		col.Addf("postgres.prepared_statements", "must be at least 1, got %d", p.PreparedStatements)
+	}
+	if !isKnown(p.ServerSSLMode, "disable", "prefer", "require", "verify-ca", "verify-full") {
+		col.Addf("postgres.server_sslmode", "unknown sslmode %q; want disable, prefer, require, verify-ca or verify-full", p.ServerSSLMode)
+	}
+	if p.ServerCAFile != "" {
+		checkFile(col, "postgres.server_ca_file", "CA file", p.ServerCAFile)
+	}
+	if t := p.TLS; t != nil {
+		switch {
+		case t.CertFile == "":
+			col.Addf("postgres.tls.cert_file", "is required")
+		case t.KeyFile == "":
+			col.Addf("postgres.tls.key_file", "is required")
+		default:
+			if checkFile(col, "postgres.tls.cert_file", "certificate", t.CertFile) && checkFile(col, "postgres.tls.key_file", "key", t.KeyFile) {
+				if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+					col.Addf("postgres.tls", "cannot load the certificate and key: %v", err)
+				}
+			}
+		}
 	}
 	if strings.TrimSpace(p.ResetQuery) == "" {
 		col.Addf("postgres.reset_query", "must not be blank")

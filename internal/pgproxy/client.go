@@ -2,6 +2,7 @@ package pgproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -112,6 +113,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 		be.Flush()
 	}
 	var startup *pgproto3.StartupMessage
+	encrypted := false
 	for startup == nil {
 		msg, err := be.ReceiveStartupMessage()
 		if err != nil {
@@ -119,9 +121,28 @@ func (p *Proxy) serveConn(conn net.Conn) {
 			return
 		}
 		switch m := msg.(type) {
-		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
-			// No TLS on this listener: the client goes on in plain text
-			// or gives up, as with a server without ssl.
+		case *pgproto3.SSLRequest:
+			if rt.tls == nil || encrypted {
+				// No TLS here: the client goes on in plain text or
+				// gives up, as with a server without ssl.
+				if _, err := conn.Write([]byte{'N'}); err != nil {
+					return
+				}
+				continue
+			}
+			if _, err := conn.Write([]byte{'S'}); err != nil {
+				return
+			}
+			tc := tls.Server(conn, rt.tls)
+			if err := tc.Handshake(); err != nil {
+				p.log.Debug("postgres client TLS handshake", "error", err)
+				return
+			}
+			defer tc.Close()
+			conn, encrypted = tc, true
+			be = pgproto3.NewBackend(conn, conn)
+			be.SetMaxBodyLen(int(rt.cfg.MaxMessageBytes))
+		case *pgproto3.GSSEncRequest:
 			if _, err := conn.Write([]byte{'N'}); err != nil {
 				return
 			}

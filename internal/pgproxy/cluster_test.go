@@ -2,6 +2,13 @@ package pgproxy
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"errors"
 	"fmt"
 	"net"
@@ -48,6 +55,40 @@ type pgCluster struct {
 	cred    *syscall.Credential
 	primary *pgServer
 	replica *pgServer
+	// caFile verifies the servers' certificate (server_ca_file).
+	caFile string
+}
+
+// writeSelfSigned writes an ECDSA certificate for 127.0.0.1 that is its own
+// CA, and its key (mode 0600, as PostgreSQL requires).
+func writeSelfSigned(certFile, keyFile string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
 
 var testCluster *pgCluster
@@ -128,6 +169,17 @@ func startCluster() (*pgCluster, error) {
 	if c.cred != nil {
 		os.Chown(pw, int(c.cred.Uid), int(c.cred.Gid))
 	}
+	// The servers offer TLS with a self-signed certificate for 127.0.0.1,
+	// which also serves as the CA that verifies it.
+	certFile, keyFile := filepath.Join(base, "server.crt"), filepath.Join(base, "server.key")
+	if err := writeSelfSigned(certFile, keyFile); err != nil {
+		return nil, err
+	}
+	if c.cred != nil {
+		os.Chown(certFile, int(c.cred.Uid), int(c.cred.Gid))
+		os.Chown(keyFile, int(c.cred.Uid), int(c.cred.Gid))
+	}
+	c.caFile = certFile
 	pdir := filepath.Join(base, "primary")
 	if out, err := c.run("initdb", "-D", pdir, "-U", testSuperuser, "--pwfile", pw, "-E", "UTF8", "--locale", "C",
 		"--auth-local", "trust", "--auth-host", "scram-sha-256", "--no-sync"); err != nil {
@@ -144,6 +196,9 @@ max_wal_senders = 5
 hot_standby = on
 wal_keep_size = '256MB'
 log_min_messages = fatal
+ssl = on
+ssl_cert_file = '` + certFile + `'
+ssl_key_file = '` + keyFile + `'
 `
 	if err := appendFile(filepath.Join(pdir, "postgresql.conf"), conf); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ package pgproxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,7 +56,9 @@ type Proxy struct {
 
 // runtime is one compiled postgres section.
 type runtime struct {
-	cfg   *config.Postgres
+	cfg *config.Postgres
+	// tls is offered to clients; nil without postgres.tls.
+	tls   *tls.Config
 	users map[string]*userAuth
 	dbs   map[string]*database
 }
@@ -102,6 +105,13 @@ func New(cfg *config.Postgres, log *slog.Logger, reg prometheus.Registerer) (*Pr
 // their servers and pools.
 func (p *Proxy) compile(cfg *config.Postgres, prev *runtime) (*runtime, error) {
 	rt := &runtime{cfg: cfg, users: make(map[string]*userAuth), dbs: make(map[string]*database)}
+	if t := cfg.TLS; t != nil {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("postgres.tls: %w", err)
+		}
+		rt.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	for _, u := range cfg.Users {
 		ua, err := newUserAuth(u.Name, u.Password, cfg.AuthType)
 		if err != nil {
@@ -289,10 +299,20 @@ func (p *Proxy) poolsFor(rt *runtime, d *database, user string) *userPools {
 func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool {
 	host, port, _ := net.SplitHostPort(s.addr)
 	portN, _ := strconv.ParseUint(port, 10, 16)
-	// pgconn.ParseConfig fills the fields that a zero Config lacks; the
-	// string carries no secrets.
-	cc, _ := pgconn.ParseConfig("sslmode=disable")
-	cc.Host, cc.Port = host, uint16(portN)
+	// pgconn.ParseConfig fills the fields that a zero Config lacks and
+	// builds the TLS settings (and, for prefer, the plain fallback) of
+	// sslmode; the string carries no secrets.
+	conn := fmt.Sprintf("host=%s port=%d sslmode=%s", host, portN, rt.cfg.ServerSSLMode)
+	if rt.cfg.ServerCAFile != "" {
+		conn += " sslrootcert='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(rt.cfg.ServerCAFile) + "'"
+	}
+	cc, err := pgconn.ParseConfig(conn)
+	if err != nil {
+		// Validated already; a CA file removed since is a connect error.
+		p.log.Error("postgres server settings", "server", s.addr, "error", err)
+		cc, _ = pgconn.ParseConfig("sslmode=disable")
+		cc.Host, cc.Port = host, uint16(portN)
+	}
 	cc.Database = d.cfg.DBName
 	cc.User, cc.Password = d.cfg.User, d.cfg.Password
 	if cc.User == "" {
@@ -301,7 +321,6 @@ func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool 
 			cc.Password = ua.plain()
 		}
 	}
-	cc.Fallbacks = nil
 	cc.RuntimeParams = map[string]string{"application_name": "penstock"}
 	cc.ConnectTimeout = rt.cfg.Timeouts.Connect.D()
 	min := d.cfg.MinPoolSize
