@@ -46,7 +46,11 @@ type client struct {
 	// skipUntilSync drops extended-protocol messages after an error the
 	// proxy answered itself, as a server would (protocol section 55.2.3).
 	skipUntilSync bool
-	mu            sync.Mutex
+	// simpleQuery is set while a simple Query is forwarded: an error
+	// answering it is followed by ReadyForQuery at once.
+	simpleQuery bool
+
+	mu sync.Mutex
 	// failNext is answered to the next request: the server connection of
 	// an open transaction was lost.
 	failNext error
@@ -390,6 +394,8 @@ func (c *client) handleQuery(m *pgproto3.Query) error {
 			}
 		}
 	}
+	c.simpleQuery = true
+	defer func() { c.simpleQuery = false }()
 	return c.forward(m, cls, true, nil)
 }
 
@@ -482,7 +488,7 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 		}
 		if err != nil {
 			c.p.metrics.acquireErrors.WithLabelValues(c.db.cfg.Name, errCode(err)).Inc()
-			_, isQuery := c.lastRequestIsQuery(build)
+			isQuery := known && c.simpleQuery
 			msg := fmt.Sprintf("no server connection for database %q: %v", c.db.cfg.Name, err)
 			if isQuery {
 				c.write(true, pgError("ERROR", errCode(err), msg), &pgproto3.ReadyForQuery{TxStatus: 'I'})
@@ -554,20 +560,6 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	return nil
 }
 
-// lastRequestIsQuery reports whether build sends a simple Query (whose
-// error is followed by ReadyForQuery at once).
-func (c *client) lastRequestIsQuery(build func(*serverConn) ([]pgproto3.FrontendMessage, []completion)) (pgproto3.FrontendMessage, bool) {
-	// build only reads the server connection's statement cache; a
-	// throwaway one answers it.
-	msgs, _ := build(&serverConn{stmts: newStmtCache(1 << 30)})
-	for _, m := range msgs {
-		if _, ok := m.(*pgproto3.Query); ok {
-			return m, true
-		}
-	}
-	return nil, false
-}
-
 // attach takes a server connection for the client's next request: a
 // replica's for a read outside the read-your-writes window, else the
 // primary's.
@@ -615,9 +607,6 @@ func (c *client) attachReplica(ctx context.Context, wait time.Duration) (*server
 }
 
 func (c *client) setAttached(sc *serverConn, replica bool) {
-	if !sc.inUse.CompareAndSwap(false, true) {
-		panic("server connection attached twice")
-	}
 	c.mu.Lock()
 	c.sc = sc
 	c.onReplica = replica
@@ -722,7 +711,6 @@ func (c *client) release(sc *serverConn, dirty bool) {
 			return
 		}
 	}
-	sc.inUse.Store(false)
 	sc.pool.release(sc)
 }
 
@@ -796,12 +784,10 @@ func (c *client) serverLost(sc *serverConn, err error) {
 		// Told at the next request, which must not run outside the
 		// transaction the client believes open.
 		c.mu.Lock()
-		c.failNextLocked(errors.New(msg))
+		c.failNext = errors.New(msg)
 		c.mu.Unlock()
 	}
 }
-
-func (c *client) failNextLocked(err error) { c.failNext = err }
 
 // close ends the client: a server connection still attached is rolled
 // back (and reset, when it carries session state) by its relay, then

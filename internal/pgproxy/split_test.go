@@ -188,3 +188,38 @@ func TestReadYourWrites(t *testing.T) {
 	}
 	_ = strings.TrimSpace
 }
+
+// A replica whose lag is above max_replica_lag, or not yet measured, gets
+// no reads; they go to the primary.
+func TestLaggingReplicaSkipped(t *testing.T) {
+	c := needCluster(t)
+	pc := testConfig(c, true)
+	zero := config.Duration(0)
+	split := pc.Databases[0].ReadWriteSplit
+	split.ReadYourWrites = &zero
+	split.MaxReplicaLag = 1 << 20
+	// The monitor never ticks in this test: the lag is what it sets.
+	split.LagCheckInterval = config.Duration(time.Hour)
+	pc.Breaker.ProbeInterval = config.Duration(time.Hour)
+	p, _ := startProxy(t, pc)
+	conn := connect(t, p)
+	replica := p.rt.Load().dbs[testDB].replicas[0]
+	for _, tc := range []struct {
+		name    string
+		lag     int64
+		replica bool
+	}{
+		{"not measured yet", -1, false},
+		{"in sync", 0, true},
+		{"just under the limit", 1 << 20, true},
+		{"over the limit", 1<<20 + 1, false},
+		{"caught up again", 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			replica.lag.Store(tc.lag)
+			if got := onReplica(t, conn, "SELECT pg_is_in_recovery()"); got != tc.replica {
+				t.Errorf("lag %d: ran on replica = %v, want %v", tc.lag, got, tc.replica)
+			}
+		})
+	}
+}
