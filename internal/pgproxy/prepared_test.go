@@ -31,15 +31,15 @@ func TestPgbenchPreparedTransactionMode(t *testing.T) {
 	}
 	for _, mode := range []string{"prepared", "extended", "simple"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command(pgbench, "-n", "-M", mode, "-c", "10", "-j", "10", "-t", "40", "-h", host, "-p", port, "-U", testUser, testDB)
+			cmd := exec.Command(pgbench, "-n", "-M", mode, "-c", "10", "-j", "10", "-t", "25", "-h", host, "-p", port, "-U", testUser, testDB)
 			cmd.Env = env
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
 			}
 			m := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindSubmatch(out)
-			if m == nil || string(m[1]) != "400" {
-				t.Fatalf("pgbench -M %s did not process 400 transactions:\n%s", mode, out)
+			if m == nil || string(m[1]) != "250" {
+				t.Fatalf("pgbench -M %s did not process 250 transactions:\n%s", mode, out)
 			}
 			if f := regexp.MustCompile(`number of failed transactions: (\d+)`).FindSubmatch(out); f != nil && string(f[1]) != "0" {
 				t.Fatalf("pgbench -M %s: failed transactions:\n%s", mode, out)
