@@ -46,6 +46,11 @@ type client struct {
 	// skipUntilSync drops extended-protocol messages after an error the
 	// proxy answered itself, as a server would (protocol section 55.2.3).
 	skipUntilSync bool
+	// deferred are named Parses received while no server connection was
+	// attached, answered by the proxy at the Sync (or Flush) that follows
+	// when nothing else needs a server, else sent before the next message
+	// on the connection attached for it.
+	deferred []*stmt
 	// simpleQuery is set while a simple Query is forwarded: an error
 	// answering it is followed by ReadyForQuery at once.
 	simpleQuery bool
@@ -335,8 +340,9 @@ func (c *client) handle(msg pgproto3.FrontendMessage) error {
 			// needs no server.
 			if err := c.takeFailure(true); err != nil {
 				c.skipUntilSync = false
+				c.deferred = c.deferred[:0]
 			}
-			c.write(true, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+			c.answerDeferred(true, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 			return nil
 		}
 		return c.forward(m, Class{}, false, nil)
@@ -345,6 +351,9 @@ func (c *client) handle(msg pgproto3.FrontendMessage) error {
 		idle := c.sc == nil
 		c.mu.Unlock()
 		if idle {
+			if len(c.deferred) > 0 {
+				c.answerDeferred(true)
+			}
 			return nil
 		}
 		return c.forward(m, Class{}, false, nil)
@@ -407,14 +416,44 @@ func (c *client) handleParse(m *pgproto3.Parse) error {
 	}
 	st := newStmt(m, cls)
 	c.stmts[m.Name] = st
+	c.mu.Lock()
+	idle := c.sc == nil && c.failNext == nil
+	c.mu.Unlock()
+	if idle {
+		// A Parse alone (libpq's PQprepare: Parse, Sync) needs no server
+		// connection: holding none, a client with several statements to
+		// prepare cannot wait for one while another client of the same
+		// thread holds it. The statement is checked by the server when it
+		// is first used.
+		c.deferred = append(c.deferred, st)
+		return nil
+	}
 	return c.forwardWith(cls, true, func(sc *serverConn) ([]pgproto3.FrontendMessage, []completion) {
-		if sc.stmts.has(st.serverName) {
-			return []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: noSuchStatement}}, []completion{{action: actAsParse}}
-		}
-		msgs, comps := c.evictFor(sc)
-		sc.stmts.add(st.serverName)
-		return append(msgs, st.parse()), append(comps, completion{action: actForward, prepared: st.serverName})
+		return c.prepareOn(sc, st, actForward)
 	})
+}
+
+// prepareOn returns what prepares st on sc for a client's Parse: the
+// Parse itself (its answer handled as act), or, when sc has it already, a
+// no-op Close whose answer becomes the client's ParseComplete.
+func (c *client) prepareOn(sc *serverConn, st *stmt, act uint8) ([]pgproto3.FrontendMessage, []completion) {
+	if sc.stmts.has(st.serverName) {
+		return []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: noSuchStatement}}, []completion{{action: actAsParse}}
+	}
+	msgs, comps := c.evictFor(sc)
+	sc.stmts.add(st.serverName)
+	return append(msgs, st.parse()), append(comps, completion{action: act, prepared: st.serverName})
+}
+
+// answerDeferred answers the deferred Parses with ParseComplete, when no
+// server connection is needed after all.
+func (c *client) answerDeferred(flush bool, more ...pgproto3.BackendMessage) {
+	msgs := make([]pgproto3.BackendMessage, 0, len(c.deferred)+len(more))
+	for range c.deferred {
+		msgs = append(msgs, &pgproto3.ParseComplete{})
+	}
+	c.deferred = c.deferred[:0]
+	c.write(flush, append(msgs, more...)...)
 }
 
 // evictFor makes room for one more statement on sc: it returns a Close of
@@ -487,6 +526,9 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 			}
 		}
 		if err != nil {
+			// The deferred Parses fail with the request that needed a
+			// server: the client gets the error, then ReadyForQuery.
+			c.deferred = c.deferred[:0]
 			c.p.metrics.acquireErrors.WithLabelValues(c.db.cfg.Name, errCode(err)).Inc()
 			isQuery := known && c.simpleQuery
 			msg := fmt.Sprintf("no server connection for database %q: %v", c.db.cfg.Name, err)
@@ -501,7 +543,15 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	}
 	// From reading c.sc to counting what is sent, mu is held: the relay
 	// must not release the connection in between.
-	msgs, comps := build(sc)
+	var msgs []pgproto3.FrontendMessage
+	var comps []completion
+	for _, st := range c.deferred {
+		m, cp := c.prepareOn(sc, st, actForward)
+		msgs, comps = append(msgs, m...), append(comps, cp...)
+	}
+	c.deferred = c.deferred[:0]
+	m, cp := build(sc)
+	msgs, comps = append(msgs, m...), append(comps, cp...)
 	flush := false
 	for _, m := range msgs {
 		switch m.(type) {
@@ -669,12 +719,7 @@ func (c *client) relay(sc *serverConn) {
 			c.completions = keep
 			c.txStatus = m.TxStatus
 			closed := c.closed
-			release := c.pending <= 0 && !c.unsynced && m.TxStatus == 'I' && (closed || c.txMode && c.pinned == 0)
-			dirty := c.pinned != 0 || !c.txMode
-			if release {
-				c.sc = nil
-				c.pending = 0
-			}
+			eligible := c.pending <= 0 && !c.unsynced && m.TxStatus == 'I' && (closed || c.txMode && c.pinned == 0)
 			c.mu.Unlock()
 			if m.TxStatus == 'I' {
 				c.p.metrics.transactions.WithLabelValues(c.db.cfg.Name).Inc()
@@ -682,6 +727,21 @@ func (c *client) relay(sc *serverConn) {
 			if !closed {
 				c.write(true, m)
 			}
+			if !eligible {
+				continue
+			}
+			// The connection is let go only after the client has its
+			// ReadyForQuery, so whatever the client sends next (and
+			// what the proxy answers itself when nothing is attached)
+			// comes after it; unless the client already sent more.
+			c.mu.Lock()
+			release := c.pending <= 0 && !c.unsynced && (c.closed || c.txMode && c.pinned == 0)
+			dirty := c.pinned != 0 || !c.txMode
+			if release {
+				c.sc = nil
+				c.pending = 0
+			}
+			c.mu.Unlock()
 			if release {
 				// Wait for a send in progress to finish with the buffer.
 				sc.sendMu.Lock()

@@ -14,8 +14,9 @@ import (
 )
 
 // pgbench -M prepared and -M extended, in transaction mode, with more
-// clients than server connections: no errors, and the TPC-B invariant holds
-// afterwards (the balances add up to the history's deltas).
+// clients than server connections and five clients per pgbench thread: no
+// errors, and the TPC-B invariant holds afterwards (the balances add up to
+// the history's deltas).
 func TestPgbenchPreparedTransactionMode(t *testing.T) {
 	c := needCluster(t)
 	pc := testConfig(c, false)
@@ -31,7 +32,7 @@ func TestPgbenchPreparedTransactionMode(t *testing.T) {
 	}
 	for _, mode := range []string{"prepared", "extended", "simple"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command(pgbench, "-n", "-M", mode, "-c", "10", "-j", "10", "-t", "25", "-h", host, "-p", port, "-U", testUser, testDB)
+			cmd := exec.Command(pgbench, "-n", "-M", mode, "-c", "10", "-j", "2", "-t", "25", "-h", host, "-p", port, "-U", testUser, testDB)
 			cmd.Env = env
 			out, err := cmd.CombinedOutput()
 			if err != nil {
