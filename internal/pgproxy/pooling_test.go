@@ -188,3 +188,26 @@ func TestUnknownDatabase(t *testing.T) {
 		t.Fatalf("err = %v, want SQLSTATE 3D000", err)
 	}
 }
+
+// max_client_conn bounds the clients logged in at once: the next one gets
+// FATAL 53300, and a place frees when a client leaves.
+func TestMaxClientConn(t *testing.T) {
+	c := needCluster(t)
+	pc := testConfig(c, false)
+	pc.MaxClientConn = 1
+	p, _ := startProxy(t, pc)
+	first := connect(t, p)
+	_, err := pgx.Connect(ctxT(t), dsn(p, testUser, testPass, testDB))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "53300" {
+		t.Fatalf("second client: err = %v, want SQLSTATE 53300", err)
+	}
+	first.Close(context.Background())
+	eventually(t, "a place freed", func() bool {
+		conn, err := pgx.Connect(ctxT(t), dsn(p, testUser, testPass, testDB))
+		if err == nil {
+			conn.Close(context.Background())
+		}
+		return err == nil
+	})
+}

@@ -2,12 +2,14 @@ package pgproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -221,5 +223,31 @@ func TestLaggingReplicaSkipped(t *testing.T) {
 				t.Errorf("lag %d: ran on replica = %v, want %v", tc.lag, got, tc.replica)
 			}
 		})
+	}
+}
+
+// With fallback_to_primary: false, a read that no replica can take is
+// refused with 57P03 rather than sent to the primary; writes are not
+// affected.
+func TestNoFallbackRefusesReads(t *testing.T) {
+	c := needCluster(t)
+	pc := testConfig(c, true)
+	zero := config.Duration(0)
+	off := false
+	split := pc.Databases[0].ReadWriteSplit
+	split.ReadYourWrites = &zero
+	split.FallbackToPrimary = &off
+	split.LagCheckInterval = config.Duration(time.Hour)
+	pc.Breaker.ProbeInterval = config.Duration(time.Hour)
+	p, _ := startProxy(t, pc)
+	conn := connect(t, p)
+	p.rt.Load().dbs[testDB].replicas[0].lag.Store(-1) // never measured
+	_, err := conn.Exec(ctxT(t), "SELECT 1")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "57P03" {
+		t.Fatalf("read with no usable replica: err = %v, want SQLSTATE 57P03", err)
+	}
+	if _, err := conn.Exec(ctxT(t), "CREATE TABLE IF NOT EXISTS nofallback (a int)"); err != nil {
+		t.Fatalf("write: %v", err)
 	}
 }
