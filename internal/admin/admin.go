@@ -61,6 +61,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Logger receives one line per mutating call. Nil means slog.Default().
 	Logger *slog.Logger
+	// Postgres returns the PostgreSQL proxy's pools and clients for GET
+	// /postgres (nil: no proxy, 404). Nil means none.
+	Postgres func() any
 }
 
 // Server is the running admin API.
@@ -91,6 +94,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("POST /rollouts/{name}/{action}", a.auth(http.HandlerFunc(a.rolloutAction)))
 	mux.Handle("GET /mirrors", read(http.HandlerFunc(a.mirrors)))
 	mux.Handle("GET /functions", read(http.HandlerFunc(a.functions)))
+	mux.Handle("GET /postgres", read(http.HandlerFunc(a.postgres)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))

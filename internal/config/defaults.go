@@ -287,6 +287,9 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Reload.StreamGrace, DefaultStreamGrace)
 	c.setLimitDefaults()
 	c.setFunctionDefaults()
+	if c.Postgres != nil {
+		c.Postgres.setDefaults()
+	}
 }
 
 // setDefault stores def in *p if *p is the zero value.

@@ -57,6 +57,9 @@ type Config struct {
 	// Functions are the executables penstock runs on demand and routes
 	// serve as upstreams (functions.go).
 	Functions []Function `yaml:"functions"`
+	// Postgres is the PostgreSQL-aware proxy (pooling, read/write
+	// splitting, breakers). Absent means none. See postgres.go.
+	Postgres *Postgres `yaml:"postgres"`
 
 	// src records the file name and field lines when the Config was decoded
 	// by Parse or Load; nil for a Config built in Go.

@@ -39,6 +39,7 @@ func (c *Config) Validate() error {
 	c.validateAdmin(col, binds)
 	c.validateTelemetry(col)
 	c.validateLimits(col)
+	c.validatePostgres(col)
 	checkDuration(col, "reload.debounce", c.Reload.Debounce)
 	checkDuration(col, "reload.stream_grace", c.Reload.StreamGrace)
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/admin"
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/listener"
+	"github.com/penstock-dev/penstock/internal/pgproxy"
 	"github.com/penstock-dev/penstock/internal/reload"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 	"github.com/penstock-dev/penstock/internal/upgrade"
@@ -62,6 +64,8 @@ type process struct {
 	admin    *listener.Socket
 	// reload re-reads the file and applies it; nil without a file.
 	reload func() error
+	// pg is the PostgreSQL proxy, when the config has a postgres section.
+	pg atomic.Pointer[pgproxy.Proxy]
 }
 
 // Run serves until SIGINT or SIGTERM, a listener's failure, or a binary
@@ -96,6 +100,10 @@ func Run(o RunOptions) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := p.srv.Start(ctx); err != nil {
+		return err
+	}
+	if err := p.startPostgres(ctx, cfg); err != nil {
+		p.srv.Shutdown(context.Background())
 		return err
 	}
 	p.watch(ctx, cfg)
@@ -139,7 +147,15 @@ func (p *process) watch(ctx context.Context, cfg *config.Config) {
 		return
 	}
 	p.reload = func() error {
-		err := p.srv.ReloadFrom(p.o.load)
+		var loaded *config.Config
+		err := p.srv.ReloadFrom(func() (*config.Config, error) {
+			c, err := p.o.load()
+			loaded = c
+			return c, err
+		})
+		if err == nil {
+			p.reloadPostgres(loaded)
+		}
 		if err != nil {
 			var errs config.Errors
 			if errors.As(err, &errs) {
@@ -175,7 +191,7 @@ func (p *process) startAdmin(ctx context.Context, ac *config.Admin) error {
 		}
 	}
 	p.admin = listener.NewSocket(p.adminLn)
-	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload, Gatherer: p.reg, Logger: p.log})
+	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload, Gatherer: p.reg, Logger: p.log, Postgres: p.postgresState})
 	p.log.Info("admin listening", "address", p.admin.Addr().String(), "token_required_for", p.adminSrv.TokenRequiredFor())
 	return nil
 }
@@ -273,6 +289,7 @@ func (p *process) shutdown(upgraded bool) {
 			p.admin.Close()
 		}
 	}
+	p.stopPostgres()
 	if err := p.srv.Shutdown(context.Background()); err != nil {
 		p.log.Warn("drain timeout reached; remaining connections closed", "error", err)
 	}
