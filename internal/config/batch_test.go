@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -58,10 +57,7 @@ routes:
 				err = cfg.Validate()
 			}
 			if tc.err != "" {
-				path, msg, _ := strings.Cut(tc.err, ": ")
-				if err == nil || !strings.Contains(err.Error(), path+" (line ") || !strings.Contains(err.Error(), msg) {
-					t.Fatalf("error %v, want %q", err, tc.err)
-				}
+				wantFieldError(t, err, tc.err)
 				return
 			}
 			if err != nil {

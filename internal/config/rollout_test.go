@@ -3,7 +3,6 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -82,10 +81,7 @@ routes:
 				err = cfg.Validate()
 			}
 			if tc.err != "" {
-				path, msg, _ := strings.Cut(tc.err, ": ")
-				if err == nil || !strings.Contains(err.Error(), path+" (line ") || !strings.Contains(err.Error(), msg) {
-					t.Fatalf("error %v, want %q", err, tc.err)
-				}
+				wantFieldError(t, err, tc.err)
 				return
 			}
 			if err != nil {

@@ -69,10 +69,7 @@ routes:
 				err = cfg.Validate()
 			}
 			if tc.err != "" {
-				path, msg, _ := strings.Cut(tc.err, ": ")
-				if err == nil || !strings.Contains(err.Error(), path+" (line ") || !strings.Contains(err.Error(), msg) {
-					t.Fatalf("error %v, want %q", err, tc.err)
-				}
+				wantFieldError(t, err, tc.err)
 				return
 			}
 			if err != nil {
@@ -80,5 +77,15 @@ routes:
 			}
 			tc.check(t, cfg.Routes[0].Split)
 		})
+	}
+}
+
+// wantFieldError fails t unless err names the field and its line and
+// carries the message of want, written "path: message".
+func wantFieldError(t *testing.T, err error, want string) {
+	t.Helper()
+	path, msg, _ := strings.Cut(want, ": ")
+	if err == nil || !strings.Contains(err.Error(), path+" (line ") || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("error %v, want %q", err, want)
 	}
 }

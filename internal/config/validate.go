@@ -345,7 +345,7 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 			r.Split.validate(col, p+".split", r.Upstream, upstreams)
 		}
 		for j, u := range r.TunnelledUpgrades() {
-			if !exchangeTokenIs(u, UpgradeWebSocket) {
+			if !strings.EqualFold(u, UpgradeWebSocket) {
 				col.Addf(indexPath(p+".upgrades", j), "cannot tunnel %q: only websocket is (an upgrade to anything else goes upstream as a plain request)", u)
 			}
 		}
@@ -366,10 +366,6 @@ func (r *Route) TunnelledUpgrades() []string {
 
 // UpgradeWebSocket is the one protocol Route.Upgrades can list.
 const UpgradeWebSocket = "websocket"
-
-// exchangeTokenIs compares protocol tokens case-insensitively (RFC 9110
-// §7.8).
-func exchangeTokenIs(a, b string) bool { return strings.EqualFold(a, b) }
 
 // validateAdmin checks the admin block; binds are the valid listener
 // addresses, which the admin listener must not collide with.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -197,7 +198,7 @@ func TestCanaryWeight(t *testing.T) {
 	want := map[string]float64{"stable": 0.6, "canary": 0.2, "other": 0.2}
 	for arm, p := range want {
 		// Five standard deviations of a binomial share.
-		if got := float64(counts[arm]) / n; abs(got-p) > 5*sqrt(p*(1-p)/n) {
+		if got := float64(counts[arm]) / n; math.Abs(got-p) > 5*math.Sqrt(p*(1-p)/n) {
 			t.Errorf("%s: %.4f of requests, want %.2f", arm, got, p)
 		}
 	}
@@ -256,21 +257,6 @@ func (s stream) ServeExchange(x *exchange.Exchange) {
 	for _, ev := range []string{"data: a\n\n", "data: b\n", "\ndata: c\n\n"} {
 		x.W.Write([]byte(ev))
 	}
-}
-
-func abs(f float64) float64 {
-	if f < 0 {
-		return -f
-	}
-	return f
-}
-
-func sqrt(f float64) float64 {
-	z := f
-	for range 50 {
-		z -= (z*z - f) / (2 * z)
-	}
-	return z
 }
 
 // bodyArm reads n bytes of the request body (all of it when n < 0), then

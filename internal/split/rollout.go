@@ -52,9 +52,6 @@ func NewCanary(r *rollout.Rollout, names []string, weights []float64, baseline, 
 	return c
 }
 
-// Rollout returns the rollout the canary follows.
-func (c *Canary) Rollout() *rollout.Rollout { return c.r }
-
 // selector returns the selector of the rollout's current weight, building
 // it when the weight changed (once per step, not per request).
 func (c *Canary) selector() *Selector {

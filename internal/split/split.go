@@ -114,9 +114,6 @@ func (s *Splitter) serve(x *exchange.Exchange, a *Arm, i int, forced bool) {
 	a.Next.ServeExchange(x)
 }
 
-// Mirror returns the split's mirror, or nil.
-func (s *Splitter) Mirror() *Mirror { return s.mirror }
-
 // Choose returns the index of x's arm: the one the force header or cookie
 // names, else the one the split's mode picks.
 func (s *Splitter) Choose(x *exchange.Exchange) int {
