@@ -76,6 +76,12 @@ type Function struct {
 	// one gets 502; streamed responses are not bounded). Default 6MiB, as
 	// Lambda's.
 	MaxEventBytes ByteSize `yaml:"max_event_bytes"`
+	// MaxOutputBytes bounds what an instance may write to stdout and
+	// stderr during one invocation: the invocation is answered, then the
+	// instance is recycled (stopped, the next request gets a fresh one).
+	// Output is always drained and its log lines rate-limited; this bounds
+	// how long a runaway instance keeps serving. Default 1MiB.
+	MaxOutputBytes ByteSize `yaml:"max_output_bytes"`
 	// HTTP configures http mode.
 	HTTP FunctionHTTP `yaml:"http"`
 }
@@ -115,6 +121,7 @@ const (
 	DefaultFunctionMaxQueue       = 100
 	DefaultFunctionQueueTimeout   = Duration(10 * time.Second)
 	DefaultFunctionMaxEventBytes  = ByteSize(6 << 20)
+	DefaultFunctionMaxOutputBytes = ByteSize(1 << 20)
 	// MaxFunctionInstances bounds MaxInstances.
 	MaxFunctionInstances = 1024
 	// MaxFunctionConcurrency bounds MaxConcurrency.
@@ -149,6 +156,7 @@ func (c *Config) setFunctionDefaults() {
 		setDefault(&f.MaxQueue, DefaultFunctionMaxQueue)
 		setDefault(&f.QueueTimeout, DefaultFunctionQueueTimeout)
 		setDefault(&f.MaxEventBytes, DefaultFunctionMaxEventBytes)
+		setDefault(&f.MaxOutputBytes, DefaultFunctionMaxOutputBytes)
 		if f.Mode == FunctionModeHTTP {
 			setDefault(&f.HTTP.Listen, FunctionListenUnix)
 			setDefault(&f.HTTP.HealthPath, "/")

@@ -122,7 +122,7 @@ func TestFunctionDefaults(t *testing.T) {
 	f := cfg.Functions[0]
 	if f.Mode != "lambda" || f.Timeout.D() != 30*time.Second || f.InitTimeout.D() != 10*time.Second ||
 		f.MaxInstances != 4 || f.MaxConcurrency != 1 || f.MinInstances != 0 || f.IdleTimeout.D() != 5*time.Minute ||
-		f.MaxQueue != 100 || f.QueueTimeout.D() != 10*time.Second || f.MaxEventBytes != 6<<20 || f.HTTP != (FunctionHTTP{}) {
+		f.MaxQueue != 100 || f.QueueTimeout.D() != 10*time.Second || f.MaxEventBytes != 6<<20 || f.MaxOutputBytes != 1<<20 || f.HTTP != (FunctionHTTP{}) {
 		t.Errorf("lambda defaults: %+v", f)
 	}
 	if h := cfg.Functions[1].HTTP; h.Listen != "unix" || h.HealthPath != "/" {

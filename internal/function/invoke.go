@@ -80,6 +80,7 @@ func (f *Function) ServeExchange(x *exchange.Exchange) {
 	x.State.Endpoint = "instance/" + strconv.Itoa(in.id)
 	x.State.Attempts++
 	started := time.Now()
+	outBefore := in.out.bytes.Load()
 	end := f.tracer.Load().StartInvocation(x, f.name, id, in.id, cold)
 	var outcome string
 	var healthy bool
@@ -96,6 +97,14 @@ func (f *Function) ServeExchange(x *exchange.Exchange) {
 	end(x.State.Status, failure)
 	x.State.UpstreamWait += d
 	in.current.Store(nil)
+	if wrote := in.out.bytes.Load() - outBefore; healthy && wrote > int64(f.cfg.MaxOutputBytes) {
+		// The client has its answer; the instance that flooded its
+		// output is not trusted with the next one. (The pipe lags the
+		// function by at most its buffer, 64 KiB on Linux.)
+		healthy = false
+		f.log.Warn("function instance recycled after a flood of output", "instance", in.id, "request_id", id,
+			"output_bytes", wrote, "max_output_bytes", int64(f.cfg.MaxOutputBytes))
+	}
 	f.mu.Lock()
 	in.served++
 	f.mu.Unlock()

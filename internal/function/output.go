@@ -33,6 +33,8 @@ type outputLog struct {
 	current *atomic.Pointer[string]
 	readers sync.WaitGroup
 	pipes   []*os.File // read ends
+	// bytes counts everything read from the instance's stdout and stderr.
+	bytes atomic.Int64
 
 	mu         sync.Mutex
 	tokens     float64
@@ -68,12 +70,14 @@ func (o *outputLog) read(r io.Reader, stream string) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
+			o.bytes.Add(int64(len(line)))
 			cut := errors.Is(err, bufio.ErrBufferFull)
 			o.line(stream, strings.TrimRight(string(line), "\r\n"), cut)
 			if cut {
 				// Drop the rest of the overlong line.
 				for errors.Is(err, bufio.ErrBufferFull) {
-					_, err = br.ReadSlice('\n')
+					line, err = br.ReadSlice('\n')
+					o.bytes.Add(int64(len(line)))
 				}
 			}
 		}
