@@ -26,6 +26,8 @@
 #   unloaded     interactive requests alone (IRATE req/s), through the queue
 #   queue-flood  the same, while batch-class requests (x-priority: batch)
 #                arrive at FLOOD × capacity
+#   reserve-flood  the same flood, with RESERVE of the WORKERS slots kept
+#                for the interactive level (queue.levels[].reserve)
 #   fifo-flood   the same flood, with the plain FIFO concurrency queue
 #                (max_queue 200, queue_timeout 1s) instead of the
 #                priority queue
@@ -42,8 +44,8 @@
 #   RATES_PLAIN="10 20 30 35 40 45 50 55" RATES_BATCHED="100 200 300 400 500
 #   600 700 800 900 1000 1100 1200" P99_MS=200 MAX_BATCH=64 DELAY=5ms
 #   DURATION=6 WARMUP=2 CONNECTIONS=400 PORT=18490 BACKEND_PORT=18491 KEEP=1
-#   PRIORITY=1 (0 skips the queue part) WORKERS=8 SERVICE_MS=40 FLOOD=3
-#   IRATE=20 PDURATION=10
+#   PRIORITY=1 (0 skips the queue part) BATCHING=1 (0 skips the batching
+#   part) WORKERS=8 SERVICE_MS=40 FLOOD=3 IRATE=20 PDURATION=10 RESERVE=2
 set -euo pipefail
 
 RATES_PLAIN=${RATES_PLAIN:-10 20 30 35 40 45 50 55}
@@ -58,6 +60,8 @@ PORT=${PORT:-18490}
 BACKEND_PORT=${BACKEND_PORT:-18491}
 KEEP=${KEEP:-0}
 PRIORITY=${PRIORITY:-1}
+BATCHING=${BATCHING:-1}
+RESERVE=${RESERVE:-2}
 WORKERS=${WORKERS:-8}
 SERVICE_MS=${SERVICE_MS:-40}
 FLOOD=${FLOOD:-3}
@@ -72,7 +76,7 @@ die() {
 	exit 1
 }
 
-for v in P99_MS MAX_BATCH DURATION WARMUP CONNECTIONS PORT BACKEND_PORT WORKERS SERVICE_MS FLOOD IRATE PDURATION; do
+for v in P99_MS MAX_BATCH DURATION WARMUP CONNECTIONS PORT BACKEND_PORT WORKERS SERVICE_MS FLOOD IRATE PDURATION RESERVE; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
 ((DURATION <= 60)) || die "DURATION is at most 60 (seconds)"
@@ -165,6 +169,7 @@ EOF
 	stop "$be"
 }
 
+if ((BATCHING == 1)); then
 run_case plain "$RATES_PLAIN"
 run_case batched "$RATES_BATCHED"
 
@@ -194,6 +199,7 @@ for case in ("plain", "batched"):
 if "plain" in best and "batched" in best:
     print(f"\nbatched / plain throughput at P99 ≤ {bound:g} ms: {best['batched'][1] / best['plain'][1]:.1f}×")
 EOF
+fi
 
 ((PRIORITY == 1)) || exit 0
 
@@ -206,9 +212,11 @@ run_priority() {
 	case $name in
 	fifo-flood) admission="    concurrency: {max_in_flight: $WORKERS, max_queue: 200, queue_timeout: 1s}" ;;
 	*)
+		local reserve=0
+		[[ $name == reserve-flood ]] && reserve=$RESERVE
 		admission="    concurrency: {max_in_flight: $WORKERS}
     queue:
-      levels: [{name: interactive, max_queue: 100, max_wait: 5s}, {name: batch, max_queue: 50, max_wait: 1s}]
+      levels: [{name: interactive, max_queue: 100, max_wait: 5s, reserve: $reserve}, {name: batch, max_queue: 50, max_wait: 1s}]
       level_header: x-priority"
 		;;
 	esac
@@ -252,7 +260,7 @@ EOF
 	stop "$be"
 }
 
-for c in unloaded queue-flood fifo-flood; do
+for c in unloaded queue-flood reserve-flood fifo-flood; do
 	run_priority "$c"
 done
 
@@ -264,7 +272,7 @@ base = json.load(open(f"{tmp}/unloaded.json"))["phases"]["total"]["p99_ms"]
 print()
 print("| case | interactive P50 | interactive P99 | P99 / unloaded | interactive non-200 | batch class: responses by status |")
 print("|---|---:|---:|---:|---:|---|")
-for case in ("unloaded", "queue-flood", "fifo-flood"):
+for case in ("unloaded", "queue-flood", "reserve-flood", "fifo-flood"):
     r = json.load(open(f"{tmp}/{case}.json"))
     t = r["phases"]["total"]
     bad = r["requests"] - r["status"].get("200", 0)

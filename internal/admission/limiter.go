@@ -111,6 +111,24 @@ func (l *Limiter) TryAcquire() bool {
 	}
 }
 
+// TryAcquireBelow takes a slot only while fewer than n are in flight
+// (and under the limit), without waiting: a priority level's share of the
+// slots when higher levels hold a reserve.
+func (l *Limiter) TryAcquireBelow(n int64) bool {
+	if l.queued.Load() > 0 {
+		return false
+	}
+	for {
+		in := l.inflight.Load()
+		if in >= l.limit.Load() || in >= n {
+			return false
+		}
+		if l.inflight.CompareAndSwap(in, in+1) {
+			return true
+		}
+	}
+}
+
 // Acquire takes a slot, waiting in the queue when the limit is reached and
 // the queue has room. Only an Admitted caller holds a slot.
 func (l *Limiter) Acquire(ctx context.Context) Result {

@@ -25,6 +25,10 @@ type QueueLevel struct {
 	MaxQueue int
 	// MaxWait bounds a request's wait (positive).
 	MaxWait time.Duration
+	// Reserve is the slots of the limit kept for this level and the ones
+	// above it: a request of a lower level is admitted only while more
+	// than the reserves above it are free.
+	Reserve int
 }
 
 // QueueConfig configures a Queue.
@@ -87,7 +91,10 @@ type Queue struct {
 }
 
 type queueLevel struct {
-	cfg     QueueLevel
+	cfg QueueLevel
+	// cap is the in-flight count below which the level's requests are
+	// admitted: the limit less the reserves of the levels above.
+	cap     int64
 	queued  int
 	gauge   atomic.Int64 // queued, for readers without the lock
 	tenants map[string]*queueTenant
@@ -146,11 +153,13 @@ func (h *waiterHeap) Pop() any {
 // NewQueue returns a queue for cfg.
 func NewQueue(cfg QueueConfig) *Queue {
 	q := &Queue{lim: NewLimiter(cfg.Limit, 0, 0), maxTen: cfg.MaxTenants}
+	reserved := 0
 	for _, l := range cfg.Levels {
-		q.levels = append(q.levels, &queueLevel{cfg: l, tenants: map[string]*queueTenant{}})
+		q.levels = append(q.levels, &queueLevel{cfg: l, cap: int64(max(cfg.Limit-reserved, 1)), tenants: map[string]*queueTenant{}})
+		reserved += l.Reserve
 	}
 	if len(q.levels) == 0 {
-		q.levels = append(q.levels, &queueLevel{cfg: QueueLevel{MaxQueue: 1, MaxWait: time.Second}, tenants: map[string]*queueTenant{}})
+		q.levels = append(q.levels, &queueLevel{cfg: QueueLevel{MaxQueue: 1, MaxWait: time.Second}, cap: int64(cfg.Limit), tenants: map[string]*queueTenant{}})
 	}
 	return q
 }
@@ -166,11 +175,11 @@ func (q *Queue) Acquire(ctx context.Context, r QueueRequest) Result {
 	if !r.Deadline.IsZero() && r.Deadline.Sub(now) < sendMargin {
 		return Unreachable
 	}
-	if q.waiting.Load() == 0 && q.lim.TryAcquire() {
+	lv := q.levels[r.Level]
+	if q.waiting.Load() == 0 && q.lim.TryAcquireBelow(lv.cap) {
 		return Admitted
 	}
 	q.mu.Lock()
-	lv := q.levels[r.Level]
 	if lv.queued >= lv.cfg.MaxQueue {
 		q.mu.Unlock()
 		return Rejected
@@ -285,10 +294,12 @@ func (q *Queue) dispatch() {
 			w.ready <- Expired
 			continue
 		}
-		if !q.lim.TryAcquire() {
+		lv := q.levels[w.req.Level]
+		if !q.lim.TryAcquireBelow(lv.cap) {
+			// Strict priority: a lower level never goes first, and
+			// this level's reserve-less share is used.
 			return
 		}
-		lv := q.levels[w.req.Level]
 		lv.vfloor = w.tenant.v
 		w.tenant.v += 1 / w.req.Weight
 		q.remove(w)

@@ -121,3 +121,42 @@ func TestQueueRefusals(t *testing.T) {
 		}
 	})
 }
+
+// A level's reserve keeps slots for it that lower levels never take:
+// batch requests stop below the limit, and an interactive request is
+// admitted at once while batch requests wait.
+func TestQueueReserve(t *testing.T) {
+	q := NewQueue(QueueConfig{Limit: 4, Levels: []QueueLevel{
+		{MaxQueue: 10, MaxWait: time.Minute, Reserve: 1},
+		{MaxQueue: 10, MaxWait: time.Minute},
+	}})
+	ctx := context.Background()
+	for i := range 3 {
+		if res := q.Acquire(ctx, QueueRequest{Level: 1}); res != Admitted {
+			t.Fatalf("batch request %d: %v, want admitted", i, res)
+		}
+	}
+	waited := make(chan Result, 1)
+	go func() { waited <- q.Acquire(ctx, QueueRequest{Level: 1}) }()
+	for deadline := time.Now().Add(10 * time.Second); q.Queued() != 1; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fourth batch request took the reserved slot")
+		}
+	}
+	if res := q.Acquire(ctx, QueueRequest{Level: 0}); res != Admitted {
+		t.Fatalf("interactive request: %v, want admitted at once", res)
+	}
+	if got := q.InFlight(); got != 4 {
+		t.Fatalf("%d in flight, want 4", got)
+	}
+	q.Release(0) // the interactive one: the batch request still may not take it
+	select {
+	case res := <-waited:
+		t.Fatalf("batch request got %v through the reserve", res)
+	case <-time.After(20 * time.Millisecond):
+	}
+	q.Release(0) // a batch one: now the waiting batch request goes
+	if res := <-waited; res != Admitted {
+		t.Fatalf("waiting batch request: %v", res)
+	}
+}

@@ -43,6 +43,40 @@ type HealthCheck struct {
 	// rise again, or its outlier ejection ends) linearly from 10 % to its
 	// full share over this long. Default 0 (full share at once).
 	SlowStart Duration `yaml:"slow_start"`
+	// Warmup gates an endpoint that comes back (its checks rise again after
+	// they took it out, as after a restart): before it gets live traffic,
+	// penstock sends it warm-up requests until enough in a row are answered
+	// fast enough. Absent: no gating.
+	Warmup *Warmup `yaml:"warmup"`
+}
+
+// Warmup is an endpoint's warm-up before it rejoins rotation: Requests
+// consecutive warm-up requests, each answered with an expected status
+// (the check's expected_statuses) and, when MaxLatency is set, within it.
+// A slow or failed answer starts the count again. Model servers are the
+// reason: the first requests after a start load weights, compile kernels
+// and fill caches, and should not be a client's.
+type Warmup struct {
+	// Method of the warm-up requests. Default GET, or POST with a Body.
+	Method string `yaml:"method"`
+	// Path is the warm-up request target. Default: the check's path.
+	Path string `yaml:"path"`
+	// Headers are sent with each warm-up request (e.g. Content-Type).
+	Headers map[string]string `yaml:"headers"`
+	// Body is each warm-up request's content.
+	Body string `yaml:"body"`
+	// Requests is how many consecutive good answers pass the warm-up.
+	// Default 10.
+	Requests int `yaml:"requests"`
+	// MaxLatency, when set, is the latency a good answer must stay
+	// within. Default 0 (any answer counts).
+	MaxLatency Duration `yaml:"max_latency"`
+	// RequestTimeout bounds one warm-up request. Default 10s.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// Timeout bounds the whole warm-up; an endpoint that is not warm by
+	// then stays out, and its checks must rise again before the next try.
+	// Default 2m.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // OutlierDetection ejects endpoints that answer worse than their peers,
@@ -124,6 +158,10 @@ const (
 	DefaultHealthCheckRise     = 2
 	DefaultHealthCheckFall     = 3
 
+	DefaultWarmupRequests       = 10
+	DefaultWarmupRequestTimeout = Duration(10 * time.Second)
+	DefaultWarmupTimeout        = Duration(2 * time.Minute)
+
 	DefaultOutlierInterval           = Duration(10 * time.Second)
 	DefaultConsecutive5xx            = 5
 	DefaultConsecutiveGatewayFailure = 5
@@ -157,6 +195,17 @@ func (u *Upstream) setProtectionDefaults() {
 		setDefault(&h.Timeout, min(DefaultHealthCheckTimeout, h.Interval))
 		setDefault(&h.Rise, DefaultHealthCheckRise)
 		setDefault(&h.Fall, DefaultHealthCheckFall)
+		if w := h.Warmup; w != nil {
+			if w.Method == "" && w.Body != "" {
+				w.Method = "POST"
+			}
+			setDefault(&w.Method, "GET")
+			setDefault(&w.Path, h.Path)
+			setDefault(&w.Path, "/")
+			setDefault(&w.Requests, DefaultWarmupRequests)
+			setDefault(&w.RequestTimeout, DefaultWarmupRequestTimeout)
+			setDefault(&w.Timeout, DefaultWarmupTimeout)
+		}
 	}
 	if o := u.OutlierDetection; o != nil {
 		setDefault(&o.Interval, DefaultOutlierInterval)
@@ -223,6 +272,9 @@ func (u *Upstream) validateProtection(col *Collector, p string) {
 		if h.Fall < 1 {
 			col.Addf(hp+".fall", "must be at least 1, got %d", h.Fall)
 		}
+		if h.Warmup != nil {
+			h.validateWarmup(col, hp+".warmup")
+		}
 	}
 	if o := u.OutlierDetection; o != nil {
 		op := p + ".outlier_detection"
@@ -282,5 +334,30 @@ func (u *Upstream) validateProtection(col *Collector, p string) {
 		if b.MaxTrialRequests < 1 {
 			col.Addf(bp+".max_trial_requests", "must be at least 1, got %d", b.MaxTrialRequests)
 		}
+	}
+}
+
+func (h *HealthCheck) validateWarmup(col *Collector, wp string) {
+	w := h.Warmup
+	if !isToken(w.Method) {
+		col.Addf(wp+".method", "%q is not an HTTP method token", w.Method)
+	}
+	if w.Path == "" || w.Path[0] != '/' {
+		col.Addf(wp+".path", "must start with '/', got %q", w.Path)
+	}
+	for k := range w.Headers {
+		if !isToken(k) {
+			col.Addf(wp+".headers", "%q is not a header field name", k)
+		}
+	}
+	if w.Requests < 1 || w.Requests > 10000 {
+		col.Addf(wp+".requests", "must be between 1 and 10000, got %d", w.Requests)
+	}
+	checkDuration(col, wp+".max_latency", w.MaxLatency)
+	if w.RequestTimeout <= 0 {
+		col.Addf(wp+".request_timeout", "must be positive, got %s", w.RequestTimeout)
+	}
+	if w.Timeout <= 0 {
+		col.Addf(wp+".timeout", "must be positive, got %s", w.Timeout)
 	}
 }

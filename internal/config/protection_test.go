@@ -70,6 +70,10 @@ func TestProtectionValidation(t *testing.T) {
 		{"valid everything", `    health_check: {path: "/ready?deep=1", expected_statuses: [200, 204], body_regex: "ok|ready", slow_start: 30s, jitter: 1s}
     outlier_detection: {consecutive_5xx: -1, latency_stdev_factor: 2, max_ejection_percent: 50}
     circuit_breaker: {window: 30s, error_ratio: 0.25, slow_threshold: 2s, slow_ratio: 0.9}`, nil},
+		{"valid warm-up", `    health_check: {path: /healthz, warmup: {path: /v1/predict, body: '{"x":1}', headers: {Content-Type: application/json}, requests: 20, max_latency: 200ms}}`, nil},
+		{"bad warm-up", `    health_check: {warmup: {method: "GE T", path: predict, requests: 0, headers: {"a b": c}}}`,
+			[]string{"health_check.warmup.method", "health_check.warmup.path", "health_check.warmup.headers"}},
+		{"too many warm-up requests", `    health_check: {warmup: {requests: 20000}}`, []string{"health_check.warmup.requests", "between 1 and 10000"}},
 		{"unknown check type", `    health_check: {type: grpc}`, []string{"upstreams[0].health_check.type", "unknown health check type"}},
 		{"path without slash", `    health_check: {path: healthz}`, []string{"upstreams[0].health_check.path"}},
 		{"http fields on a tcp check", `    health_check: {type: tcp, path: /x}`, []string{"upstreams[0].health_check.type", "http checks only"}},

@@ -11,6 +11,8 @@ import "github.com/prometheus/client_golang/prometheus"
 //	penstock_upstream_breaker_state                 gauge    upstream, endpoint
 //	penstock_upstream_breaker_transitions_total     counter  upstream, endpoint, state
 //	penstock_upstream_ejections_total               counter  upstream, endpoint, reason
+//	penstock_upstream_warmups_total                 counter  upstream, endpoint, result
+//	penstock_upstream_warmup_requests_total         counter  upstream, endpoint
 //
 // result is "passed" or "failed"; penstock_upstream_endpoint_up is 1 while
 // active checks keep the endpoint in rotation, 0 while they keep it out;
@@ -18,6 +20,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // the transitions counter is labelled with the state entered. The pool's
 // own breaker has endpoint="" (the label is absent). reason is
 // consecutive_5xx, consecutive_gateway_failure, success_rate or latency.
+// A warm-up's result is "passed" or "failed" (timed out, or the pool
+// stopped).
 // The series are written when something happens (a check, a transition, an
 // ejection), never on the request path.
 
@@ -27,6 +31,8 @@ type protectionVecs struct {
 	state       *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
 	ejections   *prometheus.CounterVec
+	warmups     *prometheus.CounterVec
+	warmupReqs  *prometheus.CounterVec
 }
 
 func newProtectionVecs() *protectionVecs {
@@ -52,11 +58,19 @@ func newProtectionVecs() *protectionVecs {
 			Name: "penstock_upstream_ejections_total",
 			Help: "Outlier ejections of upstream endpoints, by reason.",
 		}, append(ep, "reason")),
+		warmups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_upstream_warmups_total",
+			Help: "Warm-ups of endpoints coming back into rotation, by result (passed, failed).",
+		}, append(ep, "result")),
+		warmupReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_upstream_warmup_requests_total",
+			Help: "Warm-up requests sent to endpoints before they rejoined rotation.",
+		}, ep),
 	}
 }
 
 func (v *protectionVecs) collectors() []prometheus.Collector {
-	return []prometheus.Collector{v.checks, v.up, v.state, v.transitions, v.ejections}
+	return []prometheus.Collector{v.checks, v.up, v.state, v.transitions, v.ejections, v.warmups, v.warmupReqs}
 }
 
 // Protection records upstream protection events. It implements
@@ -105,4 +119,14 @@ func (p *Protection) BreakerStarted(pool, endpoint string) {
 // Ejected counts an outlier ejection.
 func (p *Protection) Ejected(pool, endpoint, reason string) {
 	p.v.ejections.WithLabelValues(pool, endpoint, reason).Inc()
+}
+
+// Warmup counts one finished warm-up and the requests it sent.
+func (p *Protection) Warmup(pool, endpoint string, passed bool, requests int) {
+	result := "failed"
+	if passed {
+		result = "passed"
+	}
+	p.v.warmups.WithLabelValues(pool, endpoint, result).Inc()
+	p.v.warmupReqs.WithLabelValues(pool, endpoint).Add(float64(requests))
 }

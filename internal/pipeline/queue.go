@@ -74,6 +74,13 @@ type QueueLevelSettings struct {
 	// MaxWait bounds a request's wait in the level (duration); it then
 	// gets 503 queue_timeout. Default 1s.
 	MaxWait config.Duration `yaml:"max_wait"`
+	// Reserve holds this many of concurrency.max_in_flight for this level
+	// and the levels above it: a request of a lower level is sent only
+	// while more than the reserves above it are free. Strict priority
+	// orders the waiting requests; a reserve also keeps slots idle for
+	// the next interactive request, which then never waits for batch
+	// requests already sent. Default 0.
+	Reserve int `yaml:"reserve"`
 }
 
 // Defaults of RouteQueue.
@@ -113,6 +120,7 @@ func (q *RouteQueue) check(r *Route, c RouteConcurrency) {
 		r.Errorf("queue.levels", "needs at least one level")
 	}
 	names := map[string]bool{}
+	reserved := 0
 	for i, l := range q.Levels {
 		p := fmt.Sprintf("queue.levels[%d]", i)
 		switch {
@@ -128,6 +136,18 @@ func (q *RouteQueue) check(r *Route, c RouteConcurrency) {
 		if l.MaxWait <= 0 {
 			r.Errorf(p+".max_wait", "must be positive, got %s", l.MaxWait)
 		}
+		if l.Reserve < 0 {
+			r.Errorf(p+".reserve", "must not be negative, got %d", l.Reserve)
+		}
+		if i == len(q.Levels)-1 && l.Reserve > 0 {
+			r.Errorf(p+".reserve", "the lowest level has no level below it to hold slots from")
+		}
+		if i < len(q.Levels)-1 {
+			reserved += max(l.Reserve, 0)
+		}
+	}
+	if c.MaxInFlight > 0 && reserved >= c.MaxInFlight {
+		r.Errorf("queue.levels", "the reserves (%d in all) must leave the lowest level at least one of max_in_flight's %d slots", reserved, c.MaxInFlight)
 	}
 	if q.DefaultLevel != "" && !names[q.DefaultLevel] {
 		r.Errorf("queue.default_level", "unknown level %q", q.DefaultLevel)
@@ -192,7 +212,7 @@ func newQueued(s *ConcurrencySettings, r *Route, next exchange.Handler) (exchang
 	v, err := r.State.Keep(fmt.Sprintf("queue|%s|%d|%+v", owner, c.MaxInFlight, qc.Levels), func() (any, error) {
 		cfg := admission.QueueConfig{Limit: c.MaxInFlight, MaxTenants: qc.MaxTenants}
 		for _, l := range qc.Levels {
-			cfg.Levels = append(cfg.Levels, admission.QueueLevel{MaxQueue: l.MaxQueue, MaxWait: l.MaxWait.D()})
+			cfg.Levels = append(cfg.Levels, admission.QueueLevel{MaxQueue: l.MaxQueue, MaxWait: l.MaxWait.D(), Reserve: l.Reserve})
 		}
 		return &queueState{q: admission.NewQueue(cfg)}, nil
 	})

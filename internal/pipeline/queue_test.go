@@ -416,6 +416,24 @@ func TestQueueSettingsErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "a reserve for the interactive level",
+			fields: `    concurrency: {max_in_flight: 8}
+    queue: {levels: [{name: interactive, reserve: 2}, {name: batch}]}
+`,
+		},
+		{
+			name: "reserves that leave nothing",
+			fields: `    concurrency: {max_in_flight: 4}
+    queue:
+      levels: [{name: a, reserve: -1}, {name: b, reserve: 5}, {name: c, reserve: 1}]
+`,
+			want: []string{
+				`routes[0].queue.levels[0].reserve (line 9): must not be negative, got -1`,
+				`routes[0].queue.levels[2].reserve (line 9): the lowest level has no level below it to hold slots from`,
+				`routes[0].queue.levels (line 9): the reserves (5 in all) must leave the lowest level at least one of max_in_flight's 4 slots`,
+			},
+		},
+		{
 			name: "no levels",
 			fields: `    concurrency: {max_in_flight: 4}
     queue: {tenant_header: x-tenant}

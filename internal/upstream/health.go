@@ -57,6 +57,9 @@ func (p *Pool) checkLoop(ctx context.Context, e *Endpoint) {
 			res.Error = err.Error()
 		}
 		p.observeCheck(e, res, res.At.UnixNano())
+		if p.needsWarmup(e) {
+			p.warmup(ctx, e)
+		}
 		d := hc.Interval.D()
 		if j := hc.Jitter.D(); j > 0 {
 			d += rand.N(j)
@@ -78,24 +81,35 @@ func (p *Pool) observeCheck(e *Endpoint, res CheckResult, now int64) {
 	}
 	if res.Passed {
 		g.failRun.Store(0)
-		if n := g.passRun.Add(1); g.down.Load() && int(n) >= hc.Rise {
-			g.upAt.Store(now)
-			g.down.Store(false)
-			// The checks see it up: passive health should not keep it
-			// out for the rest of its fail_timeout.
-			e.ReportSuccess()
-			if obs != nil {
-				obs.HealthChanged(p.Name, e.Address, true)
-			}
+		// An endpoint that must warm up first rises once its warm-up
+		// passes (checkLoop runs it).
+		if n := g.passRun.Add(1); g.down.Load() && int(n) >= hc.Rise && g.warmed.Load() {
+			p.rise(e, now)
 		}
 		return
 	}
 	g.passRun.Store(0)
 	if n := g.failRun.Add(1); !g.down.Load() && int(n) >= hc.Fall {
+		if hc.Warmup != nil {
+			g.warmed.Store(false)
+		}
 		g.down.Store(true)
 		if obs != nil {
 			obs.HealthChanged(p.Name, e.Address, false)
 		}
+	}
+}
+
+// rise puts e back in rotation at now.
+func (p *Pool) rise(e *Endpoint, now int64) {
+	g := e.guard
+	g.upAt.Store(now)
+	g.down.Store(false)
+	// The checks see it up: passive health should not keep it out for the
+	// rest of its fail_timeout.
+	e.ReportSuccess()
+	if obs := p.prot.observe(); obs != nil {
+		obs.HealthChanged(p.Name, e.Address, true)
 	}
 }
 
@@ -120,6 +134,27 @@ func (p *Pool) check(ctx context.Context, e *Endpoint, hc *config.HealthCheck, b
 	if path, query, ok := strings.Cut(hc.Path, "?"); ok {
 		req.Path, req.Query = path, query
 	}
+	var b []byte
+	status, err := outOfBand(ctx, e, req, hc.ExpectedStatuses, func(r io.Reader) (err error) {
+		if body != nil {
+			b, err = io.ReadAll(io.LimitReader(r, maxCheckBody))
+		}
+		return err
+	})
+	if err != nil || body == nil {
+		return status, err
+	}
+	if !body.Match(b) {
+		return status, fmt.Errorf("body does not match %q", hc.BodyRegex)
+	}
+	return status, nil
+}
+
+// outOfBand sends req to e (a check or a warm-up, not a client's
+// request), waits for the final response, which must have one of statuses
+// (any 2xx or 3xx when none), and hands its body to read. It returns the
+// final status (0 when there was none) and why the exchange failed.
+func outOfBand(ctx context.Context, e *Endpoint, req *Request, statuses []int, read func(io.Reader) error) (int, error) {
 	var resp Response
 	if err := e.client.RoundTrip(ctx, req, &resp); err != nil {
 		return 0, err
@@ -134,18 +169,11 @@ func (p *Pool) check(ctx context.Context, e *Endpoint, hc *config.HealthCheck, b
 			return 0, err
 		}
 	}
-	if !expected(hc.ExpectedStatuses, resp.Status) {
+	if !expected(statuses, resp.Status) {
 		return resp.Status, fmt.Errorf("unexpected status %d", resp.Status)
 	}
-	if body == nil {
-		return resp.Status, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(&resp, maxCheckBody))
-	if err != nil {
+	if err := read(&resp); err != nil {
 		return resp.Status, fmt.Errorf("reading body: %w", err)
-	}
-	if !body.Match(b) {
-		return resp.Status, fmt.Errorf("body does not match %q", hc.BodyRegex)
 	}
 	return resp.Status, nil
 }

@@ -37,6 +37,9 @@ type Observer interface {
 	// ("consecutive_5xx", "consecutive_gateway_failure", "success_rate",
 	// "latency").
 	Ejected(pool, endpoint, reason string)
+	// Warmup reports a finished warm-up of endpoint (see
+	// config.Warmup): whether it passed, and the requests it sent.
+	Warmup(pool, endpoint string, passed bool, requests int)
 }
 
 // guard is an endpoint's protection state; nil when its pool configures
@@ -48,6 +51,10 @@ type guard struct {
 	passRun atomic.Int32 // consecutive passed checks
 	failRun atomic.Int32 // consecutive failed checks
 	last    atomic.Pointer[CheckResult]
+	// warmed is false from the moment the checks take the endpoint out
+	// until a warm-up passes (see warmup.go); warming is true during one.
+	warmed  atomic.Bool
+	warming atomic.Bool
 
 	// Outlier ejection.
 	ejectedUntil atomic.Int64 // Unix ns; 0 or past: in rotation
@@ -99,6 +106,7 @@ func (p *Pool) setupProtection(u *config.Upstream) {
 	for _, e := range p.Endpoints {
 		g := &guard{}
 		g.ejectReason.Store("")
+		g.warmed.Store(true) // endpoints start in rotation
 		if u.HealthCheck != nil {
 			g.checked = true
 			g.slowStart = int64(u.HealthCheck.SlowStart.D())
@@ -241,8 +249,8 @@ func (p *Pool) panicFallback(now int64) *Endpoint {
 		for i := range n {
 			e := p.Endpoints[(start+i)%n]
 			g := e.guard
-			if g == nil || g.down.Load() != !checksPass || !e.Healthy(now) {
-				continue
+			if g == nil || g.down.Load() != !checksPass || !e.Healthy(now) || g.warming.Load() {
+				continue // a warming endpoint gets no live traffic, even here
 			}
 			if checksPass && now >= g.ejectedUntil.Load() {
 				continue // in rotation, yet not picked: its breaker's trials are taken
@@ -384,8 +392,11 @@ type ProtectionState struct {
 
 // HealthView is an endpoint's active health for the admin API.
 type HealthView struct {
-	Up   bool         `json:"up"`
-	Last *CheckResult `json:"last_check,omitempty"`
+	Up bool `json:"up"`
+	// Warming is true while the endpoint's checks pass again but its
+	// warm-up has not: it gets no live traffic yet.
+	Warming bool         `json:"warming,omitempty"`
+	Last    *CheckResult `json:"last_check,omitempty"`
 }
 
 func (e *Endpoint) protectionState(now int64) *ProtectionState {
@@ -398,7 +409,7 @@ func (e *Endpoint) protectionState(now int64) *ProtectionState {
 		s.SlowStartShare = g.share(now)
 	}
 	if g.checked {
-		s.Health = &HealthView{Up: !g.down.Load(), Last: g.last.Load()}
+		s.Health = &HealthView{Up: !g.down.Load(), Warming: g.warming.Load(), Last: g.last.Load()}
 	}
 	if u := g.ejectedUntil.Load(); now < u {
 		s.EjectedUntil = time.Unix(0, u)
@@ -453,6 +464,15 @@ func (o *logObserver) BreakerChanged(pool, endpoint, state string) {
 }
 
 func (o *logObserver) BreakerStarted(pool, endpoint string) { o.next.BreakerStarted(pool, endpoint) }
+
+func (o *logObserver) Warmup(pool, endpoint string, passed bool, requests int) {
+	if passed {
+		o.log.Info("endpoint warmed up; back in rotation", "upstream", pool, "endpoint", endpoint, "warmup_requests", requests)
+	} else {
+		o.log.Warn("endpoint warm-up failed; kept out of rotation", "upstream", pool, "endpoint", endpoint, "warmup_requests", requests)
+	}
+	o.next.Warmup(pool, endpoint, passed, requests)
+}
 
 func (o *logObserver) Ejected(pool, endpoint, reason string) {
 	o.log.Warn("endpoint ejected as an outlier", "upstream", pool, "endpoint", endpoint, "reason", reason)
