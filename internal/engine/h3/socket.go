@@ -70,10 +70,18 @@ func Listen(ctx context.Context, address string, obs Observer, log *slog.Logger)
 	}
 	udp := pc.(*net.UDPConn)
 	raiseBuffers(udp, log)
+	if rc, err := udp.SyscallConn(); err == nil {
+		if err := steer(rc); err != nil {
+			// Served all the same; during this upgrade's drain some new
+			// handshakes may reach the old process and be refused.
+			log.Warn("HTTP/3: cannot steer packets between the old and the new process", "address", address, "error", err)
+		}
+	}
 	s := &Socket{udp: udp, obs: obs, closed: make(chan struct{}), loopDone: make(chan struct{})}
 	s.tr = &quic.Transport{
-		Conn:                udp,
-		VerifySourceAddress: s.verifySource,
+		Conn:                  udp,
+		VerifySourceAddress:   s.verifySource,
+		ConnectionIDGenerator: connIDs{},
 	}
 	// The transport-level configuration only dispatches to the current
 	// Server's, so a reload changes TLS and QUIC settings without rebinding.

@@ -10,3 +10,5 @@ const (
 )
 
 func reusePort(_, _ string, _ syscall.RawConn) error { return nil }
+
+func steer(syscall.RawConn) error { return nil }
