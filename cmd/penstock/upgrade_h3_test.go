@@ -2,12 +2,14 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -131,4 +133,106 @@ logging: {format: text}
 		t.Fatalf("old process %d did not exit\n%s", old, logs())
 	}
 	get("after the upgrade")
+}
+
+// TestBinaryUpgradeUnderHTTP3Load upgrades three times while penstock bench
+// sends HTTP/3 requests at a fixed rate over QUIC connections it keeps open
+// and never retries: no request may fail.
+func TestBinaryUpgradeUnderHTTP3Load(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "penstock")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond) // requests are in flight during each hand-over
+		io.WriteString(w, "ok")
+	})}
+	upLn := listenLoopback(t)
+	go up.Serve(upLn)
+	t.Cleanup(func() { up.Close() })
+
+	addr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "penstock.yaml")
+	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2, h3], tls: {self_signed: true}}]
+upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
+routes: [{name: all, match: {path_prefix: /}, upstream: up}]
+shutdown: {drain_timeout: 10s}
+logging: {format: text}
+`), 0o600)
+	pidFile := filepath.Join(dir, "penstock.pid")
+	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
+	defer logFile.Close()
+	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait()
+	t.Cleanup(func() {
+		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
+			syscall.Kill(pid, syscall.SIGTERM)
+			waitFor(10*time.Second, func() bool { return !alive(pid) })
+		}
+	})
+	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
+		t.Fatalf("penstock did not start:\n%s", logs())
+	}
+
+	report := filepath.Join(dir, "bench.json")
+	load := exec.Command(bin, "bench", "run", "--proto", "h3", "--insecure", "--rate", "200", "--duration", "20s",
+		"--connections", "8", "--quiet", "--json", report, "https://"+addr+"/x")
+	loadOut := &strings.Builder{}
+	load.Stdout, load.Stderr = loadOut, loadOut
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	loadDone := make(chan error, 1)
+	go func() { loadDone <- load.Wait() }()
+
+	for round := 1; round <= 3; round++ {
+		time.Sleep(2 * time.Second)
+		old := readPid(t, pidFile)
+		if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+			t.Fatalf("round %d: signal %d: %v", round, old, err)
+		}
+		var next int
+		if !waitFor(20*time.Second, func() bool { next = readPid(t, pidFile); return next != old && next != 0 }) {
+			t.Fatalf("round %d: no new process\n%s", round, logs())
+		}
+		if !waitFor(20*time.Second, func() bool { return !alive(old) }) {
+			t.Fatalf("round %d: old process %d did not exit after draining\n%s", round, old, logs())
+		}
+		t.Logf("round %d: process %d replaced by %d", round, old, next)
+	}
+	select {
+	case err := <-loadDone:
+		if err != nil {
+			t.Fatalf("penstock bench: %v\n%s", err, loadOut)
+		}
+	case <-time.After(60 * time.Second):
+		load.Process.Kill()
+		t.Fatal("penstock bench did not finish")
+	}
+	var r struct {
+		Requests  int            `json:"requests"`
+		Responses int            `json:"responses"`
+		Errors    map[string]int `json:"errors"`
+		Status    map[string]int `json:"status"`
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("HTTP/3 across 3 upgrades: %d requests, %d responses, status %v, errors %v", r.Requests, r.Responses, r.Status, r.Errors)
+	if r.Requests < 1000 || r.Status["200"] != r.Requests || len(r.Errors) > 0 {
+		t.Errorf("%d requests, %d answered 200, errors %v\n%s\n%s", r.Requests, r.Status["200"], r.Errors, loadOut, logs())
+	}
 }

@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -42,11 +44,31 @@ func (d *h3Dialer) dial(ctx context.Context, o *origin, ct *connTimes) (session,
 type h3Conn struct {
 	qc *quic.Conn
 	cc *http3.ClientConn
+	// goingAway is set once a request was refused after the server's
+	// GOAWAY (quic-go closes the connection only when its last request
+	// ends).
+	goingAway atomic.Bool
 }
 
-func (h *h3Conn) usable() bool { return h.qc.Context().Err() == nil }
+func (h *h3Conn) usable() bool { return h.qc.Context().Err() == nil && !h.goingAway.Load() }
 func (h *h3Conn) close()       { _ = h.qc.CloseWithError(0, "") }
 
+// goAwayText is the text of quic-go's error for a request opened after a
+// GOAWAY (http3.errGoAway, which it does not export).
+const goAwayText = "connection in graceful shutdown"
+
 func (h *h3Conn) roundTrip(t *target, start time.Time, timeout time.Duration, out *outcome) error {
-	return roundTripHTTP(h.cc, t, start, timeout, out)
+	err := roundTripHTTP(h.cc, t, start, timeout, out)
+	if err == nil {
+		return nil
+	}
+	// Refused after a GOAWAY, or rejected by a server that had sent one
+	// as the request crossed it (H3_REQUEST_REJECTED: not processed, safe
+	// to send again, RFC 9114 §4.1.1): a new connection takes it.
+	var se *quic.StreamError
+	if err.Error() == goAwayText || errors.As(err, &se) && se.ErrorCode == quic.StreamErrorCode(http3.ErrCodeRequestRejected) {
+		h.goingAway.Store(true)
+		return &notSentError{err}
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -374,8 +375,25 @@ func (r *runner) request(w *worker, intended, start time.Time, measured bool, se
 		err = c.s.roundTrip(t, start, r.o.Timeout, out)
 		r.release(w, c)
 	}
+	var ns *notSentError
+	if errors.As(err, &ns) {
+		// The server's GOAWAY came first: nothing was sent, and a client
+		// that honours GOAWAY sends it on a new connection.
+		*out = outcome{}
+		if c, err = r.acquire(w, t.origin); err == nil {
+			err = c.s.roundTrip(t, start, r.o.Timeout, out)
+			r.release(w, c)
+		}
+	}
 	r.record(w, intended, measured, late, out, err)
 }
+
+// notSentError is a request a connection refused to send because the
+// server had announced its end (GOAWAY); the connection is then unusable.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
 
 func (r *runner) record(w *worker, intended time.Time, measured, late bool, out *outcome, err error) {
 	done := time.Now()
