@@ -49,7 +49,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
 	if adminAddr != "" {
-		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, circuit breakers, ejections\n", adminAddr)
+		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, warm-ups, circuit breakers, ejections\n", adminAddr)
 		fmt.Fprintf(&b, "  curl -s http://%s/limits   # rate limits and their hottest keys\n", adminAddr)
 		fmt.Fprintf(&b, "  curl -s http://%s/mirrors   # the shadow model's answers compared with the arms' (20 %% of predictions copied)\n", adminAddr)
 		fmt.Fprintf(&b, "  %s bench run --method POST --body '{\"prompt\":\"hi\",\"max_tokens\":4}' --rate 20 --duration 40s http://%s/v1/models/llama-tiny/generate &\n", self, httpAddr)
