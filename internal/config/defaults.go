@@ -161,6 +161,8 @@ const (
 	DefaultDrainTimeout = Duration(30 * time.Second)
 	// DefaultIdleGrace is Shutdown.IdleGrace's default.
 	DefaultIdleGrace = Duration(5 * time.Second)
+	// DefaultStreamDrainTimeout is Shutdown.StreamDrainTimeout's default.
+	DefaultStreamDrainTimeout = Duration(10 * time.Minute)
 )
 
 // DefaultPlainProtocols returns Listener.Protocols' default for a listener
@@ -248,6 +250,7 @@ func (c *Config) SetDefaults() {
 	setDefault(&c.Logging.Format, DefaultLogFormat)
 	setDefault(&c.Shutdown.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&c.Shutdown.IdleGrace, DefaultIdleGrace)
+	setDefault(&c.Shutdown.StreamDrainTimeout, DefaultStreamDrainTimeout)
 	setDefault(&c.AccessLog.Format, "json")
 	setDefault(&c.AccessLog.Output, "stdout")
 	setDefault(&c.AccessLog.Buffer, DefaultAccessLogBuffer)

@@ -406,6 +406,12 @@ type Shutdown struct {
 	// it answers with "Connection: close", before closing it. At most the
 	// listener's idle_timeout and drain_timeout. Default 5s.
 	IdleGrace Duration `yaml:"idle_grace"`
+	// StreamDrainTimeout is how long the old process of a binary upgrade
+	// lets long-lived streams run (server-sent event streams over
+	// HTTP/1.1, WebSockets) after drain_timeout has ended the other
+	// requests: the new process serves meanwhile, so nothing waits on
+	// them. A SIGTERM still ends them at drain_timeout. Default 10m.
+	StreamDrainTimeout Duration `yaml:"stream_drain_timeout"`
 }
 
 // Reload controls how a running penstock picks up configuration changes.

@@ -12,6 +12,7 @@ package engine
 import (
 	"context"
 	"net"
+	"time"
 )
 
 // Server is one generation of an engine serving one socket: a reload that
@@ -44,3 +45,22 @@ type bound struct {
 
 func (b bound) Serve() error                       { return b.s.Serve(b.ln) }
 func (b bound) Shutdown(ctx context.Context) error { return b.s.Shutdown(ctx) }
+
+// streamDrainKey is the context key of WithStreamDrain.
+type streamDrainKey struct{}
+
+// WithStreamDrain marks a Shutdown context of the old process of a binary
+// upgrade: when ctx is done (the drain timeout), an engine that can tell
+// long-lived streams (a server-sent event stream) from other requests ends
+// only the others, and lets the streams run until until. Engines that
+// cannot tell end everything when ctx is done, as always.
+func WithStreamDrain(ctx context.Context, until time.Time) context.Context {
+	return context.WithValue(ctx, streamDrainKey{}, until)
+}
+
+// StreamDrain returns the time until which long-lived streams may run
+// after ctx is done, if ctx carries one (WithStreamDrain).
+func StreamDrain(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(streamDrainKey{}).(time.Time)
+	return t, ok
+}

@@ -54,6 +54,9 @@ type Forwarder struct {
 	// Nil retries failures to connect on up to three endpoints, without
 	// backoff or budget.
 	Retry *RetryPolicy
+	// Streams, when set, counts the WebSocket tunnels, so that a draining
+	// process can let them finish (shutdown.stream_drain_timeout).
+	Streams *Streams
 
 	// warnings limits the failure lines. Only failures take its lock.
 	warnings logLimiter

@@ -44,10 +44,16 @@ func (f *Forwarder) switchProtocols(x *exchange.Exchange, header http.Header, ba
 	// upgrade request; read through it so none are lost.
 	go pump(backend, brw.Reader)
 	go pump(conn, backend)
+	var cut <-chan struct{}
+	if f.Streams != nil {
+		cut = f.Streams.begin()
+		defer f.Streams.end()
+	}
 	// When one direction ends, closing both ends the other.
 	select {
 	case <-done:
 	case <-x.Ctx.Done():
+	case <-cut:
 	}
 	conn.Close()
 	backend.Close()

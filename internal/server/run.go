@@ -290,6 +290,11 @@ func (p *process) shutdown(upgraded bool) {
 		}
 	}
 	p.stopPostgres()
+	if upgraded {
+		// The new process serves: event streams and WebSockets may
+		// finish here under their own, longer limit.
+		p.srv.KeepStreams(p.srv.Snapshot().Config.Shutdown.StreamDrainTimeout.D())
+	}
 	if err := p.srv.Shutdown(context.Background()); err != nil {
 		p.log.Warn("drain timeout reached; remaining connections closed", "error", err)
 	}

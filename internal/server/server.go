@@ -22,6 +22,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
@@ -56,6 +57,11 @@ type Server struct {
 	// clients, closed by Shutdown once nothing uses it (nil where there is
 	// none: other systems, or epoll refused).
 	io *epoll.IO
+	// streams counts the WebSocket tunnels of every snapshot's
+	// forwarders; streamDrain, set by KeepStreams, is how long Shutdown
+	// lets long-lived streams run past the drain timeout.
+	streams     *proxy.Streams
+	streamDrain atomic.Int64
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
 	mu         sync.Mutex
@@ -95,12 +101,14 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		log.Debug("no Linux I/O layer; serving without it", "error", err)
 		io = nil
 	}
-	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages, IO: io})
+	streams := proxy.NewStreams()
+	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages, IO: io, Streams: streams})
 	if err != nil {
 		io.Close()
 		return nil, err
 	}
 	s := &Server{
+		streams:   streams,
 		log:       log,
 		tel:       tel,
 		static:    cfg.Static(),

@@ -24,6 +24,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/function"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
+	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/split"
 	"github.com/penstock-dev/penstock/internal/tracing"
@@ -82,6 +83,8 @@ type Snapshot struct {
 	// functionMetrics are the function runtime's metric families, made
 	// by the first snapshot and handed on.
 	functionMetrics *function.Metrics
+	// streams counts the forwarders' WebSocket tunnels (Env.Streams).
+	streams *proxy.Streams
 }
 
 // Mirrors returns the mirrors of the split routes.
@@ -123,6 +126,9 @@ type Env struct {
 	// IO is the Linux I/O layer the upstream pools' clients use. Nil means
 	// epoll.Shared().
 	IO *epoll.IO
+	// Streams counts the process's WebSocket tunnels (see
+	// proxy.Streams). Nil counts none.
+	Streams *proxy.Streams
 }
 
 // Compile validates cfg (which must have defaults applied) and builds its
@@ -158,6 +164,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		W3C:         slices.Contains(cfg.Tracing.Propagation, "w3c"),
 		B3:          slices.Contains(cfg.Tracing.Propagation, "b3"),
 		SampleRatio: *cfg.Tracing.SampleRatio,
+		streams:     env.Streams,
 	}
 	m := metrics.New(cfg.Metrics, nil)
 	if env.Telemetry != nil {

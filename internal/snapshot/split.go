@@ -28,6 +28,7 @@ func (s *Snapshot) forwarder(rc *config.Route, pool string, m *metrics.Metrics, 
 		RequestTimeout:        rc.Timeouts.Request.D(),
 		Logger:                log,
 		Retry:                 retry,
+		Streams:               s.streams,
 	}
 }
 

@@ -38,6 +38,9 @@ type conn struct {
 	// connIdle while it waits for the next request and connClosed at the
 	// end; Shutdown and the idle sweeper race the poller on it with CAS.
 	state atomic.Int32
+	// streaming is set while the connection's response is an event
+	// stream: a drain in a binary upgrade lets it run past drain_timeout.
+	streaming atomic.Bool
 
 	// Read buffer: rbuf[r:w] are bytes received and not consumed.
 	rb   *buffer
@@ -303,6 +306,7 @@ func (c *conn) serveOne() outcome {
 	}
 
 	c.srv.h.ServeExchange(x)
+	c.streaming.Store(false)
 	if !c.act.body.complete() {
 		// The handler did not read the body to its end, so a reader may
 		// still hold the handle (see body): it keeps an outdated one,

@@ -57,6 +57,8 @@ var (
 	errBodyNotAllowed = errors.New("h1: response status does not allow a body")
 	errTooLong        = errors.New("h1: body longer than Content-Length")
 	errHijacked       = errors.New("h1: connection hijacked")
+	// eventStream is the media type of server-sent events.
+	eventStream = "text/event-stream"
 )
 
 // framingReserve keeps room in wbuf for the framing lines inserted at the
@@ -118,6 +120,14 @@ func (w *response) WriteHeader(status int) {
 	})
 	if status == http.StatusSwitchingProtocols {
 		w.closeAfter = true
+	}
+	if w.clen < 0 && status == http.StatusOK {
+		// An event stream (it has no length) may outlive a drain in a
+		// binary upgrade (Server.Shutdown); other responses cost no
+		// lookup here.
+		if ct, ok := w.wbuf.hdr.Get("Content-Type"); ok && len(ct) >= len(eventStream) && exchange.EqualFold(ct[:len(eventStream)], eventStream) {
+			c.streaming.Store(true)
+		}
 	}
 	w.getBuffer()
 	b := w.wbuf.b

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -279,6 +280,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-gone:
 		case <-ctx.Done():
+			// In a binary upgrade, event streams may run on past the
+			// drain timeout (engine.WithStreamDrain).
+			if until, ok := engine.StreamDrain(ctx); ok && s.closeAllButStreams() {
+				t := time.NewTimer(time.Until(until))
+				select {
+				case <-gone:
+				case <-t.C:
+				}
+				t.Stop()
+			}
 			s.closeAll()
 			return ctx.Err()
 		}
@@ -308,6 +319,28 @@ func (s *Server) closeIdle() {
 	for _, c := range idle {
 		c.closeIfIdle()
 	}
+}
+
+// closeAllButStreams ends every connection left but those serving an event
+// stream, and reports whether any of those remain.
+func (s *Server) closeAllButStreams() bool {
+	s.mu.Lock()
+	left := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	streams := false
+	for _, c := range left {
+		if c.streaming.Load() {
+			streams = true
+			continue
+		}
+		if !c.closeIfIdle() {
+			c.kill()
+		}
+	}
+	return streams
 }
 
 // closeAll ends every connection left, active or not; their handlers see
