@@ -99,6 +99,8 @@ type sampler struct {
 	endpoints map[string]*ring // "pool\x00endpoint": attempts, failed attempts
 	limits    map[string]*ring // limit: admitted, limited (shadow_limited counts as admitted)
 
+	// tr is what the latest sample tracked.
+	tr tracked
 	// untracked counts routes (endpoints, limits) seen in the last sample
 	// beyond the caps.
 	untrackedRoutes, untrackedEndpoints, untrackedLimits int
@@ -123,6 +125,7 @@ type tracked struct {
 // down was reset and counts from zero again, as Prometheus's rate() does.
 func (s *sampler) sample(now time.Time, mfs []*dto.MetricFamily, tr tracked) {
 	k := s.k
+	s.tr = tr
 	s.times[k%Slots] = now
 	first := k == 0
 	for _, r := range s.routes {

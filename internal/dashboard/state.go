@@ -263,11 +263,11 @@ func build(now time.Time, snap *snapshot.Snapshot, sm *sampler, since time.Time)
 
 func routeView(rc *config.Route, sm *sampler) Route {
 	v := Route{Name: rc.Name, Match: matchText(rc.Match), Target: targetText(rc)}
+	v.Tracked = sm.tr.routes[rc.Name]
 	r := sm.routes[rc.Name]
 	if r == nil {
 		return v
 	}
-	v.Tracked = true
 	v.Active = r.active
 	if sums, d, ok := sm.window(r.ring, rateWindow); ok {
 		v.Rate = round(float64(sums[cTotal]) / d.Seconds())
