@@ -42,7 +42,7 @@ export function routes(st, table, note) {
       h("td", { class: "num", "data-col": "active" }, r.tracked ? String(r.active) : "–"),
       h("td", { class: "num", "data-col": "rate", "data-value": r.rate }, r.tracked ? f.rate(r.rate) : "untracked"),
       h("td", { class: ["num", errClass(r.err_5xx)].filter(Boolean).join(" "), "data-col": "err5xx" }, f.ratio(r.err_5xx)),
-      h("td", { class: "num", "data-col": "err4xx" }, f.ratio(r.err_4xx)),
+      h("td", { class: ["num", r.err_4xx >= 0.05 ? "warn" : null].filter(Boolean).join(" "), "data-col": "err4xx" }, f.ratio(r.err_4xx)),
       h("td", { class: "num", "data-col": "p50" }, f.seconds(r.p50)),
       h("td", { class: "num", "data-col": "p99" }, f.seconds(r.p99, r.p99_over)),
       h("td", { class: "num", "data-col": "p99_5m" }, f.seconds(r.p99_5m)),
