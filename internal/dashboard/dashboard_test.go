@@ -32,7 +32,7 @@ shutdown: {idle_grace: 100ms, drain_timeout: 2s}
 
 // gateway compiles yamlText into a server that is not listening (the
 // dashboard reads only its snapshot) and a fresh registry for its metrics.
-func gateway(t *testing.T, yamlText string) (*server.Server, *prometheus.Registry) {
+func gateway(t testing.TB, yamlText string) (*server.Server, *prometheus.Registry) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yamlText), "test.yaml")
 	if err != nil {

@@ -159,16 +159,15 @@ export function rollouts(st, box, now) {
 export function limits(st, table) {
   const rows = st.limits.map((l) => h("tr", { "data-limit": l.name },
     h("th", { scope: "row" }, l.name, l.mode === "shadow" ? h("span", { class: "note" }, " shadow") : null),
-    h("td", {}, l.rule + (l.redis ? " (global)" : "")),
-    h("td", { class: "mono" }, l.key),
+    h("td", {}, l.rule + (l.redis ? " (global)" : "") + " by ", h("span", { class: "mono" }, l.key)),
     h("td", { class: "num" }, `${l.keys} / ${l.max_keys}`),
     h("td", { class: "num", "data-col": "admitted" }, f.rate(l.admitted_rate)),
     h("td", { class: ["num", l.limited_rate > 0 ? "warn" : null].filter(Boolean).join(" "), "data-col": "limited" }, f.rate(l.limited_rate)),
     h("td", {}, f.spark(l.spark_limited, null, f.sparkLabel(`${l.name} refusals`, l.spark_limited))),
     h("td", { class: "wrap mono", "data-col": "hottest" },
-      l.hottest.length ? l.hottest.map((k) => `${k.key} ${k.used}/${k.refused}`).join(", ") : "–"),
+      l.hottest.length ? l.hottest.map((k) => `${k.key} ${k.used}/${k.refused}`).join(" · ") : "–"),
   ));
-  fill(table.tBodies[0], rows, 8, "no rate limits in this configuration");
+  fill(table.tBodies[0], rows, 7, "no rate limits in this configuration");
 }
 
 export function reloads(st, table) {
