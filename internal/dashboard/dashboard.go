@@ -118,7 +118,13 @@ func New(o Options) *Dashboard {
 // Close stops the sampler and ends the open event streams (so a server's
 // graceful shutdown need not wait for them), and waits for the sampler.
 func (d *Dashboard) Close() error {
-	d.once.Do(func() { close(d.closed) })
+	d.once.Do(func() {
+		// Under the lock: use either sees the dashboard closed or has
+		// counted its sampler in done before Wait below.
+		d.mu.Lock()
+		close(d.closed)
+		d.mu.Unlock()
+	})
 	d.done.Wait()
 	return nil
 }
