@@ -30,7 +30,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  https  https://%s  (HTTP/1.1, HTTP/2, and HTTP/3 over UDP; self-signed certificate)\n", httpsAddr)
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  admin  http://%s/healthz\n", adminAddr)
-		fmt.Fprintf(&b, "  dashboard  http://%s/dashboard   (open it in a browser: live routes, pools, rollouts, limits, reloads)\n", adminAddr)
+		fmt.Fprintf(&b, "  admin  http://%s/dashboard   (the live dashboard: open it in a browser)\n", adminAddr)
 	}
 	fmt.Fprintf(&b, "\nTry:\n")
 	fmt.Fprintf(&b, "  curl -s http://%s/v1/models/resnet50/predict -d '{\"inputs\":[1,2,3]}'\n", httpAddr)
