@@ -275,6 +275,22 @@ shutdown: {idle_grace: 100ms, drain_timeout: 5s}
 	if focus.Text != "Skip to routes" || focus.Outline == "none" {
 		t.Errorf("first Tab focuses %q with outline %q, want the skip link with a visible outline", focus.Text, focus.Outline)
 	}
+
+	// Sorting by req/s puts the busiest route first; the filter keeps the
+	// routes that match it.
+	routeNames := `[...document.querySelectorAll("#routes tbody tr[data-route]")].map((tr) => tr.dataset.route).join(",")`
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`th[data-sort="rate"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("routes sorted by rate", routeNames+` === "predict,assets,idle"`)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#route-filter"), "ass")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("only the assets route after filtering", routeNames+` === "assets"`)
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](
+		`(f => { f.value = ""; f.dispatchEvent(new Event("input")); })(document.getElementById("route-filter"))`)); err != nil {
+		t.Fatal(err)
+	}
 	chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
 
 	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())

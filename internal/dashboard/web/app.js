@@ -7,12 +7,17 @@ const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "penstock-admin-token";
 
 let paused = false;
+// view is how the routes table is shown: sort key and filter text.
+const view = { sort: "", filter: "" };
+// last is the newest State, drawn the one on screen (older while paused).
 let last = null;
+let drawn = null;
 let stop = null;
 
-function show(st) {
-  last = st;
-  if (paused) return;
+function show(st, redraw) {
+  if (!redraw) last = st;
+  if (paused && !redraw) return;
+  drawn = st;
   const now = new Date(st.time);
   $("generation").textContent = String(st.generation);
   const r = st.reloads && st.reloads[0];
@@ -21,13 +26,13 @@ function show(st) {
   const s = st.sampler;
   $("sampling").textContent = s.samples < 2 ? "warming up" : `${Math.round(s.samples)} s of history`;
   $("updated").textContent = f.clock(st.time);
-  render.routes(st, $("routes"), $("routes-note"));
+  render.routes(st, $("routes"), $("routes-note"), view);
   render.pools(st, $("pools"));
   render.rollouts(st, $("rollouts"), now);
   render.limits(st, $("limits"));
   render.reloads(st, $("reloads"));
   render.fleet(st, $("fleet-section"), $("fleet-link"), $("fleet"));
-  document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+  if (!redraw) document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 
 function status(s) {
@@ -52,7 +57,20 @@ $("login").addEventListener("submit", (ev) => {
   sessionStorage.setItem(TOKEN_KEY, $("token").value);
   $("login").hidden = true;
   $("login-error").textContent = "";
-  connect();
+  // Sorting: a header's button sorts by its column (figures highest first),
+// pressing it again goes back to configuration order.
+for (const th of $("routes").tHead.querySelectorAll("th[data-sort]")) {
+  th.querySelector("button").addEventListener("click", () => {
+    view.sort = view.sort === th.dataset.sort ? "" : th.dataset.sort;
+    if (drawn) show(drawn, true);
+  });
+}
+$("route-filter").addEventListener("input", (ev) => {
+  view.filter = ev.target.value;
+  if (drawn) show(drawn, true);
+});
+
+connect();
 });
 
 $("pause").addEventListener("click", () => {
@@ -60,6 +78,19 @@ $("pause").addEventListener("click", () => {
   $("pause").setAttribute("aria-pressed", String(paused));
   $("pause").textContent = paused ? "Resume" : "Pause";
   if (!paused && last) show(last);
+});
+
+// Sorting: a header's button sorts by its column (figures highest first),
+// pressing it again goes back to configuration order.
+for (const th of $("routes").tHead.querySelectorAll("th[data-sort]")) {
+  th.querySelector("button").addEventListener("click", () => {
+    view.sort = view.sort === th.dataset.sort ? "" : th.dataset.sort;
+    if (drawn) show(drawn, true);
+  });
+}
+$("route-filter").addEventListener("input", (ev) => {
+  view.filter = ev.target.value;
+  if (drawn) show(drawn, true);
 });
 
 connect();

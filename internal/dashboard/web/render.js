@@ -31,8 +31,21 @@ function errClass(x) {
   return null;
 }
 
-export function routes(st, table, note) {
-  const rows = st.routes.map((r) => {
+// routeOrder sorts routes by view.sort (a State field; names ascending,
+// figures descending, absent figures last) and keeps those matching
+// view.filter; without a sort, configuration order.
+function routeOrder(list, view) {
+  const q = (view.filter || "").trim().toLowerCase();
+  let out = q ? list.filter((r) => [r.name, r.match, r.target].some((s) => s.toLowerCase().includes(q))) : list.slice();
+  const k = view.sort;
+  if (k === "name") out.sort((a, b) => a.name.localeCompare(b.name));
+  else if (k) out.sort((a, b) => (b[k] ?? -1) - (a[k] ?? -1));
+  return out;
+}
+
+export function routes(st, table, note, view) {
+  const shown = routeOrder(st.routes, view || {});
+  const rows = shown.map((r) => {
     const idle = !r.requests && !r.active;
     const cls = [idle ? "idle" : "", r.err_5xx >= 0.05 ? "is-bad" : ""].join(" ").trim() || null;
     return h("tr", { "data-route": r.name, class: cls },
@@ -49,9 +62,14 @@ export function routes(st, table, note) {
       h("td", {}, f.spark(r.spark, r.spark_5xx, f.sparkLabel(`${r.name} requests`, r.spark))),
     );
   });
-  fill(table.tBodies[0], rows, 11, "no routes");
+  fill(table.tBodies[0], rows, 11, st.routes.length ? "no route matches the filter" : "no routes");
+  for (const th of table.tHead.querySelectorAll("th[data-sort]")) {
+    if (th.dataset.sort === (view || {}).sort) th.setAttribute("aria-sort", th.dataset.sort === "name" ? "ascending" : "descending");
+    else th.removeAttribute("aria-sort");
+  }
   const s = st.sampler;
   const parts = [`rates over ${s.rate_window_s} s, errors and percentiles over ${s.stat_window_s} s`];
+  if (shown.length !== st.routes.length) parts.push(`${shown.length} of ${st.routes.length} shown`);
   if (s.untracked_routes) parts.push(`${s.untracked_routes} routes beyond the first 100 without figures`);
   note.textContent = "(" + parts.join("; ") + ")";
 }
