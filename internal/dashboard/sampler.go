@@ -6,6 +6,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/penstock-dev/penstock/internal/ratelimit"
 )
 
 // Metric names the sampler reads (internal/metrics defines them).
@@ -101,6 +103,10 @@ type sampler struct {
 
 	// tr is what the latest sample tracked.
 	tr tracked
+	// hottest are the limits' hottest keys, by limit, as read at sample
+	// hottestAt (build reads them again every hottestEvery samples).
+	hottest   map[string][]ratelimit.KeyStat
+	hottestAt int64
 	// untracked counts routes (endpoints, limits) seen in the last sample
 	// beyond the caps.
 	untrackedRoutes, untrackedEndpoints, untrackedLimits int
@@ -233,7 +239,7 @@ func (s *sampler) addDuration(k int64, first bool, route string, m *dto.Metric) 
 		r = nil // the buckets changed: start over
 	}
 	if r == nil {
-		if len(s.routes) >= MaxRoutes && s.routes[route] == nil {
+		if len(s.routes) > MaxRoutes && s.routes[route] == nil { // MaxRoutes and "none"
 			return
 		}
 		bounds := make([]float64, 0, len(bs))

@@ -28,8 +28,12 @@ const (
 	// sparkPoints × sparkEvery samples: the sparklines' five minutes.
 	sparkPoints = 60
 	sparkEvery  = 5
-	// hottestShown is how many keys of each limit the page lists.
+	// hottestShown is how many keys of each limit the page lists;
+	// hottestEvery how many samples apart they are read again, since a
+	// reading visits every key the limit holds (up to its max_keys),
+	// taking each of its shards' locks in turn.
 	hottestShown = 5
+	hottestEvery = 5
 	// eventsShown is how many events of each rollout the page lists.
 	eventsShown = 5
 )
@@ -231,9 +235,18 @@ func build(now time.Time, snap *snapshot.Snapshot, sm *sampler, since time.Time)
 	for _, c := range snap.Rollouts() {
 		st.Rollouts = append(st.Rollouts, rolloutView(c))
 	}
+	refresh := sm.hottest == nil || sm.k-sm.hottestAt >= hottestEvery
+	if refresh {
+		sm.hottest, sm.hottestAt = map[string][]ratelimit.KeyStat{}, sm.k
+	}
 	for _, l := range snap.Limiters() {
 		c := l.Config
-		lv := Limit{Name: c.Name, Key: c.Key.From, Mode: c.Mode, Keys: l.Keys(), MaxKeys: c.MaxKeys, Hottest: l.Hottest(hottestShown)}
+		hot, ok := sm.hottest[c.Name]
+		if !ok {
+			hot = l.Hottest(hottestShown)
+			sm.hottest[c.Name] = hot
+		}
+		lv := Limit{Name: c.Name, Key: c.Key.From, Mode: c.Mode, Keys: l.Keys(), MaxKeys: c.MaxKeys, Hottest: hot}
 		if c.Key.Name != "" {
 			lv.Key += ":" + c.Key.Name
 		}
