@@ -103,10 +103,10 @@ type sampler struct {
 
 	// tr is what the latest sample tracked.
 	tr tracked
-	// hottest are the limits' hottest keys, by limit, as read at sample
-	// hottestAt (build reads them again every hottestEvery samples).
+	// hottest are the limits' hottest keys, by limit, as read at
+	// hottestAt (build reads them again every hottestEvery).
 	hottest   map[string][]ratelimit.KeyStat
-	hottestAt int64
+	hottestAt time.Time
 	// untracked counts routes (endpoints, limits) seen in the last sample
 	// beyond the caps.
 	untrackedRoutes, untrackedEndpoints, untrackedLimits int

@@ -28,15 +28,16 @@ const (
 	// sparkPoints × sparkEvery samples: the sparklines' five minutes.
 	sparkPoints = 60
 	sparkEvery  = 5
-	// hottestShown is how many keys of each limit the page lists;
-	// hottestEvery how many samples apart they are read again, since a
-	// reading visits every key the limit holds (up to its max_keys),
-	// taking each of its shards' locks in turn.
+	// hottestShown is how many keys of each limit the page lists.
 	hottestShown = 5
-	hottestEvery = 5
 	// eventsShown is how many events of each rollout the page lists.
 	eventsShown = 5
 )
+
+// hottestEvery is how often a limit's hottest keys are read again: a
+// reading visits every key the limit holds (up to its max_keys), taking
+// each of its shards' locks in turn.
+const hottestEvery = 5 * time.Second
 
 // State is one snapshot of the dashboard: what GET /dashboard/state
 // returns and each event of GET /dashboard/events carries.
@@ -235,9 +236,8 @@ func build(now time.Time, snap *snapshot.Snapshot, sm *sampler, since time.Time)
 	for _, c := range snap.Rollouts() {
 		st.Rollouts = append(st.Rollouts, rolloutView(c))
 	}
-	refresh := sm.hottest == nil || sm.k-sm.hottestAt >= hottestEvery
-	if refresh {
-		sm.hottest, sm.hottestAt = map[string][]ratelimit.KeyStat{}, sm.k
+	if sm.hottest == nil || now.Sub(sm.hottestAt) >= hottestEvery {
+		sm.hottest, sm.hottestAt = map[string][]ratelimit.KeyStat{}, now
 	}
 	for _, l := range snap.Limiters() {
 		c := l.Config
