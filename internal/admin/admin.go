@@ -6,8 +6,9 @@
 // On a loopback address read-only endpoints are open and mutating and debug
 // endpoints require the bearer token from the config's admin block. Off
 // loopback (which the config allows only with a token) every endpoint but
-// /healthz and /readyz requires it: the configuration and the metrics are
-// not for anyone on the network.
+// /healthz, /readyz and the dashboard page's files (which hold no data)
+// requires it: the configuration and the metrics are not for anyone on the
+// network.
 package admin
 
 import (
@@ -64,6 +65,18 @@ type Options struct {
 	// Postgres returns the PostgreSQL proxy's pools and clients for GET
 	// /postgres (nil: no proxy, 404). Nil means none.
 	Postgres func() any
+	// Dashboard is the live page (internal/dashboard). Its Page (GET
+	// /dashboard and /dashboard/assets/) holds no data and is open, so a
+	// browser can load it and ask for the token; its Data (GET
+	// /dashboard/state and /dashboard/events) follows the rule of the
+	// read-only endpoints. Nil means no dashboard (404).
+	Dashboard Dashboard
+}
+
+// Dashboard is the live page's two halves (*dashboard.Dashboard).
+type Dashboard interface {
+	Page() http.Handler
+	Data() http.Handler
 }
 
 // Server is the running admin API.
@@ -96,6 +109,13 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /functions", read(http.HandlerFunc(a.functions)))
 	mux.Handle("GET /postgres", read(http.HandlerFunc(a.postgres)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
+	if d := o.Dashboard; d != nil {
+		page, data := d.Page(), read(d.Data())
+		mux.Handle("GET /dashboard", page)
+		mux.Handle("GET /dashboard/assets/", page)
+		mux.Handle("GET /dashboard/state", data)
+		mux.Handle("GET /dashboard/events", data)
+	}
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	}
@@ -127,7 +147,7 @@ func Serve(ln net.Listener, o Options) *Server {
 // that announces the admin API.
 func (s *Server) TokenRequiredFor() string {
 	if s.tokenForReads {
-		return "every endpoint but /healthz and /readyz"
+		return "every endpoint but /healthz, /readyz and the dashboard page's files"
 	}
 	return "POST /config/reload, POST /rollouts/NAME/ACTION, /debug/pprof/"
 }

@@ -146,7 +146,7 @@ func TestAdminOffLoopbackNeedsTokenForReads(t *testing.T) {
 	public := &addrListener{Listener: ln, addr: &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 9901}}
 	srv := admin.Serve(public, adminOptions(t, secret, &next))
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	if got := srv.TokenRequiredFor(); got != "every endpoint but /healthz and /readyz" {
+	if got := srv.TokenRequiredFor(); got != "every endpoint but /healthz, /readyz and the dashboard page's files" {
 		t.Errorf("TokenRequiredFor = %q", got)
 	}
 	base := "http://" + ln.Addr().String()

@@ -30,6 +30,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  https  https://%s  (HTTP/1.1, HTTP/2, and HTTP/3 over UDP; self-signed certificate)\n", httpsAddr)
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  admin  http://%s/healthz\n", adminAddr)
+		fmt.Fprintf(&b, "  admin  http://%s/dashboard   (the live dashboard: open it in a browser)\n", adminAddr)
 	}
 	fmt.Fprintf(&b, "\nTry:\n")
 	fmt.Fprintf(&b, "  curl -s http://%s/v1/models/resnet50/predict -d '{\"inputs\":[1,2,3]}'\n", httpAddr)
@@ -55,6 +56,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 		fmt.Fprintf(&b, "  %s bench run --method POST --body '{\"prompt\":\"hi\",\"max_tokens\":4}' --rate 20 --duration 40s http://%s/v1/models/llama-tiny/generate &\n", self, httpAddr)
 		fmt.Fprintf(&b, "  %s rollout show generate   # models-v2 rolled out 20 %% → 50 %% → 100 %%, judged live (pause: PENSTOCK_ADMIN_TOKEN=demo-admin-token %s rollout pause generate)\n", self, self)
 		fmt.Fprintf(&b, "  curl -s http://%s/functions   # function instances, their state and limits\n", adminAddr)
+		fmt.Fprintf(&b, "  curl -s http://%s/dashboard/state | head -40   # what the dashboard shows, as JSON (open http://%s/dashboard while the bench commands run)\n", adminAddr, adminAddr)
 	}
 	fmt.Fprintf(&b, "  %s probe once -insecure -module tls_connect %s   # TLS version, ALPN, key-exchange group, certificate, as JSON (docs/probe.md)\n", self, httpsAddr)
 	fmt.Fprintf(&b, "  %s bench run --proto h3 --insecure --rate 200 --duration 5s https://%s/v1/models   # HTTP/3, measured\n", self, httpsAddr)

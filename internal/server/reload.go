@@ -8,6 +8,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/listener"
+	"github.com/penstock-dev/penstock/internal/reload"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
@@ -38,7 +39,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		err = config.Merge(config.Merge(nil, err), serr)
 	}
 	if err != nil {
-		s.metrics.failed()
+		s.refused(err)
 		return err
 	}
 	// Everything that can fail happens before the swap: bind new sockets.
@@ -46,7 +47,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if s.started {
 		if socks, err = s.bindAll(context.Background(), cfg.Listeners); err != nil {
 			next.Discard(old)
-			s.metrics.failed()
+			s.refused(err)
 			return err
 		}
 	}
@@ -58,6 +59,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	s.retire(old, next, cfg.Reload.StreamGrace.D())
 	s.metrics.loaded(s.generation)
+	s.reloads.Add(reload.Outcome{At: time.Now(), Generation: s.generation})
 	s.log.Info("configuration reloaded", "generation", s.generation, "routes", len(cfg.Routes),
 		"upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners), "took", time.Since(start).String())
 	return nil
@@ -150,8 +152,17 @@ func (s *Server) retire(old, next *snapshot.Snapshot, grace time.Duration) {
 func (s *Server) ReloadFrom(load func() (*config.Config, error)) error {
 	cfg, err := load()
 	if err != nil {
-		s.metrics.failed()
+		s.mu.Lock()
+		s.refused(err)
+		s.mu.Unlock()
 		return err
 	}
 	return s.Reload(cfg)
+}
+
+// refused counts a refused reload and records it in the history. s.mu is
+// held.
+func (s *Server) refused(err error) {
+	s.metrics.failed()
+	s.reloads.Add(reload.Outcome{At: time.Now(), Generation: s.generation, Error: err.Error()})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/admin"
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/dashboard"
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/pgproxy"
 	"github.com/penstock-dev/penstock/internal/reload"
@@ -59,9 +60,12 @@ type process struct {
 	log      *slog.Logger
 	srv      *Server
 	reg      *prometheus.Registry
+	runtime  *prometheus.Registry
 	adminLn  net.Listener
 	adminSrv *admin.Server
 	admin    *listener.Socket
+	// dash is the admin API's live page; its sampler runs while it is open.
+	dash *dashboard.Dashboard
 	// reload re-reads the file and applies it; nil without a file.
 	reload func() error
 	// pg is the PostgreSQL proxy, when the config has a postgres section.
@@ -93,7 +97,11 @@ func Run(o RunOptions) error {
 		delete(inherited, cfg.Admin.Address)
 	}
 	p.reg = prometheus.NewRegistry()
-	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The Go runtime's and the process's metrics sit in a registry of
+	// their own, exported beside the gateway's: the dashboard samples only
+	// the gateway's, once a second, and need not read /proc each time.
+	p.runtime = prometheus.NewRegistry()
+	p.runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if p.srv, err = New(cfg, Options{Logger: p.log, Registerer: p.reg, Inherited: inherited, Version: o.Version}); err != nil {
 		return err
 	}
@@ -191,7 +199,9 @@ func (p *process) startAdmin(ctx context.Context, ac *config.Admin) error {
 		}
 	}
 	p.admin = listener.NewSocket(p.adminLn)
-	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload, Gatherer: p.reg, Logger: p.log, Postgres: p.postgresState})
+	p.dash = dashboard.New(dashboard.Options{Gateway: p.srv, Gatherer: p.reg, Reloads: p.srv.Reloads, Logger: p.log})
+	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload,
+		Gatherer: prometheus.Gatherers{p.reg, p.runtime}, Logger: p.log, Postgres: p.postgresState, Dashboard: p.dash})
 	p.log.Info("admin listening", "address", p.admin.Addr().String(), "token_required_for", p.adminSrv.TokenRequiredFor())
 	return nil
 }
@@ -282,6 +292,9 @@ func (p *process) handOver() bool {
 func (p *process) shutdown(upgraded bool) {
 	p.log.Info("shutting down: draining in-flight requests", "drain_timeout", p.srv.Snapshot().Config.Shutdown.DrainTimeout.D().String())
 	if p.adminSrv != nil {
+		// Open dashboard streams end first, or the admin API's drain would
+		// wait for them.
+		p.dash.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		p.adminSrv.Shutdown(ctx)
 		cancel()

@@ -14,6 +14,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/proxy"
+	"github.com/penstock-dev/penstock/internal/reload"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
@@ -62,6 +64,8 @@ type Server struct {
 	// lets long-lived streams run past the drain timeout.
 	streams     *proxy.Streams
 	streamDrain atomic.Int64
+	// reloads are the latest configuration loads and their outcomes.
+	reloads *reload.History
 
 	// mu serialises Start, Reload and Shutdown; requests never take it.
 	mu         sync.Mutex
@@ -118,14 +122,23 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		io:        io,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),
+		reloads:   reload.NewHistory(ReloadHistoryLen),
 	}
 	s.stopped, s.stop = context.WithCancel(context.Background())
 	s.generation = 1
 	s.snap.Store(snap)
 	snap.Activate()
 	s.metrics.loaded(1)
+	s.reloads.Add(reload.Outcome{At: time.Now(), Generation: 1})
 	return s, nil
 }
+
+// ReloadHistoryLen is how many configuration loads Reloads keeps.
+const ReloadHistoryLen = 32
+
+// Reloads returns the latest configuration loads, newest first: the first
+// load, then every reload applied or refused, with its errors.
+func (s *Server) Reloads() []reload.Outcome { return s.reloads.List() }
 
 // Snapshot returns the snapshot requests are currently served from.
 func (s *Server) Snapshot() *snapshot.Snapshot { return s.snap.Load() }
