@@ -64,6 +64,10 @@ type Options struct {
 	// Postgres returns the PostgreSQL proxy's pools and clients for GET
 	// /postgres (nil: no proxy, 404). Nil means none.
 	Postgres func() any
+	// ConfigSource returns the configuration source's state for GET
+	// /config/source (nil: the configuration is a file, 404). Nil means
+	// none.
+	ConfigSource func() any
 }
 
 // Server is the running admin API.
@@ -96,6 +100,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /functions", read(http.HandlerFunc(a.functions)))
 	mux.Handle("GET /postgres", read(http.HandlerFunc(a.postgres)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
+	mux.Handle("GET /config/source", read(http.HandlerFunc(a.configSource)))
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	}
