@@ -60,7 +60,7 @@ func ParseURL(s string) (Target, error) {
 		}
 		t.Endpoints = append(t.Endpoints, ep)
 	}
-	prefix := strings.TrimSuffix(path, "/")
+	prefix := strings.TrimRight(path, "/")
 	if prefix == "" {
 		return t, fmt.Errorf("config source %q: no key prefix (want etcd://HOST:PORT/PREFIX, e.g. etcd://127.0.0.1:2379/penstock)", s)
 	}
@@ -101,7 +101,7 @@ func endpoint(h string) (string, error) {
 	if strings.ContainsAny(host, " /%") {
 		return "", fmt.Errorf("bad endpoint %q: invalid host", h)
 	}
-	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+	if (strings.HasPrefix(h, "[") || strings.Contains(host, ":")) && (net.ParseIP(host) == nil || !strings.Contains(host, ":")) {
 		return "", fmt.Errorf("bad endpoint %q: invalid IPv6 address", h)
 	}
 	n, err := strconv.Atoi(port)
