@@ -102,15 +102,31 @@ func (s *Source) keep(ctx context.Context, key string, lease clientv3.LeaseID, r
 		case _, ok := <-alive:
 			if !ok {
 				if ctx.Err() == nil {
-					s.log.Warn("configuration source: node registration lease lost; registering again when etcd answers", "key", key)
+					s.logger().Warn("configuration source: node registration lease lost; registering again when etcd answers", "key", key)
 				}
 				return
 			}
 		case <-s.changed:
 			dirty = true
 		case <-retry:
+			// The key may have been deleted by hand, or replaced by
+			// another process with this node id (the old process of a
+			// binary upgrade, whose lease is then revoked with it).
+			dirty = dirty || !s.holds(ctx, key, lease)
 		}
 	}
+}
+
+// holds reports whether key exists under lease. An unanswered read says
+// yes: the keepalive notices a lost lease by itself.
+func (s *Source) holds(ctx context.Context, key string, lease clientv3.LeaseID) bool {
+	rctx, cancel := context.WithTimeout(ctx, s.o.DialTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, key, clientv3.WithKeysOnly())
+	if err != nil {
+		return true
+	}
+	return len(resp.Kvs) == 1 && clientv3.LeaseID(resp.Kvs[0].Lease) == lease
 }
 
 func (s *Source) setRegistered(ok bool) {

@@ -49,12 +49,14 @@ type Source struct {
 
 	// applyMu serialises what is applied: the watch and Resync.
 	applyMu sync.Mutex
-	apply   func(data []byte, name string) error
-	log     *slog.Logger
-	m       *sourceMetrics
 
 	mu sync.Mutex
-	st status
+	// apply, log and m are set by Run (before it, nothing is applied, the
+	// log is discarded and the metrics are not registered).
+	apply func(data []byte, name string) error
+	log   *slog.Logger
+	m     *sourceMetrics
+	st    status
 	// refusedErr is the last refusal's error, returned again by Resync.
 	refusedErr error
 	// pending is the document Load chose from etcd, cached once Run starts.
@@ -92,7 +94,8 @@ func New(o Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", o.Target, err)
 	}
-	s := &Source{o: o, cli: cli, host: host, changed: make(chan struct{}, 1), started: time.Now()}
+	s := &Source{o: o, cli: cli, host: host, changed: make(chan struct{}, 1), started: time.Now(),
+		log: slog.New(slog.DiscardHandler), m: newSourceMetrics(nil)}
 	s.st.Source = o.Target.String()
 	s.st.Key = o.Target.ConfigKey()
 	s.st.Node = o.NodeID
@@ -207,18 +210,20 @@ func (s *Source) loadCache(check func([]byte, string) error) (*Cached, error) {
 // is a refusal. Metrics go to reg (nil: none).
 func (s *Source) Run(ctx context.Context, apply func(data []byte, name string) error, log *slog.Logger, reg prometheus.Registerer) {
 	s.applyMu.Lock()
-	s.apply, s.log = apply, log
-	s.m = newSourceMetrics(reg)
+	m := newSourceMetrics(reg)
+	s.mu.Lock()
+	s.apply, s.log, s.m = apply, log, m
+	s.mu.Unlock()
 	st := s.Status()
-	s.m.observe(st)
+	m.observe(st)
 	// Refusals at Load came before the metrics.
-	s.m.refused.Add(float64(st.RefusedTotal))
+	m.refused.Add(float64(st.RefusedTotal))
 	if st.Served.From == "cache" {
 		// Loud: the fleet may be serving different configurations now.
-		s.log.Error("configuration source: "+s.loadNote+"; serving the CACHED configuration until etcd answers",
+		log.Error("configuration source: "+s.loadNote+"; serving the CACHED configuration until etcd answers",
 			"source", st.Source, "cache", s.o.CacheFile, "revision", st.Served.Revision, "cached_at", s.cachedAt())
 	} else {
-		s.log.Info("configuration source: serving etcd's configuration", "source", st.Source, "key", st.Key, "revision", st.Served.Revision, "node", s.o.NodeID)
+		log.Info("configuration source: serving etcd's configuration", "source", st.Source, "key", st.Key, "revision", st.Served.Revision, "node", s.o.NodeID)
 		s.saveCache(st.Served.Revision, s.pending)
 	}
 	s.pending = nil
@@ -270,7 +275,7 @@ func (s *Source) watch(ctx context.Context, wch clientv3.WatchChan, tick <-chan 
 				return
 			}
 			if err := resp.Err(); err != nil {
-				s.log.Warn("configuration source: watch ended; reading the key again", "source", s.o.Target.String(), "error", err)
+				s.logger().Warn("configuration source: watch ended; reading the key again", "source", s.o.Target.String(), "error", err)
 				return
 			}
 			s.setConnected(true, nil)
@@ -362,12 +367,17 @@ func (s *Source) consider(kv *mvccpb.KeyValue) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	s.mu.Lock()
+	apply, log := s.apply, s.log
+	if apply == nil {
+		s.mu.Unlock()
+		return errors.New("the configuration source is not running yet")
+	}
 	if kv == nil {
 		wasMissing := s.st.Missing
 		s.st.Missing = true
 		s.mu.Unlock()
 		if !wasMissing {
-			s.log.Warn("configuration source: the key was deleted; the configuration served keeps serving", "key", s.o.Target.ConfigKey())
+			log.Warn("configuration source: the key was deleted; the configuration served keeps serving", "key", s.o.Target.ConfigKey())
 		}
 		return nil
 	}
@@ -389,16 +399,16 @@ func (s *Source) consider(kv *mvccpb.KeyValue) error {
 		// served, the cache catching up): nothing to compile.
 		s.served(kv.ModRevision, "etcd", kv.Value)
 		s.saveCache(kv.ModRevision, kv.Value)
-		s.log.Info("configuration source: new revision, same document", "revision", kv.ModRevision)
+		log.Info("configuration source: new revision, same document", "revision", kv.ModRevision)
 		return nil
 	}
-	if err := s.apply(kv.Value, s.revName(kv.ModRevision)); err != nil {
+	if err := apply(kv.Value, s.revName(kv.ModRevision)); err != nil {
 		s.refuse(kv.ModRevision, err)
 		return err
 	}
 	s.served(kv.ModRevision, "etcd", kv.Value)
 	s.saveCache(kv.ModRevision, kv.Value)
-	s.log.Info("configuration source: revision applied", "revision", kv.ModRevision, "node", s.o.NodeID)
+	log.Info("configuration source: revision applied", "revision", kv.ModRevision, "node", s.o.NodeID)
 	return nil
 }
 
@@ -409,11 +419,9 @@ func (s *Source) served(rev int64, from string, data []byte) {
 	if from == "etcd" {
 		s.st.Latest = max(s.st.Latest, rev)
 	}
-	st := s.st
+	st, m := s.st, s.m
 	s.mu.Unlock()
-	if s.m != nil {
-		s.m.observe(st)
-	}
+	m.observe(st)
 	s.wake()
 }
 
@@ -432,10 +440,9 @@ func (s *Source) refuse(rev int64, err error) {
 	s.st.Refused = r
 	s.st.RefusedTotal++
 	s.refusedErr = err
+	m := s.m
 	s.mu.Unlock()
-	if s.m != nil {
-		s.m.refused.Inc()
-	}
+	m.refused.Inc()
 	s.wake()
 }
 
@@ -462,8 +469,8 @@ func (s *Source) saveCache(rev int64, data []byte) {
 		s.st.Cache.Written = time.Now().UTC()
 	}
 	s.mu.Unlock()
-	if err != nil && s.log != nil {
-		s.log.Error("configuration source: cannot write the configuration cache; a restart while etcd is down could not start", "cache", s.o.CacheFile, "error", err)
+	if err != nil {
+		s.logger().Error("configuration source: cannot write the configuration cache; a restart while etcd is down could not start", "cache", s.o.CacheFile, "error", err)
 	}
 }
 
@@ -480,19 +487,24 @@ func (s *Source) setConnected(ok bool, err error) {
 		s.st.LastError = err.Error()
 	}
 	rev := s.st.Served.Revision
+	log, m := s.log, s.m
 	s.mu.Unlock()
-	if s.m != nil {
-		s.m.connected.Set(b2f(ok))
-	}
-	if s.log == nil || (seen && was == ok) {
+	m.connected.Set(b2f(ok))
+	if seen && was == ok {
 		return
 	}
 	switch {
 	case !ok:
-		s.log.Error("configuration source: etcd unreachable; the configuration served keeps serving", "source", s.o.Target.String(), "revision", rev, "error", err)
+		log.Error("configuration source: etcd unreachable; the configuration served keeps serving", "source", s.o.Target.String(), "revision", rev, "error", err)
 	case seen:
-		s.log.Info("configuration source: etcd reachable again", "source", s.o.Target.String())
+		log.Info("configuration source: etcd reachable again", "source", s.o.Target.String())
 	}
+}
+
+func (s *Source) logger() *slog.Logger {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log
 }
 
 func b2f(b bool) float64 {

@@ -398,3 +398,44 @@ func TestSourceThroughAPartition(t *testing.T) {
 		t.Error("node not registered again after the partition")
 	}
 }
+
+// TestSourceRegistersAgain checks that a node whose record is deleted (by
+// hand, or with the lease of another process of the same node id) writes it
+// again.
+func TestSourceRegistersAgain(t *testing.T) {
+	tg, cli := newTarget(t)
+	rev := push(t, cli, tg, doc("x"))
+	run(t, fleet.Options{Target: tg, NodeID: "r1", CheckInterval: 100 * time.Millisecond}, &applied{})
+	listed := func() bool {
+		l, _ := fleet.Nodes(ctxT(t), cli, tg)
+		return len(l.Nodes) == 1 && l.Nodes[0].Revision == rev && l.Converged()
+	}
+	if !waitFor(10*time.Second, listed) {
+		t.Fatal("not registered")
+	}
+	if _, err := cli.Delete(ctxT(t), tg.NodeKey("r1")); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, listed) {
+		t.Error("record not written again after it was deleted")
+	}
+}
+
+// TestSourceBeforeRun checks that a resync before Run has started is
+// refused, not a crash.
+func TestSourceBeforeRun(t *testing.T) {
+	tg, cli := newTarget(t)
+	push(t, cli, tg, doc("x"))
+	src, err := fleet.New(fleet.Options{Target: tg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, _, err := src.Load(context.Background(), server.CheckDocument); err != nil {
+		t.Fatal(err)
+	}
+	push(t, cli, tg, doc("y"))
+	if err := src.Resync(); err == nil || !strings.Contains(err.Error(), "not running yet") {
+		t.Errorf("Resync before Run = %v", err)
+	}
+}
