@@ -424,6 +424,22 @@ func TestFleetAcceptance(t *testing.T) {
 		t.Errorf("config nodes does not show the fleet converged:\n%s", out)
 	}
 
+	// Each node's admin API lists the fleet too.
+	var fl struct {
+		Revision  int64        `json:"revision"`
+		Nodes     []fleet.Node `json:"nodes"`
+		Converged bool         `json:"converged"`
+	}
+	if resp, err := nodeClient.Get("http://" + nodes[1].adminAddr + "/config/source/nodes"); err != nil {
+		t.Error(err)
+	} else {
+		json.NewDecoder(resp.Body).Decode(&fl)
+		resp.Body.Close()
+		if len(fl.Nodes) != 3 || !fl.Converged || fl.Revision != lastRev {
+			t.Errorf("GET /config/source/nodes = %+v", fl)
+		}
+	}
+
 	// Stopping a node revokes its registration at once.
 	nodes[0].stop(t)
 	if !waitFor(5*time.Second, func() bool {

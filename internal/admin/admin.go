@@ -68,6 +68,10 @@ type Options struct {
 	// /config/source (nil: the configuration is a file, 404). Nil means
 	// none.
 	ConfigSource func() any
+	// ConfigNodes lists the fleet's nodes and the revision each serves,
+	// read from the configuration source, for GET /config/source/nodes.
+	// Nil means none (404).
+	ConfigNodes func(ctx context.Context) (any, error)
 }
 
 // Server is the running admin API.
@@ -101,6 +105,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /postgres", read(http.HandlerFunc(a.postgres)))
 	mux.Handle("POST /config/reload", a.auth(http.HandlerFunc(a.reload)))
 	mux.Handle("GET /config/source", read(http.HandlerFunc(a.configSource)))
+	mux.Handle("GET /config/source/nodes", read(http.HandlerFunc(a.configNodes)))
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	}

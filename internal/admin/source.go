@@ -1,6 +1,10 @@
 package admin
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+	"time"
+)
 
 // configSource is GET /config/source: where the configuration comes from
 // when it is not a file (etcd), the revision served, the last revision
@@ -16,4 +20,22 @@ func (a *api) configSource(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// configNodes is GET /config/source/nodes: every node of the fleet with the
+// revision it serves, read from etcd now (within 5 s), and whether they
+// have converged on the key's revision.
+func (a *api) configNodes(w http.ResponseWriter, r *http.Request) {
+	if a.o.ConfigNodes == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "the configuration is read from a file, not a configuration source (penstock serve --config-source)"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	nodes, err := a.o.ConfigNodes(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, nodes)
 }

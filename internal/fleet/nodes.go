@@ -138,9 +138,24 @@ func (s *Source) setRegistered(ok bool) {
 // NodeList is the fleet as etcd sees it.
 type NodeList struct {
 	// Revision is the configuration key's revision now (0: no key).
-	Revision int64
+	Revision int64 `json:"revision"`
 	// Nodes are the registered nodes, by id.
-	Nodes []Node
+	Nodes []Node `json:"nodes"`
+}
+
+// Nodes lists the fleet this node belongs to (GET /config/source/nodes).
+func (s *Source) Nodes(ctx context.Context) (any, error) {
+	l, err := Nodes(ctx, s.cli, s.o.Target)
+	if err != nil {
+		return nil, err
+	}
+	if l.Nodes == nil {
+		l.Nodes = []Node{}
+	}
+	return struct {
+		NodeList
+		Converged bool `json:"converged"`
+	}{l, l.Converged()}, nil
 }
 
 // Converged reports whether every node serves Revision.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -437,5 +438,24 @@ func TestSourceBeforeRun(t *testing.T) {
 	push(t, cli, tg, doc("y"))
 	if err := src.Resync(); err == nil || !strings.Contains(err.Error(), "not running yet") {
 		t.Errorf("Resync before Run = %v", err)
+	}
+}
+
+// TestSourceLeavesNoGoroutine checks that a stopped and closed Source
+// leaves no goroutine behind (watch, keepalive, registration, the client).
+func TestSourceLeavesNoGoroutine(t *testing.T) {
+	tg, cli := newTarget(t)
+	push(t, cli, tg, doc("x"))
+	before := runtime.NumGoroutine()
+	for range 3 {
+		r := run(t, fleet.Options{Target: tg, NodeID: "g1", CheckInterval: 50 * time.Millisecond}, &applied{})
+		if !waitFor(10*time.Second, func() bool { return r.src.Status().Registered }) {
+			t.Fatal("not registered")
+		}
+		r.stop()
+	}
+	if !waitFor(10*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before, %d after three runs:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 	}
 }

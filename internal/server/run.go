@@ -215,7 +215,7 @@ func (p *process) startAdmin(ctx context.Context, ac *config.Admin) error {
 		}
 	}
 	p.admin = listener.NewSocket(p.adminLn)
-	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload, Gatherer: p.reg, Logger: p.log, Postgres: p.postgresState, ConfigSource: p.sourceState})
+	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload, Gatherer: p.reg, Logger: p.log, Postgres: p.postgresState, ConfigSource: p.sourceState, ConfigNodes: p.sourceNodes()})
 	p.log.Info("admin listening", "address", p.admin.Addr().String(), "token_required_for", p.adminSrv.TokenRequiredFor())
 	return nil
 }

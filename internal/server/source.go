@@ -26,6 +26,8 @@ type ConfigSource interface {
 	Resync() error
 	// State is shown by GET /config/source.
 	State() any
+	// Nodes lists the fleet's nodes for GET /config/source/nodes.
+	Nodes(ctx context.Context) (any, error)
 	// Close releases the source, once Run has returned.
 	Close() error
 }
@@ -94,4 +96,12 @@ func (p *process) sourceState() any {
 		return nil
 	}
 	return p.o.Source.State()
+}
+
+// sourceNodes is GET /config/source/nodes; nil without a source.
+func (p *process) sourceNodes() func(ctx context.Context) (any, error) {
+	if p.o.Source == nil {
+		return nil
+	}
+	return p.o.Source.Nodes
 }
