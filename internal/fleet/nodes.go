@@ -109,24 +109,34 @@ func (s *Source) keep(ctx context.Context, key string, lease clientv3.LeaseID, r
 		case <-s.changed:
 			dirty = true
 		case <-retry:
-			// The key may have been deleted by hand, or replaced by
-			// another process with this node id (the old process of a
-			// binary upgrade, whose lease is then revoked with it).
-			dirty = dirty || !s.holds(ctx, key, lease)
+			dirty = dirty || s.lostRecord(ctx, key, lease)
 		}
 	}
 }
 
-// holds reports whether key exists under lease. An unanswered read says
-// yes: the keepalive notices a lost lease by itself.
-func (s *Source) holds(ctx context.Context, key string, lease clientv3.LeaseID) bool {
+// lostRecord reports whether key must be written again: it was deleted (by
+// hand, or revoked with the lease of the old process of a binary upgrade
+// that wrote it last). A record under another live lease is another process
+// with this node id: it is left alone (two processes rewriting one key
+// would only flap) and reported once. An unanswered read says no: the
+// keepalive notices a lost lease by itself.
+func (s *Source) lostRecord(ctx context.Context, key string, lease clientv3.LeaseID) bool {
 	rctx, cancel := context.WithTimeout(ctx, s.o.DialTimeout)
 	defer cancel()
-	resp, err := s.cli.Get(rctx, key, clientv3.WithKeysOnly())
-	if err != nil {
+	resp, err := s.cli.Get(rctx, key)
+	switch {
+	case err != nil:
+		return false
+	case len(resp.Kvs) == 0:
 		return true
+	case clientv3.LeaseID(resp.Kvs[0].Lease) != lease && !s.warnedTwin:
+		var other Node
+		json.Unmarshal(resp.Kvs[0].Value, &other)
+		s.warnedTwin = true
+		s.logger().Warn("configuration source: another process registers this node id; give each process its own --node-id",
+			"key", key, "other_host", other.Host, "other_pid", other.PID)
 	}
-	return len(resp.Kvs) == 1 && clientv3.LeaseID(resp.Kvs[0].Lease) == lease
+	return false
 }
 
 func (s *Source) setRegistered(ok bool) {

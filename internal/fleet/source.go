@@ -66,6 +66,9 @@ type Source struct {
 
 	// changed wakes the registration when the served revision changes.
 	changed chan struct{}
+	// warnedTwin is set once another process with this node id was
+	// reported (the registration goroutine's own).
+	warnedTwin bool
 	started time.Time
 }
 

@@ -85,6 +85,11 @@ type running struct {
 
 func run(t *testing.T, o fleet.Options, a *applied) *running {
 	t.Helper()
+	return runLogged(t, o, a, io.Discard)
+}
+
+func runLogged(t *testing.T, o fleet.Options, a *applied, logTo io.Writer) *running {
+	t.Helper()
 	src, err := fleet.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +102,7 @@ func run(t *testing.T, o fleet.Options, a *applied) *running {
 	r := &running{src: src, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		src.Run(ctx, a.apply, slog.New(slog.NewTextHandler(io.Discard, nil)), r.reg)
+		src.Run(ctx, a.apply, slog.New(slog.NewTextHandler(logTo, nil)), r.reg)
 	}()
 	var once sync.Once
 	r.stop = func() {
@@ -457,5 +462,50 @@ func TestSourceLeavesNoGoroutine(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before, %d after three runs:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// lockedBuffer is a log both a test and a Source's goroutines use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSourceNodeIDTwins checks that two processes with one node id do not
+// fight over the record (no write unless something changes) and that the
+// one that finds the other's record says so.
+func TestSourceNodeIDTwins(t *testing.T) {
+	tg, cli := newTarget(t)
+	push(t, cli, tg, doc("x"))
+	var logs [2]lockedBuffer
+	for i := range logs {
+		runLogged(t, fleet.Options{Target: tg, NodeID: "twin", CheckInterval: 50 * time.Millisecond}, &applied{}, &logs[i])
+	}
+	if !waitFor(10*time.Second, func() bool {
+		return strings.Contains(logs[0].String()+logs[1].String(), "another process registers this node id")
+	}) {
+		t.Error("no warning about two processes with one node id")
+	}
+	resp, err := cli.Get(ctxT(t), tg.NodeKey("twin"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatal(resp, err)
+	}
+	before := resp.Kvs[0].Version
+	time.Sleep(500 * time.Millisecond) // ten checks each
+	resp, _ = cli.Get(ctxT(t), tg.NodeKey("twin"))
+	if after := resp.Kvs[0].Version; after != before {
+		t.Errorf("the record was rewritten %d times in 500ms with nothing changed", after-before)
 	}
 }
