@@ -69,7 +69,7 @@ type Source struct {
 	// warnedTwin is set once another process with this node id was
 	// reported (the registration goroutine's own).
 	warnedTwin bool
-	started time.Time
+	started    time.Time
 }
 
 // New returns a Source for o. It does not connect yet.
