@@ -264,6 +264,12 @@ func (s *Source) follow(ctx context.Context) {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		s.watch(ctx, s.cli.Watch(wctx, s.o.Target.ConfigKey(), clientv3.WithRev(rev+1)), tick.C)
 		cancel()
+		// A watch that keeps ending (a cluster without a leader) is
+		// started again once per check, not in a tight loop.
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
 	}
 }
 
@@ -402,7 +408,7 @@ func (s *Source) consider(kv *mvccpb.KeyValue) error {
 		// served, the cache catching up): nothing to compile.
 		s.served(kv.ModRevision, "etcd", kv.Value)
 		s.saveCache(kv.ModRevision, kv.Value)
-		log.Info("configuration source: new revision, same document", "revision", kv.ModRevision)
+		log.Info("configuration source: etcd's revision holds the document served; taken without a reload", "revision", kv.ModRevision, "was", served.Revision, "from", served.From)
 		return nil
 	}
 	if err := apply(kv.Value, s.revName(kv.ModRevision)); err != nil {

@@ -148,8 +148,17 @@ func TestSourceFollowsTheKey(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool { return registered(second) }) {
 		t.Error("node registration not updated to the new revision")
 	}
-	if b, _ := os.ReadFile(cache); !strings.Contains(string(b), "/two") || !strings.Contains(string(b), "revision "+itoa(second)) {
+	// The cache is written right after the apply.
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile(cache)
+		st := r.src.Status()
+		return strings.Contains(string(b), "/two") && strings.Contains(string(b), "revision "+itoa(second)+",") && st.Cache.Revision == second
+	}) {
+		b, _ := os.ReadFile(cache)
 		t.Errorf("cache not rewritten:\n%s", b)
+	}
+	if st := r.src.Status(); st.Cache.Error != "" || st.Cache.Written.IsZero() {
+		t.Errorf("cache status %+v", st.Cache)
 	}
 
 	bad := push(t, cli, tg, badDoc)
