@@ -394,6 +394,13 @@ func TestFleetAcceptance(t *testing.T) {
 	if err := e.Restart(); err != nil {
 		t.Fatal(err)
 	}
+	back := time.Now()
+	for _, n := range nodes {
+		if !waitFor(30*time.Second, func() bool { return n.source().Connected }) {
+			t.Errorf("%s did not reconnect to etcd", n.id)
+		}
+	}
+	t.Logf("every node reconnected %v after etcd answered again", time.Since(back).Round(100*time.Millisecond))
 	close(stop)
 	load.Wait()
 	t.Logf("etcd down %v: %d requests to nodes 1 and 2, %d failed", time.Since(outageStart).Round(time.Second), sent.Load(), failed.Load())

@@ -87,6 +87,12 @@ func (s *Source) keep(ctx context.Context, key string, lease clientv3.LeaseID, r
 		return
 	}
 	dirty := true
+	// The first put writes the record as it is now: changes before it
+	// need no second one.
+	select {
+	case <-s.changed:
+	default:
+	}
 	for {
 		if dirty {
 			b, _ := json.Marshal(s.record())

@@ -507,6 +507,7 @@ func TestSourceNodeIDTwins(t *testing.T) {
 	}) {
 		t.Error("no warning about two processes with one node id")
 	}
+	time.Sleep(100 * time.Millisecond) // both registered and settled
 	resp, err := cli.Get(ctxT(t), tg.NodeKey("twin"))
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatal(resp, err)
