@@ -23,6 +23,7 @@ const configCommandsUsage = `
 A fleet's configuration in etcd (the key PREFIX/config):
   penstock config push -c FILE [-base-revision N] etcd://HOST:PORT/PREFIX
   penstock config history [-n N] etcd://HOST:PORT/PREFIX
+  penstock config show [-rev REV] etcd://HOST:PORT/PREFIX
   penstock config rollback -to REV [-base-revision N] etcd://HOST:PORT/PREFIX
   penstock config nodes etcd://HOST:PORT/PREFIX
 `
@@ -37,6 +38,8 @@ func configCommand(name string) func(args []string, stdout, stderr io.Writer) er
 		return runConfigRollback
 	case "nodes":
 		return runConfigNodes
+	case "show":
+		return runConfigShow
 	}
 	return nil
 }
@@ -299,4 +302,30 @@ func runConfigNodes(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s at revision %d: %s\n", t.ConfigKey(), l.Revision, strings.TrimSpace(state))
 	return nil
+}
+
+func runConfigShow(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("config show", "config show [-rev REV] etcd://HOST:PORT/PREFIX", stderr)
+	rev := fs.Int64("rev", 0, "print the configuration as it was at this `revision` (default: the current one)")
+	timeout := etcdFlags(fs)
+	t, err := parseWithURL(fs, args)
+	if err != nil {
+		return err
+	}
+	if *rev < 0 {
+		fmt.Fprintln(stderr, "penstock config show: -rev must be a revision from penstock config history")
+		return errUsage
+	}
+	cli, ctx, done, err := dialFor(t, *timeout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	data, at, err := fleet.Read(ctx, cli, t, *rev)
+	if err != nil {
+		return etcdErr(t, err)
+	}
+	fmt.Fprintf(stderr, "# %s at revision %d, %s\n", t.ConfigKey(), at, fleet.Digest(data))
+	_, err = stdout.Write(data)
+	return err
 }

@@ -561,7 +561,11 @@ func TestConfigCommands(t *testing.T) {
 	// as a new revision, recorded as a rollback in the history.
 	first := pushFile(t, dir, url, fleetDoc("127.0.0.1:9", 1)) // unchanged: the same revision
 	pushFile(t, dir, url, fleetDoc("127.0.0.1:9", 2))
-	code, out, errOut := runCLI("config", "rollback", "-to", fmt.Sprint(first), url)
+	code, out, errOut := runCLI("config", "show", "-rev", fmt.Sprint(first), url)
+	if code != 0 || out != fleetDoc("127.0.0.1:9", 1) || !strings.Contains(errOut, fmt.Sprintf("at revision %d", first)) {
+		t.Errorf("config show -rev %d: exit %d\n%s%s", first, code, out, errOut)
+	}
+	code, out, errOut = runCLI("config", "rollback", "-to", fmt.Sprint(first), url)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("back to the configuration of revision %d", first)) {
 		t.Fatalf("rollback: exit %d\n%s%s", code, out, errOut)
 	}
@@ -572,5 +576,8 @@ func TestConfigCommands(t *testing.T) {
 	}
 	if !strings.Contains(lines[1], fleet.Digest([]byte(fleetDoc("127.0.0.1:9", 1)))) {
 		t.Errorf("the rollback's digest is not the first revision's:\n%s", out)
+	}
+	if code, out, _ = runCLI("config", "show", url); code != 0 || out != fleetDoc("127.0.0.1:9", 1) {
+		t.Errorf("config show after the rollback: exit %d\n%s", code, out)
 	}
 }

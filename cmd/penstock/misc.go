@@ -51,7 +51,7 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Usage: penstock config demo\n\nPrints the embedded demo configuration, a starting point for your own.\n%s", configCommandsUsage)
 	}
 	if len(args) > 0 && args[0] != "demo" && args[0][0] != '-' {
-		fmt.Fprintf(stderr, "penstock config: unknown configuration %q (known: demo; commands: push, history, rollback, nodes)\n", args[0])
+		fmt.Fprintf(stderr, "penstock config: unknown configuration %q (known: demo; commands: push, history, show, rollback, nodes)\n", args[0])
 		return errUsage
 	}
 	if len(args) > 0 && args[0] == "demo" {
