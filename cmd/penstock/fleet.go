@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -92,6 +93,43 @@ func parseWithURL(fs *flag.FlagSet, args []string) (fleet.Target, error) {
 	return fleet.ParseURL(url)
 }
 
+// baseRevision is -base-revision; unset, the push replaces the revision
+// read just before writing.
+type baseRevision struct {
+	set bool
+	n   int64
+}
+
+func (b *baseRevision) String() string {
+	if b == nil || !b.set {
+		return ""
+	}
+	return strconv.FormatInt(b.n, 10)
+}
+
+func (b *baseRevision) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a revision (0: the key must not exist yet)")
+	}
+	b.set, b.n = true, n
+	return nil
+}
+
+// rev is the base revision for fleet.Push: -1 when unset.
+func (b *baseRevision) rev() int64 {
+	if !b.set {
+		return -1
+	}
+	return b.n
+}
+
+func baseRevisionFlag(fs *flag.FlagSet, what string) *baseRevision {
+	b := &baseRevision{}
+	fs.Var(b, "base-revision", "the `revision` this "+what+" replaces: refused if the key changed since (0: the key must not exist; default: the revision read just before writing)")
+	return b
+}
+
 // etcdFlags are the flags every fleet subcommand takes.
 func etcdFlags(fs *flag.FlagSet) *time.Duration {
 	return fs.Duration("timeout", 10*time.Second, "how long the command may take, connecting to etcd included")
@@ -137,7 +175,7 @@ func checkDocument(data []byte, name string, stderr io.Writer) error {
 func runConfigPush(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("config push", "config push -c FILE [-base-revision N] etcd://HOST:PORT/PREFIX", stderr)
 	file := fs.String("c", "", "configuration `file` to push (required); validated first, as penstock validate does")
-	base := fs.Int64("base-revision", -1, "the `revision` this push replaces: refused if the key changed since (default: the revision read just before writing)")
+	base := baseRevisionFlag(fs, "push")
 	timeout := etcdFlags(fs)
 	t, err := parseWithURL(fs, args)
 	if err != nil {
@@ -160,7 +198,7 @@ func runConfigPush(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer done()
-	res, err := fleet.Push(ctx, cli, t, data, *base, *file)
+	res, err := fleet.Push(ctx, cli, t, data, base.rev(), *file)
 	if err != nil {
 		return etcdErr(t, err)
 	}
@@ -223,7 +261,7 @@ func runConfigHistory(args []string, stdout, stderr io.Writer) error {
 func runConfigRollback(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("config rollback", "config rollback -to REV [-base-revision N] etcd://HOST:PORT/PREFIX", stderr)
 	to := fs.Int64("to", 0, "the `revision` whose configuration to restore (see penstock config history); required")
-	base := fs.Int64("base-revision", -1, "the `revision` this rollback replaces: refused if the key changed since (default: the revision read just before writing)")
+	base := baseRevisionFlag(fs, "rollback")
 	timeout := etcdFlags(fs)
 	t, err := parseWithURL(fs, args)
 	if err != nil {
@@ -247,7 +285,7 @@ func runConfigRollback(args []string, stdout, stderr io.Writer) error {
 	if err := checkDocument(data, name, stderr); err != nil {
 		return err
 	}
-	res, err := fleet.Push(ctx, cli, t, data, *base, fmt.Sprintf("rollback to %d", rev))
+	res, err := fleet.Push(ctx, cli, t, data, base.rev(), fmt.Sprintf("rollback to %d", rev))
 	if err != nil {
 		return etcdErr(t, err)
 	}

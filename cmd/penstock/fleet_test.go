@@ -537,6 +537,7 @@ func TestConfigCommands(t *testing.T) {
 		{name: "serve with both -c and a source", args: []string{"serve", "-c", good, "--config-source", url}, code: 2, stderr: []string{"exclusive"}},
 		{name: "serve with a bad source", args: []string{"serve", "--config-source", "etcd://h:99999/p"}, code: 1, stderr: []string{`port "99999"`}},
 		{name: "push --help", args: []string{"config", "push", "--help"}, stderr: []string{"Usage: penstock config push", "-base-revision"}},
+		{name: "negative base revision", args: []string{"config", "push", "-c", good, "-base-revision", "-3", url}, code: 2, stderr: []string{"want a revision"}},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
