@@ -77,7 +77,8 @@ type process struct {
 // Run serves until SIGINT or SIGTERM, a listener's failure, or a binary
 // upgrade (SIGUSR2) that handed the sockets to a new process; then it drains
 // and returns. SIGHUP reloads the configuration file (so do its changes,
-// when watched, and the admin API), SIGUSR1 reopens the access log.
+// when watched, and the admin API), or reads the configuration source
+// again; SIGUSR1 reopens the access log.
 func Run(o RunOptions) error {
 	if o.Source != nil {
 		defer o.Source.Close()
