@@ -48,11 +48,10 @@ func configCommand(name string) func(args []string, stdout, stderr io.Writer) er
 // serveSourceFlags are penstock serve's flags for a configuration source.
 type serveSourceFlags struct {
 	url, cache, node string
-	fs               *flag.FlagSet
 }
 
 func sourceFlags(fs *flag.FlagSet) *serveSourceFlags {
-	f := &serveSourceFlags{fs: fs}
+	f := &serveSourceFlags{}
 	fs.StringVar(&f.url, "config-source", "", "read the configuration from etcd and follow it: `URL` etcd://HOST:PORT[,HOST:PORT]/PREFIX (key PREFIX/config)")
 	fs.StringVar(&f.cache, "config-cache", "", "with --config-source: the `file` keeping the last good configuration, served when etcd is unreachable at start (default: under $XDG_CACHE_HOME or ~/.cache)")
 	fs.StringVar(&f.node, "node-id", "", "with --config-source: this node's `id` under PREFIX/nodes/ (default: the host name)")
