@@ -121,6 +121,8 @@ func (e *Etcd) Restart() error {
 	}
 	cmd := exec.Command(e.path, e.args...)
 	cmd.Stdout, cmd.Stderr = e.log, e.log
+	// A test binary that dies (a panic, a timeout) takes its etcd with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
