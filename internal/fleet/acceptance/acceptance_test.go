@@ -130,6 +130,8 @@ func startNode(t *testing.T, bin, url, dir, id string, run int) *node {
 	}
 	n.cmd = exec.Command(bin, "serve", "--config-source", url, "--config-cache", filepath.Join(dir, id+".cache.yaml"), "--node-id", id)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
+	// A test binary that dies takes its nodes with it.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
