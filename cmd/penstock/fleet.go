@@ -22,10 +22,10 @@ import (
 // configCommandsUsage lists the fleet subcommands of penstock config.
 const configCommandsUsage = `
 A fleet's configuration in etcd (the key PREFIX/config):
-  penstock config push -c FILE [-base-revision N] etcd://HOST:PORT/PREFIX
+  penstock config push -c FILE [-base-revision N] [-m NOTE] etcd://HOST:PORT/PREFIX
   penstock config history [-n N] etcd://HOST:PORT/PREFIX
   penstock config show [-rev REV] etcd://HOST:PORT/PREFIX
-  penstock config rollback -to REV [-base-revision N] etcd://HOST:PORT/PREFIX
+  penstock config rollback -to REV [-base-revision N] [-m NOTE] etcd://HOST:PORT/PREFIX
   penstock config nodes etcd://HOST:PORT/PREFIX
 `
 
@@ -172,9 +172,10 @@ func checkDocument(data []byte, name string, stderr io.Writer) error {
 }
 
 func runConfigPush(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("config push", "config push -c FILE [-base-revision N] etcd://HOST:PORT/PREFIX", stderr)
+	fs := newFlagSet("config push", "config push -c FILE [-base-revision N] [-m NOTE] etcd://HOST:PORT/PREFIX", stderr)
 	file := fs.String("c", "", "configuration `file` to push (required); validated first, as penstock validate does")
 	base := baseRevisionFlag(fs, "push")
+	note := fs.String("m", "", "a `note` on the change, shown by penstock config history")
 	timeout := etcdFlags(fs)
 	t, err := parseWithURL(fs, args)
 	if err != nil {
@@ -197,7 +198,7 @@ func runConfigPush(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer done()
-	res, err := fleet.Push(ctx, cli, t, data, base.rev(), *file)
+	res, err := fleet.Push(ctx, cli, t, data, base.rev(), fleet.Meta{Source: *file, Note: *note})
 	if err != nil {
 		return etcdErr(t, err)
 	}
@@ -235,17 +236,17 @@ func runConfigHistory(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REVISION\tPUSHED\tBY\tSIZE\tDIGEST\tSOURCE")
+	fmt.Fprintln(tw, "REVISION\tPUSHED\tBY\tSIZE\tDIGEST\tSOURCE\tNOTE")
 	for i, r := range h.Revisions {
-		pushed, by, src := "-", "-", "-"
+		pushed, by, src, note := "-", "-", "-", ""
 		if r.Meta != nil {
-			pushed, by, src = r.Meta.PushedAt.Format(time.RFC3339), r.Meta.By, r.Meta.Source
+			pushed, by, src, note = r.Meta.PushedAt.Format(time.RFC3339), r.Meta.By, r.Meta.Source, r.Meta.Note
 		}
 		rev := fmt.Sprint(r.Revision)
 		if i == 0 {
 			rev += " (current)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", rev, pushed, by, r.Size, r.Digest, src)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", rev, pushed, by, r.Size, r.Digest, src, note)
 	}
 	tw.Flush()
 	switch {
@@ -258,9 +259,10 @@ func runConfigHistory(args []string, stdout, stderr io.Writer) error {
 }
 
 func runConfigRollback(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("config rollback", "config rollback -to REV [-base-revision N] etcd://HOST:PORT/PREFIX", stderr)
+	fs := newFlagSet("config rollback", "config rollback -to REV [-base-revision N] [-m NOTE] etcd://HOST:PORT/PREFIX", stderr)
 	to := fs.Int64("to", 0, "the `revision` whose configuration to restore (see penstock config history); required")
 	base := baseRevisionFlag(fs, "rollback")
+	note := fs.String("m", "", "a `note` on the rollback, shown by penstock config history")
 	timeout := etcdFlags(fs)
 	t, err := parseWithURL(fs, args)
 	if err != nil {
@@ -284,7 +286,7 @@ func runConfigRollback(args []string, stdout, stderr io.Writer) error {
 	if err := checkDocument(data, name, stderr); err != nil {
 		return err
 	}
-	res, err := fleet.Push(ctx, cli, t, data, base.rev(), fmt.Sprintf("rollback to %d", rev))
+	res, err := fleet.Push(ctx, cli, t, data, base.rev(), fleet.Meta{Source: fmt.Sprintf("rollback to %d", rev), Note: *note})
 	if err != nil {
 		return etcdErr(t, err)
 	}

@@ -31,6 +31,8 @@ type Meta struct {
 	By string `json:"by,omitempty"`
 	// Source is the file pushed, or "rollback to N".
 	Source string `json:"source,omitempty"`
+	// Note is the operator's word on the change (config push -m).
+	Note string `json:"note,omitempty"`
 	// Digest is the document's Digest.
 	Digest string `json:"digest"`
 	// Base is the revision the push replaced (0 for the first).
@@ -65,9 +67,11 @@ type PushResult struct {
 
 // Push writes data to t's configuration key if the key's modification
 // revision is still base (0: the key must not exist). A base below 0 means
-// the revision read just before. The document is not validated here: the
-// caller does that first, with the same checks as penstock validate.
-func Push(ctx context.Context, cli *clientv3.Client, t Target, data []byte, base int64, source string) (PushResult, error) {
+// the revision read just before. about's Source and Note are recorded in
+// the meta key with the time, user, digest and base. The document is not
+// validated here: the caller does that first, with the same checks as
+// penstock validate.
+func Push(ctx context.Context, cli *clientv3.Client, t Target, data []byte, base int64, about Meta) (PushResult, error) {
 	key := t.ConfigKey()
 	if len(data) > maxDocument {
 		return PushResult{}, fmt.Errorf("configuration is %d bytes; etcd accepts at most %d in one key", len(data), maxDocument)
@@ -86,7 +90,8 @@ func Push(ctx context.Context, cli *clientv3.Client, t Target, data []byte, base
 	if len(cur.Kvs) > 0 && curRev == base && Digest(cur.Kvs[0].Value) == Digest(data) {
 		return PushResult{Revision: curRev, Base: base, Unchanged: true}, nil
 	}
-	meta, _ := json.Marshal(Meta{PushedAt: time.Now().UTC(), By: whoami(), Source: source, Digest: Digest(data), Base: base})
+	about.PushedAt, about.By, about.Digest, about.Base = time.Now().UTC(), whoami(), Digest(data), base
+	meta, _ := json.Marshal(about)
 	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", base)).
 		Then(clientv3.OpPut(key, string(data)), clientv3.OpPut(t.MetaKey(), string(meta))).

@@ -21,7 +21,7 @@ func TestPushCompareAndSwap(t *testing.T) {
 		errs := make([]error, 2)
 		for i := range 2 {
 			wg.Go(func() {
-				results[i], errs[i] = fleet.Push(ctxT(t), cli, tg, doc("op"+itoa(int64(i))+"r"+itoa(int64(round))), base, "op")
+				results[i], errs[i] = fleet.Push(ctxT(t), cli, tg, doc("op"+itoa(int64(i))+"r"+itoa(int64(round))), base, fleet.Meta{Source: "op"})
 			})
 		}
 		wg.Wait()
@@ -55,20 +55,20 @@ func TestPushCompareAndSwap(t *testing.T) {
 func TestPush(t *testing.T) {
 	tg, cli := newTarget(t)
 	// Base 0: the key must not exist yet.
-	first, err := fleet.Push(ctxT(t), cli, tg, doc("a"), 0, "a.yaml")
+	first, err := fleet.Push(ctxT(t), cli, tg, doc("a"), 0, fleet.Meta{Source: "a.yaml", Note: "first"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fleet.Push(ctxT(t), cli, tg, doc("b"), 0, "b.yaml"); err == nil {
+	if _, err := fleet.Push(ctxT(t), cli, tg, doc("b"), 0, fleet.Meta{Source: "b.yaml"}); err == nil {
 		t.Error("a push expecting no key replaced one")
 	}
 	// The same document again changes nothing.
-	res, err := fleet.Push(ctxT(t), cli, tg, doc("a"), -1, "a.yaml")
+	res, err := fleet.Push(ctxT(t), cli, tg, doc("a"), -1, fleet.Meta{Source: "a.yaml"})
 	if err != nil || !res.Unchanged || res.Revision != first.Revision {
 		t.Errorf("unchanged push = %+v, %v", res, err)
 	}
 	// A stale base is refused even for a document equal to the current.
-	if _, err := fleet.Push(ctxT(t), cli, tg, doc("c"), first.Revision-1, "c.yaml"); err == nil {
+	if _, err := fleet.Push(ctxT(t), cli, tg, doc("c"), first.Revision-1, fleet.Meta{Source: "c.yaml"}); err == nil {
 		t.Error("stale base accepted")
 	}
 }

@@ -68,7 +68,7 @@ func (a *applied) last() string {
 
 func push(t *testing.T, cli *clientv3.Client, tg fleet.Target, data []byte) int64 {
 	t.Helper()
-	res, err := fleet.Push(ctxT(t), cli, tg, data, -1, "test")
+	res, err := fleet.Push(ctxT(t), cli, tg, data, -1, fleet.Meta{Source: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

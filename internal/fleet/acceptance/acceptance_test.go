@@ -310,7 +310,7 @@ func TestFleetAcceptance(t *testing.T) {
 		// Written with push's own call, so the clock starts when etcd
 		// acknowledged the write (the command's process start and exit
 		// would blur the figure either way).
-		res, err := fleet.Push(context.Background(), cli, tg, []byte(fleetDoc(upstream, gen)), lastRev, "acceptance")
+		res, err := fleet.Push(context.Background(), cli, tg, []byte(fleetDoc(upstream, gen)), lastRev, fleet.Meta{Source: "acceptance"})
 		if err != nil {
 			t.Fatal(err)
 		}
