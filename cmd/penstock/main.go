@@ -5,6 +5,7 @@
 //	penstock serve [-c FILE]      run the gateway (no -c: the built-in demo)
 //	penstock validate -c FILE     check a configuration file
 //	penstock config demo          print the demo configuration
+//	penstock config push|history|show|rollback|nodes etcd://HOST:PORT/PREFIX   a fleet's configuration
 //	penstock demo-backend         run the demo model backend alone
 //	penstock demo-function        the demo function (started by penstock serve)
 //	penstock bench run|compare|report   load testing and A/B comparison
@@ -36,7 +37,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the gateway (with no -c: the built-in demo)", runServe},
 		{"validate", "check a configuration file and print every error", runValidate},
-		{"config", "print configurations (penstock config demo)", runConfig},
+		{"config", "the demo configuration; a fleet's configuration in etcd: push, history, show, rollback, nodes", runConfig},
 		{"demo-backend", "run the built-in demo model backend alone", runDemoBackend},
 		{"demo-function", "run the demo function (penstock starts it; it speaks the Lambda Runtime API)", runDemoFunction},
 		{"bench", "measure a server: open-loop load, run comparison, HTML report", runBench},

@@ -41,12 +41,17 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 }
 
 func runConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if sub := configCommand(args[0]); sub != nil {
+			return sub(args[1:], stdout, stderr)
+		}
+	}
 	fs := newFlagSet("config", "config demo", stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: penstock config demo\n\nPrints the embedded demo configuration, a starting point for your own.\n")
+		fmt.Fprintf(stderr, "Usage: penstock config demo\n\nPrints the embedded demo configuration, a starting point for your own.\n%s", configCommandsUsage)
 	}
 	if len(args) > 0 && args[0] != "demo" && args[0][0] != '-' {
-		fmt.Fprintf(stderr, "penstock config: unknown configuration %q (known: demo)\n", args[0])
+		fmt.Fprintf(stderr, "penstock config: unknown configuration %q (known: demo; commands: push, history, show, rollback, nodes)\n", args[0])
 		return errUsage
 	}
 	if len(args) > 0 && args[0] == "demo" {

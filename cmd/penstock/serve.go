@@ -15,8 +15,9 @@ import (
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "serve [-c FILE] [-pid-file FILE]", stderr)
+	fs := newFlagSet("serve", "serve [-c FILE | --config-source etcd://HOST:PORT/PREFIX] [-pid-file FILE]", stderr)
 	file := fs.String("c", "", "configuration `file` (YAML); without it, serve the built-in demo")
+	sf := sourceFlags(fs)
 	pidFile := fs.String("pid-file", "", "write the process id to this `file` (rewritten by a binary upgrade)")
 	upgradeTimeout := fs.Duration("upgrade-timeout", time.Minute, "how long a binary upgrade waits for the new process to be ready")
 	if err := parseFlags(fs, args); err != nil {
@@ -24,7 +25,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	o := server.RunOptions{File: *file, Args: args, PIDFile: *pidFile, Executable: executable(),
 		UpgradeTimeout: *upgradeTimeout, Version: versionString(), Log: stderr}
-	if *file == "" {
+	if sf.url != "" {
+		if *file != "" {
+			fmt.Fprintln(stderr, "penstock serve: -c FILE and --config-source are exclusive: the configuration comes from one place")
+			return errUsage
+		}
+		src, err := sf.source()
+		if err != nil {
+			return err
+		}
+		o.Source = src
+	} else if *file == "" {
 		backend, addr, err := demo.StartBackend(demo.BackendAddress)
 		if err != nil {
 			return err

@@ -16,5 +16,8 @@ import (
 // off, and serve's own registration still gets its copy of each signal.
 func TestMain(m *testing.M) {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	os.Exit(m.Run())
+	startFleetEtcd()
+	code := m.Run()
+	stopFleetEtcd()
+	os.Exit(code)
 }

@@ -65,6 +65,14 @@ type Options struct {
 	// Postgres returns the PostgreSQL proxy's pools and clients for GET
 	// /postgres (nil: no proxy, 404). Nil means none.
 	Postgres func() any
+	// ConfigSource returns the configuration source's state for GET
+	// /config/source (nil: the configuration is a file, 404). Nil means
+	// none.
+	ConfigSource func() any
+	// ConfigNodes lists the fleet's nodes and the revision each serves,
+	// read from the configuration source, for GET /config/source/nodes.
+	// Nil means none (404).
+	ConfigNodes func(ctx context.Context) (any, error)
 	// Dashboard is the live page (internal/dashboard). Its Page (GET
 	// /dashboard and /dashboard/assets/) holds no data and is open, so a
 	// browser can load it and ask for the token; its Data (GET
@@ -116,6 +124,8 @@ func Handler(o Options) http.Handler {
 		mux.Handle("GET /dashboard/state", data)
 		mux.Handle("GET /dashboard/events", data)
 	}
+	mux.Handle("GET /config/source", read(http.HandlerFunc(a.configSource)))
+	mux.Handle("GET /config/source/nodes", read(http.HandlerFunc(a.configNodes)))
 	if o.Gatherer != nil {
 		mux.Handle("GET /metrics", read(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	}

@@ -69,6 +69,9 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	}
 	fmt.Fprintf(&b, "  %s config demo > penstock.yaml\n", self)
 	fmt.Fprintf(&b, "  %s demo-backend &   # the model backend alone, on %s (stop: kill %%1)\n", self, BackendAddress)
-	fmt.Fprintf(&b, "  %s serve -c penstock.yaml\n\n", self)
+	fmt.Fprintf(&b, "  %s serve -c penstock.yaml\n", self)
+	fmt.Fprintf(&b, "A fleet keeps it in etcd instead (with an etcd on 127.0.0.1:2379; docs/operations.md, Running a fleet):\n")
+	fmt.Fprintf(&b, "  %s config push -c penstock.yaml etcd://127.0.0.1:2379/penstock\n", self)
+	fmt.Fprintf(&b, "  %s serve --config-source etcd://127.0.0.1:2379/penstock   # then: %s config nodes etcd://127.0.0.1:2379/penstock\n\n", self, self)
 	return b.String()
 }

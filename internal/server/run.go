@@ -34,6 +34,10 @@ type RunOptions struct {
 	File string
 	// Config is served when File is empty.
 	Config []byte
+	// Source, when set, is where the configuration comes from instead of
+	// File or Config (penstock serve --config-source): read at start,
+	// followed while serving, each change applied like a file reload.
+	Source ConfigSource
 	// Args are the serve command's arguments, given again to the new
 	// process of a binary upgrade.
 	Args []string
@@ -70,13 +74,19 @@ type process struct {
 	reload func() error
 	// pg is the PostgreSQL proxy, when the config has a postgres section.
 	pg atomic.Pointer[pgproxy.Proxy]
+	// sourceDone is closed when the configuration source has stopped.
+	sourceDone chan struct{}
 }
 
 // Run serves until SIGINT or SIGTERM, a listener's failure, or a binary
 // upgrade (SIGUSR2) that handed the sockets to a new process; then it drains
 // and returns. SIGHUP reloads the configuration file (so do its changes,
-// when watched, and the admin API), SIGUSR1 reopens the access log.
+// when watched, and the admin API), or reads the configuration source
+// again; SIGUSR1 reopens the access log.
 func Run(o RunOptions) error {
+	if o.Source != nil {
+		defer o.Source.Close()
+	}
 	cfg, err := o.load()
 	if err != nil {
 		return err
@@ -116,6 +126,8 @@ func Run(o RunOptions) error {
 	}
 	p.watch(ctx, cfg)
 	if err := p.startAdmin(ctx, cfg.Admin); err != nil {
+		cancel()
+		p.stopSource()
 		p.srv.Shutdown(context.Background())
 		return err
 	}
@@ -127,6 +139,7 @@ func Run(o RunOptions) error {
 	}
 	upgraded := p.wait(sigs)
 	cancel()
+	p.stopSource()
 	p.shutdown(upgraded)
 	return nil
 }
@@ -136,7 +149,9 @@ func Run(o RunOptions) error {
 func (o RunOptions) load() (*config.Config, error) {
 	var cfg *config.Config
 	var err error
-	if o.File == "" {
+	if o.Source != nil {
+		cfg, err = o.loadSource()
+	} else if o.File == "" {
 		cfg, err = config.Parse(o.Config, "demo.yaml")
 	} else {
 		cfg, err = config.Load(o.File, snapshot.CheckRoutes)
@@ -149,38 +164,48 @@ func (o RunOptions) load() (*config.Config, error) {
 }
 
 // watch wires every reload trigger (file watch, SIGHUP, the admin API) to
-// one function that re-reads the file; the server serialises the swaps.
+// one function that re-reads the file, or follows the configuration source;
+// the server serialises the swaps.
 func (p *process) watch(ctx context.Context, cfg *config.Config) {
+	if p.o.Source != nil {
+		p.followSource(ctx)
+		return
+	}
 	if p.o.File == "" {
 		return
 	}
-	p.reload = func() error {
-		var loaded *config.Config
-		err := p.srv.ReloadFrom(func() (*config.Config, error) {
-			c, err := p.o.load()
-			loaded = c
-			return c, err
-		})
-		if err == nil {
-			p.reloadPostgres(loaded)
-		}
-		if err != nil {
-			var errs config.Errors
-			if errors.As(err, &errs) {
-				for _, e := range errs {
-					p.log.Error("reload rejected; previous configuration keeps serving", "error", e.Error(), "field", e.Path, "line", e.Line)
-				}
-			} else {
-				p.log.Error("reload rejected; previous configuration keeps serving", "error", err)
-			}
-		}
-		return err
-	}
+	p.reload = func() error { return p.apply(p.o.load) }
 	if cfg.Reload.WatchEnabled() {
 		if err := reload.Watch(ctx, p.o.File, cfg.Reload.Debounce.D(), p.log, func() { p.reload() }); err != nil {
 			p.log.Warn("config file not watched; reload with SIGHUP or the admin API", "error", err)
 		}
 	}
+}
+
+// apply reloads the configuration load returns, through the server (which
+// serialises swaps), then the PostgreSQL proxy; a refusal is logged with
+// every error's field and line. Every reload trigger and source uses it.
+func (p *process) apply(load func() (*config.Config, error)) error {
+	var loaded *config.Config
+	err := p.srv.ReloadFrom(func() (*config.Config, error) {
+		c, err := load()
+		loaded = c
+		return c, err
+	})
+	if err == nil {
+		p.reloadPostgres(loaded)
+	}
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				p.log.Error("reload rejected; previous configuration keeps serving", "error", e.Error(), "field", e.Path, "line", e.Line)
+			}
+		} else {
+			p.log.Error("reload rejected; previous configuration keeps serving", "error", err)
+		}
+	}
+	return err
 }
 
 // startAdmin serves the admin API when the configuration has one, on the
@@ -199,9 +224,10 @@ func (p *process) startAdmin(ctx context.Context, ac *config.Admin) error {
 		}
 	}
 	p.admin = listener.NewSocket(p.adminLn)
-	p.dash = dashboard.New(dashboard.Options{Gateway: p.srv, Gatherer: p.reg, Reloads: p.srv.Reloads, Logger: p.log})
+	p.dash = dashboard.New(dashboard.Options{Gateway: p.srv, Gatherer: p.reg, Reloads: p.srv.Reloads, Logger: p.log, Fleet: p.fleetView()})
 	p.adminSrv = admin.Serve(p.admin.NewView(), admin.Options{Gateway: p.srv, Token: token, Reload: p.reload,
-		Gatherer: prometheus.Gatherers{p.reg, p.runtime}, Logger: p.log, Postgres: p.postgresState, Dashboard: p.dash})
+		Gatherer: prometheus.Gatherers{p.reg, p.runtime}, Logger: p.log, Postgres: p.postgresState, Dashboard: p.dash,
+		ConfigSource: p.sourceState, ConfigNodes: p.sourceNodes()})
 	p.log.Info("admin listening", "address", p.admin.Addr().String(), "token_required_for", p.adminSrv.TokenRequiredFor())
 	return nil
 }
@@ -243,8 +269,8 @@ func (p *process) wait(sigs <-chan os.Signal) (upgraded bool) {
 					p.log.Info("SIGUSR1: access log reopened")
 				}
 			case syscall.SIGUSR2:
-				if p.o.File == "" {
-					p.log.Warn("SIGUSR2 ignored: binary upgrade needs a configuration file (-c)")
+				if p.o.File == "" && p.o.Source == nil {
+					p.log.Warn("SIGUSR2 ignored: binary upgrade needs a configuration file (-c) or source (--config-source)")
 					continue
 				}
 				if p.handOver() {
