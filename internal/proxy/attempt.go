@@ -9,6 +9,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/grpccall"
 	"github.com/penstock-dev/penstock/internal/requestid"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
@@ -77,6 +78,13 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	}
 	if f.RequestTimeout > 0 {
 		req.Deadline = time.Now().Add(f.RequestTimeout)
+	}
+	if x.Req.Trailer != nil {
+		req.Trailer = x.Req.Trailer
+	}
+	if grpccall.Classify(&x.Req) != grpccall.None {
+		x.State.GRPC = true
+		grpcDeadline(x, req)
 	}
 	p := f.retryPolicy()
 	if x.Req.ContentLength != 0 {
@@ -391,6 +399,13 @@ func (f *Forwarder) respond(x *exchange.Exchange, resp *upstream.Response) error
 		// The client stopped reading: cut the stream rather than let it
 		// wait for the rest.
 		x.State.Aborted = true
+		return rerr
+	}
+	if rerr == nil {
+		relayTrailers(x, resp)
+	}
+	if x.State.GRPC {
+		recordGRPCStatus(x, resp)
 	}
 	return rerr
 }

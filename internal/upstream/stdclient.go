@@ -68,6 +68,14 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 		// one failed before the response (RFC 9112 §9.3.1), if it can have
 		// the body again: it can while none of it was read.
 		out.GetBody = body.again
+		if req.Trailer != nil && req.ContentLength < 0 {
+			// net/http sends the fields of out.Trailer after the body
+			// (HTTP/2 and HTTP/3: a HEADERS frame ending the stream); the
+			// map must exist before the body starts, and be filled before
+			// the body's last read returns io.EOF.
+			out.Trailer = make(http.Header)
+			body.trailer, body.out = req.Trailer, out.Trailer
+		}
 	}
 	out = out.WithContext(ctx)
 
@@ -163,11 +171,25 @@ type stdBody struct {
 	n   atomic.Int64
 	mu  sync.Mutex
 	err error
+	// trailer, when set, gives the request's trailer fields at the body's
+	// end; they go into out, the outgoing request's Trailer map.
+	trailer exchange.TrailerReader
+	out     http.Header
 }
 
 func (b *stdBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n.Add(int64(n))
+	if err == io.EOF && b.trailer != nil {
+		var h exchange.Header
+		b.trailer.ReadTrailer(&h)
+		h.Range(func(name, value string) bool {
+			k := http.CanonicalHeaderKey(strings.Clone(name))
+			b.out[k] = append(b.out[k], strings.Clone(value))
+			return true
+		})
+		b.trailer = nil
+	}
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
 		if b.err == nil {
@@ -224,7 +246,16 @@ func (r *Response) fromStd(x *stdExchange) {
 
 func (x *stdExchange) read(r *Response, p []byte) (int, error) {
 	n, err := x.resp.Body.Read(p)
-	if err == nil || err == io.EOF {
+	if err == io.EOF && r.Trailer.Len() == 0 {
+		// net/http fills the response's Trailer once the body ended.
+		for name, values := range x.resp.Trailer {
+			for _, v := range values {
+				r.Trailer.Add(name, v)
+			}
+		}
+		return n, err
+	}
+	if err == nil {
 		return n, err
 	}
 	kind := KindTruncated

@@ -125,6 +125,9 @@ func (c *conn) label() string {
 type reqFacts struct {
 	Proto  exchange.Proto
 	Method string
+	// header is the request's header while the exchange lasts (the
+	// response asks it for "TE: trailers").
+	header *exchange.Header
 }
 
 const (
@@ -282,7 +285,7 @@ func (c *conn) serveOne() outcome {
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	c.act.head = h
-	c.act.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
+	c.act.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method, header: &x.Req.Header}
 	c.act.body.reset(c, &c.act.head)
 	c.act.resp.reset()
 	if c.act.body.complete() {
