@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"crypto/tls"
 	"io"
 	"net"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/penstock-dev/penstock/internal/grpccall"
 	"github.com/penstock-dev/penstock/internal/server"
 	"github.com/penstock-dev/penstock/internal/testpki"
 )
@@ -133,6 +136,7 @@ routes:
   - {name: limited, match: {hosts: [limited.test], path: "/grpc.testing.TestService/*rest"}, upstream: h2c, limits: [one]}
   - {name: down, match: {hosts: [down.test], path: "/grpc.testing.TestService/*rest"}, upstream: down}
   - {name: tls-upstream, match: {hosts: [h2tls.test], path: "/grpc.testing.TestService/*rest"}, upstream: h2tls}
+  - {name: web, match: {hosts: [web.test], path: "/grpc.testing.TestService/*rest"}, upstream: h2c, grpc_web: true}
   - {name: svc, match: {path: "/grpc.testing.TestService/*rest"}, upstream: h2c}
 `, h2c, caFile, h2tls, closedAddr(t)))
 }
@@ -356,4 +360,104 @@ func grpcFrame(t *testing.T, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return append([]byte{0, byte(len(b) >> 24), byte(len(b) >> 16), byte(len(b) >> 8), byte(len(b))}, b...)
+}
+
+// TestGRPCWeb sends gRPC-Web calls, as a browser's client library frames
+// them, over HTTP/1.1 to a route with grpc_web: true in front of a real
+// grpc-go server: binary and base64 text mode, a success whose trailers
+// arrive as the body's trailer frame and an error status.
+func TestGRPCWeb(t *testing.T) {
+	g := grpcGateway(t)
+	for _, mode := range []struct {
+		name, contentType string
+		text              bool
+	}{
+		{"binary", "application/grpc-web+proto", false},
+		{"text", "application/grpc-web-text", true},
+	} {
+		call := func(t *testing.T, req *testgrpc.SimpleRequest) (*http.Response, []webFrame) {
+			t.Helper()
+			body := grpcFrame(t, req)
+			if mode.text {
+				body = []byte(base64.StdEncoding.EncodeToString(body))
+			}
+			hreq, _ := http.NewRequest("POST", baseURL(g, "plain")+"/grpc.testing.TestService/UnaryCall", bytes.NewReader(body))
+			hreq.Host = "web.test"
+			hreq.Header.Set("Content-Type", mode.contentType)
+			hreq.Header.Set("X-Grpc-Web", "1")
+			resp, err := client.Do(hreq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var r io.Reader = resp.Body
+			if mode.text {
+				var d grpccall.TextDecoder
+				d.Reset(resp.Body)
+				r = &d
+			}
+			raw, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatalf("reading the body: %v", err)
+			}
+			var frames []webFrame
+			for len(raw) > 0 {
+				flag, payload, rest, err := grpccall.ParseFrame(raw)
+				if err != nil {
+					t.Fatalf("body frames: %v", err)
+				}
+				frames = append(frames, webFrame{flag, payload})
+				raw = rest
+			}
+			return resp, frames
+		}
+		t.Run(mode.name, func(t *testing.T) {
+			t.Run("ok: message, then the trailer frame", func(t *testing.T) {
+				resp, frames := call(t, &testgrpc.SimpleRequest{ResponseSize: 300})
+				wantCT := "application/grpc-web+proto"
+				if mode.text {
+					wantCT = "application/grpc-web-text+proto"
+				}
+				if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT {
+					t.Fatalf("status %d, content-type %q; want 200 and %s", resp.StatusCode, resp.Header.Get("Content-Type"), wantCT)
+				}
+				if len(frames) != 2 || frames[0].flag != 0 || frames[1].flag != grpccall.FlagTrailer {
+					t.Fatalf("frames %v, want a message and a trailer frame", frames)
+				}
+				var m testgrpc.SimpleResponse
+				if err := proto.Unmarshal(frames[0].payload, &m); err != nil || len(m.GetPayload().GetBody()) != 300 {
+					t.Errorf("message: %v, %d payload bytes; want 300", err, len(m.GetPayload().GetBody()))
+				}
+				tr := map[string]string{}
+				if err := grpccall.ParseTrailers(frames[1].payload, func(k, v string) { tr[k] = v }); err != nil {
+					t.Fatal(err)
+				}
+				if tr["grpc-status"] != "0" || tr["x-trail"] != "t1" {
+					t.Errorf("trailer frame %v, want grpc-status 0 and x-trail t1", tr)
+				}
+				if resp.Header.Get("X-Head") != "h1" {
+					t.Errorf("header metadata x-head = %q", resp.Header.Get("X-Head"))
+				}
+			})
+			t.Run("error status", func(t *testing.T) {
+				resp, frames := call(t, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such model"}})
+				// grpc-go answers an error before any message trailers-only:
+				// the status is in the header; otherwise in the trailer frame.
+				got := map[string]string{"grpc-status": resp.Header.Get("Grpc-Status"), "grpc-message": resp.Header.Get("Grpc-Message")}
+				for _, f := range frames {
+					if f.flag == grpccall.FlagTrailer {
+						grpccall.ParseTrailers(f.payload, func(k, v string) { got[k] = v })
+					}
+				}
+				if got["grpc-status"] != "5" || got["grpc-message"] != "no such model" {
+					t.Errorf("status %v, want grpc-status 5, grpc-message %q", got, "no such model")
+				}
+			})
+		})
+	}
+}
+
+type webFrame struct {
+	flag    byte
+	payload []byte
 }
