@@ -3,8 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
