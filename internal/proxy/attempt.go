@@ -24,6 +24,9 @@ type forwardState struct {
 	held heldAttempt
 	// replay is the request body when it is kept to be sent again.
 	replay replayBody
+	// clientTrailer reads the client's request trailers, which ReadTrailer
+	// passes on to the upstream client filtered.
+	clientTrailer exchange.TrailerReader
 }
 
 // heldAttempt is what relaying or discarding a held response still needs
@@ -63,6 +66,7 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	defer func() {
 		st.req = upstream.Request{}
 		st.held = heldAttempt{}
+		st.clientTrailer = nil
 		forwardStatePool.Put(st)
 	}()
 	outgoingHeader(x, &st.header, x.State.TrustedPeer, f.upgradeToken(x))
@@ -80,7 +84,9 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 		req.Deadline = time.Now().Add(f.RequestTimeout)
 	}
 	if x.Req.Trailer != nil {
-		req.Trailer = x.Req.Trailer
+		st.clientTrailer = x.Req.Trailer
+		req.Trailer = st
+		announceTrailers(&x.Req.Header, &st.header)
 	}
 	if grpccall.Classify(&x.Req) != grpccall.None {
 		x.State.GRPC = true

@@ -63,6 +63,31 @@ func relayTrailers(x *exchange.Exchange, resp *upstream.Response) {
 	})
 }
 
+// announceTrailers passes on the client's Trailer field, which names the
+// request trailers to come (RFC 9110 §6.6.2): outgoingHeader drops it with
+// the hop-by-hop fields, but an upstream may keep only the trailers it was
+// told about (net/http's servers do), so it goes with a request that can
+// carry them.
+func announceTrailers(in, out *exchange.Header) {
+	in.Values("Trailer", func(v string) bool {
+		out.Add("Trailer", v)
+		return true
+	})
+}
+
+// ReadTrailer implements exchange.TrailerReader for the upstream client:
+// the client's request trailers, less the fields a trailer must not carry.
+func (st *forwardState) ReadTrailer(dst *exchange.Header) {
+	var h exchange.Header
+	st.clientTrailer.ReadTrailer(&h)
+	h.Range(func(name, value string) bool {
+		if trailerAllowed(name) {
+			dst.Add(name, value)
+		}
+		return true
+	})
+}
+
 // recordGRPCStatus records the status a gRPC call ended with: the
 // grpc-status trailer, or the header's in a trailers-only response.
 func recordGRPCStatus(x *exchange.Exchange, resp *upstream.Response) {

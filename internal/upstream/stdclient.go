@@ -75,6 +75,17 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 			// the body's last read returns io.EOF.
 			out.Trailer = make(http.Header)
 			body.trailer, body.out = req.Trailer, out.Trailer
+			// The names announced in a Trailer field are declared now:
+			// net/http sends them in the request's own Trailer field, and
+			// its servers keep only trailers declared so.
+			for _, v := range out.Header.Values("Trailer") {
+				for name := range strings.SplitSeq(v, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						out.Trailer[http.CanonicalHeaderKey(name)] = nil
+					}
+				}
+			}
+			out.Header.Del("Trailer")
 		}
 	}
 	out = out.WithContext(ctx)

@@ -296,6 +296,9 @@ func (c *conn) serveOne() outcome {
 		}
 		c.act.bodyRef.seq = c.act.body.seq
 		x.Req.Body = c.act.bodyRef
+		if c.act.body.mode == bodyChunked {
+			x.Req.Trailer = c.act.bodyRef
+		}
 	}
 	x.W = &c.act.resp
 	x.Ctx = c.act.ctx

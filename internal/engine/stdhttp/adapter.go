@@ -128,6 +128,13 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// field); quic-go fills Trailer only at the body's end.
 		rw.req = r
 		x.Req.Trailer = rw
+		if len(r.Trailer) > 0 && len(r.Header["Trailer"]) == 0 {
+			// net/http's HTTP/2 server moves the Trailer field into
+			// r.Trailer's keys: the announcement goes on to the upstream.
+			for name := range r.Trailer {
+				x.Req.Header.Add("Trailer", name)
+			}
+		}
 	}
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
