@@ -65,3 +65,16 @@ func KindOf(ct string) Kind {
 func endOfType(rest string) bool {
 	return rest == "" || rest[0] == '+' || rest[0] == ';'
 }
+
+// SplitPath splits a gRPC call's path, "/package.Service/Method", into
+// its service and method; a path of another shape gives "", "".
+func SplitPath(path string) (service, method string) {
+	if len(path) < 4 || path[0] != '/' {
+		return "", ""
+	}
+	i := strings.IndexByte(path[1:], '/')
+	if i <= 0 || i+2 >= len(path) || strings.IndexByte(path[i+2:], '/') >= 0 {
+		return "", ""
+	}
+	return path[1 : i+1], path[i+2:]
+}

@@ -461,3 +461,61 @@ type webFrame struct {
 	flag    byte
 	payload []byte
 }
+
+// TestGRPCMetricsAndAccessLog checks that gRPC calls are counted by route
+// and grpc-status, the upstream's and penstock's own, and that their
+// access log lines name the service, the method and the status.
+func TestGRPCMetricsAndAccessLog(t *testing.T) {
+	up := startGRPCUpstream(t, nil)
+	o := startObserved(t, lines(`listeners: [{name: plain, address: "127.0.0.1:0", protocols: [h1, h2c]}]
+upstreams: [{name: h2c, protocol: h2c, endpoints: [{address: %s}]}]
+routes: [{name: svc, match: {path: "/grpc.testing.TestService/*rest"}, upstream: h2c}]
+`, up))
+	c := grpcClient(t, o.g, "plain", "any.test")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range 2 {
+		if _, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "no"}})
+	cc, err := grpc.NewClient(o.g.Addr("plain").String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cc.Invoke(ctx, "/other.Service/Call", &testgrpc.Empty{}, &testgrpc.Empty{})
+	client.Get(baseURL(o.g, "plain") + "/grpc.testing.TestService/NotGRPC") // plain HTTP: not counted
+
+	for _, tc := range []struct {
+		labels string
+		want   float64
+	}{
+		{"grpc_status=0,route=svc", 2},
+		{"grpc_status=9,route=svc", 1},
+		{"grpc_status=12,route=none", 1},
+	} {
+		if got := exactSeriesValue(t, o.reg, "penstock_grpc_requests_total", tc.labels); got != tc.want {
+			t.Errorf("penstock_grpc_requests_total{%s} = %v, want %v", tc.labels, got, tc.want)
+		}
+	}
+	ls := o.lines(t)
+	if len(ls) != 5 {
+		t.Fatalf("%d access log lines, want 5", len(ls))
+	}
+	want := []map[string]any{
+		{"grpc_service": "grpc.testing.TestService", "grpc_method": "UnaryCall", "grpc_status": "0"},
+		{"grpc_service": "grpc.testing.TestService", "grpc_method": "UnaryCall", "grpc_status": "0"},
+		{"grpc_service": "grpc.testing.TestService", "grpc_method": "UnaryCall", "grpc_status": "9"},
+		{"grpc_service": "other.Service", "grpc_method": "Call", "grpc_status": "12", "error_kind": "no_route"},
+		{"grpc_service": nil, "grpc_method": nil, "grpc_status": nil},
+	}
+	for i, w := range want {
+		for k, v := range w {
+			if ls[i][k] != v {
+				t.Errorf("line %d: %s = %v, want %v", i, k, ls[i][k], v)
+			}
+		}
+	}
+}
