@@ -163,29 +163,35 @@ func isTchar(c byte) bool {
 
 // TextDecoder reads a grpc-web-text request body: base64 (standard
 // alphabet) in groups of four characters, each group possibly padded, so
-// that a client may encode every message on its own. Bad base64 is
-// reported wrapping exchange.ErrBadRequestBody: the client's fault.
+// that a client may encode every message on its own; CR and LF are
+// skipped. Bad base64 is reported wrapping exchange.ErrBadRequestBody: the
+// client's fault.
 type TextDecoder struct {
 	r io.Reader
-	// in holds up to one incomplete group carried to the next read; out
-	// holds decoded bytes not yet returned.
-	in     [4]byte
-	nin    int
-	out    [3]byte
-	outOff int
-	outLen int
-	buf    [4096]byte
-	err    error
+	// buf[pos:end] is input not yet decoded; in holds the characters of
+	// an incomplete group; out[outOff:outLen] decoded bytes not returned.
+	buf      [4096]byte
+	pos, end int
+	in       [4]byte
+	nin      int
+	out      [3]byte
+	outOff   int
+	outLen   int
+	eof      bool
+	err      error
 }
 
 // Reset makes d decode r.
 func (d *TextDecoder) Reset(r io.Reader) {
-	*d = TextDecoder{r: r}
+	d.r = r
+	d.pos, d.end, d.nin, d.outOff, d.outLen = 0, 0, 0, 0, 0
+	d.eof, d.err = false, nil
 }
 
 var errBadBase64 = fmt.Errorf("%w: grpc-web-text body is not base64", exchange.ErrBadRequestBody)
 
-// Read implements io.Reader.
+// Read implements io.Reader. It returns what it has decoded rather than
+// wait for more input.
 func (d *TextDecoder) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
@@ -195,81 +201,50 @@ func (d *TextDecoder) Read(p []byte) (int, error) {
 			n += k
 			continue
 		}
-		if d.err != nil {
-			break
-		}
-		// Decode whole groups straight into p while they fit.
-		room := (len(p) - n) / 3 * 4
-		if room == 0 {
-			room = 4 // one group, through d.out
-		}
-		m, err := d.r.Read(d.buf[:min(room, len(d.buf))])
-		chunk := d.buf[:m]
-		for len(chunk) > 0 {
-			c := chunk[0]
-			chunk = chunk[1:]
-			if c == '\r' || c == '\n' {
-				continue
+		if d.pos == d.end {
+			if d.err != nil || n > 0 {
+				break
 			}
-			d.in[d.nin] = c
-			d.nin++
-			if d.nin < 4 {
-				continue
-			}
-			d.nin = 0
-			k, derr := base64.StdEncoding.Decode(d.out[:], d.in[:])
-			if derr != nil {
-				d.err = errBadBase64
-				return n, d.err
-			}
-			w := copy(p[n:], d.out[:k])
-			n += w
-			d.outOff, d.outLen = w, k
-			if w < k {
-				// p is full: keep the rest of this group and put the
-				// undecoded input back in front.
-				d.stash(chunk)
-				return n, nil
-			}
-		}
-		if err == io.EOF {
-			if d.nin != 0 {
-				d.err = errBadBase64
-			} else {
+			if d.eof {
 				d.err = io.EOF
+				if d.nin != 0 {
+					d.err = errBadBase64
+				}
+				break
 			}
-		} else if err != nil {
-			d.err = err
+			m, err := d.r.Read(d.buf[:])
+			d.pos, d.end = 0, m
+			switch {
+			case err == io.EOF:
+				d.eof = true
+			case err != nil:
+				d.err = err
+			case m == 0:
+				return 0, nil
+			}
+			continue
 		}
-		if m == 0 && err == nil {
-			// A reader returning nothing: hand back what there is.
+		c := d.buf[d.pos]
+		d.pos++
+		if c == '\r' || c == '\n' {
+			continue
+		}
+		d.in[d.nin] = c
+		d.nin++
+		if d.nin < 4 {
+			continue
+		}
+		d.nin = 0
+		k, err := base64.StdEncoding.Decode(d.out[:], d.in[:])
+		if err != nil {
+			d.err = errBadBase64
+			d.pos, d.end = 0, 0
 			break
 		}
-		if n > 0 && d.err == nil {
-			break
-		}
+		d.outOff, d.outLen = 0, k
 	}
 	if n > 0 {
 		return n, nil
 	}
 	return 0, d.err
-}
-
-// stash keeps undecoded input for the next Read by wrapping the source.
-func (d *TextDecoder) stash(rest []byte) {
-	if len(rest) == 0 {
-		return
-	}
-	d.r = io.MultiReader(&byteReader{b: append([]byte(nil), rest...)}, d.r)
-}
-
-type byteReader struct{ b []byte }
-
-func (r *byteReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }
