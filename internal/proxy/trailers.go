@@ -149,7 +149,10 @@ func appendTimeout(b []byte, d time.Duration) []byte {
 		c byte
 	}{{time.Nanosecond, 'n'}, {time.Microsecond, 'u'}, {time.Millisecond, 'm'}, {time.Second, 'S'}, {time.Minute, 'M'}, {time.Hour, 'H'}}
 	for _, u := range units {
-		n := (d + u.d - 1) / u.d
+		n := d / u.d
+		if d%u.d != 0 {
+			n++
+		}
 		if n <= max {
 			b = strconv.AppendInt(b, int64(n), 10)
 			return append(b, u.c)
