@@ -133,11 +133,11 @@ upstreams:
   - {name: down, protocol: h2c, endpoints: [{address: %s}]}
 limits: [{name: one, algorithm: token_bucket, rate: 0.001, burst: 1, key: {from: client_ip}}]
 routes:
-  - {name: limited, match: {hosts: [limited.test], path: "/grpc.testing.TestService/*rest"}, upstream: h2c, limits: [one]}
+  - {name: limited, match: {hosts: [limited.test], grpc: {service: grpc.testing.TestService, method: UnaryCall}}, upstream: h2c, limits: [one]}
   - {name: down, match: {hosts: [down.test], path: "/grpc.testing.TestService/*rest"}, upstream: down}
   - {name: tls-upstream, match: {hosts: [h2tls.test], path: "/grpc.testing.TestService/*rest"}, upstream: h2tls}
   - {name: web, match: {hosts: [web.test], path: "/grpc.testing.TestService/*rest"}, upstream: h2c, grpc_web: true}
-  - {name: svc, match: {path: "/grpc.testing.TestService/*rest"}, upstream: h2c}
+  - {name: svc, match: {grpc: {service: grpc.testing.TestService}}, upstream: h2c}
 `, h2c, caFile, h2tls, closedAddr(t)))
 }
 
