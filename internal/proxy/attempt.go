@@ -351,6 +351,10 @@ func (f *Forwarder) failed(x *exchange.Exchange, o outcome, err error) {
 func (f *Forwarder) truncated(x *exchange.Exchange, err error) {
 	x.State.ErrorKind = errorKindTruncated
 	x.State.Error = err.Error()
+	if x.State.GRPC && endGRPC(x, err) {
+		f.warn(x, "upstream response truncated", errorKindTruncated, x.State.Status, err)
+		return
+	}
 	// The engine must cut the stream (HTTP/2 RST_STREAM, HTTP/1.1 closed
 	// connection) so the client cannot mistake a truncated body for a
 	// complete one.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -86,6 +87,33 @@ func (st *forwardState) ReadTrailer(dst *exchange.Header) {
 		}
 		return true
 	})
+}
+
+// endGRPC ends a gRPC call whose upstream response broke off after it
+// had started with a status in the trailers rather than a reset stream,
+// so that the client learns why: DEADLINE_EXCEEDED when the call's
+// deadline passed (grpc-timeout, timeouts.request), UNAVAILABLE otherwise.
+// Only on HTTP/2 and HTTP/3, whose trailers always reach the client; on
+// HTTP/1.1 the stream is cut as for any response. It reports whether it
+// ended the call.
+func endGRPC(x *exchange.Exchange, err error) bool {
+	if x.Req.Proto != exchange.HTTP2 && x.Req.Proto != exchange.HTTP3 {
+		return false
+	}
+	tw, ok := x.W.(exchange.TrailerWriter)
+	if !ok {
+		return false
+	}
+	code, msg := grpccall.Unavailable, errorKindTruncated
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Kind == upstream.KindTimeout {
+		code, msg = grpccall.DeadlineExceeded, "upstream_timeout"
+	}
+	t := tw.Trailer()
+	t.Set("Grpc-Status", grpccall.StatusString(code))
+	t.Set("Grpc-Message", msg)
+	x.State.SetGRPCStatus(code)
+	return true
 }
 
 // recordGRPCStatus records the status a gRPC call ended with: the

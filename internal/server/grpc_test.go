@@ -59,6 +59,9 @@ func (s *grpcService) StreamingOutputCall(req *testgrpc.StreamingOutputCallReque
 			return err
 		}
 	}
+	if string(req.GetPayload().GetBody()) == "stall" {
+		<-s.stall
+	}
 	stream.SetTrailer(metadata.Pairs("x-count", "streamed"))
 	return nil
 }
@@ -339,6 +342,33 @@ func TestGRPCRefusals(t *testing.T) {
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "application/grpc" {
 			t.Errorf("content-type %q", ct)
+		}
+	})
+	t.Run("grpc-timeout passing mid-stream ends it with DEADLINE_EXCEEDED", func(t *testing.T) {
+		// One message arrives, then the upstream stalls: the status comes
+		// in the trailers after it, not as a reset stream.
+		frame := grpcFrame(t, &testgrpc.StreamingOutputCallRequest{
+			ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10}},
+			Payload:            &testgrpc.Payload{Body: []byte("stall")},
+		})
+		req, _ := http.NewRequest("POST", baseURL(g, "plain")+"/grpc.testing.TestService/StreamingOutputCall", bytes.NewReader(frame))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		req.Header.Set("Grpc-Timeout", "300m")
+		resp, err := h2cClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("body: %v (a reset stream instead of trailers?)", err)
+		}
+		if len(body) != 5+2+2+10 { // prefix, response{payload{body}}
+			t.Errorf("body %d bytes, want the one message (19)", len(body))
+		}
+		if got := resp.Trailer.Get("Grpc-Status"); got != "4" {
+			t.Errorf("trailer grpc-status %q (message %q), want 4", got, resp.Trailer.Get("Grpc-Message"))
 		}
 	})
 	t.Run("client deadline arrives as DEADLINE_EXCEEDED", func(t *testing.T) {

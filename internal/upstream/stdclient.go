@@ -122,12 +122,24 @@ func (c *StdClient) failed(parent, ctx context.Context, body *stdBody, err error
 		return err
 	case errors.Is(context.Cause(ctx), ErrResponseHeaderTimeout):
 		return c.e.errorf(KindTimeout, ErrResponseHeaderTimeout)
+	case deadlinePassed(ctx):
+		// Whatever broke the round trip (often the upstream resetting
+		// the stream on its own copy of the deadline, as gRPC servers do
+		// with grpc-timeout), the request's deadline is what ended it.
+		return c.e.errorf(KindTimeout, err)
 	case isTimeout(err):
 		return c.e.errorf(KindTimeout, err)
 	case errors.Is(err, errNotReplayable), isReset(err):
 		return c.e.errorf(KindReset, err)
 	}
 	return c.e.errorf(KindProtocol, err)
+}
+
+// deadlinePassed reports whether ctx's deadline has passed, whether or not
+// its timer has fired yet.
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // isReset reports a connection that ended under a request.
@@ -273,7 +285,7 @@ func (x *stdExchange) read(r *Response, p []byte) (int, error) {
 	switch {
 	case x.parent.Err() != nil:
 		kind = ctxKind(x.parent)
-	case errors.Is(x.ctx.Err(), context.DeadlineExceeded), isTimeout(err):
+	case errors.Is(x.ctx.Err(), context.DeadlineExceeded), deadlinePassed(x.ctx), isTimeout(err):
 		kind = KindTimeout
 	}
 	r.err = x.e.errorf(kind, err)
