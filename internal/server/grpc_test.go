@@ -97,7 +97,7 @@ func (s *grpcService) FullDuplexCall(stream grpc.BidiStreamingServer[testgrpc.St
 
 // startGRPCUpstream serves a grpcService on loopback, over TLS when cert
 // is set (HTTP/2 by ALPN) and h2c with prior knowledge otherwise.
-func startGRPCUpstream(t *testing.T, cert *tls.Certificate) string {
+func startGRPCUpstream(t testing.TB, cert *tls.Certificate) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
