@@ -70,4 +70,3 @@ logging: {level: error}
 		})
 	}
 }
-
