@@ -27,6 +27,9 @@ type forwardState struct {
 	// clientTrailer reads the client's request trailers, which ReadTrailer
 	// passes on to the upstream client filtered.
 	clientTrailer exchange.TrailerReader
+	// trailer holds the client's trailer fields while ReadTrailer filters
+	// them (pooled: a chunked body without trailers allocates nothing).
+	trailer exchange.Header
 }
 
 // heldAttempt is what relaying or discarding a held response still needs

@@ -79,8 +79,9 @@ func announceTrailers(in, out *exchange.Header) {
 // ReadTrailer implements exchange.TrailerReader for the upstream client:
 // the client's request trailers, less the fields a trailer must not carry.
 func (st *forwardState) ReadTrailer(dst *exchange.Header) {
-	var h exchange.Header
-	st.clientTrailer.ReadTrailer(&h)
+	h := &st.trailer
+	h.Reset()
+	st.clientTrailer.ReadTrailer(h)
 	h.Range(func(name, value string) bool {
 		if trailerAllowed(name) {
 			dst.Add(name, value)

@@ -55,6 +55,9 @@ type h1Conn struct {
 	// deadline costs no system call.
 	rd, wd    time.Time
 	idleSince int64 // Unix nanoseconds
+	// trailer holds a request's trailer fields while they are written
+	// (writeTrailer), reused so that a chunked body costs no allocation.
+	trailer exchange.Header
 	// num formats lengths; a local array would escape through the
 	// bufio.Writer's io.Writer.
 	num    [20]byte
@@ -324,7 +327,7 @@ func (hc *h1Conn) writeChunked(req *Request, buf []byte) error {
 		}
 		if rerr == io.EOF {
 			if req.Trailer != nil {
-				return writeTrailer(w, req.Trailer)
+				return hc.writeTrailer(req.Trailer)
 			}
 			_, err := w.WriteString("0\r\n\r\n")
 			return err
@@ -339,9 +342,10 @@ func (hc *h1Conn) writeChunked(req *Request, buf []byte) error {
 // fields (RFC 9112 §7.1.2). A field whose name is not a token or whose
 // value holds CR, LF or another control character is left out, so that a
 // client's trailer cannot split the request.
-func writeTrailer(w *bufio.Writer, tr exchange.TrailerReader) error {
-	var h exchange.Header
-	tr.ReadTrailer(&h)
+func (hc *h1Conn) writeTrailer(tr exchange.TrailerReader) error {
+	w, h := hc.bw, &hc.trailer
+	h.Reset()
+	tr.ReadTrailer(h)
 	w.WriteString("0\r\n")
 	h.Range(func(name, value string) bool {
 		if validFieldName(name) && validFieldValue(value) {
