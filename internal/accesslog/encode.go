@@ -108,6 +108,13 @@ func appendRecord(b []byte, f format, pm pathMode, r *Record) []byte {
 		e.str("client", "")
 	}
 
+	if r.GRPCService != "" {
+		e.str("grpc_service", r.GRPCService)
+		e.str("grpc_method", r.GRPCMethod)
+	}
+	if r.GRPCStatus != "" {
+		e.str("grpc_status", r.GRPCStatus)
+	}
 	if r.ErrorKind != "" {
 		e.str("error_kind", r.ErrorKind)
 	}

@@ -61,4 +61,8 @@ type Record struct {
 	// ErrorKind classifies a failure ("upstream_timeout", "client_abort");
 	// Error describes it. Both are empty on success.
 	ErrorKind, Error string
+	// GRPCService and GRPCMethod name a gRPC call's service and method
+	// (from its path), and GRPCStatus is the grpc-status it ended with;
+	// all "" for other requests (GRPCStatus also for a call cut short).
+	GRPCService, GRPCMethod, GRPCStatus string
 }

@@ -233,6 +233,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&r.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
 		setDefault(&r.Timeouts.Request, DefaultRequestTimeout)
 		r.Retry.setDefaults()
+		r.Match.setGRPCDefaults()
 		if r.Upgrades == nil {
 			r.Upgrades = &[]string{UpgradeWebSocket}
 		}

@@ -358,6 +358,9 @@ type Match struct {
 	// case-insensitive). Values often are shared secrets (an internal key),
 	// so GET /config shows them as <redacted>.
 	Headers map[string]string `yaml:"headers" secret:"values"`
+	// GRPC matches gRPC calls by service and method, in place of Path and
+	// Methods (see GRPCMatch). Default none.
+	GRPC *GRPCMatch `yaml:"grpc"`
 }
 
 // RouteTimeouts bound the phases of a forwarded request. Zero means default.

@@ -302,9 +302,10 @@ func (c *Config) validateRoutes(col *Collector, upstreams map[string]string) {
 		}
 
 		m := r.Match
+		m.checkGRPC(col, p)
 		switch {
-		case m.Path == "" && m.PathPrefix == "":
-			col.Addf(p+".match", "needs path or path_prefix")
+		case m.Path == "" && m.PathPrefix == "" && m.GRPC == nil:
+			col.Addf(p+".match", "needs path, path_prefix or grpc")
 		case m.Path != "" && m.PathPrefix != "":
 			col.Addf(p+".match.path_prefix", "path and path_prefix cannot both be set")
 		}

@@ -469,7 +469,7 @@ routes:
         x.dotted: d
 `,
 			want: []string{
-				`routes[0].match (line 4): needs path or path_prefix`,
+				`routes[0].match (line 4): needs path, path_prefix or grpc`,
 				`routes[1].match.path_prefix (line 8): path and path_prefix cannot both be set`,
 				`routes[2].match.methods[0] (line 13): method "get" must be uppercase: "GET"`,
 				`routes[2].match.methods[2] (line 13): method "POST" is listed twice`,

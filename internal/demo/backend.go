@@ -45,7 +45,7 @@ func (b *Backend) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/queued/{model}/infer", b.infer)
 	mux.HandleFunc("POST /v1/chat/completions", b.chat)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	return mux
+	return withGRPC(newGRPCServer(), mux) // grpc.go
 }
 
 func knownModel(name string) bool {

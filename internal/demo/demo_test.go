@@ -12,6 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/demo"
 	"github.com/penstock-dev/penstock/internal/server"
@@ -97,6 +103,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"grpc-timeout: 0m":       "deadline_unreachable",
 		"/fn/tokenize -d":        `"count":4`,
 		"stream=1":               "one\ntoken\nat\na\ntime",
+		"grpc-web-text":          "AAAAAAIIAQ==gAAAA", // SERVING, then the trailer frame
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {
@@ -124,6 +131,24 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("gRPC health check through penstock", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cc, err := grpc.NewClient(g.Addr("http").String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "models"})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health check: %v, %v; want SERVING", resp.GetStatus(), err)
+		}
+		_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("unknown service: %v, want NotFound from the backend", err)
+		}
+	})
 
 	// The README's tour asks for the headers only (HEAD) on a GET route.
 	t.Run("HEAD on a GET route", func(t *testing.T) {

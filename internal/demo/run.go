@@ -15,6 +15,10 @@ func StartBackend(address string) (*http.Server, net.Addr, error) {
 		return nil, nil, fmt.Errorf("demo backend: listen %s: %w", address, err)
 	}
 	srv := &http.Server{Handler: (&Backend{}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// HTTP/2 with prior knowledge too, for the gRPC service (grpc.go).
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	go srv.Serve(ln)
 	return srv, ln.Addr(), nil
 }
@@ -48,6 +52,8 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -s http://%s/fn/tokenize -d '{\"text\":\"the quick brown fox\"}'   # a Lambda function (aws-lambda-go), cold then warm\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sN 'http://%s/fn/tokenize?stream=1' -d '{\"text\":\"one token at a time\"}'   # Lambda response streaming\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
+	fmt.Fprintf(&b, "  %s probe once -module grpc_plain %s   # gRPC health check through penstock to the backend's gRPC server (h2c)\n", self, httpAddr)
+	fmt.Fprintf(&b, "  curl -s -H 'content-type: application/grpc-web-text' -d AAAAAAA= http://%s/grpc.health.v1.Health/Check; echo   # the same call as gRPC-Web (text mode): base64 frames, the last (gAAAA...) the trailers\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si http://%s/no/such/route\n", httpAddr)
 	if adminAddr != "" {
 		fmt.Fprintf(&b, "  curl -s http://%s/upstreams   # health checks, warm-ups, circuit breakers, ejections\n", adminAddr)

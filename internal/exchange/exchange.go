@@ -72,6 +72,10 @@ type Request struct {
 	Body io.ReadCloser
 	// ContentLength is the body length, or -1 when unknown (chunked, streams).
 	ContentLength int64
+	// Trailer, when set, reads the request's trailer fields once Body has
+	// returned io.EOF (see TrailerReader); nil when the client's protocol
+	// or engine carries none.
+	Trailer TrailerReader
 	// RemoteAddr is the client's address as seen by the socket.
 	RemoteAddr netip.AddrPort
 	// TLS is the connection's TLS state, nil on plain connections.

@@ -74,6 +74,7 @@ func fillEverything(t *testing.T, x *Exchange) {
 		TLS:           &tls.ConnectionState{Version: tls.VersionTLS13},
 		EarlyData:     true,
 		HandshakeDone: make(chan struct{}),
+		Trailer:       testTrailer{},
 	}
 	x.Req.Header.Add("Content-Type", "application/json")
 	x.W = &nopWriter{}
@@ -102,6 +103,8 @@ func fillEverything(t *testing.T, x *Exchange) {
 	x.State.Error = "timeout"
 	x.State.Span = testSpan{}
 	x.State.Aborted = true
+	x.State.GRPC = true
+	x.State.SetGRPCStatus(14)
 	copy(x.State.IDBuffer(), "0123456789abcdef0123456789abcdef")
 	copy(x.State.scratch[:], `{"error":"no_route"}`)
 
@@ -188,3 +191,7 @@ func TestErrNotHijackableMessage(t *testing.T) {
 		t.Errorf("ErrNotHijackable = %q, want it to mention hijacking", got)
 	}
 }
+
+type testTrailer struct{}
+
+func (testTrailer) ReadTrailer(*Header) {}

@@ -79,6 +79,15 @@ type State struct {
 	// not be completed after the status was sent.
 	Aborted bool
 
+	// GRPC is set by the forwarder when the request is a gRPC call
+	// (Content-Type application/grpc...): its status then comes in the
+	// grpc-status trailer, and failures are answered in gRPC's terms.
+	GRPC bool
+
+	// grpcStatus is a gRPC call's status code plus one, 0 while none is
+	// known (see SetGRPCStatus).
+	grpcStatus uint8
+
 	// idBuf backs RequestID when penstock generates it.
 	idBuf [32]byte
 	// scratch backs small bodies penstock writes itself (error responses),
@@ -92,6 +101,21 @@ func (s *State) IDBuffer() []byte { return s.idBuf[:] }
 // Scratch returns 256 bytes of per-exchange scratch space for a body the
 // pipeline composes itself. Its contents are not reset between exchanges.
 func (s *State) Scratch() []byte { return s.scratch[:0] }
+
+// SetGRPCStatus records the status code (0 to 254) a gRPC call ended
+// with, for metrics and the access log: the upstream's grpc-status, or
+// the one penstock answered with itself.
+func (s *State) SetGRPCStatus(code int) {
+	if code >= 0 && code < 255 {
+		s.grpcStatus = uint8(code + 1)
+	}
+}
+
+// GRPCStatus returns the status code recorded by SetGRPCStatus; ok is
+// false for requests that are not gRPC calls, or whose status never came.
+func (s *State) GRPCStatus() (code int, ok bool) {
+	return int(s.grpcStatus) - 1, s.grpcStatus != 0
+}
 
 func (s *State) reset() {
 	s.Route = nil
@@ -113,4 +137,6 @@ func (s *State) reset() {
 	s.Error = ""
 	s.Span = nil
 	s.Aborted = false
+	s.GRPC = false
+	s.grpcStatus = 0
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/grpccall"
 	"github.com/penstock-dev/penstock/internal/requestid"
 )
 
@@ -101,6 +102,10 @@ func (c Code) Status() int {
 // returns without completing the body). It records the status in x.State.
 func Fail(x *exchange.Exchange, code Code) {
 	if x.State.Status != 0 {
+		return
+	}
+	if k := grpccall.Classify(&x.Req); k != grpccall.None {
+		failGRPC(x, code, k)
 		return
 	}
 	status := code.Status()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/accesslog"
 	"github.com/penstock-dev/penstock/internal/exchange"
+	"github.com/penstock-dev/penstock/internal/grpccall"
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
@@ -20,6 +21,10 @@ func finish(x *exchange.Exchange, s *snapshot.Snapshot, rm *metrics.Route) {
 	// when traces are exported; they cost allocations, and a trace id that
 	// leads nowhere is not worth them.
 	rm.Done(x.Req.Method, st.Status, dur, st.BytesIn, st.BytesOut, &st.Trace.TraceID, sampled && s.Tracer.Enabled())
+	grpcCode, grpcOK := st.GRPCStatus()
+	if st.GRPC || grpcOK {
+		rm.GRPCDone(grpcCode, grpcOK)
+	}
 	s.Tracer.EndServer(x)
 
 	var tlsVersion uint16
@@ -52,6 +57,12 @@ func finish(x *exchange.Exchange, s *snapshot.Snapshot, rm *metrics.Route) {
 		Client:       x.Req.RemoteAddr,
 		ErrorKind:    st.ErrorKind,
 		Error:        st.Error,
+	}
+	if st.GRPC || grpcOK {
+		rec.GRPCService, rec.GRPCMethod = grpccall.SplitPath(x.Req.Path)
+		if grpcOK {
+			rec.GRPCStatus = grpccall.StatusString(grpcCode)
+		}
 	}
 	s.AccessLog.Log(&rec)
 }

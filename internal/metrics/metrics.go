@@ -130,6 +130,7 @@ type Metrics struct {
 	batch  *batchVecs
 	queue  *queueVecs
 	tokens *tokenVecs
+	grpc   *grpcVecs
 
 	mu        sync.Mutex
 	routes    map[routeKey]*Route
@@ -226,6 +227,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		caches:    make(map[string]*Cache),
 	}
 	m.protection = newProtectionVecs()
+	m.grpc = newGRPCVecs()
 	m.concurrency = newConcurrencyCollector()
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
@@ -240,6 +242,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.batch.collectors()...)
 		reg.MustRegister(m.queue.collectors()...)
 		reg.MustRegister(m.tokens.collectors()...)
+		reg.MustRegister(m.grpc.calls)
 	}
 	return m
 }

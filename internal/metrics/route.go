@@ -35,6 +35,8 @@ type Route struct {
 	// series is filled on first use of each (method, status class), so a
 	// route exports only the combinations it has served.
 	series [len(methods)][len(statusClasses)]atomic.Pointer[routeSeries]
+	// grpc holds the gRPC call counters by status code (GRPCDone).
+	grpc [grpcCodes + 2]atomic.Pointer[prometheus.Counter]
 }
 
 type routeSeries struct {

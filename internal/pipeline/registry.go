@@ -28,6 +28,7 @@ import (
 // file and one line here.
 func Standard() *Registry {
 	reg, err := NewRegistry(
+		Define("grpc_web", newGRPCWeb),
 		Define("early_data", newEarlyData),
 		Define("rate_limit", newRateLimit),
 		Define("body_limit", newBodyLimit),

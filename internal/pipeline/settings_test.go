@@ -278,6 +278,7 @@ func TestWithDefaultsShowsEveryStageField(t *testing.T) {
 			"        tolerance: 1.25\n        percentile: !!float 50\n        min_rtt_interval: 1m0s\n        min_rtt_samples: 50",
 		"early_data: false",
 		"early_hints: []",
+		"grpc_web: false",
 		"limits: []",
 		"max_request_body: 1KiB",
 		"push:\n    enabled: false\n    max_resources: 4\n    max_bytes: 256KiB",

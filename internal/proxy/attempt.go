@@ -9,6 +9,7 @@ import (
 
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/grpccall"
 	"github.com/penstock-dev/penstock/internal/requestid"
 	"github.com/penstock-dev/penstock/internal/upstream"
 )
@@ -23,6 +24,12 @@ type forwardState struct {
 	held heldAttempt
 	// replay is the request body when it is kept to be sent again.
 	replay replayBody
+	// clientTrailer reads the client's request trailers, which ReadTrailer
+	// passes on to the upstream client filtered.
+	clientTrailer exchange.TrailerReader
+	// trailer holds the client's trailer fields while ReadTrailer filters
+	// them (pooled: a chunked body without trailers allocates nothing).
+	trailer exchange.Header
 }
 
 // heldAttempt is what relaying or discarding a held response still needs
@@ -62,6 +69,7 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	defer func() {
 		st.req = upstream.Request{}
 		st.held = heldAttempt{}
+		st.clientTrailer = nil
 		forwardStatePool.Put(st)
 	}()
 	outgoingHeader(x, &st.header, x.State.TrustedPeer, f.upgradeToken(x))
@@ -77,6 +85,15 @@ func (f *Forwarder) ServeExchange(x *exchange.Exchange) {
 	}
 	if f.RequestTimeout > 0 {
 		req.Deadline = time.Now().Add(f.RequestTimeout)
+	}
+	if x.Req.Trailer != nil {
+		st.clientTrailer = x.Req.Trailer
+		req.Trailer = st
+		announceTrailers(&x.Req.Header, &st.header)
+	}
+	if grpccall.Classify(&x.Req) != grpccall.None {
+		x.State.GRPC = true
+		grpcDeadline(x, req)
 	}
 	p := f.retryPolicy()
 	if x.Req.ContentLength != 0 {
@@ -337,6 +354,10 @@ func (f *Forwarder) failed(x *exchange.Exchange, o outcome, err error) {
 func (f *Forwarder) truncated(x *exchange.Exchange, err error) {
 	x.State.ErrorKind = errorKindTruncated
 	x.State.Error = err.Error()
+	if x.State.GRPC && endGRPC(x, err) {
+		f.warn(x, "upstream response truncated", errorKindTruncated, x.State.Status, err)
+		return
+	}
 	// The engine must cut the stream (HTTP/2 RST_STREAM, HTTP/1.1 closed
 	// connection) so the client cannot mistake a truncated body for a
 	// complete one.
@@ -391,6 +412,13 @@ func (f *Forwarder) respond(x *exchange.Exchange, resp *upstream.Response) error
 		// The client stopped reading: cut the stream rather than let it
 		// wait for the rest.
 		x.State.Aborted = true
+		return rerr
+	}
+	if rerr == nil {
+		relayTrailers(x, resp)
+	}
+	if x.State.GRPC {
+		recordGRPCStatus(x, resp)
 	}
 	return rerr
 }

@@ -50,6 +50,11 @@ type Request struct {
 	Body io.Reader
 	// ContentLength is Body's length, or -1 when unknown (sent chunked).
 	ContentLength int64
+	// Trailer, when set, gives the request's trailer fields once Body has
+	// returned io.EOF; they are sent after the body where the protocol
+	// allows: HTTP/2, HTTP/3 and chunked HTTP/1.1 (a body of unknown
+	// length).
+	Trailer exchange.TrailerReader
 	// ConnectTimeout bounds dialing (and the TLS handshake); 0 means none.
 	ConnectTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for the response head after the

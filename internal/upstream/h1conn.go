@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,9 @@ type h1Conn struct {
 	// deadline costs no system call.
 	rd, wd    time.Time
 	idleSince int64 // Unix nanoseconds
+	// trailer holds a request's trailer fields while they are written
+	// (writeTrailer), reused so that a chunked body costs no allocation.
+	trailer exchange.Header
 	// num formats lengths; a local array would escape through the
 	// bufio.Writer's io.Writer.
 	num    [20]byte
@@ -322,6 +326,9 @@ func (hc *h1Conn) writeChunked(req *Request, buf []byte) error {
 			}
 		}
 		if rerr == io.EOF {
+			if req.Trailer != nil {
+				return hc.writeTrailer(req.Trailer)
+			}
 			_, err := w.WriteString("0\r\n\r\n")
 			return err
 		}
@@ -329,4 +336,53 @@ func (hc *h1Conn) writeChunked(req *Request, buf []byte) error {
 			return &bodyReadError{rerr}
 		}
 	}
+}
+
+// writeTrailer ends a chunked request body with the request's trailer
+// fields (RFC 9112 §7.1.2). A field whose name is not a token or whose
+// value holds CR, LF or another control character is left out, so that a
+// client's trailer cannot split the request.
+func (hc *h1Conn) writeTrailer(tr exchange.TrailerReader) error {
+	w, h := hc.bw, &hc.trailer
+	h.Reset()
+	tr.ReadTrailer(h)
+	w.WriteString("0\r\n")
+	h.Range(func(name, value string) bool {
+		if validFieldName(name) && validFieldValue(value) {
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(value)
+			w.WriteString("\r\n")
+		}
+		return true
+	})
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+// validFieldName reports a non-empty token (RFC 9110 §5.1).
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldValue reports a value without control characters but HTAB.
+func validFieldValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

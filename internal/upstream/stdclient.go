@@ -68,6 +68,25 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 		// one failed before the response (RFC 9112 §9.3.1), if it can have
 		// the body again: it can while none of it was read.
 		out.GetBody = body.again
+		if req.Trailer != nil && req.ContentLength < 0 {
+			// net/http sends the fields of out.Trailer after the body
+			// (HTTP/2 and HTTP/3: a HEADERS frame ending the stream); the
+			// map must exist before the body starts, and be filled before
+			// the body's last read returns io.EOF.
+			out.Trailer = make(http.Header)
+			body.trailer, body.out = req.Trailer, out.Trailer
+			// The names announced in a Trailer field are declared now:
+			// net/http sends them in the request's own Trailer field, and
+			// its servers keep only trailers declared so.
+			for _, v := range out.Header.Values("Trailer") {
+				for name := range strings.SplitSeq(v, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						out.Trailer[http.CanonicalHeaderKey(name)] = nil
+					}
+				}
+			}
+			out.Header.Del("Trailer")
+		}
 	}
 	out = out.WithContext(ctx)
 
@@ -103,12 +122,24 @@ func (c *StdClient) failed(parent, ctx context.Context, body *stdBody, err error
 		return err
 	case errors.Is(context.Cause(ctx), ErrResponseHeaderTimeout):
 		return c.e.errorf(KindTimeout, ErrResponseHeaderTimeout)
+	case deadlinePassed(ctx):
+		// Whatever broke the round trip (often the upstream resetting
+		// the stream on its own copy of the deadline, as gRPC servers do
+		// with grpc-timeout), the request's deadline is what ended it.
+		return c.e.errorf(KindTimeout, err)
 	case isTimeout(err):
 		return c.e.errorf(KindTimeout, err)
 	case errors.Is(err, errNotReplayable), isReset(err):
 		return c.e.errorf(KindReset, err)
 	}
 	return c.e.errorf(KindProtocol, err)
+}
+
+// deadlinePassed reports whether ctx's deadline has passed, whether or not
+// its timer has fired yet.
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // isReset reports a connection that ended under a request.
@@ -163,11 +194,25 @@ type stdBody struct {
 	n   atomic.Int64
 	mu  sync.Mutex
 	err error
+	// trailer, when set, gives the request's trailer fields at the body's
+	// end; they go into out, the outgoing request's Trailer map.
+	trailer exchange.TrailerReader
+	out     http.Header
 }
 
 func (b *stdBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n.Add(int64(n))
+	if err == io.EOF && b.trailer != nil {
+		var h exchange.Header
+		b.trailer.ReadTrailer(&h)
+		h.Range(func(name, value string) bool {
+			k := http.CanonicalHeaderKey(strings.Clone(name))
+			b.out[k] = append(b.out[k], strings.Clone(value))
+			return true
+		})
+		b.trailer = nil
+	}
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
 		if b.err == nil {
@@ -224,14 +269,23 @@ func (r *Response) fromStd(x *stdExchange) {
 
 func (x *stdExchange) read(r *Response, p []byte) (int, error) {
 	n, err := x.resp.Body.Read(p)
-	if err == nil || err == io.EOF {
+	if err == io.EOF && r.Trailer.Len() == 0 {
+		// net/http fills the response's Trailer once the body ended.
+		for name, values := range x.resp.Trailer {
+			for _, v := range values {
+				r.Trailer.Add(name, v)
+			}
+		}
+		return n, err
+	}
+	if err == nil {
 		return n, err
 	}
 	kind := KindTruncated
 	switch {
 	case x.parent.Err() != nil:
 		kind = ctxKind(x.parent)
-	case errors.Is(x.ctx.Err(), context.DeadlineExceeded), isTimeout(err):
+	case errors.Is(x.ctx.Err(), context.DeadlineExceeded), deadlinePassed(x.ctx), isTimeout(err):
 		kind = KindTimeout
 	}
 	r.err = x.e.errorf(kind, err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
 // body is a request body as the handler reads it (exchange.Request.Body).
@@ -66,6 +68,17 @@ func (r *bodyRef) Read(p []byte) (int, error) {
 		b.c.bodyCompleted()
 	}
 	return n, err
+}
+
+// ReadTrailer implements exchange.TrailerReader: the trailer fields of a
+// chunked body read to its end.
+func (r *bodyRef) ReadTrailer(dst *exchange.Header) {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r.seq == b.seq && b.mode == bodyChunked && b.err == io.EOF {
+		b.dec.readTrailer(dst)
+	}
 }
 
 // Close marks the body closed; the engine discards what is left of it after

@@ -15,6 +15,8 @@ type buffer struct {
 	b []byte
 	// hdr is the response header, on write buffers.
 	hdr exchange.Header
+	// trailer is the response's trailer fields, on write buffers.
+	trailer exchange.Header
 }
 
 // bufferSize covers the request head of nearly every client (browsers send
@@ -34,6 +36,7 @@ func getBuffer() *buffer {
 
 func putBuffer(b *buffer) {
 	b.hdr.Reset()
+	b.trailer.Reset()
 	if cap(b.b) != bufferSize {
 		// Grown for one unusual request: let it go rather than keep
 		// large buffers around.

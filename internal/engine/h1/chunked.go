@@ -1,5 +1,11 @@
 package h1
 
+import (
+	"bytes"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
 // chunkedDecoder reads the chunked transfer coding (RFC 9112 §7.1) as a
 // byte-at-a-time state machine, so framing may arrive split anywhere and no
 // line has to fit in a buffer. It consumes framing; the caller copies chunk
@@ -18,9 +24,9 @@ package h1
 //     maxChunkExtTotal in the whole body, so tiny chunks with large
 //     extensions cannot burn CPU for little payload;
 //   - the trailer section is parsed as field lines (token name, colon,
-//     value without CTLs), bounded by maxTrailer bytes, and discarded:
-//     penstock does not merge trailers into the header (RFC 9112 §7.1.2
-//     allows ignoring them).
+//     value without CTLs), bounded by maxTrailer bytes, and kept apart
+//     for the handler (readTrailer), never merged into the header
+//     (RFC 9112 §7.1.2).
 type chunkedDecoder struct {
 	state     chunkState
 	size      uint64 // chunk-size being parsed
@@ -31,6 +37,10 @@ type chunkedDecoder struct {
 	extTotal  int    // extension bytes in the body
 	trailer   int    // trailer section bytes so far
 	nameLen   int    // length of the trailer field name being read
+	// fields keeps the trailer section's field lines, each ended by '\n',
+	// for the handler (exchange.TrailerReader); nil until a trailer field
+	// arrives, so bodies without one allocate nothing.
+	fields []byte
 }
 
 type chunkState uint8
@@ -197,18 +207,21 @@ func (d *chunkedDecoder) framing(b []byte) (int, *ProtocolError) {
 			if err := d.countTrailer(); err != nil {
 				return i, err
 			}
+			d.fields = append(d.fields, c)
 		case csTrailerName:
 			if err := d.countTrailer(); err != nil {
 				return i, err
 			}
 			if c == ':' {
 				d.state = csTrailerValue
+				d.fields = append(d.fields, c)
 				continue
 			}
 			if !isTchar(c) {
 				return i, errTrailer
 			}
 			d.nameLen++
+			d.fields = append(d.fields, c)
 		case csTrailerValue:
 			if err := d.countTrailer(); err != nil {
 				return i, err
@@ -220,10 +233,12 @@ func (d *chunkedDecoder) framing(b []byte) (int, *ProtocolError) {
 			if c < 0x20 && c != '\t' || c == 0x7f {
 				return i, errTrailer
 			}
+			d.fields = append(d.fields, c)
 		case csTrailerLF:
 			if c != '\n' {
 				return i, errChunkCRLF
 			}
+			d.fields = append(d.fields, '\n')
 			d.state = csTrailerStart
 		case csEndLF:
 			if c != '\n' {
@@ -254,4 +269,23 @@ func unhex(c byte) int {
 		return int(c-'A') + 10
 	}
 	return -1
+}
+
+// readTrailer appends the trailer fields read so far to dst, their values
+// without surrounding whitespace (RFC 9110 §5.5).
+func (d *chunkedDecoder) readTrailer(dst *exchange.Header) {
+	rest := d.fields
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			continue
+		}
+		dst.AddBytes(name, bytes.Trim(value, " \t"))
+	}
 }

@@ -128,6 +128,9 @@ func (c *conn) label() string {
 type reqFacts struct {
 	Proto  exchange.Proto
 	Method string
+	// header is the request's header while the exchange lasts (the
+	// response asks it for "TE: trailers").
+	header *exchange.Header
 }
 
 const (
@@ -285,7 +288,7 @@ func (c *conn) serveOne() outcome {
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	c.act.head = h
-	c.act.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method}
+	c.act.req = reqFacts{Proto: x.Req.Proto, Method: x.Req.Method, header: &x.Req.Header}
 	c.act.body.reset(c, &c.act.head)
 	c.act.resp.reset()
 	if c.act.body.complete() {
@@ -296,6 +299,9 @@ func (c *conn) serveOne() outcome {
 		}
 		c.act.bodyRef.seq = c.act.body.seq
 		x.Req.Body = c.act.bodyRef
+		if c.act.body.mode == bodyChunked {
+			x.Req.Trailer = c.act.bodyRef
+		}
 	}
 	x.W = &c.act.resp
 	x.Ctx = c.act.ctx

@@ -78,6 +78,54 @@ func (w *response) reset() {
 
 func (w *response) Header() *exchange.Header { return &w.wbuf.hdr }
 
+// Trailer implements exchange.TrailerWriter. The fields are sent in the
+// trailer section of a chunked response (RFC 9112 §7.1.2) when the client
+// sent "TE: trailers"; a response with trailers to send and no
+// Content-Length of its own is then chunked even if it was written whole.
+// Otherwise they are dropped.
+func (w *response) Trailer() *exchange.Header {
+	w.getBuffer()
+	return &w.wbuf.trailer
+}
+
+// sendsTrailers reports whether the response ends with a trailer section:
+// there are fields to send, the response has a body, and the client is an
+// HTTP/1.1 one that accepts trailers.
+func (w *response) sendsTrailers() bool {
+	if w.wbuf == nil || w.wbuf.trailer.Len() == 0 || w.noBody || w.c.act.req.Proto != exchange.HTTP11 || w.c.act.req.header == nil {
+		return false
+	}
+	accepts := false
+	w.c.act.req.header.Values("Te", func(v string) bool {
+		forEachToken(stringBytes(v), func(tok []byte) {
+			if equalFoldBytes(tok, "trailers") {
+				accepts = true
+			}
+		})
+		return !accepts
+	})
+	return accepts
+}
+
+// appendTrailer ends a chunked body: the last chunk and the trailer
+// section, whose fields are checked as the header's are.
+func (w *response) appendTrailer(b []byte) []byte {
+	b = append(b, "0\r\n"...)
+	if w.sendsTrailers() {
+		w.wbuf.trailer.Range(func(name, value string) bool {
+			if !validFieldName(name) || !validFieldValue(value) {
+				return true
+			}
+			b = append(b, name...)
+			b = append(b, ": "...)
+			b = append(b, value...)
+			b = append(b, "\r\n"...)
+			return true
+		})
+	}
+	return append(b, "\r\n"...)
+}
+
 func (w *response) WriteHeader(status int) {
 	if w.wroteHeader || w.hijacked || status < 100 || status > 999 {
 		return
@@ -258,7 +306,7 @@ func (w *response) flush(final bool) error {
 			}
 		case w.clen >= 0:
 			f = appendContentLength(f, w.clen)
-		case final:
+		case final && !w.sendsTrailers():
 			f = appendContentLength(f, int64(body))
 			w.clen = int64(body)
 		case c.act.req.Proto == exchange.HTTP11:
@@ -289,8 +337,7 @@ func (w *response) flush(final bool) error {
 		b = append(b, "\r\n"...)
 	}
 	if final && w.chunked {
-		// Last chunk, no trailer fields.
-		b = append(b, "0\r\n\r\n"...)
+		b = w.appendTrailer(b)
 	}
 	w.wbuf.b = b
 	w.bodyStart = 0

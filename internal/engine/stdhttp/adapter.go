@@ -122,6 +122,20 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.chunked.rc = r.Body
 		x.Req.Body = &rw.chunked
 	}
+	if r.Trailer != nil || r.ProtoMajor == 3 {
+		// net/http announces the request trailers it will read (HTTP/1.1
+		// and HTTP/2 keep only those the client declared in a Trailer
+		// field); quic-go fills Trailer only at the body's end.
+		rw.req = r
+		x.Req.Trailer = rw
+		if len(r.Trailer) > 0 && len(r.Header["Trailer"]) == 0 {
+			// net/http's HTTP/2 server moves the Trailer field into
+			// r.Trailer's keys: the announcement goes on to the upstream.
+			for name := range r.Trailer {
+				x.Req.Header.Add("Trailer", name)
+			}
+		}
+	}
 	if a.EarlyData != nil {
 		if done := a.EarlyData(r); done != nil {
 			x.Req.EarlyData, x.Req.HandshakeDone = true, done
@@ -130,6 +144,9 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	a.Handler.ServeExchange(x)
 	aborted := x.State.Aborted || rw.overLimit
+	if !aborted && rw.trailer.Len() > 0 {
+		rw.sendTrailers(r)
+	}
 
 	exchange.Release(x)
 	rw.reset()
@@ -305,6 +322,58 @@ type responseWriter struct {
 	draining *atomic.Bool
 	// chunked wraps a chunked request body (pooled with the writer).
 	chunked chunkedBody
+	// trailer holds the response's trailer fields (exchange.TrailerWriter).
+	trailer exchange.Header
+	// req is the request while its trailers may be read
+	// (exchange.TrailerReader), else nil.
+	req *http.Request
+}
+
+// Trailer implements exchange.TrailerWriter.
+func (rw *responseWriter) Trailer() *exchange.Header { return &rw.trailer }
+
+// ReadTrailer implements exchange.TrailerReader.
+func (rw *responseWriter) ReadTrailer(dst *exchange.Header) {
+	if rw.req == nil {
+		return
+	}
+	for name, values := range rw.req.Trailer {
+		for _, v := range values {
+			dst.Add(name, v)
+		}
+	}
+}
+
+// sendTrailers hands the response's trailer fields to net/http (or quic-go)
+// under http.TrailerPrefix, which both send after the body once the
+// handler returns: HTTP/2 and HTTP/3 as a final HEADERS frame, HTTP/1.1 in
+// a chunked body's trailer section, and only to a client that said it
+// accepts them with "TE: trailers" (RFC 9112 §7.1.2; net/http does not ask).
+func (rw *responseWriter) sendTrailers(r *http.Request) {
+	if !rw.wroteHeader {
+		return
+	}
+	if r.ProtoMajor == 1 && !acceptsTrailers(r.Header) {
+		return
+	}
+	h := rw.w.Header()
+	rw.trailer.Range(func(name, value string) bool {
+		k := http.TrailerPrefix + http.CanonicalHeaderKey(name)
+		h[k] = append(h[k], strings.Clone(value))
+		return true
+	})
+}
+
+// acceptsTrailers reports a TE field listing "trailers".
+func acceptsTrailers(h http.Header) bool {
+	for _, v := range h.Values("Te") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // chunkedBody reports net/http's chunked-coding errors as
@@ -346,6 +415,8 @@ func (rw *responseWriter) reset() {
 	rw.wroteHeader = false
 	rw.pushLimit, rw.written, rw.overLimit, rw.draining = 0, 0, false, nil
 	rw.chunked.rc = nil
+	rw.trailer.Reset()
+	rw.req = nil
 }
 
 // errPushTooLarge stops a pushed response that outgrew push.max_bytes.
