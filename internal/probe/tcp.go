@@ -99,7 +99,7 @@ func (p *Prober) startTCP(ctx context.Context, deadline time.Time, target string
 		t.stop = context.AfterFunc(ctx, t.expire)
 	}
 	if tm.TLS {
-		tc, err := p.handshake(actx, t.src, host, &tm.TLSConfig, r)
+		tc, err := p.handshakeOnly(actx, t.src, host, &tm.TLSConfig, r)
 		if err != nil {
 			t.finish(err)
 			return
@@ -135,6 +135,12 @@ func (t *tcpRun) run() {
 func (t *tcpRun) finish(err error) {
 	if !t.start.IsZero() {
 		t.r.Phases.Request = Seconds(time.Since(t.start))
+	}
+	if tc, ok := t.conn.(*tls.Conn); ok {
+		// The facts of the last handshake, taken at the end rather than
+		// kept beside the connection (which holds them anyway) while
+		// the probe waits.
+		t.r.TLS = tlsFacts(tc.ConnectionState())
 	}
 	t.timer.Stop()
 	if t.stop != nil {
@@ -179,7 +185,7 @@ func (t *tcpRun) dialogue() error {
 			}
 			t.src.nonblock = false
 			ctx, cancel := context.WithDeadline(t.parent, t.deadline)
-			tc, err := t.p.handshake(ctx, t.src, t.host, &t.tm.TLSConfig, r)
+			tc, err := t.p.handshakeOnly(ctx, t.src, t.host, &t.tm.TLSConfig, r)
 			cancel()
 			if err != nil {
 				return err
@@ -289,6 +295,16 @@ func (p *Prober) connect(ctx context.Context, target, preferred string, fallback
 
 // handshake runs a TLS client handshake over conn and records its facts.
 func (p *Prober) handshake(ctx context.Context, conn net.Conn, host string, c *TLSConfig, r *Result) (*tls.Conn, error) {
+	tc, err := p.handshakeOnly(ctx, conn, host, c, r)
+	if err == nil {
+		r.TLS = tlsFacts(tc.ConnectionState())
+	}
+	return tc, err
+}
+
+// handshakeOnly runs a TLS client handshake over conn and records its
+// duration; the connection keeps its facts for later.
+func (p *Prober) handshakeOnly(ctx context.Context, conn net.Conn, host string, c *TLSConfig, r *Result) (*tls.Conn, error) {
 	cfg, err := c.clientTLS(host, p.Sessions)
 	if err != nil {
 		return nil, r.failWith(ReasonOther, "%v", err)
@@ -300,7 +316,6 @@ func (p *Prober) handshake(ctx context.Context, conn net.Conn, host string, c *T
 	if err != nil {
 		return nil, r.fail(err, phaseTLS)
 	}
-	r.TLS = tlsFacts(tc.ConnectionState())
 	return tc, nil
 }
 
