@@ -166,6 +166,12 @@ func TestAgentKilledMidCycle(t *testing.T) {
 		cy, got := c.Received()
 		return cy == 1 && got >= n/6
 	})
+	held := 0
+	for _, info := range c.Agents() {
+		if info.Vantage == "site-0" {
+			held = info.Leases
+		}
+	}
 	cancels[0]()
 	// Cut every stream once the second cycle is under way: the agents
 	// reconnect and resume.
@@ -215,8 +221,8 @@ func TestAgentKilledMidCycle(t *testing.T) {
 	if len(sums) != cycles {
 		t.Fatalf("%d cycles done, want %d", len(sums), cycles)
 	}
-	if sums[0].Moved == 0 {
-		t.Errorf("cycle 1: no lease moved after site-0 was killed: %+v", sums[0])
+	if held > 0 && sums[0].Moved == 0 {
+		t.Errorf("cycle 1: site-0 held %d leases when killed, and none moved: %+v", held, sums[0])
 	}
 	for i, a := range agents[1:] {
 		if a.Stats().Reconnects == 0 {
