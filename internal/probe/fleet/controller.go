@@ -386,14 +386,11 @@ func (c *Controller) Lease(_ context.Context, in *LeaseRequest) (*LeaseReply, er
 	if cy == nil {
 		return reply, nil
 	}
-	held := 0
-	for i := range cy.shards {
-		if cy.shards[i].agent == a.id {
-			held++
-		}
-	}
+	// The agent counts the shards it is still probing; the controller
+	// cannot, since a shard probed to the end stays leased until its
+	// last results arrive.
 	now := time.Now()
-	for held < max(in.Max, 1) && len(cy.queue) > 0 {
+	for len(reply.Leases) < max(in.Max, 1) && len(cy.queue) > 0 {
 		i := cy.queue[0]
 		cy.queue = cy.queue[1:]
 		s := &cy.shards[i]
@@ -410,7 +407,6 @@ func (c *Controller) Lease(_ context.Context, in *LeaseRequest) (*LeaseReply, er
 			l.Items = append(l.Items, Item{Index: idx, Target: t.Target, Module: t.Module})
 		}
 		reply.Leases = append(reply.Leases, l)
-		held++
 	}
 	return reply, nil
 }
