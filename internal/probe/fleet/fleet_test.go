@@ -112,7 +112,18 @@ func getJSON(t *testing.T, url string, v any) {
 // cycle and every stream is cut in the middle of the second. Every target
 // has exactly one result in each cycle.
 func TestAgentKilledMidCycle(t *testing.T) {
-	const n, cycles = 30000 / raceScale, 3
+	skipUnderRace(t)
+	agentKilledMidCycle(t, 30000)
+}
+
+// TestAgentKilledMidCycleSmall is the same with 3,000 targets, under the
+// race detector too.
+func TestAgentKilledMidCycleSmall(t *testing.T) {
+	agentKilledMidCycle(t, 3000)
+}
+
+func agentKilledMidCycle(t *testing.T, n int) {
+	const cycles = 3
 	// Most targets are addresses of 127.0.0.0/8 where nothing listens
 	// (refused at once, no descriptor held); one in a hundred is a
 	// listener that accepts.
@@ -162,10 +173,7 @@ func TestAgentKilledMidCycle(t *testing.T) {
 
 	// Kill site-0 once a sixth of the first cycle is in and it holds
 	// leases: its unacknowledged results die with it.
-	waitFor(t, "the first cycle to be under way", time.Minute, func() bool {
-		cy, got := c.Received()
-		return cy == 1 && got >= n/6
-	})
+	waitFor(t, "the first cycle to be under way", time.Minute, func() bool { return reached(c, 1, uint64(n/6)) })
 	held := 0
 	for _, info := range c.Agents() {
 		if info.Vantage == "site-0" {
@@ -175,10 +183,7 @@ func TestAgentKilledMidCycle(t *testing.T) {
 	cancels[0]()
 	// Cut every stream once the second cycle is under way: the agents
 	// reconnect and resume.
-	waitFor(t, "the second cycle", 2*time.Minute, func() bool {
-		cy, got := c.Received()
-		return cy == 2 && got >= n/6
-	})
+	waitFor(t, "the second cycle", 2*time.Minute, func() bool { return reached(c, 2, uint64(n/6)) })
 	c.dropStreams()
 	select {
 	case <-runDone:
@@ -258,7 +263,7 @@ func TestAgentKilledMidCycle(t *testing.T) {
 	for _, cnt := range res.Counts {
 		total += cnt.Results
 	}
-	if total != n*cycles || len(res.Done) != cycles {
+	if total != float64(n*cycles) || len(res.Done) != cycles {
 		t.Errorf("/results: %v results in %d cycles, want %d in %d: %+v", total, len(res.Done), n*cycles, cycles, res)
 	}
 	// A target probed from several vantage points over the cycles shows
@@ -281,6 +286,14 @@ func TestAgentKilledMidCycle(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// reached reports whether the controller has got results for at least got
+// targets of the given cycle, or is past it (a stalled test goroutine may
+// miss a short cycle; the scenario then happens in the next one).
+func reached(c *Controller, cycle, got uint64) bool {
+	cy, n := c.Received()
+	return cy > cycle || (cy == cycle && n >= got) || uint64(len(c.Cycles())) >= cycle
 }
 
 func firstKey(m map[string]VantageResult) string {
