@@ -16,8 +16,9 @@
 #           penstock once with Go's default groups (X25519MLKEM768 first),
 #           once with X25519 only, as blackbox_exporter 0.23 offers
 #   inflight INFLIGHT TLS probes held at once (handshake done, waiting for
-#           an answer that never comes) against 50 addresses: RSS and Go
-#           memory per in-flight probe, and per bare idle TLS connection
+#           an answer that never comes) against 50 addresses: RSS, Go heap
+#           in use + stacks, and live Go objects per in-flight probe, and
+#           per bare idle TLS connection
 #   rate    the global pace over RATE_SECONDS at 200 probes/s, counted at
 #           the target
 #
@@ -72,11 +73,13 @@ for p in penstock penstock-x25519 blackbox_exporter; do
 done
 echo
 echo "== TLS probes held in flight"
-printf '%-10s %14s %14s %14s %16s %16s\n' "in flight" "RSS B/probe" "Go B/probe" "stack B/probe" "bare TLS RSS B" "bare TLS Go B"
+printf '%-10s %12s %12s %12s %14s %14s %14s %14s\n' "in flight" "RSS B/probe" "Go B/probe" "live B/probe" "stack B/probe" \
+  "bare TLS RSS B" "bare TLS Go B" "bare live B"
 for n in $INFLIGHT; do
   f="$tmp/inflight.$n"
-  printf '%-10s %14s %14s %14s %16s %16s\n' "$n" "$(median rss-B/probe "$f")" "$(median go-B/probe "$f")" \
-    "$(median stack-B/probe "$f")" "$(median bare-tls-rss-B/conn "$f")" "$(median bare-tls-go-B/conn "$f")"
+  printf '%-10s %12s %12s %12s %14s %14s %14s %14s\n' "$n" "$(median rss-B/probe "$f")" "$(median go-B/probe "$f")" \
+    "$(median live-B/probe "$f")" "$(median stack-B/probe "$f")" "$(median bare-tls-rss-B/conn "$f")" \
+    "$(median bare-tls-go-B/conn "$f")" "$(median bare-tls-live-B/conn "$f")"
 done
 echo
 echo "== global pace"

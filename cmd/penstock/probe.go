@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-const probeUsage = `Usage: penstock probe <once|serve|run> [flags]
+const probeUsage = `Usage: penstock probe <once|serve|run|controller|agent> [flags]
 
   penstock probe once [-config blackbox.yml] [-module M] TARGET...
         probe each target once and print the results as JSON lines
@@ -31,6 +31,10 @@ const probeUsage = `Usage: penstock probe <once|serve|run> [flags]
         blackbox_exporter mode: /probe?target=…&module=…, /metrics
   penstock probe run -targets FILE [-config blackbox.yml] [-rate N] …
         probe a target list once or every -interval, JSON lines out
+  penstock probe controller -targets FILE [-config blackbox.yml] [-token T] …
+        shard a target list over agents, gather their results
+  penstock probe agent -controller ADDR [-token T] [-vantage NAME]
+        connect to a controller, probe the shards it leases
 
 Without -config the built-in modules are used (http_2xx, http3_2xx,
 tcp_connect, tls_connect, dns_udp, icmp, grpc_plain). See docs/probe.md.
@@ -51,6 +55,10 @@ func runProbe(args []string, stdout, stderr io.Writer) error {
 		return runProbeServe(args[1:], stdout, stderr)
 	case "run":
 		return runProbeRun(args[1:], stdout, stderr)
+	case "controller":
+		return runProbeController(args[1:], stdout, stderr)
+	case "agent":
+		return runProbeAgent(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "penstock probe: unknown mode %q\n\n%s", args[0], probeUsage)
 	return errUsage

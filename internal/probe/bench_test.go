@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,9 +170,11 @@ func benchInFlight(tb testing.TB) int {
 	return 1000
 }
 
-// memNow is the process's resident set size and Go heap and stacks in use,
-// after a collection.
-func memNow() (rss, heap, stack uint64) {
+// memNow is the process's resident set size, Go heap and stacks in use, and
+// live heap objects, after a collection. Heap in use counts whole spans:
+// objects that outlive their neighbours (a probe's, among its handshake's
+// garbage) keep the span in use; live counts the objects alone.
+func memNow() (rss, heap, stack, live uint64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
@@ -182,7 +185,7 @@ func memNow() (rss, heap, stack uint64) {
 		pages, _ := strconv.ParseUint(f[1], 10, 64)
 		rss = pages * uint64(os.Getpagesize())
 	}
-	return rss, ms.HeapInuse, ms.StackInuse
+	return rss, ms.HeapInuse, ms.StackInuse, ms.HeapAlloc
 }
 
 // cpuNow is the process's user and system CPU time.
@@ -211,10 +214,14 @@ func waitFor(tb testing.TB, what string, limit time.Duration, cond func() bool) 
 func BenchmarkInFlightTLS(b *testing.B) {
 	skipUnderRace(b)
 	n := benchInFlight(b)
+	if os.Getenv("PENSTOCK_PROBE_HEAPPROFILE") != "" {
+		// Every allocation sampled: the profile then adds up exactly.
+		runtime.MemProfileRate = 1
+	}
 	srv := startBenchServer(b, "stall", 50, 1)
 	for b.Loop() {
 		// Bare TLS connections: dial, handshake, hold.
-		rss0, heap0, stack0 := memNow()
+		rss0, heap0, stack0, live0 := memNow()
 		conns := make([]*tls.Conn, 0, n)
 		for i := range n {
 			c, err := tls.Dial("tcp", srv.addrs[i%len(srv.addrs)], &tls.Config{InsecureSkipVerify: true})
@@ -223,13 +230,14 @@ func BenchmarkInFlightTLS(b *testing.B) {
 			}
 			conns = append(conns, c)
 		}
-		rss1, heap1, stack1 := memNow()
+		rss1, heap1, stack1, live1 := memNow()
 		for _, c := range conns {
 			c.Close()
 		}
 		conns = nil
 		bareRSS := float64(rss1-rss0) / float64(n)
 		bareHeap := float64(heap1+stack1-heap0-stack0) / float64(n)
+		bareLive := float64(live1-live0) / float64(n)
 		// The server holds a descriptor per connection: let it close
 		// them all before the next n arrive.
 		waitFor(b, "bare connections to close", 2*time.Minute, func() bool { return srv.open.Load() == 0 })
@@ -247,7 +255,7 @@ func BenchmarkInFlightTLS(b *testing.B) {
 		s, _ := NewScanner(ScanConfig{Concurrency: n}, nil, nil, nil)
 		s.SetTargets(tg, mods)
 		before := srv.handshakes.Load()
-		rss2, heap2, stack2 := memNow()
+		rss2, heap2, stack2, live2 := memNow()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		start := time.Now()
@@ -255,7 +263,15 @@ func BenchmarkInFlightTLS(b *testing.B) {
 		waitFor(b, "probes in flight", 5*time.Minute, func() bool { return srv.handshakes.Load()-before >= int64(n) })
 		took := time.Since(start)
 		time.Sleep(200 * time.Millisecond)
-		rss3, heap3, stack3 := memNow()
+		rss3, heap3, stack3, live3 := memNow()
+		if f := os.Getenv("PENSTOCK_PROBE_HEAPPROFILE"); f != "" {
+			// What the in-flight probes hold, for go tool pprof
+			// -sample_index=inuse_space.
+			if out, err := os.Create(f); err == nil {
+				pprof.Lookup("heap").WriteTo(out, 0)
+				out.Close()
+			}
+		}
 		if got := s.Stats().InFlight; got != int64(n) {
 			b.Fatalf("%d in flight, want %d", got, n)
 		}
@@ -267,6 +283,8 @@ func BenchmarkInFlightTLS(b *testing.B) {
 		b.ReportMetric(float64(stack3-stack2)/float64(n), "stack-B/probe")
 		b.ReportMetric(bareRSS, "bare-tls-rss-B/conn")
 		b.ReportMetric(bareHeap, "bare-tls-go-B/conn")
+		b.ReportMetric(float64(live3-live2)/float64(n), "live-B/probe")
+		b.ReportMetric(bareLive, "bare-tls-live-B/conn")
 		b.ReportMetric(float64(n)/took.Seconds(), "handshakes/s")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // Prober runs probes. Its zero value works; one Prober serves any number
@@ -18,13 +20,17 @@ type Prober struct {
 	Sessions tls.ClientSessionCache
 	// Resolver resolves names; nil is net.DefaultResolver.
 	Resolver *net.Resolver
+	// Poller is the epoll layer where tcp probes wait for an answer
+	// without a goroutine (tcp.go); nil is the process's shared one
+	// (epoll.Shared).
+	Poller *epoll.IO
 }
 
 // kindFuncs is the table of probe kinds: one function per kind, each in its
-// own file.
+// own file. The tcp kind is not here: it is a state machine that may end on
+// another goroutine (startTCP, tcp.go).
 var kindFuncs = map[string]func(p *Prober, ctx context.Context, target string, m *Module, r *Result) error{
 	"http": (*Prober).probeHTTP,
-	"tcp":  (*Prober).probeTCP,
 	"tls":  (*Prober).probeTLS,
 	"dns":  (*Prober).probeDNS,
 	"icmp": (*Prober).probeICMP,
@@ -34,32 +40,54 @@ var kindFuncs = map[string]func(p *Prober, ctx context.Context, target string, m
 // Probe probes target with module m (named name) and returns what it found.
 // It returns within the module's timeout (or ctx's deadline, if earlier).
 func (p *Prober) Probe(ctx context.Context, target, name string, m *Module) *Result {
+	ch := make(chan *Result, 1)
+	p.run(ctx, target, name, m, func(r *Result) { ch <- r })
+	return <-ch
+}
+
+// Start starts a probe of target with module m (named name) and returns at
+// once; done is called with the result, on another goroutine, within the
+// module's timeout (or ctx's deadline, if earlier). A tcp probe waiting
+// for its answer holds no goroutine meanwhile (tcp.go).
+func (p *Prober) Start(ctx context.Context, target, name string, m *Module, done func(*Result)) {
+	go p.run(ctx, target, name, m, done)
+}
+
+func (p *Prober) run(ctx context.Context, target, name string, m *Module, done func(*Result)) {
 	r := &Result{Target: target, Module: name, Kind: m.Prober, Start: time.Now()}
 	timeout := time.Duration(m.Timeout)
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	f, ok := kindFuncs[m.Prober]
-	var err error
-	if !ok {
-		err = fmt.Errorf("unknown prober %q", m.Prober)
-		r.Reason = ReasonOther
-	} else {
-		err = f(p, ctx, target, m, r)
-	}
-	r.Duration = Seconds(time.Since(r.Start))
-	if err != nil {
-		r.Success = false
-		r.Error = err.Error()
-		if r.Reason == ReasonNone {
-			r.Reason = ReasonOther
+	deadline := r.Start.Add(timeout)
+	end := func(err error) {
+		r.Duration = Seconds(time.Since(r.Start))
+		if err != nil {
+			r.Success = false
+			r.Error = err.Error()
+			if r.Reason == ReasonNone {
+				r.Reason = ReasonOther
+			}
+		} else {
+			r.Success, r.Reason = true, ReasonNone
 		}
-		return r
+		done(r)
 	}
-	r.Success, r.Reason = true, ReasonNone
-	return r
+	if m.Prober == "tcp" {
+		// The tcp prober keeps no context while it waits (tcp.go).
+		p.startTCP(ctx, deadline, target, m, r, end)
+		return
+	}
+	f, ok := kindFuncs[m.Prober]
+	if !ok {
+		r.Reason = ReasonOther
+		end(fmt.Errorf("unknown prober %q", m.Prober))
+		return
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	err := f(p, ctx, target, m, r)
+	cancel()
+	end(err)
 }
 
 // fail records err's reason (classified in phase ph) and returns err.

@@ -315,27 +315,32 @@ func (s *Scanner) pass(ctx context.Context, set *scanSet) {
 			wg.Add(1)
 			s.started.Add(1)
 			s.inFlight.Add(1)
-			go func() {
-				defer func() { s.inFlight.Add(-1); <-sem; wg.Done() }()
-				r := s.probe(ctx, t, set.mods)
+			s.probe(ctx, t, set.mods, func(r *Result) {
 				if s.backoff != nil {
 					s.backoff.record(dest, r.Reason, time.Now())
 				}
-			}()
+				s.inFlight.Add(-1)
+				<-sem
+				wg.Done()
+			})
 		}
 	}
 	wg.Wait()
 }
 
-// probe runs one probe and records its result.
-func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) *Result {
+// probe starts one probe; its result is recorded, then passed to done.
+func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules, done func(*Result)) {
 	m := mods.Modules[t.Module]
-	var r *Result
 	if m == nil {
-		r = &Result{Target: t.Target, Module: t.Module, Start: time.Now(), Reason: ReasonOther, Error: fmt.Sprintf("unknown module %q", t.Module)}
-	} else {
-		r = s.prober.Probe(ctx, t.Target, t.Module, m)
+		r := &Result{Target: t.Target, Module: t.Module, Start: time.Now(), Reason: ReasonOther, Error: fmt.Sprintf("unknown module %q", t.Module)}
+		go func() { s.record(t.Module, r); done(r) }()
+		return
 	}
+	s.prober.Start(ctx, t.Target, t.Module, m, func(r *Result) { s.record(t.Module, r); done(r) })
+}
+
+// record counts a finished probe and writes its line.
+func (s *Scanner) record(module string, r *Result) {
 	s.done.Add(1)
 	s.passDone.Add(1)
 	if !r.Success {
@@ -344,8 +349,8 @@ func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) *Result {
 		s.reasons[r.Reason]++
 		s.reasonsMu.Unlock()
 	}
-	s.results.WithLabelValues(t.Module, string(r.Reason)).Inc()
-	s.duration.WithLabelValues(t.Module).Observe(time.Duration(r.Duration).Seconds())
+	s.results.WithLabelValues(module, string(r.Reason)).Inc()
+	s.duration.WithLabelValues(module).Observe(time.Duration(r.Duration).Seconds())
 	if s.out != nil {
 		if line, err := json.Marshal(r); err == nil {
 			s.outMu.Lock()
@@ -354,7 +359,6 @@ func (s *Scanner) probe(ctx context.Context, t Target, mods *Modules) *Result {
 			s.outMu.Unlock()
 		}
 	}
-	return r
 }
 
 func (s *Scanner) flush() {
