@@ -38,6 +38,7 @@ func runProbeController(args []string, stdout, stderr io.Writer) error {
 	lease := fs.Duration("lease-timeout", 10*time.Second, "a shard whose agent is not heard of for this long goes to another")
 	interval := fs.Duration("interval", time.Minute, "start a cycle every interval")
 	cycles := fs.Int("cycles", 0, "stop after this many cycles (0: until interrupted)")
+	everyVantage := fs.Bool("every-vantage", false, "probe every target from every vantage point in each cycle (default: once per cycle, by any agent)")
 	out := fs.String("out", "-", "where the results go as JSON lines: a file, - for standard output, or empty for none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -68,6 +69,7 @@ func runProbeController(args []string, stdout, stderr io.Writer) error {
 	c, err := fleet.NewController(fleet.ControllerConfig{
 		TargetsFile: *targets, ModulesFile: *config, DefaultModule: *module, Token: secret,
 		Shards: *shards, LeaseTimeout: *lease, Interval: *interval, Cycles: *cycles, Out: w, Log: log,
+		EveryVantage: *everyVantage,
 	})
 	if err != nil {
 		return err

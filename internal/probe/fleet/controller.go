@@ -51,6 +51,11 @@ type ControllerConfig struct {
 	Interval time.Duration
 	// Cycles, when positive, stops after that many cycles.
 	Cycles int
+	// EveryVantage probes every target from every vantage point in each
+	// cycle: each vantage gets its own pass over the targets, shared by
+	// its agents. Default false: each target is probed once per cycle,
+	// by whichever agent leased it.
+	EveryVantage bool
 	// Out receives one JSON line (a Record) per result; nil: none.
 	Out io.Writer
 	// Log receives the controller's events; nil: none.
@@ -59,7 +64,8 @@ type ControllerConfig struct {
 
 // Controller holds the targets and modules, cuts each cycle into shards,
 // leases them to agents, and gathers the results: once per target per
-// cycle, whichever agent probed it.
+// cycle, whichever agent probed it, or once per target per vantage point
+// with EveryVantage.
 type Controller struct {
 	cfg ControllerConfig
 	log *slog.Logger
@@ -103,18 +109,30 @@ type agent struct {
 	pushes chan struct{}
 }
 
-// cycle is one pass over the targets.
+// cycle is one round over the targets: one pass, or one per vantage point
+// with EveryVantage.
 type cycle struct {
-	n          uint64
-	set        *targetSet
-	size       uint64 // targets per shard
-	shards     []shard
-	queue      []int // pending shards, in order
-	received   []uint64
-	got        uint64
-	duplicates uint64
-	moved      uint64
-	start      time.Time
+	n     uint64
+	set   *targetSet
+	size  uint64 // targets per shard
+	start time.Time
+	// passes by vantage point; the one pass is under "" without
+	// EveryVantage.
+	passes map[string]*pass
+}
+
+// pass is one probe of every target, shared by the agents of one vantage
+// point (or by all agents).
+type pass struct {
+	vantage  string
+	shards   []shard
+	queue    []int // pending shards, in order
+	received []uint64
+	got      uint64
+	// abandoned: every agent of the vantage point left before the pass
+	// was done; the cycle ends without the rest of it.
+	abandoned         bool
+	duplicates, moved uint64
 }
 
 type shard struct {
@@ -138,6 +156,11 @@ type CycleSummary struct {
 	// to another agent.
 	Moved    uint64  `json:"moved"`
 	Duration float64 `json:"duration_seconds"`
+	// Vantages are the vantage points that probed every target in the
+	// cycle, with EveryVantage; Abandoned, those whose agents all left
+	// before their pass was done.
+	Vantages  []string `json:"vantages,omitempty"`
+	Abandoned []string `json:"abandoned,omitempty"`
 }
 
 // NewController loads the targets and modules; a bad line is an error
@@ -290,20 +313,99 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// startCycle cuts the current set into shards. Called locked.
+// startCycle cuts the current set into shards: one pass, or one for each
+// vantage point with a live agent. Called locked.
 func (c *Controller) startCycle(n uint64) {
 	set := c.set
 	total := set.targets.Len()
 	shards := uint64(c.cfg.Shards)
 	size := max((total+shards-1)/shards, 1)
-	cy := &cycle{n: n, set: set, size: size, received: make([]uint64, (total+63)/64), start: time.Now()}
-	for lo := uint64(0); lo < total; lo += size {
-		cy.queue = append(cy.queue, len(cy.shards))
-		cy.shards = append(cy.shards, shard{lo: lo, hi: min(lo+size, total)})
-	}
+	cy := &cycle{n: n, set: set, size: size, start: time.Now(), passes: map[string]*pass{}}
 	c.cycle = cy
+	if !c.cfg.EveryVantage {
+		cy.pass("")
+	} else {
+		for _, a := range c.agents {
+			if a.live() {
+				cy.pass(a.vantage)
+			}
+		}
+	}
 	c.m.cycle.Set(float64(n))
-	c.log.Info("cycle started", "cycle", n, "targets", total, "shards", len(cy.shards))
+	c.log.Info("cycle started", "cycle", n, "targets", total, "passes", len(cy.passes))
+}
+
+// pass returns the cycle's pass for a vantage point, cutting a new one
+// when the vantage point has none yet (its first agent arrived during the
+// cycle). Called locked.
+func (cy *cycle) pass(vantage string) *pass {
+	if p := cy.passes[vantage]; p != nil {
+		return p
+	}
+	total := cy.set.targets.Len()
+	p := &pass{vantage: vantage, received: make([]uint64, (total+63)/64)}
+	for lo := uint64(0); lo < total; lo += cy.size {
+		p.queue = append(p.queue, len(p.shards))
+		p.shards = append(p.shards, shard{lo: lo, hi: min(lo+cy.size, total)})
+	}
+	cy.passes[vantage] = p
+	return p
+}
+
+// passKey is the vantage point whose pass an agent works on.
+func (c *Controller) passKey(a *agent) string {
+	if c.cfg.EveryVantage {
+		return a.vantage
+	}
+	return ""
+}
+
+// live reports whether an agent may still take and finish leases.
+func (a *agent) live() bool { return !a.gone && !a.drain }
+
+// got counts the results kept in the cycle, over its passes.
+func (cy *cycle) got() (got, duplicates, moved uint64) {
+	for _, p := range cy.passes {
+		got, duplicates, moved = got+p.got, duplicates+p.duplicates, moved+p.moved
+	}
+	return got, duplicates, moved
+}
+
+// finishIfDone ends the cycle when each of its passes is done or
+// abandoned. Called locked.
+func (c *Controller) finishIfDone() {
+	cy := c.cycle
+	if cy == nil || len(cy.passes) == 0 {
+		return
+	}
+	total := cy.set.targets.Len()
+	var vantages, abandoned []string
+	for v, p := range cy.passes {
+		switch {
+		case p.abandoned:
+			abandoned = append(abandoned, v)
+		case p.got == total:
+			vantages = append(vantages, v)
+		default:
+			return
+		}
+	}
+	got, dups, moved := cy.got()
+	sum := CycleSummary{Cycle: cy.n, Targets: total, Results: got, Duplicates: dups, Moved: moved, Duration: time.Since(cy.start).Seconds()}
+	if c.cfg.EveryVantage {
+		sort.Strings(vantages)
+		sort.Strings(abandoned)
+		sum.Vantages, sum.Abandoned = vantages, abandoned
+	}
+	c.done = append(c.done, sum)
+	c.cycle = nil
+	close(c.cycleDone)
+	c.cycleDone = make(chan struct{})
+	c.m.cycles.Inc()
+	if c.cfg.Cycles > 0 && len(c.done) >= c.cfg.Cycles {
+		c.finished = true
+	}
+	c.log.Info("cycle done", "cycle", sum.Cycle, "targets", sum.Targets, "results", sum.Results, "duplicates", sum.Duplicates, "moved", sum.Moved, "abandoned", len(abandoned), "seconds", sum.Duration)
 }
 
 // expire gives back the shards whose lease timed out, and marks agents
@@ -319,21 +421,58 @@ func (c *Controller) expire(now time.Time) {
 	if cy == nil {
 		return
 	}
-	for i := range cy.shards {
-		s := &cy.shards[i]
-		if s.agent != "" && !s.done && now.After(s.expires) {
-			c.log.Warn("lease expired", "cycle", cy.n, "shard", i, "agent", s.agent)
-			c.requeue(cy, i)
+	for _, p := range cy.passes {
+		for i := range p.shards {
+			s := &p.shards[i]
+			if s.agent != "" && !s.done && now.After(s.expires) {
+				c.log.Warn("lease expired", "cycle", cy.n, "vantage", p.vantage, "shard", i, "agent", s.agent)
+				c.requeue(p, i)
+			}
 		}
 	}
+	if !c.cfg.EveryVantage {
+		return
+	}
+	// A vantage point whose agents have all left cannot finish its pass:
+	// the cycle goes on without it.
+	for v, p := range cy.passes {
+		if p.abandoned || p.got == cy.set.targets.Len() {
+			continue
+		}
+		live := false
+		for _, a := range c.agents {
+			live = live || (a.vantage == v && a.live())
+		}
+		if !live {
+			p.abandoned = true
+			c.log.Warn("vantage point left before its pass was done", "cycle", cy.n, "vantage", v, "results", p.got, "targets", cy.set.targets.Len())
+		}
+	}
+	c.finishIfDone()
 }
 
-// requeue puts a leased shard back in front of the queue. Called locked.
-func (c *Controller) requeue(cy *cycle, i int) {
-	cy.shards[i].agent = ""
-	cy.queue = append([]int{i}, cy.queue...)
-	cy.moved++
+// requeue puts a leased shard back in front of its pass's queue. Called
+// locked.
+func (c *Controller) requeue(p *pass, i int) {
+	p.shards[i].agent = ""
+	p.queue = append([]int{i}, p.queue...)
+	p.moved++
 	c.m.moved.Inc()
+}
+
+// eachLease calls f for each shard of the cycle leased to an agent. Called
+// locked.
+func (c *Controller) eachLease(id string, f func(p *pass, i int)) {
+	if c.cycle == nil {
+		return
+	}
+	for _, p := range c.cycle.passes {
+		for i := range p.shards {
+			if p.shards[i].agent == id {
+				f(p, i)
+			}
+		}
+	}
 }
 
 func newID() string {
@@ -389,18 +528,25 @@ func (c *Controller) Lease(_ context.Context, in *LeaseRequest) (*LeaseReply, er
 	// The agent counts the shards it is still probing; the controller
 	// cannot, since a shard probed to the end stays leased until its
 	// last results arrive.
+	p := cy.passes[c.passKey(a)]
+	if p == nil {
+		p = cy.pass(c.passKey(a))
+	}
+	if p.abandoned {
+		return reply, nil
+	}
 	now := time.Now()
-	for len(reply.Leases) < max(in.Max, 1) && len(cy.queue) > 0 {
-		i := cy.queue[0]
-		cy.queue = cy.queue[1:]
-		s := &cy.shards[i]
+	for len(reply.Leases) < max(in.Max, 1) && len(p.queue) > 0 {
+		i := p.queue[0]
+		p.queue = p.queue[1:]
+		s := &p.shards[i]
 		if s.done {
 			continue
 		}
 		s.agent, s.expires = a.id, now.Add(c.cfg.LeaseTimeout)
 		l := Lease{Cycle: cy.n, Shard: i}
 		for idx := s.lo; idx < s.hi; idx++ {
-			if cy.received[idx/64]&(1<<(idx%64)) != 0 {
+			if p.received[idx/64]&(1<<(idx%64)) != 0 {
 				continue
 			}
 			t := cy.set.targets.At(idx)
@@ -420,14 +566,8 @@ func (c *Controller) Heartbeat(_ context.Context, in *HeartbeatRequest) (*Heartb
 		return &HeartbeatReply{Known: false}, nil
 	}
 	c.known(in.AgentID)
-	if cy := c.cycle; cy != nil {
-		exp := time.Now().Add(c.cfg.LeaseTimeout)
-		for i := range cy.shards {
-			if cy.shards[i].agent == a.id {
-				cy.shards[i].expires = exp
-			}
-		}
-	}
+	exp := time.Now().Add(c.cfg.LeaseTimeout)
+	c.eachLease(a.id, func(p *pass, i int) { p.shards[i].expires = exp })
 	return &HeartbeatReply{Known: true, ConfigVersion: c.set.config.Version}, nil
 }
 
@@ -441,13 +581,11 @@ func (c *Controller) Drain(_ context.Context, in *DrainRequest) (*DrainReply, er
 		return nil, err
 	}
 	a.drain = true
-	if cy := c.cycle; cy != nil {
-		for i := range cy.shards {
-			if cy.shards[i].agent == a.id && !cy.shards[i].done {
-				c.requeue(cy, i)
-			}
+	c.eachLease(a.id, func(p *pass, i int) {
+		if !p.shards[i].done {
+			c.requeue(p, i)
 		}
-	}
+	})
 	c.log.Info("agent drained", "agent", a.id)
 	return &DrainReply{}, nil
 }
@@ -523,42 +661,35 @@ func (c *Controller) apply(a *agent, b *Batch) bool {
 	a.lastAck = b.Seq
 	a.lastSeen = time.Now()
 	cy := c.cycle
+	var p *pass
+	if cy != nil {
+		p = cy.passes[c.passKey(a)]
+	}
 	var keep []Record
 	for _, rec := range b.Records {
-		if rec.Result == nil || cy == nil || rec.Cycle != cy.n || rec.Index >= cy.set.targets.Len() {
+		if rec.Result == nil || p == nil || p.abandoned || rec.Cycle != cy.n || rec.Index >= cy.set.targets.Len() {
 			// A late answer for a cycle already complete: every one of
-			// its targets was answered.
+			// its targets was answered (or its pass was given up).
 			c.m.duplicates.Inc()
 			continue
 		}
 		w, bit := rec.Index/64, uint64(1)<<(rec.Index%64)
-		if cy.received[w]&bit != 0 {
-			cy.duplicates++
+		if p.received[w]&bit != 0 {
+			p.duplicates++
 			c.m.duplicates.Inc()
 			continue
 		}
-		cy.received[w] |= bit
-		cy.got++
+		p.received[w] |= bit
+		p.got++
 		a.results++
 		rec.Vantage = a.vantage
 		keep = append(keep, rec)
-		s := &cy.shards[rec.Index/cy.size]
+		s := &p.shards[rec.Index/cy.size]
 		if s.got++; s.got == s.hi-s.lo {
 			s.done, s.agent = true, ""
 		}
 	}
-	if cy != nil && cy.got == cy.set.targets.Len() {
-		sum := CycleSummary{Cycle: cy.n, Targets: cy.got, Results: cy.got, Duplicates: cy.duplicates, Moved: cy.moved, Duration: time.Since(cy.start).Seconds()}
-		c.done = append(c.done, sum)
-		c.cycle = nil
-		close(c.cycleDone)
-		c.cycleDone = make(chan struct{})
-		c.m.cycles.Inc()
-		if c.cfg.Cycles > 0 && len(c.done) >= c.cfg.Cycles {
-			c.finished = true
-		}
-		c.log.Info("cycle done", "cycle", sum.Cycle, "targets", sum.Targets, "duplicates", sum.Duplicates, "moved", sum.Moved, "seconds", sum.Duration)
-	}
+	c.finishIfDone()
 	c.mu.Unlock()
 	for _, rec := range keep {
 		c.m.results.WithLabelValues(rec.Result.Module, string(rec.Result.Reason), rec.Vantage).Inc()
@@ -600,7 +731,8 @@ func (c *Controller) Received() (cycle, got uint64) {
 	if c.cycle == nil {
 		return 0, 0
 	}
-	return c.cycle.n, c.cycle.got
+	got, _, _ = c.cycle.got()
+	return c.cycle.n, got
 }
 
 // authorized checks an agent's token: "Bearer TOKEN".
@@ -661,13 +793,7 @@ func (c *Controller) Agents() []AgentInfo {
 	for _, a := range c.agents {
 		info := AgentInfo{ID: a.id, Vantage: a.vantage, Registered: a.registered, LastSeen: a.lastSeen,
 			Healthy: !a.gone, Streaming: a.stream != nil, Results: a.results, LastAck: a.lastAck, Draining: a.drain}
-		if cy := c.cycle; cy != nil {
-			for i := range cy.shards {
-				if cy.shards[i].agent == a.id {
-					info.Leases++
-				}
-			}
-		}
+		c.eachLease(a.id, func(*pass, int) { info.Leases++ })
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Vantage+out[i].ID < out[j].Vantage+out[j].ID })

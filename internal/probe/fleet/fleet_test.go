@@ -349,3 +349,150 @@ func TestControllerRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// acceptAndHold listens on loopback and keeps what it accepts open and
+// silent until the test ends.
+func acceptAndHold(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestEveryVantage probes each target from every vantage point in each
+// cycle: two agents share site-a's pass, one does site-b's, and site-c's
+// only agent is killed during the first cycle, whose pass is given up
+// after the lease timeout while the cycle completes for the others.
+func TestEveryVantage(t *testing.T) {
+	const n, cycles = 600, 2
+	refused, silent := acceptAndClose(t), acceptAndHold(t)
+	var text strings.Builder
+	for i := range n {
+		if i%20 == 0 {
+			// Probes that wait for an answer until their timeout keep
+			// each pass busy for a few seconds.
+			fmt.Fprintf(&text, "%s wait\n", silent)
+			continue
+		}
+		fmt.Fprintf(&text, "%s\n", refused)
+	}
+	modules := "modules:\n  tcp_connect:\n    prober: tcp\n  wait:\n    prober: tcp\n    timeout: 1s\n    tcp:\n      query_response:\n        - expect: \"^never\"\n"
+	out := &lockedBuffer{}
+	c, err := NewController(ControllerConfig{
+		TargetsFile: writeFile(t, "targets.txt", text.String()), ModulesFile: writeFile(t, "blackbox.yml", modules),
+		Shards: 12, LeaseTimeout: time.Second, Interval: time.Millisecond, Cycles: cycles, Out: out, EveryVantage: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startController(t, c)
+	var wg sync.WaitGroup
+	agents := map[string]context.CancelFunc{}
+	defer func() {
+		for _, cancel := range agents {
+			cancel()
+		}
+		wg.Wait()
+	}()
+	for i, v := range []string{"site-a", "site-a", "site-b", "site-c"} {
+		a, err := NewAgent(AgentConfig{Controller: addr, Vantage: v, Concurrency: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		agents[fmt.Sprintf("%s/%d", v, i)] = cancel
+		wg.Add(1)
+		go func() { defer wg.Done(); a.Run(ctx) }()
+	}
+	waitFor(t, "four agents", time.Minute, func() bool { return len(c.Agents()) == 4 })
+	runDone := make(chan struct{})
+	go func() { c.Run(context.Background()); close(runDone) }()
+	// Kill site-c once it holds leases in the first cycle.
+	waitFor(t, "site-c to lease", time.Minute, func() bool {
+		for _, info := range c.Agents() {
+			if info.Vantage == "site-c" && info.Leases > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	agents["site-c/3"]()
+	select {
+	case <-runDone:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("the cycles did not complete: %+v", c.Cycles())
+	}
+
+	seen := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
+	for sc.Scan() {
+		var rec Record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("output line %q: %v", sc.Text(), err)
+		}
+		seen[fmt.Sprintf("%d/%s/%d", rec.Cycle, rec.Vantage, rec.Index)]++
+	}
+	for cy := 1; cy <= cycles; cy++ {
+		for _, v := range []string{"site-a", "site-b"} {
+			missing, doubled := 0, 0
+			for i := range n {
+				switch seen[fmt.Sprintf("%d/%s/%d", cy, v, i)] {
+				case 0:
+					missing++
+				case 1:
+				default:
+					doubled++
+				}
+			}
+			if missing > 0 || doubled > 0 {
+				t.Errorf("cycle %d, %s: %d targets without a result, %d with more than one", cy, v, missing, doubled)
+			}
+		}
+	}
+	sums := c.Cycles()
+	if len(sums) != cycles {
+		t.Fatalf("%d cycles done, want %d", len(sums), cycles)
+	}
+	if got := strings.Join(sums[0].Vantages, ","); got != "site-a,site-b" {
+		t.Errorf("cycle 1 done by %q, want site-a,site-b: %+v", got, sums[0])
+	}
+	if got := strings.Join(sums[0].Abandoned, ","); got != "site-c" {
+		t.Errorf("cycle 1 abandoned %q, want site-c: %+v", got, sums[0])
+	}
+	if got := strings.Join(sums[1].Vantages, ","); got != "site-a,site-b" || len(sums[1].Abandoned) != 0 {
+		t.Errorf("cycle 2: vantages %q, abandoned %v; want site-a,site-b and none", got, sums[1].Abandoned)
+	}
+	var one struct {
+		Vantages map[string]VantageResult `json:"vantages"`
+	}
+	getJSON(t, "http://"+addr+"/results?target="+silent, &one)
+	for _, v := range []string{"site-a", "site-b"} {
+		if _, ok := one.Vantages[v]; !ok {
+			t.Errorf("/results?target=%s lacks %s: %+v", silent, v, one.Vantages)
+		}
+	}
+	t.Logf("cycles: %+v", sums)
+}
