@@ -42,14 +42,26 @@ func listenLoopback(t *testing.T) net.Listener {
 	return ln
 }
 
+// handedOut are the addresses freeAddr has returned: the kernel may give
+// a port closed a moment ago to the next listener, so two calls in one
+// test (a listener and the admin API) could otherwise get the same one.
+var handedOut sync.Map
+
+// freeAddr returns a loopback address that was free a moment ago and that
+// no earlier call returned.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // TestServeDrainsOnSIGTERM runs `penstock serve -c FILE`, starts a slow
