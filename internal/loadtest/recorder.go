@@ -26,18 +26,24 @@ var phaseNames = [numPhases]string{runlog.Total, runlog.Connect, runlog.TLS, run
 type counters struct {
 	responses int64 // measured requests answered (any status)
 	errors    [numErrKinds]int64
-	late      int64 // measured requests that started late
-	warmup    int64 // requests of the warm-up (any outcome)
-	bytes     int64 // response bytes read (measured)
-	conns     int64 // connections established (whole run)
-	status    map[int]int64
-	lastDone  time.Time
+	// samples hold the first error message of each kind, to tell what
+	// "other" was.
+	samples  [numErrKinds]string
+	late     int64 // measured requests that started late
+	warmup   int64 // requests of the warm-up (any outcome)
+	bytes    int64 // response bytes read (measured)
+	conns    int64 // connections established (whole run)
+	status   map[int]int64
+	lastDone time.Time
 }
 
 func (c *counters) add(o *counters) {
 	c.responses += o.responses
 	for i := range c.errors {
 		c.errors[i] += o.errors[i]
+		if c.samples[i] == "" {
+			c.samples[i] = o.samples[i]
+		}
 	}
 	c.late += o.late
 	c.warmup += o.warmup
@@ -124,9 +130,12 @@ func (s *shard) response(total, firstByte time.Duration, status int, bytes int64
 }
 
 // failure records a measured request that failed without a response.
-func (s *shard) failure(kind errKind, late bool, done time.Time) {
+func (s *shard) failure(kind errKind, err error, late bool, done time.Time) {
 	s.mu.Lock()
 	s.c.errors[kind]++
+	if s.c.samples[kind] == "" && err != nil {
+		s.c.samples[kind] = err.Error()
+	}
 	if late {
 		s.c.late++
 	}

@@ -50,11 +50,13 @@ type Result struct {
 	Handshakes int64 `json:"handshakes,omitempty"`
 	// Errors by kind: connect, tls, timeout, reset, closed, protocol,
 	// status_5xx (those are responses too), other.
-	Errors    map[string]int64 `json:"errors"`
-	ErrorsAll int64            `json:"errors_total"`
-	Status    map[string]int64 `json:"status"`
-	Bytes     int64            `json:"bytes"`
-	Conns     int64            `json:"connections_opened"`
+	Errors map[string]int64 `json:"errors"`
+	// ErrorSamples hold the first error message of each kind.
+	ErrorSamples map[string]string `json:"error_samples,omitempty"`
+	ErrorsAll    int64             `json:"errors_total"`
+	Status       map[string]int64  `json:"status"`
+	Bytes        int64             `json:"bytes"`
+	Conns        int64             `json:"connections_opened"`
 	// Phases holds the latency percentiles of each phase with samples.
 	Phases map[string]Percentiles `json:"phases"`
 	// Warmup counts the warm-up's requests.
@@ -126,6 +128,12 @@ func (r *runner) result(c *collector) *Result {
 		if n > 0 {
 			res.Errors[errKind(k).String()] = n
 			res.ErrorsAll += n
+			if m := tot.samples[k]; m != "" {
+				if res.ErrorSamples == nil {
+					res.ErrorSamples = map[string]string{}
+				}
+				res.ErrorSamples[errKind(k).String()] = m
+			}
 		}
 	}
 	for code, n := range tot.status {
@@ -279,6 +287,9 @@ func (res *Result) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, " %s: %d", k, res.Errors[k])
 		}
 		b.WriteString("\n")
+		for _, k := range slices.Sorted(maps.Keys(res.ErrorSamples)) {
+			fmt.Fprintf(&b, "  first %-7s %s\n", k, res.ErrorSamples[k])
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -375,10 +375,13 @@ func (r *runner) request(w *worker, intended, start time.Time, measured bool, se
 		err = c.s.roundTrip(t, start, r.o.Timeout, out)
 		r.release(w, c)
 	}
+	// The server's GOAWAY came first: nothing was sent, and a client that
+	// honours GOAWAY sends it again on another connection. Each refusal
+	// marks its connection unusable, so after at most one try per
+	// connection of the pool (all of them may have had the same GOAWAY)
+	// a new connection takes it.
 	var ns *notSentError
-	if errors.As(err, &ns) {
-		// The server's GOAWAY came first: nothing was sent, and a client
-		// that honours GOAWAY sends it on a new connection.
+	for try := 0; try <= r.o.Connections && errors.As(err, &ns); try++ {
 		*out = outcome{}
 		if c, err = r.acquire(w, t.origin); err == nil {
 			err = c.s.roundTrip(t, start, r.o.Timeout, out)
@@ -401,7 +404,7 @@ func (r *runner) record(w *worker, intended time.Time, measured, late bool, out 
 	case !measured:
 		w.shard.warmupDone()
 	case err != nil:
-		w.shard.failure(classify(err), late, done)
+		w.shard.failure(classify(err), err, late, done)
 	default:
 		var fb time.Duration
 		if !out.firstByte.IsZero() {
