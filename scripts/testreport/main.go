@@ -16,7 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -93,7 +95,22 @@ func report(in io.Reader, out io.Writer) (result, error) {
 				res.skipped = append(res.skipped, skip{e.Package, e.Test})
 			case e.Action == "fail":
 				// A failed test's output, or a failed package's (its
-				// FAIL line, a panic outside a test, a timeout).
+				// FAIL line, a panic outside a test, a timeout). A
+				// package that fails with tests still running (a
+				// timeout, a crash) ends them without an event of their
+				// own: their output, which holds the panic and the
+				// goroutines, comes first.
+				if e.Test == "" {
+					keys := slices.SortedFunc(maps.Keys(output), func(a, b [2]string) int {
+						return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1])
+					})
+					for _, k := range keys {
+						if k[0] == e.Package && k[1] != "" {
+							fmt.Fprintf(out, "--- UNFINISHED: %s\n%s", k[1], strings.Join(output[k], ""))
+							delete(output, k)
+						}
+					}
+				}
 				fmt.Fprint(out, strings.Join(lines, ""))
 			case e.Test == "" && len(lines) > 0:
 				fmt.Fprint(out, lines[len(lines)-1]) // "ok  pkg 1.2s", "?  pkg [no test files]"

@@ -39,6 +39,15 @@ func TestReport(t *testing.T) {
 			failed: true,
 		},
 		{
+			name: "a package that times out prints the output of the tests it cut short",
+			in: ev("run", "p", "TestA", "") + ev("output", "p", "TestA", "=== RUN   TestA\n") + ev("pass", "p", "TestA", "") +
+				ev("run", "p", "TestB", "") + ev("output", "p", "TestB", "=== RUN   TestB\n") +
+				ev("output", "p", "TestB", "panic: test timed out after 10m0s\n") +
+				ev("output", "p", "", "FAIL\tp\t600.1s\n") + ev("fail", "p", "", ""),
+			out:    "--- UNFINISHED: TestB\n=== RUN   TestB\npanic: test timed out after 10m0s\nFAIL\tp\t600.1s\n",
+			failed: true,
+		},
+		{
 			name:   "build errors and lines that are not JSON pass through",
 			in:     `{"ImportPath":"p [p.test]","Action":"build-output","Output":"p/a.go:3:1: syntax error\n"}` + "\n" + `{"ImportPath":"p [p.test]","Action":"build-fail"}` + "\n" + "go: warning\n",
 			out:    "p/a.go:3:1: syntax error\ngo: warning\n",
