@@ -312,7 +312,12 @@ func (c *pgCluster) kill(s *pgServer) {
 		return
 	}
 	s.cmd.Process.Signal(syscall.SIGQUIT)
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
 	s.cmd = nil
 }
 

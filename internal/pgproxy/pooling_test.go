@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -100,8 +101,13 @@ func TestTransactionHoldsServerConnection(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if pidB := <-done; pidB != pidA1 {
-		t.Errorf("b ran on backend %d, want the released %d", pidB, pidA1)
+	select {
+	case pidB := <-done:
+		if pidB != pidA1 {
+			t.Errorf("b ran on backend %d, want the released %d", pidB, pidA1)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("b still waiting a minute after a's commit: %+v", p.State().Pools)
 	}
 }
 

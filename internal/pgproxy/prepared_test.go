@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -27,14 +28,14 @@ func TestPgbenchPreparedTransactionMode(t *testing.T) {
 	env := append(os.Environ(), "PGPASSWORD="+testPass)
 	init := exec.Command(pgbench, "-i", "-q", "-s", "1", "-h", host, "-p", port, "-U", testUser, testDB)
 	init.Env = env
-	if out, err := init.CombinedOutput(); err != nil {
+	if out, err := boundedOutput(t, init, 2*time.Minute); err != nil {
 		t.Fatalf("pgbench -i through the proxy: %v\n%s", err, out)
 	}
 	for _, mode := range []string{"prepared", "extended", "simple"} {
 		t.Run(mode, func(t *testing.T) {
 			cmd := exec.Command(pgbench, "-n", "-M", mode, "-c", "10", "-j", "2", "-t", "25", "-h", host, "-p", port, "-U", testUser, testDB)
 			cmd.Env = env
-			out, err := cmd.CombinedOutput()
+			out, err := boundedOutput(t, cmd, 2*time.Minute)
 			if err != nil {
 				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
 			}

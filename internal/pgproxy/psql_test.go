@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // psql works through the proxy unchanged: it asks for TLS first (answered
@@ -30,7 +31,7 @@ SELECT count(*) || ' rows' FROM psql_t;
 	cmd := exec.Command(filepath.Join(c.bin, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-U", testUser, "-d", testDB, "-f", "-")
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+testPass, "PGSSLMODE=prefer")
 	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
+	out, err := boundedOutput(t, cmd, 2*time.Minute)
 	if err != nil {
 		t.Fatalf("psql: %v\n%s", err, out)
 	}
