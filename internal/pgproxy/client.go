@@ -10,9 +10,24 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
 )
+
+// routeKey names one routing counter of a client.
+type routeKey struct{ kind, target string }
+
+// routed returns the client's counter of statements of kind sent to target.
+func (c *client) routed(kind, target string) prometheus.Counter {
+	k := routeKey{kind, target}
+	ctr := c.routedC[k]
+	if ctr == nil {
+		ctr = c.p.metrics.routed.WithLabelValues(c.db.cfg.Name, kind, target)
+		c.routedC[k] = ctr
+	}
+	return ctr
+}
 
 // client is one client connection. Two goroutines serve it while a server
 // connection is attached: the client's (reads client messages, attaches a
@@ -32,6 +47,11 @@ type client struct {
 	key    []byte
 	txMode bool
 	split  *config.PostgresSplit
+
+	// The client's series, looked up once: a label lookup per statement
+	// costs more than the counting.
+	queriesC, txC prometheus.Counter
+	routedC       map[routeKey]prometheus.Counter
 
 	// wmu serialises writes to the client.
 	wmu sync.Mutex
@@ -190,6 +210,9 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	c.split = c.db.cfg.ReadWriteSplit
 	c.pools = p.poolsFor(rt, c.db, user)
 	c.stmts = make(map[string]*stmt)
+	c.queriesC = p.metrics.queries.WithLabelValues(c.db.cfg.Name)
+	c.txC = p.metrics.transactions.WithLabelValues(c.db.cfg.Name)
+	c.routedC = make(map[routeKey]prometheus.Counter)
 	// The parameters the client sees are the primary's, from a server
 	// connection: open one now, so a login against an unreachable server
 	// fails with a clear error rather than later.
@@ -592,12 +615,12 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	defer sc.sendMu.Unlock()
 	c.mu.Unlock()
 	if known {
-		c.p.metrics.routed.WithLabelValues(c.db.cfg.Name, cls.Kind, target).Inc()
+		c.routed(cls.Kind, target).Inc()
 	}
 	for _, m := range msgs {
 		switch m.(type) {
 		case *pgproto3.Query, *pgproto3.Execute:
-			c.p.metrics.queries.WithLabelValues(c.db.cfg.Name).Inc()
+			c.queriesC.Inc()
 		}
 		sc.fe.Send(m)
 	}
@@ -722,7 +745,7 @@ func (c *client) relay(sc *serverConn) {
 			eligible := c.pending <= 0 && !c.unsynced && m.TxStatus == 'I' && (closed || c.txMode && c.pinned == 0)
 			c.mu.Unlock()
 			if m.TxStatus == 'I' {
-				c.p.metrics.transactions.WithLabelValues(c.db.cfg.Name).Inc()
+				c.txC.Inc()
 			}
 			if !closed {
 				c.write(true, m)
