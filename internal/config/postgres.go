@@ -71,7 +71,21 @@ type Postgres struct {
 	// Breaker marks a server down after failed connects and probes it
 	// back.
 	Breaker PostgresBreaker `yaml:"breaker"`
+	// TrackParameters are the startup parameters (names, matched
+	// case-insensitively) whose client values the proxy replays on every
+	// server connection the client uses, as PgBouncer's
+	// track_extra_parameters: set before the client's first message on it
+	// when the connection's value differs, and reset to the server's
+	// default when a client that did not send it gets the connection.
+	// Other startup parameters are ignored. Default application_name,
+	// client_encoding, DateStyle, IntervalStyle, TimeZone, search_path,
+	// extra_float_digits, standard_conforming_strings.
+	TrackParameters []string `yaml:"track_parameters"`
 }
+
+// DefaultPostgresTrackParameters are the startup parameters replayed by
+// default: what libpq, pgx, JDBC and psql send.
+var DefaultPostgresTrackParameters = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone", "search_path", "extra_float_digits", "standard_conforming_strings"}
 
 // PostgresTLS is the proxy's certificate for clients.
 type PostgresTLS struct {
@@ -227,6 +241,9 @@ func (p *Postgres) setDefaults() {
 	setDefault(&p.Timeouts.ClientLogin, DefaultPostgresClientLogin)
 	setDefault(&p.Breaker.Failures, DefaultPostgresBreakerFailures)
 	setDefault(&p.Breaker.ProbeInterval, DefaultPostgresProbeInterval)
+	if p.TrackParameters == nil {
+		p.TrackParameters = append([]string(nil), DefaultPostgresTrackParameters...)
+	}
 	for i := range p.Databases {
 		d := &p.Databases[i]
 		setDefault(&d.DBName, d.Name)
@@ -311,6 +328,13 @@ func (c *Config) validatePostgres(col *Collector) {
 	if p.Breaker.Failures < 1 {
 		col.Addf("postgres.breaker.failures", "must be at least 1, got %d", p.Breaker.Failures)
 	}
+	for i, name := range p.TrackParameters {
+		if !isParameterName(name) {
+			col.Addf(indexPath("postgres.track_parameters", i), "invalid parameter name %q: want letters, digits, _ and . (such as search_path)", name)
+		} else if isKnown(strings.ToLower(name), "user", "database", "replication", "options") {
+			col.Addf(indexPath("postgres.track_parameters", i), "%q is not a setting the proxy can replay", name)
+		}
+	}
 	users := map[string]string{}
 	for i, u := range p.Users {
 		path := indexPath("postgres.users", i)
@@ -368,6 +392,19 @@ func (c *Config) validatePostgres(col *Collector) {
 			}
 		}
 	}
+}
+
+// isParameterName reports whether s can name a PostgreSQL setting.
+func isParameterName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] >= '0' && s[0] <= '9' || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkServerAddress checks a host:port the proxy connects to.

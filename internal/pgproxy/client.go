@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ type client struct {
 	key    []byte
 	txMode bool
 	split  *config.PostgresSplit
+	// params are the client's tracked startup parameters, replayed on
+	// each server connection it uses.
+	params []param
 
 	// The client's series, looked up once: a label lookup per statement
 	// costs more than the counting.
@@ -216,12 +220,26 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	// The parameters the client sees are the primary's, from a server
 	// connection: open one now, so a login against an unreachable server
 	// fails with a clear error rather than later.
+	c.params = trackedParams(startup.Parameters, rt.tracked)
 	sc, err := c.pools.primary.acquire(p.ctx, rt.cfg.Timeouts.QueryWait.D())
 	if err != nil {
 		fatal(errCode(err), fmt.Sprintf("cannot reach server %s of database %q: %v", c.pools.primary.srv.addr, dbName, err))
 		return
 	}
-	params := sc.params
+	// The client's settings are checked by the server now, as a direct
+	// login would be, and the parameters reported are the ones it asked for.
+	if err := c.syncParams(sc); err != nil {
+		c.pools.primary.discard(sc)
+		var pe *paramError
+		if errors.As(err, &pe) {
+			be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: pe.resp.Code, Message: pe.resp.Message, Detail: pe.resp.Detail, Hint: pe.resp.Hint})
+			be.Flush()
+			return
+		}
+		fatal(codeConnectionFailure, fmt.Sprintf("server %s of database %q: %v", c.pools.primary.srv.addr, dbName, err))
+		return
+	}
+	params := maps.Clone(sc.params)
 	c.pid, c.key = p.register(c)
 	defer p.unregister(c.pid)
 	if !c.txMode {
@@ -651,6 +669,10 @@ func (c *client) attach(cls Class, known bool) (*serverConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.syncParams(sc); err != nil {
+		c.pools.primary.discard(sc)
+		return nil, err
+	}
 	c.setAttached(sc, false)
 	return sc, nil
 }
@@ -670,6 +692,11 @@ func (c *client) attachReplica(ctx context.Context, wait time.Duration) (*server
 		}
 		sc, err := pl.acquire(ctx, wait)
 		if err != nil {
+			lastErr = err
+			continue
+		}
+		if err := c.syncParams(sc); err != nil {
+			pl.discard(sc)
 			lastErr = err
 			continue
 		}
@@ -721,6 +748,8 @@ func (c *client) relay(sc *serverConn) {
 				c.write(flush, &pgproto3.ParseComplete{})
 				continue
 			}
+		case *pgproto3.ParameterStatus:
+			sc.noteReported(m, c.rt.tracked)
 		case *pgproto3.ReadyForQuery:
 			c.mu.Lock()
 			c.pending--
@@ -797,31 +826,19 @@ func (c *client) release(sc *serverConn, dirty bool) {
 	sc.pool.release(sc)
 }
 
-// reset runs the reset query on sc and waits for its end.
+// reset runs the reset query on sc and waits for its end. The server
+// forgets its prepared statements and settings: so does sc.
 func (c *client) reset(sc *serverConn) error {
-	sc.conn.SetDeadline(time.Now().Add(c.rt.cfg.Timeouts.Connect.D()))
-	defer sc.conn.SetDeadline(time.Time{})
-	sc.fe.Send(&pgproto3.Query{String: c.rt.cfg.ResetQuery})
-	if err := sc.fe.Flush(); err != nil {
+	failed, err := sc.exchange([]pgproto3.FrontendMessage{&pgproto3.Query{String: c.rt.cfg.ResetQuery}}, 1, c.rt.cfg.Timeouts.Connect.D())
+	if err != nil {
 		return err
 	}
-	var failed error
-	for {
-		msg, err := sc.fe.Receive()
-		if err != nil {
-			return err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			failed = errors.New(m.Message)
-		case *pgproto3.ReadyForQuery:
-			sc.stmts.clear()
-			if failed == nil && m.TxStatus != 'I' {
-				failed = errors.New("not idle after reset")
-			}
-			return failed
-		}
+	sc.stmts.clear()
+	sc.applied = nil
+	if failed != nil {
+		return errors.New(failed.Message)
 	}
+	return nil
 }
 
 // serverLost handles a server connection that failed under the client: it

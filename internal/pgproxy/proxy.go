@@ -61,6 +61,8 @@ type runtime struct {
 	tls   *tls.Config
 	users map[string]*userAuth
 	dbs   map[string]*database
+	// tracked are postgres.track_parameters in lower case.
+	tracked map[string]bool
 }
 
 // database is one configured database: its servers and its pools, created
@@ -104,7 +106,10 @@ func New(cfg *config.Postgres, log *slog.Logger, reg prometheus.Registerer) (*Pr
 // compile turns cfg into a runtime; databases unchanged from prev keep
 // their servers and pools.
 func (p *Proxy) compile(cfg *config.Postgres, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, users: make(map[string]*userAuth), dbs: make(map[string]*database)}
+	rt := &runtime{cfg: cfg, users: make(map[string]*userAuth), dbs: make(map[string]*database), tracked: make(map[string]bool)}
+	for _, name := range cfg.TrackParameters {
+		rt.tracked[strings.ToLower(name)] = true
+	}
 	if t := cfg.TLS; t != nil {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
