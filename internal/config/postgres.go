@@ -26,8 +26,22 @@ type Postgres struct {
 	// Default "scram-sha-256".
 	AuthType string `yaml:"auth_type"`
 	// Users are the client accounts. A client whose user is not listed is
-	// refused (SQLSTATE 28P01), except with auth_type trust.
+	// refused (SQLSTATE 28P01), except with auth_type trust or when
+	// AuthUser finds it on the server.
 	Users []PostgresUser `yaml:"users"`
+	// AuthUser, when set, turns on passthrough authentication as
+	// PgBouncer's auth_user: a client user not in Users is looked up with
+	// AuthQuery on the primary of the database it names, logged in as
+	// AuthUser (a user of Users with a plain password), and its stored
+	// secret (md5 hash or SCRAM verifier) checks the login. Those clients
+	// reach the servers as the database's user, which each database must
+	// then set. Default none.
+	AuthUser string `yaml:"auth_user"`
+	// AuthQuery returns the stored password of the user named by $1: one
+	// row whose second column (or only column) is the secret, NULL or no
+	// row for no such user. Used only with AuthUser. Default "SELECT
+	// usename, passwd FROM pg_shadow WHERE usename = $1".
+	AuthQuery string `yaml:"auth_query"`
 	// Databases are the databases clients may connect to, by name.
 	// At least one.
 	Databases []PostgresDatabase `yaml:"databases"`
@@ -210,6 +224,7 @@ const (
 	DefaultPostgresMaxMessageBytes    = ByteSize(16 << 20)
 	DefaultPostgresPreparedStatements = 200
 	DefaultPostgresResetQuery         = "DISCARD ALL"
+	DefaultPostgresAuthQuery          = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
 	DefaultPostgresPoolSize           = 20
 	DefaultPostgresConnectTimeout     = Duration(5 * time.Second)
 	DefaultPostgresQueryWait          = Duration(30 * time.Second)
@@ -234,6 +249,7 @@ func (p *Postgres) setDefaults() {
 	setDefault(&p.PreparedStatements, DefaultPostgresPreparedStatements)
 	setDefault(&p.SessionState, PostgresStatePin)
 	setDefault(&p.ResetQuery, DefaultPostgresResetQuery)
+	setDefault(&p.AuthQuery, DefaultPostgresAuthQuery)
 	setDefault(&p.ServerSSLMode, "disable")
 	setDefault(&p.Timeouts.Connect, DefaultPostgresConnectTimeout)
 	setDefault(&p.Timeouts.QueryWait, DefaultPostgresQueryWait)
@@ -350,6 +366,31 @@ func (c *Config) validatePostgres(col *Collector) {
 	}
 	if len(p.Databases) == 0 {
 		col.Addf("postgres.databases", "at least one database is required")
+	}
+	if p.AuthUser != "" {
+		found := false
+		for _, u := range p.Users {
+			if u.Name == p.AuthUser {
+				found = true
+				if strings.HasPrefix(u.Password, "SCRAM-SHA-256$") || isMD5Hash(u.Password) {
+					col.Addf("postgres.auth_user", "user %q logs in to the servers to run auth_query: its password in users must be plain", p.AuthUser)
+				}
+			}
+		}
+		switch {
+		case !found:
+			col.Addf("postgres.auth_user", "user %q is not in postgres.users (the proxy logs in as it with its password there)", p.AuthUser)
+		case p.AuthType == PostgresAuthTrust:
+			col.Addf("postgres.auth_user", "has no use with auth_type trust (no password is checked)")
+		}
+		if !strings.Contains(p.AuthQuery, "$1") {
+			col.Addf("postgres.auth_query", "must take the user name as $1, got %q", p.AuthQuery)
+		}
+		for i, d := range p.Databases {
+			if d.User == "" {
+				col.Addf(indexPath("postgres.databases", i)+".user", "is required with postgres.auth_user: users found by auth_query reach the servers as the database's user (the proxy never learns their passwords)")
+			}
+		}
 	}
 	names := map[string]string{}
 	for i, d := range p.Databases {

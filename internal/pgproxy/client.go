@@ -198,15 +198,21 @@ func (p *Proxy) serveConn(conn net.Conn) {
 		dbName = user
 	}
 	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, txMode: rt.cfg.PoolMode == config.PostgresPoolTransaction, txStatus: 'I'}
+	// The database is known before the password is checked (auth_query
+	// runs on its primary) but an unknown one is told only after.
+	c.db = rt.dbs[dbName]
 	if err := c.authenticate(); err != nil {
 		p.metrics.authFailures.Inc()
+		if errors.Is(err, errLookupFailed) {
+			fatal(codeConnectionFailure, fmt.Sprintf("cannot check the password of user %q: %v", user, err))
+			return
+		}
 		if !errors.Is(err, errAuthFailed) && !errors.Is(err, errUnknownUser) {
 			return
 		}
 		fatal(codeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", user))
 		return
 	}
-	c.db = rt.dbs[dbName]
 	if c.db == nil {
 		fatal(codeInvalidCatalog, fmt.Sprintf("database %q does not exist on this proxy (postgres.databases)", dbName))
 		return
@@ -273,6 +279,13 @@ func (c *client) authenticate() error {
 	ua := c.rt.users[c.user]
 	if cfg.AuthType == config.PostgresAuthTrust {
 		return nil
+	}
+	if ua == nil && cfg.AuthUser != "" && c.db != nil {
+		found, err := c.p.lookupUser(c.p.ctx, c.rt, c.db, c.user)
+		if err != nil {
+			return err
+		}
+		ua = found
 	}
 	if ua == nil {
 		// Run the exchange anyway so an unknown user looks like a wrong

@@ -78,6 +78,8 @@ type database struct {
 	pools map[string]*userPools
 	// done stops the database's monitor.
 	done chan struct{}
+	// auth runs postgres.auth_query.
+	auth authLookup
 }
 
 // userPools are one client user's pools on each server of a database.
@@ -125,7 +127,7 @@ func (p *Proxy) compile(cfg *config.Postgres, prev *runtime) (*runtime, error) {
 		rt.users[u.Name] = ua
 	}
 	for _, dc := range cfg.Databases {
-		if prev != nil && prev.cfg.PoolMode == cfg.PoolMode && prev.cfg.PreparedStatements == cfg.PreparedStatements {
+		if prev != nil && prev.cfg.PoolMode == cfg.PoolMode && prev.cfg.PreparedStatements == cfg.PreparedStatements && prev.cfg.AuthUser == cfg.AuthUser {
 			if old := prev.dbs[dc.Name]; old != nil && reflect.DeepEqual(old.cfg, dc) {
 				rt.dbs[dc.Name] = old
 				continue
@@ -278,6 +280,9 @@ func (d *database) close() {
 	default:
 		close(d.done)
 	}
+	d.auth.mu.Lock()
+	d.auth.close()
+	d.auth.mu.Unlock()
 	for _, up := range d.pools {
 		up.primary.close()
 		for _, r := range up.replicas {
@@ -301,8 +306,10 @@ func (p *Proxy) poolsFor(rt *runtime, d *database, user string) *userPools {
 	return up
 }
 
-func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool {
-	host, port, _ := net.SplitHostPort(s.addr)
+// serverConfig is how the proxy connects to the server at addr, before
+// the database and credentials are filled in.
+func (p *Proxy) serverConfig(rt *runtime, addr string) *pgconn.Config {
+	host, port, _ := net.SplitHostPort(addr)
 	portN, _ := strconv.ParseUint(port, 10, 16)
 	// pgconn.ParseConfig fills the fields that a zero Config lacks and
 	// builds the TLS settings (and, for prefer, the plain fallback) of
@@ -314,10 +321,15 @@ func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool 
 	cc, err := pgconn.ParseConfig(conn)
 	if err != nil {
 		// Validated already; a CA file removed since is a connect error.
-		p.log.Error("postgres server settings", "server", s.addr, "error", err)
+		p.log.Error("postgres server settings", "server", addr, "error", err)
 		cc, _ = pgconn.ParseConfig("sslmode=disable")
 		cc.Host, cc.Port = host, uint16(portN)
 	}
+	return cc
+}
+
+func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool {
+	cc := p.serverConfig(rt, s.addr)
 	cc.Database = d.cfg.DBName
 	cc.User, cc.Password = d.cfg.User, d.cfg.Password
 	if cc.User == "" {
