@@ -19,7 +19,9 @@ type Postgres struct {
 	// PoolMode is when a server connection goes back to its pool:
 	// "transaction" (at ReadyForQuery with status idle, outside a
 	// transaction: many clients share few server connections) or
-	// "session" (when the client disconnects). Default "transaction".
+	// "session" (when the client disconnects), or "statement" (as
+	// transaction, and a transaction block is refused: every statement
+	// runs on its own). Default "transaction".
 	PoolMode string `yaml:"pool_mode"`
 	// AuthType is how clients prove who they are: "scram-sha-256",
 	// "md5" or "trust" (no password; for tests and loopback only).
@@ -209,6 +211,7 @@ type PostgresBreaker struct {
 const (
 	PostgresPoolTransaction = "transaction"
 	PostgresPoolSession     = "session"
+	PostgresPoolStatement   = "statement"
 
 	PostgresAuthSCRAM = "scram-sha-256"
 	PostgresAuthMD5   = "md5"
@@ -286,8 +289,8 @@ func (c *Config) validatePostgres(col *Collector) {
 		return
 	}
 	checkBindAddress(col, "postgres.listen", p.Listen)
-	if !isKnown(p.PoolMode, PostgresPoolTransaction, PostgresPoolSession) {
-		col.Addf("postgres.pool_mode", "unknown pool mode %q; want transaction or session", p.PoolMode)
+	if !isKnown(p.PoolMode, PostgresPoolTransaction, PostgresPoolSession, PostgresPoolStatement) {
+		col.Addf("postgres.pool_mode", "unknown pool mode %q; want transaction, session or statement", p.PoolMode)
 	}
 	if !isKnown(p.AuthType, PostgresAuthSCRAM, PostgresAuthMD5, PostgresAuthTrust) {
 		col.Addf("postgres.auth_type", "unknown auth type %q; want scram-sha-256, md5 or trust", p.AuthType)

@@ -47,7 +47,10 @@ type client struct {
 	pid    uint32
 	key    []byte
 	txMode bool
-	split  *config.PostgresSplit
+	// stmtMode: pool_mode statement (txMode is set too); transaction
+	// blocks are refused.
+	stmtMode bool
+	split    *config.PostgresSplit
 	// params are the client's tracked startup parameters, replayed on
 	// each server connection it uses.
 	params []param
@@ -132,6 +135,9 @@ func errCode(err error) string {
 	return codeConnectionFailure
 }
 
+// errStatementMode answers a transaction block in pool_mode statement.
+const errStatementMode = "transaction blocks are not allowed with postgres.pool_mode statement"
+
 var errNoReplica = errors.New("no replica is usable (down or lagging) and read_write_split.fallback_to_primary is false")
 
 // serveConn runs one client connection from its startup packet to its end.
@@ -197,7 +203,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	if dbName == "" {
 		dbName = user
 	}
-	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, txMode: rt.cfg.PoolMode == config.PostgresPoolTransaction, txStatus: 'I'}
+	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, txMode: rt.cfg.PoolMode != config.PostgresPoolSession, stmtMode: rt.cfg.PoolMode == config.PostgresPoolStatement, txStatus: 'I'}
 	// The database is known before the password is checked (auth_query
 	// runs on its primary) but an unknown one is told only after.
 	c.db = rt.dbs[dbName]
@@ -455,6 +461,15 @@ func (c *client) handleQuery(m *pgproto3.Query) error {
 					&pgproto3.ReadyForQuery{TxStatus: status})
 				return nil
 			}
+		}
+	}
+	if c.stmtMode && cls.Begin {
+		c.mu.Lock()
+		quiet := c.pending == 0 && !c.unsynced
+		c.mu.Unlock()
+		if quiet {
+			c.write(true, pgError("ERROR", codeFeatureNotSupported, errStatementMode), &pgproto3.ReadyForQuery{TxStatus: 'I'})
+			return nil
 		}
 	}
 	c.simpleQuery = true
@@ -788,6 +803,14 @@ func (c *client) relay(sc *serverConn) {
 			c.mu.Unlock()
 			if m.TxStatus == 'I' {
 				c.txC.Inc()
+			}
+			if c.stmtMode && m.TxStatus != 'I' && !closed {
+				// A transaction block got past the check (extended
+				// protocol, several statements in one Query): the client
+				// is told and closed, which rolls the block back.
+				c.write(true, pgError("FATAL", codeFeatureNotSupported, errStatementMode))
+				c.conn.Close()
+				continue
 			}
 			if !closed {
 				c.write(true, m)
