@@ -43,8 +43,8 @@ postgres:
 		}},
 		{name: "no listen", body: users + db, err: "postgres.listen (line 2): is required"},
 		{name: "bad pool mode", body: `  listen: "127.0.0.1:6432"
-  pool_mode: statement
-` + users + db, err: `postgres.pool_mode (line 4): unknown pool mode "statement"`},
+  pool_mode: statements
+` + users + db, err: `postgres.pool_mode (line 4): unknown pool mode "statements"; want transaction, session or statement`},
 		{name: "bad auth type", body: `  listen: "127.0.0.1:6432"
   auth_type: cert
 ` + users + db, err: `postgres.auth_type (line 4): unknown auth type "cert"`},
