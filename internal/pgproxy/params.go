@@ -30,6 +30,16 @@ func trackedParams(startup map[string]string, tracked map[string]bool) []param {
 	return ps
 }
 
+// sentParam reports whether the client sent the tracked parameter key.
+func (c *client) sentParam(key string) bool {
+	for _, p := range c.params {
+		if p.key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // setConfig sets one setting for the session, taking the value as the
 // startup packet does (a list such as search_path is not quoted as one
 // name, as SET 'a, b' would).
@@ -50,10 +60,13 @@ func (e *paramError) Error() string {
 // application's clients send the same values). It runs while the client
 // holds sc and before its relay starts, so it reads sc itself.
 func (c *client) syncParams(sc *serverConn) error {
+	if len(c.params) == 0 && len(sc.applied) == 0 {
+		return nil
+	}
+	// This runs at every attach: it allocates only when something is to
+	// be sent.
 	var sets []param
-	want := make(map[string]bool, len(c.params))
 	for _, p := range c.params {
-		want[p.key] = true
 		// What the server reports is the truth (a client may have set
 		// it since); else what the proxy set.
 		cur, ok := sc.reported(p.key)
@@ -66,7 +79,7 @@ func (c *client) syncParams(sc *serverConn) error {
 	}
 	var resets []string
 	for k := range sc.applied {
-		if !want[k] {
+		if !c.sentParam(k) {
 			resets = append(resets, k)
 		}
 	}
