@@ -10,8 +10,10 @@
 # script (-S select only, tpcb the default TPC-B-like one) and client count,
 # pgbench runs DURATION seconds in simple query mode and logs every
 # transaction; TPS is pgbench's (without connection time) and P99 is taken
-# from its transaction log. The rounds interleave the proxies; the table is
-# the median of the rounds.
+# from its transaction log; CPU µs/tx is the proxy's user + system time
+# (/proc/PID/stat) over the run divided by the transactions, which the
+# machine's other load moves far less than it moves TPS. The rounds
+# interleave the proxies; the table is the median of the rounds.
 #
 # Only loopback addresses are used; every run is bounded in time, and every
 # process started here is stopped by its PID on exit.
@@ -20,6 +22,7 @@
 # Knobs (environment):
 #   ROUNDS=3 DURATION=8 CLIENTS="1 10 50 200" POOL=10 SCALE=10
 #   SCRIPTS="select tpcb" PROXIES="pgbouncer penstock" KEEP=1 (keep the temp dir)
+#   PENSTOCK_BIN=path (a penstock binary built before, instead of this tree)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,7 +81,7 @@ for _ in $(seq 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break;
 "$bin/createdb" -h 127.0.0.1 -p "$pgport" -U bench bench
 "$bin/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$pgport" -U bench bench >/dev/null 2>&1
 
-go build -o "$tmp/penstock" ./cmd/penstock
+if [ -n "${PENSTOCK_BIN:-}" ]; then cp "$PENSTOCK_BIN" "$tmp/penstock"; else go build -o "$tmp/penstock" ./cmd/penstock; fi
 
 start_pgbouncer() {
   local port=$1
@@ -124,6 +127,10 @@ EOF
   proxy_pid=$!
 }
 
+# The proxy's own process (PgBouncer runs under runuser when started as root).
+proxy_proc() { pgrep -P "$proxy_pid" 2>/dev/null | head -1 || true; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 stop_proxy() {
   kill "$proxy_pid" 2>/dev/null || true
   wait "$proxy_pid" 2>/dev/null || true
@@ -139,18 +146,23 @@ for round in $(seq "$ROUNDS"); do
     port=$(free_port)
     "start_$proxy" "$port"
     for _ in $(seq 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d bench -U bench && break; sleep 0.1; done
+    pp=$(proxy_proc); pp=${pp:-$proxy_pid}
     for script in $SCRIPTS; do
       flag=""; [ "$script" = select ] && flag="-S"
       for c in $CLIENTS; do
         j=$(( c < 4 ? c : 4 ))
         rm -f "$tmp"/pgbench_log.*
+        t0=$(cpu_ticks "$pp")
         out=$(cd "$tmp" && taskset -c 0 "$bin/pgbench" -n $flag -M simple -c "$c" -j "$j" -T "$DURATION" -l \
           -h 127.0.0.1 -p "$port" -U bench bench 2>&1) || { echo "$out" >&2; exit 1; }
+        t1=$(cpu_ticks "$pp")
         tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
+        n=$(echo "$out" | awk '/number of transactions actually processed/ {print $6; exit}')
+        cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", (b - a) * 1e6 / hz / (n > 0 ? n : 1)}')
         failed=$(echo "$out" | awk '/number of failed transactions/ {print $5; exit}')
         lat=$(p99 "$tmp"/pgbench_log.*)
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$proxy" "$script" "$c" "$tps" "$lat" "${failed:-0}" >>"$results"
-        printf 'round %s %-9s %-6s c=%-3s tps=%-10s p99=%sms failed=%s\n' "$round" "$proxy" "$script" "$c" "$tps" "$lat" "${failed:-0}" >&2
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$proxy" "$script" "$c" "$tps" "$lat" "${failed:-0}" "$cpu" >>"$results"
+        printf 'round %s %-9s %-6s c=%-3s tps=%-10s p99=%sms failed=%s cpu=%sus/tx\n' "$round" "$proxy" "$script" "$c" "$tps" "$lat" "${failed:-0}" "$cpu" >&2
       done
     done
     stop_proxy
@@ -163,10 +175,10 @@ import sys, statistics, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 proxies = sys.argv[2].split()
 d = collections.defaultdict(list)
-for r, proxy, script, c, tps, p99, failed in rows:
-    d[(script, int(c), proxy)].append((float(tps), float(p99) if p99 != "-" else float("nan"), int(failed)))
+for r, proxy, script, c, tps, p99, failed, cpu in rows:
+    d[(script, int(c), proxy)].append((float(tps), float(p99) if p99 != "-" else float("nan"), int(failed), float(cpu)))
 keys = sorted({(s, c) for s, c, _ in d}, key=lambda k: (k[0], k[1]))
-hdr = "| script | clients | " + " | ".join(f"{p} TPS | {p} P99 ms" for p in proxies)
+hdr = "| script | clients | " + " | ".join(f"{p} TPS | {p} P99 ms | {p} CPU µs/tx" for p in proxies)
 if len(proxies) == 2:
     hdr += f" | {proxies[1]} / {proxies[0]} TPS"
 print(hdr + " |")
@@ -177,10 +189,11 @@ for s, c in keys:
     for p in proxies:
         v = d.get((s, c, p), [])
         if not v:
-            cells += ["-", "-"]; continue
+            cells += ["-", "-", "-"]; continue
         t = statistics.median(x[0] for x in v); l = statistics.median(x[1] for x in v)
+        u = statistics.median(x[3] for x in v)
         med[p] = t
-        cells += [f"{t:.0f}", f"{l:.2f}"]
+        cells += [f"{t:.0f}", f"{l:.2f}", f"{u:.0f}"]
     line = f"| {s} | {c} | " + " | ".join(cells)
     if len(proxies) == 2 and all(p in med for p in proxies):
         line += f" | {med[proxies[1]] / med[proxies[0]]:.2f}×"

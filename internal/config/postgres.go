@@ -19,15 +19,31 @@ type Postgres struct {
 	// PoolMode is when a server connection goes back to its pool:
 	// "transaction" (at ReadyForQuery with status idle, outside a
 	// transaction: many clients share few server connections) or
-	// "session" (when the client disconnects). Default "transaction".
+	// "session" (when the client disconnects), or "statement" (as
+	// transaction, and a transaction block is refused: every statement
+	// runs on its own). Default "transaction".
 	PoolMode string `yaml:"pool_mode"`
 	// AuthType is how clients prove who they are: "scram-sha-256",
 	// "md5" or "trust" (no password; for tests and loopback only).
 	// Default "scram-sha-256".
 	AuthType string `yaml:"auth_type"`
 	// Users are the client accounts. A client whose user is not listed is
-	// refused (SQLSTATE 28P01), except with auth_type trust.
+	// refused (SQLSTATE 28P01), except with auth_type trust or when
+	// AuthUser finds it on the server.
 	Users []PostgresUser `yaml:"users"`
+	// AuthUser, when set, turns on passthrough authentication as
+	// PgBouncer's auth_user: a client user not in Users is looked up with
+	// AuthQuery on the primary of the database it names, logged in as
+	// AuthUser (a user of Users with a plain password), and its stored
+	// secret (md5 hash or SCRAM verifier) checks the login. Those clients
+	// reach the servers as the database's user, which each database must
+	// then set. Default none.
+	AuthUser string `yaml:"auth_user"`
+	// AuthQuery returns the stored password of the user named by $1: one
+	// row whose second column (or only column) is the secret, NULL or no
+	// row for no such user. Used only with AuthUser. Default "SELECT
+	// usename, passwd FROM pg_shadow WHERE usename = $1".
+	AuthQuery string `yaml:"auth_query"`
 	// Databases are the databases clients may connect to, by name.
 	// At least one.
 	Databases []PostgresDatabase `yaml:"databases"`
@@ -71,7 +87,21 @@ type Postgres struct {
 	// Breaker marks a server down after failed connects and probes it
 	// back.
 	Breaker PostgresBreaker `yaml:"breaker"`
+	// TrackParameters are the startup parameters (names, matched
+	// case-insensitively) whose client values the proxy replays on every
+	// server connection the client uses, as PgBouncer's
+	// track_extra_parameters: set before the client's first message on it
+	// when the connection's value differs, and reset to the server's
+	// default when a client that did not send it gets the connection.
+	// Other startup parameters are ignored. Default application_name,
+	// client_encoding, DateStyle, IntervalStyle, TimeZone, search_path,
+	// extra_float_digits, standard_conforming_strings.
+	TrackParameters []string `yaml:"track_parameters"`
 }
+
+// DefaultPostgresTrackParameters are the startup parameters replayed by
+// default: what libpq, pgx, JDBC and psql send.
+var DefaultPostgresTrackParameters = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone", "search_path", "extra_float_digits", "standard_conforming_strings"}
 
 // PostgresTLS is the proxy's certificate for clients.
 type PostgresTLS struct {
@@ -181,6 +211,7 @@ type PostgresBreaker struct {
 const (
 	PostgresPoolTransaction = "transaction"
 	PostgresPoolSession     = "session"
+	PostgresPoolStatement   = "statement"
 
 	PostgresAuthSCRAM = "scram-sha-256"
 	PostgresAuthMD5   = "md5"
@@ -196,6 +227,7 @@ const (
 	DefaultPostgresMaxMessageBytes    = ByteSize(16 << 20)
 	DefaultPostgresPreparedStatements = 200
 	DefaultPostgresResetQuery         = "DISCARD ALL"
+	DefaultPostgresAuthQuery          = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
 	DefaultPostgresPoolSize           = 20
 	DefaultPostgresConnectTimeout     = Duration(5 * time.Second)
 	DefaultPostgresQueryWait          = Duration(30 * time.Second)
@@ -220,6 +252,7 @@ func (p *Postgres) setDefaults() {
 	setDefault(&p.PreparedStatements, DefaultPostgresPreparedStatements)
 	setDefault(&p.SessionState, PostgresStatePin)
 	setDefault(&p.ResetQuery, DefaultPostgresResetQuery)
+	setDefault(&p.AuthQuery, DefaultPostgresAuthQuery)
 	setDefault(&p.ServerSSLMode, "disable")
 	setDefault(&p.Timeouts.Connect, DefaultPostgresConnectTimeout)
 	setDefault(&p.Timeouts.QueryWait, DefaultPostgresQueryWait)
@@ -227,6 +260,9 @@ func (p *Postgres) setDefaults() {
 	setDefault(&p.Timeouts.ClientLogin, DefaultPostgresClientLogin)
 	setDefault(&p.Breaker.Failures, DefaultPostgresBreakerFailures)
 	setDefault(&p.Breaker.ProbeInterval, DefaultPostgresProbeInterval)
+	if p.TrackParameters == nil {
+		p.TrackParameters = append([]string(nil), DefaultPostgresTrackParameters...)
+	}
 	for i := range p.Databases {
 		d := &p.Databases[i]
 		setDefault(&d.DBName, d.Name)
@@ -253,8 +289,8 @@ func (c *Config) validatePostgres(col *Collector) {
 		return
 	}
 	checkBindAddress(col, "postgres.listen", p.Listen)
-	if !isKnown(p.PoolMode, PostgresPoolTransaction, PostgresPoolSession) {
-		col.Addf("postgres.pool_mode", "unknown pool mode %q; want transaction or session", p.PoolMode)
+	if !isKnown(p.PoolMode, PostgresPoolTransaction, PostgresPoolSession, PostgresPoolStatement) {
+		col.Addf("postgres.pool_mode", "unknown pool mode %q; want transaction, session or statement", p.PoolMode)
 	}
 	if !isKnown(p.AuthType, PostgresAuthSCRAM, PostgresAuthMD5, PostgresAuthTrust) {
 		col.Addf("postgres.auth_type", "unknown auth type %q; want scram-sha-256, md5 or trust", p.AuthType)
@@ -311,6 +347,13 @@ func (c *Config) validatePostgres(col *Collector) {
 	if p.Breaker.Failures < 1 {
 		col.Addf("postgres.breaker.failures", "must be at least 1, got %d", p.Breaker.Failures)
 	}
+	for i, name := range p.TrackParameters {
+		if !isParameterName(name) {
+			col.Addf(indexPath("postgres.track_parameters", i), "invalid parameter name %q: want letters, digits, _ and . (such as search_path)", name)
+		} else if isKnown(strings.ToLower(name), "user", "database", "replication", "options") {
+			col.Addf(indexPath("postgres.track_parameters", i), "%q is not a setting the proxy can replay", name)
+		}
+	}
 	users := map[string]string{}
 	for i, u := range p.Users {
 		path := indexPath("postgres.users", i)
@@ -326,6 +369,31 @@ func (c *Config) validatePostgres(col *Collector) {
 	}
 	if len(p.Databases) == 0 {
 		col.Addf("postgres.databases", "at least one database is required")
+	}
+	if p.AuthUser != "" {
+		found := false
+		for _, u := range p.Users {
+			if u.Name == p.AuthUser {
+				found = true
+				if strings.HasPrefix(u.Password, "SCRAM-SHA-256$") || isMD5Hash(u.Password) {
+					col.Addf("postgres.auth_user", "user %q logs in to the servers to run auth_query: its password in users must be plain", p.AuthUser)
+				}
+			}
+		}
+		switch {
+		case !found:
+			col.Addf("postgres.auth_user", "user %q is not in postgres.users (the proxy logs in as it with its password there)", p.AuthUser)
+		case p.AuthType == PostgresAuthTrust:
+			col.Addf("postgres.auth_user", "has no use with auth_type trust (no password is checked)")
+		}
+		if !strings.Contains(p.AuthQuery, "$1") {
+			col.Addf("postgres.auth_query", "must take the user name as $1, got %q", p.AuthQuery)
+		}
+		for i, d := range p.Databases {
+			if d.User == "" {
+				col.Addf(indexPath("postgres.databases", i)+".user", "is required with postgres.auth_user: users found by auth_query reach the servers as the database's user (the proxy never learns their passwords)")
+			}
+		}
 	}
 	names := map[string]string{}
 	for i, d := range p.Databases {
@@ -368,6 +436,19 @@ func (c *Config) validatePostgres(col *Collector) {
 			}
 		}
 	}
+}
+
+// isParameterName reports whether s can name a PostgreSQL setting.
+func isParameterName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] >= '0' && s[0] <= '9' || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkServerAddress checks a host:port the proxy connects to.

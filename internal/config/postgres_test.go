@@ -43,8 +43,8 @@ postgres:
 		}},
 		{name: "no listen", body: users + db, err: "postgres.listen (line 2): is required"},
 		{name: "bad pool mode", body: `  listen: "127.0.0.1:6432"
-  pool_mode: statement
-` + users + db, err: `postgres.pool_mode (line 4): unknown pool mode "statement"`},
+  pool_mode: statements
+` + users + db, err: `postgres.pool_mode (line 4): unknown pool mode "statements"; want transaction, session or statement`},
 		{name: "bad auth type", body: `  listen: "127.0.0.1:6432"
   auth_type: cert
 ` + users + db, err: `postgres.auth_type (line 4): unknown auth type "cert"`},
@@ -72,6 +72,24 @@ postgres:
 		{name: "tiny message limit", body: `  listen: "127.0.0.1:6432"
   max_message_bytes: 10
 ` + users + db, err: "postgres.max_message_bytes (line 4): must be from 1KiB to 1GiB"},
+		{name: "auth_user not a user", body: `  listen: "127.0.0.1:6432"
+  auth_user: nobody
+` + users + `  databases: [{name: app, primary: "127.0.0.1:5432", user: app, password: x}]
+`, err: `postgres.auth_user (line 4): user "nobody" is not in postgres.users`},
+		{name: "auth_user without database user", body: `  listen: "127.0.0.1:6432"
+  auth_user: app
+` + users + db, err: "postgres.databases[0].user (line 6): is required with postgres.auth_user"},
+		{name: "auth_query without $1", body: `  listen: "127.0.0.1:6432"
+  auth_user: app
+  auth_query: SELECT 1
+` + users + `  databases: [{name: app, primary: "127.0.0.1:5432", user: app, password: x}]
+`, err: "postgres.auth_query (line 5): must take the user name as $1"},
+		{name: "bad tracked parameter", body: `  listen: "127.0.0.1:6432"
+  track_parameters: [application_name, "bad name"]
+` + users + db, err: `postgres.track_parameters[1] (line 4): invalid parameter name "bad name"`},
+		{name: "tracked user", body: `  listen: "127.0.0.1:6432"
+  track_parameters: [User]
+` + users + db, err: `postgres.track_parameters[0] (line 4): "User" is not a setting the proxy can replay`},
 		{name: "unknown field", body: `  listen: "127.0.0.1:6432"
   pool_size: 3
 ` + users + db, err: "pool_size"},

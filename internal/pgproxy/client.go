@@ -5,14 +5,30 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
 )
+
+// routeKey names one routing counter of a client.
+type routeKey struct{ kind, target string }
+
+// routed returns the client's counter of statements of kind sent to target.
+func (c *client) routed(kind, target string) prometheus.Counter {
+	k := routeKey{kind, target}
+	ctr := c.routedC[k]
+	if ctr == nil {
+		ctr = c.p.metrics.routed.WithLabelValues(c.db.cfg.Name, kind, target)
+		c.routedC[k] = ctr
+	}
+	return ctr
+}
 
 // client is one client connection. Two goroutines serve it while a server
 // connection is attached: the client's (reads client messages, attaches a
@@ -31,7 +47,18 @@ type client struct {
 	pid    uint32
 	key    []byte
 	txMode bool
-	split  *config.PostgresSplit
+	// stmtMode: pool_mode statement (txMode is set too); transaction
+	// blocks are refused.
+	stmtMode bool
+	split    *config.PostgresSplit
+	// params are the client's tracked startup parameters, replayed on
+	// each server connection it uses.
+	params []param
+
+	// The client's series, looked up once: a label lookup per statement
+	// costs more than the counting.
+	queriesC, txC prometheus.Counter
+	routedC       map[routeKey]prometheus.Counter
 
 	// wmu serialises writes to the client.
 	wmu sync.Mutex
@@ -108,6 +135,9 @@ func errCode(err error) string {
 	return codeConnectionFailure
 }
 
+// errStatementMode answers a transaction block in pool_mode statement.
+const errStatementMode = "transaction blocks are not allowed with postgres.pool_mode statement"
+
 var errNoReplica = errors.New("no replica is usable (down or lagging) and read_write_split.fallback_to_primary is false")
 
 // serveConn runs one client connection from its startup packet to its end.
@@ -173,16 +203,22 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	if dbName == "" {
 		dbName = user
 	}
-	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, txMode: rt.cfg.PoolMode == config.PostgresPoolTransaction, txStatus: 'I'}
+	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, txMode: rt.cfg.PoolMode != config.PostgresPoolSession, stmtMode: rt.cfg.PoolMode == config.PostgresPoolStatement, txStatus: 'I'}
+	// The database is known before the password is checked (auth_query
+	// runs on its primary) but an unknown one is told only after.
+	c.db = rt.dbs[dbName]
 	if err := c.authenticate(); err != nil {
 		p.metrics.authFailures.Inc()
+		if errors.Is(err, errLookupFailed) {
+			fatal(codeConnectionFailure, fmt.Sprintf("cannot check the password of user %q: %v", user, err))
+			return
+		}
 		if !errors.Is(err, errAuthFailed) && !errors.Is(err, errUnknownUser) {
 			return
 		}
 		fatal(codeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", user))
 		return
 	}
-	c.db = rt.dbs[dbName]
 	if c.db == nil {
 		fatal(codeInvalidCatalog, fmt.Sprintf("database %q does not exist on this proxy (postgres.databases)", dbName))
 		return
@@ -190,15 +226,32 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	c.split = c.db.cfg.ReadWriteSplit
 	c.pools = p.poolsFor(rt, c.db, user)
 	c.stmts = make(map[string]*stmt)
+	c.queriesC = p.metrics.queries.WithLabelValues(c.db.cfg.Name)
+	c.txC = p.metrics.transactions.WithLabelValues(c.db.cfg.Name)
+	c.routedC = make(map[routeKey]prometheus.Counter)
 	// The parameters the client sees are the primary's, from a server
 	// connection: open one now, so a login against an unreachable server
 	// fails with a clear error rather than later.
+	c.params = trackedParams(startup.Parameters, rt.tracked)
 	sc, err := c.pools.primary.acquire(p.ctx, rt.cfg.Timeouts.QueryWait.D())
 	if err != nil {
 		fatal(errCode(err), fmt.Sprintf("cannot reach server %s of database %q: %v", c.pools.primary.srv.addr, dbName, err))
 		return
 	}
-	params := sc.params
+	// The client's settings are checked by the server now, as a direct
+	// login would be, and the parameters reported are the ones it asked for.
+	if err := c.syncParams(sc); err != nil {
+		c.pools.primary.discard(sc)
+		var pe *paramError
+		if errors.As(err, &pe) {
+			be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: pe.resp.Code, Message: pe.resp.Message, Detail: pe.resp.Detail, Hint: pe.resp.Hint})
+			be.Flush()
+			return
+		}
+		fatal(codeConnectionFailure, fmt.Sprintf("server %s of database %q: %v", c.pools.primary.srv.addr, dbName, err))
+		return
+	}
+	params := maps.Clone(sc.params)
 	c.pid, c.key = p.register(c)
 	defer p.unregister(c.pid)
 	if !c.txMode {
@@ -232,6 +285,13 @@ func (c *client) authenticate() error {
 	ua := c.rt.users[c.user]
 	if cfg.AuthType == config.PostgresAuthTrust {
 		return nil
+	}
+	if ua == nil && cfg.AuthUser != "" && c.db != nil {
+		found, err := c.p.lookupUser(c.p.ctx, c.rt, c.db, c.user)
+		if err != nil {
+			return err
+		}
+		ua = found
 	}
 	if ua == nil {
 		// Run the exchange anyway so an unknown user looks like a wrong
@@ -401,6 +461,15 @@ func (c *client) handleQuery(m *pgproto3.Query) error {
 					&pgproto3.ReadyForQuery{TxStatus: status})
 				return nil
 			}
+		}
+	}
+	if c.stmtMode && cls.Begin {
+		c.mu.Lock()
+		quiet := c.pending == 0 && !c.unsynced
+		c.mu.Unlock()
+		if quiet {
+			c.write(true, pgError("ERROR", codeFeatureNotSupported, errStatementMode), &pgproto3.ReadyForQuery{TxStatus: 'I'})
+			return nil
 		}
 	}
 	c.simpleQuery = true
@@ -592,12 +661,12 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	defer sc.sendMu.Unlock()
 	c.mu.Unlock()
 	if known {
-		c.p.metrics.routed.WithLabelValues(c.db.cfg.Name, cls.Kind, target).Inc()
+		c.routed(cls.Kind, target).Inc()
 	}
 	for _, m := range msgs {
 		switch m.(type) {
 		case *pgproto3.Query, *pgproto3.Execute:
-			c.p.metrics.queries.WithLabelValues(c.db.cfg.Name).Inc()
+			c.queriesC.Inc()
 		}
 		sc.fe.Send(m)
 	}
@@ -628,6 +697,10 @@ func (c *client) attach(cls Class, known bool) (*serverConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.syncParams(sc); err != nil {
+		c.pools.primary.discard(sc)
+		return nil, err
+	}
 	c.setAttached(sc, false)
 	return sc, nil
 }
@@ -647,6 +720,11 @@ func (c *client) attachReplica(ctx context.Context, wait time.Duration) (*server
 		}
 		sc, err := pl.acquire(ctx, wait)
 		if err != nil {
+			lastErr = err
+			continue
+		}
+		if err := c.syncParams(sc); err != nil {
+			pl.discard(sc)
 			lastErr = err
 			continue
 		}
@@ -698,6 +776,8 @@ func (c *client) relay(sc *serverConn) {
 				c.write(flush, &pgproto3.ParseComplete{})
 				continue
 			}
+		case *pgproto3.ParameterStatus:
+			sc.noteReported(m, c.rt.tracked)
 		case *pgproto3.ReadyForQuery:
 			c.mu.Lock()
 			c.pending--
@@ -722,7 +802,15 @@ func (c *client) relay(sc *serverConn) {
 			eligible := c.pending <= 0 && !c.unsynced && m.TxStatus == 'I' && (closed || c.txMode && c.pinned == 0)
 			c.mu.Unlock()
 			if m.TxStatus == 'I' {
-				c.p.metrics.transactions.WithLabelValues(c.db.cfg.Name).Inc()
+				c.txC.Inc()
+			}
+			if c.stmtMode && m.TxStatus != 'I' && !closed {
+				// A transaction block got past the check (extended
+				// protocol, several statements in one Query): the client
+				// is told and closed, which rolls the block back.
+				c.write(true, pgError("FATAL", codeFeatureNotSupported, errStatementMode))
+				c.conn.Close()
+				continue
 			}
 			if !closed {
 				c.write(true, m)
@@ -774,31 +862,19 @@ func (c *client) release(sc *serverConn, dirty bool) {
 	sc.pool.release(sc)
 }
 
-// reset runs the reset query on sc and waits for its end.
+// reset runs the reset query on sc and waits for its end. The server
+// forgets its prepared statements and settings: so does sc.
 func (c *client) reset(sc *serverConn) error {
-	sc.conn.SetDeadline(time.Now().Add(c.rt.cfg.Timeouts.Connect.D()))
-	defer sc.conn.SetDeadline(time.Time{})
-	sc.fe.Send(&pgproto3.Query{String: c.rt.cfg.ResetQuery})
-	if err := sc.fe.Flush(); err != nil {
+	failed, err := sc.exchange([]pgproto3.FrontendMessage{&pgproto3.Query{String: c.rt.cfg.ResetQuery}}, 1, c.rt.cfg.Timeouts.Connect.D())
+	if err != nil {
 		return err
 	}
-	var failed error
-	for {
-		msg, err := sc.fe.Receive()
-		if err != nil {
-			return err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			failed = errors.New(m.Message)
-		case *pgproto3.ReadyForQuery:
-			sc.stmts.clear()
-			if failed == nil && m.TxStatus != 'I' {
-				failed = errors.New("not idle after reset")
-			}
-			return failed
-		}
+	sc.stmts.clear()
+	sc.applied = nil
+	if failed != nil {
+		return errors.New(failed.Message)
 	}
+	return nil
 }
 
 // serverLost handles a server connection that failed under the client: it

@@ -67,8 +67,11 @@ type serverConn struct {
 	pid    uint32
 	key    []byte
 	params map[string]string
-	stmts  *stmtCache
-	inUse  atomic.Bool
+	// applied are the tracked settings the proxy set (or saw a client
+	// set) on the connection, by lower-case name.
+	applied map[string]string
+	stmts   *stmtCache
+	inUse   atomic.Bool
 	// sendMu is held while a client writes to the connection.
 	sendMu sync.Mutex
 	// lastUsed is when it went back to the pool.

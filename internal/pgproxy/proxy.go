@@ -61,6 +61,8 @@ type runtime struct {
 	tls   *tls.Config
 	users map[string]*userAuth
 	dbs   map[string]*database
+	// tracked are postgres.track_parameters in lower case.
+	tracked map[string]bool
 }
 
 // database is one configured database: its servers and its pools, created
@@ -76,6 +78,8 @@ type database struct {
 	pools map[string]*userPools
 	// done stops the database's monitor.
 	done chan struct{}
+	// auth runs postgres.auth_query.
+	auth authLookup
 }
 
 // userPools are one client user's pools on each server of a database.
@@ -104,7 +108,10 @@ func New(cfg *config.Postgres, log *slog.Logger, reg prometheus.Registerer) (*Pr
 // compile turns cfg into a runtime; databases unchanged from prev keep
 // their servers and pools.
 func (p *Proxy) compile(cfg *config.Postgres, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, users: make(map[string]*userAuth), dbs: make(map[string]*database)}
+	rt := &runtime{cfg: cfg, users: make(map[string]*userAuth), dbs: make(map[string]*database), tracked: make(map[string]bool)}
+	for _, name := range cfg.TrackParameters {
+		rt.tracked[strings.ToLower(name)] = true
+	}
 	if t := cfg.TLS; t != nil {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
@@ -120,7 +127,7 @@ func (p *Proxy) compile(cfg *config.Postgres, prev *runtime) (*runtime, error) {
 		rt.users[u.Name] = ua
 	}
 	for _, dc := range cfg.Databases {
-		if prev != nil && prev.cfg.PoolMode == cfg.PoolMode && prev.cfg.PreparedStatements == cfg.PreparedStatements {
+		if prev != nil && prev.cfg.PoolMode == cfg.PoolMode && prev.cfg.PreparedStatements == cfg.PreparedStatements && prev.cfg.AuthUser == cfg.AuthUser {
 			if old := prev.dbs[dc.Name]; old != nil && reflect.DeepEqual(old.cfg, dc) {
 				rt.dbs[dc.Name] = old
 				continue
@@ -273,6 +280,9 @@ func (d *database) close() {
 	default:
 		close(d.done)
 	}
+	d.auth.mu.Lock()
+	d.auth.close()
+	d.auth.mu.Unlock()
 	for _, up := range d.pools {
 		up.primary.close()
 		for _, r := range up.replicas {
@@ -296,8 +306,10 @@ func (p *Proxy) poolsFor(rt *runtime, d *database, user string) *userPools {
 	return up
 }
 
-func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool {
-	host, port, _ := net.SplitHostPort(s.addr)
+// serverConfig is how the proxy connects to the server at addr, before
+// the database and credentials are filled in.
+func (p *Proxy) serverConfig(rt *runtime, addr string) *pgconn.Config {
+	host, port, _ := net.SplitHostPort(addr)
 	portN, _ := strconv.ParseUint(port, 10, 16)
 	// pgconn.ParseConfig fills the fields that a zero Config lacks and
 	// builds the TLS settings (and, for prefer, the plain fallback) of
@@ -309,10 +321,15 @@ func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool 
 	cc, err := pgconn.ParseConfig(conn)
 	if err != nil {
 		// Validated already; a CA file removed since is a connect error.
-		p.log.Error("postgres server settings", "server", s.addr, "error", err)
+		p.log.Error("postgres server settings", "server", addr, "error", err)
 		cc, _ = pgconn.ParseConfig("sslmode=disable")
 		cc.Host, cc.Port = host, uint16(portN)
 	}
+	return cc
+}
+
+func (p *Proxy) newPool(rt *runtime, d *database, s *server, user string) *pool {
+	cc := p.serverConfig(rt, s.addr)
 	cc.Database = d.cfg.DBName
 	cc.User, cc.Password = d.cfg.User, d.cfg.Password
 	if cc.User == "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/penstock-dev/penstock/internal/config"
@@ -93,5 +94,51 @@ func TestSessionStateReject(t *testing.T) {
 	var locked int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").Scan(&locked); err != nil || locked != 0 {
 		t.Fatalf("advisory locks held: %d (%v)", locked, err)
+	}
+}
+
+// In pool_mode statement each statement may run on another server
+// connection, and a transaction block is refused: BEGIN in a simple Query
+// with ERROR 0A000 (the session goes on), a block opened through the
+// extended protocol with FATAL 0A000 and the connection closed, the block
+// rolled back.
+func TestStatementMode(t *testing.T) {
+	c := needCluster(t)
+	pc := testConfig(c, false)
+	pc.PoolMode = config.PostgresPoolStatement
+	pc.Databases[0].PoolSize = 1
+	p, _ := startProxy(t, pc)
+	ctx := ctxT(t)
+	a, b := connect(t, p), connect(t, p)
+	for i := range 3 {
+		for _, conn := range []*pgx.Conn{a, b} {
+			var n int
+			if err := conn.QueryRow(ctx, "SELECT $1::int + 1", i).Scan(&n); err != nil || n != i+1 {
+				t.Fatalf("statement %d: %d, %v", i, n, err)
+			}
+		}
+	}
+	_, err := a.PgConn().Exec(ctx, "BEGIN").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != codeFeatureNotSupported {
+		t.Fatalf("BEGIN: %v; want SQLSTATE 0A000", err)
+	}
+	var one int
+	if err := a.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("after the refused BEGIN: %v", err)
+	}
+	err = a.PgConn().ExecParams(ctx, "BEGIN", nil, nil, nil, nil).Read().Err
+	if err == nil {
+		// The FATAL comes with the block's ReadyForQuery: the next
+		// request finds the connection closed.
+		err = a.QueryRow(ctx, "SELECT 1").Scan(&one)
+	}
+	if err == nil {
+		t.Fatal("a transaction block opened through the extended protocol was let through")
+	}
+	// The server connection was rolled back and serves b.
+	var status string
+	if err := b.QueryRow(ctx, "SELECT 'ok'").Scan(&status); err != nil || status != "ok" {
+		t.Fatalf("b after a's refused block: %q, %v", status, err)
 	}
 }
