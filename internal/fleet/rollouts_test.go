@@ -291,3 +291,51 @@ func TestSharedRolloutPauseOnOneNodePausesAll(t *testing.T) {
 		t.Fatalf("not promoted after the resume:%s", describe(nodes))
 	}
 }
+
+func TestSharedRolloutHoldsItsStepWhileEtcdIsDown(t *testing.T) {
+	nodes := startFleet(t, sharedDef(20, 50, 100), &canaryErrors{})
+	if !waitFor(20*time.Second, func() bool { return agreed(nodes, rollout.Progressing) && nodes[0].status().Revision > 0 }) {
+		t.Fatalf("the nodes do not agree:%s", describe(nodes))
+	}
+	testEtcd.Stop()
+	restarted := false
+	defer func() {
+		if !restarted {
+			testEtcd.Restart()
+		}
+	}()
+	before := map[string]rollout.State{}
+	for _, n := range nodes {
+		before[n.id] = n.ctl.Rollout().Snapshot()
+	}
+	if !waitFor(10*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.status().Connected {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the nodes do not report etcd unreachable:%s", describe(nodes))
+	}
+	// A manual action cannot reach the fleet: refused on the node asked.
+	if err := nodes[1].ctl.Act("promote", ""); !errors.Is(err, rollout.ErrUnavailable) {
+		t.Errorf("promote while etcd is down: %v, want ErrUnavailable", err)
+	}
+	// Three windows of traffic go by: no node moves on partial figures.
+	time.Sleep(6 * time.Second)
+	for _, n := range nodes {
+		st, was := n.ctl.Rollout().Snapshot(), before[n.id]
+		if st.Phase != was.Phase || st.Step != was.Step || n.ctl.Rollout().Weight() != was.Weight {
+			t.Errorf("%s moved while etcd was down: %s step %d weight %d, was %s step %d weight %d",
+				n.id, st.Phase, st.Step, n.ctl.Rollout().Weight(), was.Phase, was.Step, was.Weight)
+		}
+	}
+	if err := testEtcd.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	if !waitFor(40*time.Second, func() bool { return agreed(nodes, rollout.Promoted) }) {
+		t.Fatalf("the rollout did not go on once etcd was back:%s", describe(nodes))
+	}
+}

@@ -114,12 +114,12 @@ func Merge(from, to int64, parts ...[]SlotCounts) ArmWindow {
 		latN      int64
 		ttftN     int64
 	}
-	n := to - from + 1
-	if n > 3600 {
-		// A window has at most 3 600 sub-windows (Definition).
-		from, n = to-3599, 3600
+	// A window has at most 3 600 sub-windows (Definition). to ≥ from, so
+	// their difference fits in a uint64 even when it overflows an int64.
+	if uint64(to)-uint64(from) >= 3600 {
+		from = to - 3599
 	}
-	slots := make([]*slot, n)
+	slots := make([]*slot, to-from+1)
 	add := func(dst, pairs []int64) ([]int64, int64) {
 		var total int64
 		for i := 0; i+1 < len(pairs); i += 2 {
