@@ -26,7 +26,7 @@ type rolloutSummary struct {
 	// Fleet is the rollout's sharing with the fleet (a node whose
 	// configuration comes from etcd): the node judging it, the revision of
 	// the state served, the link to etcd. Absent on a node of its own.
-	Fleet any `json:"fleet,omitempty"`
+	Fleet *rollout.SharedStatus `json:"fleet,omitempty"`
 }
 
 // rolloutDetail is GET /rollouts/NAME.

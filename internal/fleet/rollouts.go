@@ -549,30 +549,11 @@ func (s *RolloutShare) Commit(st rollout.State, since int64) error {
 	return nil
 }
 
-// RolloutShareStatus is what the admin API shows of a shared rollout.
-type RolloutShareStatus struct {
-	// Key is the state's key, Revision the revision this node serves.
-	Key      string `json:"key"`
-	Revision int64  `json:"revision"`
-	// Node is this node; Leader the node judging the rollout (as last
-	// read), Leading whether it is this one.
-	Node    string `json:"node"`
-	Leader  string `json:"leader"`
-	Leading bool   `json:"leading"`
-	// Connected is whether the last request to etcd succeeded; LastError
-	// why the last one failed.
-	Connected bool   `json:"connected"`
-	LastError string `json:"last_error,omitempty"`
-	// Merged is how many nodes' observations the last analysis of this
-	// node merged (this node's included).
-	Merged int `json:"merged_nodes,omitempty"`
-}
-
 // Status is shown by the admin API.
-func (s *RolloutShare) Status() any {
+func (s *RolloutShare) Status() rollout.SharedStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return RolloutShareStatus{Key: s.stateKey(), Revision: s.rev, Node: s.rs.o.NodeID, Leader: s.leader,
+	return rollout.SharedStatus{Key: s.stateKey(), Revision: s.rev, Node: s.rs.o.NodeID, Leader: s.leader,
 		Leading: s.leading, Connected: s.connected, LastError: s.lastErr, Merged: s.nodes}
 }
 

@@ -128,8 +128,8 @@ func (n *rolloutNode) kill() {
 	})
 }
 
-func (n *rolloutNode) status() fleet.RolloutShareStatus {
-	return n.ctl.SharedStatus().(fleet.RolloutShareStatus)
+func (n *rolloutNode) status() rollout.SharedStatus {
+	return *n.ctl.SharedStatus()
 }
 
 // agreed reports whether every node serves the same state revision, phase

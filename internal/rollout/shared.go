@@ -28,9 +28,29 @@ type Shared interface {
 	Start(r *Rollout, report func([]Event))
 	// Status is what the admin API shows of the sharing: the node judging,
 	// the state's revision, the link to the store.
-	Status() any
+	Status() SharedStatus
 	// Close stops following and leaves the fleet's judging to the others.
 	Close()
+}
+
+// SharedStatus is what the admin API and the dashboard show of a shared
+// rollout.
+type SharedStatus struct {
+	// Key is the state's key, Revision the revision this node serves.
+	Key      string `json:"key"`
+	Revision int64  `json:"revision"`
+	// Node is this node; Leader the node judging the rollout (as last
+	// read), Leading whether it is this one.
+	Node    string `json:"node"`
+	Leader  string `json:"leader"`
+	Leading bool   `json:"leading"`
+	// Connected is whether the last request to etcd succeeded; LastError
+	// why the last one failed.
+	Connected bool   `json:"connected"`
+	LastError string `json:"last_error,omitempty"`
+	// Merged is how many nodes' observations the last analysis of this
+	// node merged (this node's included).
+	Merged int `json:"merged_nodes,omitempty"`
 }
 
 // Sharing makes the Shared of each rollout, by route name.

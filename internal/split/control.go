@@ -229,11 +229,12 @@ func (c *Control) adopted(evs []rollout.Event) {
 
 // SharedStatus is what the admin API shows of the rollout's sharing with
 // the fleet, nil when it is this node's own.
-func (c *Control) SharedStatus() any {
+func (c *Control) SharedStatus() *rollout.SharedStatus {
 	if c.opt.Shared == nil {
 		return nil
 	}
-	return c.opt.Shared.Status()
+	st := c.opt.Shared.Status()
+	return &st
 }
 
 // Rollout returns the rollout.
