@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,8 +46,9 @@ type RolloutOptions struct {
 //
 //   - leader/: an election (etcd's concurrency.Election on a lease of
 //     LeaseTTL): the node elected judges the rollout;
-//   - obs/NODE: each node's per-arm counts of the last window, bound to
-//     its lease, written once per sub-window; the leader merges them;
+//   - obs/NODE/SLOT: each node's per-arm counts of one sub-window, bound
+//     to its lease, written once the sub-window is complete and deleted a
+//     window later; the leader merges those of the window;
 //   - state: the rollout's state (phase, step, weight, last verdict,
 //     history), written with a compare-and-swap on its revision by the
 //     leader after each analysis and by any node for a manual action, and
@@ -157,14 +159,6 @@ type sharedState struct {
 	At   time.Time `json:"at"`
 }
 
-// observations is the value of an obs/NODE key.
-type observations struct {
-	Node string `json:"node"`
-	// Through is the last sub-window complete in Arms.
-	Through int64                   `json:"through"`
-	Arms    [2][]rollout.SlotCounts `json:"arms"`
-}
-
 // Start follows the fleet's state for r: see rollout.Shared.
 func (s *RolloutShare) Start(r *rollout.Rollout, report func([]rollout.Event)) {
 	s.r, s.report = r, report
@@ -173,6 +167,7 @@ func (s *RolloutShare) Start(r *rollout.Rollout, report func([]rollout.Event)) {
 	s.cancel = cancel
 	s.wg.Go(func() { s.elect(ctx) })
 	s.wg.Go(func() { s.follow(ctx) })
+	s.wg.Go(func() { s.check(ctx) })
 	s.wg.Go(func() { s.publish(ctx) })
 }
 
@@ -289,43 +284,47 @@ func (s *RolloutShare) campaign(ctx context.Context, sess *concurrency.Session) 
 }
 
 // follow reads the state key (creating it from this node's state when no
-// node has yet), adopts it, and watches it; a periodic read beside the
-// watch tracks the link to etcd and the node judging.
+// node has yet), adopts it, and watches it.
 func (s *RolloutShare) follow(ctx context.Context) {
-	tick := time.NewTicker(s.rs.o.CheckInterval)
-	defer tick.Stop()
+	retry := time.NewTicker(s.rs.o.CheckInterval)
+	defer retry.Stop()
 	for ctx.Err() == nil {
 		rev, err := s.read(ctx, true)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-tick.C:
-			}
-			continue
-		}
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.rs.o.Client.Watch(wctx, s.stateKey(), clientv3.WithRev(rev+1))
-	watch:
-		for {
-			select {
-			case <-ctx.Done():
-				break watch
-			case resp, ok := <-wch:
-				if !ok || resp.Err() != nil {
-					break watch
+		if err == nil {
+			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			// Watch itself waits for etcd: check, beside, keeps reading.
+			for resp := range s.rs.o.Client.Watch(wctx, s.stateKey(), clientv3.WithRev(rev+1)) {
+				if resp.Err() != nil {
+					break
 				}
 				for _, ev := range resp.Events {
 					if ev.Type == clientv3.EventTypePut {
 						s.adopt(ev.Kv.Value, ev.Kv.ModRevision)
 					}
 				}
-			case <-tick.C:
-				if _, err := s.read(ctx, false); err != nil {
-					break watch
-				}
 			}
+			cancel()
 		}
-		cancel()
+		select {
+		case <-ctx.Done():
+		case <-retry.C:
+		}
+	}
+}
+
+// check reads the state key and the node judging every CheckInterval,
+// beside the watch: it tracks the link to etcd, and catches up with a
+// state the watch missed.
+func (s *RolloutShare) check(ctx context.Context) {
+	tick := time.NewTicker(s.rs.o.CheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.read(ctx, false)
 	}
 }
 
@@ -416,13 +415,17 @@ func (s *RolloutShare) Refresh() error {
 	return err
 }
 
-// publish writes this node's observations of the window once per
-// sub-window, under its lease.
+// publish writes this node's observations once per sub-window, under its
+// lease: one key per complete sub-window (obs/NODE/SLOT, written once, a
+// few KiB at most), the sub-windows older than a window deleted in the same
+// transaction. A sub-window without requests is written too (empty): the
+// newest key of a node says how far it has published.
 func (s *RolloutShare) publish(ctx context.Context) {
-	def := s.r.Definition()
-	tick := time.NewTicker(def.Slot)
+	m := s.r.Monitor()
+	tick := time.NewTicker(s.r.Definition().Slot)
 	defer tick.Stop()
-	key := s.obsPrefix() + s.rs.o.NodeID
+	var lastLease clientv3.LeaseID
+	sent := int64(-1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -435,25 +438,72 @@ func (s *RolloutShare) publish(ctx context.Context) {
 		if lease == 0 {
 			continue
 		}
-		b, _ := json.Marshal(s.local())
-		rctx, cancel := s.ctxT(ctx)
-		_, err := s.rs.o.Client.Put(rctx, key, string(b), clientv3.WithLease(lease))
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				s.failed(err)
-			}
-			continue
+		if lease != lastLease {
+			// The keys of a lost lease are gone: the whole window again.
+			lastLease, sent = lease, -1
 		}
-		s.rs.m.published.WithLabelValues(s.route).Inc()
+		// The sub-window may have ended before the rollout's tick rotated it.
+		m.Advance(time.Now())
+		through := m.Current() - 1
+		oldest := through - int64(m.Slots()) + 1
+		for from := max(sent+1, oldest); from <= through; {
+			// etcd takes at most 128 operations per transaction.
+			hi := min(from+63, through)
+			var ops []clientv3.Op
+			for k := from; k <= hi; k++ {
+				b, _ := json.Marshal(slotObservations{Baseline: one(m.Export(rollout.Baseline, k, k)), Canary: one(m.Export(rollout.Canary, k, k))})
+				ops = append(ops, clientv3.OpPut(s.slotKey(k), string(b), clientv3.WithLease(lease)))
+			}
+			if hi == through {
+				ops = append(ops, clientv3.OpDelete(s.slotKey(0), clientv3.WithRange(s.slotKey(oldest))))
+			}
+			rctx, cancel := s.ctxT(ctx)
+			_, err := s.rs.o.Client.Txn(rctx).Then(ops...).Commit()
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.failed(err)
+				}
+				break
+			}
+			s.rs.m.published.WithLabelValues(s.route).Add(float64(hi - from + 1))
+			sent, from = hi, hi+1
+		}
 	}
+}
+
+// slotObservations is the value of an obs/NODE/SLOT key: each arm's counts
+// of the sub-window, nil without requests.
+type slotObservations struct {
+	Baseline *rollout.SlotCounts `json:"baseline,omitempty"`
+	Canary   *rollout.SlotCounts `json:"canary,omitempty"`
+}
+
+func one(sc []rollout.SlotCounts) *rollout.SlotCounts {
+	if len(sc) == 0 {
+		return nil
+	}
+	return &sc[0]
+}
+
+// slotKey is this node's key of sub-window k: zero-padded, so that the
+// keys of a node sort by sub-window and a range deletes the old ones.
+func (s *RolloutShare) slotKey(k int64) string {
+	return fmt.Sprintf("%s%s/%020d", s.obsPrefix(), s.rs.o.NodeID, max(k, 0))
+}
+
+// observations are one node's counts of a window.
+type observations struct {
+	Node string
+	// Through is the newest sub-window published.
+	Through int64
+	Arms    [2][]rollout.SlotCounts
 }
 
 // local is this node's observations of the window, through the last
 // complete sub-window.
 func (s *RolloutShare) local() observations {
 	m := s.r.Monitor()
-	// The sub-window may have ended before the rollout's tick rotated it.
 	m.Advance(time.Now())
 	through := m.Current() - 1
 	from := through - int64(m.Slots()) + 1
@@ -476,6 +526,31 @@ func (s *RolloutShare) Windows(from, to int64) (rollout.ArmWindow, rollout.ArmWi
 		s.failed(err)
 		return rollout.ArmWindow{}, rollout.ArmWindow{}, err
 	}
+	others := map[string]*observations{}
+	for _, kv := range resp.Kvs {
+		node, slot, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), s.obsPrefix()), "/")
+		k, perr := strconv.ParseInt(slot, 10, 64)
+		if !ok || perr != nil || node == s.rs.o.NodeID {
+			continue
+		}
+		var so slotObservations
+		if err := json.Unmarshal(kv.Value, &so); err != nil {
+			s.log.Warn("shared rollout: unreadable observations left out", "key", string(kv.Key), "error", err)
+			continue
+		}
+		o := others[node]
+		if o == nil {
+			o = &observations{Node: node, Through: k}
+			others[node] = o
+		}
+		o.Through = max(o.Through, k)
+		for i, sc := range []*rollout.SlotCounts{so.Baseline, so.Canary} {
+			if sc != nil {
+				sc.Slot = k
+				o.Arms[i] = append(o.Arms[i], *sc)
+			}
+		}
+	}
 	parts := []observations{s.local()}
 	// Each node publishes once per sub-window, at its own phase: the node
 	// judging may read a node whose last sub-window is not out yet. The
@@ -483,20 +558,12 @@ func (s *RolloutShare) Windows(from, to int64) (rollout.ArmWindow, rollout.ArmWi
 	// sub-window still filling is left out of an analysis anyway); a node
 	// further behind is waited for, up to maxWaits ticks.
 	end, lagging := to, ""
-	for _, kv := range resp.Kvs {
-		if strings.TrimPrefix(string(kv.Key), s.obsPrefix()) == s.rs.o.NodeID {
-			continue
-		}
-		var o observations
-		if err := json.Unmarshal(kv.Value, &o); err != nil {
-			s.log.Warn("shared rollout: unreadable observations left out", "key", string(kv.Key), "error", err)
-			continue
-		}
+	for _, o := range others {
 		if o.Through < to-1 {
 			lagging = o.Node
 		}
 		end = min(end, max(o.Through, to-1))
-		parts = append(parts, o)
+		parts = append(parts, *o)
 	}
 	s.mu.Lock()
 	if from != s.waitFrom {
