@@ -119,7 +119,7 @@ type rolloutShow struct {
 		Connected bool   `json:"connected"`
 		LastError string `json:"last_error"`
 	} `json:"fleet"`
-	Live      map[string]struct {
+	Live map[string]struct {
 		Requests  int64   `json:"requests"`
 		Errors    int64   `json:"errors"`
 		ErrorRate float64 `json:"error_rate"`
