@@ -111,7 +111,15 @@ type rolloutRow struct {
 type rolloutShow struct {
 	rolloutRow
 	StateFile string `json:"state_file"`
-	Live      map[string]struct {
+	// Fleet is set when the rollout is shared through etcd.
+	Fleet *struct {
+		Revision  int64  `json:"revision"`
+		Node      string `json:"node"`
+		Leader    string `json:"leader"`
+		Connected bool   `json:"connected"`
+		LastError string `json:"last_error"`
+	} `json:"fleet"`
+	Live map[string]struct {
 		Requests  int64   `json:"requests"`
 		Errors    int64   `json:"errors"`
 		ErrorRate float64 `json:"error_rate"`
@@ -151,6 +159,13 @@ func printRollout(w io.Writer, d rolloutShow) {
 	fmt.Fprintf(w, "last analysis: %s\n", lastAnalysis(d.rolloutRow))
 	if d.StateFile != "" {
 		fmt.Fprintf(w, "state file: %s\n", d.StateFile)
+	}
+	if f := d.Fleet; f != nil {
+		link := "etcd connected"
+		if !f.Connected {
+			link = "etcd UNREACHABLE (holding the last step seen): " + f.LastError
+		}
+		fmt.Fprintf(w, "fleet: judged by node %s (this node: %s), state revision %d, %s\n", f.Leader, f.Node, f.Revision, link)
 	}
 	fmt.Fprintf(w, "\nlast %s:\n", d.Definition.Window)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

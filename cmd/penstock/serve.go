@@ -34,7 +34,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		o.Source = src
+		o.Source, o.Rollouts = src, src.Rollouts()
 	} else if *file == "" {
 		backend, addr, err := demo.StartBackend(demo.BackendAddress)
 		if err != nil {

@@ -23,6 +23,10 @@ type rolloutSummary struct {
 	// Last is the latest analysis's outcome and reason.
 	Last   rollout.Outcome `json:"last_outcome,omitempty"`
 	Reason string          `json:"last_reason,omitempty"`
+	// Fleet is the rollout's sharing with the fleet (a node whose
+	// configuration comes from etcd): the node judging it, the revision of
+	// the state served, the link to etcd. Absent on a node of its own.
+	Fleet *rollout.SharedStatus `json:"fleet,omitempty"`
 }
 
 // rolloutDetail is GET /rollouts/NAME.
@@ -53,7 +57,7 @@ type armFigures struct {
 func summarize(c *split.Control, st rollout.State) rolloutSummary {
 	o := c.Options()
 	s := rolloutSummary{Route: o.Route, Baseline: o.Baseline, Canary: o.Canary, Phase: st.Phase,
-		Step: st.Step, Steps: len(c.Rollout().Definition().Steps), Weight: st.Weight}
+		Step: st.Step, Steps: len(c.Rollout().Definition().Steps), Weight: st.Weight, Fleet: c.SharedStatus()}
 	if st.Last != nil {
 		s.Last, s.Reason = st.Last.Outcome, st.Last.Reason
 	}
@@ -142,8 +146,11 @@ func (a *api) rolloutAction(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, split.ErrAction):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 		return
-	case errors.Is(err, rollout.ErrPhase):
+	case errors.Is(err, rollout.ErrPhase), errors.Is(err, rollout.ErrStale):
 		writeJSON(w, http.StatusConflict, map[string]string{"error": action + ": " + err.Error()})
+		return
+	case errors.Is(err, rollout.ErrUnavailable):
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": action + ": " + err.Error()})
 		return
 	case err != nil:
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})

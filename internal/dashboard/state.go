@@ -143,6 +143,11 @@ type Rollout struct {
 	Reason      string          `json:"reason,omitempty"`
 	Arms        []Arm           `json:"arms"`
 	Events      []rollout.Event `json:"events"`
+	// Judge is the node judging the rollout for the fleet, when it is
+	// shared through etcd; FleetDown is set while this node cannot reach
+	// etcd (it holds the last step it saw).
+	Judge     string `json:"judge,omitempty"`
+	FleetDown bool   `json:"fleet_down,omitempty"`
 }
 
 // Arm is one arm's figures over the rollout's current window.
@@ -400,6 +405,12 @@ func rolloutView(c *split.Control) Rollout {
 	}
 	if st.Last != nil {
 		v.Outcome, v.Reason = st.Last.Outcome, st.Last.Reason
+	}
+	if f := c.SharedStatus(); f != nil {
+		v.Judge, v.FleetDown = f.Leader, !f.Connected
+		if v.Judge == "" {
+			v.Judge = "none"
+		}
 	}
 	m := ro.Monitor()
 	cur := m.Current()

@@ -148,6 +148,14 @@ type Options struct {
 	// released, from the goroutine that caused it (Tick or a manual action).
 	// It must not block for long. Default nil.
 	OnEvent func(Event)
+	// Shared, when set, keeps the state where a fleet of nodes shares it:
+	// analyses judge the windows it merges from every node (and are skipped
+	// when it gives none: on a node that does not judge, or while the store
+	// is out of reach), and every change of state is committed to it before
+	// it takes effect (a change it refuses is discarded). The sub-windows
+	// are then numbered from the Unix epoch, so that every node's line up.
+	// Default nil: the state is the rollout's own.
+	Shared Shared
 }
 
 // Rollout moves a canary's weight through the steps of a Definition,
@@ -199,11 +207,17 @@ func New(def Definition, opt Options) (*Rollout, error) {
 	}
 	now := opt.Clock()
 	r := &Rollout{def: def, hash: def.Hash(), opt: opt}
-	r.monitor = NewMonitor(2, int(def.Window/def.Slot), def.Slot, now)
+	epoch := now
+	if opt.Shared != nil {
+		epoch = time.Unix(0, 0)
+	}
+	r.monitor = NewMonitor(2, int(def.Window/def.Slot), def.Slot, epoch)
+	r.monitor.Advance(now)
 	var evs []Event
 	r.mu.Lock()
 	r.st = State{Definition: r.hash}
 	evs = r.enterStep(now, 0, EventStarted, "")
+	r.weight.Store(int32(r.st.Weight))
 	r.mu.Unlock()
 	r.emit(evs)
 	return r, nil
@@ -242,8 +256,20 @@ func (r *Rollout) Tick() *Verdict {
 	// The sub-windows since the analysis window began, bar the current one
 	// (still filling) and the first (which may hold traffic from before it).
 	from, to := r.since+1, cur-1
+	var b, c ArmWindow
+	if sh := r.opt.Shared; sh != nil {
+		var err error
+		if b, c, err = sh.Windows(from, to); err != nil {
+			// Not this node's to judge, or not every node's figures: the
+			// window is judged at a later tick, or by another node.
+			r.mu.Unlock()
+			return nil
+		}
+	} else {
+		b, c = r.monitor.Window(Baseline, from, to), r.monitor.Window(Canary, from, to)
+	}
+	prev, prevSince := r.saved()
 	r.since = cur
-	b, c := r.monitor.Window(Baseline, from, to), r.monitor.Window(Canary, from, to)
 	r.seed++
 	v := Analyze(b, c, r.def.SLO, r.def.Analysis, r.seed)
 	v.Finite()
@@ -261,6 +287,10 @@ func (r *Rollout) Tick() *Verdict {
 		if held >= step.Hold && r.st.StepRequests >= step.MinRequests {
 			evs = r.enterStep(now, r.st.Step+1, EventAdvanced, "")
 		}
+	}
+	if r.commit(prev, prevSince) != nil {
+		r.mu.Unlock()
+		return nil
 	}
 	r.mu.Unlock()
 	r.emit(evs)
@@ -283,9 +313,35 @@ func (r *Rollout) enterStep(now time.Time, i int, kind EventKind, reason string)
 	return []Event{r.record(now, kind, reason)}
 }
 
+// setWeight sets the state's weight; commit makes it the data path's.
 func (r *Rollout) setWeight(w int) {
 	r.st.Weight = w
-	r.weight.Store(int32(w))
+}
+
+// saved returns a copy of the state and the analysis window's start, for
+// commit to put back if the change is refused. Called with r.mu held.
+func (r *Rollout) saved() (State, int64) {
+	s := r.st
+	if r.opt.Shared != nil {
+		s.History = append([]Event(nil), r.st.History...)
+	}
+	return s, r.since
+}
+
+// commit makes the change of state since prev take effect: committed to
+// the Shared first, when there is one, and put back to prev if it refuses.
+// Called with r.mu held.
+func (r *Rollout) commit(prev State, prevSince int64) error {
+	if sh := r.opt.Shared; sh != nil {
+		st := r.st
+		st.History = append([]Event(nil), r.st.History...)
+		if err := sh.Commit(st, r.since); err != nil {
+			r.st, r.since = prev, prevSince
+			return err
+		}
+	}
+	r.weight.Store(int32(r.st.Weight))
+	return nil
 }
 
 func (r *Rollout) record(now time.Time, kind EventKind, reason string) Event {
@@ -321,7 +377,12 @@ func (r *Rollout) act(allowed []Phase, do func(now time.Time) []Event) error {
 		r.mu.Unlock()
 		return fmt.Errorf("rollout is %s: %w", p, ErrPhase)
 	}
+	prev, prevSince := r.saved()
 	evs := do(now)
+	if err := r.commit(prev, prevSince); err != nil {
+		r.mu.Unlock()
+		return err
+	}
 	r.mu.Unlock()
 	r.emit(evs)
 	return nil
@@ -373,16 +434,35 @@ func (r *Rollout) Snapshot() State {
 // start and Restore returns false and says why, for the log. The sliding
 // windows start empty: the next analysis comes one Window after Restore.
 func (r *Rollout) Restore(s State) (bool, string) {
+	s, why := r.check(s)
+	if why != "" {
+		return false, why + ": starting anew"
+	}
+	now := r.opt.Clock()
+	r.mu.Lock()
+	r.st = s
+	r.setWeight(s.Weight)
+	r.weight.Store(int32(s.Weight))
+	r.since = r.monitor.SlotAt(now)
+	e := r.record(now, EventRestored, "")
+	r.mu.Unlock()
+	r.emit([]Event{e})
+	return true, ""
+}
+
+// check returns s fit to be this rollout's state (its weight following
+// from its phase and step, its history bounded), or why it is not.
+func (r *Rollout) check(s State) (State, string) {
 	if s.Definition != r.hash {
-		return false, fmt.Sprintf("definition changed (%s → %s): starting anew", s.Definition, r.hash)
+		return s, fmt.Sprintf("definition changed (%s → %s)", s.Definition, r.hash)
 	}
 	if s.Step < 0 || s.Step >= len(r.def.Steps) {
-		return false, fmt.Sprintf("step %d out of range: starting anew", s.Step)
+		return s, fmt.Sprintf("step %d out of range", s.Step)
 	}
 	switch s.Phase {
 	case Progressing, Paused, RolledBack, Promoted, Aborted:
 	default:
-		return false, fmt.Sprintf("unknown phase %q: starting anew", s.Phase)
+		return s, fmt.Sprintf("unknown phase %q", s.Phase)
 	}
 	// The weight follows from the phase and the step, not from the file.
 	switch s.Phase {
@@ -396,14 +476,40 @@ func (r *Rollout) Restore(s State) (bool, string) {
 	if len(s.History) > HistoryLen {
 		s.History = s.History[len(s.History)-HistoryLen:]
 	}
-	now := r.opt.Clock()
+	s.History = append([]Event(nil), s.History...)
+	return s, ""
+}
+
+// Adopt makes s, a state the fleet committed (seen by a Shared's watch),
+// this rollout's state, since being the sub-window after which its next
+// analysis window begins. It reports no event of its own and calls no
+// OnEvent: it returns the events of s's history newer than this rollout's
+// last, for the log. A state of another definition is refused.
+func (r *Rollout) Adopt(s State, since int64) ([]Event, error) {
+	s, why := r.check(s)
+	if why != "" {
+		return nil, errors.New(why)
+	}
 	r.mu.Lock()
-	r.st = s
-	r.st.History = append([]Event(nil), s.History...)
-	r.setWeight(s.Weight)
-	r.since = r.monitor.SlotAt(now)
-	e := r.record(now, EventRestored, "")
-	r.mu.Unlock()
-	r.emit([]Event{e})
-	return true, ""
+	defer r.mu.Unlock()
+	var last time.Time
+	if n := len(r.st.History); n > 0 {
+		last = r.st.History[n-1].At
+	}
+	var fresh []Event
+	for _, e := range s.History {
+		if e.At.After(last) {
+			fresh = append(fresh, e)
+		}
+	}
+	r.st, r.since = s, since
+	r.weight.Store(int32(s.Weight))
+	return fresh, nil
+}
+
+// Since is the sub-window after which the next analysis window begins.
+func (r *Rollout) Since() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.since
 }

@@ -30,7 +30,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return errors.New("reload refused: shutting down")
 	}
 	old := s.snap.Load()
-	next, err := snapshot.Compile(cfg, snapshot.Env{Prev: old, Logger: s.log, Telemetry: s.tel, Stages: s.stages, IO: s.io, Streams: s.streams})
+	next, err := snapshot.Compile(cfg, snapshot.Env{Prev: old, Logger: s.log, Telemetry: s.tel, Stages: s.stages, IO: s.io, Streams: s.streams, Rollouts: s.rollouts})
 	if serr := s.static.Check(cfg); serr != nil {
 		// Reported with the other errors, so one reload shows them all.
 		if next != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/listener"
 	"github.com/penstock-dev/penstock/internal/pgproxy"
 	"github.com/penstock-dev/penstock/internal/reload"
+	"github.com/penstock-dev/penstock/internal/rollout"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 	"github.com/penstock-dev/penstock/internal/upgrade"
 )
@@ -38,6 +39,10 @@ type RunOptions struct {
 	// File or Config (penstock serve --config-source): read at start,
 	// followed while serving, each change applied like a file reload.
 	Source ConfigSource
+	// Rollouts, when set, shares the rollouts with the fleet
+	// (fleet.Rollouts, beside an etcd Source); when it is a
+	// prometheus.Collector its metrics are exported.
+	Rollouts rollout.Sharing
 	// Args are the serve command's arguments, given again to the new
 	// process of a binary upgrade.
 	Args []string
@@ -112,7 +117,15 @@ func Run(o RunOptions) error {
 	// the gateway's, once a second, and need not read /proc each time.
 	p.runtime = prometheus.NewRegistry()
 	p.runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if p.srv, err = New(cfg, Options{Logger: p.log, Registerer: p.reg, Inherited: inherited, Version: o.Version}); err != nil {
+	if o.Rollouts != nil {
+		if c, ok := o.Rollouts.(prometheus.Collector); ok {
+			p.reg.MustRegister(c)
+		}
+		if l, ok := o.Rollouts.(interface{ SetLogger(*slog.Logger) }); ok {
+			l.SetLogger(p.log)
+		}
+	}
+	if p.srv, err = New(cfg, Options{Logger: p.log, Registerer: p.reg, Inherited: inherited, Version: o.Version, Rollouts: o.Rollouts}); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -25,6 +25,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/proxy"
 	"github.com/penstock-dev/penstock/internal/reload"
+	"github.com/penstock-dev/penstock/internal/rollout"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 )
 
@@ -43,6 +44,9 @@ type Options struct {
 	// Stages is the route pipeline's stage table, used for every compile
 	// (reloads too). Nil means pipeline.Standard().
 	Stages *pipeline.Registry
+	// Rollouts, when set, shares the routes' rollouts with a fleet (see
+	// snapshot.Env.Rollouts).
+	Rollouts rollout.Sharing
 }
 
 // Server is a running penstock: its listeners and the snapshot they serve.
@@ -55,6 +59,7 @@ type Server struct {
 	static   config.Static
 	inherit  map[string]net.Listener
 	stages   *pipeline.Registry
+	rollouts rollout.Sharing
 	// io is the Linux I/O layer of this server's engines and upstream
 	// clients, closed by Shutdown once nothing uses it (nil where there is
 	// none: other systems, or epoll refused).
@@ -106,7 +111,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		io = nil
 	}
 	streams := proxy.NewStreams()
-	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages, IO: io, Streams: streams})
+	snap, err := snapshot.Compile(cfg, snapshot.Env{Logger: log, Telemetry: tel, Stages: opts.Stages, IO: io, Streams: streams, Rollouts: opts.Rollouts})
 	if err != nil {
 		io.Close()
 		return nil, err
@@ -119,6 +124,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		metrics:   newConfigMetrics(opts.Registerer),
 		inherit:   opts.Inherited,
 		stages:    opts.Stages,
+		rollouts:  opts.Rollouts,
 		io:        io,
 		listeners: make(map[string]*runningListener),
 		serveErr:  make(chan error, 16),

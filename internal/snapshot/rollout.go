@@ -54,6 +54,9 @@ func (s *Snapshot) rolloutControl(cfg *config.Config, rc *config.Route, m *metri
 	key := "rollout/" + rc.Name + "/" + hex.EncodeToString(sum[:8])
 	v, err := s.state.Keep(key, func() (any, error) {
 		o.Metrics = rolloutMetrics{m.Rollout(rc.Name, ro.Canary)}
+		if s.rollouts != nil {
+			o.Shared = s.rollouts.Share(rc.Name)
+		}
 		c, err := split.NewControl(o)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: rollout: %w", rc.Name, err)

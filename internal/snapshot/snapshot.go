@@ -25,6 +25,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/metrics"
 	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/proxy"
+	"github.com/penstock-dev/penstock/internal/rollout"
 	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/split"
 	"github.com/penstock-dev/penstock/internal/tracing"
@@ -85,6 +86,8 @@ type Snapshot struct {
 	functionMetrics *function.Metrics
 	// streams counts the forwarders' WebSocket tunnels (Env.Streams).
 	streams *proxy.Streams
+	// rollouts shares the rollouts with a fleet (Env.Rollouts), or nil.
+	rollouts rollout.Sharing
 }
 
 // Mirrors returns the mirrors of the split routes.
@@ -129,6 +132,10 @@ type Env struct {
 	// Streams counts the process's WebSocket tunnels (see
 	// proxy.Streams). Nil counts none.
 	Streams *proxy.Streams
+	// Rollouts, when set, shares the routes' rollouts with a fleet (a node
+	// whose configuration comes from etcd: fleet.Rollouts). Nil: each
+	// rollout is this node's own.
+	Rollouts rollout.Sharing
 }
 
 // Compile validates cfg (which must have defaults applied) and builds its
@@ -165,6 +172,7 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		B3:          slices.Contains(cfg.Tracing.Propagation, "b3"),
 		SampleRatio: *cfg.Tracing.SampleRatio,
 		streams:     env.Streams,
+		rollouts:    env.Rollouts,
 	}
 	m := metrics.New(cfg.Metrics, nil)
 	if env.Telemetry != nil {

@@ -49,6 +49,13 @@ type ControlOptions struct {
 	Metrics RolloutMetrics
 	// Clock gives the time (tests). Default time.Now.
 	Clock func() time.Time
+	// Shared, when set, shares the rollout with a fleet (a node whose
+	// configuration comes from etcd): one node judges it on every node's
+	// figures, every node serves the state it committed, and manual
+	// actions go through it. The webhook is posted by the node that made
+	// the event; every node logs and counts the events it adopts.
+	// Default nil: the rollout is this node's own.
+	Shared rollout.Shared
 }
 
 // WebhookQueue bounds the events waiting for the webhook.
@@ -142,7 +149,7 @@ func NewControl(o ControlOptions) (*Control, error) {
 	// its first (started) from New, which is recorded in its history and
 	// reported below.
 	var ready bool
-	r, err := rollout.New(o.Definition, rollout.Options{Clock: o.Clock, OnEvent: func(e rollout.Event) {
+	r, err := rollout.New(o.Definition, rollout.Options{Clock: o.Clock, Shared: o.Shared, OnEvent: func(e rollout.Event) {
 		if !ready {
 			return
 		}
@@ -153,7 +160,7 @@ func NewControl(o ControlOptions) (*Control, error) {
 			return
 		}
 		c.mu.Unlock()
-		c.event(e)
+		c.event(e, true)
 	}})
 	if err != nil {
 		return nil, err
@@ -196,11 +203,38 @@ func (c *Control) Start() {
 			go c.webhook()
 		}
 		for _, e := range pending {
-			c.event(e)
+			c.event(e, true)
 		}
 		c.save()
+		if sh := c.opt.Shared; sh != nil {
+			sh.Start(c.r, c.adopted)
+		}
 		go c.run()
 	})
+}
+
+// adopted reports the events of a state the fleet committed: logged and
+// counted here, posted to the webhook by the node that made them.
+func (c *Control) adopted(evs []rollout.Event) {
+	for _, e := range evs {
+		c.event(e, false)
+	}
+	if m := c.opt.Metrics; m != nil {
+		st := c.r.Snapshot()
+		m.Weight(st.Weight)
+		m.Phase(string(st.Phase))
+	}
+	c.save()
+}
+
+// SharedStatus is what the admin API shows of the rollout's sharing with
+// the fleet, nil when it is this node's own.
+func (c *Control) SharedStatus() *rollout.SharedStatus {
+	if c.opt.Shared == nil {
+		return nil
+	}
+	st := c.opt.Shared.Status()
+	return &st
 }
 
 // Rollout returns the rollout.
@@ -237,8 +271,9 @@ func (c *Control) run() {
 	}
 }
 
-// event reports e: log, metrics, webhook, state file.
-func (c *Control) event(e rollout.Event) {
+// event reports e: log, metrics, state file, and the webhook when hook is
+// set.
+func (c *Control) event(e rollout.Event, hook bool) {
 	st := c.r.Snapshot()
 	attrs := []any{"event", string(e.Kind), "step", e.Step, "weight", e.Weight, "phase", string(st.Phase)}
 	if e.Reason != "" {
@@ -254,7 +289,7 @@ func (c *Control) event(e rollout.Event) {
 		m.Weight(e.Weight)
 		m.Phase(string(st.Phase))
 	}
-	if c.hook != nil {
+	if c.hook != nil && hook {
 		select {
 		case c.hook <- hookEvent{Route: c.opt.Route, Baseline: c.opt.Baseline, Canary: c.opt.Canary, Event: e, Phase: st.Phase}:
 		default:
@@ -293,6 +328,19 @@ func (c *Control) Act(action, reason string) error {
 	if reason == "" {
 		reason = "manual " + action
 	}
+	err := c.act(action, reason)
+	// A fleet's state that changed meanwhile (another node's analysis or
+	// action) is read again, and the action tried on it.
+	for i := 0; i < 3 && errors.Is(err, rollout.ErrStale); i++ {
+		if f, ok := c.opt.Shared.(interface{ Refresh() error }); ok {
+			f.Refresh()
+		}
+		err = c.act(action, reason)
+	}
+	return err
+}
+
+func (c *Control) act(action, reason string) error {
 	switch action {
 	case "pause":
 		return c.r.Pause(reason)
@@ -321,6 +369,9 @@ func (c *Control) Close() error {
 		c.mu.Unlock()
 		if started {
 			<-c.done
+			if sh := c.opt.Shared; sh != nil {
+				sh.Close()
+			}
 		}
 	})
 	return nil

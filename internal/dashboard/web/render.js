@@ -166,7 +166,9 @@ export function rollouts(st, box, now) {
         h("span", { class: "pill " + phaseClass(r.phase), "data-field": "phase" }, r.phase.replace("_", " ")),
         h("span", { "data-field": "step" }, `step ${r.step + 1} of ${r.steps.length}`),
         h("span", { "data-field": "weight" }, `canary ${r.weight} %`),
-        h("span", { class: "note" }, "since " + f.ago(r.step_started, now))),
+        h("span", { class: "note" }, "since " + f.ago(r.step_started, now)),
+        r.judge ? h("span", { class: "note", "data-field": "judge" }, "judged by " + r.judge) : null,
+        r.fleet_down ? h("span", { class: "bad", "data-field": "fleet" }, "etcd unreachable: step held") : null),
       steps, verdict,
       h("div", { class: "scroll", tabindex: "0", role: "region", "aria-labelledby": id }, arms),
       events);
