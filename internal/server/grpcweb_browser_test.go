@@ -60,8 +60,9 @@ type webResults struct {
 // the gRPC project's own client library (from npm, bundled by esbuild), in
 // its text (application/grpc-web-text) and binary
 // (application/grpc-web+proto) formats, over HTTP/1.1 and over HTTP/2 with
-// TLS. The page comes from the same origin, through penstock, as
-// deployments serve it. For each format the library must report: a unary
+// TLS, from a page of the same origin (served through penstock) and from
+// one of another origin (the routes' cors policies answer the preflights
+// and let the page read the status fields). For each format the library must report: a unary
 // call's message, header metadata, status OK and trailing metadata (binary
 // metadata included); the same call through its promise interface; the
 // server's NOT_FOUND with its message; a server stream's three messages in
@@ -94,24 +95,44 @@ func TestGRPCWebInChromium(t *testing.T) {
   - {name: plain, address: "127.0.0.1:0", protocols: [h1, h2c]}
   - {name: tls, address: "127.0.0.1:0", tls: {self_signed: true}}
 upstreams:
-  - {name: grpc, protocol: h2c, endpoints: [{address: %s}]}
-  - {name: down, protocol: h2c, endpoints: [{address: %s}]}
-  - {name: page, endpoints: [{address: %s}]}
+  - {name: grpc, protocol: h2c, endpoints: [{address: %[1]s}]}
+  - {name: down, protocol: h2c, endpoints: [{address: %[2]s}]}
+  - {name: page, endpoints: [{address: %[3]s}]}
 routes:
-  - {name: grpc-web, match: {grpc: {service: grpc.testing.TestService}}, upstream: grpc, grpc_web: true}
-  - {name: down, match: {path_prefix: /down/}, upstream: down, grpc_web: true}
+  - name: grpc-web
+    match: {grpc: {service: grpc.testing.TestService}}
+    upstream: grpc
+    grpc_web: true
+    cors: {allow_origins: ["http://%[3]s"], expose_headers: [grpc-status, grpc-message, x-head]}
+  - name: down
+    match: {path_prefix: /down/}
+    upstream: down
+    grpc_web: true
+    cors: {allow_origins: ["http://%[3]s"]}
   - {name: page, match: {path_prefix: /}, upstream: page}
 access_log: {enabled: false}
 `, startGRPCUpstream(t, nil), closedAddr(t), page))
 
 	// The self-signed certificate is the gateway's own test certificate.
 	ctx := browsertest.Browser(t, bin, chromedp.Flag("ignore-certificate-errors", true))
-	for _, tc := range []struct{ name, listener, protocol string }{
-		{"HTTP/1.1", "plain", "http/1.1"},
-		{"HTTP/2 over TLS", "tls", "h2"},
+	for _, tc := range []struct {
+		name, listener, protocol string
+		// crossOrigin: the page comes straight from its server, another
+		// origin, and its calls need the routes' CORS answers (preflights
+		// included: the calls send gRPC-Web's own fields).
+		crossOrigin bool
+	}{
+		{"HTTP/1.1", "plain", "http/1.1", false},
+		{"HTTP/2 over TLS", "tls", "h2", false},
+		{"HTTP/1.1 from another origin", "plain", "http/1.1", true},
+		{"HTTP/2 over TLS from another origin", "tls", "h2", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := chromedp.Do(ctx, chromedp.Navigate(baseURL(g, tc.listener)+"/")); err != nil {
+			url := baseURL(g, tc.listener) + "/"
+			if tc.crossOrigin {
+				url = "http://" + page + "/?target=" + baseURL(g, tc.listener)
+			}
+			if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 				t.Fatalf("open the page: %v", err)
 			}
 			// Every call is bounded in the page (40 s); this bounds the
@@ -129,7 +150,8 @@ access_log: {enabled: false}
 			if done != "ok" {
 				t.Fatalf("the page did not finish (state %q, last error %v); it shows:\n%s %v", done, err, text, rerr)
 			}
-			// The calls took the listener's protocol.
+			// The calls took the listener's protocol (Resource Timing shows
+			// it for the page's own origin only).
 			protocols, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
 				`performance.getEntriesByType("resource").filter((e) => e.name.includes("grpc.testing")).map((e) => e.nextHopProtocol)`))
 			if err != nil {
@@ -139,6 +161,9 @@ access_log: {enabled: false}
 				t.Errorf("no gRPC-Web call among the page's resources")
 			}
 			for _, p := range protocols {
+				if tc.crossOrigin {
+					break
+				}
 				if p != tc.protocol {
 					t.Errorf("a call went over %q, want %q (all: %v)", p, tc.protocol, protocols)
 					break
