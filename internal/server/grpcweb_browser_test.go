@@ -62,12 +62,12 @@ type webResults struct {
 // (application/grpc-web+proto) formats, over HTTP/1.1 and over HTTP/2 with
 // TLS, from a page of the same origin (served through penstock) and from
 // one of another origin (the routes' cors policies answer the preflights
-// and let the page read the status fields). For each format the library must report: a unary
-// call's message, header metadata, status OK and trailing metadata (binary
-// metadata included); the same call through its promise interface; the
-// server's NOT_FOUND with its message; a server stream's three messages in
-// order, its OK status and trailing metadata; and penstock's own
-// UNAVAILABLE for a route whose upstream is down.
+// and let the page read the status fields). For each format the library
+// must report: a unary call's message, header metadata, status OK and
+// trailing metadata (binary metadata included); the same call through its
+// promise interface; the server's NOT_FOUND with its message; a server
+// stream's three messages in order, its OK status and trailing metadata;
+// and penstock's own UNAVAILABLE for a route whose upstream is down.
 func TestGRPCWebInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
