@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,47 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/admin"
+	"github.com/penstock-dev/penstock/internal/browsertest"
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/dashboard"
 	"github.com/penstock-dev/penstock/internal/loadtest"
 	"github.com/penstock-dev/penstock/internal/server"
 )
-
-// chromium finds a Chromium binary. When there is none it installs Debian's
-// package if it can (root with apt-get, as scripts/test does); it skips the
-// test only when that is impossible.
-func chromium(t *testing.T) string {
-	t.Helper()
-	find := func() string {
-		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-			if p, err := exec.LookPath(name); err == nil {
-				return p
-			}
-		}
-		return ""
-	}
-	if p := find(); p != "" {
-		return p
-	}
-	apt, err := exec.LookPath("apt-get")
-	if err != nil || os.Getuid() != 0 {
-		t.Skip("chromium is not installed and cannot be installed here (needs root and apt-get; scripts/test installs it)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "chromium"}} {
-		cmd := exec.CommandContext(ctx, apt, append([]string{"-o", "DPkg::Lock::Timeout=300"}, args...)...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Skipf("chromium is not installed and apt-get %s failed: %v\n%s", args[0], err, out)
-		}
-	}
-	if p := find(); p != "" {
-		return p
-	}
-	t.Skip("chromium is not installed and installing it gave no chromium binary")
-	return ""
-}
 
 // upstreamServer answers every request with a small JSON body after 2 ms.
 func upstreamServer(t *testing.T) *httptest.Server {
@@ -85,7 +49,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	bin := chromium(t)
+	bin := browsertest.Chromium(t)
 	a, b, canary := upstreamServer(t), upstreamServer(t), upstreamServer(t)
 	addrA, addrB := a.Listener.Addr().String(), b.Listener.Addr().String()
 	yaml := fmt.Sprintf(`
@@ -169,21 +133,7 @@ shutdown: {idle_grace: 100ms, drain_timeout: 5s}
 		}()
 	}
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1366, 768),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	defer cancelTab()
+	ctx := browsertest.Browser(t, bin, chromedp.Flag("hide-scrollbars", true), chromedp.WindowSize(1366, 768))
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1366, 768), chromedp.Navigate(adminSrv.URL+"/dashboard")); err != nil {

@@ -104,6 +104,7 @@ func TestDemoBannerCommandsWork(t *testing.T) {
 		"/fn/tokenize -d":        `"count":4`,
 		"stream=1":               "one\ntoken\nat\na\ntime",
 		"grpc-web-text":          "AAAAAAIIAQ==gAAAA", // SERVING, then the trailer frame
+		"access-control-request": "Access-Control-Allow-Origin: http://localhost:3000",
 	}
 	for _, cmd := range cmds {
 		t.Run(cmd, func(t *testing.T) {

@@ -17,7 +17,9 @@ import (
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
 	"github.com/penstock-dev/penstock/internal/listener"
+	"github.com/penstock-dev/penstock/internal/pipeline"
 	"github.com/penstock-dev/penstock/internal/requestid"
+	"github.com/penstock-dev/penstock/internal/router"
 	"github.com/penstock-dev/penstock/internal/snapshot"
 	"github.com/penstock-dev/penstock/internal/tracecontext"
 )
@@ -60,7 +62,7 @@ func (f *Handler) ServeExchange(x *exchange.Exchange) {
 		f.unrouted(x, s, failure.BadRequest)
 		return
 	}
-	res := s.Router.Lookup(x.Req.Host, x.Req.Method, x.Req.Path, &x.Req.Header, &x.State.Params)
+	res := lookup(s, x)
 	if !res.Found {
 		if res.MethodNotAllowed {
 			x.W.Header().Set("Allow", res.Allow)
@@ -80,6 +82,24 @@ func (f *Handler) ServeExchange(x *exchange.Exchange) {
 	s.Tracer.StartServer(x, r.ParamAttributes)
 	r.Handler.ServeExchange(x)
 	finish(x, s, r.Metrics)
+}
+
+// lookup finds the request's route. A CORS preflight goes to the route of
+// the request it announces (Access-Control-Request-Method) when that route
+// answers preflights (it has a cors policy): the preflight asks about that
+// request, and a route matching only POST, as a gRPC route does, would
+// otherwise never see it. Other preflights are routed as any OPTIONS
+// request, to whatever answers CORS today.
+func lookup(s *snapshot.Snapshot, x *exchange.Exchange) router.Result[*snapshot.Route] {
+	if x.Req.Method == "OPTIONS" {
+		if m, ok := pipeline.IsPreflight(&x.Req); ok {
+			res := s.Router.Lookup(x.Req.Host, m, x.Req.Path, &x.Req.Header, &x.State.Params)
+			if res.Found && res.Value.Preflight {
+				return res
+			}
+		}
+	}
+	return s.Router.Lookup(x.Req.Host, x.Req.Method, x.Req.Path, &x.Req.Header, &x.State.Params)
 }
 
 // unrouted answers a request no route takes, and records it under the

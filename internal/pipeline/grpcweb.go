@@ -20,8 +20,8 @@ type GRPCWebSettings struct {
 	// text mode), and the response's trailers (grpc-status, grpc-message,
 	// trailing metadata) are sent as gRPC-Web's trailer frame at the end
 	// of the body. The upstream must speak gRPC (protocol: h2 or h2c). A
-	// browser on another origin also needs CORS answers, which are the
-	// route's own business. Other requests pass untouched. Default false.
+	// page on another origin also needs CORS answers (cors on the same
+	// route). Other requests pass untouched. Default false.
 	GRPCWeb bool `yaml:"grpc_web"`
 }
 

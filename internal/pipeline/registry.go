@@ -28,6 +28,8 @@ import (
 // file and one line here.
 func Standard() *Registry {
 	reg, err := NewRegistry(
+		// cors first: a preflight is answered before anything counts it.
+		Define("cors", newCORS),
 		Define("grpc_web", newGRPCWeb),
 		Define("early_data", newEarlyData),
 		Define("rate_limit", newRateLimit),

@@ -45,6 +45,9 @@ type Route struct {
 	Metrics *metrics.Route
 	// ParamAttributes records path parameters on the route's spans.
 	ParamAttributes bool
+	// Preflight: the route answers CORS preflights for the requests it
+	// serves (it has a cors policy), so front routes them here.
+	Preflight bool
 }
 
 // RouteName returns the route's name: a Route is the exchange's handle on
@@ -226,7 +229,8 @@ func Compile(cfg *config.Config, env Env) (*Snapshot, error) {
 		}
 		return &Route{Name: rc.Name, Pattern: routePattern(rc), Handler: h,
 			Metrics:         m.Route(rc.Name, routeHost(rc.Match.Hosts)),
-			ParamAttributes: rc.Tracing.ParamAttributes}, nil
+			ParamAttributes: rc.Tracing.ParamAttributes,
+			Preflight:       pipeline.AnswersPreflights(h)}, nil
 	})
 	if err != nil {
 		s.Discard(prev)

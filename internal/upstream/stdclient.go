@@ -48,14 +48,19 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 	end := func() { cancel(nil); cancelDeadline() }
 	ctx = withConnectTimeout(ctx, req.ConnectTimeout)
 
+	// net/http gets copies of the request's strings, which may point into
+	// the engine's connection buffer: its HTTP/2 client keeps :method,
+	// :path and :authority in the connection's HPACK table after the
+	// exchange, and a buffer rewritten under the table would corrupt it,
+	// sending later requests another target.
 	out := &http.Request{
-		Method:     req.Method,
+		Method:     strings.Clone(req.Method),
 		URL:        c.url(req),
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
 		Header:     stdRequestHeader(req.Header),
-		Host:       req.Host,
+		Host:       strings.Clone(req.Host),
 	}
 	if out.Host == "" {
 		out.Host = c.e.urlHost
@@ -150,10 +155,10 @@ func isReset(err error) bool {
 }
 
 // url addresses the endpoint with the request's path and query, byte for
-// byte.
+// byte, copied (see RoundTrip).
 func (c *StdClient) url(req *Request) *url.URL {
-	u := &url.URL{Scheme: c.scheme, Host: c.e.urlHost, RawQuery: req.Query}
-	path := req.Path
+	u := &url.URL{Scheme: c.scheme, Host: c.e.urlHost, RawQuery: strings.Clone(req.Query)}
+	path := strings.Clone(req.Path)
 	if path == "" {
 		path = "/"
 	}

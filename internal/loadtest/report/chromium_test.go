@@ -10,44 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// chromium finds a Chromium binary. When there is none it installs Debian's
-// package if it can (root with apt-get, as scripts/test does); it skips the
-// test only when that is impossible.
-func chromium(t *testing.T) string {
-	t.Helper()
-	find := func() string {
-		for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-			if p, err := exec.LookPath(name); err == nil {
-				return p
-			}
-		}
-		return ""
-	}
-	if p := find(); p != "" {
-		return p
-	}
-	apt, err := exec.LookPath("apt-get")
-	if err != nil || os.Getuid() != 0 {
-		t.Skip("chromium is not installed and cannot be installed here (needs root and apt-get; scripts/test installs it)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	t.Log("installing chromium with apt-get")
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "chromium"}} {
-		cmd := exec.CommandContext(ctx, apt, args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Skipf("chromium is not installed and apt-get %s failed: %v\n%s", args[0], err, out)
-		}
-	}
-	if p := find(); p != "" {
-		return p
-	}
-	t.Skip("chromium is not installed and installing it gave no chromium binary")
-	return ""
-}
+	"github.com/penstock-dev/penstock/internal/browsertest"
+)
 
 // headless runs Chromium on a local file with everything that would reach
 // the network turned off, and returns its standard output.
@@ -79,7 +44,7 @@ func TestReportInChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	bin := chromium(t)
+	bin := browsertest.Chromium(t)
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
 	if err := os.WriteFile(page, []byte(render(t, fixedRuns(t))), 0o644); err != nil {
