@@ -332,7 +332,7 @@ listeners:
   - name: bench-h2
     address: 127.0.0.1:$((PORT[$name] + H2_OFFSET))
     protocols: [h1, h2]
-    tls: {cert_file: $work/cert.pem, key_file: $work/key.pem}
+    tls: {certificates: [{cert_file: $work/cert.pem, key_file: $work/key.pem}]}
     limits: {idle_timeout: 120s}
 upstreams:
   - name: up
