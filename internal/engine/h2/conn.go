@@ -125,8 +125,10 @@ func newConn(s *Server, cn Conn) *conn {
 	if len(cn.Prefix) > 0 {
 		r = io.MultiReader(bytes.NewReader(cn.Prefix), cn.NC)
 	}
-	c.br = bufio.NewReaderSize(r, 8<<10)
-	c.bw = bufio.NewWriterSize(connWriter{c}, 16<<10)
+	// Small buffers: they gather frame headers, control frames and
+	// response heads into one system call; full DATA frames bypass them.
+	c.br = bufio.NewReaderSize(r, 4<<10)
+	c.bw = bufio.NewWriterSize(connWriter{c}, 4<<10)
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(16384)
