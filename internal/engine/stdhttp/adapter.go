@@ -4,9 +4,9 @@
 //
 // It serves every protocol on listeners with "engine: stdhttp", and its
 // Adapter serves HTTP/3 for quic-go's server (internal/engine/h3); the
-// native engine serves HTTP/2 itself (internal/engine/h2). Converting between http.Header and
-// exchange.Header costs allocations here; that cost belongs to this engine,
-// not to the pipeline, which stays allocation-free.
+// native engine serves HTTP/2 itself (internal/engine/h2). Converting
+// between http.Header and exchange.Header costs allocations here; that cost
+// belongs to this engine, not to the pipeline, which stays allocation-free.
 package stdhttp
 
 import (
