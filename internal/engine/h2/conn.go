@@ -633,40 +633,59 @@ func (c *conn) streamError(se http2.StreamError) {
 
 // credit gives n bytes of connection window back to the client (handlers
 // consumed or dropped them) and, for st, stream window; updates are sent
-// once a quarter of a window has gathered.
+// once a quarter of a window has gathered. st must not be recycled
+// meanwhile: only its handler's goroutine passes it.
 func (c *conn) credit(st *stream, n int) {
 	if n <= 0 {
 		return
 	}
-	var connInc, streamInc uint32
-	var id uint32
 	c.mu.Lock()
+	u := c.creditLocked(st, n)
+	c.mu.Unlock()
+	c.sendUpdates(u)
+}
+
+// windowUpdates are the WINDOW_UPDATE frames a credit calls for.
+type windowUpdates struct {
+	conn, stream uint32
+	id           uint32
+}
+
+// creditLocked is credit's accounting (mu held).
+func (c *conn) creditLocked(st *stream, n int) windowUpdates {
+	var u windowUpdates
+	if n <= 0 {
+		return u
+	}
 	c.recvUnacked += int64(n)
 	if c.recvUnacked >= connWindow/4 {
-		connInc = uint32(c.recvUnacked)
+		u.conn = uint32(c.recvUnacked)
 		c.recvWindow += c.recvUnacked
 		c.recvUnacked = 0
 	}
 	if st != nil && !st.remoteEnded {
 		st.recvUnacked += int64(n)
 		if st.recvUnacked >= streamWindow/4 {
-			streamInc, id = uint32(st.recvUnacked), st.id
+			u.stream, u.id = uint32(st.recvUnacked), st.id
 			st.recvWindow += st.recvUnacked
 			st.recvUnacked = 0
 		}
 	}
-	c.mu.Unlock()
-	if connInc == 0 && streamInc == 0 {
+	return u
+}
+
+func (c *conn) sendUpdates(u windowUpdates) {
+	if u.conn == 0 && u.stream == 0 {
 		return
 	}
 	if !c.lockWrite() {
 		return
 	}
-	if connInc > 0 {
-		c.fr.WriteWindowUpdate(0, connInc)
+	if u.conn > 0 {
+		c.fr.WriteWindowUpdate(0, u.conn)
 	}
-	if streamInc > 0 {
-		c.fr.WriteWindowUpdate(id, streamInc)
+	if u.stream > 0 {
+		c.fr.WriteWindowUpdate(u.id, u.stream)
 	}
 	c.unlockFlush()
 }
@@ -693,9 +712,11 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
 	}
 	if st.remoteEnded {
+		// Read under mu: once it is released the stream may be recycled.
+		dropped := st.aborted.Load() && !st.peerReset
 		c.mu.Unlock()
 		c.credit(nil, int(n))
-		if st.aborted.Load() && !st.peerReset {
+		if dropped {
 			return nil // reset by the server: frames in flight are dropped
 		}
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
@@ -714,13 +735,14 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
 	kept := st.body.write(data)
+	// Padding, and data a handler no longer reads, are given back now.
+	u := c.creditLocked(st, int(n)-kept)
 	if end {
 		st.remoteEnded = true
 		st.body.closeWith(io.EOF)
 	}
 	c.mu.Unlock()
-	// Padding, and data a handler no longer reads, are given back now.
-	c.credit(st, int(n)-kept)
+	c.sendUpdates(u)
 	return nil
 }
 
