@@ -22,6 +22,11 @@
 #   5. memory per idle keep-alive connection: holdconns opens IDLE_CONNS
 #      connections, one request each, and holds them; (RSS with them - RSS
 #      before) / IDLE_CONNS.
+#   6. HTTP/2 over TLS: h2load (nghttp2-client) sends H2_REQUESTS GETs over
+#      H2_CONNS connections with H2_STREAMS streams each to the proxy's TLS
+#      port (ALPN h2, one self-signed certificate for all); the proxy's CPU
+#      time over that run divided by the requests is "h2 CPU µs/req" (TLS
+#      handshakes included, amortised over the requests).
 # Each figure in the table is the median of the rounds; "× nginx" columns
 # divide by NGINX's median. One Markdown table on stdout, progress and notes
 # on stderr. Bounded: every tool run has its own duration, every process
@@ -43,12 +48,17 @@ DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 MAX_SECONDS=${MAX_SECONDS:-5}
 MAX_CONC=${MAX_CONC:-50}
+H2_REQUESTS=${H2_REQUESTS:-100000}
+H2_CONNS=${H2_CONNS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
 PROXIES=${PROXIES:-nginx haproxy caddy penstock}
 BASELINE=${BASELINE:-}
 [[ -z $BASELINE || " $PROXIES " == *" baseline "* ]] || PROXIES="$PROXIES baseline"
 KEEP=${KEEP:-0}
 UPSTREAM_PORT=18281
 declare -A PORT=([nginx]=18282 [haproxy]=18283 [caddy]=18284 [penstock]=18285 [baseline]=18286 [guarded]=18287)
+# HTTP/2 over TLS: each proxy's port + 100.
+H2_OFFSET=100
 PROXY_CORE=0
 LOAD_CORE=1
 
@@ -84,6 +94,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 need=()
 command -v nginx >/dev/null || need+=(nginx)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v caddy >/dev/null || need+=(caddy)
 command -v curl >/dev/null || need+=(curl)
 command -v taskset >/dev/null || need+=(util-linux)
@@ -166,7 +177,12 @@ jtotal() {
 
 for p in "$UPSTREAM_PORT" "${PORT[@]}"; do
 	! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null || die "port $p on 127.0.0.1 is in use"
+	! (: <"/dev/tcp/127.0.0.1/$((p + H2_OFFSET))") 2>/dev/null || die "port $((p + H2_OFFSET)) on 127.0.0.1 is in use"
 done
+# One self-signed certificate for every proxy's HTTP/2 port.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
 log "building into $work"
 (
 	cd "$repo"
@@ -214,6 +230,10 @@ http {
     }
     server {
         listen 127.0.0.1:${PORT[nginx]};
+        listen 127.0.0.1:$((PORT[nginx] + H2_OFFSET)) ssl http2;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        http2_max_concurrent_streams 250;
         location / {
             proxy_pass http://up;
             proxy_http_version 1.1;
@@ -248,6 +268,7 @@ defaults
     http-reuse always
 frontend fe
     bind 127.0.0.1:${PORT[haproxy]}
+    bind 127.0.0.1:$((PORT[haproxy] + H2_OFFSET)) ssl crt $work/haproxy.pem alpn h2,http/1.1
     default_backend be
 backend be
     server up 127.0.0.1:$UPSTREAM_PORT
@@ -268,6 +289,10 @@ start_caddy() {
     auto_https off
 }
 http://127.0.0.1:${PORT[caddy]} {
+    reverse_proxy 127.0.0.1:$UPSTREAM_PORT
+}
+https://127.0.0.1:$((PORT[caddy] + H2_OFFSET)) {
+    tls $work/cert.pem $work/key.pem
     reverse_proxy 127.0.0.1:$UPSTREAM_PORT
 }
 EOF
@@ -303,6 +328,11 @@ start_penstock_binary() { # NAME BINARY
 listeners:
   - name: bench
     address: 127.0.0.1:${PORT[$name]}
+    limits: {idle_timeout: 120s}
+  - name: bench-h2
+    address: 127.0.0.1:$((PORT[$name] + H2_OFFSET))
+    protocols: [h1, h2]
+    tls: {certificates: [{cert_file: $work/cert.pem, key_file: $work/key.pem}]}
     limits: {idle_timeout: 120s}
 upstreams:
   - name: up
@@ -380,6 +410,19 @@ measure() { # measure NAME ROUND
 	p999=$(jtotal p99_9_ms "$j")
 	errs=$(($(jtop errors_total "$j") + $(jtop unfinished "$j")))
 
+	# HTTP/2 over TLS with h2load.
+	local h2out="$work/$tag.h2load" h2cpu="NA" h2ok
+	t0=$(cpu_ticks "${proxy_pids[@]}")
+	"${on_load_core[@]}" timeout 120 h2load -n "$H2_REQUESTS" -c "$H2_CONNS" -m "$H2_STREAMS" \
+		"https://127.0.0.1:$((PORT[$name] + H2_OFFSET))/" >"$h2out" 2>&1 || true
+	t1=$(cpu_ticks "${proxy_pids[@]}")
+	h2ok=$(sed -nE 's/^requests: .* ([0-9]+) succeeded.*/\1/p' "$h2out")
+	if [[ -n $h2ok ]] && ((h2ok > 0)) && grep -q 'Application protocol: h2' "$h2out"; then
+		h2cpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$h2ok" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+	else
+		notes+=("- $name, round $round: h2load failed: $(tail -n3 "$h2out" | tr '\n' ' ')")
+	fi
+
 	local rss rss0 rss1 hold_pid i per_conn=""
 	rss=$(rss_kib "${proxy_pids[@]}")
 	rss0=$rss
@@ -401,8 +444,8 @@ measure() { # measure NAME ROUND
 	stop_pid "$hold_pid"
 	stop_proxy
 
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" >>"$results"
-	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" "$h2cpu" >>"$results"
+	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; h2 $h2cpu µs/req ($(sed -nE 's/^finished in ([^,]+), ([0-9.]+ req\/s).*/\2/p' "$h2out")); RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B")
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -421,32 +464,35 @@ cat <<EOF
 
 Reverse proxies, $(date -u +%Y-%m-%d): $(nproc) cores, $(lscpu | sed -nE 's/^Model name:[[:space:]]+//p' | head -n1), Linux $(uname -r), $(go version | awk '{print $3}').
 Proxy pinned to core $PROXY_CORE (one worker / thread / GOMAXPROCS=1); upstream, load tool and holdconns on core $LOAD_CORE. 64-byte JSON responses, HTTP/1.1 keep-alive, access logs off.
-Load: penstock bench run. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS}s. Latency: open loop at $RATE req/s for ${DURATION}s after ${WARMUP}s, 50 connections, from intended send times. Idle: $IDLE_CONNS keep-alive connections held. Median of $ROUNDS interleaved rounds.
+Load: penstock bench run; HTTP/2 over TLS: h2load, $H2_REQUESTS requests over $H2_CONNS connections × $H2_STREAMS streams. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS}s. Latency: open loop at $RATE req/s for ${DURATION}s after ${WARMUP}s, 50 connections, from intended send times. Idle: $IDLE_CONNS keep-alive connections held. Median of $ROUNDS interleaved rounds.
 
-| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | CPU µs/req @ $RATE/s | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | CPU µs/req @ $RATE/s | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx | h2 CPU µs/req | × nginx |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 flagged=0
 ref_max=$(col nginx 2 | median)
 ref_cpu=$(col nginx 3 | median)
 ref_cpu_rate=$(col nginx 10 | median)
 ref_conn=$(col nginx 8 | median)
+ref_h2=$(col nginx 11 | median)
 for name in $PROXIES; do
 	m=$(col "$name" 2 | median)
 	c=$(col "$name" 3 | median)
 	cr=$(col "$name" 10 | median)
 	b=$(col "$name" 8 | median)
+	h2=$(col "$name" 11 | median)
 	label=$name
 	if [[ $(col "$name" 9 | awk '{s += $1} END {print s + 0}') != 0 ]]; then
 		label="$name (!)"
 		flagged=1
 	fi
-	printf '| %s | %s | %.0f | %s | %.1f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s |\n' \
+	printf '| %s | %s | %.0f | %s | %.1f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s | %s | %s |\n' \
 		"$label" "${versions[$name]}" "$m" "$(ratio "$m" "$ref_max")" "$c" "$(ratio "$c" "$ref_cpu")" \
 		"$cr" "$(ratio "$cr" "$ref_cpu_rate")" \
 		"$(col "$name" 4 | median)" "$(col "$name" 5 | median)" "$(col "$name" 6 | median)" \
 		"$(awk -v k="$(col "$name" 7 | median)" 'BEGIN {printf "%.1f", k / 1024}')" \
-		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")"
+		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")" \
+		"$h2" "$(ratio "$h2" "$ref_h2")"
 done
 echo
 ((flagged)) && echo "(!) some fixed-rate requests failed or did not finish (see the rounds below)."

@@ -2,7 +2,8 @@
 // interface that the native HTTP/1.1 engine (engine/h1), the net/http
 // engine (engine/stdhttp) and the HTTP/3 engine (engine/h3) satisfy, so a
 // listener is started, replaced on reload and drained the same way
-// whichever engines serve it.
+// whichever engines serve it. The HTTP/2 engine (engine/h2) is not one
+// of them: it serves the connections engine/h1 hands it.
 //
 // An engine turns connections into exchanges (internal/exchange) and hands
 // them to one exchange.Handler; everything after that handler is the same

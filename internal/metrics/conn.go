@@ -24,6 +24,12 @@ func (m *Metrics) SendTimeout(listener string) {
 	m.sendTimeouts.WithLabelValues(listener).Inc()
 }
 
+// HTTP2Calmed counts an HTTP/2 connection of listener closed with GOAWAY
+// ENHANCE_YOUR_CALM (rapid reset).
+func (m *Metrics) HTTP2Calmed(listener string) {
+	m.http2Calmed.WithLabelValues(listener).Inc()
+}
+
 // TLSHandshake counts a completed TLS handshake on listener, by protocol
 // version (tls.VersionTLS13...) and whether the session was resumed.
 func (m *Metrics) TLSHandshake(listener string, version uint16, resumed bool) {

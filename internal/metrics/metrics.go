@@ -110,6 +110,7 @@ type Metrics struct {
 
 	connsOpen     *prometheus.GaugeVec
 	sendTimeouts  *prometheus.CounterVec
+	http2Calmed   *prometheus.CounterVec
 	tlsHandshakes *prometheus.CounterVec
 	tlsReloads    *prometheus.CounterVec
 	tlsNotAfter   *prometheus.GaugeVec
@@ -202,6 +203,10 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Name: "penstock_send_timeouts_total",
 			Help: "HTTP/2 and HTTP/3 responses reset because they made no progress for limits.send_timeout (a client that keeps its flow-control window closed), by listener.",
 		}, []string{"listener"}),
+		http2Calmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_http2_calm_goaways_total",
+			Help: "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for resetting (or opening beyond the stream limit) too many streams (rapid reset), by listener.",
+		}, []string{"listener"}),
 		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "penstock_tls_handshakes_total",
 			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
@@ -231,7 +236,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 	m.concurrency = newConcurrencyCollector()
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
-			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
+			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.http2Calmed, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
 		reg.MustRegister(m.retry.retries, m.retry.hedgesCanceled)

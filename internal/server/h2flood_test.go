@@ -329,6 +329,9 @@ func TestHTTP2ContinuationFlood(t *testing.T) {
 			}
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
+			// The server may end the flood within milliseconds, before
+			// the other client's first request: let it send a few.
+			time.Sleep(100 * time.Millisecond)
 			close(stop)
 			lat, errs := results()
 
@@ -358,6 +361,49 @@ func TestHTTP2ContinuationFlood(t *testing.T) {
 			}
 			if len(lat) == 0 {
 				t.Error("another client got no response during the flood")
+			}
+		})
+	}
+}
+
+// TestHTTP2RapidResetIsCounted: the GOAWAY ENHANCE_YOUR_CALM that ends a
+// rapid-reset flood is counted per listener, over TLS and h2c.
+func TestHTTP2RapidResetIsCounted(t *testing.T) {
+	rec := newRecorder(t, "fast")
+	o := startObserved(t, lines(`listeners:
+  - {name: tls, address: "127.0.0.1:0", protocols: [h2], tls: {self_signed: true}, limits: {max_concurrent_streams: 10}}
+  - {name: plain, address: "127.0.0.1:0", protocols: [h1, h2c], limits: {max_concurrent_streams: 10}}
+upstreams: [{name: fast, endpoints: [{address: %s}]}]
+routes: [{name: fast, match: {path: /fast}, upstream: fast}]
+`, rec.addr()))
+	for _, listener := range []string{"tls", "plain"} {
+		t.Run(listener, func(t *testing.T) {
+			conn, fr := h2Conn(t, o.g, listener)
+			end := watchConn(conn, fr)
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			scheme := map[string]string{"tls": "https", "plain": "http"}[listener]
+			// Bounded: 5,000 streams, or until the server stops reading.
+			for id := uint32(1); id < 2*5000; id += 2 {
+				block := headerBlock(":method", "GET", ":scheme", scheme, ":authority", "x", ":path", "/fast")
+				if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}) != nil ||
+					fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+					break
+				}
+			}
+			select {
+			case <-end.goAwaySeen:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no GOAWAY after the flood; connection %s", end)
+			}
+			if end.goAway.ErrCode != http2.ErrCodeEnhanceYourCalm {
+				t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", end.goAway.ErrCode)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for exactSeriesValue(t, o.reg, "penstock_http2_calm_goaways_total", "listener="+listener) != 1 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if v := exactSeriesValue(t, o.reg, "penstock_http2_calm_goaways_total", "listener="+listener); v != 1 {
+				t.Errorf("penstock_http2_calm_goaways_total{listener=%s} = %v, want 1", listener, v)
 			}
 		})
 	}

@@ -194,6 +194,7 @@ func (s *Server) engineOptions(lc *config.Listener) stdhttp.Options {
 		DrainIdle:            func() time.Duration { return s.snap.Load().Config.Shutdown.IdleGrace.D() },
 		SendTimeout:          lc.Limits.SendTimeout.D(),
 		SendTimedOut:         func() { m.SendTimeout(lc.Name) },
+		HTTP2Calmed:          func() { m.HTTP2Calmed(lc.Name) },
 		Logger:               s.log,
 		ConnOpened:           func(proto string) { m.ConnOpened(lc.Name, proto) },
 		ConnClosed:           func(proto string) { m.ConnClosed(lc.Name, proto) },

@@ -2,18 +2,19 @@ package h1
 
 import (
 	"net"
-	"sync"
 	"time"
+
+	"github.com/penstock-dev/penstock/internal/engine/h2"
 )
 
-// serveH2 hands the connection to net/http's HTTP/2 server: a TLS
-// connection that negotiated "h2", or a plain one that opened with the h2c
-// preface (whose bytes, already read, are replayed). From here net/http owns
-// the connection; its ConnState hook reports the close.
+// serveH2 hands the connection to the HTTP/2 engine (internal/engine/h2):
+// a TLS connection that negotiated "h2", or a plain one that opened with
+// the h2c preface (whose bytes, already read, are passed on). From here
+// the HTTP/2 engine owns the connection and reports its close.
 func (c *conn) serveH2() {
 	c.unregister()
-	ln := c.srv.h2()
-	if ln == nil {
+	hs := c.srv.h2()
+	if hs == nil {
 		c.close()
 		return
 	}
@@ -21,9 +22,9 @@ func (c *conn) serveH2() {
 		c.close()
 		return
 	}
-	nc := c.nc
+	var prefix []byte
 	if c.w > c.r {
-		nc = &prefixConn{Conn: c.nc, prefix: append([]byte(nil), c.rbuf[c.r:c.w]...)}
+		prefix = append([]byte(nil), c.rbuf[c.r:c.w]...)
 	}
 	c.r, c.w = 0, 0
 	c.releaseRead()
@@ -32,8 +33,7 @@ func (c *conn) serveH2() {
 		c.close()
 		return
 	}
-	// net/http tracks the connection from now on; its close is reported
-	// by the HTTP/2 server's ConnState hook.
+	// The HTTP/2 engine tracks the connection from now on.
 	c.srv.mu.Lock()
 	delete(c.srv.conns, c)
 	if len(c.srv.conns) == 0 && c.srv.allGone != nil {
@@ -41,10 +41,15 @@ func (c *conn) serveH2() {
 		c.srv.allGone = nil
 	}
 	c.srv.mu.Unlock()
-	if !ln.deliver(nc) {
-		nc.Close()
-		c.srv.closed(c)
-	}
+	// Its own goroutine: a polled connection arrives here on a worker
+	// that must go back to its poller.
+	go hs.ServeConn(h2.Conn{
+		NC:     c.nc,
+		Prefix: prefix,
+		TLS:    c.tls,
+		Remote: c.remote,
+		Closed: func() { c.srv.closed(c) },
+	})
 }
 
 // prefixConn is a connection whose first reads return bytes already taken
@@ -62,40 +67,3 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 	}
 	return p.Conn.Read(b)
 }
-
-// chanListener is a net.Listener fed with connections by the engine, for
-// net/http's HTTP/2 server.
-type chanListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) deliver(c net.Conn) bool {
-	select {
-	case l.conns <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

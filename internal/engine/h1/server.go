@@ -7,7 +7,7 @@
 // epoll poller with neither a goroutine nor a buffer (poll_linux.go); TLS
 // connections keep a goroutine, as crypto/tls needs one, and share the same
 // parser and writer. HTTP/2 on the same listener (ALPN "h2", or the h2c
-// preface) is handed to net/http's HTTP/2 server with stdhttp.Adapter, so
+// preface) is handed to penstock's HTTP/2 engine (internal/engine/h2), so
 // both protocols run the same route pipeline. docs/http1.md has the
 // design, bench/README.md its figures.
 package h1
@@ -17,12 +17,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine"
+	"github.com/penstock-dev/penstock/internal/engine/h2"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
@@ -35,7 +35,7 @@ type Options struct {
 	// listener's settings mean the same on either. TLS, when set, is the
 	// listener's TLS configuration; the listener passed to Serve is plain
 	// TCP in both cases. HTTP/2 connections are served with them by
-	// stdhttp.HTTP2Server.
+	// the HTTP/2 engine (internal/engine/h2).
 	stdhttp.Options
 	// IO is the Linux I/O layer whose polling instances hold the server's
 	// idle plain connections and whose hang-up watcher watches its TLS
@@ -46,8 +46,8 @@ type Options struct {
 	IO *epoll.IO
 }
 
-// Server serves HTTP/1.x itself and HTTP/2 through net/http on the same
-// listener.
+// Server serves HTTP/1.x itself and HTTP/2 through the HTTP/2 engine on
+// the same listener.
 type Server struct {
 	o         Options
 	h         exchange.Handler
@@ -76,8 +76,7 @@ type Server struct {
 
 	// h2srv serves HTTP/2 connections, started on the first one (under
 	// mu).
-	h2srv *http.Server
-	h2ln  *chanListener
+	h2srv *h2.Server
 }
 
 // defaultMaxHeaderBytes is net/http's default, used when Options leave it 0.
@@ -254,7 +253,7 @@ func (s *Server) closed(c *conn) {
 // answered in full, with "Connection: close" (HAProxy's
 // idle-close-on-response); those still idle after it are closed. When ctx
 // is done, whatever is left is closed. HTTP/2 connections get a GOAWAY from
-// net/http's graceful shutdown.
+// the HTTP/2 engine's graceful shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shuttingDown.Store(true)
@@ -369,19 +368,30 @@ func (s *Server) logDebug(msg string, err error, c *conn) {
 	}
 }
 
-// h2 returns the HTTP/2 server's listener, starting the server on first
-// use, or nil once shutting down.
-func (s *Server) h2() *chanListener {
+// h2 returns the HTTP/2 engine, made on first use, or nil once shutting
+// down.
+func (s *Server) h2() *h2.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shuttingDown.Load() {
 		return nil
 	}
 	if s.h2srv == nil {
-		srv := stdhttp.HTTP2Server(s.o.Options, s.h)
-		ln := newChanListener()
-		s.h2srv, s.h2ln = srv, ln
-		go srv.Serve(ln)
+		s.h2srv = h2.NewServer(h2Options(s.o.Options), s.h)
 	}
-	return s.h2ln
+	return s.h2srv
+}
+
+// h2Options are the HTTP/2 engine's settings from the listener's.
+func h2Options(o stdhttp.Options) h2.Options {
+	return h2.Options{
+		MaxConcurrentStreams: o.MaxConcurrentStreams,
+		MaxHeaderBytes:       o.MaxHeaderBytes,
+		IdleTimeout:          o.IdleTimeout,
+		PrefaceTimeout:       o.ReadHeaderTimeout,
+		SendTimeout:          o.SendTimeout,
+		SendTimedOut:         o.SendTimedOut,
+		Calmed:               o.HTTP2Calmed,
+		Logger:               o.Logger,
+	}
 }

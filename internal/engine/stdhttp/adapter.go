@@ -2,11 +2,11 @@
 // over TLS and h2c with the standard library's server and hands each request
 // to the route pipeline as an *exchange.Exchange.
 //
-// It serves every protocol on listeners with "engine: stdhttp", and HTTP/2
-// for the native engine (internal/engine/h1), which hands HTTP/2 connections
-// to net/http with this package's Adapter. Converting between http.Header and
-// exchange.Header costs allocations here; that cost belongs to this engine,
-// not to the pipeline, which stays allocation-free.
+// It serves every protocol on listeners with "engine: stdhttp", and its
+// Adapter serves HTTP/3 for quic-go's server (internal/engine/h3); the
+// native engine serves HTTP/2 itself (internal/engine/h2). Converting
+// between http.Header and exchange.Header costs allocations here; that cost
+// belongs to this engine, not to the pipeline, which stays allocation-free.
 package stdhttp
 
 import (

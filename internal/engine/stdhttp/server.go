@@ -39,6 +39,9 @@ type Options struct {
 	// SendTimedOut, when set, is called for each response cut by
 	// SendTimeout while the handler was writing it.
 	SendTimedOut func()
+	// HTTP2Calmed, when set, is called for each HTTP/2 connection the
+	// native engine closes with GOAWAY ENHANCE_YOUR_CALM (rapid reset).
+	HTTP2Calmed func()
 	// Logger receives the server's internal errors (TLS handshakes, bad
 	// requests) at debug level.
 	Logger *slog.Logger
@@ -92,31 +95,8 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	return s
 }
 
-// HTTP2Server builds the net/http server that the native engine
-// (internal/engine/h1) hands its HTTP/2 connections to: HTTP/2 over TLS
-// when o.TLS is set and o.HTTP2 asks for it, h2c on plain connections when
-// o.H2C does, never HTTP/1.x. The engine has negotiated TLS and reported
-// each connection's opening itself (o.ConnOpened), so the server is given
-// connections that are already TLS and reports only their close: "h2" for
-// TLS, "tcp" for h2c.
-func HTTP2Server(o Options, h exchange.Handler) *http.Server {
-	srv := newHTTPServer(o, h)
-	if o.ConnOpened != nil && o.ConnClosed != nil {
-		srv.ConnState = func(nc net.Conn, st http.ConnState) {
-			if st == http.StateClosed || st == http.StateHijacked {
-				label := "tcp"
-				if _, ok := nc.(*tls.Conn); ok {
-					label = "h2"
-				}
-				o.ConnClosed(label)
-			}
-		}
-	}
-	return srv
-}
-
-// newHTTPServer builds what both kinds of server share: the adapter,
-// HTTP/2 as o asks (HTTP/1.x left off), the limits and the error log.
+// newHTTPServer builds the server: the adapter, HTTP/2 as o asks (HTTP/1.x
+// left off until NewServer sets it), the limits and the error log.
 func newHTTPServer(o Options, h exchange.Handler) *http.Server {
 	p := new(http.Protocols)
 	p.SetHTTP2(o.HTTP2 && o.TLS != nil)

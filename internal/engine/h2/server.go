@@ -1,0 +1,256 @@
+// Package h2 is penstock's own HTTP/2 server engine (RFC 9113).
+//
+// The native HTTP/1.1 engine (internal/engine/h1) accepts every TCP
+// connection of a listener and hands over those that speak HTTP/2: TLS
+// connections that negotiated "h2" by ALPN, and plain ones that opened with
+// the h2c preface (prior knowledge). This package serves them through the
+// same exchange contract as the HTTP/1.1 engine, so the route pipeline
+// never sees which engine carried a request.
+//
+// Frames are read and written with golang.org/x/net/http2's Framer and
+// header blocks coded with its hpack package; what is penstock's own is the
+// server around them: one goroutine per connection reads frames, each
+// stream's handler runs on its own goroutine and writes its frames itself
+// under the connection's write lock (no writer goroutine, no frame queue),
+// stream state is pooled, and responses respect the client's flow-control
+// windows with a bound on how long a response may wait for them. The
+// protections the engine keeps (stream and header limits, rapid reset,
+// CONTINUATION and control-frame floods, zero-window stalls) are listed in
+// docs/operations.md with their limits and metrics.
+package h2
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
+)
+
+// Options configure the engine. Zero values take the defaults named below.
+type Options struct {
+	// MaxConcurrentStreams bounds the streams one connection may have
+	// open (SETTINGS_MAX_CONCURRENT_STREAMS), and so the handlers it can
+	// keep busy: a stream counts until its handler has returned, even
+	// when the client reset it. Default 250.
+	MaxConcurrentStreams int
+	// MaxHeaderBytes bounds a request's header list; it is advertised as
+	// SETTINGS_MAX_HEADER_LIST_SIZE (plus the per-field overhead the
+	// RFC counts). Default 64 KiB.
+	MaxHeaderBytes int
+	// IdleTimeout closes a connection with no stream open for this long
+	// (GOAWAY NO_ERROR first). 0: never.
+	IdleTimeout time.Duration
+	// PrefaceTimeout bounds the wait for the client's preface and first
+	// SETTINGS frame. Default 10 s.
+	PrefaceTimeout time.Duration
+	// SendTimeout resets a stream whose response made no progress for
+	// this long because the client keeps its flow-control window closed
+	// (NGINX's send_timeout), and closes a connection whose socket took
+	// no bytes for as long. 0: never.
+	SendTimeout time.Duration
+	// MaxStalledStreams bounds the streams of all connections of the
+	// server that may wait on a closed flow-control window at once; a
+	// stream that would be one more is reset at once, as if its send
+	// timeout had passed. Default 10,000.
+	MaxStalledStreams int
+	// SendTimedOut, when set, is called for each stream reset by
+	// SendTimeout or MaxStalledStreams.
+	SendTimedOut func()
+	// Calmed, when set, is called for each connection closed with GOAWAY
+	// ENHANCE_YOUR_CALM (a rapid-reset flood).
+	Calmed func()
+	// Logger receives protocol errors of clients at debug level.
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxConcurrentStreams = 250
+	DefaultMaxHeaderBytes       = 64 << 10
+	DefaultPrefaceTimeout       = 10 * time.Second
+	DefaultMaxStalledStreams    = 10000
+)
+
+// Flow-control windows the server grants clients for request bodies: a
+// stream may have streamWindow bytes unread by its handler, a connection
+// connWindow over all its streams, so a connection buffers at most
+// connWindow of request bodies whatever its number of streams.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 1 << 20
+)
+
+// Server serves the HTTP/2 connections handed to it.
+type Server struct {
+	o Options
+	h exchange.Handler
+	// maxHeaderList is the advertised SETTINGS_MAX_HEADER_LIST_SIZE.
+	maxHeaderList uint32
+	// stalled counts streams waiting on a closed window (all connections).
+	stalled atomic.Int64
+
+	mu           sync.Mutex
+	conns        map[*conn]struct{}
+	shuttingDown bool
+	allGone      chan struct{}
+}
+
+// NewServer builds a server that hands requests to h.
+func NewServer(o Options, h exchange.Handler) *Server {
+	if o.MaxConcurrentStreams <= 0 {
+		o.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.PrefaceTimeout <= 0 {
+		o.PrefaceTimeout = DefaultPrefaceTimeout
+	}
+	if o.MaxStalledStreams <= 0 {
+		o.MaxStalledStreams = DefaultMaxStalledStreams
+	}
+	return &Server{
+		o: o,
+		h: h,
+		// RFC 9113 §6.5.2 counts 32 bytes of overhead per field; allow
+		// for ten fields' worth on top of the bytes themselves.
+		maxHeaderList: uint32(o.MaxHeaderBytes) + 320,
+		conns:         make(map[*conn]struct{}),
+	}
+}
+
+// Conn is a connection handed to the server.
+type Conn struct {
+	// NC is the connection: a *tls.Conn whose handshake is complete, or
+	// a plain TCP connection.
+	NC net.Conn
+	// Prefix holds bytes already read from NC (the h2c preface the
+	// HTTP/1.1 engine recognised); they are read first.
+	Prefix []byte
+	// TLS is the connection's TLS state, nil on plain connections.
+	TLS *tls.ConnectionState
+	// Remote is the client's address.
+	Remote netip.AddrPort
+	// Closed, when set, is called once the connection has closed.
+	Closed func()
+}
+
+// ServeConn serves one connection until it closes; it returns then.
+func (s *Server) ServeConn(cn Conn) {
+	c := newConn(s, cn)
+	if !s.track(c) {
+		cn.NC.Close()
+		if cn.Closed != nil {
+			cn.Closed()
+		}
+		return
+	}
+	c.serve()
+	s.forget(c)
+	if cn.Closed != nil {
+		cn.Closed()
+	}
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	var gone chan struct{}
+	if len(s.conns) == 0 && s.allGone != nil {
+		gone, s.allGone = s.allGone, nil
+	}
+	s.mu.Unlock()
+	if gone != nil {
+		close(gone)
+	}
+}
+
+// Shutdown stops taking connections and drains those it serves: each gets
+// a GOAWAY naming the last stream it will process, those streams finish,
+// and each connection closes once it has none left. When ctx is done,
+// whatever is left is closed and ctx's error returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shuttingDown = true
+	var gone chan struct{}
+	if len(s.conns) > 0 {
+		gone = make(chan struct{})
+		s.allGone = gone
+	}
+	conns := s.list()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
+	if gone == nil {
+		return nil
+	}
+	select {
+	case <-gone:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+// Close closes every connection at once; their handlers see their
+// contexts cancelled and their writes fail.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.shuttingDown = true
+	conns := s.list()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.kill()
+	}
+}
+
+// list returns the connections; s.mu is held.
+func (s *Server) list() []*conn {
+	l := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		l = append(l, c)
+	}
+	return l
+}
+
+func (s *Server) debug(msg string, c *conn, args ...any) {
+	if s.o.Logger != nil {
+		s.o.Logger.Debug(msg, append([]any{"component", "http2", "remote", c.remote.String()}, args...)...)
+	}
+}
+
+// dateCache is the Date field of responses, rendered once a second.
+var dateCache atomic.Pointer[dateValue]
+
+type dateValue struct {
+	sec int64
+	s   string
+}
+
+func httpDate(now time.Time) string {
+	sec := now.Unix()
+	if d := dateCache.Load(); d != nil && d.sec == sec {
+		return d.s
+	}
+	d := &dateValue{sec, now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")}
+	dateCache.Store(d)
+	return d.s
+}
