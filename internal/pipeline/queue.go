@@ -13,6 +13,7 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 	"github.com/penstock-dev/penstock/internal/exchange"
 	"github.com/penstock-dev/penstock/internal/failure"
+	"github.com/penstock-dev/penstock/internal/grpccall"
 	"github.com/penstock-dev/penstock/internal/metrics"
 )
 
@@ -325,7 +326,7 @@ func (h *queued) deadline(x *exchange.Exchange) time.Time {
 		}
 	}
 	if v, ok := x.Req.Header.Get("grpc-timeout"); ok {
-		if d, ok := parseGRPCTimeout(v); ok {
+		if d, ok := grpccall.ParseTimeout(v); ok {
 			return x.Start.Add(d)
 		}
 	}
@@ -333,36 +334,6 @@ func (h *queued) deadline(x *exchange.Exchange) time.Time {
 		return x.Start.Add(h.routeTimeout)
 	}
 	return time.Time{}
-}
-
-// parseGRPCTimeout reads a grpc-timeout value: at most 8 digits and a unit,
-// H, M, S, m, u or n (the gRPC over HTTP/2 protocol's Timeout).
-func parseGRPCTimeout(v string) (time.Duration, bool) {
-	if len(v) < 2 || len(v) > 9 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(v[:len(v)-1], 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, false
-	}
-	return time.Duration(n) * unit, true
 }
 
 // refuse answers a request the queue did not admit: 503 with Retry-After

@@ -451,34 +451,6 @@ func TestQueueSettingsErrors(t *testing.T) {
 	}
 }
 
-func TestParseGRPCTimeout(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"250m", 250 * time.Millisecond, true},
-		{"1S", time.Second, true},
-		{"2M", 2 * time.Minute, true},
-		{"1H", time.Hour, true},
-		{"10u", 10 * time.Microsecond, true},
-		{"99999999n", 99999999, true},
-		{"123456789m", 0, false}, // more than 8 digits
-		{"m", 0, false},
-		{"10x", 0, false},
-		{"-1S", 0, false},
-		{"", 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, ok := parseGRPCTimeout(tt.in)
-			if got != tt.want || ok != tt.ok {
-				t.Errorf("parseGRPCTimeout(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
 // With scope upstream, two routes to one upstream share one queue.
 func TestQueueSharedByUpstream(t *testing.T) {
 	const routes = `listeners: [{name: web, address: "127.0.0.1:8080"}]
