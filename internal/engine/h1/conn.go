@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/penstock-dev/penstock/internal/engine/watchctx"
 	"io"
 	"net"
 	"net/http"
@@ -161,7 +162,7 @@ type active struct {
 	// the connection is killed or closed. One that was not cancelled
 	// stays with the struct and serves the next connection: no request
 	// was in flight when it went back to the pool.
-	ctx *exchangeCtx
+	ctx *watchctx.Ctx
 
 	req  reqFacts
 	head head
@@ -177,8 +178,8 @@ var activePool = sync.Pool{New: func() any { return new(active) }}
 func (c *conn) acquireActive() {
 	if c.act == nil {
 		a := activePool.Get().(*active)
-		if a.ctx == nil || a.ctx.canceled.Load() {
-			a.ctx = newExchangeCtx()
+		if a.ctx == nil || a.ctx.Err() != nil {
+			a.ctx = watchctx.New()
 		}
 		a.body.mu.Lock()
 		a.body.c = c
@@ -196,7 +197,7 @@ func (c *conn) acquireActive() {
 func (c *conn) cancelExchange() {
 	c.mu.Lock()
 	if a := c.act; a != nil {
-		a.ctx.cancel()
+		a.ctx.Cancel()
 	}
 	c.mu.Unlock()
 }
@@ -623,7 +624,7 @@ func (c *conn) close() {
 	}
 	c.state.Store(connClosed)
 	if c.act != nil {
-		c.act.ctx.cancel()
+		c.act.ctx.Cancel()
 	}
 	c.unregister()
 	c.closeSocket()

@@ -2,8 +2,8 @@ package h2
 
 import (
 	"bufio"
-	"context"
 	"errors"
+	"github.com/penstock-dev/penstock/internal/engine/watchctx"
 	"io"
 	"net"
 	"net/http"
@@ -47,7 +47,7 @@ type stream struct {
 	// aborted: the stream was reset (by either side) or its connection
 	// ended; nothing more is written on it.
 	aborted atomic.Bool
-	ctx     *streamCtx
+	ctx     *watchctx.Ctx
 	wakeCh  chan struct{}
 	timer   *time.Timer
 
@@ -88,8 +88,8 @@ func getStream(c *conn, id uint32) *stream {
 	st.c, st.id = c, id
 	st.start = time.Now()
 	st.declLen = -1
-	if st.ctx == nil || st.ctx.canceled.Load() {
-		st.ctx = newStreamCtx()
+	if st.ctx == nil || st.ctx.Err() != nil {
+		st.ctx = watchctx.New()
 	}
 	return st
 }
@@ -136,7 +136,7 @@ func (st *stream) abort(err error) {
 		return
 	}
 	st.body.closeWith(err)
-	st.ctx.cancel()
+	st.ctx.Cancel()
 	st.wake()
 }
 
@@ -420,7 +420,7 @@ func (st *stream) stall() error {
 	if d <= 0 {
 		select {
 		case <-st.wakeCh:
-		case <-st.ctx.done:
+		case <-st.ctx.Done():
 		}
 		return nil
 	}
@@ -435,7 +435,7 @@ func (st *stream) stall() error {
 	}
 	select {
 	case <-st.wakeCh:
-	case <-st.ctx.done:
+	case <-st.ctx.Done():
 	case <-st.timer.C:
 	}
 	st.timer.Stop()
@@ -791,92 +791,6 @@ func (b *body) reset() {
 	case <-b.signal:
 	default:
 	}
-}
-
-// streamCtx is an exchange's context: done when the stream is reset or
-// its connection ends. Pooled with the stream and replaced once done. It
-// implements exchange.Watcher and AfterFunc, so the upstream client and
-// contexts derived from it watch it without a goroutine.
-type streamCtx struct {
-	done     chan struct{}
-	canceled atomic.Bool
-
-	mu      sync.Mutex
-	next    uint64
-	watches []watch
-}
-
-type watch struct {
-	token uint64
-	f     func()
-}
-
-func newStreamCtx() *streamCtx { return &streamCtx{done: make(chan struct{})} }
-
-func (x *streamCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (x *streamCtx) Done() <-chan struct{}       { return x.done }
-func (x *streamCtx) Value(any) any               { return nil }
-func (x *streamCtx) String() string              { return "h2.streamContext" }
-
-func (x *streamCtx) Err() error {
-	if x.canceled.Load() {
-		return context.Canceled
-	}
-	return nil
-}
-
-func (x *streamCtx) cancel() {
-	x.mu.Lock()
-	if x.canceled.Load() {
-		x.mu.Unlock()
-		return
-	}
-	x.canceled.Store(true)
-	close(x.done)
-	ws := x.watches
-	x.watches = nil
-	x.mu.Unlock()
-	for _, w := range ws {
-		w.f()
-	}
-}
-
-// Watch implements exchange.Watcher.
-func (x *streamCtx) Watch(f func()) uint64 {
-	x.mu.Lock()
-	if x.canceled.Load() {
-		x.mu.Unlock()
-		f()
-		return 0
-	}
-	x.next++
-	t := x.next
-	x.watches = append(x.watches, watch{t, f})
-	x.mu.Unlock()
-	return t
-}
-
-// Unwatch implements exchange.Watcher.
-func (x *streamCtx) Unwatch(t uint64) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for i, w := range x.watches {
-		if w.token == t {
-			last := len(x.watches) - 1
-			x.watches[i] = x.watches[last]
-			x.watches[last] = watch{}
-			x.watches = x.watches[:last]
-			return true
-		}
-	}
-	return false
-}
-
-// AfterFunc lets the context package propagate cancellation to derived
-// contexts without a goroutine.
-func (x *streamCtx) AfterFunc(f func()) func() bool {
-	t := x.Watch(f)
-	return func() bool { return t != 0 && x.Unwatch(t) }
 }
 
 func unsafeString(b []byte) string {

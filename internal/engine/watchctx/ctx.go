@@ -1,4 +1,7 @@
-package h1
+// Package watchctx is the context the listener engines give each exchange:
+// a cancel-once context that callers watch without a goroutine (Watch,
+// Unwatch, AfterFunc), pooled with the engine's per-exchange state.
+package watchctx
 
 import (
 	"context"
@@ -7,15 +10,15 @@ import (
 	"time"
 )
 
-// exchangeCtx is the context of a connection's exchanges: done when the
-// client hangs up once its request was read, or the connection is killed
-// or closed. It is pooled with the exchange state (see active) and
-// replaced once done.
+// Ctx is an exchange's context: done when the engine cancels it (an
+// HTTP/1.1 client hung up or its connection closed; an HTTP/2 stream was
+// reset or its connection ended). Engines pool it with their exchange
+// state and replace it once done.
 //
 // It implements exchange.Watcher, so the upstream client watches it per
 // request without allocating, and AfterFunc, so a context derived from it
 // (context.WithCancel, WithTimeout) never needs a goroutine to watch it.
-type exchangeCtx struct {
+type Ctx struct {
 	done     chan struct{}
 	canceled atomic.Bool
 
@@ -29,23 +32,24 @@ type watch struct {
 	f     func()
 }
 
-func newExchangeCtx() *exchangeCtx { return &exchangeCtx{done: make(chan struct{})} }
+// New returns a context that is not done.
+func New() *Ctx { return &Ctx{done: make(chan struct{})} }
 
-func (x *exchangeCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (x *exchangeCtx) Done() <-chan struct{}       { return x.done }
-func (x *exchangeCtx) Value(any) any               { return nil }
-func (x *exchangeCtx) String() string              { return "h1.exchangeContext" }
+func (x *Ctx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (x *Ctx) Done() <-chan struct{}       { return x.done }
+func (x *Ctx) Value(any) any               { return nil }
+func (x *Ctx) String() string              { return "engine.exchangeContext" }
 
-func (x *exchangeCtx) Err() error {
+func (x *Ctx) Err() error {
 	if x.canceled.Load() {
 		return context.Canceled
 	}
 	return nil
 }
 
-// cancel ends the context once: Done closes, then the watches run on this
+// Cancel ends the context once: Done closes, then the watches run on this
 // goroutine.
-func (x *exchangeCtx) cancel() {
+func (x *Ctx) Cancel() {
 	x.mu.Lock()
 	if x.canceled.Load() {
 		x.mu.Unlock()
@@ -62,7 +66,7 @@ func (x *exchangeCtx) cancel() {
 }
 
 // Watch implements exchange.Watcher.
-func (x *exchangeCtx) Watch(f func()) uint64 {
+func (x *Ctx) Watch(f func()) uint64 {
 	x.mu.Lock()
 	if x.canceled.Load() {
 		x.mu.Unlock()
@@ -77,7 +81,7 @@ func (x *exchangeCtx) Watch(f func()) uint64 {
 }
 
 // Unwatch implements exchange.Watcher.
-func (x *exchangeCtx) Unwatch(t uint64) bool {
+func (x *Ctx) Unwatch(t uint64) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for i, w := range x.watches {
@@ -94,7 +98,7 @@ func (x *exchangeCtx) Unwatch(t uint64) bool {
 
 // AfterFunc is what the context package looks for on a parent it does not
 // know, to propagate cancellation without a goroutine.
-func (x *exchangeCtx) AfterFunc(f func()) func() bool {
+func (x *Ctx) AfterFunc(f func()) func() bool {
 	t := x.Watch(f)
 	return func() bool { return t != 0 && x.Unwatch(t) }
 }
