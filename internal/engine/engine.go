@@ -14,6 +14,8 @@ import (
 	"context"
 	"net"
 	"time"
+
+	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
 // Server is one generation of an engine serving one socket: a reload that
@@ -64,4 +66,14 @@ func WithStreamDrain(ctx context.Context, until time.Time) context.Context {
 func StreamDrain(ctx context.Context) (time.Time, bool) {
 	t, ok := ctx.Value(streamDrainKey{}).(time.Time)
 	return t, ok
+}
+
+// eventStream is the media type of server-sent events.
+const eventStream = "text/event-stream"
+
+// IsEventStream reports whether a response's Content-Type names an event
+// stream (parameters allowed): the long-lived responses that a binary
+// upgrade's drain lets run past drain_timeout (WithStreamDrain).
+func IsEventStream(contentType string) bool {
+	return len(contentType) >= len(eventStream) && exchange.EqualFold(contentType[:len(eventStream)], eventStream)
 }

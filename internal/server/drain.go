@@ -22,8 +22,8 @@ func (s *Server) StopAccepting() {
 	}
 }
 
-// KeepStreams makes Shutdown let long-lived streams (event streams over
-// HTTP/1.1 on the native engine, WebSocket tunnels on every engine) run
+// KeepStreams makes Shutdown let long-lived streams (event streams and
+// WebSocket tunnels, on every engine and protocol) run
 // for up to d after its start, past the drain timeout that ends the other
 // requests. The old process of a binary upgrade calls it: the new process
 // serves meanwhile, so nothing waits on the streams.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -57,8 +58,6 @@ var (
 	errBodyNotAllowed = errors.New("h1: response status does not allow a body")
 	errTooLong        = errors.New("h1: body longer than Content-Length")
 	errHijacked       = errors.New("h1: connection hijacked")
-	// eventStream is the media type of server-sent events.
-	eventStream = "text/event-stream"
 )
 
 // framingReserve keeps room in wbuf for the framing lines inserted at the
@@ -173,7 +172,7 @@ func (w *response) WriteHeader(status int) {
 		// An event stream (it has no length) may outlive a drain in a
 		// binary upgrade (Server.Shutdown); other responses cost no
 		// lookup here.
-		if ct, ok := w.wbuf.hdr.Get("Content-Type"); ok && len(ct) >= len(eventStream) && exchange.EqualFold(ct[:len(eventStream)], eventStream) {
+		if ct, ok := w.wbuf.hdr.Get("Content-Type"); ok && engine.IsEventStream(ct) {
 			c.streaming.Store(true)
 		}
 	}

@@ -271,10 +271,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	grace := time.AfterFunc(s.drainIdle(), s.closeIdle)
 	defer grace.Stop()
-	var h2err error
+	// The HTTP/2 engine drains its connections alongside: each engine
+	// cuts its own at the drain timeout and keeps its own event streams.
+	h2done := make(chan error, 1)
 	if h2srv != nil {
-		h2err = h2srv.Shutdown(ctx)
+		go func() { h2done <- h2srv.Shutdown(ctx) }()
+	} else {
+		h2done <- nil
 	}
+	var err error
 	if gone != nil {
 		select {
 		case <-gone:
@@ -290,13 +295,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				t.Stop()
 			}
 			s.closeAll()
-			return ctx.Err()
+			err = ctx.Err()
 		}
 	}
-	if h2err != nil {
-		h2srv.Close()
+	if h2err := <-h2done; err == nil {
+		err = h2err
 	}
-	return h2err
+	return err
 }
 
 // drainIdle is how long Shutdown keeps idle connections open: the drain
@@ -342,23 +347,20 @@ func (s *Server) closeAllButStreams() bool {
 	return streams
 }
 
-// closeAll ends every connection left, active or not; their handlers see
-// their context cancelled and their writes fail.
+// closeAll ends every HTTP/1.x connection left, active or not; their
+// handlers see their context cancelled and their writes fail. (The HTTP/2
+// engine's Shutdown closes its own.)
 func (s *Server) closeAll() {
 	s.mu.Lock()
 	left := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		left = append(left, c)
 	}
-	h2srv := s.h2srv
 	s.mu.Unlock()
 	for _, c := range left {
 		if !c.closeIfIdle() {
 			c.kill()
 		}
-	}
-	if h2srv != nil {
-		h2srv.Close()
 	}
 }
 

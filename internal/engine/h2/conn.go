@@ -330,6 +330,39 @@ func (c *conn) drain() {
 	}
 }
 
+// keepEventStreams resets every stream of c but its event streams and
+// reports whether c has any of those (Server.closeAllButStreams); with
+// none, nothing is reset.
+func (c *conn) keepEventStreams() bool {
+	c.mu.Lock()
+	keep := false
+	for _, st := range c.streams {
+		if st.eventStream.Load() && !st.aborted.Load() {
+			keep = true
+			break
+		}
+	}
+	if !keep {
+		c.mu.Unlock()
+		return false
+	}
+	var cut []uint32
+	for id, st := range c.streams {
+		if !st.eventStream.Load() && !st.aborted.Load() {
+			st.abort(errConnDraining)
+			cut = append(cut, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(cut) > 0 && c.lockWrite() {
+		for _, id := range cut {
+			c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		}
+		c.unlockFlush()
+	}
+	return true
+}
+
 // finish ends a connection with nothing left to serve after its GOAWAY:
 // its write side closes and its reads end within a second.
 func (c *conn) finish() {

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -205,9 +206,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-gone:
 		return nil
 	case <-ctx.Done():
+		// In a binary upgrade, event streams may run on past the drain
+		// timeout (engine.WithStreamDrain).
+		if until, ok := engine.StreamDrain(ctx); ok && s.closeAllButStreams() {
+			t := time.NewTimer(time.Until(until))
+			select {
+			case <-gone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		s.Close()
 		return ctx.Err()
 	}
+}
+
+// closeAllButStreams ends, at the drain timeout, every stream but the
+// event streams: connections serving none are closed, on the others the
+// remaining streams are reset. It reports whether any event stream is
+// left.
+func (s *Server) closeAllButStreams() bool {
+	s.mu.Lock()
+	conns := s.list()
+	s.mu.Unlock()
+	streams := false
+	for _, c := range conns {
+		if c.keepEventStreams() {
+			streams = true
+		} else {
+			c.kill()
+		}
+	}
+	return streams
 }
 
 // Close closes every connection at once; their handlers see their

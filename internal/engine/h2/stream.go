@@ -3,7 +3,6 @@ package h2
 import (
 	"bufio"
 	"errors"
-	"github.com/penstock-dev/penstock/internal/engine/watchctx"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +15,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/penstock-dev/penstock/internal/engine"
+	"github.com/penstock-dev/penstock/internal/engine/watchctx"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -47,9 +48,12 @@ type stream struct {
 	// aborted: the stream was reset (by either side) or its connection
 	// ended; nothing more is written on it.
 	aborted atomic.Bool
-	ctx     *watchctx.Ctx
-	wakeCh  chan struct{}
-	timer   *time.Timer
+	// eventStream: the response is a server-sent event stream, which a
+	// binary upgrade's drain lets run past drain_timeout.
+	eventStream atomic.Bool
+	ctx         *watchctx.Ctx
+	wakeCh      chan struct{}
+	timer       *time.Timer
 
 	body body
 
@@ -102,6 +106,7 @@ func putStream(st *stream) {
 	st.declLen, st.received = -1, 0
 	st.remoteEnded, st.peerReset, st.waiting = false, false, false
 	st.aborted.Store(false)
+	st.eventStream.Store(false)
 	select {
 	case <-st.wakeCh:
 	default:
@@ -474,6 +479,11 @@ func (st *stream) WriteHeader(status int) {
 	}
 	st.status = status
 	st.wroteHeader = true
+	if status == http.StatusOK {
+		if ct, ok := st.hdr.Get("Content-Type"); ok && engine.IsEventStream(ct) {
+			st.eventStream.Store(true)
+		}
+	}
 	st.noBody = st.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
 }
 

@@ -19,6 +19,7 @@ import (
 	_ "github.com/quic-go/quic-go/qlog" // registers the qlog event schema
 	"github.com/quic-go/quic-go/qlogwriter"
 
+	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/engine/stdhttp"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
@@ -96,6 +97,7 @@ func NewServer(sock *Socket, o Options, h exchange.Handler) *Server {
 		},
 	}
 	s.srv.Handler = &requests{next: adapter}
+	adapter.EventStreams = countEventStreams
 	s.srv.ConnContext = s.connContext
 	if o.ZeroRTT {
 		// Requests need their connection to tell whether they are early.
@@ -130,16 +132,33 @@ func (s *Server) Serve() error {
 // HTTP/2 connections, Shutdown closes the idle connections itself
 // (H3_NO_ERROR): at once those idle for idleSettle already, the others once
 // they have been.
+//
+// In a binary upgrade (engine.WithStreamDrain), the connections serving an
+// event stream outlive ctx: when ctx is done the others are closed, and
+// these run on until their streams end or the streams' limit. (Other
+// requests on such a connection run on with it: a QUIC connection cannot
+// be closed for some of its streams only, and the requests of a client
+// that keeps an event stream open are few.)
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() { close(s.done) })
 	last := s.sock.current.CompareAndSwap(s, nil)
 	var (
-		err  error
-		done = make(chan struct{})
+		err   error
+		cut   bool
+		done  = make(chan struct{})
+		srvCx = ctx
+		// cutAt is ctx's end when event streams may outlive it.
+		cutAt <-chan struct{}
 	)
+	if until, ok := engine.StreamDrain(ctx); ok {
+		var cancel context.CancelFunc
+		srvCx, cancel = context.WithDeadline(context.Background(), until)
+		defer cancel()
+		cutAt = ctx.Done()
+	}
 	go func() {
 		defer close(done)
-		err = s.srv.Shutdown(ctx)
+		err = s.srv.Shutdown(srvCx)
 	}()
 	// http3.Server.Shutdown sends the GOAWAY frames first; closing an idle
 	// connection before its GOAWAY is out would leave the client guessing
@@ -152,7 +171,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if last {
 				s.sock.Close()
 			}
+			if err == nil && cut {
+				err = ctx.Err()
+			}
 			return err
+		case <-cutAt:
+			cut = s.live.closeAllButStreams() > 0
+			cutAt = nil
 		case <-wait.C:
 			s.live.closeIdle(time.Now().Add(-idleSettle).UnixNano())
 			wait.Reset(goawayLead)
@@ -202,12 +227,21 @@ func (h *requests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.next.ServeHTTP(w, r)
 }
 
-// liveConn is one served connection, its requests in flight and when the
-// last one ended (Unix nanoseconds).
+// liveConn is one served connection, its requests in flight, its event
+// streams among them, and when the last request ended (Unix nanoseconds).
 type liveConn struct {
 	conn    *quic.Conn
 	active  atomic.Int64
+	events  atomic.Int64
 	lastEnd atomic.Int64
+}
+
+// countEventStreams is the adapter's EventStreams hook: the event streams
+// of each connection, for Shutdown in a binary upgrade.
+func countEventStreams(r *http.Request, delta int) {
+	if lc, _ := r.Context().Value(connKey{}).(*liveConn); lc != nil {
+		lc.events.Add(int64(delta))
+	}
 }
 
 // liveConns is the set of a server's connections, changed once per
@@ -246,6 +280,28 @@ func (l *liveConns) closeIdle(idleBefore int64) {
 	for _, lc := range idle {
 		lc.conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
 	}
+}
+
+// closeAllButStreams closes the connections serving no event stream,
+// whatever requests they have in flight (the drain timeout has come), and
+// returns how many of those had requests in flight.
+func (l *liveConns) closeAllButStreams() int {
+	l.mu.Lock()
+	var cut []*liveConn
+	for lc := range l.m {
+		if lc.events.Load() == 0 {
+			cut = append(cut, lc)
+		}
+	}
+	l.mu.Unlock()
+	busy := 0
+	for _, lc := range cut {
+		if lc.active.Load() > 0 {
+			busy++
+		}
+		lc.conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+	}
+	return busy
 }
 
 // earlyData reports a request still inside 0-RTT: its connection has not

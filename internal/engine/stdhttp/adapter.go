@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -54,6 +55,13 @@ type Adapter struct {
 	// SendTimedOut, when set, is called for each response whose write
 	// failed on SendTimeout.
 	SendTimedOut func()
+	// EventStreams, when set, is called with +1 when a response turns out
+	// to be a server-sent event stream (a 200 whose Content-Type is
+	// text/event-stream) and with -1 when it ends. An engine that can end
+	// single connections counts them per connection, so that a binary
+	// upgrade's drain keeps the connections serving event streams past
+	// drain_timeout (engine.WithStreamDrain).
+	EventStreams func(r *http.Request, delta int)
 }
 
 // pushHeader carries push.max_bytes on a promised request, so the bound
@@ -142,7 +150,13 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if a.EventStreams != nil {
+		rw.events, rw.eventReq = a.EventStreams, r
+	}
 	a.Handler.ServeExchange(x)
+	if rw.eventStream {
+		a.EventStreams(r, -1)
+	}
 	aborted := x.State.Aborted || rw.overLimit
 	if !aborted && rw.trailer.Len() > 0 {
 		rw.sendTrailers(r)
@@ -327,6 +341,11 @@ type responseWriter struct {
 	// req is the request while its trailers may be read
 	// (exchange.TrailerReader), else nil.
 	req *http.Request
+	// events is Adapter.EventStreams (and eventReq its request) when set;
+	// eventStream: the response is an event stream, counted +1.
+	events      func(*http.Request, int)
+	eventReq    *http.Request
+	eventStream bool
 }
 
 // Trailer implements exchange.TrailerWriter.
@@ -417,6 +436,7 @@ func (rw *responseWriter) reset() {
 	rw.chunked.rc = nil
 	rw.trailer.Reset()
 	rw.req = nil
+	rw.events, rw.eventReq, rw.eventStream = nil, nil, false
 }
 
 // errPushTooLarge stops a pushed response that outgrew push.max_bytes.
@@ -456,6 +476,12 @@ func (rw *responseWriter) WriteHeader(status int) {
 		rw.wroteHeader = true
 		if rw.draining != nil && rw.draining.Load() && status != http.StatusSwitchingProtocols {
 			h.Set("Connection", "close")
+		}
+		if rw.events != nil && status == http.StatusOK {
+			if ct, ok := rw.hdr.Get("Content-Type"); ok && engine.IsEventStream(ct) {
+				rw.eventStream = true
+				rw.events(rw.eventReq, 1)
+			}
 		}
 	}
 	rw.w.WriteHeader(status)

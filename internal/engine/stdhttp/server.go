@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -78,6 +79,8 @@ type Server struct {
 // trackedConn is what the server knows of one connection.
 type trackedConn struct {
 	state atomic.Int32 // the last http.ConnState
+	// events counts the event streams it serves (Adapter.EventStreams).
+	events atomic.Int64
 	// proto is the protocol label, set before opened.
 	proto  string
 	opened atomic.Bool
@@ -90,7 +93,9 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	srv.Protocols.SetHTTP1(o.HTTP1)
 	srv.TLSConfig = o.TLS
 	srv.Handler.(*Adapter).Draining = &s.draining
+	srv.Handler.(*Adapter).EventStreams = countEventStreams
 	srv.ConnState = s.connState
+	srv.ConnContext = s.connContext
 	s.srv = srv
 	return s
 }
@@ -119,14 +124,37 @@ func newHTTPServer(o Options, h exchange.Handler) *http.Server {
 	return srv
 }
 
+// trackedKey is the context key of a connection's *trackedConn.
+type trackedKey struct{}
+
+// connContext registers each connection as net/http accepts it (before
+// its StateNew) and hands its entry to its requests, for
+// countEventStreams.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	t := &trackedConn{}
+	t.state.Store(int32(http.StateNew))
+	s.conns.Store(c, t)
+	return context.WithValue(ctx, trackedKey{}, t)
+}
+
+// countEventStreams is the adapter's EventStreams hook: the event streams
+// of each connection, for Shutdown in a binary upgrade.
+func countEventStreams(r *http.Request, delta int) {
+	if t, _ := r.Context().Value(trackedKey{}).(*trackedConn); t != nil {
+		t.events.Add(int64(delta))
+	}
+}
+
 // connState follows every connection (net/http's ConnState hook): its
 // state, for the drain, and its opening and closing, for the hooks.
 func (s *Server) connState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
-		t := &trackedConn{}
-		t.state.Store(int32(st))
-		s.conns.Store(c, t)
+		if _, ok := s.conns.Load(c); !ok {
+			t := &trackedConn{}
+			t.state.Store(int32(st))
+			s.conns.Store(c, t)
+		}
 	case http.StateActive, http.StateIdle:
 		v, ok := s.conns.Load(c)
 		if !ok {
@@ -218,9 +246,48 @@ wait:
 	}
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
+		// In a binary upgrade, event streams may run on past the drain
+		// timeout (engine.WithStreamDrain): the connections serving one
+		// stay (with whatever else they carry: net/http cannot end one
+		// HTTP/2 stream from outside), the others are closed now.
+		if until, ok := engine.StreamDrain(ctx); ok && s.closeAllButStreams() {
+			s.waitConns(until)
+		}
 		s.srv.Close()
 	}
 	return err
+}
+
+// closeAllButStreams closes every connection serving no event stream and
+// reports whether any connection is left.
+func (s *Server) closeAllButStreams() bool {
+	left := false
+	s.conns.Range(func(k, v any) bool {
+		if v.(*trackedConn).events.Load() > 0 {
+			left = true
+		} else {
+			k.(net.Conn).Close()
+		}
+		return true
+	})
+	return left
+}
+
+// waitConns waits until no connection is left or until has come.
+func (s *Server) waitConns(until time.Time) {
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for time.Now().Before(until) {
+		empty := true
+		s.conns.Range(func(_, _ any) bool {
+			empty = false
+			return false
+		})
+		if empty {
+			return
+		}
+		<-tick.C
+	}
 }
 
 // drainPoll is how often Shutdown looks whether idle connections are left
