@@ -67,11 +67,13 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 	}
 	var body *stdBody
 	if req.Body != nil && req.ContentLength != 0 {
-		body = &stdBody{r: req.Body}
+		body = newStdBody(req.Body)
 		out.Body, out.ContentLength = body, req.ContentLength
 		// net/http sends a request again on a new connection when a reused
-		// one failed before the response (RFC 9112 §9.3.1), if it can have
-		// the body again: it can while none of it was read.
+		// one failed before the response (RFC 9112 §9.3.1), or when an
+		// HTTP/2 upstream's GOAWAY or REFUSED_STREAM says the stream was
+		// not processed (RFC 9113 §8.7), if it can have the body again: it
+		// can while what was read of it is kept (stdBody.again).
 		out.GetBody = body.again
 		if req.Trailer != nil && req.ContentLength < 0 {
 			// net/http sends the fields of out.Trailer after the body
@@ -105,6 +107,10 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 	}
 	if body != nil {
 		req.BodyRead = body.n.Load()
+		// A response arrived (or the round trip failed for good): net/http
+		// asks for the body no more, and a long body (a gRPC stream) is
+		// not kept for nothing.
+		body.settle()
 	}
 	if err != nil {
 		end()
@@ -194,20 +200,60 @@ func (c *StdClient) Close() {
 // engine closes the real body when the exchange ends). net/http may read it
 // from its own goroutine, even after the round trip returned; the caller's
 // goroutine copies the count into Request.BodyRead.
+//
+// Until the round trip has its response it also keeps what was read, up
+// to keepBodyMax, so that net/http can send the request again when the
+// upstream did not process it (again): an HTTP/2 stream refused or past a
+// GOAWAY's last stream id had part of its body read already.
 type stdBody struct {
-	r   io.Reader
-	n   atomic.Int64
-	mu  sync.Mutex
+	r  io.Reader
+	n  atomic.Int64
+	mu sync.Mutex
+	// Under mu.
 	err error
+	// kept is what was read from r while it may be sent again; replay is
+	// how much of it the current attempt has read. keeping: still
+	// recording (no response yet, no more than keepBodyMax read).
+	kept             []byte
+	replay           int
+	keeping, overrun bool
 	// trailer, when set, gives the request's trailer fields at the body's
 	// end; they go into out, the outgoing request's Trailer map.
 	trailer exchange.TrailerReader
 	out     http.Header
 }
 
+// keepBodyMax is how much of a request body is kept for net/http to send
+// again: the bodies of model and gRPC calls that fit in the first flight
+// of an HTTP/2 stream. A stream refused after more than this was sent
+// fails as before (KindReset), and the proxy's own retry rules apply.
+const keepBodyMax = 64 << 10
+
+func newStdBody(r io.Reader) *stdBody { return &stdBody{r: r, keeping: true} }
+
 func (b *stdBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.replay < len(b.kept) {
+		n := copy(p, b.kept[b.replay:])
+		b.replay += n
+		b.mu.Unlock()
+		return n, nil
+	}
+	b.mu.Unlock()
 	n, err := b.r.Read(p)
 	b.n.Add(int64(n))
+	if n > 0 {
+		b.mu.Lock()
+		if b.keeping {
+			if len(b.kept)+n <= keepBodyMax {
+				b.kept = append(b.kept, p[:n]...)
+				b.replay = len(b.kept)
+			} else {
+				b.keeping, b.overrun, b.kept = false, true, nil
+			}
+		}
+		b.mu.Unlock()
+	}
 	if err == io.EOF && b.trailer != nil {
 		var h exchange.Header
 		b.trailer.ReadTrailer(&h)
@@ -228,6 +274,13 @@ func (b *stdBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// settle stops keeping what is read: the round trip is over.
+func (b *stdBody) settle() {
+	b.mu.Lock()
+	b.keeping, b.kept, b.replay = false, nil, 0
+	b.mu.Unlock()
+}
+
 func (b *stdBody) Close() error { return nil }
 
 // failed returns the first error reading the body, if any.
@@ -237,11 +290,16 @@ func (b *stdBody) failed() error {
 	return b.err
 }
 
-// again is the request's GetBody.
+// again is the request's GetBody: the body from its start, what was read
+// of it replayed from kept, then the rest. It fails once the body failed,
+// outgrew keepBodyMax, or the round trip ended.
 func (b *stdBody) again() (io.ReadCloser, error) {
-	if b.n.Load() != 0 || b.failed() != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil || b.overrun || !b.keeping && b.n.Load() != 0 {
 		return nil, errNotReplayable
 	}
+	b.replay = 0
 	return b, nil
 }
 
