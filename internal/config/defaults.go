@@ -97,6 +97,9 @@ const (
 	// DefaultMaxConcurrentStreams is ListenerLimits.MaxConcurrentStreams's
 	// default.
 	DefaultMaxConcurrentStreams uint32 = 250
+	// DefaultHTTP2MaxReceiveWindow is
+	// ListenerLimits.HTTP2MaxReceiveWindow's default.
+	DefaultHTTP2MaxReceiveWindow = ByteSize(16 << 20)
 
 	// DefaultAltSvcMaxAge is ListenerHTTP3.AltSvcMaxAge's default.
 	DefaultAltSvcMaxAge = Duration(24 * time.Hour)
@@ -203,6 +206,7 @@ func (c *Config) SetDefaults() {
 		setDefault(&l.Limits.SendTimeout, DefaultSendTimeout)
 		setDefault(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
 		setDefault(&l.Limits.MaxConcurrentStreams, DefaultMaxConcurrentStreams)
+		setDefault(&l.Limits.HTTP2MaxReceiveWindow, DefaultHTTP2MaxReceiveWindow)
 		if l.HTTP3.AltSvc == nil {
 			on := true
 			l.HTTP3.AltSvc = &on

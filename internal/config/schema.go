@@ -166,6 +166,12 @@ type ListenerLimits struct {
 	// resources are freed (NGINX's send_timeout). Each write that goes
 	// through extends it. Default 60s.
 	SendTimeout Duration `yaml:"send_timeout"`
+	// HTTP2MaxReceiveWindow is the largest flow-control window an HTTP/2
+	// connection and its streams grow to for request bodies: they start
+	// at 1 MiB and grow with the measured bandwidth-delay product. It
+	// bounds the request body bytes one connection can make penstock
+	// buffer. Default 16MiB.
+	HTTP2MaxReceiveWindow ByteSize `yaml:"http2_max_receive_window"`
 }
 
 // ListenerHTTP3 configures a listener's HTTP/3 (QUIC) side. HTTP/3 is served

@@ -98,6 +98,9 @@ func (c *Config) validateListeners(col *Collector) []bound {
 		checkDuration(col, p+".limits.read_header_timeout", l.Limits.ReadHeaderTimeout)
 		checkDuration(col, p+".limits.idle_timeout", l.Limits.IdleTimeout)
 		checkSize(col, p+".limits.max_header_bytes", l.Limits.MaxHeaderBytes)
+		if w := l.Limits.HTTP2MaxReceiveWindow; w != 0 && (w < 65535 || w > 1<<31-1) {
+			col.Addf(p+".limits.http2_max_receive_window", "must be between 65535 bytes and 2GiB-1 (HTTP/2's window bounds), got %d", w)
+		}
 
 		for j, tp := range l.TrustedProxies {
 			if _, err := netip.ParsePrefix(tp); err == nil {

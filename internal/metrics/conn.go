@@ -30,6 +30,12 @@ func (m *Metrics) HTTP2Calmed(listener string) {
 	m.http2Calmed.WithLabelValues(listener).Inc()
 }
 
+// HTTP2WindowGrown counts an HTTP/2 connection's receive window grown on
+// listener (the bandwidth-delay product of its uploads exceeded it).
+func (m *Metrics) HTTP2WindowGrown(listener string) {
+	m.http2WindowGrown.WithLabelValues(listener).Inc()
+}
+
 // TLSHandshake counts a completed TLS handshake on listener, by protocol
 // version (tls.VersionTLS13...) and whether the session was resumed.
 func (m *Metrics) TLSHandshake(listener string, version uint16, resumed bool) {

@@ -108,12 +108,14 @@ type Metrics struct {
 	upDuration *prometheus.HistogramVec
 	upAttempts *prometheus.CounterVec
 
-	connsOpen     *prometheus.GaugeVec
-	sendTimeouts  *prometheus.CounterVec
-	http2Calmed   *prometheus.CounterVec
-	tlsHandshakes *prometheus.CounterVec
-	tlsReloads    *prometheus.CounterVec
-	tlsNotAfter   *prometheus.GaugeVec
+	connsOpen    *prometheus.GaugeVec
+	sendTimeouts *prometheus.CounterVec
+	http2Calmed  *prometheus.CounterVec
+	// http2WindowGrown counts receive windows grown (HTTP2WindowGrown).
+	http2WindowGrown *prometheus.CounterVec
+	tlsHandshakes    *prometheus.CounterVec
+	tlsReloads       *prometheus.CounterVec
+	tlsNotAfter      *prometheus.GaugeVec
 
 	quic quicMetrics
 
@@ -207,6 +209,10 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 			Name: "penstock_http2_calm_goaways_total",
 			Help: "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for resetting (or opening beyond the stream limit) too many streams (rapid reset), by listener.",
 		}, []string{"listener"}),
+		http2WindowGrown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "penstock_http2_window_grows_total",
+			Help: "Times an HTTP/2 connection's receive window for request bodies grew with its measured bandwidth-delay product (up to limits.http2_max_receive_window), by listener.",
+		}, []string{"listener"}),
 		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "penstock_tls_handshakes_total",
 			Help: "Completed TLS handshakes, by listener, TLS version and session resumption.",
@@ -236,7 +242,7 @@ func New(cfg config.Metrics, reg prometheus.Registerer) *Metrics {
 	m.concurrency = newConcurrencyCollector()
 	if reg != nil {
 		reg.MustRegister(m.reqDuration, m.reqSize, m.respSize, m.active, m.traceMissing,
-			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.http2Calmed, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
+			m.upDuration, m.upAttempts, m.connsOpen, m.sendTimeouts, m.http2Calmed, m.http2WindowGrown, m.tlsHandshakes, m.tlsReloads, m.tlsNotAfter)
 		m.quic.register(reg)
 		reg.MustRegister(m.cache.collectors()...)
 		reg.MustRegister(m.retry.retries, m.retry.hedgesCanceled)

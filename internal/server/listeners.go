@@ -184,20 +184,22 @@ func (s *Server) serve(lc *config.Listener, sock *listener.Socket) (*runningList
 func (s *Server) engineOptions(lc *config.Listener) stdhttp.Options {
 	m := s.tel.Metrics
 	return stdhttp.Options{
-		HTTP1:                slices.Contains(lc.Protocols, config.ProtocolH1),
-		HTTP2:                slices.Contains(lc.Protocols, config.ProtocolH2),
-		H2C:                  slices.Contains(lc.Protocols, config.ProtocolH2C),
-		ReadHeaderTimeout:    lc.Limits.ReadHeaderTimeout.D(),
-		IdleTimeout:          lc.Limits.IdleTimeout.D(),
-		MaxHeaderBytes:       int(lc.Limits.MaxHeaderBytes.Int64()),
-		MaxConcurrentStreams: int(lc.Limits.MaxConcurrentStreams),
-		DrainIdle:            func() time.Duration { return s.snap.Load().Config.Shutdown.IdleGrace.D() },
-		SendTimeout:          lc.Limits.SendTimeout.D(),
-		SendTimedOut:         func() { m.SendTimeout(lc.Name) },
-		HTTP2Calmed:          func() { m.HTTP2Calmed(lc.Name) },
-		Logger:               s.log,
-		ConnOpened:           func(proto string) { m.ConnOpened(lc.Name, proto) },
-		ConnClosed:           func(proto string) { m.ConnClosed(lc.Name, proto) },
+		HTTP1:                 slices.Contains(lc.Protocols, config.ProtocolH1),
+		HTTP2:                 slices.Contains(lc.Protocols, config.ProtocolH2),
+		H2C:                   slices.Contains(lc.Protocols, config.ProtocolH2C),
+		ReadHeaderTimeout:     lc.Limits.ReadHeaderTimeout.D(),
+		IdleTimeout:           lc.Limits.IdleTimeout.D(),
+		MaxHeaderBytes:        int(lc.Limits.MaxHeaderBytes.Int64()),
+		MaxConcurrentStreams:  int(lc.Limits.MaxConcurrentStreams),
+		DrainIdle:             func() time.Duration { return s.snap.Load().Config.Shutdown.IdleGrace.D() },
+		SendTimeout:           lc.Limits.SendTimeout.D(),
+		SendTimedOut:          func() { m.SendTimeout(lc.Name) },
+		HTTP2Calmed:           func() { m.HTTP2Calmed(lc.Name) },
+		HTTP2MaxReceiveWindow: int(lc.Limits.HTTP2MaxReceiveWindow.Int64()),
+		HTTP2WindowGrown:      func() { m.HTTP2WindowGrown(lc.Name) },
+		Logger:                s.log,
+		ConnOpened:            func(proto string) { m.ConnOpened(lc.Name, proto) },
+		ConnClosed:            func(proto string) { m.ConnClosed(lc.Name, proto) },
 	}
 }
 

@@ -394,6 +394,8 @@ func h2Options(o stdhttp.Options) h2.Options {
 		SendTimeout:          o.SendTimeout,
 		SendTimedOut:         o.SendTimedOut,
 		Calmed:               o.HTTP2Calmed,
+		MaxReceiveWindow:     o.HTTP2MaxReceiveWindow,
+		WindowGrown:          o.HTTP2WindowGrown,
 		Logger:               o.Logger,
 	}
 }

@@ -75,6 +75,10 @@ type conn struct {
 	// recvWindow is what the client may still send on the connection;
 	// recvUnacked what handlers consumed and was not yet given back.
 	recvWindow, recvUnacked int64
+	// connWin and streamWin are the sizes of the receive windows granted
+	// (the connection's and each stream's), grown by bdp (bdp.go).
+	connWin, streamWin int64
+	bdp                bdpEstimator
 	// waiting counts the streams waiting for window.
 	waiting int
 	// ready: the server's SETTINGS went out (a GOAWAY may follow).
@@ -115,7 +119,9 @@ func newConn(s *Server, cn Conn) *conn {
 		initialWindow:  65535,
 		peerPush:       true,
 		peerMaxStreams: 1<<32 - 1,
-		recvWindow:     connWindow,
+		recvWindow:     min(connWindow, s.maxRecvWindow),
+		connWin:        min(connWindow, s.maxRecvWindow),
+		streamWin:      min(streamWindow, s.maxRecvWindow),
 	}
 	if cn.TLS != nil {
 		c.scheme = "https"
@@ -452,10 +458,12 @@ func (c *conn) writeSettings() bool {
 	}
 	c.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: uint32(c.srv.o.MaxConcurrentStreams)},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(c.streamWin)},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.srv.maxHeaderList},
 	)
-	c.fr.WriteWindowUpdate(0, connWindow-65535)
+	if c.connWin > 65535 {
+		c.fr.WriteWindowUpdate(0, uint32(c.connWin-65535))
+	}
 	return c.unlockFlush() == nil
 }
 
@@ -472,6 +480,8 @@ func (c *conn) process(f http2.Frame) error {
 		if !f.IsAck() {
 			data := f.Data
 			c.writeControl(func(fr *http2.Framer) error { return fr.WritePing(true, data) })
+		} else if f.Data == bdpPingData {
+			c.onBDPAck()
 		}
 	case *http2.WindowUpdateFrame:
 		return c.onWindowUpdate(f)
@@ -691,14 +701,14 @@ func (c *conn) creditLocked(st *stream, n int) windowUpdates {
 		return u
 	}
 	c.recvUnacked += int64(n)
-	if c.recvUnacked >= connWindow/4 {
+	if c.recvUnacked >= c.connWin/4 {
 		u.conn = uint32(c.recvUnacked)
 		c.recvWindow += c.recvUnacked
 		c.recvUnacked = 0
 	}
 	if st != nil && !st.remoteEnded {
 		st.recvUnacked += int64(n)
-		if st.recvUnacked >= streamWindow/4 {
+		if st.recvUnacked >= c.streamWin/4 {
 			u.stream, u.id = uint32(st.recvUnacked), st.id
 			st.recvWindow += st.recvUnacked
 			st.recvUnacked = 0
@@ -774,8 +784,12 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		st.remoteEnded = true
 		st.body.closeWith(io.EOF)
 	}
+	ping := n > 0 && c.bdpData(n)
 	c.mu.Unlock()
 	c.sendUpdates(u)
+	if ping {
+		c.sendBDPPing()
+	}
 	return nil
 }
 
@@ -826,7 +840,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	st := getStream(c, id)
 	st.sendWindow = c.initialWindow
-	st.recvWindow = streamWindow
+	st.recvWindow = c.streamWin
 	st.declLen = h.contentLength
 	st.remoteEnded = f.StreamEnded()
 	if st.remoteEnded {

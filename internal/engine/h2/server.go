@@ -66,6 +66,15 @@ type Options struct {
 	// Calmed, when set, is called for each connection closed with GOAWAY
 	// ENHANCE_YOUR_CALM (a rapid-reset flood).
 	Calmed func()
+	// MaxReceiveWindow is the largest flow-control window a connection
+	// and its streams grow to for request bodies, following the
+	// bandwidth-delay product (bdp.go); it bounds the request body bytes
+	// a connection buffers. They start at 1 MiB (or this, if smaller).
+	// Default 16 MiB.
+	MaxReceiveWindow int
+	// WindowGrown, when set, is called each time a connection's receive
+	// window grows.
+	WindowGrown func()
 	// Logger receives protocol errors of clients at debug level.
 	Logger *slog.Logger
 }
@@ -76,12 +85,15 @@ const (
 	DefaultMaxHeaderBytes       = 64 << 10
 	DefaultPrefaceTimeout       = 10 * time.Second
 	DefaultMaxStalledStreams    = 10000
+	DefaultMaxReceiveWindow     = 16 << 20
 )
 
-// Flow-control windows the server grants clients for request bodies: a
-// stream may have streamWindow bytes unread by its handler, a connection
-// connWindow over all its streams, so a connection buffers at most
-// connWindow of request bodies whatever its number of streams.
+// Flow-control windows the server grants clients for request bodies at
+// first: a stream may have streamWindow bytes unread by its handler, a
+// connection connWindow over all its streams, so a connection buffers at
+// most its connection window of request bodies whatever its number of
+// streams. Both grow with the bandwidth-delay product up to
+// Options.MaxReceiveWindow (bdp.go).
 const (
 	streamWindow = 1 << 20
 	connWindow   = 1 << 20
@@ -93,6 +105,9 @@ type Server struct {
 	h exchange.Handler
 	// maxHeaderList is the advertised SETTINGS_MAX_HEADER_LIST_SIZE.
 	maxHeaderList uint32
+	// maxRecvWindow is Options.MaxReceiveWindow, within the protocol's
+	// bounds.
+	maxRecvWindow int64
 	// stalled counts streams waiting on a closed window (all connections).
 	stalled atomic.Int64
 
@@ -116,13 +131,23 @@ func NewServer(o Options, h exchange.Handler) *Server {
 	if o.MaxStalledStreams <= 0 {
 		o.MaxStalledStreams = DefaultMaxStalledStreams
 	}
+	if o.MaxReceiveWindow <= 0 {
+		o.MaxReceiveWindow = DefaultMaxReceiveWindow
+	}
 	return &Server{
 		o: o,
 		h: h,
 		// RFC 9113 §6.5.2 counts 32 bytes of overhead per field; allow
 		// for ten fields' worth on top of the bytes themselves.
 		maxHeaderList: uint32(o.MaxHeaderBytes) + 320,
+		maxRecvWindow: min(max(int64(o.MaxReceiveWindow), 65535), maxWindow),
 		conns:         make(map[*conn]struct{}),
+	}
+}
+
+func (s *Server) windowGrown() {
+	if s.o.WindowGrown != nil {
+		s.o.WindowGrown()
 	}
 }
 

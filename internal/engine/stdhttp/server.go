@@ -43,6 +43,12 @@ type Options struct {
 	// HTTP2Calmed, when set, is called for each HTTP/2 connection the
 	// native engine closes with GOAWAY ENHANCE_YOUR_CALM (rapid reset).
 	HTTP2Calmed func()
+	// HTTP2MaxReceiveWindow bounds the HTTP/2 receive windows (the native
+	// HTTP/2 engine grows them up to it); 0: the engine's default.
+	HTTP2MaxReceiveWindow int
+	// HTTP2WindowGrown, when set, is called each time the native HTTP/2
+	// engine grows a connection's receive window.
+	HTTP2WindowGrown func()
 	// Logger receives the server's internal errors (TLS handshakes, bad
 	// requests) at debug level.
 	Logger *slog.Logger
