@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -67,6 +68,11 @@ type Options struct {
 	Calmed func()
 	// Logger receives protocol errors of clients at debug level.
 	Logger *slog.Logger
+	// IO, when set, holds idle connections with no goroutine and no
+	// buffer (idle.go): the HTTP/1.1 engine passes its own. Its owner
+	// closes it after the server has shut down. Nil: every connection
+	// keeps its goroutine and buffers while idle.
+	IO *epoll.IO
 }
 
 // Defaults of Options.
@@ -99,6 +105,9 @@ type Server struct {
 	conns        map[*conn]struct{}
 	shuttingDown bool
 	allGone      chan struct{}
+	// parker parks idle connections (idle.go); it runs while there are
+	// connections.
+	parker parker
 }
 
 // NewServer builds a server that hands requests to h.
@@ -141,21 +150,30 @@ type Conn struct {
 	Closed func()
 }
 
-// ServeConn serves one connection until it closes; it returns then.
+// ServeConn serves one connection until it closes, or until it is idle
+// and parked (Options.IO): the connection then goes on by itself, on
+// goroutines of its own, when its client sends again. cn.Closed reports
+// its end either way.
 func (s *Server) ServeConn(cn Conn) {
-	c := newConn(s, cn)
-	if !s.track(c) {
+	if !s.accepting() {
 		cn.NC.Close()
 		if cn.Closed != nil {
 			cn.Closed()
 		}
 		return
 	}
-	c.serve()
-	s.forget(c)
-	if cn.Closed != nil {
-		cn.Closed()
+	c := newConn(s, cn)
+	if !s.track(c) {
+		c.end()
+		return
 	}
+	c.serve()
+}
+
+func (s *Server) accepting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.shuttingDown
 }
 
 func (s *Server) track(c *conn) bool {
@@ -165,6 +183,7 @@ func (s *Server) track(c *conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.startParker()
 	return true
 }
 
