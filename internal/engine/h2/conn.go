@@ -231,7 +231,7 @@ func (c *conn) loop() waitResult {
 			if !c.flushDirty() {
 				return waitEnded
 			}
-			if c.parkable() {
+			if c.parks() {
 				if r := c.idleWait(); r != waitData {
 					return r
 				}
@@ -935,6 +935,9 @@ func (c *conn) streamDone(st *stream) {
 	goAway, closed := c.goAway, c.closed
 	if idle && !goAway && !closed && c.idle != nil {
 		c.idle.Reset(c.srv.o.IdleTimeout)
+	}
+	if idle {
+		c.idleTick.Store(c.srv.parker.tick.Load())
 	}
 	c.mu.Unlock()
 	c.credit(nil, unread)

@@ -141,16 +141,17 @@ func (c *conn) releaseWrite() {
 	c.lower = nil
 }
 
-// parkable reports whether the connection may park once idle: the server
-// has an IO, the h2c prefix has been read, and no stream is open.
-func (c *conn) parkable() bool {
-	if c.srv.o.IO == nil || c.noPark || c.pre != nil && len(c.pre.p) > 0 {
-		return false
-	}
+// parks reports whether the connection may park once idle: the server
+// has an IO, and the h2c prefix has been read.
+func (c *conn) parks() bool {
+	return c.srv.o.IO != nil && !c.noPark && (c.pre == nil || len(c.pre.p) == 0)
+}
+
+// streamsIdle reports whether no stream is open and no GOAWAY was sent.
+func (c *conn) streamsIdle() bool {
 	c.mu.Lock()
-	idle := c.active == 0 && c.pushes == 0 && !c.goAway && !c.closed
-	c.mu.Unlock()
-	return idle
+	defer c.mu.Unlock()
+	return c.active == 0 && c.pushes == 0 && !c.goAway && !c.closed
 }
 
 // waitResult is how an idle wait ended.
@@ -162,31 +163,37 @@ const (
 	waitEnded                    // the connection is over
 )
 
-// idleWait waits, with no stream open, for the next frame's first byte
-// without consuming it, and parks the connection if the parker interrupts
-// the wait.
+// idleWait waits for the next frame's first byte without consuming it,
+// and parks the connection if the parker interrupts the wait. Only the
+// parker's interruption takes a lock.
 func (c *conn) idleWait() waitResult {
 	c.idleTick.Store(c.srv.parker.tick.Load())
 	c.pstate.Store(psWaiting)
 	_, err := c.br.Peek(1)
-	c.pmu.Lock()
-	interrupted := c.pstate.Swap(psRunning) == psInterrupted
-	if interrupted {
-		c.nc.SetReadDeadline(time.Time{})
+	if c.pstate.CompareAndSwap(psWaiting, psRunning) {
+		if err != nil {
+			return waitEnded
+		}
+		return waitData
 	}
+	// Interrupted: the parker has set a read deadline in the past, under
+	// pmu.
+	c.pmu.Lock()
+	c.nc.SetReadDeadline(time.Time{})
+	c.pstate.Store(psRunning)
 	c.pmu.Unlock()
 	switch {
 	case err == nil:
 		return waitData
-	case !interrupted || !errors.Is(err, os.ErrDeadlineExceeded):
+	case !errors.Is(err, os.ErrDeadlineExceeded):
 		return waitEnded
 	}
 	return c.park()
 }
 
-// park parks the idle connection. It returns waitData when the
-// connection could not be armed (it then keeps its goroutine for good),
-// waitEnded when it is no longer idle because it is draining.
+// park parks the connection if it is idle. It returns waitData when it is
+// not (or could not be armed: it then keeps its goroutine for good),
+// waitEnded when it is draining with nothing left to serve.
 func (c *conn) park() waitResult {
 	if c.fd < 0 {
 		if c.fd = connFD(c.nc); c.fd < 0 {
@@ -194,32 +201,39 @@ func (c *conn) park() waitResult {
 			return waitData
 		}
 	}
+	// Under pmu until armed: drain and kill wait for the registration to
+	// be complete before they close the descriptor.
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	c.mu.Lock()
+	open := c.active > 0 || c.pushes > 0
+	draining := c.goAway || c.closed
+	if !open && !draining {
+		c.pstate.Store(psParked)
+	}
+	c.mu.Unlock()
+	switch {
+	case open:
+		return waitData
+	case draining:
+		return waitEnded
+	}
 	c.releaseRead()
 	c.wmu.Lock()
 	if c.werr == nil && !c.dirty && c.bw != nil && c.bw.Buffered() == 0 {
 		c.releaseWrite()
 	}
 	c.wmu.Unlock()
-	c.pmu.Lock()
-	defer c.pmu.Unlock()
-	c.mu.Lock()
-	idle := c.active == 0 && c.pushes == 0 && !c.goAway && !c.closed
-	if idle {
-		c.pstate.Store(psParked)
-	}
-	c.mu.Unlock()
-	if !idle {
-		// A GOAWAY went out meanwhile, and there is nothing to finish.
-		c.acquireRead()
-		return waitEnded
-	}
-	// Under pmu: drain and kill wait for the registration to be complete
-	// before they close the descriptor.
 	if c.srv.o.IO.Arm(&c.reg, c.fd, c) {
 		return waitParked
 	}
 	c.pstate.Store(psRunning)
 	c.noPark = true
+	c.wmu.Lock()
+	if c.fr == nil {
+		c.acquireWrite()
+	}
+	c.wmu.Unlock()
 	c.acquireRead()
 	return waitData
 }
@@ -250,8 +264,8 @@ func (c *conn) resume() {
 	c.end()
 }
 
-// interrupt ends the idle wait of a connection idle since before the
-// parker's tick now - parkTicks.
+// interruptIdle ends the wait of an idle connection's reader, which then
+// parks it.
 func (c *conn) interruptIdle() {
 	c.pmu.Lock()
 	if c.pstate.CompareAndSwap(psWaiting, psInterrupted) {
@@ -345,7 +359,7 @@ func (s *Server) runParker() {
 		}
 		s.mu.Unlock()
 		for i, c := range all {
-			if c.pstate.Load() == psWaiting && now-c.idleTick.Load() >= parkTicks {
+			if c.pstate.Load() == psWaiting && now-c.idleTick.Load() >= parkTicks && c.streamsIdle() {
 				c.interruptIdle()
 			}
 			all[i] = nil
