@@ -232,12 +232,17 @@ func (io *IO) Arm(r *Registration, fd int, h Handler) bool {
 	if int(r.fd) != fd || r.inst < 0 {
 		return false
 	}
+	e, gen := io.instance(int(r.inst)), r.gen
 	io.mu.RLock()
 	defer io.mu.RUnlock()
 	if io.closed {
 		return false
 	}
-	return io.instance(int(r.inst)).Ctl(unix.EPOLL_CTL_MOD, fd, events, r.gen) == nil
+	// Published again, as by register: the goroutine that the event
+	// hands the connection to sees whatever its owner did before this
+	// Arm (the epoll_ctl is an edge Go's memory model does not know).
+	io.regs.slot(fd).Store(r)
+	return e.Ctl(unix.EPOLL_CTL_MOD, fd, events, gen) == nil
 }
 
 func (io *IO) register(r *Registration, fd int, h Handler, inst int, events uint32) bool {
