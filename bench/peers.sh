@@ -38,8 +38,10 @@
 #
 # Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
 #   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
-#   H2_IDLE_CONNS (5000, at most IDLE_CONNS); CASES=h2idle measures only the
-#   idle HTTP/2 figure (step 7), in a few seconds per proxy and round.
+#   H2_IDLE_CONNS (5000, at most IDLE_CONNS); CASES (default "h1 h2 idle
+#   h2idle") picks the measurements: h1 is steps 1-3, h2 step 6, idle steps
+#   4-5, h2idle step 7. CASES=h2idle measures the idle HTTP/2 figure alone
+#   (about 25 s per proxy and round) and prints only that column.
 #   PROXIES may name "guarded": penstock with traffic control on the route
 #   (one local rate limit per client IP, never reached, and circuit breakers
 #   with outlier detection on the pool), to measure what they cost.
@@ -95,8 +97,11 @@ if [[ -z ${IDLE_CONNS:-} ]]; then
 fi
 H2_IDLE_CONNS=${H2_IDLE_CONNS:-$((IDLE_CONNS < 5000 ? IDLE_CONNS : 5000))}
 ((H2_IDLE_CONNS > 0 && H2_IDLE_CONNS <= IDLE_CONNS)) || die "H2_IDLE_CONNS must be in 1..IDLE_CONNS ($IDLE_CONNS)"
-CASES=${CASES:-all}
-[[ $CASES == all || $CASES == h2idle ]] || die "CASES must be all or h2idle"
+CASES=${CASES:-h1 h2 idle h2idle}
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+for c in $CASES; do
+	[[ " h1 h2 idle h2idle " == *" $c "* ]] || die "unknown case '$c' in CASES (h1 h2 idle h2idle)"
+done
 
 # --- tools -------------------------------------------------------------------
 
@@ -395,7 +400,7 @@ measure_h2idle() {
 	"${on_load_core[@]}" "$work/holdconns" -proto h2 -addr "$addr" -n 100 -hold 0s >"$work/$tag.h2warm" 2>&1 || true
 	sleep 0.5
 	rss0=$(rss_kib "${proxy_pids[@]}")
-	"${on_load_core[@]}" "$work/holdconns" -proto h2 -addr "$addr" -n "$H2_IDLE_CONNS" -hold 90s >"$work/$tag.h2hold" 2>&1 &
+	"${on_load_core[@]}" "$work/holdconns" -proto h2 -addr "$addr" -n "$H2_IDLE_CONNS" -hold 90s -timeout 90s >"$work/$tag.h2hold" 2>&1 &
 	hold_pid=$!
 	pids+=("$hold_pid")
 	for ((i = 0; i < 600; i++)); do
@@ -421,7 +426,7 @@ declare -A versions
 notes=()
 
 measure() { # measure NAME ROUND
-	local name=$1 round=$2 url tag="$1.r$2" h2idle
+	local name=$1 round=$2 url tag="$1.r$2" h2idle=NA
 	if [[ $CASES == h2idle ]]; then
 		measure_h2idle "$name" "$tag"
 		versions[$name]=$version
@@ -475,7 +480,7 @@ measure() { # measure NAME ROUND
 	"${on_load_core[@]}" "$work/holdconns" -addr "127.0.0.1:${PORT[$name]}" -n "$IDLE_CONNS" -hold 90s >"$work/$tag.hold" 2>&1 &
 	hold_pid=$!
 	pids+=("$hold_pid")
-	for ((i = 0; i < 600; i++)); do
+	for ((i = 0; i < 1000; i++)); do
 		grep -qs "^held" "$work/$tag.hold" && break
 		kill -0 "$hold_pid" 2>/dev/null || break
 		sleep 0.1
@@ -489,7 +494,9 @@ measure() { # measure NAME ROUND
 	fi
 	stop_pid "$hold_pid"
 	stop_proxy
-	measure_h2idle "$name" "$tag"
+	if has_case h2idle; then
+		measure_h2idle "$name" "$tag"
+	fi
 
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" "$h2cpu" "$h2idle" >>"$results"
 	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; h2 $h2cpu µs/req ($(sed -nE 's/^finished in ([^,]+), ([0-9.]+ req\/s).*/\2/p' "$h2out")); RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B; idle h2 conn $h2idle B")

@@ -141,14 +141,12 @@ func newConn(s *Server, cn Conn) *conn {
 		peerPush:       true,
 		peerMaxStreams: 1<<32 - 1,
 		recvWindow:     connWindow,
-		src:            cn.NC,
-		fd:             -1,
-		closedFn:       cn.Closed,
 	}
 	if cn.TLS != nil {
 		c.scheme = "https"
 	}
 	c.peerMaxFrame.Store(16384)
+	c.src, c.fd, c.closedFn = cn.NC, -1, cn.Closed
 	if len(cn.Prefix) > 0 {
 		c.pre = &prefixReader{p: cn.Prefix, nc: cn.NC}
 		c.src = c.pre

@@ -60,6 +60,11 @@ type Options struct {
 	// stream that would be one more is reset at once, as if its send
 	// timeout had passed. Default 10,000.
 	MaxStalledStreams int
+	// IO, when set, holds idle connections with no goroutine and no
+	// buffer (idle.go): the HTTP/1.1 engine passes its own. Its owner
+	// closes it after the server has shut down. Nil: every connection
+	// keeps its goroutine and buffers while idle.
+	IO *epoll.IO
 	// SendTimedOut, when set, is called for each stream reset by
 	// SendTimeout or MaxStalledStreams.
 	SendTimedOut func()
@@ -68,11 +73,6 @@ type Options struct {
 	Calmed func()
 	// Logger receives protocol errors of clients at debug level.
 	Logger *slog.Logger
-	// IO, when set, holds idle connections with no goroutine and no
-	// buffer (idle.go): the HTTP/1.1 engine passes its own. Its owner
-	// closes it after the server has shut down. Nil: every connection
-	// keeps its goroutine and buffers while idle.
-	IO *epoll.IO
 }
 
 // Defaults of Options.
