@@ -39,9 +39,9 @@
 # Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
 #   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
 #   H2_IDLE_CONNS (5000, at most IDLE_CONNS); CASES (default "h1 h2 idle
-#   h2idle") picks the measurements: h1 is steps 1-3, h2 step 6, idle steps
-#   4-5, h2idle step 7. CASES=h2idle measures the idle HTTP/2 figure alone
-#   (about 25 s per proxy and round) and prints only that column.
+#   h2idle"): step 7 runs when it names h2idle, and CASES=h2idle measures
+#   the idle HTTP/2 figure alone (about 25 s per proxy and round) and prints
+#   only that column.
 #   PROXIES may name "guarded": penstock with traffic control on the route
 #   (one local rate limit per client IP, never reached, and circuit breakers
 #   with outlier detection on the pool), to measure what they cost.
