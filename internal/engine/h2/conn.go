@@ -37,8 +37,8 @@ type conn struct {
 
 	// br is the read buffer, nil while parked (idle.go); only the
 	// reading goroutine uses it. fr, the framer, reads through it and
-	// writes to bw; it is nil while parked, and made again (under wmu)
-	// by whoever needs it first.
+	// writes to bw; while parked it is nil and bw is idleWriter, and
+	// lockWrite makes them again for whoever writes first.
 	br *bufio.Reader
 	fr *http2.Framer
 
@@ -302,9 +302,7 @@ func errDetail(fr *http2.Framer) string {
 func (c *conn) closeWrite() {
 	c.wmu.Lock()
 	if c.werr == nil {
-		if c.bw != nil {
-			c.bw.Flush()
-		}
+		c.bw.Flush()
 		c.werr = errConnDraining
 	}
 	c.wmu.Unlock()
@@ -417,7 +415,7 @@ func (c *conn) lockWrite() bool {
 		c.wmu.Unlock()
 		return false
 	}
-	if c.bw == nil {
+	if c.bw == idleWriter {
 		// Parked, or about to be (idle.go).
 		c.acquireWrite()
 	}

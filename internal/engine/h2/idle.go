@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -77,6 +78,14 @@ var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
 )
 
+// idleWriter is the write buffer of every connection that has none
+// (parked, or ended): always empty, so that a Flush of it by code that
+// flushes without writing (flushDirty, closeWrite, a flush that was due)
+// does nothing and touches nothing, and never written to, since lockWrite
+// gives the connection a buffer of its own first. Its writer discards, in
+// case.
+var idleWriter = bufio.NewWriterSize(io.Discard, 1)
+
 // frameSource is what the framer reads: the connection's current read
 // buffer, which it gives back while parked. The framer is made by whoever
 // writes first, the buffer by the reader.
@@ -131,11 +140,11 @@ func (c *conn) acquireWrite() {
 // buffers grow to the largest frame it has handled, and the header
 // scratch buffers (wmu held). Nothing may be buffered.
 func (c *conn) releaseWrite() {
-	if c.bw != nil {
+	if c.bw != idleWriter && c.bw != nil {
 		c.bw.Reset(nil)
 		writerPool.Put(c.bw)
-		c.bw = nil
 	}
+	c.bw = idleWriter
 	c.fr = nil
 	c.hbuf = bytes.Buffer{}
 	c.lower = nil
@@ -220,7 +229,7 @@ func (c *conn) park() waitResult {
 	}
 	c.releaseRead()
 	c.wmu.Lock()
-	if c.werr == nil && !c.dirty && c.bw != nil && c.bw.Buffered() == 0 {
+	if c.werr == nil && !c.dirty && c.bw.Buffered() == 0 {
 		c.releaseWrite()
 	}
 	c.wmu.Unlock()
@@ -230,7 +239,7 @@ func (c *conn) park() waitResult {
 	c.pstate.Store(psRunning)
 	c.noPark = true
 	c.wmu.Lock()
-	if c.fr == nil {
+	if c.bw == idleWriter {
 		c.acquireWrite()
 	}
 	c.wmu.Unlock()
@@ -251,7 +260,7 @@ func (c *conn) Event(inst int, events uint32) {
 func (c *conn) resume() {
 	c.wmu.Lock()
 	ok := c.werr == nil
-	if ok && c.fr == nil {
+	if ok && c.bw == idleWriter {
 		c.acquireWrite()
 	}
 	c.wmu.Unlock()

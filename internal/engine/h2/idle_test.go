@@ -212,7 +212,7 @@ func TestIdleConnectionParksAndResumes(t *testing.T) {
 				}
 				pc := untilParked(t, s)
 				pc.wmu.Lock()
-				held := pc.bw != nil || pc.fr != nil
+				held := pc.bw != idleWriter || pc.fr != nil
 				pc.wmu.Unlock()
 				if held {
 					t.Errorf("request %d: a parked connection holds its write buffer or framer", i)
