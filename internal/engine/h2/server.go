@@ -9,8 +9,9 @@
 //
 // Frames are read and written with golang.org/x/net/http2's Framer and
 // header blocks coded with its hpack package; what is penstock's own is the
-// server around them: one goroutine per connection reads frames, each
-// stream's handler runs on its own goroutine and writes its frames itself
+// server around them: one goroutine per busy connection reads frames (an
+// idle one is parked in the epoll layer with no goroutine and no buffer,
+// idle.go), each stream's handler runs on its own goroutine and writes its frames itself
 // under the connection's write lock (no writer goroutine, no frame queue),
 // stream state is pooled, and responses respect the client's flow-control
 // windows with a bound on how long a response may wait for them. The
