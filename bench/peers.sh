@@ -27,6 +27,10 @@
 #      port (ALPN h2, one self-signed certificate for all); the proxy's CPU
 #      time over that run divided by the requests is "h2 CPU µs/req" (TLS
 #      handshakes included, amortised over the requests).
+#   7. memory per idle HTTP/2 connection: on a freshly started proxy (after
+#      100 connections opened and closed as a warm-up), holdconns -proto h2
+#      opens H2_IDLE_CONNS TLS connections (ALPN h2), one GET each, and
+#      holds them; (RSS with them - RSS before) / H2_IDLE_CONNS.
 # Each figure in the table is the median of the rounds; "× nginx" columns
 # divide by NGINX's median. One Markdown table on stdout, progress and notes
 # on stderr. Bounded: every tool run has its own duration, every process
@@ -34,6 +38,10 @@
 #
 # Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
 #   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
+#   H2_IDLE_CONNS (5000, at most IDLE_CONNS); CASES (default "h1 h2 idle
+#   h2idle"): step 7 runs when it names h2idle, and CASES=h2idle measures
+#   the idle HTTP/2 figure alone (about 25 s per proxy and round) and prints
+#   only that column.
 #   PROXIES may name "guarded": penstock with traffic control on the route
 #   (one local rate limit per client IP, never reached, and circuit breakers
 #   with outlier detection on the pool), to measure what they cost.
@@ -87,6 +95,13 @@ if [[ -z ${IDLE_CONNS:-} ]]; then
 		IDLE_CONNS=$((((hard - 20) / 2 - 100) / 100 * 100))
 	fi
 fi
+H2_IDLE_CONNS=${H2_IDLE_CONNS:-$((IDLE_CONNS < 5000 ? IDLE_CONNS : 5000))}
+((H2_IDLE_CONNS > 0 && H2_IDLE_CONNS <= IDLE_CONNS)) || die "H2_IDLE_CONNS must be in 1..IDLE_CONNS ($IDLE_CONNS)"
+CASES=${CASES:-h1 h2 idle h2idle}
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
+for c in $CASES; do
+	[[ " h1 h2 idle h2idle " == *" $c "* ]] || die "unknown case '$c' in CASES (h1 h2 idle h2idle)"
+done
 
 # --- tools -------------------------------------------------------------------
 
@@ -376,13 +391,49 @@ bench() { # bench OUT.json ARGS...: penstock bench run on the load core
 
 # --- one proxy, one round ----------------------------------------------------
 
+# measure_h2idle NAME TAG: bytes per idle HTTP/2 connection over TLS, on a
+# proxy started for it (freed memory of earlier steps would hide the cost).
+measure_h2idle() {
+	local name=$1 tag=$2 addr hold_pid i rss0 rss1
+	"start_$name"
+	addr="127.0.0.1:$((PORT[$name] + H2_OFFSET))"
+	"${on_load_core[@]}" "$work/holdconns" -proto h2 -addr "$addr" -n 100 -hold 0s >"$work/$tag.h2warm" 2>&1 || true
+	sleep 0.5
+	rss0=$(rss_kib "${proxy_pids[@]}")
+	"${on_load_core[@]}" "$work/holdconns" -proto h2 -addr "$addr" -n "$H2_IDLE_CONNS" -hold 90s -timeout 90s >"$work/$tag.h2hold" 2>&1 &
+	hold_pid=$!
+	pids+=("$hold_pid")
+	for ((i = 0; i < 600; i++)); do
+		grep -qs "^held" "$work/$tag.h2hold" && break
+		kill -0 "$hold_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	h2idle=NA
+	if grep -qs "^held" "$work/$tag.h2hold"; then
+		sleep 1
+		rss1=$(rss_kib "${proxy_pids[@]}")
+		h2idle=$(((rss1 - rss0) * 1024 / H2_IDLE_CONNS))
+	else
+		notes+=("- $name: idle HTTP/2 holdconns failed: $(tail -n1 "$work/$tag.h2hold")")
+	fi
+	stop_pid "$hold_pid"
+	stop_proxy
+}
+
 results="$work/results.tsv"
 : >"$results"
 declare -A versions
 notes=()
 
 measure() { # measure NAME ROUND
-	local name=$1 round=$2 url tag="$1.r$2"
+	local name=$1 round=$2 url tag="$1.r$2" h2idle=NA
+	if [[ $CASES == h2idle ]]; then
+		measure_h2idle "$name" "$tag"
+		versions[$name]=$version
+		printf '%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\t0\tNA\tNA\t%s\n' "$name" "$h2idle" >>"$results"
+		notes+=("- $name, round $round: idle h2 conn $h2idle B")
+		return
+	fi
 	"start_$name"
 	versions[$name]=$version
 	url="http://127.0.0.1:${PORT[$name]}/"
@@ -429,7 +480,7 @@ measure() { # measure NAME ROUND
 	"${on_load_core[@]}" "$work/holdconns" -addr "127.0.0.1:${PORT[$name]}" -n "$IDLE_CONNS" -hold 90s >"$work/$tag.hold" 2>&1 &
 	hold_pid=$!
 	pids+=("$hold_pid")
-	for ((i = 0; i < 600; i++)); do
+	for ((i = 0; i < 1000; i++)); do
 		grep -qs "^held" "$work/$tag.hold" && break
 		kill -0 "$hold_pid" 2>/dev/null || break
 		sleep 0.1
@@ -443,9 +494,12 @@ measure() { # measure NAME ROUND
 	fi
 	stop_pid "$hold_pid"
 	stop_proxy
+	if has_case h2idle; then
+		measure_h2idle "$name" "$tag"
+	fi
 
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" "$h2cpu" >>"$results"
-	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; h2 $h2cpu µs/req ($(sed -nE 's/^finished in ([^,]+), ([0-9.]+ req\/s).*/\2/p' "$h2out")); RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" "$h2cpu" "$h2idle" >>"$results"
+	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; h2 $h2cpu µs/req ($(sed -nE 's/^finished in ([^,]+), ([0-9.]+ req\/s).*/\2/p' "$h2out")); RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B; idle h2 conn $h2idle B")
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -460,14 +514,31 @@ median() { { grep -v NA || true; } | sort -g | awk '{v[NR] = $1} END {if (NR == 
 col() { awk -F '\t' -v n="$1" -v c="$2" '$1 == n {print $c}' "$results"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) print "–"; else printf "%.2f", a / b}'; }
 
+if [[ $CASES == h2idle ]]; then
+	ref_h2idle=$(col nginx 12 | median)
+	echo
+	echo "Idle HTTP/2 connections over TLS, $(date -u +%Y-%m-%d): $(nproc) cores, Linux $(uname -r), $(go version | awk '{print $3}'). $H2_IDLE_CONNS connections (ALPN h2, one GET each) held by holdconns -proto h2 on a freshly started proxy pinned to core $PROXY_CORE; (RSS with them - RSS before) / $H2_IDLE_CONNS. Median of $ROUNDS interleaved rounds."
+	echo
+	echo "| proxy | version | bytes / idle h2 conn | × nginx |"
+	echo "|---|---|---:|---:|"
+	for name in $PROXIES; do
+		h2i=$(col "$name" 12 | median)
+		echo "| $name | ${versions[$name]} | $h2i | $(ratio "$h2i" "$ref_h2idle") |"
+	done
+	echo
+	echo "Raw figures per round:"
+	printf '%s\n' "${notes[@]}"
+	exit 0
+fi
+
 cat <<EOF
 
 Reverse proxies, $(date -u +%Y-%m-%d): $(nproc) cores, $(lscpu | sed -nE 's/^Model name:[[:space:]]+//p' | head -n1), Linux $(uname -r), $(go version | awk '{print $3}').
 Proxy pinned to core $PROXY_CORE (one worker / thread / GOMAXPROCS=1); upstream, load tool and holdconns on core $LOAD_CORE. 64-byte JSON responses, HTTP/1.1 keep-alive, access logs off.
-Load: penstock bench run; HTTP/2 over TLS: h2load, $H2_REQUESTS requests over $H2_CONNS connections × $H2_STREAMS streams. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS}s. Latency: open loop at $RATE req/s for ${DURATION}s after ${WARMUP}s, 50 connections, from intended send times. Idle: $IDLE_CONNS keep-alive connections held. Median of $ROUNDS interleaved rounds.
+Load: penstock bench run; HTTP/2 over TLS: h2load, $H2_REQUESTS requests over $H2_CONNS connections × $H2_STREAMS streams. Max: closed loop, $MAX_CONC connections, ${MAX_SECONDS}s. Latency: open loop at $RATE req/s for ${DURATION}s after ${WARMUP}s, 50 connections, from intended send times. Idle: $IDLE_CONNS keep-alive connections held; idle h2: $H2_IDLE_CONNS HTTP/2 connections over TLS held. Median of $ROUNDS interleaved rounds.
 
-| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | CPU µs/req @ $RATE/s | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx | h2 CPU µs/req | × nginx |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| proxy | version | max req/s | × nginx | CPU µs/req at max | × nginx | CPU µs/req @ $RATE/s | × nginx | P50 @ $RATE/s | P99 @ $RATE/s | P99.9 @ $RATE/s | RSS after load | bytes / idle conn | × nginx | h2 CPU µs/req | × nginx | bytes / idle h2 conn | × nginx |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 flagged=0
 ref_max=$(col nginx 2 | median)
@@ -475,24 +546,26 @@ ref_cpu=$(col nginx 3 | median)
 ref_cpu_rate=$(col nginx 10 | median)
 ref_conn=$(col nginx 8 | median)
 ref_h2=$(col nginx 11 | median)
+ref_h2idle=$(col nginx 12 | median)
 for name in $PROXIES; do
 	m=$(col "$name" 2 | median)
 	c=$(col "$name" 3 | median)
 	cr=$(col "$name" 10 | median)
 	b=$(col "$name" 8 | median)
 	h2=$(col "$name" 11 | median)
+	h2i=$(col "$name" 12 | median)
 	label=$name
 	if [[ $(col "$name" 9 | awk '{s += $1} END {print s + 0}') != 0 ]]; then
 		label="$name (!)"
 		flagged=1
 	fi
-	printf '| %s | %s | %.0f | %s | %.1f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s | %s | %s |\n' \
+	printf '| %s | %s | %.0f | %s | %.1f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s | %s | %s | %s | %s |\n' \
 		"$label" "${versions[$name]}" "$m" "$(ratio "$m" "$ref_max")" "$c" "$(ratio "$c" "$ref_cpu")" \
 		"$cr" "$(ratio "$cr" "$ref_cpu_rate")" \
 		"$(col "$name" 4 | median)" "$(col "$name" 5 | median)" "$(col "$name" 6 | median)" \
 		"$(awk -v k="$(col "$name" 7 | median)" 'BEGIN {printf "%.1f", k / 1024}')" \
 		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")" \
-		"$h2" "$(ratio "$h2" "$ref_h2")"
+		"$h2" "$(ratio "$h2" "$ref_h2")" "$h2i" "$(ratio "$h2i" "$ref_h2idle")"
 done
 echo
 ((flagged)) && echo "(!) some fixed-rate requests failed or did not finish (see the rounds below)."

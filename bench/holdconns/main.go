@@ -2,6 +2,10 @@
 // sends one request on each and reads its response, then holds them all
 // idle, so that the server's memory per idle keep-alive connection can be
 // measured (its RSS with the connections held, minus before, over N).
+// With -proto h2 the connections are HTTP/2 over TLS (ALPN h2, certificate
+// not verified): each sends the preface, its SETTINGS and one GET, reads
+// the response to its end (acknowledging the server's SETTINGS and PINGs),
+// and then stays silent (h2.go).
 //
 // It prints "held N" on stdout once every connection has had its response,
 // then holds them until -hold has passed or it gets SIGTERM or SIGINT, and
@@ -10,6 +14,7 @@
 // Usage:
 //
 //	holdconns -addr 127.0.0.1:8080 -n 10000 -hold 60s
+//	holdconns -proto h2 -addr 127.0.0.1:8443 -n 5000 -hold 60s
 package main
 
 import (
@@ -34,7 +39,16 @@ func main() {
 	parallel := flag.Int("parallel", 64, "connections being opened at once")
 	hold := flag.Duration("hold", 60*time.Second, "how long to hold them at most")
 	timeout := flag.Duration("timeout", 30*time.Second, "time allowed to open them all")
+	proto := flag.String("proto", "h1", "h1 (plain HTTP/1.1) or h2 (HTTP/2 over TLS)")
 	flag.Parse()
+	switch *proto {
+	case "h1":
+	case "h2":
+		open = openH2
+	default:
+		fmt.Fprintf(os.Stderr, "holdconns: -proto must be h1 or h2, not %q\n", *proto)
+		os.Exit(2)
+	}
 	if err := run(*addr, *n, *parallel, *hold, *timeout); err != nil {
 		fmt.Fprintf(os.Stderr, "holdconns: %v\n", err)
 		os.Exit(1)
@@ -103,9 +117,13 @@ func run(addr string, n, parallel int, hold, timeout time.Duration) error {
 	return nil
 }
 
-// open dials, sends one request and reads its whole response, leaving the
+// open opens one connection and leaves it idle after one exchange: openH1,
+// or openH2 with -proto h2.
+var open = openH1
+
+// openH1 dials, sends one request and reads its whole response, leaving the
 // connection idle and kept alive.
-func open(d *net.Dialer, addr string, req []byte, deadline time.Time) (net.Conn, error) {
+func openH1(d *net.Dialer, addr string, req []byte, deadline time.Time) (net.Conn, error) {
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err

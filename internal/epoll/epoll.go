@@ -7,7 +7,8 @@
 //     epoll_wait. The listener's accept loop (internal/listener) uses one
 //     directly.
 //   - IO is the object a server owns (NewIO, Close): a few instances for
-//     the engine's polled client connections (internal/engine/h1), one
+//     the engine's polled client connections (internal/engine/h1) and
+//     the HTTP/2 engine's idle ones (internal/engine/h2, IO.Arm), one
 //     hang-up watcher for sockets that are not otherwise polled (the
 //     engine's TLS connections, the upstream client's idle connections,
 //     internal/upstream), and the descriptor table that maps their events

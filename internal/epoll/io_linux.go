@@ -15,6 +15,10 @@ import (
 //     its life, edge-triggered, for reading, writing and hang-ups: the
 //     engine's plain client connections, which wait there with no
 //     goroutine and no buffer while idle (internal/engine/h1);
+//   - the same instances also hold one-shot registrations (IO.Arm): a
+//     socket that is read by a goroutine while active and waits for its
+//     next bytes with none while idle (the HTTP/2 engine's connections,
+//     internal/engine/h2);
 //   - one hang-up watcher (IO.Watch), where a socket is registered once,
 //     edge-triggered, for EPOLLRDHUP only: data arriving does not wake it,
 //     the peer's FIN or RST does. The engine's TLS connections (whose
@@ -203,6 +207,42 @@ func (io *IO) Watch(r *Registration, fd int, h Handler) bool {
 		return false
 	}
 	return io.register(r, fd, h, -1, unix.EPOLLRDHUP|unix.EPOLLET)
+}
+
+// Arm asks for one event of the socket fd, from one of the polling
+// instances: the first time it registers fd (EPOLLIN|EPOLLRDHUP|
+// EPOLLONESHOT, instance chosen round-robin), later it re-arms that
+// registration (one epoll_ctl either way). h is told of the first event
+// that comes (readable, peer closed, error), after which the registration
+// stays disarmed, and silent, until the next Arm. Data already waiting
+// when Arm is called is reported at once. This is for sockets that spend
+// their idle time with no goroutine but are otherwise read by one (the
+// HTTP/2 engine's parked connections, internal/engine/h2): while active
+// they cost the IO nothing. Release or Remove ends the registration. It
+// reports false when the registration failed; r is then not armed.
+func (io *IO) Arm(r *Registration, fd int, h Handler) bool {
+	if io == nil {
+		return false
+	}
+	const events = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+	if !r.on {
+		inst := int(io.next.Add(1) % uint32(len(io.polls)))
+		return io.register(r, fd, h, inst, events)
+	}
+	if int(r.fd) != fd || r.inst < 0 {
+		return false
+	}
+	e, gen := io.instance(int(r.inst)), r.gen
+	io.mu.RLock()
+	defer io.mu.RUnlock()
+	if io.closed {
+		return false
+	}
+	// Published again, as by register: the goroutine that the event
+	// hands the connection to sees whatever its owner did before this
+	// Arm (the epoll_ctl is an edge Go's memory model does not know).
+	io.regs.slot(fd).Store(r)
+	return e.Ctl(unix.EPOLL_CTL_MOD, fd, events, gen) == nil
 }
 
 func (io *IO) register(r *Registration, fd int, h Handler, inst int, events uint32) bool {

@@ -388,3 +388,42 @@ func TestRecvSend(t *testing.T) {
 		}
 	})
 }
+
+// TestArmReportsOneEventPerArm: an armed socket reports the first event,
+// then nothing until armed again; data already waiting is reported by the
+// Arm itself, and so is the peer closing.
+func TestArmReportsOneEventPerArm(t *testing.T) {
+	io := newIO(t)
+	c, s := tcpPair(t)
+	rec := make(recorder, 16)
+	var r epoll.Registration
+	fd := fdOf(t, c)
+	if !io.Arm(&r, fd, rec) {
+		t.Fatal("Arm failed")
+	}
+	defer io.Release(&r)
+	s.Write([]byte("a"))
+	rec.next(t, unix.EPOLLIN)
+	s.Write([]byte("b"))
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case ev := <-rec:
+		t.Fatalf("event %#x while disarmed", ev.events)
+	default:
+	}
+	// "ab" is still unread: arming again reports it at once.
+	if !io.Arm(&r, fd, rec) {
+		t.Fatal("second Arm failed")
+	}
+	rec.next(t, unix.EPOLLIN)
+	var buf [2]byte
+	c.Read(buf[:])
+	if !io.Arm(&r, fd, rec) {
+		t.Fatal("third Arm failed")
+	}
+	s.Close()
+	rec.next(t, unix.EPOLLRDHUP)
+	if !r.HungUp() {
+		t.Error("the registration does not report the hang-up")
+	}
+}

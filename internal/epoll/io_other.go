@@ -27,6 +27,9 @@ func (io *IO) Close() error { return nil }
 // Poll reports false.
 func (io *IO) Poll(r *Registration, fd int, h Handler) bool { return false }
 
+// Arm reports false.
+func (io *IO) Arm(r *Registration, fd int, h Handler) bool { return false }
+
 // Watch reports false.
 func (io *IO) Watch(r *Registration, fd int, h Handler) bool { return false }
 

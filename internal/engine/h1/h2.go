@@ -42,13 +42,20 @@ func (c *conn) serveH2() {
 	}
 	c.srv.mu.Unlock()
 	// Its own goroutine: a polled connection arrives here on a worker
-	// that must go back to its poller.
+	// that must go back to its poller. The close is reported from what
+	// it needs only: an idle HTTP/2 connection keeps this closure for its
+	// life, and the conn struct is not needed any more.
+	srv, label := c.srv, c.label()
 	go hs.ServeConn(h2.Conn{
 		NC:     c.nc,
 		Prefix: prefix,
 		TLS:    c.tls,
 		Remote: c.remote,
-		Closed: func() { c.srv.closed(c) },
+		Closed: func() {
+			if srv.o.ConnOpened != nil && srv.o.ConnClosed != nil {
+				srv.o.ConnClosed(label)
+			}
+		},
 	})
 }
 

@@ -379,7 +379,11 @@ func (s *Server) h2() *h2.Server {
 		return nil
 	}
 	if s.h2srv == nil {
-		s.h2srv = h2.NewServer(h2Options(s.o.Options), s.h)
+		o := h2Options(s.o.Options)
+		// Idle HTTP/2 connections wait in the same IO as idle HTTP/1.1
+		// ones, with no goroutine.
+		o.IO = s.io
+		s.h2srv = h2.NewServer(o, s.h)
 	}
 	return s.h2srv
 }

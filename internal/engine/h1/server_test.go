@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -816,4 +817,70 @@ func TestServerWhoseIORefusesConnectionsStillServes(t *testing.T) {
 			t.Fatalf("request %d: status %d", i, resp.StatusCode)
 		}
 	}
+}
+
+// TestIdleHTTP2ConnectionsHoldNoGoroutine: the HTTP/2 engine parks the
+// idle connections the engine hands it (TLS and h2c) in the same IO: no
+// goroutine reads them once idle, and their next request is served.
+func TestIdleHTTP2ConnectionsHoldNoGoroutine(t *testing.T) {
+	if _, err := epoll.NewIO(1); err != nil {
+		t.Skip("no epoll:", err)
+	}
+	cert, _, err := listener.SelfSigned("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		scheme string
+		opts   serverOpts
+		client func() *http.Transport
+	}{
+		{name: "TLS", scheme: "https", opts: func(o *h1.Options) {
+			o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}}
+			o.HTTP2 = true
+		}, client: func() *http.Transport {
+			return &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+		}},
+		{name: "h2c", scheme: "http", opts: func(o *h1.Options) { o.H2C = true }, client: func() *http.Transport {
+			var p http.Protocols
+			p.SetUnencryptedHTTP2(true)
+			return &http.Transport{Protocols: &p}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, _ := startServer(t, tt.opts)
+			tr := tt.client()
+			defer tr.CloseIdleConnections()
+			cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+			for i := range 2 {
+				resp, err := cl.Get(tt.scheme + "://" + addr + "/echo")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+					t.Fatalf("request %d: proto %s status %d", i, resp.Proto, resp.StatusCode)
+				}
+				if n := eventuallyNoReaders(); n != 0 {
+					t.Fatalf("after request %d: %d HTTP/2 connection goroutines still read after 10s idle", i, n)
+				}
+			}
+		})
+	}
+}
+
+// eventuallyNoReaders waits up to 10 s for no goroutine to be in the HTTP/2
+// engine's read loop, and returns how many are left.
+func eventuallyNoReaders() int {
+	n := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 1)
+		if n = strings.Count(b.String(), "engine/h2.(*conn).loop"); n == 0 {
+			return 0
+		}
+	}
+	return n
 }

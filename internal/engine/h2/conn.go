@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -34,6 +35,10 @@ type conn struct {
 	remote netip.AddrPort
 	scheme string
 
+	// br is the read buffer, nil while parked (idle.go); only the
+	// reading goroutine uses it. fr, the framer, reads through it and
+	// writes to bw; while parked it is nil and bw is idleWriter, and
+	// lockWrite makes them again for whoever writes first.
 	br *bufio.Reader
 	fr *http2.Framer
 
@@ -91,6 +96,26 @@ type conn struct {
 	resets, completions int
 
 	idle *time.Timer
+
+	// Parking (idle.go). src is what br reads; pre, when set, holds the
+	// h2c prefix not yet read. dec is the framer's hpack decoder, which
+	// outlives the framers made for the connection. pstate is the park
+	// state, pmu orders the parker's interruptions and the closing of a
+	// parked connection against the park itself. reg is the descriptor
+	// fd's registration with the server's IO. idleTick is the parker's
+	// tick when the reader last began waiting idle.
+	src      io.Reader
+	pre      *prefixReader
+	dec      *hpack.Decoder
+	pstate   atomic.Int32
+	pmu      sync.Mutex
+	reg      epoll.Registration
+	fd       int
+	idleTick atomic.Uint32
+	noPark   bool
+	ended    atomic.Bool
+	// closedFn is Conn.Closed.
+	closedFn func()
 }
 
 // Errors a connection ends streams with.
@@ -127,19 +152,14 @@ func newConn(s *Server, cn Conn) *conn {
 		c.scheme = "https"
 	}
 	c.peerMaxFrame.Store(16384)
-	var r io.Reader = cn.NC
+	c.src, c.fd, c.closedFn = cn.NC, -1, cn.Closed
 	if len(cn.Prefix) > 0 {
-		r = io.MultiReader(bytes.NewReader(cn.Prefix), cn.NC)
+		c.pre = &prefixReader{p: cn.Prefix, nc: cn.NC}
+		c.src = c.pre
 	}
-	// Small buffers: they gather frame headers, control frames and
-	// response heads into one system call; full DATA frames bypass them.
-	c.br = bufio.NewReaderSize(r, 4<<10)
-	c.bw = bufio.NewWriterSize(connWriter{c}, 4<<10)
-	c.fr = http2.NewFramer(c.bw, c.br)
-	c.fr.SetReuseFrames()
-	c.fr.SetMaxReadFrameSize(16384)
-	c.fr.MaxHeaderListSize = s.maxHeaderList
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.dec = hpack.NewDecoder(4096, nil)
+	c.acquireRead()
+	c.acquireWrite()
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	// Response header fields alias buffers reused after the response:
 	// with no dynamic table the encoder keeps none of them.
@@ -162,20 +182,28 @@ func (w connWriter) Write(p []byte) (int, error) {
 	return c.nc.Write(p)
 }
 
-// serve reads frames until the connection ends.
+// serve reads frames until the connection ends or parks (idle.go).
 func (c *conn) serve() {
-	defer c.end()
+	if c.start() && c.loop() == waitParked {
+		return
+	}
+	c.end()
+}
+
+// start reads the client's preface and first SETTINGS and sends the
+// server's; false if the connection is to end.
+func (c *conn) start() bool {
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.o.PrefaceTimeout))
 	var pre [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(c.br, pre[:]); err != nil {
-		return
+		return false
 	}
 	if string(pre[:]) != http2.ClientPreface {
 		c.fail(http2.ConnectionError(http2.ErrCodeProtocol))
-		return
+		return false
 	}
 	if !c.writeSettings() {
-		return
+		return false
 	}
 	c.mu.Lock()
 	c.ready = true
@@ -183,22 +211,35 @@ func (c *conn) serve() {
 	f, err := c.fr.ReadFrame()
 	if err != nil {
 		c.fail(err)
-		return
+		return false
 	}
 	if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
 		c.fail(http2.ConnectionError(http2.ErrCodeProtocol))
-		return
+		return false
 	} else if err := c.onSettings(sf); err != nil {
 		c.fail(err)
-		return
+		return false
 	}
 	c.nc.SetReadDeadline(time.Time{})
 	if d := c.srv.o.IdleTimeout; d > 0 {
 		c.idle = time.AfterFunc(d, c.onIdle)
 	}
+	return true
+}
+
+// loop reads and handles frames until the connection ends (waitEnded) or
+// parks (waitParked: the goroutine must leave the connection alone).
+func (c *conn) loop() waitResult {
 	for {
-		if c.br.Buffered() == 0 && !c.flushDirty() {
-			return
+		if c.br.Buffered() == 0 {
+			if !c.flushDirty() {
+				return waitEnded
+			}
+			if c.parks() {
+				if r := c.idleWait(); r != waitData {
+					return r
+				}
+			}
 		}
 		f, err := c.fr.ReadFrame()
 		if err == nil {
@@ -212,11 +253,10 @@ func (c *conn) serve() {
 			c.streamError(se)
 			continue
 		}
-		if err == errDone {
-			return
+		if err != errDone {
+			c.fail(err)
 		}
-		c.fail(err)
-		return
+		return waitEnded
 	}
 }
 
@@ -282,8 +322,12 @@ func (c *conn) closeWrite() {
 	}
 }
 
-// end closes the connection and ends every stream left.
+// end closes the connection, ends every stream left and reports the
+// connection gone; once.
 func (c *conn) end() {
+	if !c.ended.CompareAndSwap(false, true) {
+		return
+	}
 	c.mu.Lock()
 	c.closed = true
 	// Under mu: a stream whose handler returns meanwhile goes back to the
@@ -299,12 +343,25 @@ func (c *conn) end() {
 	if c.werr == nil {
 		c.werr = errConnClosed
 	}
+	c.releaseWrite()
 	c.wmu.Unlock()
+	// Out of the IO before the descriptor closes: its number may be
+	// reused at once.
+	c.srv.o.IO.Release(&c.reg)
 	c.nc.Close()
+	c.releaseRead()
+	c.srv.forget(c)
+	if c.closedFn != nil {
+		c.closedFn()
+	}
 }
 
 // kill closes the connection now (Server.Close).
 func (c *conn) kill() {
+	if c.takeParked() {
+		c.end()
+		return
+	}
 	c.nc.Close()
 }
 
@@ -312,6 +369,10 @@ func (c *conn) kill() {
 // (graceful shutdown, idle timeout); the connection closes once those
 // streams are done.
 func (c *conn) drain() {
+	if c.takeParked() {
+		c.closeParked()
+		return
+	}
 	c.mu.Lock()
 	if c.goAway || c.closed {
 		c.mu.Unlock()
@@ -392,6 +453,10 @@ func (c *conn) lockWrite() bool {
 	if c.werr != nil {
 		c.wmu.Unlock()
 		return false
+	}
+	if c.bw == idleWriter {
+		// Parked, or about to be (idle.go).
+		c.acquireWrite()
 	}
 	return true
 }
@@ -913,6 +978,9 @@ func (c *conn) streamDone(st *stream) {
 	goAway, closed := c.goAway, c.closed
 	if idle && !goAway && !closed && c.idle != nil {
 		c.idle.Reset(c.srv.o.IdleTimeout)
+	}
+	if idle {
+		c.idleTick.Store(c.srv.parker.tick.Load())
 	}
 	c.mu.Unlock()
 	c.credit(nil, unread)

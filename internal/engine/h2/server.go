@@ -9,8 +9,9 @@
 //
 // Frames are read and written with golang.org/x/net/http2's Framer and
 // header blocks coded with its hpack package; what is penstock's own is the
-// server around them: one goroutine per connection reads frames, each
-// stream's handler runs on its own goroutine and writes its frames itself
+// server around them: one goroutine per busy connection reads frames (an
+// idle one is parked in the epoll layer with no goroutine and no buffer,
+// idle.go), each stream's handler runs on its own goroutine and writes its frames itself
 // under the connection's write lock (no writer goroutine, no frame queue),
 // stream state is pooled, and responses respect the client's flow-control
 // windows with a bound on how long a response may wait for them. The
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine"
+	"github.com/penstock-dev/penstock/internal/epoll"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -60,6 +62,11 @@ type Options struct {
 	// stream that would be one more is reset at once, as if its send
 	// timeout had passed. Default 10,000.
 	MaxStalledStreams int
+	// IO, when set, holds idle connections with no goroutine and no
+	// buffer (idle.go): the HTTP/1.1 engine passes its own. Its owner
+	// closes it after the server has shut down. Nil: every connection
+	// keeps its goroutine and buffers while idle.
+	IO *epoll.IO
 	// SendTimedOut, when set, is called for each stream reset by
 	// SendTimeout or MaxStalledStreams.
 	SendTimedOut func()
@@ -115,6 +122,9 @@ type Server struct {
 	conns        map[*conn]struct{}
 	shuttingDown bool
 	allGone      chan struct{}
+	// parker parks idle connections (idle.go); it runs while there are
+	// connections.
+	parker parker
 }
 
 // NewServer builds a server that hands requests to h.
@@ -167,21 +177,30 @@ type Conn struct {
 	Closed func()
 }
 
-// ServeConn serves one connection until it closes; it returns then.
+// ServeConn serves one connection until it closes, or until it is idle
+// and parked (Options.IO): the connection then goes on by itself, on
+// goroutines of its own, when its client sends again. cn.Closed reports
+// its end either way.
 func (s *Server) ServeConn(cn Conn) {
-	c := newConn(s, cn)
-	if !s.track(c) {
+	if !s.accepting() {
 		cn.NC.Close()
 		if cn.Closed != nil {
 			cn.Closed()
 		}
 		return
 	}
-	c.serve()
-	s.forget(c)
-	if cn.Closed != nil {
-		cn.Closed()
+	c := newConn(s, cn)
+	if !s.track(c) {
+		c.end()
+		return
 	}
+	c.serve()
+}
+
+func (s *Server) accepting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.shuttingDown
 }
 
 func (s *Server) track(c *conn) bool {
@@ -191,6 +210,7 @@ func (s *Server) track(c *conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.startParker()
 	return true
 }
 
