@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine/h2"
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // serveH2 hands the connection to the HTTP/2 engine (internal/engine/h2):
@@ -44,7 +45,9 @@ func (c *conn) serveH2() {
 	// Its own goroutine: a polled connection arrives here on a worker
 	// that must go back to its poller.
 	go hs.ServeConn(h2.Conn{
-		NC:     c.nc,
+		// A plain connection is read and written with raw system calls
+		// from here on, as the TLS ones are (epoll.RawConn).
+		NC:     epoll.RawConn(c.nc),
 		Prefix: prefix,
 		TLS:    c.tls,
 		Remote: c.remote,
