@@ -1,25 +1,30 @@
 package epoll
 
 import (
-	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 )
 
-// RawConn returns a TCP connection whose Read and Write use Recv and Send
-// (raw system calls, see rawio_linux.go) for what the engine reads and
-// writes through crypto/tls: a TLS connection is a net.Conn the engine
-// cannot poll itself, and its records went through net.Conn's read and
-// write, whose syscall.Syscall woke the runtime's sysmon thread. Under
-// HTTP/2 load on one core, sysmon's wake-ups and the thread hand-offs
-// they start took about an eighth of the process's CPU time.
+// RawConn returns a TCP connection whose Write uses Send (a raw system
+// call, see rawio_linux.go): what crypto/tls writes for the engine's TLS
+// connections, and HTTP/2 connections' frames. Their writes went through
+// net.Conn's, whose syscall.Syscall woke the runtime's sysmon thread; under
+// HTTP/2 load on one core sysmon's wake-ups and the thread hand-offs they
+// start took about an eighth of the process's CPU time.
 //
-// The waiting still goes through the runtime's poller: the calls run
-// inside the socket's RawConn.Read and Write, whose callbacks return false
-// on EAGAIN so that the goroutine parks until the socket is ready.
-// Deadlines, Close from another goroutine and the other methods of
-// *net.TCPConn (CloseWrite, SyscallConn, addresses) keep working.
+// Reads stay net.Conn's. Raw reads cost less still, but a connection's
+// reader then keeps the processor while the client has bytes for it (no
+// system call lets the scheduler in): with one P, h2load's mean latency
+// through penstock doubled and its worst grew to hundreds of
+// milliseconds, the goroutines of the responses waiting behind it.
+//
+// The waiting still goes through the runtime's poller: Send runs inside
+// the socket's RawConn.Write, whose callback returns false on EAGAIN so
+// that the goroutine parks until the socket has room. Deadlines, Close
+// from another goroutine and the other methods of *net.TCPConn
+// (CloseWrite, SyscallConn, addresses) keep working.
 //
 // A connection that is not a *net.TCPConn is returned as it is.
 func RawConn(nc net.Conn) net.Conn {
@@ -32,59 +37,22 @@ func RawConn(nc net.Conn) net.Conn {
 		return nc
 	}
 	c := &rawConn{TCPConn: tc, rc: rc}
-	c.readFn, c.writeFn = c.read, c.write
+	c.writeFn = c.write
 	return c
 }
 
-// rawConn is RawConn's connection. One Read and one Write may run at once
-// (each has its own fields), as with crypto/tls, which serialises its
-// reads and its writes.
+// rawConn is RawConn's connection.
 type rawConn struct {
 	*net.TCPConn
 	rc      syscall.RawConn
-	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 
-	rp   []byte
-	rn   int
-	rerr syscall.Errno
-
+	// wmu makes Write safe for concurrent use, as net.Conn's is (its
+	// users serialise their writes already: it is never contended).
+	wmu  sync.Mutex
 	wp   []byte
 	wn   int
 	werr syscall.Errno
-}
-
-func (c *rawConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	c.rp, c.rn, c.rerr = p, 0, 0
-	err := c.rc.Read(c.readFn)
-	c.rp = nil
-	switch {
-	case err != nil:
-		return 0, err
-	case c.rerr != 0:
-		return 0, c.opError("read", c.rerr)
-	case c.rn == 0:
-		return 0, io.EOF
-	}
-	return c.rn, nil
-}
-
-// read is the RawConn.Read callback: false only when there is nothing to
-// read yet.
-func (c *rawConn) read(fd uintptr) bool {
-	n, e := Recv(int(fd), c.rp)
-	switch e {
-	case 0:
-		c.rn = n
-		return true
-	case syscall.EAGAIN:
-		return false
-	}
-	c.rerr = e
-	return true
 }
 
 // Write writes all of p, parked in the runtime's poller while the socket's
@@ -93,6 +61,8 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.wp, c.wn, c.werr = p, 0, 0
 	err := c.rc.Write(c.writeFn)
 	c.wp = nil
