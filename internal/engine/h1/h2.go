@@ -45,8 +45,8 @@ func (c *conn) serveH2() {
 	// Its own goroutine: a polled connection arrives here on a worker
 	// that must go back to its poller.
 	go hs.ServeConn(h2.Conn{
-		// A plain connection is read and written with raw system calls
-		// from here on, as the TLS ones are (epoll.RawConn).
+		// A plain connection's writes use raw system calls from here
+		// on, as the TLS ones' do (epoll.RawConn).
 		NC:     epoll.RawConn(c.nc),
 		Prefix: prefix,
 		TLS:    c.tls,
