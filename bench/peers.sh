@@ -38,10 +38,12 @@
 #
 # Usage: bash bench/peers.sh     (ROUNDS=3 by default: about 6 minutes)
 #   knobs: ROUNDS RATE DURATION WARMUP MAX_SECONDS MAX_CONC IDLE_CONNS PROXIES KEEP=1
-#   H2_IDLE_CONNS (5000, at most IDLE_CONNS); CASES (default "h1 h2 idle
-#   h2idle"): step 7 runs when it names h2idle, and CASES=h2idle measures
-#   the idle HTTP/2 figure alone (about 25 s per proxy and round) and prints
-#   only that column.
+#   CASES (default "h1 h2 idle h2idle") picks the measurements: h1 is steps
+#   1-3, h2 step 6, idle steps 4-5, h2idle step 7; those left out show as NA.
+#   CASES=h2 measures HTTP/2 alone (about 10 s per proxy and round);
+#   CASES=h2idle the idle HTTP/2 figure alone (about 25 s per proxy and
+#   round) and prints only that column. H2_IDLE_CONNS (5000, at most
+#   IDLE_CONNS) is step 7's connection count.
 #   PROXIES may name "guarded": penstock with traffic control on the route
 #   (one local rate limit per client IP, never reached, and circuit breakers
 #   with outlier detection on the pool), to measure what they cost.
@@ -439,9 +441,11 @@ measure() { # measure NAME ROUND
 	url="http://127.0.0.1:${PORT[$name]}/"
 	log "[round $round/$ROUNDS] $name $version (pids ${proxy_pids[*]})"
 
+	local t0 t1 max=NA n cpu=NA
+	local j="$work/$tag.rate.json" p50=NA p99=NA p999=NA errs=0 cpu_rate=NA late=NA
+	if has_case h1; then
 	bench "$work/$tag.warm.json" --concurrency 50 --duration 2s "$url"
 
-	local t0 t1 max n cpu
 	t0=$(cpu_ticks "${proxy_pids[@]}")
 	bench "$work/$tag.max.json" --concurrency "$MAX_CONC" --duration "${MAX_SECONDS}s" "$url"
 	t1=$(cpu_ticks "${proxy_pids[@]}")
@@ -450,7 +454,6 @@ measure() { # measure NAME ROUND
 	((n > 0)) || die "$name: no response in the max run"
 	cpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$n" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 
-	local j="$work/$tag.rate.json" p50 p99 p999 errs cpu_rate
 	t0=$(cpu_ticks "${proxy_pids[@]}")
 	bench "$j" --rate "$RATE" --duration "${DURATION}s" --warmup "${WARMUP}s" --connections 50 "$url"
 	t1=$(cpu_ticks "${proxy_pids[@]}")
@@ -460,9 +463,13 @@ measure() { # measure NAME ROUND
 	p99=$(jtotal p99_ms "$j")
 	p999=$(jtotal p99_9_ms "$j")
 	errs=$(($(jtop errors_total "$j") + $(jtop unfinished "$j")))
+	late=$(jtop late_starts "$j")
+	fi
 
 	# HTTP/2 over TLS with h2load.
 	local h2out="$work/$tag.h2load" h2cpu="NA" h2ok
+	: >"$h2out"
+	if has_case h2; then
 	t0=$(cpu_ticks "${proxy_pids[@]}")
 	"${on_load_core[@]}" timeout 120 h2load -n "$H2_REQUESTS" -c "$H2_CONNS" -m "$H2_STREAMS" \
 		"https://127.0.0.1:$((PORT[$name] + H2_OFFSET))/" >"$h2out" 2>&1 || true
@@ -473,9 +480,11 @@ measure() { # measure NAME ROUND
 	else
 		notes+=("- $name, round $round: h2load failed: $(tail -n3 "$h2out" | tr '\n' ' ')")
 	fi
+	fi
 
 	local rss rss0 rss1 hold_pid i per_conn=""
 	rss=$(rss_kib "${proxy_pids[@]}")
+	if has_case idle; then
 	rss0=$rss
 	"${on_load_core[@]}" "$work/holdconns" -addr "127.0.0.1:${PORT[$name]}" -n "$IDLE_CONNS" -hold 90s >"$work/$tag.hold" 2>&1 &
 	hold_pid=$!
@@ -493,13 +502,14 @@ measure() { # measure NAME ROUND
 		notes+=("- $name, round $round: holdconns failed: $(tail -n1 "$work/$tag.hold")")
 	fi
 	stop_pid "$hold_pid"
+	fi
 	stop_proxy
 	if has_case h2idle; then
 		measure_h2idle "$name" "$tag"
 	fi
 
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$max" "$cpu" "$p50" "$p99" "$p999" "$rss" "${per_conn:-NA}" "$errs" "$cpu_rate" "$h2cpu" "$h2idle" >>"$results"
-	notes+=("- $name, round $round: max $(printf %.0f "$max") req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $(jtop late_starts "$j") late starts, $errs errors or unfinished; h2 $h2cpu µs/req ($(sed -nE 's/^finished in ([^,]+), ([0-9.]+ req\/s).*/\2/p' "$h2out")); RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B; idle h2 conn $h2idle B")
+	notes+=("- $name, round $round: max $max req/s, $cpu µs/req; @ $RATE/s $cpu_rate µs/req, P50/P99/P99.9 $p50 / $p99 / $p999 ms, $late late starts, $errs errors or unfinished; h2 $h2cpu µs/req ($(sed -nE 's/^finished in ([^,]+), ([0-9.]+ req\/s).*/\2/p' "$h2out")); RSS $((rss / 1024)) MiB; idle conn ${per_conn:-NA} B; idle h2 conn $h2idle B")
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -512,6 +522,7 @@ done
 
 median() { { grep -v NA || true; } | sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 col() { awk -F '\t' -v n="$1" -v c="$2" '$1 == n {print $c}' "$results"; }
+num() { if [[ $2 == NA ]]; then echo NA; else printf "$1" "$2"; fi; } # FORMAT VALUE (NA stays NA)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "NA" || b == "NA" || b == 0) print "–"; else printf "%.2f", a / b}'; }
 
 if [[ $CASES == h2idle ]]; then
@@ -559,10 +570,10 @@ for name in $PROXIES; do
 		label="$name (!)"
 		flagged=1
 	fi
-	printf '| %s | %s | %.0f | %s | %.1f | %s | %.1f | %s | %.2f ms | %.2f ms | %.2f ms | %.1f MiB | %s | %s | %s | %s | %s | %s |\n' \
-		"$label" "${versions[$name]}" "$m" "$(ratio "$m" "$ref_max")" "$c" "$(ratio "$c" "$ref_cpu")" \
-		"$cr" "$(ratio "$cr" "$ref_cpu_rate")" \
-		"$(col "$name" 4 | median)" "$(col "$name" 5 | median)" "$(col "$name" 6 | median)" \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s ms | %s ms | %s ms | %.1f MiB | %s | %s | %s | %s | %s | %s |\n' \
+		"$label" "${versions[$name]}" "$(num %.0f "$m")" "$(ratio "$m" "$ref_max")" "$(num %.1f "$c")" "$(ratio "$c" "$ref_cpu")" \
+		"$(num %.1f "$cr")" "$(ratio "$cr" "$ref_cpu_rate")" \
+		"$(num %.2f "$(col "$name" 4 | median)")" "$(num %.2f "$(col "$name" 5 | median)")" "$(num %.2f "$(col "$name" 6 | median)")" \
 		"$(awk -v k="$(col "$name" 7 | median)" 'BEGIN {printf "%.1f", k / 1024}')" \
 		"$(awk -v b="$b" 'BEGIN {if (b == "NA") print "NA"; else printf "%.0f", b}')" "$(ratio "$b" "$ref_conn")" \
 		"$h2" "$(ratio "$h2" "$ref_h2")" "$h2i" "$(ratio "$h2i" "$ref_h2idle")"

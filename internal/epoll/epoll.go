@@ -15,6 +15,9 @@
 //     to Registrations. Its goroutines end when it is closed.
 //   - Recv and Send are the raw recvfrom and sendto that the engine and the
 //     upstream client read and write plain sockets with.
+//   - RawConn wraps a TCP connection so that its Write uses Send: what
+//     crypto/tls writes for the engine's TLS connections (HTTP/1.1 and
+//     HTTP/2), and HTTP/2's frames on plain ones.
 //
 // epoll_ctl, the zero-timeout epoll_pwait, recvfrom and sendto go through
 // syscall.RawSyscall: none of them blocks (Go's sockets are non-blocking),

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/penstock-dev/penstock/internal/engine/h2"
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // serveH2 hands the connection to the HTTP/2 engine (internal/engine/h2):
@@ -47,7 +48,9 @@ func (c *conn) serveH2() {
 	// life, and the conn struct is not needed any more.
 	srv, label := c.srv, c.label()
 	go hs.ServeConn(h2.Conn{
-		NC:     c.nc,
+		// A plain connection's writes use raw system calls from here
+		// on, as the TLS ones' do (epoll.RawConn).
+		NC:     epoll.RawConn(c.nc),
 		Prefix: prefix,
 		TLS:    c.tls,
 		Remote: c.remote,

@@ -180,7 +180,8 @@ func (s *Server) serveConns(ln net.Listener) error {
 
 func (s *Server) accept(nc net.Conn) {
 	if s.o.TLS != nil {
-		nc = tls.Server(nc, s.o.TLS)
+		// Records read and written with raw system calls (epoll.RawConn).
+		nc = tls.Server(epoll.RawConn(nc), s.o.TLS)
 	}
 	c := newConn(s, nc)
 	if !s.track(c) {

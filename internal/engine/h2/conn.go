@@ -55,6 +55,8 @@ type conn struct {
 	lower []byte
 	// dirty: the reader left control frames in bw for its next flush.
 	dirty bool
+	// flushDue: a flushLater is on its way (flush.go).
+	flushDue bool
 
 	// peerMaxFrame is the client's SETTINGS_MAX_FRAME_SIZE.
 	peerMaxFrame atomic.Uint32

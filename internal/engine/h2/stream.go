@@ -269,7 +269,7 @@ func (st *stream) finish(aborted bool) {
 	pending := st.pending()
 	if !st.headerSent && len(pending) == 0 && !trailers {
 		st.sendHead(true)
-		st.c.flush()
+		st.c.flushSoon()
 	} else {
 		if err := st.sendHead(false); err != nil {
 			return
@@ -286,7 +286,7 @@ func (st *stream) finish(aborted bool) {
 				return
 			}
 			c.writeHeaderBlock(st.id, 0, &st.trailer, true)
-			c.unlockFlush()
+			c.unlockFlushSoon()
 		}
 	}
 	st.c.mu.Lock()
@@ -302,6 +302,13 @@ func (st *stream) finish(aborted bool) {
 func (c *conn) flush() {
 	if c.lockWrite() {
 		c.unlockFlush()
+	}
+}
+
+// flushSoon is flush by unlockFlushSoon.
+func (c *conn) flushSoon() {
+	if c.lockWrite() {
+		c.unlockFlushSoon()
 	}
 }
 
@@ -338,7 +345,7 @@ func (st *stream) sendHead(endStream bool) error {
 }
 
 // sendData writes p as DATA frames as the flow-control windows allow, the
-// last with END_STREAM if end, and flushes.
+// last with END_STREAM if end, and has them flushed soon (flush.go).
 func (st *stream) sendData(p []byte, end bool) error {
 	c := st.c
 	for {
@@ -364,7 +371,7 @@ func (st *stream) sendData(p []byte, end bool) error {
 		}
 		p = p[n:]
 		if len(p) == 0 {
-			return c.unlockFlush()
+			return c.unlockFlushSoon()
 		}
 		c.wmu.Unlock()
 	}
@@ -544,7 +551,7 @@ func (st *stream) Flush() error {
 		st.clearPending()
 		return err
 	}
-	st.c.flush()
+	st.c.flushSoon()
 	if st.aborted.Load() {
 		return errStreamReset
 	}
