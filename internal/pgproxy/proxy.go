@@ -256,7 +256,7 @@ func (p *Proxy) Close() {
 	p.mu.Unlock()
 	p.cancel()
 	for _, c := range clients {
-		c.conn.Close()
+		c.hangUp()
 	}
 	// Relays end once their server answers the rollback; a server that
 	// does not answer is not waited for past closeWait.
