@@ -259,7 +259,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 		return
 	}
 	params := maps.Clone(sc.params)
-	c.pid, c.key = p.register(c)
+	p.register(c)
 	defer p.unregister(c.pid)
 	if !c.txMode {
 		// Session mode: this connection is the client's until it leaves.

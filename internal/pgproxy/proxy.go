@@ -488,7 +488,7 @@ func (p *Proxy) preparedCap() int              { return p.rt.Load().cfg.Prepared
 
 // register adds c to the clients a CancelRequest can reach and returns its
 // backend key data.
-func (p *Proxy) register(c *client) (uint32, []byte) {
+func (p *Proxy) register(c *client) {
 	key := make([]byte, 4)
 	rand.Read(key)
 	p.mu.Lock()
@@ -502,8 +502,9 @@ func (p *Proxy) register(c *client) (uint32, []byte) {
 			break
 		}
 	}
+	// Set under mu: cancelRequest reads them after finding c here.
+	c.pid, c.key = p.nextPID, key
 	p.clients[p.nextPID] = c
-	return p.nextPID, key
 }
 
 func (p *Proxy) unregister(pid uint32) {
