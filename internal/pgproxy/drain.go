@@ -38,6 +38,12 @@ var errDrained = errors.New("socket drained")
 //     start of the same RawRead, so waitRead returns and the next callback
 //     reads it. A notification for bytes the short read already took only
 //     costs a spurious callback, whose read returns EAGAIN.
+//   - Except at the start of a run: an end of stream (FIN) or a reset that
+//     came before RawRead's reset, together with data (a server's FATAL
+//     error and close while its connection sat in the pool), notifies no
+//     more. A short first read does not prove the socket empty then: the
+//     run reads on until EAGAIN (or the end) once; from then on a short
+//     read does.
 //
 // run therefore keeps the whole message loop inside one RawRead callback.
 // The loop must not close the connection itself (Close waits for RawRead
@@ -52,6 +58,9 @@ type drainReader struct {
 	fd      int
 	in      bool
 	drained bool
+	// trusted: this run has seen EAGAIN or waited, so a short read
+	// proves the socket empty.
+	trusted bool
 }
 
 func newDrainReader(conn net.Conn) *drainReader {
@@ -68,14 +77,14 @@ func (r *drainReader) Read(p []byte) (int, error) {
 	n, err := readFD(r.fd, p)
 	switch {
 	case errors.Is(err, errDrained):
-		r.drained = true
+		r.drained, r.trusted = true, true
 		return 0, errDrained
 	case err != nil:
 		return 0, err
 	case n == 0 && len(p) > 0:
 		return 0, io.EOF
 	}
-	if n < len(p) {
+	if n < len(p) && r.trusted {
 		r.drained = true
 	}
 	return n, nil
@@ -86,19 +95,23 @@ func (r *drainReader) Read(p []byte) (int, error) {
 // waits for the socket to be readable before calling it again. It returns
 // the poller's error (deadline, closed connection); step reports its own.
 //
-// The first read of each run is always made, even when the caller knows
-// that nothing is due from the peer: the reset at the start of RawRead may
-// have cleared the notification of something that came while nobody read
-// (the server's FATAL and close while the connection sat in the pool),
-// which would then never be seen.
+// The first reads of each run are always made, until EAGAIN or the end of
+// the stream, even when the caller knows that nothing is due from the
+// peer: the reset at the start of RawRead may have cleared the
+// notification of something that came while nobody read (the server's
+// FATAL and close while the connection sat in the pool), which would then
+// never be seen.
 func (r *drainReader) run(step func() bool) error {
 	if r.rc == nil {
 		for !step() {
 		}
 		return nil
 	}
+	first := true
 	err := r.rc.Read(func(fd uintptr) bool {
 		r.fd, r.in, r.drained = int(fd), true, false
+		r.trusted = !first
+		first = false
 		done := step()
 		r.in = false
 		return done

@@ -486,8 +486,8 @@ func (p *Proxy) connectTimeout() time.Duration { return p.rt.Load().cfg.Timeouts
 func (p *Proxy) breakerFailures() int          { return p.rt.Load().cfg.Breaker.Failures }
 func (p *Proxy) preparedCap() int              { return p.rt.Load().cfg.PreparedStatements }
 
-// register adds c to the clients a CancelRequest can reach and returns its
-// backend key data.
+// register adds c to the clients a CancelRequest can reach and sets its
+// backend key data (c.pid, c.key).
 func (p *Proxy) register(c *client) {
 	key := make([]byte, 4)
 	rand.Read(key)
