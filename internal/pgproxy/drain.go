@@ -14,7 +14,7 @@ var errDrained = errors.New("socket drained")
 
 // drainReader is the io.Reader under a pgproto3 Backend or Frontend. Outside
 // run it reads like the connection. Inside run (TCP only) it reads the
-// socket with read(2) directly and, after a read that returned less than
+// socket itself (recvfrom(2), readFD) and, after a read that returned less than
 // it asked for, it does not read again but returns errDrained, so that a
 // round trip costs one read per side instead of two.
 //
