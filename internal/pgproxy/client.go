@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -37,13 +38,17 @@ func (c *client) routed(kind, target string) prometheus.Counter {
 // connection at the ReadyForQuery that ends the client's last request,
 // when the pool mode and session state allow). mu orders the two.
 type client struct {
-	p      *Proxy
-	rt     *runtime
-	db     *database
-	pools  *userPools
-	user   string
-	conn   net.Conn
-	be     *pgproto3.Backend
+	p     *Proxy
+	rt    *runtime
+	db    *database
+	pools *userPools
+	user  string
+	conn  net.Conn
+	be    *pgproto3.Backend
+	// in is be's reader: serve reads the socket through its run.
+	in *drainReader
+	// killed is set by hangUp.
+	killed atomic.Bool
 	pid    uint32
 	key    []byte
 	txMode bool
@@ -144,7 +149,8 @@ var errNoReplica = errors.New("no replica is usable (down or lagging) and read_w
 func (p *Proxy) serveConn(conn net.Conn) {
 	defer conn.Close()
 	rt := p.rt.Load()
-	be := pgproto3.NewBackend(conn, conn)
+	in := newDrainReader(conn)
+	be := pgproto3.NewBackend(in, newRawWriter(conn))
 	be.SetMaxBodyLen(int(rt.cfg.MaxMessageBytes))
 	conn.SetDeadline(time.Now().Add(rt.cfg.Timeouts.ClientLogin.D()))
 	fatal := func(code, msg string) {
@@ -179,7 +185,8 @@ func (p *Proxy) serveConn(conn net.Conn) {
 			}
 			defer tc.Close()
 			conn, encrypted = tc, true
-			be = pgproto3.NewBackend(conn, conn)
+			in = newDrainReader(conn)
+			be = pgproto3.NewBackend(in, newRawWriter(conn))
 			be.SetMaxBodyLen(int(rt.cfg.MaxMessageBytes))
 		case *pgproto3.GSSEncRequest:
 			if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -203,7 +210,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	if dbName == "" {
 		dbName = user
 	}
-	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, txMode: rt.cfg.PoolMode != config.PostgresPoolSession, stmtMode: rt.cfg.PoolMode == config.PostgresPoolStatement, txStatus: 'I'}
+	c := &client{p: p, rt: rt, user: user, conn: conn, be: be, in: in, txMode: rt.cfg.PoolMode != config.PostgresPoolSession, stmtMode: rt.cfg.PoolMode == config.PostgresPoolStatement, txStatus: 'I'}
 	// The database is known before the password is checked (auth_query
 	// runs on its primary) but an unknown one is told only after.
 	c.db = rt.dbs[dbName]
@@ -252,7 +259,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 		return
 	}
 	params := maps.Clone(sc.params)
-	c.pid, c.key = p.register(c)
+	p.register(c)
 	defer p.unregister(c.pid)
 	if !c.txMode {
 		// Session mode: this connection is the client's until it leaves.
@@ -272,6 +279,11 @@ func (p *Proxy) serveConn(conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
+	if c.killed.Load() {
+		// hangUp ran before the login's deadline was cleared.
+		c.close()
+		return
+	}
 	p.metrics.clients.Inc()
 	defer p.metrics.clients.Dec()
 	c.serve()
@@ -334,26 +346,53 @@ func (c *client) write(flush bool, msgs ...pgproto3.BackendMessage) {
 // serve reads the client's messages until it leaves.
 func (c *client) serve() {
 	defer c.close()
-	for {
-		msg, err := c.be.Receive()
-		if err != nil {
-			var tooLong *pgproto3.ExceededMaxBodyLenErr
-			if errors.As(err, &tooLong) {
-				c.p.metrics.protocolErrors.Inc()
-				c.write(true, pgError("FATAL", codeProtocolViolation, fmt.Sprintf("message of %d bytes exceeds postgres.max_message_bytes (%d)", tooLong.ActualBodyLen, tooLong.MaxExpectedBodyLen)))
-			} else if !errors.Is(err, net.ErrClosed) && !isEOF(err) {
-				c.p.metrics.protocolErrors.Inc()
-				c.write(true, pgError("FATAL", codeProtocolViolation, "invalid message: "+err.Error()))
+	var rerr error
+	err := c.in.run(func() bool {
+		for {
+			msg, err := c.be.Receive()
+			if errors.Is(err, errDrained) {
+				return false
 			}
-			return
+			if err != nil {
+				rerr = err
+				return true
+			}
+			if _, ok := msg.(*pgproto3.Terminate); ok {
+				return true
+			}
+			if err := c.handle(msg); err != nil {
+				return true
+			}
 		}
-		if _, ok := msg.(*pgproto3.Terminate); ok {
-			return
-		}
-		if err := c.handle(msg); err != nil {
-			return
-		}
+	})
+	if rerr == nil {
+		rerr = err
 	}
+	if rerr == nil || c.killed.Load() {
+		return
+	}
+	var tooLong *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(rerr, &tooLong) {
+		c.p.metrics.protocolErrors.Inc()
+		c.write(true, pgError("FATAL", codeProtocolViolation, fmt.Sprintf("message of %d bytes exceeds postgres.max_message_bytes (%d)", tooLong.ActualBodyLen, tooLong.MaxExpectedBodyLen)))
+	} else if !errors.Is(rerr, net.ErrClosed) && !isEOF(rerr) {
+		c.p.metrics.protocolErrors.Inc()
+		c.write(true, pgError("FATAL", codeProtocolViolation, "invalid message: "+rerr.Error()))
+	}
+}
+
+// hangUp ends the client connection from another goroutine than serve's.
+// A TCP connection is not closed here: Close would wait for serve's read
+// callback (drainReader.run) to return, which may be writing to the very
+// server whose relay calls hangUp. A deadline in the past wakes serve,
+// which closes the connection on its way out, and fails its writes.
+func (c *client) hangUp() {
+	c.killed.Store(true)
+	if c.in.rc == nil {
+		c.conn.Close()
+		return
+	}
+	c.conn.SetDeadline(time.Unix(1, 0))
 }
 
 func isEOF(err error) bool {
@@ -746,107 +785,130 @@ func (c *client) setAttached(sc *serverConn, replica bool) {
 }
 
 // relay copies the server's messages to the client until the server
-// connection is detached or lost.
+// connection is detached or lost. Its loop runs inside sc.in.run: the
+// release, and the handling of a lost connection (which closes it), come
+// after the loop returns.
 func (c *client) relay(sc *serverConn) {
-	for {
-		msg, err := sc.fe.Receive()
-		if err != nil {
-			c.serverLost(sc, err)
-			return
+	var lost error
+	release, dirty := false, false
+	err := sc.in.run(func() bool {
+		for {
+			msg, err := sc.fe.Receive()
+			if errors.Is(err, errDrained) {
+				return false
+			}
+			if err != nil {
+				lost = err
+				return true
+			}
+			if release, dirty = c.relayOne(sc, msg); release {
+				return true
+			}
 		}
-		flush := sc.fe.ReadBufferLen() == 0
-		switch m := msg.(type) {
-		case *pgproto3.ParseComplete, *pgproto3.CloseComplete:
-			c.mu.Lock()
-			act := actForward
-			if len(c.completions) > 0 {
-				cp := c.completions[0]
-				c.completions = c.completions[1:]
-				act = cp.action
-			}
-			closed := c.closed
-			c.mu.Unlock()
-			switch {
-			case closed || act == actSwallow:
-				if flush && !closed {
-					c.write(true)
-				}
-				continue
-			case act == actAsParse:
-				c.write(flush, &pgproto3.ParseComplete{})
-				continue
-			}
-		case *pgproto3.ParameterStatus:
-			sc.noteReported(m, c.rt.tracked)
-		case *pgproto3.ReadyForQuery:
-			c.mu.Lock()
-			c.pending--
-			seg := c.answered
-			c.answered++
-			// Parse and Close answers of the finished segment that never
-			// came (an error skipped them) are forgotten; so are the
-			// statements those Parses would have prepared.
-			keep := c.completions[:0]
-			for _, cp := range c.completions {
-				if cp.seq <= seg {
-					if cp.prepared != "" {
-						sc.stmts.remove(cp.prepared)
-					}
-					continue
-				}
-				keep = append(keep, cp)
-			}
-			c.completions = keep
-			c.txStatus = m.TxStatus
-			closed := c.closed
-			eligible := c.pending <= 0 && !c.unsynced && m.TxStatus == 'I' && (closed || c.txMode && c.pinned == 0)
-			c.mu.Unlock()
-			if m.TxStatus == 'I' {
-				c.txC.Inc()
-			}
-			if c.stmtMode && m.TxStatus != 'I' && !closed {
-				// A transaction block got past the check (extended
-				// protocol, several statements in one Query): the client
-				// is told and closed, which rolls the block back.
-				c.write(true, pgError("FATAL", codeFeatureNotSupported, errStatementMode))
-				c.conn.Close()
-				continue
-			}
-			if !closed {
-				c.write(true, m)
-			}
-			if !eligible {
-				continue
-			}
-			// The connection is let go only after the client has its
-			// ReadyForQuery, so whatever the client sends next (and
-			// what the proxy answers itself when nothing is attached)
-			// comes after it; unless the client already sent more.
-			c.mu.Lock()
-			release := c.pending <= 0 && !c.unsynced && (c.closed || c.txMode && c.pinned == 0)
-			dirty := c.pinned != 0 || !c.txMode
-			if release {
-				c.sc = nil
-				c.pending = 0
-			}
-			c.mu.Unlock()
-			if release {
-				// Wait for a send in progress to finish with the buffer.
-				sc.sendMu.Lock()
-				sc.sendMu.Unlock()
-				c.release(sc, dirty)
-				return
-			}
-			continue
-		}
-		// A Parse answer to forward, or anything else.
+	})
+	if lost == nil && !release {
+		lost = err
+	}
+	if lost != nil {
+		c.serverLost(sc, lost)
+		return
+	}
+	// Wait for a send in progress to finish with the buffer.
+	sc.sendMu.Lock()
+	sc.sendMu.Unlock()
+	c.release(sc, dirty)
+}
+
+// relayOne handles one server message: it reports whether the server
+// connection is to be released now, and reset first (dirty).
+func (c *client) relayOne(sc *serverConn, msg pgproto3.BackendMessage) (release, dirty bool) {
+
+	flush := sc.fe.ReadBufferLen() == 0
+	switch m := msg.(type) {
+	case *pgproto3.ParseComplete, *pgproto3.CloseComplete:
 		c.mu.Lock()
+		act := actForward
+		if len(c.completions) > 0 {
+			cp := c.completions[0]
+			c.completions = c.completions[1:]
+			act = cp.action
+		}
 		closed := c.closed
 		c.mu.Unlock()
-		if !closed {
-			c.write(flush, msg)
+		switch {
+		case closed || act == actSwallow:
+			if flush && !closed {
+				c.write(true)
+			}
+			return false, false
+		case act == actAsParse:
+			c.write(flush, &pgproto3.ParseComplete{})
+			return false, false
 		}
+	case *pgproto3.ParameterStatus:
+		sc.noteReported(m, c.rt.tracked)
+	case *pgproto3.ReadyForQuery:
+		c.mu.Lock()
+		c.pending--
+		seg := c.answered
+		c.answered++
+		// Parse and Close answers of the finished segment that never
+		// came (an error skipped them) are forgotten; so are the
+		// statements those Parses would have prepared.
+		keep := c.completions[:0]
+		for _, cp := range c.completions {
+			if cp.seq <= seg {
+				if cp.prepared != "" {
+					sc.stmts.remove(cp.prepared)
+				}
+				continue
+			}
+			keep = append(keep, cp)
+		}
+		c.completions = keep
+		c.txStatus = m.TxStatus
+		closed := c.closed
+		eligible := c.pending <= 0 && !c.unsynced && m.TxStatus == 'I' && (closed || c.txMode && c.pinned == 0)
+		c.mu.Unlock()
+		if m.TxStatus == 'I' {
+			c.txC.Inc()
+		}
+		if c.stmtMode && m.TxStatus != 'I' && !closed {
+			// A transaction block got past the check (extended
+			// protocol, several statements in one Query): the client
+			// is told and closed, which rolls the block back.
+			c.write(true, pgError("FATAL", codeFeatureNotSupported, errStatementMode))
+			c.hangUp()
+			return false, false
+		}
+		if !closed {
+			c.write(true, m)
+		}
+		if !eligible {
+			return false, false
+		}
+		// The connection is let go only after the client has its
+		// ReadyForQuery, so whatever the client sends next (and
+		// what the proxy answers itself when nothing is attached)
+		// comes after it; unless the client already sent more.
+		c.mu.Lock()
+		release = c.pending <= 0 && !c.unsynced && (c.closed || c.txMode && c.pinned == 0)
+		dirty = c.pinned != 0 || !c.txMode
+		if release {
+			c.sc = nil
+			c.pending = 0
+		}
+		c.mu.Unlock()
+		return release, dirty
 	}
+	// A Parse answer to forward, or anything else.
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if !closed {
+		c.write(flush, msg)
+	}
+	return false, false
 }
 
 // release returns sc to its pool, reset first when it carries session
@@ -905,7 +967,7 @@ func (c *client) serverLost(sc *serverConn, err error) {
 		// Session state (or the session itself) was on that connection:
 		// the client must start again.
 		c.write(true, pgError("FATAL", codeConnectionFailure, msg))
-		c.conn.Close()
+		c.hangUp()
 		return
 	}
 	if n > 0 {

@@ -61,9 +61,11 @@ func (s *server) connectOK() bool {
 // serverConn is one authenticated connection to a server, hijacked from
 // pgconn so the proxy owns its protocol stream.
 type serverConn struct {
-	pool   *pool
-	conn   net.Conn
-	fe     *pgproto3.Frontend
+	pool *pool
+	conn net.Conn
+	fe   *pgproto3.Frontend
+	// in is fe's reader: the relay reads the socket through its run.
+	in     *drainReader
 	pid    uint32
 	key    []byte
 	params map[string]string
@@ -235,9 +237,17 @@ func (pl *pool) dial(ctx context.Context) (*serverConn, error) {
 	}
 	// The client's limit on message size does not apply to results: rows
 	// come from the server the operator chose.
-	h.Frontend.SetMaxBodyLen(0)
+	fe, in := h.Frontend, newDrainReader(h.Conn)
+	if fe.ReadBufferLen() == 0 {
+		// pgconn's frontend reads through its background reader, stopped
+		// now: the proxy's reads the socket itself.
+		fe = pgproto3.NewFrontend(in, newRawWriter(h.Conn))
+	} else {
+		in.rc = nil
+	}
+	fe.SetMaxBodyLen(0)
 	return &serverConn{
-		pool: pl, conn: h.Conn, fe: h.Frontend, pid: h.PID, key: h.SecretKey,
+		pool: pl, conn: h.Conn, fe: fe, in: in, pid: h.PID, key: h.SecretKey,
 		params: h.ParameterStatuses, stmts: newStmtCache(pl.p.preparedCap()),
 	}, nil
 }

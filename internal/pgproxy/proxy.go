@@ -256,7 +256,7 @@ func (p *Proxy) Close() {
 	p.mu.Unlock()
 	p.cancel()
 	for _, c := range clients {
-		c.conn.Close()
+		c.hangUp()
 	}
 	// Relays end once their server answers the rollback; a server that
 	// does not answer is not waited for past closeWait.
@@ -486,9 +486,9 @@ func (p *Proxy) connectTimeout() time.Duration { return p.rt.Load().cfg.Timeouts
 func (p *Proxy) breakerFailures() int          { return p.rt.Load().cfg.Breaker.Failures }
 func (p *Proxy) preparedCap() int              { return p.rt.Load().cfg.PreparedStatements }
 
-// register adds c to the clients a CancelRequest can reach and returns its
-// backend key data.
-func (p *Proxy) register(c *client) (uint32, []byte) {
+// register adds c to the clients a CancelRequest can reach and sets its
+// backend key data (c.pid, c.key).
+func (p *Proxy) register(c *client) {
 	key := make([]byte, 4)
 	rand.Read(key)
 	p.mu.Lock()
@@ -502,8 +502,9 @@ func (p *Proxy) register(c *client) (uint32, []byte) {
 			break
 		}
 	}
+	// Set under mu: cancelRequest reads them after finding c here.
+	c.pid, c.key = p.nextPID, key
 	p.clients[p.nextPID] = c
-	return p.nextPID, key
 }
 
 func (p *Proxy) unregister(pid uint32) {
