@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/penstock-dev/penstock/internal/config"
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // routeKey names one routing counter of a client.
@@ -150,7 +151,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	defer conn.Close()
 	rt := p.rt.Load()
 	in := newDrainReader(conn)
-	be := pgproto3.NewBackend(in, newRawWriter(conn))
+	be := pgproto3.NewBackend(in, epoll.RawConn(conn))
 	be.SetMaxBodyLen(int(rt.cfg.MaxMessageBytes))
 	conn.SetDeadline(time.Now().Add(rt.cfg.Timeouts.ClientLogin.D()))
 	fatal := func(code, msg string) {
@@ -186,7 +187,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 			defer tc.Close()
 			conn, encrypted = tc, true
 			in = newDrainReader(conn)
-			be = pgproto3.NewBackend(in, newRawWriter(conn))
+			be = pgproto3.NewBackend(in, epoll.RawConn(conn))
 			be.SetMaxBodyLen(int(rt.cfg.MaxMessageBytes))
 		case *pgproto3.GSSEncRequest:
 			if _, err := conn.Write([]byte{'N'}); err != nil {

@@ -4,7 +4,6 @@ package pgproxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"syscall"
 )
@@ -13,5 +12,3 @@ import (
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
 func readFD(int, []byte) (int, error) { return 0, errors.ErrUnsupported }
-
-func newRawWriter(conn net.Conn) io.Writer { return conn }

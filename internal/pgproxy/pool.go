@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/penstock-dev/penstock/internal/epoll"
 )
 
 // Errors a client can get instead of a server connection. Each maps to a
@@ -241,7 +243,7 @@ func (pl *pool) dial(ctx context.Context) (*serverConn, error) {
 	if fe.ReadBufferLen() == 0 {
 		// pgconn's frontend reads through its background reader, stopped
 		// now: the proxy's reads the socket itself.
-		fe = pgproto3.NewFrontend(in, newRawWriter(h.Conn))
+		fe = pgproto3.NewFrontend(in, epoll.RawConn(h.Conn))
 	} else {
 		in.rc = nil
 	}
