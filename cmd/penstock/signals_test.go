@@ -19,5 +19,6 @@ func TestMain(m *testing.M) {
 	startFleetEtcd()
 	code := m.Run()
 	stopFleetEtcd()
+	removeBinary()
 	os.Exit(code)
 }

@@ -27,11 +27,6 @@ func TestBinaryUpgradeWithHTTP3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "penstock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			time.Sleep(4 * time.Second)
@@ -43,33 +38,13 @@ func TestBinaryUpgradeWithHTTP3(t *testing.T) {
 	t.Cleanup(func() { up.Close() })
 
 	addr := freeAddr(t)
-	cfgFile := filepath.Join(dir, "penstock.yaml")
-	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2, h3], tls: {self_signed: true}}]
+	p := startServed(t, `listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2, h3], tls: {self_signed: true}}]
 upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
 routes: [{name: all, match: {path_prefix: /}, upstream: up}]
 shutdown: {drain_timeout: 20s}
 logging: {format: text}
-`), 0o600)
-	pidFile := filepath.Join(dir, "penstock.pid")
-	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
-	defer logFile.Close()
-	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
-
-	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go cmd.Wait()
-	t.Cleanup(func() {
-		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
-			syscall.Kill(pid, syscall.SIGTERM)
-			waitFor(10*time.Second, func() bool { return !alive(pid) })
-		}
-	})
-	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
-		t.Fatalf("penstock did not start:\n%s", logs())
-	}
+`)
+	pidFile, logs := p.pidFile, p.logs
 
 	get := func(when string) {
 		t.Helper()
@@ -142,11 +117,6 @@ func TestBinaryUpgradeUnderHTTP3Load(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "penstock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(2 * time.Millisecond) // requests are in flight during each hand-over
 		io.WriteString(w, "ok")
@@ -156,32 +126,13 @@ func TestBinaryUpgradeUnderHTTP3Load(t *testing.T) {
 	t.Cleanup(func() { up.Close() })
 
 	addr := freeAddr(t)
-	cfgFile := filepath.Join(dir, "penstock.yaml")
-	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2, h3], tls: {self_signed: true}}]
+	p := startServed(t, `listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2, h3], tls: {self_signed: true}}]
 upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
 routes: [{name: all, match: {path_prefix: /}, upstream: up}]
 shutdown: {drain_timeout: 10s}
 logging: {format: text}
-`), 0o600)
-	pidFile := filepath.Join(dir, "penstock.pid")
-	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
-	defer logFile.Close()
-	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
-	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go cmd.Wait()
-	t.Cleanup(func() {
-		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
-			syscall.Kill(pid, syscall.SIGTERM)
-			waitFor(10*time.Second, func() bool { return !alive(pid) })
-		}
-	})
-	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
-		t.Fatalf("penstock did not start:\n%s", logs())
-	}
+`)
+	dir, bin, pidFile, logs := p.dir, penstockBinary(t), p.pidFile, p.logs
 
 	report := filepath.Join(dir, "bench.json")
 	load := exec.Command(bin, "bench", "run", "--proto", "h3", "--insecure", "--rate", "200", "--duration", "20s",

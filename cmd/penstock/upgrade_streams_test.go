@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,11 +25,6 @@ import (
 func TestBinaryUpgradeKeepsStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "penstock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
 	}
 	const events = 25
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,35 +65,15 @@ func TestBinaryUpgradeKeepsStreams(t *testing.T) {
 	t.Cleanup(func() { up.Close() })
 
 	plain, secure := freeAddr(t), freeAddr(t)
-	cfgFile := filepath.Join(dir, "penstock.yaml")
-	os.WriteFile(cfgFile, []byte(`listeners:
+	p := startServed(t, `listeners:
   - {name: plain, address: "`+plain+`", protocols: [h1, h2c]}
   - {name: tls, address: "`+secure+`", protocols: [h1, h2, h3], tls: {self_signed: true}}
 upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
 routes: [{name: all, match: {path_prefix: /}, upstream: up}]
 shutdown: {drain_timeout: 300ms}
 logging: {format: text}
-`), 0o600)
-	pidFile := filepath.Join(dir, "penstock.pid")
-	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
-	defer logFile.Close()
-	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
-	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go cmd.Wait()
-	t.Cleanup(func() {
-		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
-			syscall.Kill(pid, syscall.SIGTERM)
-			waitFor(10*time.Second, func() bool { return !alive(pid) })
-		}
-	})
-	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
-		t.Fatalf("penstock did not start:\n%s", logs())
-	}
-	old := cmd.Process.Pid
+`)
+	old, pidFile, logs := p.pid, p.pidFile, p.logs
 
 	var h1, h2c, h2 http.Protocols
 	h1.SetHTTP1(true)

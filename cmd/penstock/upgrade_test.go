@@ -61,13 +61,6 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "penstock")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(2 * time.Millisecond) // requests are in flight during each hand-over
 		io.WriteString(w, "ok")
@@ -78,36 +71,14 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 
 	addr := freeAddr(t)
 	adminAddr := freeAddr(t)
-	cfgFile := filepath.Join(dir, "penstock.yaml")
-	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2c]}]
+	p := startServed(t, `listeners: [{name: main, address: "`+addr+`", protocols: [h1, h2c]}]
 upstreams: [{name: up, endpoints: [{address: "`+upLn.Addr().String()+`"}]}]
 routes: [{name: all, match: {path_prefix: /}, upstream: up}]
 admin: {address: "`+adminAddr+`"}
 shutdown: {drain_timeout: 10s}
 logging: {format: text}
-`), 0o600)
-	pidFile := filepath.Join(dir, "penstock.pid")
-	logFile, _ := os.Create(filepath.Join(dir, "penstock.log"))
-	defer logFile.Close()
-
-	cmd := exec.Command(bin, "serve", "-c", cfgFile, "-pid-file", pidFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go cmd.Wait() // reap the first process when it exits
-	logs := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
-	t.Cleanup(func() {
-		// Stop whichever process serves last (started by this test, through
-		// its predecessors).
-		if pid := readPid(t, pidFile); pid > 0 && alive(pid) {
-			syscall.Kill(pid, syscall.SIGTERM)
-			waitFor(10*time.Second, func() bool { return !alive(pid) })
-		}
-	})
-	if !waitFor(10*time.Second, func() bool { return readPid(t, pidFile) == cmd.Process.Pid }) {
-		t.Fatalf("penstock did not start:\n%s", logs())
-	}
+`)
+	pidFile, logs := p.pidFile, p.logs
 
 	var sent, failed atomic.Int64
 	var firstErr atomic.Value
@@ -256,9 +227,7 @@ func TestBinaryUpgradeFailureKeepsServing(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "penstock")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	copyBinary(t, bin) // replaced below by a "new binary" that fails
 	addr := freeAddr(t)
 	cfgFile := filepath.Join(dir, "penstock.yaml")
 	os.WriteFile(cfgFile, []byte(`listeners: [{name: main, address: "`+addr+`"}]
