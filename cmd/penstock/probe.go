@@ -238,19 +238,11 @@ func runProbeRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var w io.Writer
-	switch *out {
-	case "":
-	case "-":
-		w = stdout
-	default:
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
+	w, closeOut, err := openOutput(*out, stdout)
+	if err != nil {
+		return err
 	}
+	defer closeOut()
 	reg := prometheus.NewRegistry()
 	s, err := probe.NewScanner(probe.ScanConfig{
 		Concurrency: *concurrency, Rate: *rate, Burst: *burst, PerDestination: *perDest, PerWindow: *perWindow,
@@ -292,4 +284,20 @@ func runProbeRun(args []string, stdout, stderr io.Writer) error {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// openOutput opens the -out of a probe command: none for "", stdout for
+// "-", else a file created at path (close it with the returned func).
+func openOutput(path string, stdout io.Writer) (io.Writer, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return stdout, func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }

@@ -49,19 +49,11 @@ func runProbeController(args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	var w io.Writer
-	switch *out {
-	case "":
-	case "-":
-		w = stdout
-	default:
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
+	w, closeOut, err := openOutput(*out, stdout)
+	if err != nil {
+		return err
 	}
+	defer closeOut()
 	secret := tokenFromEnv(*token)
 	if secret == "" {
 		log.Warn("no -token: any client that reaches the controller can register as an agent")
