@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -624,14 +626,22 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	if sc == nil {
 		c.mu.Unlock()
 		var err error
-		sc, err = c.attach(cls, known)
-		if err == nil {
+		// A pooled connection whose server had gone can be lost between
+		// attaching and sending: nothing was sent on it, so another is
+		// taken, a few times at most.
+		for try := 0; ; try++ {
+			sc, err = c.attach(cls, known)
+			if err != nil {
+				break
+			}
 			c.mu.Lock()
-			if c.sc != sc {
-				// Lost between attaching and sending (a pooled
-				// connection whose server had gone).
+			if c.sc == sc {
+				break
+			}
+			c.mu.Unlock()
+			if try == 3 {
 				err = errors.New("server connection lost before use")
-				c.mu.Unlock()
+				break
 			}
 		}
 		if err != nil {
@@ -954,6 +964,9 @@ func (c *client) serverLost(sc *serverConn, err error) {
 	closed := c.closed
 	c.pending, c.unsynced, c.completions, c.txStatus = 0, false, nil, 'I'
 	c.mu.Unlock()
+	if brokenConn(err) {
+		sc.pool.srv.lostAt.Store(time.Now().UnixNano())
+	}
 	// A send in progress finishes (or fails) before the connection goes.
 	sc.conn.Close()
 	sc.sendMu.Lock()
@@ -986,6 +999,14 @@ func (c *client) serverLost(sc *serverConn, err error) {
 		c.failNext = errors.New(msg)
 		c.mu.Unlock()
 	}
+}
+
+// brokenConn reports whether err is the socket failing (the server went
+// away), not a message the proxy could not accept.
+func brokenConn(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.As(err, &ne)
 }
 
 // close ends the client: a server connection still attached is rolled

@@ -43,6 +43,7 @@ func TestReplicaKilledReadsFallBack(t *testing.T) {
 		err := conn.QueryRow(context.Background(), "SELECT pg_is_in_recovery()").Scan(&r)
 		switch {
 		case err != nil:
+			t.Logf("read %d: %v", i, err)
 			errs++
 		case !r && i > 10:
 			onPrimary++

@@ -41,6 +41,11 @@ type server struct {
 	// lag is the replica's replay lag behind the primary in bytes of WAL;
 	// -1 while unknown.
 	lag atomic.Int64
+	// lostAt is when (Unix nanoseconds) a connection to the server last
+	// broke under a client. Connections of any pool that were already
+	// idle then are suspect (a crashed or restarted server takes them
+	// all): acquire closes them instead of handing them out.
+	lostAt atomic.Int64
 }
 
 func (s *server) down() bool { return s.downSince.Load() != 0 }
@@ -88,6 +93,12 @@ func (sc *serverConn) close() {
 	sc.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	sc.fe.Flush()
 	sc.conn.Close()
+}
+
+func closeAll(scs []*serverConn) {
+	for _, sc := range scs {
+		sc.close()
+	}
 }
 
 // poolKey names a pool in the admin API and metrics.
@@ -138,12 +149,23 @@ func (pl *pool) acquire(ctx context.Context, wait time.Duration) (*serverConn, e
 		pl.mu.Unlock()
 		return nil, errPoolClosed
 	}
-	if n := len(pl.idle); n > 0 {
+	var stale []*serverConn
+	lost := pl.srv.lostAt.Load()
+	for n := len(pl.idle); n > 0; n = len(pl.idle) {
 		sc := pl.idle[n-1]
 		pl.idle = pl.idle[:n-1]
+		if lost != 0 && sc.lastUsed.UnixNano() <= lost {
+			stale = append(stale, sc)
+			pl.open--
+			continue
+		}
 		pl.mu.Unlock()
+		closeAll(stale)
 		pl.acquired.Add(1)
 		return sc, nil
+	}
+	if stale != nil {
+		defer closeAll(stale)
 	}
 	if pl.open < pl.max {
 		pl.open++
