@@ -3,7 +3,7 @@
 # same run on the same machine.
 #
 # One PostgreSQL (initdb in a temporary directory, loopback port, fsync off
-# so that the server is not the bottleneck) behind each proxy in turn, both
+# so that the server is not the bottleneck) behind both proxies, both
 # in transaction pooling with a pool of POOL server connections, each proxy
 # pinned to core 1 (PgBouncer is single-threaded; penstock runs with
 # GOMAXPROCS=1), pgbench and PostgreSQL on core 0. For each round, proxy,
@@ -12,8 +12,10 @@
 # transaction; TPS is pgbench's (without connection time) and P99 is taken
 # from its transaction log; CPU µs/tx is the proxy's user + system time
 # (/proc/PID/stat) over the run divided by the transactions, which the
-# machine's other load moves far less than it moves TPS. The rounds
-# interleave the proxies; the table is the median of the rounds.
+# machine's other load moves far less than it moves TPS. All proxies run
+# at once; each cell runs once per proxy in a row (their order alternating
+# by round), each run on tables reset as pgbench itself resets them; the
+# table is the median of the rounds.
 #
 # Only loopback addresses are used; every run is bounded in time, and every
 # process started here is stopped by its PID on exit.
@@ -131,30 +133,49 @@ EOF
 proxy_proc() { pgrep -P "$proxy_pid" 2>/dev/null | head -1 || true; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-stop_proxy() {
-  kill "$proxy_pid" 2>/dev/null || true
-  wait "$proxy_pid" 2>/dev/null || true
-}
-
 # p99 of the transaction log's latency column (µs) in ms.
 p99() { cat "$@" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "-"; exit} i=int(NR*0.99); if (i<1) i=1; printf "%.2f", a[i]/1000}'; }
+
+# Every proxy runs for the whole benchmark (idle while another is measured),
+# so the cells can interleave: each cell (script, client count) runs once per
+# proxy in a row, the proxies' order alternating from round to round, and
+# each run starts from the same tables. Without that, TPC-B runs of the
+# proxy measured later meet the dead rows and the longer history table the
+# earlier runs left (pgbench -n skips its own clean-up), and autovacuum runs
+# under whichever proxy is measured when it wakes.
+declare -A port_of pid_of
+for proxy in $PROXIES; do
+  port=$(free_port)
+  "start_$proxy" "$port"
+  pids+=("$proxy_pid")
+  for _ in $(seq 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d bench -U bench && break; sleep 0.1; done
+  pp=$(proxy_proc); pid_of[$proxy]=${pp:-$proxy_pid}
+  port_of[$proxy]=$port
+done
+
+# What pgbench does before a run without -n, plus a checkpoint, directly on
+# the server (not through a proxy, and not timed).
+reset_tables() {
+  "$bin/psql" -q -X -h 127.0.0.1 -p "$pgport" -U bench bench \
+    -c "TRUNCATE pgbench_history" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "CHECKPOINT" >/dev/null
+}
 
 results="$tmp/results.tsv"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
-  for proxy in $PROXIES; do
-    port=$(free_port)
-    "start_$proxy" "$port"
-    for _ in $(seq 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -d bench -U bench && break; sleep 0.1; done
-    pp=$(proxy_proc); pp=${pp:-$proxy_pid}
-    for script in $SCRIPTS; do
-      flag=""; [ "$script" = select ] && flag="-S"
-      for c in $CLIENTS; do
-        j=$(( c < 4 ? c : 4 ))
+  order=$PROXIES
+  if [ $((round % 2)) -eq 0 ]; then order=$(echo "$PROXIES" | tr ' ' '\n' | tac | tr '\n' ' '); fi
+  for script in $SCRIPTS; do
+    flag=""; [ "$script" = select ] && flag="-S"
+    for c in $CLIENTS; do
+      j=$(( c < 4 ? c : 4 ))
+      for proxy in $order; do
+        pp=${pid_of[$proxy]}
+        reset_tables
         rm -f "$tmp"/pgbench_log.*
         t0=$(cpu_ticks "$pp")
         out=$(cd "$tmp" && taskset -c 0 "$bin/pgbench" -n $flag -M simple -c "$c" -j "$j" -T "$DURATION" -l \
-          -h 127.0.0.1 -p "$port" -U bench bench 2>&1) || { echo "$out" >&2; exit 1; }
+          -h 127.0.0.1 -p "${port_of[$proxy]}" -U bench bench 2>&1) || { echo "$out" >&2; exit 1; }
         t1=$(cpu_ticks "$pp")
         tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
         n=$(echo "$out" | awk '/number of transactions actually processed/ {print $6; exit}')
@@ -165,7 +186,6 @@ for round in $(seq "$ROUNDS"); do
         printf 'round %s %-9s %-6s c=%-3s tps=%-10s p99=%sms failed=%s cpu=%sus/tx\n' "$round" "$proxy" "$script" "$c" "$tps" "$lat" "${failed:-0}" "$cpu" >&2
       done
     done
-    stop_proxy
   done
 done
 

@@ -203,7 +203,7 @@ func (c *H1Client) send(ctx context.Context, conn *h1Conn, req *Request, resp *R
 		// wait for the response (rawSocket.writeAwait). A request with
 		// a body sets it after the body: the upload is not the
 		// response's delay.
-		conn.setReadDeadline(hd)
+		conn.setHeadDeadline(hd, headGrain(req))
 	}
 	conn.setWriteDeadline(req.Deadline)
 	err := conn.writeRequest(req, resp)
@@ -252,7 +252,7 @@ func (c *H1Client) readHeadBy(resp *Response, hd time.Time) error {
 	if conn == nil {
 		return errors.New("upstream response: connection already released")
 	}
-	conn.setReadDeadline(hd)
+	conn.setHeadDeadline(hd, headGrain(req))
 	for {
 		err := resp.readHead(conn.br, req.Method)
 		if err != nil {
@@ -270,8 +270,16 @@ func (c *H1Client) readHeadBy(resp *Response, hd time.Time) error {
 			break
 		}
 	}
-	conn.setReadDeadline(req.Deadline)
+	conn.setBodyDeadline(req.Deadline)
 	return nil
+}
+
+// headGrain is how late a response head's deadline may fire
+// (h1Conn.setHeadDeadline): an eighth of the response header timeout, at
+// most 100 ms; none without that timeout (the request's own deadline is
+// then kept exactly).
+func headGrain(req *Request) time.Duration {
+	return min(req.ResponseHeaderTimeout/8, 100*time.Millisecond)
 }
 
 // Discard ends a failed or abandoned exchange: the connection is closed,

@@ -481,6 +481,67 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 			t.Errorf("error = %v, want ErrResponseHeaderTimeout", err)
 		}
 	})
+	// The head's deadline is left on the connection for the next request
+	// (setHeadDeadline); neither a slow body nor a later request may trip
+	// on it.
+	rht := &upstream.Request{Method: "GET", Path: "/", ResponseHeaderTimeout: 40 * time.Millisecond}
+	t.Run("the header timeout does not cover the body", func(t *testing.T) {
+		addr, _ := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+			for {
+				if _, err := readRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+				time.Sleep(150 * time.Millisecond)
+				io.WriteString(c, "world")
+			}
+		})
+		c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
+		for i := range 2 {
+			req := *rht
+			var resp upstream.Response
+			if err := c.RoundTrip(context.Background(), &req, &resp); err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			b, err := io.ReadAll(&resp)
+			resp.Close()
+			if err != nil || string(b) != "helloworld" {
+				t.Fatalf("request %d: body %q, %v; want helloworld", i, b, err)
+			}
+		}
+	})
+	t.Run("a connection idle past its last head deadline is reused", func(t *testing.T) {
+		addr, accepted := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+			for {
+				if _, err := readRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		})
+		p := h1Pool(t, addr, nil)
+		c := p.Endpoints[0].Client().(*upstream.H1Client)
+		for i := range 3 {
+			if i > 0 {
+				// Past the deadline, and past probeAfterIdle the
+				// second time, so reuse asks the socket.
+				time.Sleep(time.Duration(i) * 600 * time.Millisecond)
+			}
+			req := *rht
+			var resp upstream.Response
+			if err := c.RoundTrip(context.Background(), &req, &resp); err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			b, err := io.ReadAll(&resp)
+			resp.Close()
+			if err != nil || string(b) != "ok" {
+				t.Fatalf("request %d: body %q, %v", i, b, err)
+			}
+		}
+		if n := accepted.Load(); n != 1 {
+			t.Errorf("%d connections for 3 requests, want 1 reused", n)
+		}
+	})
 	t.Run("context cancelled while waiting", func(t *testing.T) {
 		addr, _ := rawUpstream(t, silent)
 		p := h1Pool(t, addr, nil)

@@ -53,7 +53,12 @@ type h1Conn struct {
 	abort func()
 	// rd and wd are the deadlines currently set on nc, so an unchanged
 	// deadline costs no system call.
-	rd, wd    time.Time
+	rd, wd time.Time
+	// rdNext is the read deadline to set before the next read from the
+	// socket, when rdPending (setBodyDeadline).
+	rdNext    time.Time
+	rdPending bool
+	dr        deadlineReader
 	idleSince int64 // Unix nanoseconds
 	// trailer holds a request's trailer fields while they are written
 	// (writeTrailer), reused so that a chunked body costs no allocation.
@@ -119,7 +124,8 @@ func newH1Conn(c *H1Client, nc, socket net.Conn) *h1Conn {
 			hc.io.Watch(&hc.hup, socketFD(hc.raw), nil)
 		}
 	}
-	hc.br = bufio.NewReaderSize(src, connReadBuffer)
+	hc.dr = deadlineReader{hc: hc, r: src}
+	hc.br = bufio.NewReaderSize(&hc.dr, connReadBuffer)
 	hc.bw = bufio.NewWriterSize(&hc.cw, connWriteBuffer)
 	hc.abort = hc.abortNow
 	return hc
@@ -149,6 +155,11 @@ func (hc *h1Conn) idleAlive(now int64) bool {
 	}
 	hc.c.probes.Add(1)
 	hc.probeOK = false
+	if !hc.rd.IsZero() {
+		// The last head's deadline stays set (setHeadDeadline) and may
+		// have passed: the probe's read would fail on it.
+		hc.setReadDeadline(noDeadline)
+	}
 	if err := hc.raw.Read(hc.probeFn); err != nil {
 		return false
 	}
@@ -160,10 +171,51 @@ func (hc *h1Conn) idleAlive(now int64) bool {
 func (hc *h1Conn) abortNow() { hc.nc.SetDeadline(aLongTimeAgo) }
 
 func (hc *h1Conn) setReadDeadline(t time.Time) {
+	hc.rdPending = false
 	if !t.Equal(hc.rd) {
 		hc.rd = t
 		hc.nc.SetReadDeadline(t)
 	}
+}
+
+// setHeadDeadline sets the read deadline for a response head due by t,
+// rounded up to a multiple of grain: the requests of one connection within
+// a grain share one deadline, so setting it costs the runtime's timer
+// update once per grain instead of once per request. The head may thus
+// time out up to grain late.
+func (hc *h1Conn) setHeadDeadline(t time.Time, grain time.Duration) {
+	if !t.IsZero() && grain > 0 {
+		if r := t.UnixNano() % int64(grain); r != 0 {
+			t = t.Add(grain - time.Duration(r))
+		}
+	}
+	hc.setReadDeadline(t)
+}
+
+// setBodyDeadline makes t the read deadline from the connection's next
+// read from the socket on. A body the head's read already buffered (the
+// usual small response) is read without one, so the head's deadline can
+// stay for the next request (setHeadDeadline) and nothing is set at all.
+func (hc *h1Conn) setBodyDeadline(t time.Time) {
+	if t.Equal(hc.rd) {
+		hc.rdPending = false
+		return
+	}
+	hc.rdNext, hc.rdPending = t, true
+}
+
+// deadlineReader is what the connection's bufio.Reader reads the socket
+// through: it sets a deferred read deadline (setBodyDeadline) first.
+type deadlineReader struct {
+	hc *h1Conn
+	r  io.Reader
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if hc := d.hc; hc.rdPending {
+		hc.setReadDeadline(hc.rdNext)
+	}
+	return d.r.Read(p)
 }
 
 func (hc *h1Conn) setWriteDeadline(t time.Time) {

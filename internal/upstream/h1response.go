@@ -667,6 +667,7 @@ func (r *Response) Upgrade() (io.ReadWriteCloser, error) {
 	r.conn = nil
 	r.watch.end()
 	c.nc.SetDeadline(noDeadline)
+	c.rd, c.wd, c.rdPending = noDeadline, noDeadline, false
 	return &upgradedConn{Conn: c.nc, br: c.br, conn: c}, nil
 }
 
