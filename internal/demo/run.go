@@ -52,6 +52,7 @@ func Banner(httpAddr, httpsAddr, adminAddr string) string {
 	fmt.Fprintf(&b, "  curl -s http://%s/fn/tokenize -d '{\"text\":\"the quick brown fox\"}'   # a Lambda function (aws-lambda-go), cold then warm\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -sN 'http://%s/fn/tokenize?stream=1' -d '{\"text\":\"one token at a time\"}'   # Lambda response streaming\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -s --http2-prior-knowledge http://%s/v1/models\n", httpAddr)
+	fmt.Fprintf(&b, "  curl -s --http2 -o /dev/null -w 'proto=%%{http_version}\\n' http://%s/v1/models   # HTTP/1.1 with Upgrade: h2c, answered 101 then over HTTP/2\n", httpAddr)
 	fmt.Fprintf(&b, "  %s probe once -module grpc_plain %s   # gRPC health check through penstock to the backend's gRPC server (h2c)\n", self, httpAddr)
 	fmt.Fprintf(&b, "  curl -s -H 'content-type: application/grpc-web-text' -d AAAAAAA= http://%s/grpc.health.v1.Health/Check; echo   # the same call as gRPC-Web (text mode): base64 frames, the last (gAAAA...) the trailers\n", httpAddr)
 	fmt.Fprintf(&b, "  curl -si -X OPTIONS -H 'origin: http://localhost:3000' -H 'access-control-request-method: POST' http://%s/grpc.health.v1.Health/Check | grep -iE '^HTTP|^access-control'   # a browser's CORS preflight, answered by penstock\n", httpAddr)

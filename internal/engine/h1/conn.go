@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/penstock-dev/penstock/internal/engine/h2"
 	"github.com/penstock-dev/penstock/internal/engine/watchctx"
 	"io"
 	"net"
@@ -56,6 +57,8 @@ type conn struct {
 	one [1]byte
 
 	first bool // no request read yet (h2c preface check)
+	// h2up is the request that asked to switch to h2c, for serveH2.
+	h2up *h2.Upgrade
 
 	// act is the state of the exchange in progress, from a pool: an
 	// idle connection holds none.
@@ -282,6 +285,17 @@ func (c *conn) serveOne() outcome {
 		exchange.Release(x)
 		c.reject(perr)
 		return outClose
+	}
+	if h.h2c && c.srv.o.H2C && c.tls == nil && !h.chunked && h.contentLength <= 0 && !h.expectContinue {
+		// "Upgrade: h2c" on a listener that speaks h2c: the request
+		// is answered over HTTP/2 (h2.go).
+		if up := h2cUpgrade(&x.Req, h.h2Settings); up != nil {
+			exchange.Release(x)
+			c.r = end
+			c.h2up = up
+			c.releaseActive()
+			return outH2
+		}
 	}
 	c.r, c.bodyBase = end, end
 	if c.headDeadline {

@@ -68,6 +68,11 @@ type head struct {
 	expectContinue bool
 	// connect is a CONNECT request (authority-form target).
 	connect bool
+	// h2c: an HTTP/1.1 request asks to switch to HTTP/2 (RFC 7540 §3.2):
+	// "Upgrade: h2c", "Connection: Upgrade" and one HTTP2-Settings field,
+	// whose value (aliasing the header section) is h2Settings.
+	h2c        bool
+	h2Settings []byte
 }
 
 // Line terminators (RFC 9112 §2.2). The request line and field lines end in
@@ -173,6 +178,9 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 		sawCL, sawT bool
 		connClose   bool
 		connKeep    bool
+		connUpgrade bool
+		upgradeH2C  bool
+		h2Settings  int
 		teChunked   bool // the codings seen so far end in chunked
 		teUnknown   bool // a coding other than chunked was seen
 		teBad       bool // malformed list, or chunked not last / twice
@@ -240,8 +248,19 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 					connClose = true
 				case equalFoldBytes(tok, "keep-alive"):
 					connKeep = true
+				case equalFoldBytes(tok, "upgrade"):
+					connUpgrade = true
 				}
 			})
+		case equalFoldBytes(name, "upgrade"):
+			forEachToken(value, func(tok []byte) {
+				if equalFoldBytes(tok, "h2c") {
+					upgradeH2C = true
+				}
+			})
+		case equalFoldBytes(name, "http2-settings"):
+			h2Settings++
+			h.h2Settings = value
 		case equalFoldBytes(name, "expect"):
 			if !equalFoldBytes(value, "100-continue") {
 				return h, errExpectation
@@ -300,6 +319,7 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 		h.keepAlive = connKeep && !connClose
 	}
 	h.connect = req.Method == "CONNECT"
+	h.h2c = http11 && upgradeH2C && connUpgrade && h2Settings == 1
 	return h, nil
 }
 

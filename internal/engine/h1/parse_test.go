@@ -246,3 +246,18 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseHead parses a browser-like request head of ten fields.
+func BenchmarkParseHead(b *testing.B) {
+	head := []byte("GET /v1/models/resnet50/predict?x=1 HTTP/1.1\r\nHost: api.example.test\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n" +
+		"Accept: application/json\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nConnection: keep-alive\r\n" +
+		"Cookie: session=abc123; theme=dark\r\nReferer: https://example.test/\r\nX-Request-Id: 0123456789abcdef\r\nCache-Control: no-cache\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		x := exchange.Acquire()
+		if _, perr := parseHead(head, &x.Req, 100); perr != nil {
+			b.Fatal(perr)
+		}
+		exchange.Release(x)
+	}
+}

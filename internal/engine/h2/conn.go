@@ -106,8 +106,11 @@ type conn struct {
 	// parked connection against the park itself. reg is the descriptor
 	// fd's registration with the server's IO. idleTick is the parker's
 	// tick when the reader last began waiting idle.
-	src      io.Reader
-	pre      *prefixReader
+	src io.Reader
+	pre *prefixReader
+	// upgrade is the request that switched the connection to h2c, until
+	// its stream is opened.
+	upgrade  *Upgrade
 	dec      *hpack.Decoder
 	pstate   atomic.Int32
 	pmu      sync.Mutex
@@ -155,6 +158,7 @@ func newConn(s *Server, cn Conn) *conn {
 	}
 	c.peerMaxFrame.Store(16384)
 	c.src, c.fd, c.closedFn = cn.NC, -1, cn.Closed
+	c.upgrade = cn.Upgrade
 	if len(cn.Prefix) > 0 {
 		c.pre = &prefixReader{p: cn.Prefix, nc: cn.NC}
 		c.src = c.pre
@@ -186,8 +190,14 @@ func (w connWriter) Write(p []byte) (int, error) {
 
 // serve reads frames until the connection ends or parks (idle.go).
 func (c *conn) serve() {
-	if c.start() && c.loop() == waitParked {
-		return
+	if c.start() {
+		if u := c.upgrade; u != nil {
+			c.upgrade = nil
+			c.openUpgraded(u)
+		}
+		if c.loop() == waitParked {
+			return
+		}
 	}
 	c.end()
 }
@@ -196,6 +206,14 @@ func (c *conn) serve() {
 // server's; false if the connection is to end.
 func (c *conn) start() bool {
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.o.PrefaceTimeout))
+	if u := c.upgrade; u != nil {
+		// The HTTP2-Settings field is the client's first SETTINGS,
+		// acknowledged by the 101 (RFC 7540 §3.2.1).
+		if err := c.applySettings(upgradeSettingsFrame(u.Settings)); err != nil {
+			c.fail(err)
+			return false
+		}
+	}
 	var pre [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(c.br, pre[:]); err != nil {
 		return false
@@ -602,6 +620,15 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
+	if err := c.applySettings(f); err != nil {
+		return err
+	}
+	c.writeControl(func(fr *http2.Framer) error { return fr.WriteSettingsAck() })
+	return nil
+}
+
+// applySettings takes the peer's settings in.
+func (c *conn) applySettings(f *http2.SettingsFrame) error {
 	c.mu.Lock()
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
@@ -630,11 +657,42 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		c.wakeAll()
 	}
 	c.mu.Unlock()
+	return err
+}
+
+// upgradeSettingsFrame makes a SETTINGS frame of an HTTP2-Settings payload
+// (checked by ParseUpgradeSettings), to be taken in like one received.
+func upgradeSettingsFrame(payload []byte) *http2.SettingsFrame {
+	b := make([]byte, 9+len(payload))
+	b[0], b[1], b[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
+	b[3] = byte(http2.FrameSettings)
+	copy(b[9:], payload)
+	f, err := http2.NewFramer(nil, bytes.NewReader(b)).ReadFrame()
 	if err != nil {
-		return err
+		return nil
 	}
-	c.writeControl(func(fr *http2.Framer) error { return fr.WriteSettingsAck() })
-	return nil
+	return f.(*http2.SettingsFrame)
+}
+
+// openUpgraded opens stream 1 for the HTTP/1.1 request that switched the
+// connection to h2c: the client has sent all of it (RFC 7540 §3.2), and
+// the response goes out on the stream.
+func (c *conn) openUpgraded(u *Upgrade) {
+	h := head{method: u.Method, scheme: "http", authority: u.Authority, path: u.Path, contentLength: -1}
+	c.mu.Lock()
+	c.maxClientID = 1
+	st := getStream(c, 1)
+	st.sendWindow = c.initialWindow
+	st.recvWindow = c.streamWin
+	st.remoteEnded = true
+	st.body.closeWith(io.EOF)
+	c.streams[1] = st
+	c.active++
+	if c.active == 1 && c.idle != nil {
+		c.idle.Stop()
+	}
+	c.mu.Unlock()
+	go st.serve(h, &http2.MetaHeadersFrame{Fields: u.Fields}, true)
 }
 
 // wakeAll wakes the streams waiting for window (mu held).

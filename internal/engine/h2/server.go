@@ -23,12 +23,18 @@ package h2
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/penstock-dev/penstock/internal/engine"
 	"github.com/penstock-dev/penstock/internal/epoll"
@@ -175,6 +181,40 @@ type Conn struct {
 	Remote netip.AddrPort
 	// Closed, when set, is called once the connection has closed.
 	Closed func()
+	// Upgrade, when set, is the HTTP/1.1 request that switched the
+	// connection to h2c; the 101 response has been sent.
+	Upgrade *Upgrade
+}
+
+// Upgrade is an HTTP/1.1 request without a body that asked to switch to
+// HTTP/2 over cleartext ("Upgrade: h2c", RFC 7540 §3.2). The engine takes
+// its HTTP2-Settings as the client's first SETTINGS (acknowledged by the
+// 101 itself) and answers it on stream 1, half-closed by the client.
+type Upgrade struct {
+	// Settings is the decoded HTTP2-Settings value: a SETTINGS payload.
+	Settings []byte
+	// Method, Authority (the Host field) and Path (with the query).
+	Method, Authority, Path string
+	// Fields are the request's other header fields, with lower-case
+	// names, connection-specific ones left out.
+	Fields []hpack.HeaderField
+}
+
+// ParseUpgradeSettings decodes an HTTP2-Settings field value (base64url,
+// RFC 7540 §3.2.1) into a SETTINGS payload; false if it is not one, in
+// which case the request is served over HTTP/1.1.
+func ParseUpgradeSettings(v []byte) ([]byte, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(string(v), "="))
+	if err != nil || len(b)%6 != 0 || len(b) > 6*64 {
+		return nil, false
+	}
+	for i := 0; i < len(b); i += 6 {
+		s := http2.Setting{ID: http2.SettingID(binary.BigEndian.Uint16(b[i:])), Val: binary.BigEndian.Uint32(b[i+2:])}
+		if s.Valid() != nil {
+			return nil, false
+		}
+	}
+	return b, true
 }
 
 // ServeConn serves one connection until it closes, or until it is idle
