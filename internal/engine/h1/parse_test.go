@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/penstock-dev/penstock/internal/engine/h2"
 	"github.com/penstock-dev/penstock/internal/exchange"
 )
 
@@ -231,6 +232,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if h.chunked && h.contentLength >= 0 {
 			t.Fatal("accepted both chunked and Content-Length")
+		}
+		if h.h2c {
+			// What an h2c upgrade decodes must not upset it either.
+			if p, ok := h2.ParseUpgradeSettings(h.h2Settings); ok && len(p)%6 != 0 {
+				t.Fatalf("HTTP2-Settings %q decoded to %d bytes", h.h2Settings, len(p))
+			}
 		}
 		// Where net/http also accepts the request, both must agree on
 		// how its body is framed: that is what smuggling exploits.
