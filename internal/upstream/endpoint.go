@@ -45,6 +45,8 @@ type Endpoint struct {
 	// per request) so that a retired pool can close long-lived streams.
 	connsMu sync.Mutex
 	conns   map[*trackedConn]struct{}
+	// open is len(conns), read without the lock (StdClient's cold gate).
+	open atomic.Int32
 }
 
 // trackedConn removes itself from its endpoint's set when closed. Its
@@ -62,6 +64,7 @@ func (c *trackedConn) Close() error {
 			e.connsMu.Lock()
 			if c.e.Load() == e {
 				delete(e.conns, c)
+				e.open.Store(int32(len(e.conns)))
 				e.connsMu.Unlock()
 				return
 			}
@@ -79,6 +82,7 @@ func (e *Endpoint) track(c net.Conn) net.Conn {
 		e.conns = make(map[*trackedConn]struct{})
 	}
 	e.conns[tc] = struct{}{}
+	e.open.Store(int32(len(e.conns)))
 	e.connsMu.Unlock()
 	return tc
 }
@@ -107,6 +111,8 @@ func (e *Endpoint) handOver(to *Endpoint) {
 		c.e.Store(to)
 		delete(e.conns, c)
 	}
+	e.open.Store(0)
+	to.open.Store(int32(len(to.conns)))
 }
 
 func (e *Endpoint) closeConns() {

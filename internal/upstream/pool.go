@@ -73,7 +73,7 @@ func NewPoolWith(u *config.Upstream, o Options) (*Pool, error) {
 		case u.Protocol == config.ProtocolH1 && u.Client != config.ClientStdHTTP:
 			e.client = newH1Client(e, u, tlsConf, o.IO)
 		default:
-			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf)}
+			e.client = &StdClient{e: e, scheme: p.Scheme, rt: newTransport(e, u, tlsConf), multiplexed: u.Protocol == "h2" || u.Protocol == "h2c"}
 		}
 		p.Endpoints = append(p.Endpoints, e)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -28,6 +29,53 @@ type StdClient struct {
 	// dialer decides where the connection goes.
 	scheme string
 	rt     http.RoundTripper
+	// multiplexed: HTTP/2 (h2, h2c), whose requests share connections;
+	// gate then holds a burst on a cold endpoint until the first
+	// connection is up.
+	multiplexed bool
+	gate        coldGate
+}
+
+// coldGate keeps a burst of requests to a multiplexed endpoint without a
+// connection from dialing one connection each: net/http's HTTP/2 pool
+// learns of a connection only once it is up, so every request that finds
+// none dials, and the pool keeps them all (5 connections for a burst of
+// 64 streams in TestH2UpstreamMultiplexesStreams). The first request of
+// the burst dials; the others wait until it has its connection
+// (httptrace GotConn) or has failed, then share it. Cost on a warm
+// endpoint: one atomic load per request.
+type coldGate struct {
+	mu   sync.Mutex
+	wait chan struct{}
+}
+
+// enter lets r through the gate: at once if it is the first, with r
+// traced so that the gate opens when it has its connection (open, also to
+// be called once the round trip returns); else after the first.
+func (g *coldGate) enter(r *http.Request) (_ *http.Request, open func()) {
+	g.mu.Lock()
+	if w := g.wait; w != nil {
+		g.mu.Unlock()
+		select {
+		case <-w:
+		case <-r.Context().Done():
+		}
+		return r, func() {}
+	}
+	w := make(chan struct{})
+	g.wait = w
+	g.mu.Unlock()
+	var once sync.Once
+	open = func() {
+		once.Do(func() {
+			g.mu.Lock()
+			g.wait = nil
+			g.mu.Unlock()
+			close(w)
+		})
+	}
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { open() }}
+	return r.WithContext(httptrace.WithClientTrace(r.Context(), trace)), open
 }
 
 // errNotReplayable is the request body's answer when net/http asks for it
@@ -101,7 +149,12 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 	if req.ResponseHeaderTimeout > 0 {
 		timer = time.AfterFunc(req.ResponseHeaderTimeout, func() { cancel(ErrResponseHeaderTimeout) })
 	}
+	opened := func() {}
+	if c.multiplexed && c.e.open.Load() == 0 {
+		out, opened = c.gate.enter(out)
+	}
 	hr, err := c.rt.RoundTrip(out)
+	opened()
 	if timer != nil {
 		timer.Stop()
 	}
