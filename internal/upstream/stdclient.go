@@ -43,10 +43,14 @@ type StdClient struct {
 // 64 streams in TestH2UpstreamMultiplexesStreams). The first request of
 // the burst dials; the others wait until it has its connection
 // (httptrace GotConn) or has failed, then share it. Cost on a warm
-// endpoint: one atomic load per request.
+// endpoint: two atomic loads per request.
 type coldGate struct {
 	mu   sync.Mutex
 	wait chan struct{}
+	// busy is set while a first request dials: a connection counted
+	// open (Endpoint.open, from its dial on) is not yet one net/http's
+	// pool hands out, so requests wait while it is set too.
+	busy atomic.Bool
 }
 
 // enter lets r through the gate: at once if it is the first, with r
@@ -64,12 +68,14 @@ func (g *coldGate) enter(r *http.Request) (_ *http.Request, open func()) {
 	}
 	w := make(chan struct{})
 	g.wait = w
+	g.busy.Store(true)
 	g.mu.Unlock()
 	var once sync.Once
 	open = func() {
 		once.Do(func() {
 			g.mu.Lock()
 			g.wait = nil
+			g.busy.Store(false)
 			g.mu.Unlock()
 			close(w)
 		})
@@ -150,7 +156,7 @@ func (c *StdClient) RoundTrip(parent context.Context, req *Request, resp *Respon
 		timer = time.AfterFunc(req.ResponseHeaderTimeout, func() { cancel(ErrResponseHeaderTimeout) })
 	}
 	opened := func() {}
-	if c.multiplexed && c.e.open.Load() == 0 {
+	if c.multiplexed && (c.e.open.Load() == 0 || c.gate.busy.Load()) {
 		out, opened = c.gate.enter(out)
 	}
 	hr, err := c.rt.RoundTrip(out)
