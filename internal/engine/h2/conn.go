@@ -111,7 +111,7 @@ type conn struct {
 	// upgrade is the request that switched the connection to h2c, until
 	// its stream is opened.
 	upgrade  *Upgrade
-	dec      *hpack.Decoder
+	hb       headerBlock
 	pstate   atomic.Int32
 	pmu      sync.Mutex
 	reg      epoll.Registration
@@ -163,7 +163,7 @@ func newConn(s *Server, cn Conn) *conn {
 		c.pre = &prefixReader{p: cn.Prefix, nc: cn.NC}
 		c.src = c.pre
 	}
-	c.dec = hpack.NewDecoder(4096, nil)
+	c.hb.init(s.maxHeaderList)
 	c.acquireRead()
 	c.acquireWrite()
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -555,8 +555,12 @@ func (c *conn) writeSettings() bool {
 // process handles one frame.
 func (c *conn) process(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
+	case *http2.HeadersFrame:
+		mh, err := c.hb.read(c.fr, f)
+		if err != nil {
+			return err
+		}
+		return c.onHeaders(mh)
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.SettingsFrame:
@@ -692,7 +696,9 @@ func (c *conn) openUpgraded(u *Upgrade) {
 		c.idle.Stop()
 	}
 	c.mu.Unlock()
-	go st.serve(h, &http2.MetaHeadersFrame{Fields: u.Fields}, true)
+	st.fields = append(st.fields[:0], u.Fields...)
+	st.h, st.ended = h, true
+	go st.serveFn()
 }
 
 // wakeAll wakes the streams waiting for window (mu held).
@@ -986,7 +992,11 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		go st.serveStatus(501)
 		return nil
 	}
-	go st.serve(h, f, f.StreamEnded())
+	// The block's fields are the connection's until its next block: the
+	// stream's handler reads its own copy.
+	st.fields = append(st.fields[:0], f.Fields...)
+	st.h, st.ended = h, f.StreamEnded()
+	go st.serveFn()
 	return nil
 }
 

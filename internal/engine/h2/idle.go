@@ -133,7 +133,6 @@ func (c *conn) acquireWrite() {
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.MaxHeaderListSize = c.srv.maxHeaderList
-	c.fr.ReadMetaHeaders = c.dec
 }
 
 // releaseWrite gives the write buffer back and drops the framer, whose

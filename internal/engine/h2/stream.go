@@ -57,6 +57,13 @@ type stream struct {
 
 	body body
 
+	// The request as the reader decoded it, for serve: its head, its
+	// header fields (a copy the stream owns) and whether it came whole.
+	h       head
+	fields  []hpack.HeaderField
+	ended   bool
+	serveFn func() // st.serve, made once per pooled stream
+
 	// The response; the handler's goroutine only.
 	hdr, trailer exchange.Header
 	status       int
@@ -89,6 +96,11 @@ var wbufPool = sync.Pool{New: func() any {
 
 func getStream(c *conn, id uint32) *stream {
 	st := streamPool.Get().(*stream)
+	if st.serveFn == nil {
+		// Made here, not in the pool's New: serve leads back to the
+		// pool (putStream), an initialization cycle.
+		st.serveFn = st.serve
+	}
 	st.c, st.id = c, id
 	st.start = time.Now()
 	st.declLen = -1
@@ -123,6 +135,8 @@ func putStream(st *stream) {
 	st.written, st.overLimit = 0, false
 	st.stalledSince, st.stallCounted = time.Time{}, false
 	st.cookies = st.cookies[:0]
+	clear(st.fields)
+	st.fields, st.h, st.ended = st.fields[:0], head{}, false
 	streamPool.Put(st)
 }
 
@@ -159,8 +173,8 @@ func (st *stream) reset(code http2.ErrCode) {
 }
 
 // serve runs the handler for a request the client opened.
-func (st *stream) serve(h head, f *http2.MetaHeadersFrame, ended bool) {
-	c := st.c
+func (st *stream) serve() {
+	c, h, ended := st.c, st.h, st.ended
 	x := exchange.Acquire()
 	r := &x.Req
 	r.Proto = exchange.HTTP2
@@ -174,7 +188,7 @@ func (st *stream) serve(h head, f *http2.MetaHeadersFrame, ended bool) {
 	}
 	st.method, st.authority = h.method, h.authority
 	cookies := 0
-	for _, hf := range f.Fields {
+	for _, hf := range st.fields {
 		switch {
 		case len(hf.Name) > 0 && hf.Name[0] == ':':
 		case hf.Name == "host":
