@@ -39,8 +39,8 @@ type StdClient struct {
 // coldGate keeps a burst of requests to a multiplexed endpoint without a
 // connection from dialing one connection each: net/http's HTTP/2 pool
 // learns of a connection only once it is up, so every request that finds
-// none dials, and the pool keeps them all (5 connections for a burst of
-// 64 streams in TestH2UpstreamMultiplexesStreams). The first request of
+// none dials, and the pool keeps them all (2 to 11 connections for a
+// burst of 64 streams in TestH2UpstreamMultiplexesStreams). The first request of
 // the burst dials; the others wait until it has its connection
 // (httptrace GotConn) or has failed, then share it. Cost on a warm
 // endpoint: two atomic loads per request.

@@ -209,7 +209,12 @@ func (c *conn) start() bool {
 	if u := c.upgrade; u != nil {
 		// The HTTP2-Settings field is the client's first SETTINGS,
 		// acknowledged by the 101 (RFC 7540 §3.2.1).
-		if err := c.applySettings(upgradeSettingsFrame(u.Settings)); err != nil {
+		sf := upgradeSettingsFrame(u.Settings)
+		if sf == nil {
+			c.fail(http2.ConnectionError(http2.ErrCodeProtocol))
+			return false
+		}
+		if err := c.applySettings(sf); err != nil {
 			c.fail(err)
 			return false
 		}
@@ -665,7 +670,8 @@ func (c *conn) applySettings(f *http2.SettingsFrame) error {
 }
 
 // upgradeSettingsFrame makes a SETTINGS frame of an HTTP2-Settings payload
-// (checked by ParseUpgradeSettings), to be taken in like one received.
+// (checked by ParseUpgradeSettings), to be taken in like one received; nil
+// if it is not one.
 func upgradeSettingsFrame(payload []byte) *http2.SettingsFrame {
 	b := make([]byte, 9+len(payload))
 	b[0], b[1], b[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
