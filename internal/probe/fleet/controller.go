@@ -80,7 +80,11 @@ type Controller struct {
 	finished  bool
 
 	outMu sync.Mutex
-	out   *bufio.Writer
+	// writing counts the batches whose kept records are being written
+	// out (apply, after it let mu go): Run waits for them once the last
+	// cycle is done, so that its output is whole when it returns.
+	writing sync.WaitGroup
+	out     *bufio.Writer
 
 	grpc *grpc.Server
 	reg  *prometheus.Registry
@@ -301,6 +305,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		finished := c.finished
 		c.mu.Unlock()
 		if finished {
+			c.writing.Wait()
 			return nil
 		}
 		select {
@@ -690,6 +695,13 @@ func (c *Controller) apply(a *agent, b *Batch) bool {
 		}
 	}
 	c.finishIfDone()
+	if len(keep) > 0 {
+		// Counted before mu goes: a Run that sees the cycles finished
+		// sees this batch too. After the last cycle no record is kept,
+		// so nothing is added while Run waits.
+		c.writing.Add(1)
+		defer c.writing.Done()
+	}
 	c.mu.Unlock()
 	for _, rec := range keep {
 		c.m.results.WithLabelValues(rec.Result.Module, string(rec.Result.Reason), rec.Vantage).Inc()
