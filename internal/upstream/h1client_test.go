@@ -485,6 +485,20 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 	// (setHeadDeadline); neither a slow body nor a later request may trip
 	// on it.
 	rht := &upstream.Request{Method: "GET", Path: "/", ResponseHeaderTimeout: 40 * time.Millisecond}
+	// get sends the request i of a subtest with rht and wants body back.
+	get := func(t *testing.T, c *upstream.H1Client, i int, want string) {
+		t.Helper()
+		req := *rht
+		var resp upstream.Response
+		if err := c.RoundTrip(context.Background(), &req, &resp); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, err := io.ReadAll(&resp)
+		resp.Close()
+		if err != nil || string(b) != want {
+			t.Fatalf("request %d: body %q, %v; want %q", i, b, err, want)
+		}
+	}
 	t.Run("the header timeout does not cover the body", func(t *testing.T) {
 		addr, _ := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 			for {
@@ -498,16 +512,7 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 		})
 		c := h1Pool(t, addr, nil).Endpoints[0].Client().(*upstream.H1Client)
 		for i := range 2 {
-			req := *rht
-			var resp upstream.Response
-			if err := c.RoundTrip(context.Background(), &req, &resp); err != nil {
-				t.Fatalf("request %d: %v", i, err)
-			}
-			b, err := io.ReadAll(&resp)
-			resp.Close()
-			if err != nil || string(b) != "helloworld" {
-				t.Fatalf("request %d: body %q, %v; want helloworld", i, b, err)
-			}
+			get(t, c, i, "helloworld")
 		}
 	})
 	t.Run("a connection idle past its last head deadline is reused", func(t *testing.T) {
@@ -527,16 +532,7 @@ func TestH1ClientTimeoutsAndCancellation(t *testing.T) {
 				// second time, so reuse asks the socket.
 				time.Sleep(time.Duration(i) * 600 * time.Millisecond)
 			}
-			req := *rht
-			var resp upstream.Response
-			if err := c.RoundTrip(context.Background(), &req, &resp); err != nil {
-				t.Fatalf("request %d: %v", i, err)
-			}
-			b, err := io.ReadAll(&resp)
-			resp.Close()
-			if err != nil || string(b) != "ok" {
-				t.Fatalf("request %d: body %q, %v", i, b, err)
-			}
+			get(t, c, i, "ok")
 		}
 		if n := accepted.Load(); n != 1 {
 			t.Errorf("%d connections for 3 requests, want 1 reused", n)
