@@ -245,7 +245,12 @@ func TestRolloutAcceptance(t *testing.T) {
 	slow.control(t, "ttft=40ms")
 	dir := t.TempDir()
 	const window = 3 * time.Second
-	slo := `{max_error_rate_increase: 0.01, max_p99_increase: 0.5, max_ttft_increase: 0.5}`
+	// P99 is left loose (100 %): a window here holds about 140 requests
+	// per arm, whose P99 is their second slowest, and its bootstrap bound
+	// is no guide (docs/rollouts.md); one scheduling stall on a loaded
+	// machine rolled the equal canary back once in CI. What this test
+	// judges is the error rate and the time to first token.
+	slo := `{max_error_rate_increase: 0.01, max_p99_increase: 1.0, max_ttft_increase: 0.5}`
 	steps := `[{weight: 20}, {weight: 50}, {weight: 100}]`
 	cfg := lines(`
 listeners: [{name: main, address: "127.0.0.1:0"}]
