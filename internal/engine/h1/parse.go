@@ -173,19 +173,19 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 	http11 := req.Proto == exchange.HTTP11
 
 	var (
-		hosts       int
-		host        []byte
-		sawCL, sawT bool
-		connClose   bool
-		connKeep    bool
-		connUpgrade bool
-		upgradeH2C  bool
-		h2Settings  int
-		teChunked   bool // the codings seen so far end in chunked
-		teUnknown   bool // a coding other than chunked was seen
-		teBad       bool // malformed list, or chunked not last / twice
-		fields      int
-		contentLen  int64 = -1
+		hosts          int
+		host           []byte
+		sawCL, sawT    bool
+		connClose      bool
+		connKeep       bool
+		connUpgrade    bool
+		upgradeH2C     bool
+		settingsFields int
+		teChunked      bool // the codings seen so far end in chunked
+		teUnknown      bool // a coding other than chunked was seen
+		teBad          bool // malformed list, or chunked not last / twice
+		fields         int
+		contentLen     int64 = -1
 	)
 	for {
 		line, rest, perr = nextLine(rest)
@@ -259,7 +259,7 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 				}
 			})
 		case equalFoldBytes(name, "http2-settings"):
-			h2Settings++
+			settingsFields++
 			h.h2Settings = value
 		case equalFoldBytes(name, "expect"):
 			if !equalFoldBytes(value, "100-continue") {
@@ -319,7 +319,7 @@ func parseHead(b []byte, req *exchange.Request, maxFields int) (head, *ProtocolE
 		h.keepAlive = connKeep && !connClose
 	}
 	h.connect = req.Method == "CONNECT"
-	h.h2c = http11 && upgradeH2C && connUpgrade && h2Settings == 1
+	h.h2c = http11 && upgradeH2C && connUpgrade && settingsFields == 1
 	return h, nil
 }
 
