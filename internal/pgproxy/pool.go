@@ -41,6 +41,8 @@ type server struct {
 	// lag is the replica's replay lag behind the primary in bytes of WAL;
 	// -1 while unknown.
 	lag atomic.Int64
+	// lagAt is when (Unix nanoseconds) lag was last measured.
+	lagAt atomic.Int64
 	// lostAt is when (Unix nanoseconds) a connection to the server last
 	// broke under a client. Connections of any pool that were already
 	// idle then are suspect (a crashed or restarted server takes them

@@ -401,7 +401,7 @@ func (p *Proxy) monitor(d *database) {
 			p.probe(r)
 		}
 		if d.cfg.ReadWriteSplit != nil && !d.primary.down() {
-			p.measureLag(up)
+			p.measureLag(up, d.cfg.ReadWriteSplit.LagCheckInterval.D())
 		}
 	}
 }
@@ -421,9 +421,16 @@ func (p *Proxy) probe(pl *pool) {
 	}
 }
 
+// lagMisses is how many lag checks in a row may fail before a replica's
+// lag counts as unknown (and reads stop going there): one failed check
+// (a connect slow under load) does not move reads to the primary, and a
+// replica that stays unreachable is skipped within a few intervals. Its
+// pool's own connects fail over to the primary meanwhile.
+const lagMisses = 3
+
 // measureLag asks the primary for its WAL position and each replica for
-// its replay position.
-func (p *Proxy) measureLag(up *userPools) {
+// its replay position. every is the interval between checks.
+func (p *Proxy) measureLag(up *userPools, every time.Duration) {
 	ctx, cancel := context.WithTimeout(p.ctx, p.connectTimeout())
 	defer cancel()
 	primaryLSN, err := queryLSN(ctx, up.primary, "SELECT pg_current_wal_lsn()::text")
@@ -436,7 +443,10 @@ func (p *Proxy) measureLag(up *userPools) {
 		}
 		lsn, err := queryLSN(ctx, r, "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text")
 		if err != nil {
-			r.srv.lag.Store(-1)
+			p.log.Debug("postgres replica lag check failed", "server", r.srv.addr, "error", err)
+			if time.Since(time.Unix(0, r.srv.lagAt.Load())) > lagMisses*every {
+				r.srv.lag.Store(-1)
+			}
 			continue
 		}
 		lag := int64(primaryLSN - lsn)
@@ -444,6 +454,7 @@ func (p *Proxy) measureLag(up *userPools) {
 			lag = 0
 		}
 		r.srv.lag.Store(lag)
+		r.srv.lagAt.Store(time.Now().UnixNano())
 	}
 }
 

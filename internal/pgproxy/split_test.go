@@ -101,7 +101,7 @@ func TestReadWriteSplitRouting(t *testing.T) {
 		}
 		defer tx.Rollback(ctx)
 		if !onReplica(t, tx, "SELECT pg_is_in_recovery()") {
-			t.Error("BEGIN READ ONLY ran on the primary")
+			t.Errorf("BEGIN READ ONLY ran on the primary (%s)", splitState(p, reg))
 		}
 	})
 	t.Run("read in a write transaction", func(t *testing.T) {
@@ -118,6 +118,26 @@ func TestReadWriteSplitRouting(t *testing.T) {
 	if routed < 3 {
 		t.Errorf("routed select→replica = %v, want ≥ 3", routed)
 	}
+}
+
+// splitState tells why a read may have gone to the primary: the replicas'
+// measured lag and breaker, and the fallbacks counted.
+func splitState(p *Proxy, reg *prometheus.Registry) string {
+	var b strings.Builder
+	for _, ps := range p.State().Pools {
+		if ps.Role == "replica" {
+			fmt.Fprintf(&b, "replica %s: lag %d bytes, down %v; ", ps.Server, ps.LagBytes, ps.Down)
+		}
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "penstock_pg_replica_fallbacks_total" {
+			for _, m := range mf.GetMetric() {
+				fmt.Fprintf(&b, "fallbacks %v", m.GetCounter().GetValue())
+			}
+		}
+	}
+	return b.String()
 }
 
 // counterWith finds one series of a counter family by some of its labels.
