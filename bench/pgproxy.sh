@@ -25,6 +25,9 @@
 #   ROUNDS=3 DURATION=8 CLIENTS="1 10 50 200" POOL=10 SCALE=10
 #   SCRIPTS="select tpcb" PROXIES="pgbouncer penstock" KEEP=1 (keep the temp dir)
 #   PENSTOCK_BIN=path (a penstock binary built before, instead of this tree)
+#   BASELINE=REV (a git revision) also builds penstock at REV and measures it
+#   as the proxy "baseline", interleaved with the others in every round: a
+#   change's before and after in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,11 @@ POOL=${POOL:-10}
 SCALE=${SCALE:-10}
 SCRIPTS=${SCRIPTS:-"select tpcb"}
 PROXIES=${PROXIES:-"pgbouncer penstock"}
+BASELINE=${BASELINE:-}
+[[ -z $BASELINE || " $PROXIES " == *" baseline "* ]] || PROXIES="$PROXIES baseline"
+if [[ -n $BASELINE ]]; then
+  git rev-parse --verify -q "$BASELINE^{commit}" >/dev/null || { echo "bench/pgproxy.sh: BASELINE=$BASELINE is not a commit" >&2; exit 2; }
+fi
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -84,6 +92,11 @@ for _ in $(seq 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break;
 "$bin/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$pgport" -U bench bench >/dev/null 2>&1
 
 if [ -n "${PENSTOCK_BIN:-}" ]; then cp "$PENSTOCK_BIN" "$tmp/penstock"; else go build -o "$tmp/penstock" ./cmd/penstock; fi
+if [[ -n $BASELINE ]]; then
+  mkdir "$tmp/baseline-src"
+  git archive "$BASELINE" | tar -x -C "$tmp/baseline-src"
+  (cd "$tmp/baseline-src" && go build -o "$tmp/penstock-baseline" ./cmd/penstock)
+fi
 
 start_pgbouncer() {
   local port=$1
@@ -110,8 +123,8 @@ EOF
 }
 
 start_penstock() {
-  local port=$1
-  cat >"$tmp/penstock.yaml" <<EOF
+  local port=$1 exe=${2:-$tmp/penstock}
+  cat >"$tmp/penstock-$port.yaml" <<EOF
 listeners: [{name: unused, address: "127.0.0.1:0"}]
 upstreams: [{name: unused, endpoints: [{address: "127.0.0.1:9"}]}]
 routes: [{name: unused, match: {path: /}, upstream: unused}]
@@ -125,9 +138,12 @@ postgres:
   users: [{name: bench}]
   databases: [{name: bench, primary: "127.0.0.1:$pgport", user: bench, pool_size: $POOL}]
 EOF
-  GOMAXPROCS=1 taskset -c 1 "$tmp/penstock" serve -c "$tmp/penstock.yaml" >"$tmp/penstock.log" 2>&1 &
+  GOMAXPROCS=1 taskset -c 1 "$exe" serve -c "$tmp/penstock-$port.yaml" >"$tmp/penstock-$port.log" 2>&1 &
   proxy_pid=$!
 }
+
+# penstock built at BASELINE, configured alike.
+start_baseline() { start_penstock "$1" "$tmp/penstock-baseline"; }
 
 # The proxy's own process (PgBouncer runs under runuser when started as root).
 proxy_proc() { pgrep -P "$proxy_pid" 2>/dev/null | head -1 || true; }

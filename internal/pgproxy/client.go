@@ -37,9 +37,10 @@ func (c *client) routed(kind, target string) prometheus.Counter {
 // client is one client connection. Two goroutines serve it while a server
 // connection is attached: the client's (reads client messages, attaches a
 // server connection when one is needed, writes to the server) and the
-// relay (reads the server, writes to the client, and detaches the server
-// connection at the ReadyForQuery that ends the client's last request,
-// when the pool mode and session state allow). mu orders the two.
+// server connection's reader, which hands it the server's messages
+// (deliver: writes them to the client, and detaches the server connection
+// at the ReadyForQuery that ends the client's last request, when the pool
+// mode and session state allow). mu orders the two.
 type client struct {
 	p     *Proxy
 	rt    *runtime
@@ -111,6 +112,9 @@ type client struct {
 	// pinned holds the session effects that keep sc attached.
 	pinned Effect
 	closed bool
+
+	// ref is the client as the holder of its server connections.
+	ref sinkRef
 }
 
 // pgError builds an ErrorResponse.
@@ -217,6 +221,7 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	// The database is known before the password is checked (auth_query
 	// runs on its primary) but an unknown one is told only after.
 	c.db = rt.dbs[dbName]
+	c.ref.s = c
 	if err := c.authenticate(); err != nil {
 		p.metrics.authFailures.Inc()
 		if errors.Is(err, errLookupFailed) {
@@ -267,7 +272,11 @@ func (p *Proxy) serveConn(conn net.Conn) {
 	if !c.txMode {
 		// Session mode: this connection is the client's until it leaves.
 		c.sc = sc
-		c.p.wg.Go(func() { c.relay(sc) })
+		if !sc.hold(&c.ref) {
+			c.pools.primary.discard(sc)
+			fatal(codeConnectionFailure, fmt.Sprintf("server %s of database %q: %v", c.pools.primary.srv.addr, dbName, errLostBeforeUse))
+			return
+		}
 	} else {
 		c.pools.primary.release(sc)
 	}
@@ -387,7 +396,7 @@ func (c *client) serve() {
 // hangUp ends the client connection from another goroutine than serve's.
 // A TCP connection is not closed here: Close would wait for serve's read
 // callback (drainReader.run) to return, which may be writing to the very
-// server whose relay calls hangUp. A deadline in the past wakes serve,
+// server whose reader calls hangUp. A deadline in the past wakes serve,
 // which closes the connection on its way out, and fails its writes.
 func (c *client) hangUp() {
 	c.killed.Store(true)
@@ -660,7 +669,7 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 			return nil
 		}
 	}
-	// From reading c.sc to counting what is sent, mu is held: the relay
+	// From reading c.sc to counting what is sent, mu is held: the reader
 	// must not release the connection in between.
 	var msgs []pgproto3.FrontendMessage
 	var comps []completion
@@ -704,7 +713,7 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	if c.onReplica {
 		target = "replica"
 	}
-	// sendMu is taken before mu is let go: the relay waits for it
+	// sendMu is taken before mu is let go: the reader waits for it
 	// before handing the connection to another client, so the bytes
 	// below are written (and the buffer reset) first.
 	sc.sendMu.Lock()
@@ -722,7 +731,7 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	}
 	if flush {
 		if err := sc.fe.Flush(); err != nil {
-			// The relay sees the broken connection and tells the client.
+			// The reader sees the broken connection and tells the client.
 			return nil
 		}
 	}
@@ -792,43 +801,28 @@ func (c *client) setAttached(sc *serverConn, replica bool) {
 	c.unsynced = false
 	c.txStatus = 'I'
 	c.mu.Unlock()
-	c.p.wg.Go(func() { c.relay(sc) })
+	if !sc.hold(&c.ref) {
+		c.serverLost(sc, errLostBeforeUse)
+	}
 }
 
-// relay copies the server's messages to the client until the server
-// connection is detached or lost. Its loop runs inside sc.in.run: the
-// release, and the handling of a lost connection (which closes it), come
-// after the loop returns.
-func (c *client) relay(sc *serverConn) {
-	var lost error
-	release, dirty := false, false
-	err := sc.in.run(func() bool {
-		for {
-			msg, err := sc.fe.Receive()
-			if errors.Is(err, errDrained) {
-				return false
-			}
-			if err != nil {
-				lost = err
-				return true
-			}
-			if release, dirty = c.relayOne(sc, msg); release {
-				return true
-			}
-		}
-	})
-	if lost == nil && !release {
-		lost = err
-	}
-	if lost != nil {
-		c.serverLost(sc, lost)
+// deliver hands the client one message of its server connection, on the
+// connection's reader; at the end of the client's last request the
+// connection is let go.
+func (c *client) deliver(sc *serverConn, msg pgproto3.BackendMessage) {
+	release, dirty := c.relayOne(sc, msg)
+	if !release {
 		return
 	}
+	sc.sink.Store(nil)
 	// Wait for a send in progress to finish with the buffer.
 	sc.sendMu.Lock()
 	sc.sendMu.Unlock()
 	c.release(sc, dirty)
 }
+
+// lost is told, on the reader, that the client's server connection failed.
+func (c *client) lost(sc *serverConn, err error) { c.serverLost(sc, err) }
 
 // relayOne handles one server message: it reports whether the server
 // connection is to be released now, and reset first (dirty).
@@ -926,28 +920,10 @@ func (c *client) relayOne(sc *serverConn, msg pgproto3.BackendMessage) (release,
 // state.
 func (c *client) release(sc *serverConn, dirty bool) {
 	if dirty {
-		if err := c.reset(sc); err != nil {
-			c.p.log.Debug("postgres reset failed; connection closed", "server", sc.pool.srv.addr, "error", err)
-			sc.pool.discard(sc)
-			return
-		}
+		sc.startReset(c.rt.cfg.ResetQuery, c.rt.cfg.Timeouts.Connect.D())
+		return
 	}
 	sc.pool.release(sc)
-}
-
-// reset runs the reset query on sc and waits for its end. The server
-// forgets its prepared statements and settings: so does sc.
-func (c *client) reset(sc *serverConn) error {
-	failed, err := sc.exchange([]pgproto3.FrontendMessage{&pgproto3.Query{String: c.rt.cfg.ResetQuery}}, 1, c.rt.cfg.Timeouts.Connect.D())
-	if err != nil {
-		return err
-	}
-	sc.stmts.clear()
-	sc.applied = nil
-	if failed != nil {
-		return errors.New(failed.Message)
-	}
-	return nil
 }
 
 // serverLost handles a server connection that failed under the client: it
@@ -968,10 +944,9 @@ func (c *client) serverLost(sc *serverConn, err error) {
 		sc.pool.srv.lostAt.Store(time.Now().UnixNano())
 	}
 	// A send in progress finishes (or fails) before the connection goes.
-	sc.conn.Close()
 	sc.sendMu.Lock()
-	sc.pool.discard(sc)
 	sc.sendMu.Unlock()
+	sc.pool.discard(sc)
 	c.p.metrics.serverLost.WithLabelValues(sc.pool.srv.addr).Inc()
 	if closed {
 		return
@@ -1010,14 +985,14 @@ func brokenConn(err error) bool {
 }
 
 // close ends the client: a server connection still attached is rolled
-// back (and reset, when it carries session state) by its relay, then
+// back (and reset, when it carries session state) by its reader, then
 // returned to its pool.
 func (c *client) close() {
 	c.mu.Lock()
 	c.closed = true
 	sc := c.sc
 	if sc != nil {
-		// Counted before the lock is let go, so the relay cannot hand
+		// Counted before the lock is let go, so the reader cannot hand
 		// the connection to another client before these answers.
 		c.pending += 2
 		c.sent += 2
@@ -1030,13 +1005,13 @@ func (c *client) close() {
 	}
 	// CopyFail ends a COPY FROM STDIN in progress (ignored otherwise),
 	// Sync ends an extended-protocol error state, ROLLBACK the
-	// transaction; the relay releases the connection at the last answer.
+	// transaction; the reader releases the connection at the last answer.
 	sc.sendMu.Lock()
 	defer sc.sendMu.Unlock()
 	sc.fe.Send(&pgproto3.CopyFail{Message: "client disconnected"})
 	sc.fe.Send(&pgproto3.Sync{})
 	sc.fe.Send(&pgproto3.Query{String: "ROLLBACK"})
 	if err := sc.fe.Flush(); err != nil {
-		sc.conn.Close()
+		sc.abort()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -58,7 +57,8 @@ func (e *paramError) Error() string {
 // another client that this client did not send is reset to the server's
 // default. Nothing is sent when they agree already (the common case: one
 // application's clients send the same values). It runs while the client
-// holds sc and before its relay starts, so it reads sc itself.
+// holds sc, before it becomes sc's sink, and waits for the answers
+// (exchange).
 func (c *client) syncParams(sc *serverConn) error {
 	if len(c.params) == 0 && len(sc.applied) == 0 {
 		return nil
@@ -124,42 +124,6 @@ func (c *client) syncParams(sc *serverConn) error {
 		delete(sc.applied, k)
 	}
 	return nil
-}
-
-// exchange sends msgs on sc, which no relay reads, and reads the answers
-// up to the ready'th ReadyForQuery, keeping the parameters the server
-// reports. It returns the first ErrorResponse, or err when the connection
-// failed.
-func (sc *serverConn) exchange(msgs []pgproto3.FrontendMessage, ready int, timeout time.Duration) (failed *pgproto3.ErrorResponse, err error) {
-	sc.conn.SetDeadline(time.Now().Add(timeout))
-	defer sc.conn.SetDeadline(time.Time{})
-	for _, m := range msgs {
-		sc.fe.Send(m)
-	}
-	if err := sc.fe.Flush(); err != nil {
-		return nil, err
-	}
-	for ready > 0 {
-		msg, err := sc.fe.Receive()
-		if err != nil {
-			return nil, err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			if failed == nil {
-				e := *m
-				failed = &e
-			}
-		case *pgproto3.ParameterStatus:
-			sc.params[m.Name] = m.Value
-		case *pgproto3.ReadyForQuery:
-			ready--
-			if ready == 0 && m.TxStatus != 'I' && failed == nil {
-				failed = &pgproto3.ErrorResponse{Code: codeProtocolViolation, Message: "server connection not idle afterwards"}
-			}
-		}
-	}
-	return failed, nil
 }
 
 // noteReported records a setting the server reported while a client used

@@ -68,12 +68,15 @@ func (s *server) connectOK() bool {
 }
 
 // serverConn is one authenticated connection to a server, hijacked from
-// pgconn so the proxy owns its protocol stream.
+// pgconn so the proxy owns its protocol stream. One goroutine, its reader
+// (read), reads it from the dial to the end and hands each message to the
+// connection's holder: the client it is attached to, the proxy itself
+// (syncing settings, resetting), or nobody while it is idle in the pool.
 type serverConn struct {
 	pool *pool
 	conn net.Conn
 	fe   *pgproto3.Frontend
-	// in is fe's reader: the relay reads the socket through its run.
+	// in is fe's reader: the reader reads the socket through its run.
 	in     *drainReader
 	pid    uint32
 	key    []byte
@@ -87,15 +90,32 @@ type serverConn struct {
 	sendMu sync.Mutex
 	// lastUsed is when it went back to the pool.
 	lastUsed time.Time
+
+	// sink receives what the server sends; nil while idle.
+	sink atomic.Pointer[sinkRef]
+	// dead is set when the reader stopped (the connection failed or was
+	// closed); closing when the proxy closed it on purpose, its slot
+	// already given back. claimed is set by whichever of the reader and
+	// the holder reports the loss first, so it is reported once.
+	dead, closing, claimed atomic.Bool
 }
 
+// close ends the connection: it is told to Terminate, and the reader,
+// woken by a read deadline in the past, closes the socket. The reader may
+// call it itself (a Close there would wait for its own read to end).
 func (sc *serverConn) close() {
-	// Terminate politely; the socket closes either way.
+	sc.closing.Store(true)
+	sc.sendMu.Lock()
 	sc.fe.Send(&pgproto3.Terminate{})
 	sc.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	sc.fe.Flush()
-	sc.conn.Close()
+	sc.sendMu.Unlock()
+	sc.abort()
 }
+
+// abort wakes the reader with a read deadline in the past: it stops, and
+// the holder (if any) is told the connection was lost.
+func (sc *serverConn) abort() { sc.conn.SetReadDeadline(time.Unix(1, 0)) }
 
 func closeAll(scs []*serverConn) {
 	for _, sc := range scs {
@@ -272,10 +292,12 @@ func (pl *pool) dial(ctx context.Context) (*serverConn, error) {
 		in.rc = nil
 	}
 	fe.SetMaxBodyLen(0)
-	return &serverConn{
+	sc := &serverConn{
 		pool: pl, conn: h.Conn, fe: fe, in: in, pid: h.PID, key: h.SecretKey,
 		params: h.ParameterStatuses, stmts: newStmtCache(pl.p.preparedCap()),
-	}, nil
+	}
+	pl.p.wg.Go(sc.read)
+	return sc, nil
 }
 
 // release puts sc back: to the first waiter, else on the idle stack. sc
@@ -313,6 +335,22 @@ func (pl *pool) discard(sc *serverConn) {
 	}
 	pl.open--
 	pl.mu.Unlock()
+}
+
+// removeIdle takes sc, whose server went away while it was idle, off the
+// idle stack. It reports false when sc was not there: a client took it
+// meanwhile, and learns of the loss when it holds it (serverConn.hold).
+func (pl *pool) removeIdle(sc *serverConn) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for i, x := range pl.idle {
+		if x == sc {
+			pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
+			pl.open--
+			return true
+		}
+	}
+	return false
 }
 
 func (pl *pool) popWaiter() *waiter {

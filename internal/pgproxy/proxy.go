@@ -258,17 +258,18 @@ func (p *Proxy) Close() {
 	for _, c := range clients {
 		c.hangUp()
 	}
-	// Relays end once their server answers the rollback; a server that
+	// The pools close their idle connections now and the busy ones when
+	// released, once their server answers the rollback; a server that
 	// does not answer is not waited for past closeWait.
+	for _, d := range p.rt.Load().dbs {
+		d.close()
+	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(closeWait):
 		p.log.Warn("postgres proxy closed with server connections still busy")
-	}
-	for _, d := range p.rt.Load().dbs {
-		d.close()
 	}
 }
 
