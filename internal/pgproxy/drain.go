@@ -90,6 +90,14 @@ func (r *drainReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// recheck makes the next read inside run ask the socket again even after a
+// short read. A short read proves the socket empty of data, not that no
+// end of stream is pending: a peer that sends its last message and closes
+// at once can have both noticed in one readiness notification, and the end
+// would never be read. Callers recheck after a message that announces a
+// close (a FATAL error).
+func (r *drainReader) recheck() { r.drained = false }
+
 // run calls step until it returns true. Inside step, reads return
 // errDrained once the socket is empty; step then returns false and run
 // waits for the socket to be readable before calling it again. It returns

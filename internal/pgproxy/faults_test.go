@@ -3,6 +3,7 @@ package pgproxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/penstock-dev/penstock/internal/config"
 )
@@ -218,5 +220,45 @@ func TestOversizedMessage(t *testing.T) {
 	}
 	if _, err := fe.Receive(); err == nil {
 		t.Fatal("connection still open after the protocol error")
+	}
+}
+
+// A server connection whose backend is terminated while it sits idle in
+// the pool is taken out of it at once, by its reader: no client gets it,
+// and none sees an error.
+func TestIdleServerConnectionTerminated(t *testing.T) {
+	c := needCluster(t)
+	p, reg := startProxy(t, testConfig(c, false))
+	ctx := ctxT(t)
+	conn := connect(t, p)
+	var pid int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	primaryOpen := func() int {
+		for _, ps := range p.State().Pools {
+			if ps.Role == "primary" {
+				return ps.Open
+			}
+		}
+		return -1
+	}
+	if n := primaryOpen(); n != 1 {
+		t.Fatalf("primary pool has %d connections open, want 1", n)
+	}
+	if err := c.exec(ctx, c.primary, testSuperuser, testSuperPass, testDB, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the terminated connection leaving the pool", func() bool { return primaryOpen() == 0 })
+	var again int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&again); err != nil {
+		t.Fatalf("the next statement failed: %v", err)
+	}
+	if again == pid {
+		t.Errorf("the next statement ran on the terminated backend %d", pid)
+	}
+	lost := testutil.ToFloat64(counterWith(t, reg, "penstock_pg_server_connections_lost_total", nil))
+	if lost != 0 {
+		t.Errorf("penstock_pg_server_connections_lost_total = %v, want 0 (no client held it)", lost)
 	}
 }

@@ -42,6 +42,10 @@ func (sc *serverConn) read() {
 				lost = err
 				return true
 			}
+			if e, ok := msg.(*pgproto3.ErrorResponse); ok && fatal(e) {
+				// The server closes the connection next.
+				sc.in.recheck()
+			}
 			if r := sc.sink.Load(); r != nil {
 				r.s.deliver(sc, msg)
 			} else {
@@ -212,4 +216,14 @@ func (r *resetter) deliver(sc *serverConn, msg pgproto3.BackendMessage) {
 func (r *resetter) lost(sc *serverConn, _ error) {
 	r.timer.Stop()
 	sc.pool.discard(sc)
+}
+
+// fatal reports whether e ends the session (the server closes the
+// connection after it).
+func fatal(e *pgproto3.ErrorResponse) bool {
+	sev := e.SeverityUnlocalized
+	if sev == "" {
+		sev = e.Severity
+	}
+	return sev == "FATAL" || sev == "PANIC"
 }
