@@ -91,13 +91,12 @@ type serverConn struct {
 	// lastUsed is when it went back to the pool.
 	lastUsed time.Time
 
-	// sink receives what the server sends; nil while idle.
+	// sink receives what the server sends; nil while idle, deadRef once
+	// the reader stopped.
 	sink atomic.Pointer[sinkRef]
-	// dead is set when the reader stopped (the connection failed or was
-	// closed); closing when the proxy closed it on purpose, its slot
-	// already given back. claimed is set by whichever of the reader and
-	// the holder reports the loss first, so it is reported once.
-	dead, closing, claimed atomic.Bool
+	// closing is set when the proxy closes the connection on purpose,
+	// its slot already given back.
+	closing atomic.Bool
 }
 
 // close ends the connection: it is told to Terminate, and the reader,
@@ -303,6 +302,11 @@ func (pl *pool) dial(ctx context.Context) (*serverConn, error) {
 // release puts sc back: to the first waiter, else on the idle stack. sc
 // must be idle (ReadyForQuery with status I) and carry no session state.
 func (pl *pool) release(sc *serverConn) {
+	if sc.dead() {
+		// Lost between its last answer and now: its slot goes instead.
+		pl.discard(sc)
+		return
+	}
 	sc.lastUsed = time.Now()
 	pl.mu.Lock()
 	if pl.closed {

@@ -21,6 +21,10 @@ type sink interface {
 // keeps one for its whole life.
 type sinkRef struct{ s sink }
 
+// deadRef is the sink of a connection whose reader has stopped: nobody
+// can hold it any more (hold fails).
+var deadRef = &sinkRef{}
+
 // errLostBeforeUse: the server went away while the connection sat idle in
 // the pool, and a client took it before the loss was seen.
 var errLostBeforeUse = errors.New("server connection lost before use")
@@ -57,19 +61,17 @@ func (sc *serverConn) read() {
 	if lost == nil {
 		lost = err
 	}
-	sc.dead.Store(true)
+	prev := sc.sink.Swap(deadRef)
 	sc.conn.Close()
-	if sc.closing.Load() {
+	switch {
+	case sc.closing.Load():
 		// Closed on purpose: whoever closed it gave its slot back.
-		return
+	case prev != nil:
+		// Its holder is told, once; whoever holds it next cannot.
+		prev.s.lost(sc, lost)
+	default:
+		sc.pool.removeIdle(sc)
 	}
-	if r := sc.sink.Load(); r != nil {
-		if sc.claimed.CompareAndSwap(false, true) {
-			r.s.lost(sc, lost)
-		}
-		return
-	}
-	sc.pool.removeIdle(sc)
 }
 
 // idleMessage handles what a server sends to a connection nobody holds:
@@ -89,9 +91,19 @@ func (sc *serverConn) idleMessage(msg pgproto3.BackendMessage) {
 // dialled it). It reports false when the connection was already lost: the
 // holder handles that itself, as it is not told.
 func (sc *serverConn) hold(r *sinkRef) bool {
-	sc.sink.Store(r)
-	return !sc.dead.Load() || !sc.claimed.CompareAndSwap(false, true)
+	for {
+		cur := sc.sink.Load()
+		if cur == deadRef {
+			return false
+		}
+		if sc.sink.CompareAndSwap(cur, r) {
+			return true
+		}
+	}
 }
+
+// dead reports whether sc's reader has stopped.
+func (sc *serverConn) dead() bool { return sc.sink.Load() == deadRef }
 
 // exchanger is the proxy's own request on a held connection (settings to
 // sync): it collects the answers up to the ready'th ReadyForQuery.
@@ -139,9 +151,12 @@ func (x *exchanger) lost(_ *serverConn, err error) {
 // connection failed. The caller sets the connection's next holder after.
 func (sc *serverConn) exchange(msgs []pgproto3.FrontendMessage, ready int, timeout time.Duration) (failed *pgproto3.ErrorResponse, err error) {
 	x := &exchanger{ready: ready, done: make(chan struct{})}
-	if !sc.hold(&sinkRef{x}) {
+	ref := &sinkRef{x}
+	if !sc.hold(ref) {
 		return nil, errLostBeforeUse
 	}
+	// Done, the connection is nobody's until the caller holds it again.
+	defer sc.sink.CompareAndSwap(ref, nil)
 	sc.sendMu.Lock()
 	for _, m := range msgs {
 		sc.fe.Send(m)

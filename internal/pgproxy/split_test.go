@@ -16,13 +16,15 @@ import (
 	"github.com/penstock-dev/penstock/internal/config"
 )
 
-// waitLag waits until the proxy has measured the replica's lag, so reads
-// may go there.
+// waitLag waits until the proxy has measured the replica's lag and found
+// it within max_replica_lag, so reads may go there: an earlier test's
+// writes (pgbench) or restart can leave the replica replaying for a while.
 func waitLag(t testing.TB, p *Proxy) {
 	t.Helper()
-	eventually(t, "replica lag measured", func() bool {
+	maxLag := int64(p.rt.Load().cfg.Databases[0].ReadWriteSplit.MaxReplicaLag)
+	eventually(t, "replica lag measured and within max_replica_lag", func() bool {
 		for _, ps := range p.State().Pools {
-			if ps.Role == "replica" && ps.LagBytes >= 0 {
+			if ps.Role == "replica" && ps.LagBytes >= 0 && ps.LagBytes <= maxLag {
 				return true
 			}
 		}
