@@ -1,6 +1,9 @@
 package pgproxy
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // Effect is what a statement leaves on its server connection beyond its
 // transaction: state that must not be handed to another client.
@@ -108,7 +111,9 @@ var writeWords = map[string]bool{
 func Classify(sql string, volatile map[string]bool) Class {
 	var c Class
 	c.Read = true
-	stmts := splitStatements(sql)
+	sc := lexPool.Get().(*lexScratch)
+	defer sc.done()
+	stmts := sc.split(sql)
 	if len(stmts) == 0 {
 		// An empty query: harmless anywhere, but nothing to gain.
 		return Class{Kind: "other"}
@@ -135,27 +140,107 @@ type token struct {
 	quote bool   // a quoted identifier (never a keyword)
 }
 
-// splitStatements tokenises sql and splits it at top-level semicolons,
-// dropping empty statements.
-func splitStatements(sql string) [][]token {
-	var out [][]token
-	var cur []token
-	flush := func() {
-		if len(cur) > 0 {
-			out = append(out, cur)
-			cur = nil
-		}
+// lexScratch holds a classification's tokens; pooled, so that Classify,
+// which runs on every simple query and Parse, allocates nothing once warm.
+type lexScratch struct {
+	toks   []token
+	bounds []int // start, end of each statement in toks
+	stmts  [][]token
+}
+
+var lexPool = sync.Pool{New: func() any { return new(lexScratch) }}
+
+// maxPooledTokens bounds what a pooled scratch keeps: one huge statement
+// does not pin its token array for good.
+const maxPooledTokens = 4096
+
+// done forgets the statement (its tokens point into the query text) and
+// returns the scratch to the pool.
+func (sc *lexScratch) done() {
+	if cap(sc.toks) > maxPooledTokens {
+		return
 	}
+	clear(sc.toks)
+	clear(sc.stmts)
+	lexPool.Put(sc)
+}
+
+// split tokenises sql and splits it at top-level semicolons, dropping
+// empty statements. The result lives until done.
+func (sc *lexScratch) split(sql string) [][]token {
+	sc.toks, sc.bounds, sc.stmts = sc.toks[:0], sc.bounds[:0], sc.stmts[:0]
+	start := 0
 	lex(sql, func(t token) {
 		if t.punct == ';' {
-			flush()
+			if len(sc.toks) > start {
+				sc.bounds = append(sc.bounds, start, len(sc.toks))
+			}
+			start = len(sc.toks)
 			return
 		}
-		cur = append(cur, t)
+		sc.toks = append(sc.toks, t)
 	})
-	flush()
-	return out
+	if len(sc.toks) > start {
+		sc.bounds = append(sc.bounds, start, len(sc.toks))
+	}
+	for i := 0; i < len(sc.bounds); i += 2 {
+		sc.stmts = append(sc.stmts, sc.toks[sc.bounds[i]:sc.bounds[i+1]])
+	}
+	return sc.stmts
 }
+
+// lowerWord returns word in lower case. Keywords come back as one shared
+// string without allocating (lexWords); other words allocate only when
+// they have upper-case letters.
+func lowerWord(word string) string {
+	upper := false
+	for i := 0; i < len(word); i++ {
+		c := word[i]
+		if c >= 0x80 {
+			return strings.ToLower(word)
+		}
+		upper = upper || c >= 'A' && c <= 'Z'
+	}
+	if !upper {
+		return word
+	}
+	var buf [24]byte
+	if len(word) <= len(buf) {
+		for i := 0; i < len(word); i++ {
+			c := word[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+		if kw, ok := lexWords[string(buf[:len(word)])]; ok {
+			return kw
+		}
+	}
+	return strings.ToLower(word)
+}
+
+// lexWords are the words lowerWord shares: SQL keywords, the ones the
+// classifier looks for first.
+var lexWords = func() map[string]string {
+	m := make(map[string]string)
+	for _, w := range strings.Fields(`
+		select from where and or not in is null as on join left right inner outer full cross
+		natural using group by order having limit offset fetch first next rows row only with
+		recursive union all intersect except distinct values table insert into update set
+		delete returning merge matched then when else case end begin start transaction commit
+		rollback abort savepoint release work isolation level read write serializable
+		repeatable committed uncommitted deferrable for share key no lock nowait skip locked
+		of create alter drop truncate comment grant revoke temp temporary view sequence
+		function index reset discard plans listen unlisten notify prepare execute deallocate
+		declare cursor close move explain analyze analyse verbose copy vacuum do call show
+		local session default to true false between like ilike exists any some array cast
+		asc desc nulls last over partition window filter within interval current_timestamp
+		now current_user current_date lateral conflict nothing`) {
+		m[w] = w
+	}
+	return m
+}()
 
 // lex calls emit for each token of sql. Literals are emitted as empty
 // tokens; comments and whitespace are skipped. An unterminated literal or
@@ -241,7 +326,7 @@ func lex(sql string, emit func(token)) {
 			for j < n && isIdent(sql[j]) {
 				j++
 			}
-			emit(token{word: strings.ToLower(sql[i:j])})
+			emit(token{word: lowerWord(sql[i:j])})
 			i = j
 		case ch >= '0' && ch <= '9':
 			j := i

@@ -105,6 +105,10 @@ func FuzzClassify(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
 		a := Classify(sql, nil)
+		if again := Classify(sql, nil); again != a {
+			// The pooled token scratch must keep nothing of a call.
+			t.Fatalf("Classify(%q) = %+v, then %+v", sql, a, again)
+		}
 		b := Classify(sql+" ;\n", nil)
 		if a != b {
 			// A trailing line comment or open literal swallows what follows.
@@ -128,4 +132,22 @@ func hasOpenTail(sql string) bool {
 		}
 	})
 	return !seen
+}
+
+// Classify runs on every simple query and Parse: the pgbench statements,
+// as sent, one per transaction kind.
+func BenchmarkClassify(b *testing.B) {
+	for _, bc := range []struct{ name, sql string }{
+		{"select", "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"},
+		{"update", "UPDATE pgbench_accounts SET abalance = abalance + -3212 WHERE aid = 48213;"},
+		{"begin", "BEGIN;"},
+		{"multi", "SELECT 1; SELECT now(), current_user FROM pg_stat_activity WHERE pid = 12"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Classify(bc.sql, nil)
+			}
+		})
+	}
 }

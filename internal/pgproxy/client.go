@@ -115,6 +115,8 @@ type client struct {
 
 	// ref is the client as the holder of its server connections.
 	ref sinkRef
+	// one carries forward's message to forwardWith without allocating.
+	one [1]pgproto3.FrontendMessage
 }
 
 // pgError builds an ErrorResponse.
@@ -620,7 +622,9 @@ func (c *client) volatile() map[string]bool { return c.db.volatile }
 // connection, attaching one routed by cls (when known) first.
 func (c *client) forward(m pgproto3.FrontendMessage, cls Class, known bool, comps []completion) error {
 	return c.forwardWith(cls, known, func(*serverConn) ([]pgproto3.FrontendMessage, []completion) {
-		return []pgproto3.FrontendMessage{m}, comps
+		// forwardWith is done with the slice before it returns.
+		c.one[0] = m
+		return c.one[:], comps
 	})
 }
 
@@ -679,7 +683,12 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	}
 	c.deferred = c.deferred[:0]
 	m, cp := build(sc)
-	msgs, comps = append(msgs, m...), append(comps, cp...)
+	if msgs == nil {
+		// The common case, nothing deferred: build's slices as they are.
+		msgs, comps = m, cp
+	} else {
+		msgs, comps = append(msgs, m...), append(comps, cp...)
+	}
 	flush := false
 	for _, m := range msgs {
 		switch m.(type) {
