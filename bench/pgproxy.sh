@@ -23,7 +23,9 @@
 # Usage: bash bench/pgproxy.sh
 # Knobs (environment):
 #   ROUNDS=3 DURATION=8 CLIENTS="1 10 50 200" POOL=10 SCALE=10
-#   SCRIPTS="select tpcb" PROXIES="pgbouncer penstock" KEEP=1 (keep the temp dir)
+#   SCRIPTS="select tpcb" PROXIES="pgbouncer penstock penstock_busy" KEEP=1 (keep the temp dir)
+#   BUSY_POLL=30us (postgres.busy_poll of the proxy "penstock_busy": penstock
+#   with that setting, beside "penstock" with the default, off)
 #   PENSTOCK_BIN=path (a penstock binary built before, instead of this tree)
 #   BASELINE=REV (a git revision) also builds penstock at REV and measures it
 #   as the proxy "baseline", interleaved with the others in every round: a
@@ -37,7 +39,8 @@ CLIENTS=${CLIENTS:-"1 10 50 200"}
 POOL=${POOL:-10}
 SCALE=${SCALE:-10}
 SCRIPTS=${SCRIPTS:-"select tpcb"}
-PROXIES=${PROXIES:-"pgbouncer penstock"}
+PROXIES=${PROXIES:-"pgbouncer penstock penstock_busy"}
+BUSY_POLL=${BUSY_POLL:-30us}
 BASELINE=${BASELINE:-}
 [[ -z $BASELINE || " $PROXIES " == *" baseline "* ]] || PROXIES="$PROXIES baseline"
 if [[ -n $BASELINE ]]; then
@@ -123,7 +126,7 @@ EOF
 }
 
 start_penstock() {
-  local port=$1 exe=${2:-$tmp/penstock}
+  local port=$1 exe=${2:-$tmp/penstock} busy=${3:-}
   cat >"$tmp/penstock-$port.yaml" <<EOF
 listeners: [{name: unused, address: "127.0.0.1:0"}]
 upstreams: [{name: unused, endpoints: [{address: "127.0.0.1:9"}]}]
@@ -138,9 +141,13 @@ postgres:
   users: [{name: bench}]
   databases: [{name: bench, primary: "127.0.0.1:$pgport", user: bench, pool_size: $POOL}]
 EOF
+  [ -z "$busy" ] || echo "  busy_poll: $busy" >>"$tmp/penstock-$port.yaml"
   GOMAXPROCS=1 taskset -c 1 "$exe" serve -c "$tmp/penstock-$port.yaml" >"$tmp/penstock-$port.log" 2>&1 &
   proxy_pid=$!
 }
+
+# penstock with postgres.busy_poll on.
+start_penstock_busy() { start_penstock "$1" "$tmp/penstock" "$BUSY_POLL"; }
 
 # penstock built at BASELINE, configured alike.
 start_baseline() { start_penstock "$1" "$tmp/penstock-baseline"; }
@@ -215,8 +222,8 @@ for r, proxy, script, c, tps, p99, failed, cpu in rows:
     d[(script, int(c), proxy)].append((float(tps), float(p99) if p99 != "-" else float("nan"), int(failed), float(cpu)))
 keys = sorted({(s, c) for s, c, _ in d}, key=lambda k: (k[0], k[1]))
 hdr = "| script | clients | " + " | ".join(f"{p} TPS | {p} P99 ms | {p} CPU µs/tx" for p in proxies)
-if len(proxies) == 2:
-    hdr += f" | {proxies[1]} / {proxies[0]} TPS"
+for p in proxies[1:]:
+    hdr += f" | {p} / {proxies[0]} TPS"
 print(hdr + " |")
 print("|" + "---|" * (hdr.count("|") - 1 + 1))
 for s, c in keys:
@@ -231,7 +238,7 @@ for s, c in keys:
         med[p] = t
         cells += [f"{t:.0f}", f"{l:.2f}", f"{u:.0f}"]
     line = f"| {s} | {c} | " + " | ".join(cells)
-    if len(proxies) == 2 and all(p in med for p in proxies):
-        line += f" | {med[proxies[1]] / med[proxies[0]]:.2f}×"
+    for p in proxies[1:]:
+        line += f" | {med[p] / med[proxies[0]]:.2f}×" if p in med and proxies[0] in med else " | -"
     print(line + " |")
 EOF

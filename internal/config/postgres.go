@@ -67,6 +67,15 @@ type Postgres struct {
 	// client until it disconnects (then resets it), "reject" refuses the
 	// statement with SQLSTATE 0A000. Default "pin".
 	SessionState string `yaml:"session_state"`
+	// BusyPoll, when above zero, keeps the process awake for that long
+	// after it wakes with at least BusyPollMinInFlight requests in flight
+	// (a goroutine yields in a loop instead of letting the scheduler sleep
+	// in the network poller), so PostgreSQL and the clients write to
+	// sockets nobody sleeps on and pay no wake-up; the events of the
+	// window are taken together at its end. It trades CPU on the proxy's
+	// core (busy under load) for throughput on the others. At most 1ms;
+	// default 0 (off).
+	BusyPoll Duration `yaml:"busy_poll"`
 	// ResetQuery runs on a server connection that carries session state
 	// before another client gets it. Default "DISCARD ALL".
 	ResetQuery string `yaml:"reset_query"`
@@ -223,6 +232,14 @@ const (
 
 // Postgres defaults.
 const (
+	// MaxPostgresBusyPoll bounds postgres.busy_poll: a longer window
+	// delays every event that arrives in it by as much.
+	MaxPostgresBusyPoll = time.Millisecond
+	// PostgresBusyPollMinInFlight is how many requests must be in flight
+	// for a wake-up to start a busy_poll window: below it (one client
+	// waiting on one statement) the window would only delay the answer.
+	PostgresBusyPollMinInFlight = 4
+
 	DefaultPostgresMaxClientConn      = 1000
 	DefaultPostgresMaxMessageBytes    = ByteSize(16 << 20)
 	DefaultPostgresPreparedStatements = 200
@@ -306,6 +323,9 @@ func (c *Config) validatePostgres(col *Collector) {
 	}
 	if p.PreparedStatements < 1 {
 		col.Addf("postgres.prepared_statements", "must be at least 1, got %d", p.PreparedStatements)
+	}
+	if p.BusyPoll < 0 || p.BusyPoll.D() > MaxPostgresBusyPoll {
+		col.Addf("postgres.busy_poll", "must be from 0 (off) to %v, got %v", MaxPostgresBusyPoll, p.BusyPoll.D())
 	}
 	if !isKnown(p.ServerSSLMode, "disable", "prefer", "require", "verify-ca", "verify-full") {
 		col.Addf("postgres.server_sslmode", "unknown sslmode %q; want disable, prefer, require, verify-ca or verify-full", p.ServerSSLMode)

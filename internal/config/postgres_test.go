@@ -90,6 +90,12 @@ postgres:
 		{name: "tracked user", body: `  listen: "127.0.0.1:6432"
   track_parameters: [User]
 ` + users + db, err: `postgres.track_parameters[0] (line 4): "User" is not a setting the proxy can replay`},
+		{name: "busy_poll too long", body: `  listen: "127.0.0.1:6432"
+  busy_poll: 5ms
+` + users + db, err: "postgres.busy_poll (line 4): must be from 0 (off) to 1ms, got 5ms"},
+		{name: "negative busy_poll", body: `  listen: "127.0.0.1:6432"
+  busy_poll: -1us
+` + users + db, err: `postgres.busy_poll (line 4): invalid duration "-1us": must not be negative`},
 		{name: "unknown field", body: `  listen: "127.0.0.1:6432"
   pool_size: 3
 ` + users + db, err: "pool_size"},

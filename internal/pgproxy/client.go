@@ -362,6 +362,7 @@ func (c *client) serve() {
 	defer c.close()
 	var rerr error
 	err := c.in.run(func() bool {
+		c.p.busy.woke()
 		for {
 			msg, err := c.be.Receive()
 			if errors.Is(err, errDrained) {
@@ -693,7 +694,7 @@ func (c *client) forwardWith(cls Class, known bool, build func(*serverConn) ([]p
 	for _, m := range msgs {
 		switch m.(type) {
 		case *pgproto3.Sync, *pgproto3.Query:
-			c.pending++
+			c.setPending(c.pending + 1)
 			c.sent++
 			c.unsynced = false
 			flush = true
@@ -806,13 +807,20 @@ func (c *client) setAttached(sc *serverConn, replica bool) {
 	c.mu.Lock()
 	c.sc = sc
 	c.onReplica = replica
-	c.pending = 0
+	c.setPending(0)
 	c.unsynced = false
 	c.txStatus = 'I'
 	c.mu.Unlock()
 	if !sc.hold(&c.ref) {
 		c.serverLost(sc, errLostBeforeUse)
 	}
+}
+
+// setPending sets c.pending (mu held) and keeps the proxy's count of
+// requests in flight (busy_poll) in step with it.
+func (c *client) setPending(n int) {
+	c.p.busy.inflight.Add(int64(max(n, 0) - max(c.pending, 0)))
+	c.pending = n
 }
 
 // deliver hands the client one message of its server connection, on the
@@ -863,7 +871,7 @@ func (c *client) relayOne(sc *serverConn, msg pgproto3.BackendMessage) (release,
 		sc.noteReported(m, c.rt.tracked)
 	case *pgproto3.ReadyForQuery:
 		c.mu.Lock()
-		c.pending--
+		c.setPending(c.pending - 1)
 		seg := c.answered
 		c.answered++
 		// Parse and Close answers of the finished segment that never
@@ -910,7 +918,7 @@ func (c *client) relayOne(sc *serverConn, msg pgproto3.BackendMessage) (release,
 		dirty = c.pinned != 0 || !c.txMode
 		if release {
 			c.sc = nil
-			c.pending = 0
+			c.setPending(0)
 		}
 		c.mu.Unlock()
 		return release, dirty
@@ -947,7 +955,8 @@ func (c *client) serverLost(sc *serverConn, err error) {
 	inTx := c.txStatus != 'I'
 	pinned := c.pinned != 0
 	closed := c.closed
-	c.pending, c.unsynced, c.completions, c.txStatus = 0, false, nil, 'I'
+	c.unsynced, c.completions, c.txStatus = false, nil, 'I'
+	c.setPending(0)
 	c.mu.Unlock()
 	if brokenConn(err) {
 		sc.pool.srv.lostAt.Store(time.Now().UnixNano())
@@ -1003,7 +1012,7 @@ func (c *client) close() {
 	if sc != nil {
 		// Counted before the lock is let go, so the reader cannot hand
 		// the connection to another client before these answers.
-		c.pending += 2
+		c.setPending(c.pending + 2)
 		c.sent += 2
 		c.unsynced = false
 	}

@@ -7,22 +7,24 @@ import (
 // metrics are the proxy's Prometheus series, registered once on the
 // process's registry (reloads keep them).
 type metrics struct {
-	clients        prometheus.Gauge
-	queries        *prometheus.CounterVec
-	transactions   *prometheus.CounterVec
-	routed         *prometheus.CounterVec
-	wait           *prometheus.HistogramVec
-	waitTimeouts   *prometheus.CounterVec
-	acquireErrors  *prometheus.CounterVec
-	fallbacks      *prometheus.CounterVec
-	sessionState   *prometheus.CounterVec
-	serverLost     *prometheus.CounterVec
-	breaker        *prometheus.CounterVec
-	evictions      prometheus.Counter
-	cancels        prometheus.Counter
-	authFailures   prometheus.Counter
-	protocolErrors prometheus.Counter
-	reg            prometheus.Registerer
+	clients       prometheus.Gauge
+	queries       *prometheus.CounterVec
+	transactions  *prometheus.CounterVec
+	routed        *prometheus.CounterVec
+	wait          *prometheus.HistogramVec
+	waitTimeouts  *prometheus.CounterVec
+	acquireErrors *prometheus.CounterVec
+	fallbacks     *prometheus.CounterVec
+	sessionState  *prometheus.CounterVec
+	serverLost    *prometheus.CounterVec
+	breaker       *prometheus.CounterVec
+	evictions     prometheus.Counter
+	// busyPollWindows counts postgres.busy_poll windows.
+	busyPollWindows prometheus.Counter
+	cancels         prometheus.Counter
+	authFailures    prometheus.Counter
+	protocolErrors  prometheus.Counter
+	reg             prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,6 +67,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "penstock_pg_prepared_evictions_total", Help: "Prepared statements closed on a server connection to stay within postgres.prepared_statements.",
 		}),
+		busyPollWindows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "penstock_pg_busy_poll_windows_total", Help: "Windows in which the proxy kept its process awake instead of sleeping in the network poller (postgres.busy_poll).",
+		}),
 		cancels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "penstock_pg_cancel_requests_total", Help: "Cancel requests forwarded to a server.",
 		}),
@@ -84,7 +89,7 @@ func (m *metrics) bind(p *Proxy) {
 		return
 	}
 	m.reg.MustRegister(m.clients, m.queries, m.transactions, m.routed, m.wait, m.waitTimeouts, m.acquireErrors,
-		m.fallbacks, m.sessionState, m.serverLost, m.breaker, m.evictions, m.cancels, m.authFailures, m.protocolErrors,
+		m.fallbacks, m.sessionState, m.serverLost, m.breaker, m.evictions, m.busyPollWindows, m.cancels, m.authFailures, m.protocolErrors,
 		&poolCollector{p: p})
 }
 

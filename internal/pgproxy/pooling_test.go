@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/penstock-dev/penstock/internal/config"
 )
@@ -216,4 +217,81 @@ func TestMaxClientConn(t *testing.T) {
 		}
 		return err == nil
 	})
+}
+
+// With busy_poll, concurrent clients get their answers as without it, and
+// the count of requests in flight that starts a window returns to zero
+// once the clients are done.
+func TestBusyPoll(t *testing.T) {
+	c := needCluster(t)
+	for _, window := range []time.Duration{50 * time.Microsecond, 0} {
+		t.Run(fmt.Sprint(window), func(t *testing.T) {
+			pc := testConfig(c, false)
+			pc.BusyPoll = config.Duration(window)
+			pc.Databases[0].PoolSize = 8
+			p, _ := startProxy(t, pc)
+			ctx := ctxT(t)
+			const clients, queries = 12, 60
+			var wg sync.WaitGroup
+			errs := make(chan error, clients)
+			for i := range clients {
+				conn := connect(t, p)
+				wg.Go(func() {
+					for j := range queries {
+						var got int
+						if err := conn.QueryRow(ctx, "SELECT $1::int + 1", i*1000+j).Scan(&got); err != nil {
+							errs <- err
+							return
+						}
+						if got != i*1000+j+1 {
+							errs <- fmt.Errorf("client %d query %d: got %d", i, j, got)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			eventually(t, "no request in flight", func() bool { return p.busy.inflight.Load() == 0 })
+		})
+	}
+}
+
+// A wake-up starts a busy_poll window only with busy_poll on and enough
+// requests in flight.
+func TestBusyPollWindows(t *testing.T) {
+	c := needCluster(t)
+	for _, tc := range []struct {
+		name     string
+		window   time.Duration
+		inflight int64
+		want     bool
+	}{
+		{"on and busy", 50 * time.Microsecond, config.PostgresBusyPollMinInFlight, true},
+		{"on, too little in flight", 50 * time.Microsecond, config.PostgresBusyPollMinInFlight - 1, false},
+		{"off", 0, 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pc := testConfig(c, false)
+			pc.BusyPoll = config.Duration(tc.window)
+			p, reg := startProxy(t, pc)
+			p.busy.inflight.Store(tc.inflight)
+			defer p.busy.inflight.Store(0)
+			p.busy.woke()
+			windows := func() float64 {
+				return testutil.ToFloat64(counterWith(t, reg, "penstock_pg_busy_poll_windows_total", nil))
+			}
+			if tc.want {
+				eventually(t, "a busy_poll window", func() bool { return windows() == 1 })
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+			if n := windows(); n != 0 {
+				t.Errorf("%v windows ran", n)
+			}
+		})
+	}
 }

@@ -52,6 +52,8 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	busy *busyPoller
 }
 
 // runtime is one compiled postgres section.
@@ -95,6 +97,7 @@ func New(cfg *config.Postgres, log *slog.Logger, reg prometheus.Registerer) (*Pr
 		log = slog.Default()
 	}
 	p := &Proxy{log: log, metrics: newMetrics(reg), clients: make(map[uint32]*client)}
+	p.busy = newBusyPoller(p)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	rt, err := p.compile(cfg, nil)
 	if err != nil {
@@ -166,6 +169,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 	p.ln, p.addr = ln, rt.cfg.Listen
 	p.mu.Unlock()
 	p.wg.Go(func() { p.accept(ln) })
+	p.wg.Go(func() { p.busy.run(p.ctx.Done()) })
 	for _, d := range rt.dbs {
 		p.startMonitor(d)
 	}

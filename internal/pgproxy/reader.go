@@ -37,6 +37,7 @@ var errLostBeforeUse = errors.New("server connection lost before use")
 func (sc *serverConn) read() {
 	var lost error
 	err := sc.in.run(func() bool {
+		sc.pool.p.busy.woke()
 		for !sc.closing.Load() {
 			msg, err := sc.fe.Receive()
 			if errors.Is(err, errDrained) {
