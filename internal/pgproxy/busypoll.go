@@ -16,8 +16,8 @@ import (
 // its time there (sock_def_readable → wake-up) at 200 clients, with
 // PgBouncer as with penstock.
 //
-// When a wake-up finds at least PostgresBusyPollMinInFlight requests in
-// flight, one goroutine yields in a loop (runtime.Gosched) for the
+// When a wake-up finds at least PostgresBusyPollMinInFlight statements
+// in flight, one goroutine yields in a loop (runtime.Gosched) for the
 // window: the Go scheduler always has something to run, so it never
 // blocks in the network poller, and senders write to sockets nobody
 // sleeps on. Goroutines made runnable meanwhile run between the yields;
