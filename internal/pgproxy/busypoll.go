@@ -12,9 +12,10 @@ import (
 // is woken by each one: PostgreSQL's send (or a client's) finds the
 // proxy's thread asleep in epoll_pwait and wakes it, and on a virtual
 // machine that wake-up is an inter-processor interrupt paid on the
-// sender's core. perf on bench/pgproxy.sh's database core puts 15 % of
-// its time there (sock_def_readable → wake-up) at 200 clients, with
-// PgBouncer as with penstock.
+// sender's core. perf on bench/pgproxy.sh's database core at 200 clients
+// puts 15 % of its samples on that path (sendto → sock_def_readable →
+// the wake-up) with penstock; the wake-up's symbol is the database's top
+// one with PgBouncer too (20 %).
 //
 // When a wake-up finds at least PostgresBusyPollMinInFlight statements
 // in flight, one goroutine yields in a loop (runtime.Gosched) for the

@@ -342,19 +342,18 @@ func (pl *pool) discard(sc *serverConn) {
 }
 
 // removeIdle takes sc, whose server went away while it was idle, off the
-// idle stack. It reports false when sc was not there: a client took it
-// meanwhile, and learns of the loss when it holds it (serverConn.hold).
-func (pl *pool) removeIdle(sc *serverConn) bool {
+// idle stack. When sc is not there, a client took it meanwhile and learns
+// of the loss when it holds it (serverConn.hold).
+func (pl *pool) removeIdle(sc *serverConn) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	for i, x := range pl.idle {
 		if x == sc {
 			pl.idle = append(pl.idle[:i], pl.idle[i+1:]...)
 			pl.open--
-			return true
+			return
 		}
 	}
-	return false
 }
 
 func (pl *pool) popWaiter() *waiter {

@@ -219,9 +219,10 @@ func TestMaxClientConn(t *testing.T) {
 	})
 }
 
-// With busy_poll, concurrent clients get their answers as without it, and
-// the count of requests in flight that starts a window returns to zero
-// once the clients are done.
+// With busy_poll, concurrent clients get their answers as without it,
+// windows run (every answer wakes a reader with its statement in flight),
+// and the count of statements in flight returns to zero once the clients
+// are done; without it no window runs.
 func TestBusyPoll(t *testing.T) {
 	c := needCluster(t)
 	for _, window := range []time.Duration{50 * time.Microsecond, 0} {
@@ -229,7 +230,7 @@ func TestBusyPoll(t *testing.T) {
 			pc := testConfig(c, false)
 			pc.BusyPoll = config.Duration(window)
 			pc.Databases[0].PoolSize = 8
-			p, _ := startProxy(t, pc)
+			p, reg := startProxy(t, pc)
 			ctx := ctxT(t)
 			const clients, queries = 12, 60
 			var wg sync.WaitGroup
@@ -256,6 +257,10 @@ func TestBusyPoll(t *testing.T) {
 				t.Error(err)
 			}
 			eventually(t, "no request in flight", func() bool { return p.busy.inflight.Load() == 0 })
+			n := testutil.ToFloat64(counterWith(t, reg, "penstock_pg_busy_poll_windows_total", nil))
+			if (n > 0) != (window > 0) {
+				t.Errorf("penstock_pg_busy_poll_windows_total = %v with busy_poll %v", n, window)
+			}
 		})
 	}
 }
@@ -294,4 +299,20 @@ func TestBusyPollWindows(t *testing.T) {
 			}
 		})
 	}
+	t.Run("turned on by a reload", func(t *testing.T) {
+		pc := testConfig(c, false)
+		p, reg := startProxy(t, pc)
+		p.busy.inflight.Store(1)
+		defer p.busy.inflight.Store(0)
+		p.busy.woke()
+		on := *pc
+		on.BusyPoll = config.Duration(50 * time.Microsecond)
+		if err := p.Reload(&on); err != nil {
+			t.Fatal(err)
+		}
+		p.busy.woke()
+		eventually(t, "a busy_poll window after the reload", func() bool {
+			return testutil.ToFloat64(counterWith(t, reg, "penstock_pg_busy_poll_windows_total", nil)) == 1
+		})
+	})
 }
